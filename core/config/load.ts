@@ -1,0 +1,227 @@
+/**
+ * Reads a YAML config, substitutes `${ENV}` references, validates it against the schema and
+ * reports every problem at once as `file:line:col: path message, got VALUE`.
+ */
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
+import type { z } from "zod";
+import { configSchema, type Config } from "./schema.ts";
+import { didYouMean } from "./units.ts";
+
+/** A config that failed to load; `problems` holds one `file:line:col: …` line each. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid config:\n${problems.join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface ParseOptions {
+  /** Shown in messages; usually the path as the user typed it. */
+  file: string;
+  env: (name: string) => string | undefined;
+  /** Registered strategy names, to reject unknown ones with the list of known ones. */
+  strategyNames?: readonly string[];
+}
+
+type Path = readonly (string | number)[];
+
+/** Parse and validate config text. Throws {@link ConfigError} listing every problem. */
+export function parseConfig(text: string, options: ParseOptions): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number | undefined) => {
+    const { line, col } = lines.linePos(offset ?? 0);
+    return `${options.file}:${line}:${col}`;
+  };
+
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: ${yamlMessage(e.code, e.message)}`));
+  }
+
+  const problems: { offset: number; text: string }[] = [];
+  substituteEnv(doc, options.env, (node, name) =>
+    problems.push({ offset: node.range?.[0] ?? 0, text: `\${${name}} is not set in the environment and has no default (\${${name}:-default})` }),
+  );
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) throw new ConfigError([`${at(0)}: the config is empty`]);
+
+  const result = configSchema.safeParse(data);
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(describeIssue(issue, doc, data));
+  } else {
+    for (const p of semanticChecks(result.data, options)) {
+      problems.push({ offset: nodeOffset(doc, p.path), text: `${formatPath(p.path)} ${p.message}` });
+    }
+  }
+  if (problems.length > 0) {
+    problems.sort((a, b) => a.offset - b.offset);
+    throw new ConfigError(problems.map((p) => `${at(p.offset)}: ${p.text}`));
+  }
+  return result.data!;
+}
+
+function yamlMessage(code: string, message: string): string {
+  if (code === "DUPLICATE_KEY") return "duplicate key: each key (e.g. a pool name) may appear only once in a map";
+  // The yaml package appends a source excerpt after the first line; the position says where.
+  return `YAML syntax error: ${message.split("\n")[0]}`;
+}
+
+/** Replace `${NAME}` and `${NAME:-default}` in string values; unquoted results are re-typed. */
+function substituteEnv(doc: Document, env: ParseOptions["env"], missing: (node: Node, name: string) => void) {
+  visit(doc, {
+    Scalar(key, node) {
+      if (key === "key" || typeof node.value !== "string" || !node.value.includes("${")) return;
+      const replaced = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, def?: string) => {
+        const value = env(name) ?? def;
+        if (value === undefined) missing(node, name);
+        return value ?? "";
+      });
+      // `weight: ${W}` should become the number 3, as if the user had typed it.
+      node.value = node.type === "PLAIN" ? plainScalar(replaced) : replaced;
+    },
+  });
+}
+
+function plainScalar(text: string): unknown {
+  if (/^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (text === "true" || text === "false") return text === "true";
+  return text;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, doc: Document, data: unknown): { offset: number; text: string } {
+  const path = issue.path as Path;
+  if (issue.code === "unrecognized_keys") {
+    const known = knownKeys(path);
+    const key = issue.keys[0]!;
+    const hint = didYouMean(key, known);
+    const where = [...path, key];
+    const suggestion = hint ? `; did you mean "${hint}"?` : known.length ? ` (known keys: ${known.join(", ")})` : "";
+    return { offset: keyOffset(doc, where), text: `${formatPath(where)} is not a known key${suggestion}` };
+  }
+  const value = valueAt(data, path);
+  const text =
+    value === undefined
+      ? `${formatPath(path)} is required (${issue.message.replace(/^must /, "it must ")})`
+      : `${formatPath(path)} ${issue.message}, got ${show(value)}`;
+  return { offset: nodeOffset(doc, path), text };
+}
+
+/** Semantic checks the schema cannot express: cross references and registered names. */
+function semanticChecks(config: Config, options: ParseOptions): { path: Path; message: string }[] {
+  const out: { path: Path; message: string }[] = [];
+  const poolNames = Object.keys(config.pools);
+  if (poolNames.length === 0) out.push({ path: ["pools"], message: "must define at least one pool" });
+  if (!config.routes && poolNames.length > 1) {
+    out.push({ path: ["pools"], message: "has more than one pool, so routes must say which requests go to which pool" });
+  }
+  config.routes?.forEach((r, i) => {
+    if (!(r.pool in config.pools)) {
+      const hint = didYouMean(r.pool, poolNames);
+      out.push({
+        path: ["routes", i, "pool"],
+        message: `names no pool, got ${show(r.pool)}${hint ? `; did you mean "${hint}"?` : ` (pools: ${poolNames.join(", ")})`}`,
+      });
+    }
+  });
+  for (const [name, pool] of Object.entries(config.pools)) {
+    const s = pool.strategy;
+    if (s.name !== undefined && options.strategyNames && !options.strategyNames.includes(s.name)) {
+      const hint = didYouMean(s.name, options.strategyNames);
+      out.push({
+        path: ["pools", name, "strategy"],
+        message: `is not a known strategy, got ${show(s.name)}${hint ? `; did you mean "${hint}"?` : ""} (known: ${options.strategyNames.join(", ")})`,
+      });
+    }
+    const seen = new Set<string>();
+    pool.backends.forEach((b, i) => {
+      const id = backendId(b);
+      if (seen.has(id)) out.push({ path: ["pools", name, "backends", i], message: `duplicates backend ${show(id)} in this pool` });
+      seen.add(id);
+    });
+  }
+  return out;
+}
+
+/** A backend's id: the configured one, else `host:port` of its URL. */
+export function backendId(b: { url: string; id?: string | undefined }): string {
+  if (b.id) return b.id;
+  const u = new URL(b.url);
+  return `${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`;
+}
+
+function formatPath(path: Path): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+
+function show(value: unknown): string {
+  const s = typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function valueAt(data: unknown, path: Path): unknown {
+  let v: unknown = data;
+  for (const p of path) v = v && typeof v === "object" ? (v as Record<string | number, unknown>)[p] : undefined;
+  return v;
+}
+
+/** Offset of the deepest node that exists along `path` (a missing key points at its parent). */
+function nodeOffset(doc: Document, path: Path): number {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
+    if (node && typeof node === "object" && node.range) return node.range[0];
+  }
+  return 0;
+}
+
+function keyOffset(doc: Document, path: Path): number {
+  const parent = doc.getIn(path.slice(0, -1), true);
+  const key = path[path.length - 1];
+  if (isMap(parent)) {
+    for (const pair of parent.items) {
+      if (isScalar(pair.key) && pair.key.value === key && pair.key.range) return pair.key.range[0];
+    }
+  }
+  return nodeOffset(doc, path.slice(0, -1));
+}
+
+/** Keys the schema accepts at `path`, for did-you-mean. */
+function knownKeys(path: Path): string[] {
+  // deno-lint-ignore no-explicit-any
+  let s: any = configSchema;
+  const unwrap = () => {
+    for (;;) {
+      const def = s?._zod?.def;
+      if (!def) return;
+      if (def.type === "pipe") s = def.in.type === "transform" ? def.out : def.in;
+      else if (["optional", "default", "prefault", "nullable"].includes(def.type)) s = def.innerType;
+      else return;
+    }
+  };
+  for (const p of path) {
+    unwrap();
+    const def = s?._zod?.def;
+    if (def?.type === "object") s = def.shape[p];
+    else if (def?.type === "array") s = def.element;
+    else if (def?.type === "record") s = def.valueType;
+    else return [];
+  }
+  unwrap();
+  const def = s?._zod?.def;
+  return def?.type === "object" ? Object.keys(def.shape) : [];
+}
+
+/** Read and parse a config file. */
+export async function loadConfigFile(
+  path: string,
+  options: Omit<ParseOptions, "file"> & { readTextFile: (p: string) => Promise<string> },
+): Promise<Config> {
+  let text: string;
+  try {
+    text = await options.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError([`${path}:1:1: cannot read the config file (${(e as Error).message})`]);
+  }
+  return parseConfig(text, { ...options, file: path });
+}

@@ -1,0 +1,74 @@
+/**
+ * Header hygiene for a proxy. Hop-by-hop headers describe one connection and must not be
+ * forwarded (RFC 9110 §7.6.1), and neither must any header the `Connection` header names.
+ * Bun's fetch and Bun.serve forward them untouched, so the proxy strips them itself.
+ */
+
+/** RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`) every proxy drops. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "proxy-authorization",
+  "proxy-authenticate",
+]);
+
+/** Header names listed in a `Connection` value, lower-cased; `undefined` when none. */
+export function connectionTokens(value: string | null | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  let out: Set<string> | undefined;
+  for (const raw of value.split(",")) {
+    const t = raw.trim().toLowerCase();
+    if (t && t !== "close" && t !== "keep-alive") (out ??= new Set()).add(t);
+  }
+  return out;
+}
+
+export interface ForwardInfo {
+  clientIp: string;
+  /** `http` or `https`, as the client reached us. */
+  proto: string;
+  /** The Host to send upstream; `undefined` keeps the client's. */
+  hostOverride: string | undefined;
+}
+
+/**
+ * Build the upstream request headers as a plain object (what node:http takes) in one pass:
+ * hop-by-hop headers dropped, `X-Forwarded-For` appended, `X-Forwarded-Proto/Host` set.
+ */
+export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<string, string> {
+  const named = connectionTokens(incoming.get("connection"));
+  const out: Record<string, string> = {};
+  let host = "";
+  let xff = "";
+  for (const [name, value] of incoming) {
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (name === "host") host = value;
+    else if (name === "x-forwarded-for") xff = value;
+    else if (name !== "x-forwarded-proto" && name !== "x-forwarded-host") out[name] = value;
+  }
+  out.host = info.hostOverride ?? host;
+  out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
+  out["x-forwarded-proto"] = info.proto;
+  if (host) out["x-forwarded-host"] = host;
+  return out;
+}
+
+/** Response headers from node's `rawHeaders` (name, value, name, value…), hop-by-hop dropped. */
+export function downstreamHeaders(raw: readonly string[]): Headers {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === "connection") named = connectionTokens(raw[i + 1]);
+  }
+  const out = new Headers();
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out.append(name, raw[i + 1]!);
+  }
+  return out;
+}

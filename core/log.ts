@@ -1,0 +1,52 @@
+/**
+ * Structured JSON-lines logging through LogTape. Operational records go to stdout; access-log
+ * records (one a request) go to stdout too, or to `log.access_log_file`.
+ */
+import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
+import type { Runtime, Writer } from "./runtime/types.ts";
+
+export type { Logger };
+
+export interface LogConfig {
+  level: "debug" | "info" | "warning" | "error";
+  access_log: boolean;
+  access_log_file?: string | undefined;
+}
+
+export interface Logging {
+  /** Operational logger, category `fulcrum`. */
+  logger: Logger;
+  /** Access logger, or undefined when the access log is off (so the hot path skips it). */
+  access: Logger | undefined;
+  close(): Promise<void>;
+}
+
+const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
+
+function writerSink(writer: Writer): Sink {
+  return (record: LogRecord) => writer.write(format(record));
+}
+
+/** Configure LogTape for the process; call again on reload to apply a new config. */
+export async function setupLogging(runtime: Runtime, config: LogConfig): Promise<Logging> {
+  const stdout = runtime.openWriter("stdout");
+  const accessWriter = config.access_log_file ? runtime.openWriter({ path: config.access_log_file }) : stdout;
+  await configure({
+    reset: true,
+    sinks: { main: writerSink(stdout), access: writerSink(accessWriter) },
+    loggers: [
+      { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
+      { category: ["fulcrum"], sinks: ["main"], lowestLevel: config.level },
+      // LogTape reports its own problems under this category.
+      { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },
+    ],
+  });
+  return {
+    logger: getLogger(["fulcrum"]),
+    access: config.access_log ? getLogger(["fulcrum", "access"]) : undefined,
+    async close() {
+      stdout.flush();
+      if (accessWriter !== stdout) await accessWriter.close();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import type { Listener, Runtime, ServeOptions, Writer } from "./types.ts";
+
+// Deno's global is declared loosely so the Bun-typed project type-checks without Deno's lib.
+// deno-lint-ignore no-explicit-any
+declare const Deno: any;
+
+async function serve(options: ServeOptions): Promise<Listener> {
+  const ac = new AbortController();
+  let resolveListening!: (addr: { hostname: string; port: number }) => void;
+  const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
+  const server = Deno.serve(
+    {
+      hostname: options.hostname,
+      port: options.port,
+      reusePort: options.reusePort ?? false,
+      signal: ac.signal,
+      onListen: resolveListening,
+    },
+    // deno-lint-ignore no-explicit-any
+    (request: Request, info: any) => options.fetch(request, info.remoteAddr?.hostname ?? ""),
+  );
+  const addr = await listening;
+  return {
+    hostname: addr.hostname,
+    port: addr.port,
+    close: async () => {
+      await server.shutdown();
+    },
+    forceClose: async () => {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
+  const encoder = new TextEncoder();
+  const file = target === "stdout"
+    ? Deno.stdout
+    : target === "stderr"
+    ? Deno.stderr
+    : Deno.openSync(target.path, { write: true, create: true, append: true });
+  let buffer = "";
+  let pending = false;
+  const flush = () => {
+    pending = false;
+    if (!buffer) return;
+    const bytes = encoder.encode(buffer);
+    buffer = "";
+    let off = 0;
+    while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+  };
+  return {
+    write(text) {
+      buffer += text;
+      if (buffer.length > 64 * 1024) flush();
+      else if (!pending) {
+        pending = true;
+        setTimeout(flush, 50);
+      }
+    },
+    flush,
+    close: () => {
+      flush();
+      if (typeof target === "object") file.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+export const denoRuntime: Runtime = {
+  name: "deno",
+  version: Deno.version.deno,
+  serve,
+  onSignal(signal, handler) {
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  },
+  readTextFile: (path) => Deno.readTextFile(path),
+  env: (name) => Deno.env.get(name),
+  args: () => [...Deno.args],
+  cwd: () => Deno.cwd(),
+  openWriter,
+  exit: (code): never => Deno.exit(code) as never,
+};

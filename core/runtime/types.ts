@@ -1,0 +1,51 @@
+/**
+ * The one small interface between Fulcrum and the JavaScript runtime. Only files in this folder
+ * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
+ */
+
+/** Handler for one request; `clientIp` is the peer address of the TCP connection. */
+export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
+
+export interface ServeOptions {
+  hostname: string;
+  /** 0 picks a free port; read it back from {@link Listener.port}. */
+  port: number;
+  fetch: FetchHandler;
+  /** Largest request body accepted, in bytes. */
+  maxRequestBodySize: number;
+  /** Seconds an idle client connection is kept open. */
+  idleTimeoutSeconds: number;
+  /** Let several processes share the port (SO_REUSEPORT). */
+  reusePort?: boolean;
+}
+
+export interface Listener {
+  readonly hostname: string;
+  readonly port: number;
+  /** Stop accepting connections. In-flight requests continue; idle keep-alive connections close. */
+  close(): Promise<void>;
+  /** Close every connection at once. */
+  forceClose(): Promise<void>;
+}
+
+/** A buffered line writer (stdout, stderr or a file) for logs. */
+export interface Writer {
+  write(text: string): void;
+  flush(): void;
+  close(): Promise<void>;
+}
+
+export interface Runtime {
+  readonly name: "bun" | "deno";
+  readonly version: string;
+  serve(options: ServeOptions): Promise<Listener>;
+  /** Subscribe to a POSIX signal; returns the function that unsubscribes. */
+  onSignal(signal: "SIGTERM" | "SIGINT" | "SIGHUP", handler: () => void): () => void;
+  readTextFile(path: string): Promise<string>;
+  env(name: string): string | undefined;
+  /** Process arguments after the script (or binary) name. */
+  args(): string[];
+  cwd(): string;
+  openWriter(target: "stdout" | "stderr" | { path: string }): Writer;
+  exit(code: number): never;
+}

@@ -1,0 +1,117 @@
+/** Start Fulcrum in-process (real listener on a loopback port) or as a child process. */
+import { configure, getLogger, type LogRecord } from "@logtape/logtape";
+import { parseConfig } from "../../core/config/load.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import { startServer, type RunningServer } from "../../core/server.ts";
+import type { Logging } from "../../core/log.ts";
+import { builtinRegistry } from "../../main.ts";
+
+export interface InProcess {
+  readonly url: string;
+  readonly server: RunningServer;
+  /** Every log record, operational and access, in order. */
+  readonly records: LogRecord[];
+  /** Access-log records' properties. */
+  access(): Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** Parse `yaml` as a config (listen is forced to 127.0.0.1:0) and serve it. */
+export async function startFulcrum(yaml: string): Promise<InProcess> {
+  const registry = builtinRegistry();
+  const config = parseConfig(yaml, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
+  config.listen = { hostname: "127.0.0.1", port: 0 };
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { mem: (r) => records.push(r) },
+    loggers: [
+      { category: ["fulcrum"], sinks: ["mem"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
+    ],
+  });
+  const logging: Logging = {
+    logger: getLogger(["fulcrum"]),
+    access: config.log.access_log ? getLogger(["fulcrum", "access"]) : undefined,
+    close: async () => {},
+  };
+  const server = await startServer(bunRuntime, config, { registry, logging });
+  return {
+    url: `http://127.0.0.1:${server.listener.port}`,
+    server,
+    records,
+    access: () => records.filter((r) => r.category.join(".") === "fulcrum.access").map((r) => r.properties),
+    stop: () => server.shutdown(),
+  };
+}
+
+export interface Child {
+  readonly proc: ReturnType<typeof Bun.spawn>;
+  readonly url: string;
+  /** stdout lines so far. */
+  readonly lines: string[];
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Run `bun main.ts <args>` and wait for its "listening" log line. */
+export async function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child> {
+  const proc = Bun.spawn([process.execPath, "main.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  const lines: string[] = [];
+  let url: string | undefined;
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fulcrum did not start within ${timeoutMs}ms: ${lines.join("\n")}`)), timeoutMs);
+    (async () => {
+      const decoder = new TextDecoder();
+      let buf = "";
+      for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          lines.push(line);
+          if (!url && line.includes('"message":"listening"')) {
+            url = JSON.parse(line).url as string;
+            clearTimeout(timer);
+            resolve(url);
+          }
+        }
+      }
+      clearTimeout(timer);
+      if (!url) reject(new Error(`fulcrum exited before listening: ${lines.join("\n")}\n${await new Response(proc.stderr as ReadableStream).text()}`));
+    })();
+  });
+  try {
+    await ready;
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw e;
+  }
+  return { proc, url: url!, lines, exited: proc.exited, kill: (s = "SIGTERM") => proc.kill(s) };
+}
+
+/** Run `bun main.ts <args>` to completion. */
+export async function runCli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([process.execPath, "main.ts", ...args], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...env },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** Resident set size of a process in bytes, from /proc. */
+export function rssOf(pid: number): number {
+  const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
