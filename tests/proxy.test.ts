@@ -200,6 +200,14 @@ describe("errors", () => {
     expect(await r.text()).toBe("gateway timeout\n");
   });
 
+  test("a body over limits.max_request_body → 413, and the backend never sees it", async () => {
+    const [b] = track(startBackend("b"));
+    const f = await serve(`${poolYaml([b!])}limits: { max_request_body: 1kb }\n`);
+    expect((await fetch(f.url, { method: "POST", body: "x".repeat(2000) })).status).toBe(413);
+    expect((await fetch(f.url, { method: "POST", body: "x".repeat(500) })).status).toBe(200);
+    expect(b!.requests.length).toBe(1);
+  });
+
   test("no route for the host → 404", async () => {
     const [b] = track(startBackend("b"));
     const f = await serve(`${poolYaml([b!])}routes:\n  - match: { host: api.example.com }\n    pool: web\n`);

@@ -45,9 +45,14 @@ export function parseConfig(text: string, options: ParseOptions): Config {
   const data: unknown = doc.toJS();
   if (data === null || data === undefined) throw new ConfigError([`${at(0)}: the config is empty`]);
 
+  const envProblems = new Set(problems.map((p) => p.offset));
   const result = configSchema.safeParse(data);
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(describeIssue(issue, doc, data));
+    for (const issue of result.error.issues) {
+      const p = describeIssue(issue, doc, data);
+      // A missing variable already explains why the value there is wrong.
+      if (!envProblems.has(p.offset)) problems.push(p);
+    }
   } else {
     for (const p of semanticChecks(result.data, options)) {
       problems.push({ offset: nodeOffset(doc, p.path), text: `${formatPath(p.path)} ${p.message}` });
@@ -76,8 +81,10 @@ function substituteEnv(doc: Document, env: ParseOptions["env"], missing: (node: 
         if (value === undefined) missing(node, name);
         return value ?? "";
       });
-      // `weight: ${W}` should become the number 3, as if the user had typed it.
-      node.value = node.type === "PLAIN" ? plainScalar(replaced) : replaced;
+      // `weight: ${W}` should become the number 3, as if the user had typed it; so should a
+      // quoted lone reference, since flow maps (`{ weight: "${W}" }`) need the quotes.
+      const lone = /^\$\{[^}]+\}$/.test(node.value);
+      node.value = node.type === "PLAIN" || lone ? plainScalar(replaced) : replaced;
     },
   });
 }

@@ -1,0 +1,34 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { closedPort } from "./helpers/backends.ts";
+import { spawnFulcrum, type Child } from "./helpers/fulcrum.ts";
+
+let child: Child | undefined;
+afterAll(async () => {
+  child?.kill("SIGTERM");
+  await child?.exited;
+});
+
+test("fulcrum demo starts three backends and rotates requests across them", async () => {
+  // The shipped demo config, moved to free ports so the test never collides with a running demo.
+  const shipped = readFileSync(new URL("../config/demo.yaml", import.meta.url), "utf8");
+  const ports = [closedPort(), closedPort(), closedPort()];
+  let i = 0;
+  const text = shipped
+    .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0")
+    .replace(/127\.0\.0\.1:900\d/g, () => `127.0.0.1:${ports[i++]}`);
+  expect(i).toBe(3);
+  const file = join(mkdtempSync(join(tmpdir(), "fulcrum-demo-")), "demo.yaml");
+  writeFileSync(file, text);
+  child = await spawnFulcrum(["demo", "--config", file]);
+  const seen: string[] = [];
+  for (let n = 0; n < 6; n++) {
+    const r = await fetch(child.url);
+    expect(r.status).toBe(200);
+    seen.push(r.headers.get("x-backend")!);
+  }
+  expect(seen).toEqual(["demo-1", "demo-2", "demo-3", "demo-1", "demo-2", "demo-3"]);
+  expect(child.lines.join("\n")).toContain("Try: curl -i");
+});
