@@ -1,9 +1,17 @@
-/** Backends and pools: the state strategies choose from, rebuilt only when membership changes. */
+/**
+ * Backends and pools: the state strategies choose from. The available set is rebuilt only when
+ * something changes (health flip, ejection, circuit transition, drain), never per request.
+ */
 import type http from "node:http";
-import type { BackendView, Strategy } from "./plugin-api.ts";
+import type { Logger } from "@logtape/logtape";
+import type { BackendView, Outcome, RequestInfo, Strategy } from "./plugin-api.ts";
 import type { BackendConfig, PoolConfig } from "./config/schema.ts";
 import { backendId } from "./config/load.ts";
+import type { Clock, Timer } from "./clock.ts";
 import { createAgent, type UpstreamTarget } from "./upstream.ts";
+import { CircuitBreaker, type CircuitState } from "./resilience/breaker.ts";
+import { HealthChecker, type ProbeResult } from "./resilience/health.ts";
+import { RetryBudget } from "./resilience/retry.ts";
 
 /** A backend with the state the proxy keeps about it. Plugins see it through {@link BackendView}. */
 export class Backend implements BackendView {
@@ -11,7 +19,15 @@ export class Backend implements BackendView {
   readonly url: string;
   weight: number;
   labels: Readonly<Record<string, string>>;
-  healthy = true;
+  /** Active health-check verdict. */
+  activeHealthy = true;
+  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[] };
+  /** Passive health: ejected until this clock time (0 when not ejected). */
+  ejectedUntil = 0;
+  ejections = 0;
+  lastUnejected = 0;
+  consecutiveFailures = 0;
+  breaker: CircuitBreaker | undefined;
   /** Set by an operator (admin API) to take the backend out of rotation. */
   draining = false;
   inflight = 0;
@@ -41,22 +57,65 @@ export class Backend implements BackendView {
     });
   }
 
+  /** Healthy by active checks and not ejected by passive ones. */
+  get healthy(): boolean {
+    return this.activeHealthy && this.ejectedUntil === 0;
+  }
 
-  /** Record one attempt's latency and whether it failed (EWMA with α = 0.3). */
-  record(latencyMs: number, failed: boolean): void {
-    this.latencyEwma = this.latencyEwma === 0 ? latencyMs : this.latencyEwma * 0.7 + latencyMs * 0.3;
-    if (failed) this.recentErrors++;
-    else if (this.recentErrors > 0) this.recentErrors--;
+  /** Whether strategies may be offered this backend now. */
+  isAvailable(): boolean {
+    return this.activeHealthy && this.ejectedUntil === 0 && !this.draining && (this.breaker?.allows() ?? true);
+  }
+
+  get circuit(): CircuitState {
+    return this.breaker?.state ?? "closed";
+  }
+
+  /** A snapshot for the admin API, metrics and `fulcrum check`. */
+  status() {
+    return {
+      id: this.id,
+      url: this.url,
+      weight: this.weight,
+      labels: this.labels,
+      available: this.isAvailable(),
+      healthy: this.healthy,
+      active_healthy: this.activeHealthy,
+      ejected: this.ejectedUntil !== 0,
+      ejections: this.ejections,
+      circuit: this.circuit,
+      draining: this.draining,
+      inflight: this.inflight,
+      latency_ewma_ms: Math.round(this.latencyEwma * 100) / 100,
+      recent_errors: this.recentErrors,
+      probes: [...this.health.probes],
+    };
   }
 
   close(): void {
+    this.breaker?.close();
     this.agent.destroy();
   }
 }
 
+export type BackendStatus = ReturnType<Backend["status"]>;
+
+export interface PoolDeps {
+  clock: Clock;
+  logger: Logger;
+}
+
 export class Pool {
-  /** Backends strategies may pick: healthy and not draining. Same array until something changes. */
+  /** Backends strategies may pick. Same array until something changes. */
   available: readonly Backend[] = [];
+  /** True while no backend is available and `panic: true` routes across all of them. */
+  panicking = false;
+  inflight = 0;
+  readonly budget: RetryBudget;
+  readonly health: HealthChecker<Backend> | undefined;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  #timers = new Set<Timer>();
 
   constructor(
     readonly name: string,
@@ -64,20 +123,138 @@ export class Pool {
     readonly backends: Backend[],
     readonly strategy: Strategy,
     readonly strategyName: string,
+    deps: PoolDeps,
   ) {
+    this.#log = deps.logger;
+    this.#clock = deps.clock;
+    this.budget = new RetryBudget(config.retry.budget, deps.clock);
+    const cb = config.circuit_breaker;
+    for (const b of backends) {
+      if (cb) {
+        b.breaker = new CircuitBreaker(cb, deps.clock, (from, to, reason) => {
+          if (from !== to) this.#log.warning("circuit {to} for {backend}", { pool: name, backend: b.id, from, to, reason });
+          this.refresh();
+        });
+      }
+      if (config.health?.initial === "unknown") b.activeHealthy = false;
+    }
+    if (config.health) {
+      this.health = new HealthChecker(() => this.backends, config.health, deps.clock, (b, healthy, r) => {
+        const level = healthy ? "info" : "warning";
+        this.#log[level]("backend {backend} is now {state}", {
+          pool: name,
+          backend: b.id,
+          state: healthy ? "healthy" : "unhealthy",
+          reason: r.reason,
+        });
+        this.refresh();
+      });
+    }
     this.refresh();
   }
 
-  /** Recompute the available set after a health or drain change, and tell the strategy. */
+  /** Start background work (health checks). Not called for `fulcrum check`. */
+  start(): void {
+    this.health?.start();
+  }
+
+  /** Recompute the available set and tell the strategy, if it changed. */
   refresh(): void {
-    const next = this.backends.filter((b) => b.healthy && !b.draining);
+    let next: Backend[] = this.backends.filter((b) => b.isAvailable());
+    const panic = next.length === 0 && this.config.panic && this.backends.length > 0;
+    if (panic !== this.panicking) {
+      this.panicking = panic;
+      if (panic) this.#log.warning("pool {pool} has no available backend: panic mode routes across all of them", { pool: this.name });
+      else this.#log.info("pool {pool} left panic mode", { pool: this.name });
+    }
+    if (panic) next = this.backends;
     const same = next.length === this.available.length && next.every((b, i) => b === this.available[i]);
     if (same && this.available.length > 0) return;
     this.available = next;
     this.strategy.update?.(next);
   }
 
+  /**
+   * Ask the strategy for a backend, skipping ones already tried by this request and ones at
+   * `max_inflight.backend`. Re-asking (instead of filtering the array) keeps the strategy's own
+   * state and the array identity stable, and allocates nothing.
+   */
+  pick(info: RequestInfo, tried: readonly Backend[] | undefined): Backend | undefined {
+    const list = this.available;
+    const max = this.config.max_inflight.backend;
+    for (let i = 0; i < list.length; i++) {
+      const b = this.strategy.pick(list, info) as Backend | undefined;
+      if (!b) return undefined;
+      if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
+    }
+    // The strategy kept offering excluded backends: take any usable one, else retry a tried one.
+    for (const b of list) if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
+    for (const b of list) if (max === 0 || b.inflight < max) return b;
+    return undefined;
+  }
+
+  /** An attempt to `b` starts: count it in flight (released by {@link Pool.release}). */
+  acquire(b: Backend): void {
+    b.inflight++;
+    this.inflight++;
+    b.breaker?.onStart();
+  }
+
+  release(b: Backend): void {
+    b.inflight--;
+    this.inflight--;
+  }
+
+  /** Record an attempt's outcome: latency, breaker, passive health, and the strategy's observe(). */
+  record(b: Backend, outcome: Outcome): void {
+    const failed = outcome.error !== undefined || outcome.status >= 500;
+    b.latencyEwma = b.latencyEwma === 0 ? outcome.latencyMs : b.latencyEwma * 0.7 + outcome.latencyMs * 0.3;
+    if (failed) b.recentErrors++;
+    else if (b.recentErrors > 0) b.recentErrors--;
+    const reason = outcome.error ?? `status ${outcome.status}`;
+    if (b.breaker) {
+      if (failed) b.breaker.onFailure(reason);
+      else b.breaker.onSuccess();
+    }
+    this.#passive(b, outcome, reason);
+    this.strategy.observe?.(b, outcome);
+  }
+
+  #passive(b: Backend, outcome: Outcome, reason: string): void {
+    const od = this.config.outlier_detection;
+    if (!od) return;
+    const kind = outcome.error ?? (outcome.status >= 500 ? "5xx" : undefined);
+    if (kind === undefined || !od.on.includes(kind)) {
+      if (kind === undefined) b.consecutiveFailures = 0;
+      return;
+    }
+    if (++b.consecutiveFailures < od.consecutive_failures || b.ejectedUntil !== 0) return;
+    let ejected = 0;
+    for (const x of this.backends) if (x.ejectedUntil !== 0) ejected++;
+    const cap = Math.max(1, Math.floor((this.backends.length * od.max_ejected_percent) / 100));
+    if (ejected + 1 > cap) return;
+    const now = this.#clock.now();
+    // A backend that stayed in long enough starts its ejection time over.
+    if (b.lastUnejected && now - b.lastUnejected > od.max_ejection_time) b.ejections = 0;
+    b.ejections++;
+    const time = Math.min(od.max_ejection_time, od.ejection_time * b.ejections);
+    b.ejectedUntil = now + time;
+    b.consecutiveFailures = 0;
+    this.#log.warning("backend {backend} ejected for {ms}ms", { pool: this.name, backend: b.id, ms: time, reason, ejections: b.ejections });
+    const timer = this.#clock.setTimeout(() => {
+      this.#timers.delete(timer);
+      b.ejectedUntil = 0;
+      b.lastUnejected = this.#clock.now();
+      this.#log.info("backend {backend} returns from ejection", { pool: this.name, backend: b.id });
+      this.refresh();
+    }, time);
+    this.#timers.add(timer);
+    this.refresh();
+  }
+
   close(): void {
+    this.health?.stop();
+    for (const t of this.#timers) this.#clock.clearTimeout(t);
     for (const b of this.backends) b.close();
   }
 }

@@ -1,12 +1,13 @@
 /**
- * The proxy path for one request: pick a backend, forward with clean headers, stream the
- * response back, and turn failures into the right status (RFC 9110 §15.6):
- * no backend → 503, refused/reset → 502, timeout → 504, client gone → 499 (logged only).
+ * The proxy path for one request: pick a backend, forward with clean headers, retry what is
+ * safe to retry on another backend, stream the response back, and turn failures into the
+ * right status: no backend → 503, refused/reset → 502, timeout → 504, client gone → 499.
  */
 import type { Backend, Pool } from "./pool.ts";
 import type { RequestInfo } from "./plugin-api.ts";
 import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
-import { sendUpstream, UpstreamError } from "./upstream.ts";
+import { sendUpstream, UpstreamError, type UpstreamResponse } from "./upstream.ts";
+import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
 
 /** What the access log and the request counters need to know about one request. */
 export interface Exchange {
@@ -19,18 +20,27 @@ export interface Exchange {
   backend: string;
   status: number;
   bytes: number;
+  /** Upstream attempts made (0 when none was). */
+  attempts: number;
+  /** Why the last retry happened, e.g. `connect`, `503`. */
+  retryReason: string | undefined;
   /** True while the response body is still streaming; {@link Exchange.done} runs when it ends. */
   streaming: boolean;
   error: string | undefined;
   /** Called exactly once when the request is over (body finished, failed or cancelled). */
-  done: () => void;
+  done(): void;
+}
+
+/** Per-route proxy settings. */
+export interface RouteOptions {
+  readonly retryNonIdempotent: boolean;
 }
 
 /** A short plain-text error response; never a stack trace. */
-export function errorResponse(status: number, message: string): Response {
+export function errorResponse(status: number, message: string, headers?: Record<string, string>): Response {
   return new Response(`${message}\n`, {
     status,
-    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers },
   });
 }
 
@@ -44,83 +54,205 @@ class ProxyRequestInfo implements RequestInfo {
   ) {}
 }
 
-/** Forward `request` to a backend of `pool`. Fills in `ex` as it goes. */
-export async function proxyToPool(pool: Pool, request: Request, ex: Exchange): Promise<Response> {
-  ex.pool = pool.name;
-  const available = pool.available;
-  if (available.length === 0) {
-    ex.error = "no available backend";
-    return errorResponse(503, "no backend available");
-  }
-  const host = request.headers.get("host") ?? "";
-  const backend = pool.strategy.pick(available, new ProxyRequestInfo(request.method, ex.path, host, ex.clientIp, request.headers)) as
-    | Backend
-    | undefined;
-  if (!backend) {
-    ex.error = "strategy returned no backend";
-    return errorResponse(503, "no backend available");
-  }
-  ex.backend = backend.id;
-  backend.inflight++;
-  let released = false;
-  const release = () => {
-    if (released) return;
-    released = true;
-    backend.inflight--;
+/** One upstream attempt's bookkeeping: its body may end before or after we look at it. */
+class Attempt {
+  responded = false;
+  endedEarly = false;
+  final = false;
+  bytes = 0;
+  error: string | undefined;
+  constructor(
+    readonly pool: Pool,
+    readonly backend: Backend,
+    readonly ex: Exchange,
+  ) {}
+
+  onBodyEnd = (bytes: number, error?: string): void => {
+    this.bytes = bytes;
+    this.error = error;
+    if (!this.responded) {
+      this.endedEarly = true;
+      return;
+    }
+    this.finish();
   };
 
-  const started = performance.now();
-  // A small body can end (node 'end') before the await below resumes; finish only after both.
-  let responded = false;
-  let endedEarly = false;
+  /** Release the backend and, for the response we returned, end the request. */
+  finish(): void {
+    this.pool.release(this.backend);
+    if (!this.final) return;
+    this.ex.bytes = this.bytes;
+    if (this.error) this.ex.error = this.error;
+    this.ex.done();
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<boolean>((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+
+/** Forward `request` to a backend of `pool`, retrying as the pool's policy allows. Fills in `ex`. */
+export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, route: RouteOptions): Promise<Response> {
+  ex.pool = pool.name;
+  const cfg = pool.config;
+  if (cfg.max_inflight.pool > 0 && pool.inflight >= cfg.max_inflight.pool) {
+    ex.error = "pool at max_inflight";
+    return errorResponse(503, "pool at capacity");
+  }
+  pool.budget.onRequest();
+  const retry = cfg.retry;
+  const method = request.method;
+  const idempotent = IDEMPOTENT.has(method) || route.retryNonIdempotent;
+
+  // A small body is buffered so that it can be sent again; a large one is streamed, once.
+  let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
+  let replayable = body === null;
+  if (body !== null && retry.attempts > 1) {
+    const length = request.headers.get("content-length");
+    if (length !== null && Number(length) <= retry.buffer_body_limit) {
+      body = new Uint8Array(await request.arrayBuffer());
+      replayable = true;
+    }
+  }
+
   const url = request.url;
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-  try {
-    const res = await sendUpstream(backend.target, backend.agent, {
-      method: request.method,
-      path: pathStart < 0 ? "/" : url.slice(pathStart),
-      headers: upstreamHeaders(request.headers, {
-        clientIp: ex.clientIp,
-        proto: url.startsWith("https:") ? "https" : "http",
-        hostOverride: pool.config.host_header === "backend" ? backend.hostHeader : undefined,
-      }),
-      body: request.body,
-      signal: request.signal,
-      connectTimeoutMs: pool.config.timeouts.connect,
-      responseTimeoutMs: pool.config.timeouts.response,
-      onBodyEnd(bytes, error) {
-        ex.bytes = bytes;
-        if (error) ex.error = error;
-        if (!responded) {
-          endedEarly = true;
-          return;
-        }
-        release();
-        ex.done();
-      },
-    });
-    responded = true;
-    const latency = performance.now() - started;
-    backend.record(latency, res.status >= 500);
-    pool.strategy.observe?.(backend, { status: res.status, latencyMs: latency });
-    ex.status = res.status;
+  const path = pathStart < 0 ? "/" : url.slice(pathStart);
+  const headers = upstreamHeaders(request.headers, {
+    clientIp: ex.clientIp,
+    proto: url.startsWith("https:") ? "https" : "http",
+    hostOverride: undefined,
+  });
+  const info = new ProxyRequestInfo(method, ex.path, request.headers.get("host") ?? "", ex.clientIp, request.headers);
+  const deadline = cfg.timeouts.request > 0 ? ex.start + cfg.timeouts.request : Infinity;
+  const perTry = retry.per_try_timeout || cfg.timeouts.response;
+  let tried: Backend[] | undefined;
 
-    // With a body the request is over when the body is (onBodyEnd); without one, now.
-    if (res.body && !endedEarly) ex.streaming = true;
-    else release();
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: downstreamHeaders(res.rawHeaders) });
-  } catch (e) {
-    release();
-    const latency = performance.now() - started;
-    const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
-    ex.error = `${err.kind}: ${err.message}`;
-    if (err.kind === "aborted") {
-      // The client left; not the backend's fault, so not recorded against it.
-      ex.status = 499;
-      return errorResponse(499, "client closed request");
+  for (let n = 1; ; n++) {
+    const backend = pool.pick(info, tried);
+    if (!backend) {
+      ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
+      return errorResponse(503, "no backend available");
     }
-    backend.record(latency, true);
-    pool.strategy.observe?.(backend, { status: 0, latencyMs: latency, error: err.kind });
-    return err.kind === "timeout" ? errorResponse(504, "gateway timeout") : errorResponse(502, "bad gateway");
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) {
+      ex.error = "request deadline passed";
+      return errorResponse(504, "gateway timeout");
+    }
+    ex.backend = backend.id;
+    ex.attempts = n;
+    if (cfg.host_header === "backend") headers.host = backend.hostHeader;
+    const attempt = new Attempt(pool, backend, ex);
+    pool.acquire(backend);
+    const started = performance.now();
+    let res: UpstreamResponse;
+    try {
+      res = await sendUpstream(backend.target, backend.agent, {
+        method,
+        path,
+        headers,
+        body,
+        signal: request.signal,
+        connectTimeoutMs: cfg.timeouts.connect,
+        responseTimeoutMs: Math.min(perTry, remaining),
+        onBodyEnd: attempt.onBodyEnd,
+      });
+    } catch (e) {
+      pool.release(backend);
+      const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
+      ex.error = `${err.kind}: ${err.message}`;
+      // The client left; not the backend's fault, so not recorded against it.
+      if (err.kind === "aborted") return clientGone(ex);
+      pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind });
+      const kind: FailureKind = err.kind;
+      // A streamed body is only sent after connecting, so a connect failure leaves it unread.
+      const safe = retry.on.includes(kind) && (kind === "connect" || idempotent) && (replayable || kind === "connect");
+      if (!safe || !(await mayRetry(pool, n, 0, deadline, request.signal, ex, kind))) {
+        if (request.signal.aborted) return clientGone(ex);
+        return kind === "timeout" ? errorResponse(504, "gateway timeout") : errorResponse(502, "bad gateway");
+      }
+      (tried ??= []).push(backend);
+      continue;
+    }
+
+    attempt.responded = true;
+    pool.record(backend, { status: res.status, latencyMs: performance.now() - started });
+    const status = res.status;
+    const kind = status === 502 || status === 503 || status === 504 ? (String(status) as FailureKind) : undefined;
+    if (kind && retry.on.includes(kind) && idempotent && replayable) {
+      const after = status === 503 ? retryAfterMs(res) : 0;
+      if (after !== undefined && (await mayRetry(pool, n, after, deadline, request.signal, ex, kind, () => discard(res, attempt)))) {
+        (tried ??= []).push(backend);
+        continue;
+      }
+      if (request.signal.aborted) return clientGone(ex);
+    }
+
+    // This is the response the client gets.
+    attempt.final = true;
+    ex.status = status;
+    if (res.body !== null && !attempt.endedEarly) ex.streaming = true;
+    else attempt.finish();
+    return new Response(res.body, { status, statusText: res.statusText, headers: downstreamHeaders(res.rawHeaders) });
   }
+}
+
+function clientGone(ex: Exchange): Response {
+  ex.status = 499;
+  ex.error ??= "client closed request";
+  return errorResponse(499, "client closed request");
+}
+
+/** Retry-After of a 503 in ms (0 if absent); undefined means "wait longer than we would". */
+function retryAfterMs(res: UpstreamResponse): number | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < res.rawHeaders.length; i += 2) {
+    if (res.rawHeaders[i]!.toLowerCase() === "retry-after") value = res.rawHeaders[i + 1];
+  }
+  return value === undefined ? 0 : parseRetryAfter(value);
+}
+
+/** Throw away a response we are retrying past (closes its connection if the body is unread). */
+function discard(res: UpstreamResponse, attempt: Attempt): void {
+  if (res.body !== null && !attempt.endedEarly) res.body.cancel().catch(() => {});
+  else attempt.finish();
+}
+
+/**
+ * Decide whether retry `n + 1` may happen, and wait its backoff: attempts left, the deadline
+ * not passed after the wait, and the pool's retry budget not spent.
+ */
+async function mayRetry(
+  pool: Pool,
+  n: number,
+  minDelay: number,
+  deadline: number,
+  signal: AbortSignal,
+  ex: Exchange,
+  reason: string,
+  beforeWait?: () => void,
+): Promise<boolean> {
+  const retry = pool.config.retry;
+  if (n >= retry.attempts) return false;
+  const delay = Math.max(minDelay, backoffDelay(n, retry.backoff, Math.random));
+  if (minDelay > retry.backoff.max) return false;
+  if (performance.now() + delay >= deadline) return false;
+  if (!pool.budget.tryRetry()) {
+    ex.error = `retry budget exhausted (${reason})`;
+    return false;
+  }
+  beforeWait?.();
+  ex.retryReason = reason;
+  if (delay > 0 && !(await sleep(delay, signal))) return false;
+  return true;
 }

@@ -8,6 +8,7 @@ import { ConfigError } from "./config/load.ts";
 import type { Logging } from "./log.ts";
 import type { PluginApi, PluginLogger } from "./plugin-api.ts";
 import { Backend, Pool } from "./pool.ts";
+import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
 import type { Registry } from "./registry.ts";
 import type { Listener, Runtime } from "./runtime/types.ts";
@@ -39,6 +40,8 @@ export interface Gateway {
 export interface GatewayDeps {
   registry: Registry;
   logging: Logging;
+  /** Time source for health checks, breakers and budgets; tests pass a manual one. */
+  clock?: Clock;
 }
 
 class RequestRecord implements Exchange {
@@ -47,6 +50,8 @@ class RequestRecord implements Exchange {
   backend = "";
   status = 0;
   bytes = 0;
+  attempts = 0;
+  retryReason: string | undefined = undefined;
   streaming = false;
   error: string | undefined = undefined;
   #finished = false;
@@ -91,7 +96,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       if (pc.strategy.plugin !== undefined) throw new Error("strategy plugins from files are not supported yet");
       const strategy = registry.createStrategy(strategyName, pc.strategy.options, api);
       const backends = pc.backends.map((b) => new Backend(b, pc));
-      pools.set(name, new Pool(name, pc, backends, strategy, strategyName));
+      pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger }));
     } catch (e) {
       problems.push(`pools.${name}.strategy: ${(e as Error).message}`);
     }
@@ -101,7 +106,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     throw new ConfigError(problems);
   }
 
-  const routeConfigs: RouteConfig[] = config.routes ?? [{ match: { path: "/" }, pool: [...pools.keys()][0]! }];
+  const routeConfigs: RouteConfig[] = config.routes ?? [
+    { match: { path: "/" }, pool: [...pools.keys()][0]!, retry_non_idempotent: false },
+  ];
   const routes = routeConfigs.map((rc) => makeRoute(rc, pools.get(rc.pool)!, logging));
   // Most specific first: an exact host before a wildcard before none, then the longest path.
   routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
@@ -121,7 +128,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         backend: ex.backend,
         duration_ms: Math.round((performance.now() - ex.start) * 1000) / 1000,
         bytes: ex.bytes,
+        attempts: ex.attempts,
         client_ip: ex.clientIp,
+        ...(ex.retryReason ? { retry_reason: ex.retryReason } : {}),
         ...(ex.error ? { error: ex.error } : {}),
       });
     }
@@ -179,7 +188,8 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging): Route {
     c.env.ex.error = String(err);
     return errorResponse(500, "internal error");
   });
-  app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex));
+  const options = { retryNonIdempotent: rc.retry_non_idempotent };
+  app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex, options));
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
     host: host?.startsWith("*.") ? undefined : host,
@@ -229,6 +239,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Gatewa
     maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
     idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
   });
+  for (const pool of gateway.pools.values()) pool.start();
   let stopping: Promise<void> | undefined;
   return {
     listener,
@@ -237,13 +248,18 @@ export async function startServer(runtime: Runtime, config: Config, deps: Gatewa
       stopping ??= (async () => {
         const log = deps.logging.logger;
         log.info("shutting down", { inflight: gateway.inflight() });
+        // close() stops accepting, closes idle connections and resolves once the responses in
+        // flight have been written out; drained() also covers bodies still streaming from us.
         const closing = listener.close();
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), config.shutdown_timeout)));
-        const expired = await Promise.race([gateway.drained().then(() => false), timedOut]);
+        const finished = Promise.all([gateway.drained(), closing]).then(() => false);
+        const expired = await Promise.race([finished, timedOut]);
         clearTimeout(timer);
-        if (expired) log.warning("shutdown timeout reached; closing in-flight requests", { inflight: gateway.inflight() });
-        await Promise.race([closing, listener.forceClose()]);
+        if (expired) {
+          log.warning("shutdown timeout reached; closing in-flight requests", { inflight: gateway.inflight() });
+          await listener.forceClose();
+        }
         gateway.close();
         log.info("stopped");
       })();

@@ -42,7 +42,8 @@ export interface UpstreamRequest {
   /** Path and query, starting with `/`. */
   path: string;
   headers: Record<string, string>;
-  body: ReadableStream<Uint8Array> | null;
+  /** A stream is sent once the connection is up, so a connect failure leaves it unread (retryable). */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
   connectTimeoutMs: number;
@@ -127,9 +128,20 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
     if (req.signal.aborted) return onAbort();
     req.signal.addEventListener("abort", onAbort);
 
+    let bodyStarted = false;
+    const startBody = () => {
+      if (bodyStarted) return;
+      bodyStarted = true;
+      const body = req.body;
+      if (body === null) ureq.end();
+      else if (body instanceof Uint8Array) ureq.end(body);
+      else pumpBody(body, ureq).catch((e) => fail(new UpstreamError("reset", `request body: ${e}`, true, { cause: e })));
+    };
+
     ureq.on("socket", (socket: Socket) => {
       if (!socket.connecting) {
         connected = true;
+        startBody();
         return;
       }
       connectTimer = setTimeout(
@@ -139,6 +151,7 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
       socket.once("connect", () => {
         connected = true;
         if (connectTimer) clearTimeout(connectTimer);
+        startBody();
       });
     });
 
@@ -173,8 +186,8 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
       });
     });
 
-    if (req.body) pumpBody(req.body, ureq).catch((e) => fail(new UpstreamError("reset", `request body: ${e}`, true, { cause: e })));
-    else ureq.end();
+    // Without a body, end now: node:http sends the head as soon as the socket is ready.
+    if (req.body === null) startBody();
   });
 }
 

@@ -169,7 +169,7 @@ describe("errors", () => {
   test("no available backend → 503", async () => {
     const [b] = track(startBackend("b"));
     const f = await serve(poolYaml([b!]));
-    for (const backend of f.server.gateway.pools.get("web")!.backends) backend.healthy = false;
+    for (const backend of f.server.gateway.pools.get("web")!.backends) backend.activeHealthy = false;
     f.server.gateway.pools.get("web")!.refresh();
     const r = await fetch(f.url);
     expect(r.status).toBe(503);

@@ -18,8 +18,8 @@ function staleBackend(): RawBackend {
   return b;
 }
 
-async function serve(url: string): Promise<InProcess> {
-  const f = await startFulcrum(`pools:\n  web:\n    backends: ["${url}"]\nlog: { access_log: false }\n`);
+async function serve(url: string, extra = ""): Promise<InProcess> {
+  const f = await startFulcrum(`pools:\n  web:\n    backends: ["${url}"]\n${extra}log: { access_log: true }\n`);
   cleanups.push(() => f.stop());
   return f;
 }
@@ -52,11 +52,20 @@ describe("upstream connection reuse", () => {
     expect(b.heads.filter((h) => h.head.startsWith("POST /pay")).length).toBe(1);
   });
 
-  test("a PUT with a body is not re-sent either", async () => {
+  test("with retries off, a PUT with a body is not re-sent either", async () => {
     const b = staleBackend();
-    const f = await serve(b.url);
+    const f = await serve(b.url, "    retry: { attempts: 1 }\n");
     expect((await fetch(f.url)).status).toBe(200);
     expect((await fetch(`${f.url}/doc`, { method: "PUT", body: "v2" })).status).toBe(502);
     expect(b.heads.filter((h) => h.head.startsWith("PUT /doc")).length).toBe(1);
+  });
+
+  test("with the default policy, an idempotent PUT is retried by the proxy, visibly", async () => {
+    const b = staleBackend();
+    const f = await serve(b.url);
+    expect((await fetch(f.url)).status).toBe(200);
+    expect((await fetch(`${f.url}/doc`, { method: "PUT", body: "v2" })).status).toBe(200);
+    expect(b.heads.filter((h) => h.head.startsWith("PUT /doc")).length).toBe(2);
+    expect(f.access().at(-1)).toMatchObject({ path: "/doc", status: 200, attempts: 2, retry_reason: "reset" });
   });
 });

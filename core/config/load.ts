@@ -106,6 +106,11 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, data: unknown): {
     return { offset: keyOffset(doc, where), text: `${formatPath(where)} is not a known key${suggestion}` };
   }
   const value = valueAt(data, path);
+  const parent = path.length ? valueAt(data, path.slice(0, -1)) : undefined;
+  // A shorthand (`budget: 30%` for `budget: { ratio: 30% }`) has no key to point at: blame the shorthand.
+  if (value === undefined && parent !== undefined && (parent === null || typeof parent !== "object")) {
+    return { offset: nodeOffset(doc, path.slice(0, -1)), text: `${formatPath(path.slice(0, -1))} ${issue.message}, got ${show(parent)}` };
+  }
   const text =
     value === undefined
       ? `${formatPath(path)} is required (${issue.message.replace(/^must /, "it must ")})`

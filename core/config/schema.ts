@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration, parseListen, parseSize } from "./units.ts";
+import { parseStatusRanges } from "../resilience/health.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
 const SIZE = "must be a size like 512kb or 10mb (0 for no limit)";
@@ -21,10 +22,27 @@ const size = z
 const positiveInt = (what = "must be a positive integer") =>
   z.number({ error: what }).int({ error: what }).positive({ error: what });
 
+const RATIO = "must be a percentage like 20% or a ratio like 0.2";
+const ratio = z
+  .union([z.string(), z.number()], { error: RATIO })
+  .transform((v) => (typeof v === "number" ? v : /^\d+(\.\d+)?%$/.test(v.trim()) ? Number(v.trim().slice(0, -1)) / 100 : NaN))
+  .refine((v) => v >= 0 && v <= 1, { error: RATIO });
+
+const count = (what = "must be a whole number >= 0") => z.number({ error: what }).int({ error: what }).nonnegative({ error: what });
+
 const listen = z
   .union([z.string(), z.number()], { error: "must be host:port, :port or a port number" })
   .refine((s) => parseListen(s) !== undefined, { error: "must be host:port, :port or a port number (0-65535)" })
   .transform((s) => parseListen(s)!);
+
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function isHttpUrl(s: string): boolean {
   if (!/^https?:\/\//i.test(s)) return false;
@@ -71,10 +89,89 @@ const timeouts = z.strictObject(
   {
     /** Time to open a TCP connection to a backend. */
     connect: duration.default(5_000),
-    /** Time from sending the request to receiving the response headers. */
+    /** Time from sending the request to receiving the response headers, per attempt. */
     response: duration.default(60_000),
+    /** Deadline for getting a response across all attempts and backoff; 0 for none. */
+    request: duration.default(0),
   },
-  { error: "must be a map with connect and response" },
+  { error: "must be a map with connect, response and request" },
+);
+
+const STATUS = "must be status codes or ranges like 200-399 or 200,204";
+const health = z.strictObject(
+  {
+    method: z.enum(["GET", "HEAD", "OPTIONS"], { error: "must be GET, HEAD or OPTIONS" }).default("GET"),
+    path: z.string({ error: "must be a path starting with /" }).startsWith("/", { error: "must be a path starting with /" }).default("/"),
+    host: z.string({ error: "must be a host name" }).optional(),
+    interval: duration.default(5_000),
+    timeout: duration.default(1_000),
+    healthy_threshold: positiveInt().default(2),
+    unhealthy_threshold: positiveInt().default(3),
+    expect_status: z
+      .union([z.string(), z.number()], { error: STATUS })
+      .refine((v) => parseStatusRanges(v) !== undefined, { error: STATUS })
+      .transform((v) => parseStatusRanges(v)!)
+      .default([[200, 399]]),
+    /** A substring, or a regular expression written /like this/. */
+    expect_body: z
+      .string({ error: "must be a substring or /a regular expression/" })
+      .refine((v) => !/^\/.*\/$/.test(v) || isRegExp(v.slice(1, -1)), { error: "must be a valid /regular expression/" })
+      .transform((v) => (/^\/.+\/$/.test(v) ? new RegExp(v.slice(1, -1)) : v))
+      .optional(),
+    /** Random extra delay per check, up to this much; default a tenth of the interval. */
+    jitter: duration.optional(),
+    initial: z.enum(["healthy", "unknown"], { error: 'must be "healthy" or "unknown"' }).default("healthy"),
+  },
+  { error: "must be a map of health check settings" },
+).transform((h) => ({ ...h, jitter: h.jitter ?? h.interval / 10 }));
+
+const FAILURE_KINDS = ["connect", "reset", "timeout", "5xx"] as const;
+const outlier = z.strictObject(
+  {
+    consecutive_failures: positiveInt().default(5),
+    on: z.array(z.enum(FAILURE_KINDS, { error: `must be one of ${FAILURE_KINDS.join(", ")}` })).default([...FAILURE_KINDS]),
+    ejection_time: duration.default(30_000),
+    max_ejection_time: duration.default(300_000),
+    max_ejected_percent: z.number({ error: "must be a percentage 0-100" }).min(0).max(100, { error: "must be a percentage 0-100" }).default(50),
+  },
+  { error: "must be a map of outlier detection settings" },
+);
+
+const breaker = z.strictObject(
+  {
+    failures: count().default(5),
+    failure_ratio: ratio.default(0),
+    window: duration.default(10_000),
+    min_requests: count().default(20),
+    open_for: duration.default(30_000),
+    half_open_requests: positiveInt().default(1),
+  },
+  { error: "must be a map of circuit breaker settings" },
+);
+
+const RETRY_ON = ["connect", "reset", "timeout", "502", "503", "504"] as const;
+const retry = z.strictObject(
+  {
+    attempts: positiveInt().default(2),
+    on: z
+      .array(z.coerce.string().pipe(z.enum(RETRY_ON, { error: `must be one of ${RETRY_ON.join(", ")}` })))
+      .default([...RETRY_ON]),
+    backoff: z
+      .strictObject({ base: duration.default(25), max: duration.default(1_000) }, { error: "must be a map with base and max" })
+      .prefault({}),
+    budget: z
+      .preprocess(
+        (v) => (typeof v === "string" || typeof v === "number" ? { ratio: v } : v),
+        z.strictObject(
+          { ratio: ratio.default(0.2), window: duration.default(10_000), min_retries: count().default(10) },
+          { error: "must be a percentage or a map with ratio, window and min_retries" },
+        ),
+      )
+      .prefault({}),
+    per_try_timeout: duration.default(0),
+    buffer_body_limit: size.default(64 * 1024),
+  },
+  { error: "must be a map of retry settings" },
 );
 
 const keepalive = z.strictObject(
@@ -95,6 +192,16 @@ const pool = z.strictObject(
     host_header: z.enum(["client", "backend"], { error: 'must be "client" or "backend"' }).default("client"),
     timeouts: timeouts.prefault({}),
     keepalive: keepalive.prefault({}),
+    health: health.optional(),
+    outlier_detection: outlier.optional(),
+    circuit_breaker: breaker.optional(),
+    retry: retry.prefault({}),
+    /** Requests in flight allowed per backend and per pool; more fail fast with 503. 0: no limit. */
+    max_inflight: z
+      .strictObject({ backend: count().default(0), pool: count().default(0) }, { error: "must be a map with backend and pool" })
+      .prefault({}),
+    /** When no backend is available, route across all of them anyway instead of answering 503. */
+    panic: z.boolean({ error: "must be true or false" }).default(false),
   },
   { error: "must be a map with strategy and backends" },
 );
@@ -114,6 +221,8 @@ const route = z.strictObject(
       )
       .prefault({}),
     pool: z.string({ error: "must name a pool" }),
+    /** Also retry non-idempotent requests (POST, PATCH) after they may have reached a backend. */
+    retry_non_idempotent: z.boolean({ error: "must be true or false" }).default(false),
   },
   { error: "must be a map with match and pool" },
 );
