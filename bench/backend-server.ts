@@ -28,6 +28,12 @@ const server = createServer((req, res) => {
     });
     return;
   }
+  if (req.url === "/" || req.url === "/healthz") {
+    const t = req.url === "/" ? `hello from ${name}\n` : "ok\n";
+    res.writeHead(200, { "x-backend": name, "content-type": "text/plain", "content-length": Buffer.byteLength(t) });
+    res.end(t);
+    return;
+  }
   const b = bodies.get(req.url ?? "");
   if (!b) { res.writeHead(404, { "x-backend": name, "content-length": 0 }); res.end(); return; }
   res.writeHead(200, { "x-backend": name, "content-type": "text/plain", "content-length": b.length });

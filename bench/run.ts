@@ -2,13 +2,13 @@
 // (1 run × 5 s). Same backends, same load generator, proxies alternated in every round so
 // machine drift hits all of them alike. Options: --duration S --runs N --tool wrk|autocannon|bun
 // --backends auto|nginx|bun --proxies a,b --scenarios a,b --variants a,b|all --idle-conns N
-// --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
+// --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { log, sleep, spawn, stop, stopAll, treeRss, which } from "./lib/proc.ts";
+import { isInterrupted, log, onCleanup, sleep, spawn, stop, stopAll, treeRss, which } from "./lib/proc.ts";
 import { PROXIES, startOtlpSink, startProxy, type Running } from "./lib/proxies.ts";
 import { aggregate, formatCells, formatSummaries, svgChart, type ProxySummary, type RunRecord } from "./lib/report.ts";
 import { SCENARIOS } from "./lib/scenarios.ts";
@@ -19,6 +19,7 @@ const opt = (k: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i +
 const list = (k: string) => opt(k)?.split(",").map((s) => s.trim()).filter(Boolean);
 
 const quick = flag("--quick");
+if (opt("--fulcrum-root")) process.env.FULCRUM_ROOT = opt("--fulcrum-root");
 const durationSec = Number(opt("--duration") ?? (quick ? 5 : 10));
 const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
 const warmupSec = quick ? 1 : 3;
@@ -31,11 +32,13 @@ const MB = 1024 * 1024;
 const tool = pickTool(opt("--tool"));
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-bench-"));
 const resultsDir = join(import.meta.dir, "results");
+onCleanup(() => { if (!flag("--keep-tmp")) rmSync(dir, { recursive: true, force: true }); else log(`kept ${dir}`); });
 
 async function main(): Promise<void> {
   const bunVersion = Bun.version;
   log(`machine: ${navigator.hardwareConcurrency} cores, bun ${bunVersion}, ${process.platform}; work dir ${dir}`);
-  log(`load generator: ${tool}${tool === "wrk" ? "" : " (wrk not found" + (tool === "bun" ? ", autocannon not found: using the built-in Bun generator)" : ")")}`);
+  const why = opt("--tool") ? "chosen with --tool" : tool === "wrk" ? "installed" : tool === "autocannon" ? "wrk not found" : "wrk and autocannon not found: built-in Bun generator";
+  log(`load generator: ${tool} (${why})`);
   log(`mode: ${quick ? "quick" : "full"}: ${rounds} run(s) × ${durationSec} s per scenario and proxy`);
 
   // Which proxies run, and which are skipped (and why).
@@ -49,9 +52,9 @@ async function main(): Promise<void> {
   if (!selected.length) throw new Error("no proxy can run here");
   const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
 
-  const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
+  const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends"), kind: (opt("--backends") ?? "auto") as BackendKind });
   log(`backends: ${backends.kind} on ${backends.urls.join(", ")}`);
-  const otlp = selected.some((p) => p.otlp) ? startOtlpSink() : undefined;
+  const otlp = selected.some((p) => p.otlp) ? await startOtlpSink() : undefined;
 
   const running: Running[] = [];
   const summaries = new Map<string, ProxySummary>();
@@ -159,11 +162,9 @@ let code = 0;
 try {
   await main();
 } catch (e) {
-  console.error(`bench failed: ${(e as Error).stack ?? e}`);
+  if (!isInterrupted()) console.error(`bench failed: ${(e as Error).stack ?? e}`);
   code = 1;
 } finally {
-  await stopAll();
-  if (!flag("--keep-tmp")) rmSync(dir, { recursive: true, force: true });
-  else log(`kept ${dir}`);
+  await stopAll(); // also removes the work dir (registered above)
 }
 process.exit(code);

@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { hardNofile, spawn, stop, waitFor, which, log } from "./proc.ts";
+import { assertFree, hardNofile, spawn, stop, waitFor, which, log } from "./proc.ts";
 
 export const BODY_SIZES: Record<string, number> = { "/100b": 100, "/16k": 16 * 1024, "/1m": 1024 * 1024 };
 export const POST_PATH = "/upload";
@@ -26,6 +26,8 @@ export interface Backends {
   accepts(): Promise<number>;
   /** Total requests served so far. */
   requests(): Promise<number>;
+  /** Per backend where the kind can tell (Bun), else one aggregate row (nginx stub_status). */
+  stats(): Promise<{ name: string; accepts: number; requests: number }[]>;
   pids(): number[];
   stop(): Promise<void>;
 }
@@ -38,6 +40,7 @@ export async function startBackends(opts: { count: number; basePort: number; dir
   if (kind === "nginx" && !which("nginx")) throw new Error("--kind nginx but nginx is not installed");
   const ports = Array.from({ length: opts.count }, (_, i) => opts.basePort + i);
   mkdirSync(opts.dir, { recursive: true });
+  await assertFree(ports);
   const b = useNginx ? await startNginx(ports, opts.dir) : await startBun(ports, opts.dir);
   for (const p of ports) {
     const ok = await waitFor(async () => (await fetch(`http://127.0.0.1:${p}/100b`)).ok || undefined, 10_000, 20);
@@ -56,6 +59,8 @@ async function startNginx(ports: number[], dir: string): Promise<Backends> {
       listen 127.0.0.1:${p} backlog=4096;
       add_header x-backend b${i + 1} always;
       location / { root ${www}; }
+      location = / { return 200 "hello from b${i + 1}\n"; }
+      location = /healthz { return 200 "ok\n"; }
       location = ${POST_PATH} { client_body_buffer_size 64k; return 200 "ok\\n"; }
     }`).join("");
   // stub_status on a unix socket: its `accepts` counts the proxies' upstream connections
@@ -95,6 +100,7 @@ http {
     kind: "nginx", ports, urls: ports.map((p) => `http://127.0.0.1:${p}`),
     accepts: async () => (await status()).accepts,
     requests: async () => (await status()).requests,
+    stats: async () => [{ name: "all", ...(await status()) }],
     pids: () => [proc.pid],
     stop: () => stop(proc),
   };
@@ -107,18 +113,14 @@ async function startBun(ports: number[], dir: string): Promise<Backends> {
   const procs: Subprocess[] = ports.map((p, i) => spawn(`backend-b${i + 1}`,
     [bun, script, "--port", String(p), "--name", `b${i + 1}`, "--stats", join(dir, `b${i + 1}.sock`)],
     { stderr: join(dir, `backend-b${i + 1}.stderr`) }));
-  const stats = async () => {
-    let accepts = 0, requests = 0;
-    for (let i = 0; i < ports.length; i++) {
-      const s = await (await fetch("http://localhost/", { unix: join(dir, `b${i + 1}.sock`) } as RequestInit)).json() as { accepts: number; requests: number };
-      accepts += s.accepts; requests += s.requests;
-    }
-    return { accepts, requests };
-  };
+  const each = () => Promise.all(ports.map(async (_, i) =>
+    (await (await fetch("http://localhost/", { unix: join(dir, `b${i + 1}.sock`) } as RequestInit)).json()) as { name: string; accepts: number; requests: number }));
+  const stats = async () => (await each()).reduce((a, s) => ({ accepts: a.accepts + s.accepts, requests: a.requests + s.requests }), { accepts: 0, requests: 0 });
   return {
     kind: "bun", ports, urls: ports.map((p) => `http://127.0.0.1:${p}`),
     accepts: async () => (await stats()).accepts,
     requests: async () => (await stats()).requests,
+    stats: each,
     pids: () => procs.map((p) => p.pid),
     stop: async () => { await Promise.all(procs.map((p) => stop(p))); },
   };

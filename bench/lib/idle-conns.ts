@@ -9,15 +9,16 @@ const port = Number(arg("--port", "18080"));
 const count = Number(arg("--count", "10000"));
 const holdSec = Number(arg("--hold", "30"));
 const batch = 500;
+export {}; // a module, for top-level await
 
-let open = 0, failed = 0, closedByPeer = 0;
+let opened = 0, failed = 0, closedByPeer = 0;
 const sockets: { end(): void }[] = [];
 
 function connectOne(): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(() => { failed++; resolve(); }, 5000);
     Bun.connect({ hostname: "127.0.0.1", port, socket: {
-      open(s) { clearTimeout(t); open++; sockets.push(s); resolve(); },
+      open(s) { clearTimeout(t); opened++; sockets.push(s); resolve(); },
       close() { closedByPeer++; },
       connectError() { clearTimeout(t); failed++; resolve(); },
       data() {},
@@ -29,8 +30,8 @@ const t0 = performance.now();
 for (let i = 0; i < count; i += batch) {
   await Promise.all(Array.from({ length: Math.min(batch, count - i) }, connectOne));
 }
-process.stdout.write(JSON.stringify({ phase: "opened", open, failed, ms: Math.round(performance.now() - t0) }) + "\n");
-setTimeout(() => process.stdout.write(JSON.stringify({ phase: "held", stillOpen: open - closedByPeer }) + "\n"), 2000);
+process.stdout.write(JSON.stringify({ phase: "opened", open: opened, failed, ms: Math.round(performance.now() - t0) }) + "\n");
+setTimeout(() => process.stdout.write(JSON.stringify({ phase: "held", stillOpen: opened - closedByPeer }) + "\n"), 2000);
 const bye = () => { for (const s of sockets) s.end(); process.exit(0); };
 setTimeout(bye, holdSec * 1000);
 process.on("SIGTERM", bye);

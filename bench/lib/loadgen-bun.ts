@@ -76,7 +76,7 @@ function parse(s: Socket<Conn>): boolean {
       c.remaining -= n; bytes += n; c.buf = c.buf.subarray(n);
       if (c.remaining > 0) return true;
       done(s);
-      if (c.state !== "head") return true;
+      if ((c.state as string) !== "head") return true; // done() may have issued the next request
       continue;
     }
     if (c.state === "chunk") {
@@ -94,7 +94,7 @@ function parse(s: Socket<Conn>): boolean {
         if (c.buf.length < eol + 4) return true;
         c.buf = c.buf.subarray(eol + 4);
         done(s);
-        if (c.state !== "head") return true;
+        if ((c.state as string) !== "head") return true; // done() may have issued the next request
         continue;
       }
       c.buf = c.buf.subarray(eol + 2);

@@ -3,7 +3,7 @@
 // on raw TCP (bench/lib/loadgen-bun.ts). The harness prints which one it used.
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { which } from "./proc.ts";
+import { track, untrack, which } from "./proc.ts";
 
 export interface LoadSpec {
   url: string;
@@ -52,10 +52,12 @@ export async function runLoad(tool: ToolName, spec: LoadSpec, tmpDir: string): P
 /** Bound every child by wall clock too, so a hung generator cannot hang the harness. */
 async function exec(cmd: string[], timeoutMs: number): Promise<string> {
   const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  track(cmd[0]!, p);
   const timer = setTimeout(() => { try { process.kill(p.pid, "SIGKILL"); } catch {} }, timeoutMs);
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;
   clearTimeout(timer);
+  untrack(p);
   if (p.exitCode !== 0) throw new Error(`${cmd[0]} exited ${p.exitCode ?? p.signalCode}: ${err.slice(0, 500)}`);
   return out;
 }

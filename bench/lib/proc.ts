@@ -7,6 +7,9 @@ interface Tracked { name: string; proc: Subprocess }
 const tracked: Tracked[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
 let installed = false;
+let interrupted = false;
+/** True once a signal started the shutdown: errors from killed children are then expected. */
+export const isInterrupted = () => interrupted;
 
 export function log(msg: string): void {
   const t = new Date().toISOString().slice(11, 19);
@@ -15,7 +18,7 @@ export function log(msg: string): void {
 
 type SpawnOpts = { cwd?: string; stdout?: string; stderr?: string; env?: Record<string, string>; raiseNofile?: boolean };
 
-/** Spawn and register a child. stdout/stderr go to files (never pipes a busy child could fill). */
+/** Spawn and register a child. Output goes to files (never pipes a busy child could fill) or, for stderr, "inherit". */
 export function spawn(name: string, cmd: string[], opts: SpawnOpts = {}): Subprocess {
   installSignalHandlers();
   // Soft fd limit up to the hard one (10,000 idle clients need 10,000+ fds); exec keeps the PID.
@@ -25,11 +28,15 @@ export function spawn(name: string, cmd: string[], opts: SpawnOpts = {}): Subpro
     env: { ...process.env, ...opts.env },
     stdin: "ignore",
     stdout: opts.stdout ? Bun.file(opts.stdout) : "ignore",
-    stderr: opts.stderr ? Bun.file(opts.stderr) : "ignore",
+    stderr: opts.stderr === "inherit" ? "inherit" : opts.stderr ? Bun.file(opts.stderr) : "ignore",
   });
   tracked.push({ name, proc });
   return proc;
 }
+
+/** Register a child spawned elsewhere (e.g. a load generator reading pipes) for cleanup. */
+export function track(name: string, proc: Subprocess): void { installSignalHandlers(); tracked.push({ name, proc }); }
+export function untrack(proc: Subprocess): void { const i = tracked.findIndex((t) => t.proc === proc); if (i >= 0) tracked.splice(i, 1); }
 
 export function onCleanup(fn: () => void | Promise<void>): void { cleanups.push(fn); }
 
@@ -54,6 +61,8 @@ function installSignalHandlers(): void {
   installed = true;
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(sig, async () => {
+      if (interrupted) return;
+      interrupted = true;
       log(`${sig}: stopping ${tracked.length} child process(es)`);
       await stopAll();
       process.exit(130);
@@ -73,6 +82,13 @@ export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: nu
     await sleep(stepMs);
   }
   return undefined;
+}
+
+/** Throws if something already listens on a port we are about to use (another bench, a dev server). */
+export async function assertFree(ports: number[]): Promise<void> {
+  const busy = [];
+  for (const p of ports) if (await portOpen(p)) busy.push(p);
+  if (busy.length) throw new Error(`port(s) ${busy.join(", ")} on 127.0.0.1 already in use (another bench running?)`);
 }
 
 /** True once a TCP connect to host:port succeeds. */
@@ -111,7 +127,9 @@ export function treeRss(pid: number): number {
   return total;
 }
 
+/** BENCH_HIDE=nginx,haproxy,wrk pretends those are not installed (to test the fresh-machine path). */
 export function which(bin: string): string | undefined {
+  if ((process.env.BENCH_HIDE ?? "").split(",").includes(bin)) return undefined;
   return Bun.which(bin, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/usr/local/sbin:/sbin` }) ?? undefined;
 }
 

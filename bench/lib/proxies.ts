@@ -6,9 +6,10 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import YAML from "yaml";
-import { hardNofile, spawn, stop, waitFor, which } from "./proc.ts";
+import { assertFree, hardNofile, spawn, stop, waitFor, which } from "./proc.ts";
 
-export const REPO = join(import.meta.dir, "..", "..");
+/** Where `main.ts` is run from: this checkout, or FULCRUM_ROOT / --fulcrum-root (e.g. another branch). */
+export const repoRoot = () => process.env.FULCRUM_ROOT ?? join(import.meta.dir, "..", "..");
 export const OTLP_PORT = 19400;
 const cores = navigator.hardwareConcurrency;
 
@@ -134,7 +135,7 @@ function merge(a: any, b: any): any {
 function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
   return {
     name: v.name, port, optional: v.optional, otlp: v.otlp,
-    unavailable: () => (existsSync(join(REPO, "main.ts")) ? undefined : `main.ts not found in ${REPO} (the core is not merged yet)`),
+    unavailable: () => (existsSync(join(repoRoot(), "main.ts")) ? undefined : `main.ts not found in ${repoRoot()} (the core is not merged yet)`),
     prepare({ dir, backendUrls }) {
       const accessLog = join(dir, `${v.name}-access.log`);
       const base = {
@@ -147,7 +148,7 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
       // Plugin paths are written relative (the documented form) and resolve against the config's folder.
       copyFileSync(join(import.meta.dir, "..", "plugins", "rr-plugin.ts"), join(dir, "rr-plugin.ts"));
       writeFileSync(cfgPath, YAML.stringify(merge(merge(base, FULCRUM_BASE), v.overlay)));
-      return { cmd: [process.execPath, "main.ts", "run", "--config", cfgPath], cwd: REPO,
+      return { cmd: [process.execPath, "main.ts", "run", "--config", cfgPath], cwd: repoRoot(),
         stdout: join(dir, `${v.name}.stdout`), stderr: join(dir, `${v.name}.stderr`), accessLog };
     },
   };
@@ -164,6 +165,7 @@ export interface Running { def: ProxyDef; proc: Subprocess; startupMs: number; a
 
 /** Start and wait (bounded) for the first proxied response; start-up time is measured to it. */
 export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): Promise<Running> {
+  await assertFree([def.port]); // else the readiness poll could be answered by a stranger
   const l = def.prepare(ctx);
   const t0 = performance.now();
   const proc = spawn(def.name, l.cmd, { cwd: l.cwd, stdout: l.stdout, stderr: l.stderr, raiseNofile: true });
@@ -183,7 +185,8 @@ export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): P
 }
 
 /** Minimal OTLP/HTTP receiver for the tracing variants: accepts and counts export requests. */
-export function startOtlpSink(): { requests: () => number; stop: () => void } {
+export async function startOtlpSink(): Promise<{ requests: () => number; stop: () => void }> {
+  await assertFree([OTLP_PORT]);
   let n = 0;
   const server = Bun.serve({ hostname: "127.0.0.1", port: OTLP_PORT, async fetch(req) {
     await req.arrayBuffer(); n++;

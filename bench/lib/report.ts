@@ -62,7 +62,7 @@ export function formatCells(cells: Cell[]): string {
 
 export function formatSummaries(s: ProxySummary[]): string {
   const mb = (n?: number) => (n === undefined ? "-" : n.toFixed(1));
-  return table(["proxy", "", "start-up ms", "idle RSS MB", "RSS after load MB", "RSS 10k idle conns MB", "added MB", "conns held"],
+  return table(["proxy", "", "start-up ms", "idle RSS MB", "RSS after load MB", "RSS w/ idle conns MB", "added MB", "conns held"],
     s.map((p) => [p.proxy, "", p.startupMs.toFixed(0), mb(p.rssIdleMB), mb(p.rssAfterLoadMB), mb(p.rssIdleConnsMB),
       p.rssIdleConnsMB === undefined ? "-" : mb(p.rssIdleConnsMB - (p.rssAfterLoadMB ?? p.rssIdleMB)),
       p.idleConns ? `${p.idleConns.held}/${p.idleConns.requested}` : "-"]));
