@@ -106,6 +106,8 @@ async function main(): Promise<void> {
 
   console.log(`\nFulcrum benchmark — ${new Date().toISOString()} — ${navigator.hardwareConcurrency} cores, load generator ${tool}, backends ${backends.kind}, ${rounds} run(s) × ${durationSec} s (median of runs)\n`);
   console.log(formatCells(cells));
+  const byBytes = scenarios.filter((s) => s.byBytes).map((s) => s.id);
+  if (byBytes.length) console.log(`(x nginx is the ratio of bytes/s for ${byBytes.join(", ")}, of req/s elsewhere; upstream conns: most opened in one run, and × client connections)`);
   console.log("\n" + formatSummaries(sums));
   console.log(`\naccess log bytes written: ${Object.entries(accessLogs).map(([k, v]) => `${k} ${(v / MB).toFixed(1)} MiB`).join(", ")}`);
   if (otlp) console.log(`OTLP export requests received: ${otlp.requests()}`);

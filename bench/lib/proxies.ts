@@ -142,7 +142,7 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
         listen: `127.0.0.1:${port}`,
         pools: { bench: { strategy: "round-robin", backends: backendUrls.map((url) => ({ url })) } },
         routes: [{ match: { path: "/" }, pool: "bench" }],
-        log: { level: "warn", access_log: true, access_log_file: accessLog },
+        log: { level: "warning", access_log: true, access_log_file: accessLog },
       };
       const cfgPath = join(dir, `${v.name}.yaml`);
       // Plugin paths are written relative (the documented form) and resolve against the config's folder.
@@ -179,7 +179,8 @@ export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): P
   if (ok !== true) {
     await stop(proc);
     const err = existsSync(l.stderr) ? readFileSync(l.stderr, "utf8").slice(-800) : "";
-    throw new Error(`${def.name} did not serve a proxied response within ${timeoutMs} ms (exit ${proc.exitCode}). ${err}`);
+    const how = proc.exitCode !== null ? `exited with code ${proc.exitCode}` : `did not serve a proxied response within ${timeoutMs} ms`;
+    throw new Error(`${def.name} ${how}. ${err}`);
   }
   return { def, proc, startupMs, accessLog: l.accessLog };
 }

@@ -8,6 +8,7 @@ export interface Cell {
   rps: number; bytesPerSec: number; p50Ms: number; p99Ms: number; errors: number;
   upstreamConnsPerReq: number; upstreamConnsMaxRun: number; connections: number;
   ratio?: number; // to nginx: req/s, or bytes/s where the scenario says so
+  p99Ratio?: number; // p99 / nginx's p99 (target: <= 1.5)
 }
 
 export interface ProxySummary {
@@ -36,6 +37,7 @@ export function aggregate(runs: RunRecord[], scenarios: { id: string; connection
     const ref = cells.find((c) => c.scenario === sc.id && c.proxy === "nginx");
     if (ref) for (const c of cells.filter((c) => c.scenario === sc.id)) {
       c.ratio = sc.byBytes ? c.bytesPerSec / ref.bytesPerSec : c.rps / ref.rps;
+      c.p99Ratio = c.p99Ms / ref.p99Ms;
     }
   }
   return cells;
@@ -53,9 +55,9 @@ function table(head: string[], rows: string[][]): string {
 
 export function formatCells(cells: Cell[]): string {
   return table(
-    ["scenario", "proxy", "req/s", "bytes/s", "p50 ms", "p99 ms", "errors", "x nginx", "upstream conns", "conns/req"],
+    ["scenario", "proxy", "req/s", "bytes/s", "p50 ms", "p99 ms", "errors", "x nginx", "p99 x nginx", "upstream conns", "conns/req"],
     cells.map((c) => [c.scenario, c.proxy, fmtN(c.rps), fmtB(c.bytesPerSec), fmtMs(c.p50Ms), fmtMs(c.p99Ms),
-      String(c.errors), c.ratio === undefined ? "-" : c.ratio.toFixed(2),
+      String(c.errors), c.ratio === undefined ? "-" : c.ratio.toFixed(2), c.p99Ratio === undefined ? "-" : c.p99Ratio.toFixed(2),
       `${c.upstreamConnsMaxRun} (${(c.upstreamConnsMaxRun / c.connections).toFixed(1)}x c)`, c.upstreamConnsPerReq.toFixed(4)]),
   );
 }
@@ -76,7 +78,7 @@ export function svgChart(cells: Cell[], title: string, byBytes: Set<string>): st
   const scenarios = [...new Set(cells.map((c) => c.scenario))];
   const proxies = [...new Set(cells.map((c) => c.proxy))];
   const bw = 26, gap = 30, h = 260, top = 50, left = 40;
-  const gw = proxies.length * bw + gap;
+  const gw = Math.max(proxies.length * bw + gap, 96); // room for the scenario label
   const width = left + scenarios.length * gw + 20;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top + 50 + proxies.length * 14}" font-family="sans-serif" font-size="11">`,
@@ -93,7 +95,7 @@ export function svgChart(cells: Cell[], title: string, byBytes: Set<string>): st
     proxies.forEach((p, pi) => {
       const c = cs.find((c) => c.proxy === p);
       if (!c) return;
-      const bh = Math.max(1, (val(c) / max) * h);
+      const bh = Math.max(1, Math.round((val(c) / max) * h));
       const x = x0 + pi * bw;
       const label = byBytes.has(sc) ? (c.bytesPerSec / 1024 ** 2).toFixed(0) : fmtN(c.rps);
       out.push(`<rect x="${x}" y="${top + h - bh}" width="${bw - 4}" height="${bh}" fill="${COLORS[pi % COLORS.length]}"><title>${esc(`${p} ${sc}: ${fmtN(c.rps)} req/s, p99 ${fmtMs(c.p99Ms)} ms`)}</title></rect>`);
