@@ -1,0 +1,141 @@
+// Process bookkeeping for the harness: every child is registered here and killed by PID on
+// exit, error or Ctrl-C, so a crashed or interrupted run never leaves a proxy on a port.
+import type { Subprocess } from "bun";
+import { readFileSync, readdirSync } from "node:fs";
+
+interface Tracked { name: string; proc: Subprocess }
+const tracked: Tracked[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
+let installed = false;
+let interrupted = false;
+/** True once a signal started the shutdown: errors from killed children are then expected. */
+export const isInterrupted = () => interrupted;
+
+export function log(msg: string): void {
+  const t = new Date().toISOString().slice(11, 19);
+  process.stderr.write(`[${t}] ${msg}\n`);
+}
+
+type SpawnOpts = { cwd?: string; stdout?: string; stderr?: string; env?: Record<string, string>; raiseNofile?: boolean };
+
+/** Spawn and register a child. Output goes to files (never pipes a busy child could fill) or, for stderr, "inherit". */
+export function spawn(name: string, cmd: string[], opts: SpawnOpts = {}): Subprocess {
+  installSignalHandlers();
+  // Soft fd limit up to the hard one (10,000 idle clients need 10,000+ fds); exec keeps the PID.
+  if (opts.raiseNofile) cmd = ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', "sh", ...cmd];
+  const proc = Bun.spawn(cmd, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdin: "ignore",
+    stdout: opts.stdout ? Bun.file(opts.stdout) : "ignore",
+    stderr: opts.stderr === "inherit" ? "inherit" : opts.stderr ? Bun.file(opts.stderr) : "ignore",
+  });
+  tracked.push({ name, proc });
+  return proc;
+}
+
+/** Register a child spawned elsewhere (e.g. a load generator reading pipes) for cleanup. */
+export function track(name: string, proc: Subprocess): void { installSignalHandlers(); tracked.push({ name, proc }); }
+export function untrack(proc: Subprocess): void { const i = tracked.findIndex((t) => t.proc === proc); if (i >= 0) tracked.splice(i, 1); }
+
+export function onCleanup(fn: () => void | Promise<void>): void { cleanups.push(fn); }
+
+/** SIGTERM by PID, then SIGKILL after a grace period; returns when the child has exited. */
+export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
+  const i = tracked.findIndex((t) => t.proc === proc);
+  if (i >= 0) tracked.splice(i, 1);
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  try { process.kill(proc.pid, "SIGTERM"); } catch { return; }
+  const timer = setTimeout(() => { try { process.kill(proc.pid, "SIGKILL"); } catch {} }, graceMs);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
+export async function stopAll(): Promise<void> {
+  for (const fn of cleanups.splice(0).reverse()) { try { await fn(); } catch {} }
+  await Promise.all(tracked.slice().reverse().map((t) => stop(t.proc)));
+}
+
+function installSignalHandlers(): void {
+  if (installed) return;
+  installed = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, async () => {
+      if (interrupted) return;
+      interrupted = true;
+      log(`${sig}: stopping ${tracked.length} child process(es)`);
+      await stopAll();
+      process.exit(130);
+    });
+  }
+  // Last resort if the event loop dies with children alive: synchronous SIGKILL by PID.
+  process.on("exit", () => { for (const t of tracked) { try { process.kill(t.proc.pid, "SIGKILL"); } catch {} } });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Poll until fn() returns a value (not undefined) or the deadline passes. */
+export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: number, stepMs = 5): Promise<T | undefined> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    try { const v = await fn(); if (v !== undefined) return v; } catch {}
+    await sleep(stepMs);
+  }
+  return undefined;
+}
+
+/** Throws if something already listens on a port we are about to use (another bench, a dev server). */
+export async function assertFree(ports: number[]): Promise<void> {
+  const busy = [];
+  for (const p of ports) if (await portOpen(p)) busy.push(p);
+  if (busy.length) throw new Error(`port(s) ${busy.join(", ")} on 127.0.0.1 already in use (another bench running?)`);
+}
+
+/** True once a TCP connect to host:port succeeds. */
+export async function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), 500);
+    Bun.connect({ hostname: host, port, socket: {
+      open(s) { clearTimeout(t); s.end(); resolve(true); },
+      connectError() { clearTimeout(t); resolve(false); },
+      data() {},
+    } }).catch(() => { clearTimeout(t); resolve(false); });
+  });
+}
+
+/** VmRSS in bytes of pid plus all its descendants (nginx workers, forked children). */
+export function treeRss(pid: number): number {
+  const kids = new Map<number, number[]>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(d));
+    } catch {}
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
+      if (m) total += Number(m[1]) * 1024;
+    } catch {}
+    stack.push(...(kids.get(p) ?? []));
+  }
+  return total;
+}
+
+/** BENCH_HIDE=nginx,haproxy,wrk pretends those are not installed (to test the fresh-machine path). */
+export function which(bin: string): string | undefined {
+  if ((process.env.BENCH_HIDE ?? "").split(",").includes(bin)) return undefined;
+  return Bun.which(bin, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/usr/local/sbin:/sbin` }) ?? undefined;
+}
+
+/** Hard RLIMIT_NOFILE: children can raise their soft limit to it, but (without CAP_SYS_RESOURCE)
+ *  not beyond, so proxy configs size their connection limits from it. */
+export function hardNofile(): number {
+  const m = /Max open files\s+\S+\s+(\S+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+  return !m || m[1] === "unlimited" ? 1_048_576 : Number(m[1]);
+}
