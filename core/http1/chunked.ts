@@ -47,10 +47,10 @@ export class ChunkedDecoder {
   }
 
   /**
-   * Decode `buf[off..end)`, calling `emit` with each run of body data. Returns the index after
+   * Decode `buf[off..end)`, giving each run of body data to `sink.push`. Returns the index after
    * the last byte consumed: `end`, or earlier when the body finished there (the rest is not ours).
    */
-  feed(buf: Uint8Array, off: number, end: number, emit: (data: Uint8Array) => void): number {
+  feed(buf: Uint8Array, off: number, end: number, sink: { push(data: Uint8Array): unknown }): number {
     let i = off;
     while (i < end) {
       const c = buf[i]!;
@@ -91,7 +91,7 @@ export class ChunkedDecoder {
           break;
         case S.Data: {
           const n = Math.min(this.#size, end - i);
-          emit(buf.subarray(i, i + n));
+          sink.push(buf.subarray(i, i + n));
           i += n;
           this.#size -= n;
           if (this.#size === 0) this.#state = S.DataCr;

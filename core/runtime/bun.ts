@@ -1,4 +1,6 @@
 import type { Listener, Runtime, ServeOptions, Writer } from "./types.ts";
+import { useUpstreamClient } from "../upstream.ts";
+import { bunUpstreamClient } from "./bun-pool.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   const server = Bun.serve({
@@ -64,4 +66,9 @@ export const bunRuntime: Runtime = {
   cwd: () => process.cwd(),
   openWriter,
   exit: (code) => process.exit(code),
+  upstreamClient: bunUpstreamClient,
 };
+
+// Choosing this runtime chooses its upstream client. main.ts imports this module only on Bun,
+// so this stays the one runtime decision; the pools built afterwards use the raw-TCP client.
+useUpstreamClient(bunUpstreamClient);

@@ -3,6 +3,8 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
+import type { UpstreamClient } from "../upstream.ts";
+
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
 
@@ -48,4 +50,6 @@ export interface Runtime {
   cwd(): string;
   openWriter(target: "stdout" | "stderr" | { path: string }): Writer;
   exit(code: number): never;
+  /** This runtime's own upstream HTTP client; node:http (core/upstream-node.ts) when absent. */
+  readonly upstreamClient?: UpstreamClient;
 }
