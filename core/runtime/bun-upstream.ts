@@ -17,10 +17,21 @@ import { findHeadEnd, parseHead, ParseError, type ResponseHead } from "../http1/
 import { ChunkedDecoder } from "../http1/chunked.ts";
 
 /**
- * A body with a Content-Length up to this is read whole before the response is handed over,
- * and passed as bytes: a stream costs Bun.serve ~35 µs more a response than bytes do.
+ * Bun.serve (1.4.5) writes a response that completes outside the request handler in one send()
+ * only when head and body fit its 16 KiB cork buffer; past that, every status-line and header
+ * fragment is its own send() (~36 syscalls a response, oven-sh/bun#41341). So: a response that
+ * fits is read whole and handed over as bytes (a stream costs ~35 µs more); a larger one as a
+ * stream, whose head Bun writes corked, then the body.
  */
-const BUFFER_LIMIT = 64 * 1024;
+const CORK_LIMIT = 16 * 1024 - 512;
+
+/** Whether head and a body of `length` bytes fit Bun's cork buffer (with room for its Date). */
+function fitsCork(head: ResponseHead, length: number): boolean {
+  let n = length + head.statusText.length + 64;
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2;
+  return n <= CORK_LIMIT;
+}
 const enum Phase {
   Head,
   /** Head read; a small body is being collected before the response is handed over. */
@@ -323,7 +334,7 @@ function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): voi
   if (length >= 0) {
     if (avail >= length) return finishSmall(ex, buf.subarray(off, off + length), avail > length);
     ex.remaining = length - avail;
-    if (length <= BUFFER_LIMIT) {
+    if (fitsCork(head, length)) {
       // Wait for the rest of a small body (still under the response timeout), then hand it over whole.
       ex.phase = Phase.Small;
       ex.small = Buffer.allocUnsafe(length);
@@ -360,18 +371,27 @@ function onBody(ex: Exchange, buf: Buffer, off: number): void {
   } else ex.push(off === 0 ? buf : buf.subarray(off));
 }
 
-/** The whole (small) body is here: hand it over as bytes. */
+/** The whole body is here: hand it over as bytes, or as a one-chunk stream when too big to cork. */
 function finishSmall(ex: Exchange, body: Uint8Array, leftover: boolean): void {
   ex.complete(leftover);
   ex.bytes = body.length;
   ex.endBody();
-  handOver(ex, body as Uint8Array<ArrayBuffer>);
+  if (fitsCork(ex.head!, body.length)) return handOver(ex, body as Uint8Array<ArrayBuffer>);
+  handOver(
+    ex,
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(body);
+        c.close();
+      },
+    }),
+  );
 }
 
 function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {
   ex.settled = true;
   ex.cleanup();
-  if (body === null || !(body instanceof ReadableStream)) ex.req.signal.removeEventListener("abort", ex);
+  if (ex.phase !== Phase.Body) ex.req.signal.removeEventListener("abort", ex);
   const head = ex.head!;
   ex.resolve({ status: head.status, statusText: head.statusText, rawHeaders: head.rawHeaders, body });
 }
