@@ -110,6 +110,7 @@ export class ChunkedDecoder {
         case S.TrailerStart:
           if (c === 13) this.#state = S.EndLf;
           else if (c === 32 || c === 9) throw new ParseError("obsolete line folding in trailer");
+          else if (isCtl(c)) throw new ParseError("invalid character in trailer");
           else this.#state = S.TrailerLine;
           if (++this.#trailer > MAX_HEAD) throw new ParseError("trailer section too large");
           i++;
