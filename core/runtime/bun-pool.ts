@@ -13,7 +13,8 @@ import {
   type UpstreamResponse,
   type UpstreamTarget,
 } from "../upstream.ts";
-import { Conn, connectTimedOut, Exchange, handlers, responseTimedOut } from "./bun-upstream.ts";
+import { Conn, Exchange } from "./bun-conn.ts";
+import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
 
 /** Request body chunks up to this are framed into one write (one syscall) when chunked. */
 const COALESCE_LIMIT = 16 * 1024;
@@ -56,13 +57,16 @@ export class BunPool implements UpstreamAgent {
     ex.conn = conn;
     conn.connectTimer = setTimeout(connectTimedOut, ex.req.connectTimeoutMs, conn);
     const t = this.target;
-    Bun.connect<Conn>({ hostname: t.hostname, port: t.port, socket: handlers, data: conn, tls: t.protocol === "https:" }).catch(
-      (e: Error) => {
-        conn.closed = true;
-        if (conn.connectTimer) clearTimeout(conn.connectTimer);
-        conn.ex?.fail(new UpstreamError("connect", e.message, false, { cause: e }));
-      },
-    );
+    const failed = (e: Error) => {
+      conn.closed = true;
+      if (conn.connectTimer) clearTimeout(conn.connectTimer);
+      conn.ex?.fail(new UpstreamError("connect", e.message, false, { cause: e }));
+    };
+    try {
+      Bun.connect<Conn>({ hostname: t.hostname, port: t.port, socket: handlers, data: conn, tls: t.protocol === "https:" }).catch(failed);
+    } catch (e) {
+      failed(e as Error);
+    }
   }
 
   /** Write the request head (and a buffered body) on a ready connection, then stream a body. */
