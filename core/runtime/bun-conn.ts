@@ -4,7 +4,7 @@
  * (a stream cancelled after its end) cannot touch the next one on the same connection.
  */
 import type { Socket } from "bun";
-import type { Buffer } from "node:buffer";
+import { Buffer } from "node:buffer";
 import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "../upstream.ts";
 import type { ResponseHead } from "../http1/response.ts";
 import type { ChunkedDecoder } from "../http1/chunked.ts";
@@ -41,14 +41,16 @@ export class Conn {
   paused = false;
   constructor(readonly pool: BunPool) {}
 
-  write(data: Uint8Array): boolean {
+  /** Write now, or queue what the kernel did not take. A string must be ASCII (1 byte a char). */
+  write(data: Uint8Array | string): boolean {
     if (this.out !== undefined) {
-      this.out.push(data);
+      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
       return false;
     }
     const n = this.socket!.write(data);
     if (n === data.length) return true;
-    this.out = [n > 0 ? data.subarray(n) : data];
+    const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+    this.out = [n > 0 ? rest.subarray(n) : rest];
     return false;
   }
 

@@ -20,6 +20,7 @@ import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
 const COALESCE_LIMIT = 16 * 1024;
 const CRLF = Buffer.from("\r\n");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+const NON_ASCII = /[^\x00-\x7f]/;
 
 export class BunPool implements UpstreamAgent {
   /** Oldest first (idle times ascend), so expiry takes a prefix and reuse pops the warmest. */
@@ -93,7 +94,8 @@ export class BunPool implements UpstreamAgent {
       conn.write(out);
       ex.bodySent = true;
     } else {
-      conn.write(Buffer.from(head, "latin1"));
+      // An all-ASCII head (the usual case) goes as a string: no buffer allocated per request.
+      conn.write(NON_ASCII.test(head) ? Buffer.from(head, "latin1") : head);
       if (body === null) ex.bodySent = true;
       else void pump(conn, ex, body, chunked);
     }
