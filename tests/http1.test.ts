@@ -1,13 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
-import { findHeadEnd, MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
+import { MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
 import { ChunkedDecoder } from "../core/http1/chunked.ts";
 
 function head(text: string) {
-  const buf = Buffer.from(`${text}\r\n\r\n`, "latin1");
-  const end = findHeadEnd(buf, 0);
-  expect(end).toBe(buf.length - 4);
-  return parseHead(buf, 0, end);
+  const buf = Buffer.from(`${text}\r\n\r\nBODY`, "latin1");
+  const h = parseHead(buf, 0)!;
+  expect(h.end).toBe(buf.length - 4);
+  return h;
 }
 
 function decode(text: string | Buffer, pieces = 1): { body: string; used: number; done: boolean } {
@@ -71,14 +71,24 @@ describe("response head parsing", () => {
     });
   }
 
-  test("a bare LF as line ending is rejected", () => {
-    expect(() => findHeadEnd(Buffer.from("HTTP/1.1 200 OK\nX-A: 1\r\n\r\n"), 0)).toThrow(ParseError);
+  test("a bare LF as line ending is rejected, in the status line or a header", () => {
+    expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\nX-A: 1\r\n\r\n"), 0)).toThrow(ParseError);
+    expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\r\nX-A: 1\n\r\n"), 0)).toThrow(ParseError);
   });
 
-  test("a head that is not complete yet is -1; one over 64 KiB is an error", () => {
-    expect(findHeadEnd(Buffer.from("HTTP/1.1 200 OK\r\nX-A: 1\r\n"), 0)).toBe(-1);
+  test("a head that has not all arrived is undefined, at any cut; one over 64 KiB is an error", () => {
+    const full = "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n";
+    for (let cut = 0; cut < full.length; cut++) expect(parseHead(Buffer.from(full.slice(0, cut)), 0)).toBeUndefined();
+    expect(parseHead(Buffer.from(`xx${full}`), 2)?.end).toBe(full.length + 2);
     const big = Buffer.from(`HTTP/1.1 200 OK\r\nX-A: ${"a".repeat(MAX_HEAD)}`);
-    expect(() => findHeadEnd(big, 0)).toThrow(/larger than/);
+    expect(() => parseHead(big, 0)).toThrow(/larger than/);
+  });
+
+  test("many headers (past the scratch size) are all kept", () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `X-${i}: v${i}`).join("\r\n");
+    const h = head(`HTTP/1.1 200 OK\r\n${lines}`);
+    expect(h.rawHeaders.length).toBe(600);
+    expect(h.rawHeaders.slice(-2)).toEqual(["x-299", "v299"]);
   });
 });
 

@@ -27,65 +27,105 @@ export interface ResponseHead {
   chunked: boolean;
   /** The backend will close, or the connection must not be reused (HTTP/1.0, `Connection: close`). */
   close: boolean;
+  /** Index in the buffer just after the head (its final CRLF). */
+  end: number;
+}
+
+// tchar (RFC 9110 §5.6.2) by byte value.
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: (.*))?$/s;
+const ascii = new TextDecoder();
+/** Scratch for one parse: per header line, name start, colon, value start and end (trimmed). */
+let marks = new Int32Array(4 * 64);
+
+const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
+
+/** Out of bytes at `i`: wait for more (undefined), unless the head is already too large. */
+function more(from: number, n: number): undefined {
+  if (n - from >= MAX_HEAD) throw new ParseError(`response head larger than ${MAX_HEAD} bytes`);
+  return undefined;
 }
 
 /**
- * Index of the CRLFCRLF that ends the head in `buf[from..]`, or -1 if it has not arrived yet.
- * Throws on a bare LF (only CRLF ends a line here) and when the head outgrows {@link MAX_HEAD}.
+ * Parse the response head starting at `buf[from]`, or return undefined if it has not all
+ * arrived. One pass over the bytes checks the framing of every line (CRLF only, no control
+ * characters, token header names, no obs-fold) before any string is made.
  */
-export function findHeadEnd(buf: Uint8Array, from: number): number {
+export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   const n = buf.length;
   const limit = Math.min(n, from + MAX_HEAD);
-  for (let i = from; i < limit; i++) {
-    if (buf[i] !== 10) continue;
-    if (i === from || buf[i - 1] !== 13) throw new ParseError("bare LF in response head");
-    if (i >= from + 3 && buf[i - 2] === 10 && buf[i - 3] === 13) return i - 3;
+  let hi = 0;
+  let i = from;
+  let c = 0;
+  for (; i < limit; i++) {
+    c = buf[i]!;
+    if (c === 13) break;
+    if (isCtl(c)) throw new ParseError(c === 10 ? "bare LF in response head" : "control character in status line");
+    hi |= c;
   }
-  if (n - from >= MAX_HEAD) throw new ParseError(`response head larger than ${MAX_HEAD} bytes`);
-  return -1;
-}
+  if (i + 1 >= limit) return more(from, n);
+  if (buf[i + 1] !== 10) throw new ParseError("bare CR in response head");
+  const statusEnd = i;
+  i += 2;
+  let count = 0;
+  let headEnd: number;
+  for (;;) {
+    if (i >= limit) return more(from, n);
+    c = buf[i]!;
+    if (c === 13) {
+      if (i + 1 >= limit) return more(from, n);
+      if (buf[i + 1] !== 10) throw new ParseError("bare CR in response head");
+      headEnd = i + 2;
+      break;
+    }
+    if (c === 32 || c === 9) throw new ParseError("obsolete line folding in response header");
+    const nameStart = i;
+    for (; i < limit && (c = buf[i]!) !== 58; i++) {
+      if (c >= 128 || TCHAR[c] === 0) throw new ParseError(c === 13 || c === 10 ? "response header line without a colon" : "invalid response header name");
+    }
+    if (i >= limit) return more(from, n);
+    if (i === nameStart) throw new ParseError("empty response header name");
+    const colon = i++;
+    while (i < limit && ((c = buf[i]!) === 32 || c === 9)) i++;
+    const valueStart = i;
+    let valueEnd = i;
+    for (; i < limit; i++) {
+      c = buf[i]!;
+      if (c === 13) break;
+      if (isCtl(c)) throw new ParseError(c === 10 ? "bare LF in response head" : "control character in response header value");
+      hi |= c;
+      if (c !== 32 && c !== 9) valueEnd = i + 1;
+    }
+    if (i + 1 >= limit) return more(from, n);
+    if (buf[i + 1] !== 10) throw new ParseError("bare CR in response head");
+    if (count * 4 + 4 > marks.length) {
+      const grown = new Int32Array(marks.length * 2);
+      grown.set(marks);
+      marks = grown;
+    }
+    marks[count * 4] = nameStart - from;
+    marks[count * 4 + 1] = colon - from;
+    marks[count * 4 + 2] = valueStart - from;
+    marks[count * 4 + 3] = valueEnd - from;
+    count++;
+    i += 2;
+  }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Control characters other than HTAB; CR and LF are caught by the line split below.
-const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
-
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
-}
-
-/** Parse `buf[start..end)` (a head without its final CRLFCRLF, as found by {@link findHeadEnd}). */
-export function parseHead(buf: Buffer, start: number, end: number): ResponseHead {
-  const text = buf.toString("latin1", start, end);
-  let lineEnd = text.indexOf("\r\n");
-  if (lineEnd < 0) lineEnd = text.length;
-  const m = STATUS_LINE.exec(text.slice(0, lineEnd));
-  if (m === null) throw new ParseError(`invalid status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
+  // All bytes ASCII (the usual case): decode fast; else latin1, so obs-text keeps its bytes.
+  const text = hi < 128 ? ascii.decode(buf.subarray(from, headEnd)) : buf.toString("latin1", from, headEnd);
+  const m = STATUS_LINE.exec(text.slice(0, statusEnd - from));
+  if (m === null) throw new ParseError(`invalid status line: ${JSON.stringify(text.slice(0, Math.min(statusEnd - from, 80)))}`);
   const http10 = m[1] === "0";
-  const rawHeaders: string[] = [];
+  const rawHeaders: string[] = new Array(count * 2);
   let contentLength = -1;
   let te: string | undefined;
   let connection = "";
-  let pos = lineEnd + 2;
-  while (pos < text.length) {
-    let next = text.indexOf("\r\n", pos);
-    if (next < 0) next = text.length;
-    const line = text.slice(pos, next);
-    pos = next + 2;
-    const c0 = line.charCodeAt(0);
-    if (c0 === 32 || c0 === 9) throw new ParseError("obsolete line folding in response header");
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new ParseError(`invalid response header line: ${JSON.stringify(line.slice(0, 80))}`);
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) throw new ParseError(`invalid response header name: ${JSON.stringify(name.slice(0, 80))}`);
-    const value = trimOws(line.slice(colon + 1));
-    if (CTL.test(value) || value.indexOf("\r") >= 0) throw new ParseError(`invalid character in response header ${name}`);
-    const lower = name.toLowerCase();
-    rawHeaders.push(lower, value);
+  for (let k = 0; k < count; k++) {
+    const lower = text.slice(marks[k * 4]!, marks[k * 4 + 1]!).toLowerCase();
+    const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
+    rawHeaders[k * 2] = lower;
+    rawHeaders[k * 2 + 1] = value;
     if (lower === "content-length") {
       // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
       if (contentLength !== -1) throw new ParseError("duplicate Content-Length in response");
@@ -106,7 +146,7 @@ export function parseHead(buf: Buffer, start: number, end: number): ResponseHead
   }
   // HTTP/1.0 keep-alive is rare and ill-defined with a proxy in between: never reuse those.
   const close = http10 || hasToken(connection, "close");
-  return { status: Number(m[2]), statusText: m[3] ?? "", rawHeaders, contentLength, chunked, close };
+  return { status: Number(m[2]), statusText: m[3] ?? "", rawHeaders, contentLength, chunked, close, end: headEnd };
 }
 
 function hasToken(list: string, token: string): boolean {

@@ -13,7 +13,7 @@ import type { SocketHandler } from "bun";
 import { Buffer } from "node:buffer";
 import { UpstreamError, type UpstreamResponse } from "../upstream.ts";
 import { Conn, Exchange, Framing, Phase } from "./bun-conn.ts";
-import { findHeadEnd, parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
+import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 
 /**
@@ -129,13 +129,13 @@ function onData(ex: Exchange, chunk: Buffer): void {
   let off = 0;
   let head: ResponseHead;
   for (;;) {
-    const end = findHeadEnd(buf, off);
-    if (end < 0) {
+    const h = parseHead(buf, off);
+    if (h === undefined) {
       ex.pending = off === 0 ? buf : buf.subarray(off);
       return;
     }
-    head = parseHead(buf, off, end);
-    off = end + 4;
+    head = h;
+    off = h.end;
     if (head.status >= 200) break;
     // 1xx interim responses (100 Continue, 103 Early Hints) are skipped; 101 was never asked for.
     if (head.status === 101) throw new ParseError("unexpected 101 Switching Protocols");
