@@ -42,8 +42,8 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     url: cfg.url,
     headers: cfg.headers,
     timeoutMillis: cfg.exportTimeoutMs,
-    // One batch is exported at a time in steady state; a few more only during flush/shutdown.
-    concurrencyLimit: 4,
+    // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
+    concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
   };
   const exporter: SpanExporter = cfg.protocol === "http/json"
     ? new OtlpJsonExporter(exporterOptions)
@@ -78,7 +78,14 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     propagator: propagator(cfg.propagators),
     droppedSpans: () => drops.queueFull + drops.exportFailed,
     // Once only: a second call (e.g. signal handler and test cleanup) gets the same outcome.
-    shutdown: (timeoutMs) => (shuttingDown ??= withTimeout(provider.shutdown(), timeoutMs, opts.logger)),
+    // The processor's flush gives up at the first failed batch; waiting for the exporter's
+    // in-flight requests too settles every span's fate (and the drop count) before we return.
+    shutdown: (timeoutMs) =>
+      (shuttingDown ??= withTimeout(
+        provider.shutdown().finally(() => exporter.forceFlush?.().catch(() => {})),
+        timeoutMs,
+        opts.logger,
+      )),
   };
 }
 
@@ -129,7 +136,7 @@ function routeDiagnostics(logger: TelemetryLogger): void {
     if (now - last < 60_000) return void suppressed++;
     last = now;
     const detail = args.length ? args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ") : undefined;
-    diagLogger?.[level](`opentelemetry: ${message}`, { detail, suppressed_since_last: suppressed });
+    diagLogger?.[level](`opentelemetry: ${errorMessage(message)}`, { detail, suppressed_since_last: suppressed });
     suppressed = 0;
   };
   const noop = () => {};
@@ -139,6 +146,17 @@ function routeDiagnostics(logger: TelemetryLogger): void {
   );
 }
 
+// The SDK's global error handler logs exceptions as JSON; keep just their message.
+function errorMessage(message: string): string {
+  if (!message.startsWith("{")) return message;
+  try {
+    const parsed = JSON.parse(message) as { message?: unknown };
+    return typeof parsed.message === "string" ? parsed.message : message;
+  } catch {
+    return message;
+  }
+}
+
 async function withTimeout(p: Promise<void>, ms: number, logger?: TelemetryLogger): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(resolve, ms, "timeout")));
@@ -146,7 +164,8 @@ async function withTimeout(p: Promise<void>, ms: number, logger?: TelemetryLogge
     const r = await Promise.race([p.then(() => "ok" as const), timedOut]);
     if (r === "timeout") logger?.warn("tracing: shutdown flush timed out; pending spans dropped", { timeout_ms: ms });
   } catch (err) {
-    logger?.warn("tracing: final span export failed", { error: err instanceof Error ? err.message : String(err) });
+    const error = err instanceof Error ? err.message : String(err);
+    logger?.warn(`tracing: final span export failed: ${error}`, { error });
   } finally {
     clearTimeout(timer);
   }

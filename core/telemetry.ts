@@ -173,6 +173,9 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
 
     startClientSpan(parent, a) {
       if (parent === undefined) return undefined;
+      // Unsampled trace: nothing is exported, so the upstream can carry the server span's context
+      // (sampled flag off) and we skip creating a second non-recording span.
+      if (!parent.span.isRecording()) return parent;
       const method = a.method ?? parent.method;
       const span = tracer.startSpan(method + " " + a.pool, clientOpts, parent.ctx);
       if (span.isRecording()) {

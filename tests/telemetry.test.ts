@@ -220,6 +220,44 @@ describe("a dead collector", () => {
   });
 });
 
+describe("export settings", () => {
+  test("configured headers reach the collector and OTEL_SERVICE_NAME names the service", async () => {
+    const r = await receiver();
+    const tel = await telemetry(
+      { endpoint: r.url, headers: { authorization: "Bearer cfg" } },
+      { OTEL_SERVICE_NAME: "edge-lb", OTEL_EXPORTER_OTLP_HEADERS: "x-tenant=acme,authorization=Bearer%20env" },
+    );
+    tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+    const [span] = await r.waitForSpans(1);
+    expect(span!.resource["service.name"]).toBe("edge-lb");
+    expect(r.requests[0]!.headers.get("authorization")).toBe("Bearer cfg");
+    expect(r.requests[0]!.headers.get("x-tenant")).toBe("acme");
+  });
+
+  test("export failures reach the logger, at most one SDK message a minute", async () => {
+    const r = await receiver("refuse");
+    const warnings: string[] = [];
+    let firstWarning!: () => void;
+    const warned = new Promise<void>((resolve) => (firstWarning = resolve));
+    const log = (m: string) => {
+      warnings.push(m);
+      firstWarning();
+    };
+    const tel = await createTelemetry(
+      { traces: { endpoint: r.url, export_timeout: 500, scheduled_delay: 10, max_export_batch_size: 1 } },
+      { serviceVersion: "1", env: {}, logger: { warn: log, error: log } },
+    );
+    cleanups.push(() => tel.shutdown(1000));
+    for (let i = 0; i < 5; i++) tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+    await warned; // bun:test's own timeout bounds this
+    await tel.shutdown(5000);
+    expect(tel.droppedSpans()).toBe(5);
+    expect(warnings[0]).toStartWith("opentelemetry: ");
+    // Five failed exports: one SDK message, then silence; shutdown's own warning may follow.
+    expect(warnings.filter((w) => w.startsWith("opentelemetry: "))).toHaveLength(1);
+  });
+});
+
 describe("span queue", () => {
   test("spans beyond max_queue_size are dropped and counted", async () => {
     const r = await receiver("hang");
