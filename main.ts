@@ -16,6 +16,7 @@ import { startDemoBackends } from "./core/demo.ts";
 import { setupLogging } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { startServer } from "./core/server.ts";
+import { formatRanges } from "./core/resilience/health.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
@@ -125,19 +126,44 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, onRea
 }
 
 function summarize(config: Config): string {
-  const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
   const lines = [`listen: ${config.listen.hostname}:${config.listen.port}`, `shutdown_timeout: ${ms(config.shutdown_timeout)}`];
   for (const [name, p] of Object.entries(config.pools)) {
-    lines.push(`pool ${name}: strategy ${p.strategy.name ?? p.strategy.plugin}, host_header ${p.host_header}, ` +
-      `timeouts connect ${ms(p.timeouts.connect)} response ${ms(p.timeouts.response)}, ` +
-      `keepalive max_idle ${p.keepalive.max_idle} idle_timeout ${ms(p.keepalive.idle_timeout)}`);
+    lines.push(`pool ${name}: strategy ${p.strategy.name ?? p.strategy.plugin}, host_header ${p.host_header}, panic ${p.panic}`);
     for (const b of p.backends) {
       const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
       lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
     }
+    lines.push(`  timeouts: connect ${ms(p.timeouts.connect)}, response ${ms(p.timeouts.response)}, request ${ms(p.timeouts.request)}`);
+    lines.push(`  keepalive: max_idle ${p.keepalive.max_idle}, idle_timeout ${ms(p.keepalive.idle_timeout)}`);
+    const h = p.health;
+    lines.push(h
+      ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
+        `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
+        `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
+      : "  health: no active checks");
+    const od = p.outlier_detection;
+    lines.push(od
+      ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
+        `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
+      : "  outlier_detection: off");
+    const cb = p.circuit_breaker;
+    lines.push(cb
+      ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
+        `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
+        `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
+      : "  circuit_breaker: off");
+    const r = p.retry;
+    lines.push(`  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
+      `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
+      `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`);
+    lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
   }
-  for (const r of config.routes ?? []) lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}`);
-  if (!config.routes) lines.push(`route *${"/"} → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  for (const r of config.routes ?? []) {
+    lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
+  }
+  if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
   return lines.join("\n");
 }
