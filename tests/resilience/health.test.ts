@@ -165,4 +165,27 @@ describe("active health checks: scheduling under fake time", () => {
     expect(flips).toEqual([]);
     expect(statuses(b).includes(false)).toBe(true);
   });
+
+  test("with fall=rise=3 the flapping backend flips, but never sooner than 3 probes after the last flip", async () => {
+    const clock = new ManualClock();
+    const flapping = startBackend("flap", () => {
+      const up = Math.floor(clock.now() / 1000) % 2 === 0;
+      return new Response(up ? "ok" : "down", { status: up ? 200 : 503 });
+    });
+    cleanups.push(() => flapping.stop());
+    const { pool, checker, b } = makePool([flapping.url], "{ path: /healthz, interval: 250ms, jitter: 0ms, healthy_threshold: 3, unhealthy_threshold: 3 }", clock);
+    const flips: number[] = [];
+    let last = b.activeHealthy;
+    pool.start();
+    for (let step = 0; step < 80; step++) {
+      clock.advance(250);
+      await checker.settled();
+      if (b.activeHealthy !== last) {
+        flips.push(clock.now());
+        last = b.activeHealthy;
+      }
+    }
+    expect(flips.length).toBeGreaterThan(4);
+    for (let i = 1; i < flips.length; i++) expect(flips[i]! - flips[i - 1]!).toBeGreaterThanOrEqual(3 * 250);
+  });
 });
