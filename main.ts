@@ -7,10 +7,10 @@
  *   fulcrum version
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import pkg from "./package.json" with { type: "json" };
-import { ConfigError, loadConfigFile } from "./core/config/load.ts";
+import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
+// Embedded so that `fulcrum demo` works from the compiled binary too.
+import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
 import { startDemoBackends } from "./core/demo.ts";
 import { setupLogging } from "./core/log.ts";
@@ -21,6 +21,10 @@ import type { Runtime } from "./core/runtime/types.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
+
+// Stamped by compile.sh (`bun build --define`); absent when running from source.
+declare const FULCRUM_COMMIT: string | undefined;
+const COMMIT = typeof FULCRUM_COMMIT === "string" ? FULCRUM_COMMIT : "source";
 
 const HELP = `Fulcrum ${pkg.version}: HTTP load balancer and reverse proxy
 
@@ -72,7 +76,7 @@ async function main(runtime: Runtime): Promise<number> {
 
     switch (command) {
       case "version":
-        print(`fulcrum ${pkg.version} (${runtime.name} ${runtime.version})`);
+        print(`fulcrum ${pkg.version} (commit ${COMMIT}, ${runtime.name} ${runtime.version})`);
         return 0;
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
@@ -84,8 +88,9 @@ async function main(runtime: Runtime): Promise<number> {
       case "run":
         return await serve(runtime, registry, await load(values.config ?? "fulcrum.yaml"));
       case "demo": {
-        const file = values.config ?? join(dirname(fileURLToPath(import.meta.url)), "config", "demo.yaml");
-        const config = await load(file);
+        const config = values.config
+          ? await load(values.config)
+          : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
         const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
         await startDemoBackends(runtime, ports);
         return await serve(runtime, registry, config, (url) =>

@@ -58,8 +58,17 @@ export interface Child {
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Run `bun main.ts <args>` and wait for its "listening" log line. */
-export async function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child> {
-  const proc = Bun.spawn([process.execPath, "main.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+export function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child> {
+  return spawnListening([process.execPath, "main.ts", ...args], { cwd: ROOT }, timeoutMs);
+}
+
+/** Run any Fulcrum command line (binary, deno task…) and wait for its "listening" log line. */
+export async function spawnListening(
+  cmd: string[],
+  options: { cwd: string; env?: Record<string, string> },
+  timeoutMs = 10_000,
+): Promise<Child> {
+  const proc = Bun.spawn(cmd, { cwd: options.cwd, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe" });
   const lines: string[] = [];
   let url: string | undefined;
   const ready = new Promise<string>((resolve, reject) => {

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../package.json" with { type: "json" };
+import { startBackends, type TestBackend } from "./helpers/backends.ts";
+import { spawnListening, type Child } from "./helpers/fulcrum.ts";
+
+// The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
+// under Deno: both must proxy like `bun main.ts` does.
+const ROOT = new URL("../", import.meta.url).pathname;
+const children: Child[] = [];
+let backends: TestBackend[] = [];
+let binDir = "";
+
+function configText(): string {
+  return `listen: 127.0.0.1:0
+pools:
+  web:
+    backends: [${backends.map((b) => `"${b.url}"`).join(", ")}]
+`;
+}
+
+async function rotation(url: string): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < 4; i++) seen.push((await fetch(url)).headers.get("x-backend") ?? "?");
+  return seen;
+}
+
+beforeAll(async () => {
+  backends = startBackends(2);
+  binDir = mkdtempSync(join(tmpdir(), "fulcrum-bin-"));
+  const build = Bun.spawnSync(["./compile.sh", "--outfile", join(binDir, "build", "fulcrum")], { cwd: ROOT, stderr: "pipe", stdout: "pipe" });
+  if (build.exitCode !== 0) throw new Error(`compile.sh failed: ${build.stderr.toString()}`);
+  // Only the binary and a config: no node_modules, no sources.
+  mkdirSync(join(binDir, "app"));
+  copyFileSync(join(binDir, "build", "fulcrum"), join(binDir, "app", "fulcrum"));
+  Bun.spawnSync(["chmod", "+x", join(binDir, "app", "fulcrum")]);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of children) {
+    c.kill("SIGKILL");
+    await c.exited;
+  }
+  for (const b of backends) await b.stop();
+});
+
+describe("compiled binary (./compile.sh)", () => {
+  test("runs from an empty folder with env -i and proxies round robin", async () => {
+    const app = join(binDir, "app");
+    writeFileSync(join(app, "fulcrum.yaml"), configText());
+    const child = await spawnListening(["./fulcrum", "run", "--config", "fulcrum.yaml"], { cwd: app, env: {} });
+    children.push(child);
+    expect(await rotation(child.url)).toEqual(["b1", "b2", "b1", "b2"]);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  });
+
+  test("version prints the version and the git commit", () => {
+    const r = Bun.spawnSync(["./fulcrum", "version"], { cwd: join(binDir, "app"), env: {} });
+    const commit = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: ROOT }).stdout.toString().trim();
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toContain(`fulcrum ${pkg.version} (commit ${commit}`);
+  });
+
+  test("check validates a config, and reports errors with file:line:col", () => {
+    const app = join(binDir, "app");
+    writeFileSync(join(app, "bad.yaml"), "pools:\n  web:\n    backends: [{ url: http://a:1, weight: -1 }]\n");
+    const ok = Bun.spawnSync(["./fulcrum", "check", "--config", "fulcrum.yaml"], { cwd: app, env: {} });
+    expect(ok.exitCode).toBe(0);
+    const bad = Bun.spawnSync(["./fulcrum", "check", "--config", "bad.yaml"], { cwd: app, env: {} });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toContain("bad.yaml:3:43: pools.web.backends[0].weight must be a positive integer, got -1");
+  });
+});
+
+describe("Deno (deno task start)", () => {
+  test("serves the same config", async () => {
+    // --allow-read is scoped to the repository, so the config lives inside it.
+    const dir = join(ROOT, ".tmp");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `deno-${process.pid}.yaml`);
+    writeFileSync(file, configText());
+    const deno = join(ROOT, "node_modules", ".bin", "deno");
+    const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
+      cwd: ROOT,
+      env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` } as Record<string, string>,
+    }, 30_000);
+    children.push(child);
+    expect(child.lines.some((l) => l.includes('"runtime":"deno"'))).toBe(true);
+    expect(await rotation(child.url)).toEqual(["b1", "b2", "b1", "b2"]);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  }, 60_000);
+});
