@@ -21,8 +21,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
+# FULCRUM_COMMIT overrides (a Docker build has no .git).
+commit=${FULCRUM_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
+if [ -z "${FULCRUM_COMMIT:-}" ] && [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit="$commit-dirty"
+fi
 mkdir -p "$(dirname "$outfile")"
 
 case "$runtime" in
@@ -39,7 +42,7 @@ case "$runtime" in
     deno=./node_modules/.bin/deno
     [ -x "$deno" ] || deno=$(command -v deno) || { echo "compile.sh: deno not found; run npm install first" >&2; exit 1; }
     if [ -z "${DENORT_BIN:-}" ]; then
-      echo "compile.sh: deno compile downloads its denort base binary from dl.deno.land." >&2
+      echo "compile.sh: deno compile downloads its denort base binary from Deno's release server." >&2
       echo "            Trying for at most 60 s; set DENORT_BIN=/path/to/denort to build offline." >&2
     fi
     # The commit cannot be stamped with deno compile (no --define); `version` says "source".

@@ -32,6 +32,7 @@ Usage:
   fulcrum [run] [--config FILE]   serve with FILE (default: fulcrum.yaml)
   fulcrum check [--config FILE]   validate FILE, print a summary; exit 2 if invalid
   fulcrum demo                    start three example backends and Fulcrum (config/demo.yaml)
+  fulcrum healthcheck [--url URL] exit 0 if the admin /health answers 200 (for Docker HEALTHCHECK)
   fulcrum version                 print the version
   fulcrum --help                  this text
 
@@ -61,6 +62,7 @@ async function main(runtime: Runtime): Promise<number> {
       args: runtime.args(),
       options: {
         config: { type: "string", short: "c" },
+        url: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
@@ -78,6 +80,18 @@ async function main(runtime: Runtime): Promise<number> {
       case "version":
         print(`fulcrum ${pkg.version} (commit ${COMMIT}, ${runtime.name} ${runtime.version})`);
         return 0;
+      case "healthcheck": {
+        // Distroless images have no curl: the binary checks its own admin endpoint.
+        const url = values.url ?? "http://127.0.0.1:9090/health";
+        try {
+          const r = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+          print(`${url}: ${r.status}`);
+          return r.status === 200 ? 0 : 1;
+        } catch (e) {
+          fail(`${url}: ${(e as Error).message}`);
+          return 1;
+        }
+      }
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
         const config = await load(file);

@@ -64,6 +64,28 @@ describe("compiled binary (./compile.sh)", () => {
     expect(r.stdout.toString()).toContain(`fulcrum ${pkg.version} (commit ${commit}`);
   });
 
+  test("needs nothing but glibc", () => {
+    const ldd = Bun.spawnSync(["ldd", join(binDir, "app", "fulcrum")]).stdout.toString();
+    const libs = ldd.split("\n").map((l) => l.trim().split(/\s/)[0]!).filter(Boolean);
+    expect(libs.length).toBeGreaterThan(0);
+    for (const lib of libs) expect(lib).toMatch(/^(linux-vdso\.so|\/lib64\/ld-linux|lib(c|m|dl|pthread|rt)\.so)/);
+  });
+
+  test("runs as a non-root user (uid 65534)", async () => {
+    const app = join(binDir, "app");
+    Bun.spawnSync(["chmod", "755", binDir, app]);
+    const child = await spawnListening(
+      ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "./fulcrum", "run", "--config", "fulcrum.yaml"],
+      { cwd: app, env: {} },
+    );
+    children.push(child);
+    const uid = (await Bun.file(`/proc/${child.proc.pid}/status`).text()).match(/^Uid:\s+(\d+)/m)?.[1];
+    expect(uid).toBe("65534");
+    expect((await fetch(child.url)).status).toBe(200);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  });
+
   test("check validates a config, and reports errors with file:line:col", () => {
     const app = join(binDir, "app");
     writeFileSync(join(app, "bad.yaml"), "pools:\n  web:\n    backends: [{ url: http://a:1, weight: -1 }]\n");
@@ -76,6 +98,17 @@ describe("compiled binary (./compile.sh)", () => {
 });
 
 describe("Deno (deno task start)", () => {
+  test("compile.sh --runtime deno fails clearly, and in bounded time, where denort cannot be downloaded", () => {
+    if (process.env.DENORT_BIN) return; // a machine that can build it; nothing to check here
+    const r = Bun.spawnSync(["./compile.sh", "--runtime", "deno", "--outfile", join(binDir, "deno-fulcrum")], {
+      cwd: ROOT,
+      timeout: 90_000,
+    });
+    if (r.exitCode === 0) return; // the download worked on this machine
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toContain("deno compile failed");
+  }, 100_000);
+
   test("serves the same config", async () => {
     // --allow-read is scoped to the repository, so the config lives inside it.
     const dir = join(ROOT, ".tmp");
