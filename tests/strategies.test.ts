@@ -15,6 +15,9 @@ const api: PluginApi = {
   strategy: () => {
     throw new Error("not used");
   },
+  key: () => {
+    throw new Error("not used");
+  },
   log: { debug() {}, info() {}, warn() {}, error() {} },
 };
 
