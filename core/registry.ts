@@ -74,14 +74,14 @@ export class Registry {
     const entry = this.#plugins[kind].get(name);
     if (!entry) {
       const hint = didYouMean(name, this.#plugins[kind].keys());
-      throw new Error(`unknown ${kind} "${name}"${hint ? `; did you mean "${hint}"?` : ""} (known: ${this.names(kind).join(", ")})`);
+      throw new UnknownName(`unknown ${kind} "${name}"${hint ? `; did you mean "${hint}"?` : ""} (known: ${this.names(kind).join(", ")})`);
     }
     return entry.plugin;
   }
 
   /** Instantiate a registered strategy; an unknown name lists the known ones. */
   createStrategy(name: string, options: unknown, api: PluginApi): Strategy {
-    const strategy = (this.#get("strategy", name) as StrategyPlugin<never>).create((options ?? {}) as never, api);
+    const strategy = create(() => (this.#get("strategy", name) as StrategyPlugin<never>).create((options ?? {}) as never, api));
     if (!strategy || typeof strategy.pick !== "function") {
       throw new TypeError(`strategy "${name}": create() must return an object with a pick() method, got ${describe(strategy)}`);
     }
@@ -90,7 +90,7 @@ export class Registry {
 
   /** Instantiate a registered middleware. */
   createMiddleware(name: string, options: unknown, api: PluginApi): Middleware {
-    const mw = (this.#get("middleware", name) as MiddlewarePlugin<never>).create((options ?? {}) as never, api);
+    const mw = create(() => (this.#get("middleware", name) as MiddlewarePlugin<never>).create((options ?? {}) as never, api));
     if (typeof mw !== "function") {
       throw new TypeError(`middleware "${name}": create() must return a function (c, next) => …, got ${describe(mw)}`);
     }
@@ -99,11 +99,23 @@ export class Registry {
 
   /** Instantiate a registered key function. */
   createKey(name: string, options: unknown, api: PluginApi): (request: RequestInfo) => string | undefined {
-    const fn = (this.#get("key", name) as KeyPlugin<never>).create((options ?? {}) as never, api);
+    const fn = create(() => (this.#get("key", name) as KeyPlugin<never>).create((options ?? {}) as never, api));
     if (typeof fn !== "function") throw new TypeError(`key "${name}": create() must return a function (request) => string, got ${describe(fn)}`);
     return fn;
   }
 }
+
+/** Run a plugin's create(); what it throws (bad options) is reported as such. */
+function create<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof UnknownName) throw e;
+    throw new Error(`create() failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+class UnknownName extends Error {}
 
 function describe(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;

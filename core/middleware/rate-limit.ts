@@ -51,20 +51,20 @@ type Peer = { env?: { ex?: { clientIp?: string } } };
 
 /** Create the middleware; `now` (milliseconds) is injectable for fake-time tests. */
 export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: () => number = () => performance.now()): Middleware {
-  if (!options || typeof options !== "object") throw new TypeError(`rate-limit: options must be a map with rate, got ${JSON.stringify(options)}`);
+  if (!options || typeof options !== "object") throw new TypeError(`options must be a map with rate, got ${JSON.stringify(options)}`);
   for (const k of Object.keys(options)) {
-    if (!KNOWN.includes(k)) throw new TypeError(`rate-limit: unknown option "${k}" (known: ${KNOWN.join(", ")})`);
+    if (!KNOWN.includes(k)) throw new TypeError(`unknown option "${k}" (known: ${KNOWN.join(", ")})`);
   }
   const rate = parseRate(options.rate);
-  if (!rate) throw new RangeError(`rate-limit: rate must be like 100/s, 6000/m or 10/30s, got ${JSON.stringify(options.rate)}`);
+  if (!rate) throw new RangeError(`rate must be like 100/s, 6000/m or 10/30s, got ${JSON.stringify(options.rate)}`);
   const burst = options.burst ?? Math.max(1, Math.ceil(rate.count));
-  if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`rate-limit: burst must be a positive integer, got ${JSON.stringify(options.burst)}`);
+  if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`burst must be a positive integer, got ${JSON.stringify(options.burst)}`);
   const maxKeys = options.max_keys ?? 100_000;
-  if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new RangeError(`rate-limit: max_keys must be a positive integer, got ${JSON.stringify(options.max_keys)}`);
+  if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new RangeError(`max_keys must be a positive integer, got ${JSON.stringify(options.max_keys)}`);
   const trusted = options.trusted_proxies ?? [];
-  if (!Array.isArray(trusted)) throw new TypeError(`rate-limit: trusted_proxies must be a list of IPs or CIDRs, got ${JSON.stringify(trusted)}`);
+  if (!Array.isArray(trusted)) throw new TypeError(`trusted_proxies must be a list of IPs or CIDRs, got ${JSON.stringify(trusted)}`);
   const policy = options.policy ?? "default";
-  if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy)) throw new RangeError(`rate-limit: policy must be a word such as "default", got ${JSON.stringify(policy)}`);
+  if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy)) throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
   const addHeaders = options.headers ?? true;
 
   const address = clientAddress(trusted);
@@ -121,7 +121,7 @@ function keyFunction(spec: RateLimitOptions["key"], ip: (c: MiddlewareContext) =
       return typeof k === "string" ? `k:${k}` : `ip:${info.clientIp}`;
     };
   }
-  throw new TypeError(`rate-limit: key must be client-ip, header:NAME or { plugin: ./key.ts }, got ${JSON.stringify(spec)}`);
+  throw new TypeError(`key must be client-ip, header:NAME or { plugin: ./key.ts }, got ${JSON.stringify(spec)}`);
 }
 
 export default {

@@ -79,7 +79,8 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   if (!build.success || !build.outputs[0]) {
     const log = build.logs.find((l) => l.level === "error") ?? build.logs[0];
     const pos = log?.position;
-    const where = pos ? `${pos.file || absPath}:${pos.line}:${pos.column + 1}` : absPath;
+    // Bun's line and column are 1-based.
+    const where = pos ? `${pos.file || absPath}:${pos.line}:${pos.column}` : absPath;
     const reason = log && /could not resolve|not found/i.test(log.message) ? "cannot resolve an import" : "syntax error";
     throw new PluginImportError("syntax", `${reason} at ${where}: ${log?.message ?? "build failed"}`);
   }
