@@ -135,7 +135,3 @@ async function importOne(runtime: LoadOptions["runtime"], abs: string, fresh: bo
   return plugin;
 }
 
-/** Throw a {@link ConfigError} if the given load failed for a reason other than a config problem. */
-export function asConfigError(e: unknown): ConfigError {
-  return e instanceof ConfigError ? e : new ConfigError([String((e as Error)?.message ?? e)]);
-}
