@@ -4,9 +4,15 @@
  *   fulcrum [run] --config FILE   serve (default subcommand; FILE defaults to fulcrum.yaml)
  *   fulcrum check --config FILE   validate and summarise a config; exit 2 on errors
  *   fulcrum demo                  three example backends and Fulcrum in front of them
+ *   fulcrum reload --pid PID      make a running Fulcrum re-read its config and plugins (SIGHUP)
+ *   fulcrum types                 print the plugin API as a .d.ts
  *   fulcrum version
  */
 import { parseArgs } from "node:util";
+import { getLogger } from "@logtape/logtape";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import pkg from "./package.json" with { type: "json" };
 import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
 // Embedded so that `fulcrum demo` works from the compiled binary too.
@@ -15,9 +21,13 @@ import type { Config } from "./core/config/schema.ts";
 import { startDemoBackends } from "./core/demo.ts";
 import { setupLogging } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
-import { startServer } from "./core/server.ts";
+import { buildGateway, startServer, type RunningServer } from "./core/server.ts";
 import { formatRanges } from "./core/resilience/health.ts";
 import type { Runtime } from "./core/runtime/types.ts";
+import { loadPlugins } from "./core/plugins/load.ts";
+import { pluginApiDts } from "./core/plugins/types-dts.ts";
+import { watchFiles } from "./core/plugins/watch.ts";
+import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
@@ -33,6 +43,9 @@ Usage:
   fulcrum check [--config FILE]   validate FILE, print a summary; exit 2 if invalid
   fulcrum demo                    start three example backends and Fulcrum (config/demo.yaml)
   fulcrum healthcheck [--url URL] exit 0 if the admin /health answers 200 (for Docker HEALTHCHECK)
+  fulcrum reload --pid PID        make a running Fulcrum reload its config and plugins (sends SIGHUP)
+  fulcrum reload --pid-file FILE  the same, with the PID from FILE (written by run --pid-file FILE)
+  fulcrum types                   print the plugin API as a .d.ts: fulcrum types > fulcrum.d.ts
   fulcrum version                 print the version
   fulcrum --help                  this text
 
@@ -49,6 +62,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(roundRobin);
   registry.registerStrategy(weightedRoundRobin);
   registry.registerStrategy(leastConnections);
+  registry.register(rateLimit);
   return registry;
 }
 
@@ -63,6 +77,8 @@ async function main(runtime: Runtime): Promise<number> {
       options: {
         config: { type: "string", short: "c" },
         url: { type: "string" },
+        pid: { type: "string" },
+        "pid-file": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
@@ -74,7 +90,12 @@ async function main(runtime: Runtime): Promise<number> {
     }
     const registry = builtinRegistry();
     const load = (file: string) =>
-      loadConfigFile(file, { readTextFile: runtime.readTextFile, env: runtime.env, strategyNames: registry.strategyNames() });
+      loadConfigFile(file, {
+        readTextFile: runtime.readTextFile,
+        env: runtime.env,
+        strategyNames: registry.strategyNames(),
+        middlewareNames: registry.middlewareNames(),
+      });
 
     switch (command) {
       case "version":
@@ -95,19 +116,41 @@ async function main(runtime: Runtime): Promise<number> {
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
         const config = await load(file);
+        // Load the plugins and create every strategy and middleware, without listening.
+        const plugins = await loadPlugins(config, { runtime, registry, fresh: false });
+        buildGateway(config, { registry: plugins.registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } })
+          .close();
         print(`${file}: OK`);
         print(summarize(config));
         return 0;
       }
-      case "run":
-        return await serve(runtime, registry, await load(values.config ?? "fulcrum.yaml"));
+      case "run": {
+        const file = values.config ?? "fulcrum.yaml";
+        return await serve(runtime, registry, await load(file), { file, load, pidFile: values["pid-file"] });
+      }
+      case "reload": {
+        const pidText = values.pid ?? (values["pid-file"] ? readFileSync(values["pid-file"], "utf8").trim() : undefined);
+        const pid = Number(pidText);
+        if (!pidText || !Number.isInteger(pid) || pid <= 0) {
+          fail(`fulcrum reload needs --pid PID or --pid-file FILE (got ${JSON.stringify(pidText ?? "")})`);
+          return 2;
+        }
+        runtime.kill(pid, "SIGHUP");
+        print(`sent SIGHUP to ${pid}; the running Fulcrum logs "reloaded" or "reload rejected"`);
+        return 0;
+      }
+      case "types": {
+        print(pluginApiDts(await pluginApiSource(runtime), pkg.version));
+        return 0;
+      }
       case "demo": {
         const config = values.config
           ? await load(values.config)
           : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
         const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
         await startDemoBackends(runtime, ports);
-        return await serve(runtime, registry, config, (url) =>
+        // The embedded demo config has no file to re-read: a reload re-uses it.
+        return await serve(runtime, registry, config, { file: values.config, load }, (url) =>
           print(`\nFulcrum demo: ${ports.length} backends behind ${url}\nTry: curl -i ${url}/  (repeat it; the x-backend header rotates)\n`));
       }
       default:
@@ -128,20 +171,50 @@ async function main(runtime: Runtime): Promise<number> {
   }
 }
 
-/** Run until SIGTERM/SIGINT, then drain and exit 0. Returns only on shutdown. */
-async function serve(runtime: Runtime, registry: Registry, config: Config, onReady?: (url: string) => void): Promise<number> {
+interface Source {
+  file: string | undefined;
+  load: (file: string) => Promise<Config>;
+  pidFile?: string | undefined;
+}
+
+/** Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch) reload. */
+async function serve(runtime: Runtime, registry: Registry, config: Config, source: Source, onReady?: (url: string) => void): Promise<number> {
   const logging = await setupLogging(runtime, config.log);
-  const server = await startServer(runtime, config, { registry, logging });
+  let watcher: { close(): void } | undefined;
+  const rewatch = (server: RunningServer) => {
+    watcher?.close();
+    watcher = server.config.plugins.watch
+      ? watchFiles([...(source.file ? [resolve(runtime.cwd(), source.file)] : []), ...server.pluginFiles], () => void server.reload())
+      : undefined;
+  };
+  const server = await startServer(runtime, config, { registry, logging, loadConfig: source.file ? () => source.load(source.file!) : undefined, onReload: rewatch });
+  rewatch(server);
+  const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
+  if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
   const url = `http://${server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname}:${server.listener.port}`;
-  logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name });
+  logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name, pid: process.pid });
   onReady?.(url);
   await new Promise<void>((resolve) => {
     const stop = () => void server.shutdown().then(resolve);
     runtime.onSignal("SIGTERM", stop);
     runtime.onSignal("SIGINT", stop);
   });
+  offHup();
+  watcher?.close();
+  if (source.pidFile) rmSync(source.pidFile, { force: true });
   await logging.close();
   return 0;
+}
+
+/** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
+async function pluginApiSource(runtime: Runtime): Promise<string> {
+  try {
+    const mod = (await import("./core/plugin-api.ts", { with: { type: "text" } })) as unknown as { default: string };
+    if (typeof mod.default === "string") return mod.default;
+  } catch {
+    // Deno without --unstable-raw-imports: read the file instead.
+  }
+  return runtime.readTextFile(fileURLToPath(new URL("./core/plugin-api.ts", import.meta.url)));
 }
 
 function summarize(config: Config): string {
@@ -149,7 +222,8 @@ function summarize(config: Config): string {
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
   const lines = [`listen: ${config.listen.hostname}:${config.listen.port}`, `shutdown_timeout: ${ms(config.shutdown_timeout)}`];
   for (const [name, p] of Object.entries(config.pools)) {
-    lines.push(`pool ${name}: strategy ${p.strategy.name ?? p.strategy.plugin}, host_header ${p.host_header}, panic ${p.panic}`);
+    const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
+    lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
     for (const b of p.backends) {
       const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
       lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
@@ -180,7 +254,9 @@ function summarize(config: Config): string {
     lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
   }
   for (const r of config.routes ?? []) {
-    lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
+    const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
+    lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
+      `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
   }
   if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);

@@ -85,6 +85,24 @@ const strategy = z.preprocess(
     }),
 );
 
+// A route's middleware: `{ plugin: ./file.ts, options }` or a registered one by its name as the
+// only key (`{ rate-limit: { rate: 100/s } }`, DESIGN.md §5); normalised to { name | plugin, options }.
+const middleware = z.preprocess(
+  (v) => {
+    if (!v || typeof v !== "object" || Array.isArray(v)) return v;
+    const keys = Object.keys(v);
+    return keys.length === 1 && keys[0] !== "plugin" ? { name: keys[0], options: (v as Record<string, unknown>)[keys[0]!] ?? {} } : v;
+  },
+  z.strictObject(
+    {
+      name: z.string().optional(),
+      plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
+      options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+    },
+    { error: "must be { plugin: ./file.ts, options } or { NAME: options } for a built-in such as rate-limit" },
+  ),
+);
+
 const timeouts = z.strictObject(
   {
     /** Time to open a TCP connection to a backend. */
@@ -223,6 +241,7 @@ const route = z.strictObject(
     pool: z.string({ error: "must name a pool" }),
     /** Also retry non-idempotent requests (POST, PATCH) after they may have reached a backend. */
     retry_non_idempotent: z.boolean({ error: "must be true or false" }).default(false),
+    middleware: z.array(middleware, { error: "must be a list of middleware" }).default([]),
   },
   { error: "must be a map with match and pool" },
 );
@@ -256,6 +275,8 @@ export const configSchema = z.strictObject(
     routes: z.array(route, { error: "must be a list of routes" }).optional(),
     log: log.prefault({}),
     limits: limits.prefault({}),
+    /** `watch: true` reloads when the config or a plugin file (or a helper it imports) changes. */
+    plugins: z.strictObject({ watch: z.boolean({ error: "must be true or false" }).default(false) }).prefault({}),
   },
   { error: "must be a map" },
 );
@@ -264,3 +285,4 @@ export type Config = z.output<typeof configSchema>;
 export type PoolConfig = Config["pools"][string];
 export type BackendConfig = PoolConfig["backends"][number];
 export type RouteConfig = NonNullable<Config["routes"]>[number];
+export type MiddlewareConfig = RouteConfig["middleware"][number];

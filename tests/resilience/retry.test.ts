@@ -217,3 +217,21 @@ describe("limits, passive health and panic mode", () => {
     expect(panicky.records.some((r) => String(r.message.join("")).includes("panic mode"))).toBe(true);
   });
 });
+
+describe("reload", () => {
+  test("a backend kept across a reload keeps its circuit state, and the new pool owns it", async () => {
+    const bad = answering("bad", 500);
+    const good = answering("good", 200);
+    const f = await serve([bad.url, good.url], "    retry: { attempts: 1 }\n    circuit_breaker: { failures: 2, open_for: 30s }");
+    for (let i = 0; i < 4; i++) await (await fetch(f.url)).text();
+    const before = f.server.gateway.pools.get("web")!;
+    expect(before.backends[0]!.circuit).toBe("open");
+    expect((await f.server.reload()).ok).toBe(true);
+    const after = f.server.gateway.pools.get("web")!;
+    expect(after).not.toBe(before);
+    expect(after.backends[0]).toBe(before.backends[0]!);
+    expect(after.backends[0]!.owner).toBe(after);
+    expect(after.available.map((b) => b.id)).toEqual([new URL(good.url).host]);
+    for (let i = 0; i < 4; i++) expect((await fetch(f.url)).headers.get("x-backend")).toBe("good");
+  });
+});
