@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { startBackends, type TestBackend } from "./helpers/backends.ts";
 import { spawnListening, type Child } from "./helpers/fulcrum.ts";
+import { spawnRun, tempDir } from "./helpers/plugins.ts";
 
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
@@ -86,6 +87,37 @@ describe("compiled binary (./compile.sh)", () => {
     expect(await child.exited).toBe(0);
   });
 
+  test("runs a strategy and a middleware plugin importing \"fulcrum\" from an empty folder, reloads them, prints types", async () => {
+    const bin = join(binDir, "app", "fulcrum");
+    const [a, b] = backends;
+    const site = tempDir("fulcrum-site-");
+    site.write("lib/choice.ts", "export const choice = 0;\n");
+    site.write("chooser.ts", `import type { StrategyPlugin } from "fulcrum";\nimport { choice } from "./lib/choice.ts";\n` +
+      `export default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) } satisfies StrategyPlugin;\n`);
+    site.write("stamp.ts", `import { Hono, version, type MiddlewarePlugin } from "fulcrum";\n` +
+      `export default { kind: "middleware", name: "stamp", create: () => async (c, next) => { await next(); c.header("x-stamp", version + (typeof Hono)); } } satisfies MiddlewarePlugin;\n`);
+    site.write("fulcrum.yaml", `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\n` +
+      `routes:\n  - { pool: web, middleware: [ { plugin: ./stamp.ts }, { rate-limit: { rate: 1000/s } } ] }\n`);
+
+    const child = await spawnRun(["env", "-i", bin, "run", "--config", "fulcrum.yaml"], site.dir);
+    try {
+      const r = await fetch(child.url);
+      expect(r.headers.get("x-backend")).toBe("b1");
+      expect(r.headers.get("x-stamp")).toBe(`${pkg.version}function`);
+      expect(r.headers.get("ratelimit-policy")).toBe('"default";q=1000;w=1');
+
+      site.write("lib/choice.ts", "export const choice = 1;\n");
+      const from = child.lines.length;
+      child.proc.kill("SIGHUP");
+      await child.waitFor('"message":"reloaded"', from);
+      expect((await fetch(child.url)).headers.get("x-backend")).toBe("b2");
+    } finally {
+      await child.stop();
+    }
+    const types = Bun.spawn(["env", "-i", bin, "types"], { cwd: site.dir, stdout: "pipe" });
+    expect(await new Response(types.stdout).text()).toContain("export interface StrategyPlugin");
+  });
+
   test("check validates a config, and reports errors with file:line:col", () => {
     const app = join(binDir, "app");
     writeFileSync(join(app, "bad.yaml"), "pools:\n  web:\n    backends: [{ url: http://a:1, weight: -1 }]\n");
@@ -98,6 +130,10 @@ describe("compiled binary (./compile.sh)", () => {
 });
 
 describe("Deno (deno task start)", () => {
+  afterAll(() => {
+    for (const f of [`deno-${process.pid}.yaml`, `second-${process.pid}.ts`]) rmSync(join(ROOT, ".tmp", f), { force: true });
+  });
+
   test("compile.sh --runtime deno fails clearly, and in bounded time, where denort cannot be downloaded", () => {
     if (process.env.DENORT_BIN) return; // a machine that can build it; nothing to check here
     const r = Bun.spawnSync(["./compile.sh", "--runtime", "deno", "--outfile", join(binDir, "deno-fulcrum")], {
@@ -109,12 +145,15 @@ describe("Deno (deno task start)", () => {
     expect(r.stderr.toString()).toContain("deno compile failed");
   }, 100_000);
 
-  test("serves the same config", async () => {
+  test("serves the same config, with a user strategy plugin", async () => {
     // --allow-read is scoped to the repository, so the config lives inside it.
     const dir = join(ROOT, ".tmp");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `deno-${process.pid}.yaml`);
-    writeFileSync(file, configText());
+    // A user strategy importing "fulcrum" (resolved by deno.json's import map): always the second backend.
+    writeFileSync(join(dir, `second-${process.pid}.ts`), `import { version, type StrategyPlugin } from "fulcrum";\n` +
+      `export default { kind: "strategy", name: "second-" + version, create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`);
+    writeFileSync(file, configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`));
     const deno = join(ROOT, "node_modules", ".bin", "deno");
     const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
       cwd: ROOT,
@@ -122,7 +161,7 @@ describe("Deno (deno task start)", () => {
     }, 30_000);
     children.push(child);
     expect(child.lines.some((l) => l.includes('"runtime":"deno"'))).toBe(true);
-    expect(await rotation(child.url)).toEqual(["b1", "b2", "b1", "b2"]);
+    expect(await rotation(child.url)).toEqual(["b2", "b2", "b2", "b2"]);
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
   }, 60_000);
