@@ -16,6 +16,7 @@ import { startDemoBackends } from "./core/demo.ts";
 import { setupLogging } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { startServer } from "./core/server.ts";
+import { startObservability } from "./core/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
@@ -111,15 +112,21 @@ async function main(runtime: Runtime): Promise<number> {
 /** Run until SIGTERM/SIGINT, then drain and exit 0. Returns only on shutdown. */
 async function serve(runtime: Runtime, registry: Registry, config: Config, onReady?: (url: string) => void): Promise<number> {
   const logging = await setupLogging(runtime, config.log);
-  const server = await startServer(runtime, config, { registry, logging });
+  const obs = await startObservability(runtime, config, { logging, serviceVersion: pkg.version, env: runtime.env });
+  const server = await startServer(runtime, config, { registry, logging, observer: obs.observer, metrics: obs.metrics });
+  obs.attach(server);
   const url = `http://${server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname}:${server.listener.port}`;
   logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name });
   onReady?.(url);
   await new Promise<void>((resolve) => {
-    const stop = () => void server.shutdown().then(resolve);
+    const stop = () => {
+      obs.draining();
+      void server.shutdown().then(resolve);
+    };
     runtime.onSignal("SIGTERM", stop);
     runtime.onSignal("SIGINT", stop);
   });
+  await obs.close(); // flushes pending spans
   await logging.close();
   return 0;
 }
@@ -138,6 +145,10 @@ function summarize(config: Config): string {
   }
   for (const r of config.routes ?? []) lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}`);
   if (!config.routes) lines.push(`route *${"/"} → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  const admin = config.admin;
+  lines.push(admin.enabled ? `admin: ${admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"}, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}` : "admin: off");
+  const traces = config.telemetry?.traces;
+  if (traces) lines.push(`tracing: ${traces.enabled === false ? "off" : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`}`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
   return lines.join("\n");
 }

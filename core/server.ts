@@ -12,6 +12,9 @@ import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
 import type { Registry } from "./registry.ts";
 import type { Listener, Runtime } from "./runtime/types.ts";
+import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import type { SpanHandle } from "./telemetry.ts";
 
 type Env = { Bindings: { ex: Exchange } };
 
@@ -42,6 +45,10 @@ export interface GatewayDeps {
   logging: Logging;
   /** Time source for health checks, breakers and budgets; tests pass a manual one. */
   clock?: Clock;
+  /** Tracing and metrics hooks (core/observer.ts); omitted when both are off. */
+  observer?: Observer;
+  /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
+  metrics?: GatewayMetrics;
 }
 
 class RequestRecord implements Exchange {
@@ -54,6 +61,7 @@ class RequestRecord implements Exchange {
   retryReason: string | undefined = undefined;
   streaming = false;
   error: string | undefined = undefined;
+  span: SpanHandle | undefined = undefined;
   #finished = false;
 
   constructor(
@@ -62,6 +70,7 @@ class RequestRecord implements Exchange {
     readonly method: string,
     readonly path: string,
     readonly clientIp: string,
+    readonly observer: Observer | undefined,
   ) {}
 
   done(): void {
@@ -91,6 +100,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const api: PluginApi = {
       strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
       log: pluginLogger(logging, strategyName),
+      tracer: deps.observer?.pluginTracer(strategyName) ?? NOOP_PLUGIN_TRACER,
     };
     try {
       if (pc.strategy.plugin !== undefined) throw new Error("strategy plugins from files are not supported yet");
@@ -116,8 +126,10 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   let inflight = 0;
   let waiters: (() => void)[] = [];
   const access = logging.access;
+  const observer = deps.observer;
   const finish = (ex: RequestRecord) => {
     inflight--;
+    const ids = observer?.requestEnd(ex);
     if (access) {
       access.info("access", {
         method: ex.method,
@@ -132,6 +144,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         client_ip: ex.clientIp,
         ...(ex.retryReason ? { retry_reason: ex.retryReason } : {}),
         ...(ex.error ? { error: ex.error } : {}),
+        ...ids,
       });
     }
     if (inflight === 0 && waiters.length) {
@@ -146,10 +159,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
-    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp);
+    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
+      if (observer) {
+        if (route) ex.route = route.name;
+        observer.requestStart(ex, request);
+      }
       if (!route) {
         ex.status = 404;
         response = errorResponse(404, "no route for this host and path");
