@@ -46,9 +46,11 @@ class BackendSlot {
   /** fulcrum_requests_total children by method index × 6 + status class. */
   readonly requests: (CounterChild | undefined)[] = [];
   readonly outcomes: (CounterChild | undefined)[] = [];
-  readonly upstream: HistogramChild;
-  constructor(readonly m: Metrics, readonly pool: string, readonly id: string) {
-    this.upstream = m.upstreamDuration.child(pool, id);
+  #upstream: HistogramChild | undefined;
+  constructor(readonly m: Metrics, readonly pool: string, readonly id: string) {}
+  /** Created on the first attempt, so "no backend" 503s add no empty series. */
+  get upstream(): HistogramChild {
+    return (this.#upstream ??= this.m.upstreamDuration.child(this.pool, this.id));
   }
   request(method: number, statusClass: number): CounterChild {
     const i = method * 6 + statusClass;
@@ -95,6 +97,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
     if (!s) pools.set(name, (s = new PoolSlot(metrics!, name)));
     return s;
   };
+  const noRoute: (CounterChild | undefined)[] = [];
   const backendSlots = new WeakMap<Backend, BackendSlot>();
   const backendSlot = (pool: Pool, b: Backend) => {
     let s = backendSlots.get(b);
@@ -124,7 +127,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         ps.backend(ex.backend).request(METHOD_INDEX.get(ex.method) ?? 9, cls).inc();
       } else if (metrics) {
         // No route (404): counted under pool "" so totals still match the requests sent.
-        poolSlot("").backend("").request(METHOD_INDEX.get(ex.method) ?? 9, (ex.status / 100) | 0).inc();
+        const i = (METHOD_INDEX.get(ex.method) ?? 9) * 6 + ((ex.status / 100) | 0);
+        (noRoute[i] ??= metrics.requests.child("", "", METHODS[(i / 6) | 0]!, `${i % 6}xx`)).inc();
       }
       const span = ex.span;
       if (span === undefined) return undefined;
