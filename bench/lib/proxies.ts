@@ -122,6 +122,7 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-trace-0.01", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0.01 } } }, optional: true, otlp: true },
   { name: "fulcrum-trace-1.0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 1.0 } } }, optional: true, otlp: true },
   { name: "fulcrum-nolog", overlay: { log: { access_log: false } }, optional: true },
+  { name: "fulcrum-noadmin", overlay: { admin: false }, optional: true }, // no metrics, no admin listener: nothing observes requests
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
 ];
 
