@@ -3,10 +3,11 @@
 // the Fulcrum process's own CPU time (utime + stime from /proc) and divide by the requests it
 // served. CPU µs per request is much steadier than req/s when other work shares the cores.
 //
-//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--connections 64]
+//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--connections 64] [--variants a,b,...]  (the first is the baseline)
 //
 // Variants (bench/lib/proxies.ts): fulcrum-noadmin (no metrics, no tracing), fulcrum (metrics
-// on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink).
+// on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
+// http/json as the bench harness configures it), fulcrum-trace-1.0-proto (the default http/protobuf).
 import { mkdtempSync } from "node:fs";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +24,10 @@ const arg = (name: string, dflt: number) => {
 const runs = arg("--runs", 5);
 const duration = arg("--duration", 5);
 const connections = arg("--connections", 64);
-const VARIANTS = ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0"];
+const only = process.argv.indexOf("--variants");
+const VARIANTS = only > 0
+  ? process.argv[only + 1]!.split(",")
+  : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-proto"];
 
 /** CPU seconds (user + system) the process has used so far. */
 function cpuSeconds(pid: number): number {
@@ -60,11 +64,11 @@ try {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-const base = results.get("fulcrum-noadmin")!;
+const base = results.get(VARIANTS[0]!)!;
 console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s, median of rounds; OTLP requests ${sink.requests()}`);
 console.log("variant              req/s   CPU µs/req   vs off");
 for (const [name, rs] of results) {
   const cpu = median(rs.map((r) => r.cpuUs));
   const delta = cpu - median(base.map((r) => r.cpuUs));
-  console.log(`${name.padEnd(20)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${name === "fulcrum-noadmin" ? "-" : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`}`);
+  console.log(`${name.padEnd(20)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${name === VARIANTS[0] ? "-" : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`}`);
 }

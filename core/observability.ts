@@ -66,7 +66,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     throw e;
   }
   if (admin) log.info("admin API listening", { url: admin.url, metrics: metrics !== undefined });
-  if (telemetry.enabled) log.info("tracing on", { propagation: "W3C traceparent" });
+  if (telemetry.enabled) log.info("tracing on", { endpoint: config.telemetry?.traces?.endpoint ?? "from OTEL_EXPORTER_OTLP_* or the default" });
   let closing: Promise<void> | undefined;
 
   return {
