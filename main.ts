@@ -23,6 +23,7 @@ import { setupLogging } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { buildGateway, startServer, type RunningServer } from "./core/server.ts";
 import { formatRanges } from "./core/resilience/health.ts";
+import { startObservability } from "./core/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 import { loadPlugins } from "./core/plugins/load.ts";
 import { pluginApiDts } from "./core/plugins/types-dts.ts";
@@ -180,6 +181,7 @@ interface Source {
 /** Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch) reload. */
 async function serve(runtime: Runtime, registry: Registry, config: Config, source: Source, onReady?: (url: string) => void): Promise<number> {
   const logging = await setupLogging(runtime, config.log);
+  const obs = await startObservability(runtime, config, { logging, serviceVersion: pkg.version, env: runtime.env });
   let watcher: { close(): void } | undefined;
   const rewatch = (server: RunningServer) => {
     watcher?.close();
@@ -187,7 +189,16 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, sourc
       ? watchFiles([...(source.file ? [resolve(runtime.cwd(), source.file)] : []), ...server.pluginFiles], () => void server.reload())
       : undefined;
   };
-  const server = await startServer(runtime, config, { registry, logging, loadConfig: source.file ? () => source.load(source.file!) : undefined, onReload: rewatch });
+  const server = await startServer(runtime, config, {
+    registry,
+    logging,
+    observer: obs.observer,
+    metrics: obs.metrics,
+    loadConfig: source.file ? () => source.load(source.file!) : undefined,
+    onReload: rewatch,
+    beforeListen: () => obs.listen(),
+  });
+  obs.attach(server);
   rewatch(server);
   const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
   if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
@@ -195,13 +206,17 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, sourc
   logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name, pid: process.pid });
   onReady?.(url);
   await new Promise<void>((resolve) => {
-    const stop = () => void server.shutdown().then(resolve);
+    const stop = () => {
+      obs.draining();
+      void server.shutdown().then(resolve);
+    };
     runtime.onSignal("SIGTERM", stop);
     runtime.onSignal("SIGINT", stop);
   });
   offHup();
   watcher?.close();
   if (source.pidFile) rmSync(source.pidFile, { force: true });
+  await obs.close(); // flushes pending spans
   await logging.close();
   return 0;
 }
@@ -259,6 +274,10 @@ function summarize(config: Config): string {
       `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
   }
   if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  const admin = config.admin;
+  lines.push(admin.enabled ? `admin: ${admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"}, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}` : "admin: off");
+  const traces = config.telemetry?.traces;
+  if (traces) lines.push(`tracing: ${traces.enabled === false ? "off" : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`}`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
   return lines.join("\n");
 }

@@ -106,6 +106,46 @@ export interface PluginApi {
   key(name: string, options?: unknown): (request: RequestInfo) => string | undefined;
   /** A logger whose records carry the plugin's name. */
   readonly log: PluginLogger;
+  /**
+   * A tracer for the plugin's own spans, exported with the request's trace when tracing is on
+   * (`telemetry.traces`); a no-op that records nothing when it is off. Optional so that a
+   * plugin also runs on hosts older than it: use `api.tracer?.startSpan(…)`.
+   * @example
+   * ```ts
+   * const span = api.tracer?.startSpan("lookup-tenant", { parent: request });
+   * try { … } finally { span?.end(); }
+   * ```
+   */
+  readonly tracer?: PluginTracer;
+}
+
+/** Creates spans for a plugin (see {@link PluginApi.tracer}). */
+export interface PluginTracer {
+  /**
+   * Start a span. End it with {@link PluginSpan.end}.
+   * @param name Low-cardinality name, e.g. `"check-api-key"` (not the path or a user id).
+   * @param options.parent The request the work is for (a strategy's {@link RequestInfo}, or a
+   *   middleware's `c.req.raw`): the span becomes a child of that request's SERVER span. Without
+   *   it, or for a request that is not sampled, the span starts a trace of its own.
+   * @param options.attributes Initial attributes.
+   */
+  startSpan(
+    name: string,
+    options?: { parent?: { readonly headers: Headers }; attributes?: Record<string, string | number | boolean> },
+  ): PluginSpan;
+}
+
+/** A span started by a plugin: the OpenTelemetry `Span` methods a plugin needs. */
+export interface PluginSpan {
+  setAttribute(key: string, value: string | number | boolean): this;
+  addEvent(name: string, attributes?: Record<string, string | number | boolean>): this;
+  /** `code`: 0 unset, 1 ok, 2 error (OpenTelemetry's `SpanStatusCode`). */
+  setStatus(status: { code: 0 | 1 | 2; message?: string }): this;
+  recordException(exception: Error | string): void;
+  /** Ends the span; it is exported in the next batch. Call exactly once. */
+  end(): void;
+  /** False when tracing is off or the request is not sampled: skip building costly attributes. */
+  isRecording(): boolean;
 }
 
 /** Structured logger handed to plugins. `props` become JSON fields of the log record. */

@@ -21,7 +21,7 @@ export class Backend implements BackendView {
   labels: Readonly<Record<string, string>>;
   /** Active health-check verdict. */
   activeHealthy = true;
-  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[] };
+  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[], passed: 0, failed: 0 };
   /** Passive health: ejected until this clock time (0 when not ejected). */
   ejectedUntil = 0;
   ejections = 0;
@@ -177,8 +177,11 @@ export class Pool {
     this.health?.stop();
   }
 
-  /** Recompute the available set and tell the strategy, if it changed. */
-  refresh(): void {
+  /**
+   * Recompute the available set and tell the strategy, if it changed. `force` tells it even
+   * when the set is the same (a weight changed at run time: weighted strategies rebuild).
+   */
+  refresh(force = false): void {
     let next: Backend[] = this.backends.filter((b) => b.isAvailable());
     const panic = next.length === 0 && this.config.panic && this.backends.length > 0;
     if (panic !== this.panicking) {
@@ -186,9 +189,10 @@ export class Pool {
       if (panic) this.#log.warning("pool {pool} has no available backend: panic mode routes across all of them", { pool: this.name });
       else this.#log.info("pool {pool} left panic mode", { pool: this.name });
     }
-    if (panic) next = this.backends;
+    // Drained backends stay out even in panic: an operator took them out on purpose.
+    if (panic) next = this.backends.filter((b) => !b.draining);
     const same = next.length === this.available.length && next.every((b, i) => b === this.available[i]);
-    if (same && this.available.length > 0) return;
+    if (same && this.available.length > 0 && !force) return;
     this.available = next;
     this.strategy.update?.(next);
   }

@@ -16,6 +16,9 @@ import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
 import type { Registry } from "./registry.ts";
 import type { Listener, Runtime } from "./runtime/types.ts";
+import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import type { SpanHandle } from "./telemetry.ts";
 
 type Env = { Bindings: { ex: Exchange } };
 
@@ -51,6 +54,10 @@ export interface GatewayDeps {
   clock?: Clock;
   /** The gateway being replaced on reload: its backends with the same pool and id are reused. */
   previous?: Gateway;
+  /** Tracing and metrics hooks (core/observer.ts); omitted when both are off. */
+  observer?: Observer;
+  /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
+  metrics?: GatewayMetrics;
 }
 
 class RequestRecord implements Exchange {
@@ -63,6 +70,7 @@ class RequestRecord implements Exchange {
   retryReason: string | undefined = undefined;
   streaming = false;
   error: string | undefined = undefined;
+  span: SpanHandle | undefined = undefined;
   #finished = false;
 
   constructor(
@@ -71,6 +79,7 @@ class RequestRecord implements Exchange {
     readonly method: string,
     readonly path: string,
     readonly clientIp: string,
+    readonly observer: Observer | undefined,
   ) {}
 
   done(): void {
@@ -91,11 +100,12 @@ function pluginLogger(logging: Logging, name: string): PluginLogger {
 }
 
 /** The `api` argument of a plugin's create(): other plugins by name, and a logger with its name. */
-export function pluginApi(registry: Registry, logging: Logging, name: string): PluginApi {
+export function pluginApi(registry: Registry, logging: Logging, name: string, observer?: Observer): PluginApi {
   const api: PluginApi = {
     strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
     key: (n, options) => registry.createKey(n, options ?? {}, api),
     log: pluginLogger(logging, name),
+    tracer: observer?.pluginTracer(name) ?? NOOP_PLUGIN_TRACER,
   };
   return api;
 }
@@ -112,13 +122,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const pools = new Map<string, Pool>();
   const reused = new Set<Backend>();
   const failureLog = logging.logger.getChild("plugins");
-  const failures = (name: string) => new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) });
+  const failures = (name: string) =>
+    new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
   for (const [name, pc] of Object.entries(config.pools)) {
     const strategyName = pc.strategy.name;
     const label = `pools.${name}.strategy: ${pc.strategy.plugin !== undefined ? `plugin ${pc.strategy.plugin}` : strategyName}`;
     try {
       if (strategyName === undefined) throw new Error("the plugin was not loaded (call loadPlugins first)");
-      const api = pluginApi(registry, logging, strategyName);
+      const api = pluginApi(registry, logging, strategyName, deps.observer);
       let strategy = registry.createStrategy(strategyName, pc.strategy.options, api);
       if (!registry.isBuiltin("strategy", strategyName)) {
         strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
@@ -141,7 +152,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     rc.middleware.map((m, j) => {
       const name = m.name!;
       try {
-        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name));
+        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
         if (registry.isBuiltin("middleware", name)) return mw;
         return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
       } catch (e) {
@@ -163,8 +174,13 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   let inflight = 0;
   let waiters: (() => void)[] = [];
   const access = logging.access;
+  const observer = deps.observer;
+  const rateLimited = deps.metrics?.rateLimited;
   const finish = (ex: RequestRecord) => {
     inflight--;
+    const ids = observer?.requestEnd(ex);
+    // A 429 that never reached a backend came from rate limiting on the route.
+    if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
     if (access) {
       access.info("access", {
         method: ex.method,
@@ -179,6 +195,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         client_ip: ex.clientIp,
         ...(ex.retryReason ? { retry_reason: ex.retryReason } : {}),
         ...(ex.error ? { error: ex.error } : {}),
+        ...ids,
       });
     }
     if (inflight === 0 && waiters.length) {
@@ -193,10 +210,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
-    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp);
+    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
+      if (observer) {
+        if (route) ex.route = route.name;
+        observer.requestStart(ex, request);
+      }
       if (!route) {
         ex.status = 404;
         response = errorResponse(404, "no route for this host and path");
@@ -302,12 +323,15 @@ export interface ServerDeps extends GatewayDeps {
   loadConfig?: () => Promise<Config>;
   /** Called after each successful reload (e.g. to update the files being watched). */
   onReload?: (server: RunningServer) => void;
+  /** Runs once the config and plugins are valid, before the proxy listens (e.g. the admin listener). */
+  beforeListen?: () => Promise<void>;
 }
 
 /** Load the config's plugins, build the gateway, and start listening. */
 export async function startServer(runtime: Runtime, config: Config, deps: ServerDeps): Promise<RunningServer> {
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
+  await deps.beforeListen?.();
   const listener = await runtime.serve({
     hostname: config.listen.hostname,
     port: config.listen.port,

@@ -151,19 +151,20 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
       const parentCtx = propagator.extract(ROOT_CONTEXT, request.headers, headersGetter);
       const known = KNOWN_METHODS.has(request.method);
       const method = known ? request.method : "_OTHER";
-      const span = tracer.startSpan((known ? method : "HTTP") + " " + route, serverOpts, parentCtx);
+      // No route matched (404): the span is named by the method alone, as semconv says.
+      const span = tracer.startSpan(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", serverOpts, parentCtx);
       // Attributes only for spans that will be exported: unsampled requests stay cheap.
       if (span.isRecording()) {
         const url = request.url;
         const host = request.headers.get("host") ?? authorityOf(url);
         span.setAttributes({
           "http.request.method": method,
-          "http.route": route,
           "url.path": pathOf(url),
           "url.scheme": url.charCodeAt(4) === 115 /* https */ ? "https" : "http",
           "server.address": stripPort(host),
           "client.address": clientIp,
         });
+        if (route) span.setAttribute("http.route", route);
         if (!known) span.setAttribute("http.request.method_original", request.method);
         const ua = request.headers.get("user-agent");
         if (ua) span.setAttribute("user_agent.original", ua);

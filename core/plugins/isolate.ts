@@ -34,10 +34,13 @@ export class FailureReporter {
     private readonly log: FailureLogger,
     private readonly intervalMs = 10_000,
     private readonly now: () => number = performance.now.bind(performance),
+    /** The plugin's `fulcrum_plugin_errors_total` counter, when metrics are on. */
+    private readonly counter?: { inc(): void },
   ) {}
 
   report(what: string, error: unknown): void {
     pluginFailureCounts.set(this.plugin, (pluginFailureCounts.get(this.plugin) ?? 0) + 1);
+    this.counter?.inc();
     const t = this.now();
     if (t - this.#lastLogged < this.intervalMs) {
       this.#suppressed++;
