@@ -46,7 +46,7 @@ case "$runtime" in
       echo "            Trying for at most 60 s; set DENORT_BIN=/path/to/denort to build offline." >&2
     fi
     # The commit cannot be stamped with deno compile (no --define); `version` says "source".
-    if ! timeout 60 "$deno" compile --allow-read --allow-net --allow-env --unstable-no-legacy-abort \
+    if ! timeout 60 "$deno" compile --allow-read --allow-net --allow-env --allow-sys=hostname --unstable-no-legacy-abort \
       ${target:+--target "$target"} --output "$outfile" main.ts </dev/null; then
       echo "compile.sh: deno compile failed (most likely the denort download is not possible here)." >&2
       echo "            Use the Bun build (./compile.sh), or run from source: deno task start." >&2

@@ -24,7 +24,7 @@ const denoBin = join(ROOT, "node_modules", ".bin", "deno");
 const variants: [string, string[]][] = [
   ["compiled binary", [bin, "run", "--config", config]],
   ["bun main.ts", [process.execPath, "main.ts", "run", "--config", config]],
-  ["deno run", [denoBin, "run", "--allow-read=.", "--allow-net", "--allow-env", "--unstable-no-legacy-abort", "main.ts", "run", "--config", config]],
+  ["deno run", [denoBin, "run", "--allow-read=.", "--allow-net", "--allow-env", "--allow-sys=hostname", "--unstable-no-legacy-abort", "main.ts", "run", "--config", config]],
 ];
 
 async function once(cmd: string[]): Promise<number> {

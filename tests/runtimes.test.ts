@@ -6,6 +6,7 @@ import pkg from "../package.json" with { type: "json" };
 import { startBackends, type TestBackend } from "./helpers/backends.ts";
 import { spawnListening, type Child } from "./helpers/fulcrum.ts";
 import { spawnRun, tempDir } from "./helpers/plugins.ts";
+import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
@@ -56,6 +57,27 @@ describe("compiled binary (./compile.sh)", () => {
     expect(await rotation(child.url)).toEqual(["b1", "b2", "b1", "b2"]);
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
+  });
+
+  test("exports a trace per request to an OTLP collector (protobuf), flushed on SIGTERM", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const app = join(binDir, "app");
+      writeFileSync(join(app, "traced.yaml"), `${configText()}telemetry:\n  traces: { endpoint: "${receiver.url}", sample_ratio: 1.0 }\nadmin: false\n`);
+      const child = await spawnListening(["./fulcrum", "run", "--config", "traced.yaml"], { cwd: app, env: {} });
+      children.push(child);
+      expect((await fetch(`${child.url}/traced`)).status).toBe(200);
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+      await receiver.waitForSpans(2);
+      const server = receiver.spans.find((sp) => sp.kind === "SERVER")!;
+      const client = receiver.spans.find((sp) => sp.kind === "CLIENT")!;
+      expect(server.attributes["url.path"]).toBe("/traced");
+      expect(client.parentSpanId).toBe(server.spanId);
+      expect(receiver.requests[0]!.contentType).toContain("protobuf");
+    } finally {
+      await receiver.stop();
+    }
   });
 
   test("version prints the version and the git commit", () => {
@@ -153,7 +175,9 @@ describe("Deno (deno task start)", () => {
     // A user strategy importing "fulcrum" (resolved by deno.json's import map): always the second backend.
     writeFileSync(join(dir, `second-${process.pid}.ts`), `import { version, type StrategyPlugin } from "fulcrum";\n` +
       `export default { kind: "strategy", name: "second-" + version, create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`);
-    writeFileSync(file, configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`));
+    const receiver = await startOtlpReceiver();
+    writeFileSync(file, configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`) +
+      `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\n`);
     const deno = join(ROOT, "node_modules", ".bin", "deno");
     const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
       cwd: ROOT,
@@ -164,5 +188,9 @@ describe("Deno (deno task start)", () => {
     expect(await rotation(child.url)).toEqual(["b2", "b2", "b2", "b2"]);
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
+    // Tracing works under Deno too: 4 requests, a SERVER and a CLIENT span each, flushed at exit.
+    await receiver.waitForSpans(8);
+    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(4);
+    await receiver.stop();
   }, 60_000);
 });
