@@ -4,22 +4,38 @@
  *   fulcrum [run] --config FILE   serve (default subcommand; FILE defaults to fulcrum.yaml)
  *   fulcrum check --config FILE   validate and summarise a config; exit 2 on errors
  *   fulcrum demo                  three example backends and Fulcrum in front of them
+ *   fulcrum reload --pid PID      make a running Fulcrum re-read its config and plugins (SIGHUP)
+ *   fulcrum types                 print the plugin API as a .d.ts
  *   fulcrum version
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
+import { getLogger } from "@logtape/logtape";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import pkg from "./package.json" with { type: "json" };
-import { ConfigError, loadConfigFile } from "./core/config/load.ts";
+import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
+// Embedded so that `fulcrum demo` works from the compiled binary too.
+import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
 import { startDemoBackends } from "./core/demo.ts";
 import { setupLogging } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
-import { startServer } from "./core/server.ts";
+import { buildGateway, startServer, type RunningServer } from "./core/server.ts";
+import { formatRanges } from "./core/resilience/health.ts";
+import { startObservability } from "./core/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
+import { loadPlugins } from "./core/plugins/load.ts";
+import { pluginApiDts } from "./core/plugins/types-dts.ts";
+import { watchFiles } from "./core/plugins/watch.ts";
+import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
+
+// Stamped by compile.sh (`bun build --define`); absent when running from source.
+declare const FULCRUM_COMMIT: string | undefined;
+const COMMIT = typeof FULCRUM_COMMIT === "string" ? FULCRUM_COMMIT : "source";
 
 const HELP = `Fulcrum ${pkg.version}: HTTP load balancer and reverse proxy
 
@@ -27,6 +43,10 @@ Usage:
   fulcrum [run] [--config FILE]   serve with FILE (default: fulcrum.yaml)
   fulcrum check [--config FILE]   validate FILE, print a summary; exit 2 if invalid
   fulcrum demo                    start three example backends and Fulcrum (config/demo.yaml)
+  fulcrum healthcheck [--url URL] exit 0 if the admin /health answers 200 (for Docker HEALTHCHECK)
+  fulcrum reload --pid PID        make a running Fulcrum reload its config and plugins (sends SIGHUP)
+  fulcrum reload --pid-file FILE  the same, with the PID from FILE (written by run --pid-file FILE)
+  fulcrum types                   print the plugin API as a .d.ts: fulcrum types > fulcrum.d.ts
   fulcrum version                 print the version
   fulcrum --help                  this text
 
@@ -43,6 +63,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(roundRobin);
   registry.registerStrategy(weightedRoundRobin);
   registry.registerStrategy(leastConnections);
+  registry.register(rateLimit);
   return registry;
 }
 
@@ -56,6 +77,9 @@ async function main(runtime: Runtime): Promise<number> {
       args: runtime.args(),
       options: {
         config: { type: "string", short: "c" },
+        url: { type: "string" },
+        pid: { type: "string" },
+        "pid-file": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
@@ -67,27 +91,67 @@ async function main(runtime: Runtime): Promise<number> {
     }
     const registry = builtinRegistry();
     const load = (file: string) =>
-      loadConfigFile(file, { readTextFile: runtime.readTextFile, env: runtime.env, strategyNames: registry.strategyNames() });
+      loadConfigFile(file, {
+        readTextFile: runtime.readTextFile,
+        env: runtime.env,
+        strategyNames: registry.strategyNames(),
+        middlewareNames: registry.middlewareNames(),
+      });
 
     switch (command) {
       case "version":
-        print(`fulcrum ${pkg.version} (${runtime.name} ${runtime.version})`);
+        print(`fulcrum ${pkg.version} (commit ${COMMIT}, ${runtime.name} ${runtime.version})`);
         return 0;
+      case "healthcheck": {
+        // Distroless images have no curl: the binary checks its own admin endpoint.
+        const url = values.url ?? "http://127.0.0.1:9090/health";
+        try {
+          const r = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+          print(`${url}: ${r.status}`);
+          return r.status === 200 ? 0 : 1;
+        } catch (e) {
+          fail(`${url}: ${(e as Error).message}`);
+          return 1;
+        }
+      }
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
         const config = await load(file);
+        // Load the plugins and create every strategy and middleware, without listening.
+        const plugins = await loadPlugins(config, { runtime, registry, fresh: false });
+        buildGateway(config, { registry: plugins.registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } })
+          .close();
         print(`${file}: OK`);
         print(summarize(config));
         return 0;
       }
-      case "run":
-        return await serve(runtime, registry, await load(values.config ?? "fulcrum.yaml"));
+      case "run": {
+        const file = values.config ?? "fulcrum.yaml";
+        return await serve(runtime, registry, await load(file), { file, load, pidFile: values["pid-file"] });
+      }
+      case "reload": {
+        const pidText = values.pid ?? (values["pid-file"] ? readFileSync(values["pid-file"], "utf8").trim() : undefined);
+        const pid = Number(pidText);
+        if (!pidText || !Number.isInteger(pid) || pid <= 0) {
+          fail(`fulcrum reload needs --pid PID or --pid-file FILE (got ${JSON.stringify(pidText ?? "")})`);
+          return 2;
+        }
+        runtime.kill(pid, "SIGHUP");
+        print(`sent SIGHUP to ${pid}; the running Fulcrum logs "reloaded" or "reload rejected"`);
+        return 0;
+      }
+      case "types": {
+        print(pluginApiDts(await pluginApiSource(runtime), pkg.version));
+        return 0;
+      }
       case "demo": {
-        const file = values.config ?? join(dirname(fileURLToPath(import.meta.url)), "config", "demo.yaml");
-        const config = await load(file);
+        const config = values.config
+          ? await load(values.config)
+          : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
         const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
         await startDemoBackends(runtime, ports);
-        return await serve(runtime, registry, config, (url) =>
+        // The embedded demo config has no file to re-read: a reload re-uses it.
+        return await serve(runtime, registry, config, { file: values.config, load }, (url) =>
           print(`\nFulcrum demo: ${ports.length} backends behind ${url}\nTry: curl -i ${url}/  (repeat it; the x-backend header rotates)\n`));
       }
       default:
@@ -108,36 +172,112 @@ async function main(runtime: Runtime): Promise<number> {
   }
 }
 
-/** Run until SIGTERM/SIGINT, then drain and exit 0. Returns only on shutdown. */
-async function serve(runtime: Runtime, registry: Registry, config: Config, onReady?: (url: string) => void): Promise<number> {
+interface Source {
+  file: string | undefined;
+  load: (file: string) => Promise<Config>;
+  pidFile?: string | undefined;
+}
+
+/** Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch) reload. */
+async function serve(runtime: Runtime, registry: Registry, config: Config, source: Source, onReady?: (url: string) => void): Promise<number> {
   const logging = await setupLogging(runtime, config.log);
-  const server = await startServer(runtime, config, { registry, logging });
+  const obs = await startObservability(runtime, config, { logging, serviceVersion: pkg.version, env: runtime.env });
+  let watcher: { close(): void } | undefined;
+  const rewatch = (server: RunningServer) => {
+    watcher?.close();
+    watcher = server.config.plugins.watch
+      ? watchFiles([...(source.file ? [resolve(runtime.cwd(), source.file)] : []), ...server.pluginFiles], () => void server.reload())
+      : undefined;
+  };
+  const server = await startServer(runtime, config, {
+    registry,
+    logging,
+    observer: obs.observer,
+    metrics: obs.metrics,
+    loadConfig: source.file ? () => source.load(source.file!) : undefined,
+    onReload: rewatch,
+    beforeListen: () => obs.listen(),
+  });
+  obs.attach(server);
+  rewatch(server);
+  const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
+  if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
   const url = `http://${server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname}:${server.listener.port}`;
-  logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name });
+  logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name, pid: process.pid });
   onReady?.(url);
   await new Promise<void>((resolve) => {
-    const stop = () => void server.shutdown().then(resolve);
+    const stop = () => {
+      obs.draining();
+      void server.shutdown().then(resolve);
+    };
     runtime.onSignal("SIGTERM", stop);
     runtime.onSignal("SIGINT", stop);
   });
+  offHup();
+  watcher?.close();
+  if (source.pidFile) rmSync(source.pidFile, { force: true });
+  await obs.close(); // flushes pending spans
   await logging.close();
   return 0;
 }
 
+/** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
+async function pluginApiSource(runtime: Runtime): Promise<string> {
+  try {
+    const mod = (await import("./core/plugin-api.ts", { with: { type: "text" } })) as unknown as { default: string };
+    if (typeof mod.default === "string") return mod.default;
+  } catch {
+    // Deno without --unstable-raw-imports: read the file instead.
+  }
+  return runtime.readTextFile(fileURLToPath(new URL("./core/plugin-api.ts", import.meta.url)));
+}
+
 function summarize(config: Config): string {
-  const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
   const lines = [`listen: ${config.listen.hostname}:${config.listen.port}`, `shutdown_timeout: ${ms(config.shutdown_timeout)}`];
   for (const [name, p] of Object.entries(config.pools)) {
-    lines.push(`pool ${name}: strategy ${p.strategy.name ?? p.strategy.plugin}, host_header ${p.host_header}, ` +
-      `timeouts connect ${ms(p.timeouts.connect)} response ${ms(p.timeouts.response)}, ` +
-      `keepalive max_idle ${p.keepalive.max_idle} idle_timeout ${ms(p.keepalive.idle_timeout)}`);
+    const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
+    lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
     for (const b of p.backends) {
       const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
       lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
     }
+    lines.push(`  timeouts: connect ${ms(p.timeouts.connect)}, response ${ms(p.timeouts.response)}, request ${ms(p.timeouts.request)}`);
+    lines.push(`  keepalive: max_idle ${p.keepalive.max_idle}, idle_timeout ${ms(p.keepalive.idle_timeout)}`);
+    const h = p.health;
+    lines.push(h
+      ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
+        `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
+        `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
+      : "  health: no active checks");
+    const od = p.outlier_detection;
+    lines.push(od
+      ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
+        `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
+      : "  outlier_detection: off");
+    const cb = p.circuit_breaker;
+    lines.push(cb
+      ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
+        `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
+        `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
+      : "  circuit_breaker: off");
+    const r = p.retry;
+    lines.push(`  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
+      `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
+      `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`);
+    lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
   }
-  for (const r of config.routes ?? []) lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}`);
-  if (!config.routes) lines.push(`route *${"/"} → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  for (const r of config.routes ?? []) {
+    const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
+    lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
+      `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
+  }
+  if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  const admin = config.admin;
+  lines.push(admin.enabled ? `admin: ${admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"}, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}` : "admin: off");
+  const traces = config.telemetry?.traces;
+  if (traces) lines.push(`tracing: ${traces.enabled === false ? "off" : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`}`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
   return lines.join("\n");
 }

@@ -2,8 +2,9 @@
  * Fulcrum's public plugin API: the only module a strategy or middleware plugin imports, as
  * `import type { StrategyPlugin } from "fulcrum"`. Built-in strategies use exactly these types.
  *
- * Everything here is a type: plugins need no runtime code from this file, so a plugin file
- * next to the compiled binary works without node_modules.
+ * Everything here is a type or a `declare`d value: the host supplies the values at run time, so
+ * a plugin file next to the compiled binary works without node_modules. `fulcrum types` prints
+ * this file as a `.d.ts` (`declare module "fulcrum"`), so it must stay free of imports.
  *
  * @module
  */
@@ -98,8 +99,53 @@ export interface PluginApi {
    * ```
    */
   strategy(name: string, options?: unknown): Strategy;
+  /**
+   * Create the key function of a registered key plugin by name (the built-in `rate-limit` uses
+   * this for `key: { plugin: ./tenant.ts }`).
+   */
+  key(name: string, options?: unknown): (request: RequestInfo) => string | undefined;
   /** A logger whose records carry the plugin's name. */
   readonly log: PluginLogger;
+  /**
+   * A tracer for the plugin's own spans, exported with the request's trace when tracing is on
+   * (`telemetry.traces`); a no-op that records nothing when it is off. Optional so that a
+   * plugin also runs on hosts older than it: use `api.tracer?.startSpan(…)`.
+   * @example
+   * ```ts
+   * const span = api.tracer?.startSpan("lookup-tenant", { parent: request });
+   * try { … } finally { span?.end(); }
+   * ```
+   */
+  readonly tracer?: PluginTracer;
+}
+
+/** Creates spans for a plugin (see {@link PluginApi.tracer}). */
+export interface PluginTracer {
+  /**
+   * Start a span. End it with {@link PluginSpan.end}.
+   * @param name Low-cardinality name, e.g. `"check-api-key"` (not the path or a user id).
+   * @param options.parent The request the work is for (a strategy's {@link RequestInfo}, or a
+   *   middleware's `c.req.raw`): the span becomes a child of that request's SERVER span. Without
+   *   it, or for a request that is not sampled, the span starts a trace of its own.
+   * @param options.attributes Initial attributes.
+   */
+  startSpan(
+    name: string,
+    options?: { parent?: { readonly headers: Headers }; attributes?: Record<string, string | number | boolean> },
+  ): PluginSpan;
+}
+
+/** A span started by a plugin: the OpenTelemetry `Span` methods a plugin needs. */
+export interface PluginSpan {
+  setAttribute(key: string, value: string | number | boolean): this;
+  addEvent(name: string, attributes?: Record<string, string | number | boolean>): this;
+  /** `code`: 0 unset, 1 ok, 2 error (OpenTelemetry's `SpanStatusCode`). */
+  setStatus(status: { code: 0 | 1 | 2; message?: string }): this;
+  recordException(exception: Error | string): void;
+  /** Ends the span; it is exported in the next batch. Call exactly once. */
+  end(): void;
+  /** False when tracing is off or the request is not sampled: skip building costly attributes. */
+  isRecording(): boolean;
 }
 
 /** Structured logger handed to plugins. `props` become JSON fields of the log record. */
@@ -137,3 +183,141 @@ export interface StrategyPlugin<O = Record<string, unknown>> {
    */
   create(options: O, api: PluginApi): Strategy;
 }
+
+/**
+ * The part of a Hono `Context` a middleware plugin is given, declared here so plugin authors get
+ * editor types without installing Hono. At run time it is Hono's full `Context`
+ * (https://hono.dev/docs/api/context), so anything Hono documents works.
+ */
+export interface MiddlewareContext {
+  /** The incoming request. `req.raw` is the standard `Request`. */
+  readonly req: {
+    readonly raw: Request;
+    readonly method: string;
+    readonly path: string;
+    readonly url: string;
+    /** One request header, case-insensitive; `undefined` when absent. */
+    header(name: string): string | undefined;
+  };
+  /** The response so far; after `await next()` it is the backend's (headers are mutable). */
+  res: Response;
+  /** Set a response header (after `await next()`, on the backend's response). */
+  header(name: string, value: string, options?: { append?: boolean }): void;
+  /** Build a plain-text response, e.g. `return c.text("no", 403)`. */
+  text(text: string, status?: number, headers?: Record<string, string>): Response;
+  /** Build a JSON response. */
+  json(value: unknown, status?: number, headers?: Record<string, string>): Response;
+  /** Per-request values shared between middleware: `c.set("tenant", t)`, then `c.get("tenant")`. */
+  set(key: string, value: unknown): void;
+  get(key: string): unknown;
+}
+
+/** Calls the rest of the chain (later middleware, then the proxy). */
+export type Next = () => Promise<void>;
+
+/**
+ * A standard Hono middleware: return a `Response` to answer without proxying, or `await next()`
+ * and then read or change `c.res`. Hono's own middleware (`cors()`, `basicAuth()`, …) fits this
+ * type too. Throwing answers this request with 500; the process keeps serving.
+ */
+// Declared as a method so Hono's MiddlewareHandler (which takes the full Context) is assignable.
+export type Middleware = {
+  handle(c: MiddlewareContext, next: Next): Response | void | Promise<Response | void>;
+}["handle"];
+
+/**
+ * The default export of a middleware plugin file. Config:
+ * `routes[].middleware: [ { plugin: ./api-key.ts, options: { keys: [...] } } ]`.
+ *
+ * @typeParam O The shape of `options` from the config.
+ * @example
+ * ```ts
+ * import type { MiddlewarePlugin } from "fulcrum";
+ * export default {
+ *   kind: "middleware",
+ *   name: "deny-delete",
+ *   create(options: { status?: number }) {
+ *     const status = options.status ?? 405;
+ *     return async (c, next) => {
+ *       if (c.req.method === "DELETE") return c.text("not here\n", status);
+ *       await next();
+ *     };
+ *   },
+ * } satisfies MiddlewarePlugin<{ status?: number }>;
+ * ```
+ */
+export interface MiddlewarePlugin<O = Record<string, unknown>> {
+  /** Always `"middleware"`. */
+  readonly kind: "middleware";
+  /** Unique name; configs refer to built-ins by it (`- rate-limit: { rate: 100/s }`). */
+  readonly name: string;
+  /**
+   * Build the middleware for one route; called once per route that lists it (and again on
+   * reload). Validate `options` here and throw a `TypeError`/`RangeError` naming the option.
+   * @param options The `options` map from the config.
+   * @default options {}
+   */
+  create(options: O, api: PluginApi): Middleware;
+}
+
+/**
+ * The default export of a key plugin: computes a string key for a request, e.g. the tenant that
+ * the built-in `rate-limit` middleware counts separately
+ * (`rate-limit: { rate: 10/s, key: { plugin: ./tenant.ts } }`).
+ *
+ * @example
+ * ```ts
+ * import type { KeyPlugin } from "fulcrum";
+ * export default {
+ *   kind: "key",
+ *   name: "tenant",
+ *   create: () => (req) => req.headers.get("x-tenant") ?? undefined,
+ * } satisfies KeyPlugin;
+ * ```
+ */
+export interface KeyPlugin<O = Record<string, unknown>> {
+  /** Always `"key"`. */
+  readonly kind: "key";
+  /** Unique name. */
+  readonly name: string;
+  /** Return the key function. `undefined` from it means "no key": the client IP is used. */
+  create(options: O, api: PluginApi): (request: RequestInfo) => string | undefined;
+}
+
+/** Any plugin a file may export as its default. */
+export type Plugin = StrategyPlugin<never> | MiddlewarePlugin<never> | KeyPlugin<never>;
+
+// Run-time values of the "fulcrum" module. The host provides them (Bun: a virtual module; Deno:
+// an import map), so a plugin next to the compiled binary needs no node_modules.
+
+/**
+ * The client's IP address as the listener saw it (the TCP peer, not `X-Forwarded-For`).
+ * @example
+ * ```ts
+ * import { clientIp } from "fulcrum";
+ * api.log.info("denied", { ip: clientIp(c) });
+ * ```
+ */
+export declare function clientIp(c: MiddlewareContext): string;
+
+/**
+ * Hono's `HTTPException` (the host's copy): throw it from a middleware to answer with its status
+ * instead of a 500.
+ * @example
+ * ```ts
+ * import { HTTPException } from "fulcrum";
+ * throw new HTTPException(401, { message: "missing token" });
+ * ```
+ */
+export declare class HTTPException extends Error {
+  constructor(status?: number, options?: { message?: string; res?: Response; cause?: unknown });
+  readonly status: number;
+  getResponse(): Response;
+}
+
+/** The host's Hono class (https://hono.dev), for plugins that compose a small Hono app. Typed loosely here. */
+// deno-lint-ignore no-explicit-any
+export declare const Hono: new (options?: Record<string, unknown>) => any;
+
+/** Fulcrum's version, e.g. `"0.1.0"`. */
+export declare const version: string;

@@ -20,13 +20,19 @@ export class Backend implements BackendView {
   labels: Readonly<Record<string, string>>;
   /** Active health-check verdict. */
   activeHealthy = true;
-  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[] };
+  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[], passed: 0, failed: 0 };
   /** Passive health: ejected until this clock time (0 when not ejected). */
   ejectedUntil = 0;
   ejections = 0;
   lastUnejected = 0;
   consecutiveFailures = 0;
   breaker: CircuitBreaker | undefined;
+  ejectionTimer: Timer | undefined;
+  /**
+   * The pool now serving with this backend. A reload hands a backend that stays to the new
+   * pool, so breaker and ejection timers (which outlive one pool) tell the current owner.
+   */
+  owner: Pool | undefined;
   /** Set by an operator (admin API) to take the backend out of rotation. */
   draining = false;
   inflight = 0;
@@ -93,6 +99,7 @@ export class Backend implements BackendView {
 
   close(): void {
     this.breaker?.close();
+    if (this.ejectionTimer !== undefined) this.owner?.clock.clearTimeout(this.ejectionTimer);
     this.agent.destroy();
   }
 }
@@ -113,8 +120,7 @@ export class Pool {
   readonly budget: RetryBudget;
   readonly health: HealthChecker<Backend> | undefined;
   readonly #log: Logger;
-  readonly #clock: Clock;
-  #timers = new Set<Timer>();
+  readonly clock: Clock;
 
   constructor(
     readonly name: string,
@@ -125,17 +131,25 @@ export class Pool {
     deps: PoolDeps,
   ) {
     this.#log = deps.logger;
-    this.#clock = deps.clock;
+    this.clock = deps.clock;
     this.budget = new RetryBudget(config.retry.budget, deps.clock);
     const cb = config.circuit_breaker;
     for (const b of backends) {
-      if (cb) {
+      const fresh = b.owner === undefined;
+      b.owner = this;
+      // A backend kept across a reload keeps its breaker (and state) if the settings did not change.
+      if (b.breaker && JSON.stringify(b.breaker.config) !== JSON.stringify(cb)) {
+        b.breaker.close();
+        b.breaker = undefined;
+      }
+      if (cb && !b.breaker) {
         b.breaker = new CircuitBreaker(cb, deps.clock, (from, to, reason) => {
-          if (from !== to) this.#log.warning("circuit {to} for {backend}", { pool: name, backend: b.id, from, to, reason });
-          this.refresh();
+          const owner = b.owner!;
+          if (from !== to) owner.#log.warning("circuit {to} for {backend}", { pool: owner.name, backend: b.id, from, to, reason });
+          owner.refresh();
         });
       }
-      if (config.health?.initial === "unknown") b.activeHealthy = false;
+      if (fresh && config.health?.initial === "unknown") b.activeHealthy = false;
     }
     if (config.health) {
       this.health = new HealthChecker(() => this.backends, config.health, deps.clock, (b, healthy, r) => {
@@ -157,8 +171,16 @@ export class Pool {
     this.health?.start();
   }
 
-  /** Recompute the available set and tell the strategy, if it changed. */
-  refresh(): void {
+  /** Stop background work (a reload replaced this pool, or the process is stopping). */
+  stop(): void {
+    this.health?.stop();
+  }
+
+  /**
+   * Recompute the available set and tell the strategy, if it changed. `force` tells it even
+   * when the set is the same (a weight changed at run time: weighted strategies rebuild).
+   */
+  refresh(force = false): void {
     let next: Backend[] = this.backends.filter((b) => b.isAvailable());
     const panic = next.length === 0 && this.config.panic && this.backends.length > 0;
     if (panic !== this.panicking) {
@@ -166,9 +188,10 @@ export class Pool {
       if (panic) this.#log.warning("pool {pool} has no available backend: panic mode routes across all of them", { pool: this.name });
       else this.#log.info("pool {pool} left panic mode", { pool: this.name });
     }
-    if (panic) next = this.backends;
+    // Drained backends stay out even in panic: an operator took them out on purpose.
+    if (panic) next = this.backends.filter((b) => !b.draining);
     const same = next.length === this.available.length && next.every((b, i) => b === this.available[i]);
-    if (same && this.available.length > 0) return;
+    if (same && this.available.length > 0 && !force) return;
     this.available = next;
     this.strategy.update?.(next);
   }
@@ -232,7 +255,7 @@ export class Pool {
     for (const x of this.backends) if (x.ejectedUntil !== 0) ejected++;
     const cap = Math.max(1, Math.floor((this.backends.length * od.max_ejected_percent) / 100));
     if (ejected + 1 > cap) return;
-    const now = this.#clock.now();
+    const now = this.clock.now();
     // A backend that stayed in long enough starts its ejection time over.
     if (b.lastUnejected && now - b.lastUnejected > od.max_ejection_time) b.ejections = 0;
     b.ejections++;
@@ -240,20 +263,19 @@ export class Pool {
     b.ejectedUntil = now + time;
     b.consecutiveFailures = 0;
     this.#log.warning("backend {backend} ejected for {ms}ms", { pool: this.name, backend: b.id, ms: time, reason, ejections: b.ejections });
-    const timer = this.#clock.setTimeout(() => {
-      this.#timers.delete(timer);
+    b.ejectionTimer = this.clock.setTimeout(() => {
+      const owner = b.owner!;
+      b.ejectionTimer = undefined;
       b.ejectedUntil = 0;
-      b.lastUnejected = this.#clock.now();
-      this.#log.info("backend {backend} returns from ejection", { pool: this.name, backend: b.id });
-      this.refresh();
+      b.lastUnejected = owner.clock.now();
+      owner.#log.info("backend {backend} returns from ejection", { pool: owner.name, backend: b.id });
+      owner.refresh();
     }, time);
-    this.#timers.add(timer);
     this.refresh();
   }
 
   close(): void {
     this.health?.stop();
-    for (const t of this.#timers) this.#clock.clearTimeout(t);
     for (const b of this.backends) b.close();
   }
 }

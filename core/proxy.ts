@@ -8,6 +8,8 @@ import type { RequestInfo } from "./plugin-api.ts";
 import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
 import { sendUpstream, UpstreamError, type UpstreamResponse } from "./upstream.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
+import type { Observer } from "./observer.ts";
+import type { SpanHandle } from "./telemetry.ts";
 
 /** What the access log and the request counters need to know about one request. */
 export interface Exchange {
@@ -27,6 +29,10 @@ export interface Exchange {
   /** True while the response body is still streaming; {@link Exchange.done} runs when it ends. */
   streaming: boolean;
   error: string | undefined;
+  /** Tracing and metrics hooks; undefined when both are off. */
+  readonly observer: Observer | undefined;
+  /** The request's SERVER span, when traced (set by the observer). */
+  span: SpanHandle | undefined;
   /** Called exactly once when the request is over (body finished, failed or cancelled). */
   done(): void;
 }
@@ -155,6 +161,7 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
     const attempt = new Attempt(pool, backend, ex);
     pool.acquire(backend);
     const started = performance.now();
+    const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;
     try {
       res = await sendUpstream(backend.target, backend.agent, {
@@ -172,8 +179,10 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
       const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
       ex.error = `${err.kind}: ${err.message}`;
       // The client left; not the backend's fault, so not recorded against it.
+      if (err.kind === "aborted") ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
       if (err.kind === "aborted") return clientGone(ex);
       pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind });
+      ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
       const kind: FailureKind = err.kind;
       // A streamed body is only sent after connecting, so a connect failure leaves it unread.
       const safe = retry.on.includes(kind) && (kind === "connect" || idempotent) && (replayable || kind === "connect");
@@ -187,6 +196,7 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
 
     attempt.responded = true;
     pool.record(backend, { status: res.status, latencyMs: performance.now() - started });
+    ex.observer?.attemptEnd(ex, trace, pool, backend, res.status, performance.now() - started);
     const status = res.status;
     const kind = status === 502 || status === 503 || status === 504 ? (String(status) as FailureKind) : undefined;
     if (kind && retry.on.includes(kind) && idempotent && replayable) {

@@ -2,16 +2,23 @@
  * Wires a validated config into a running gateway: pools with their strategies, routes as Hono
  * apps, the listener, the access log and graceful shutdown.
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { Config, RouteConfig } from "./config/schema.ts";
-import { ConfigError } from "./config/load.ts";
+import { ConfigError, configSource } from "./config/load.ts";
 import type { Logging } from "./log.ts";
-import type { PluginApi, PluginLogger } from "./plugin-api.ts";
+import type { Middleware, PluginApi, PluginLogger } from "./plugin-api.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy, PluginFailure } from "./plugins/isolate.ts";
+import { loadPlugins } from "./plugins/load.ts";
+import { createReloader, reuseBackend, type ReloadResult } from "./plugins/reload.ts";
 import { Backend, Pool } from "./pool.ts";
 import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
 import type { Registry } from "./registry.ts";
 import type { Listener, Runtime } from "./runtime/types.ts";
+import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import type { SpanHandle } from "./telemetry.ts";
 
 type Env = { Bindings: { ex: Exchange } };
 
@@ -35,13 +42,22 @@ export interface Gateway {
   /** Resolves when no request is in flight. */
   drained(): Promise<void>;
   close(): void;
+  /** After a reload: close the backends that `successor` did not take over. */
+  retire(successor: Gateway): void;
 }
 
 export interface GatewayDeps {
+  /** Built-ins, plus the config's user plugins once {@link loadPlugins} has run. */
   registry: Registry;
   logging: Logging;
   /** Time source for health checks, breakers and budgets; tests pass a manual one. */
   clock?: Clock;
+  /** The gateway being replaced on reload: its backends with the same pool and id are reused. */
+  previous?: Gateway;
+  /** Tracing and metrics hooks (core/observer.ts); omitted when both are off. */
+  observer?: Observer;
+  /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
+  metrics?: GatewayMetrics;
 }
 
 class RequestRecord implements Exchange {
@@ -54,6 +70,7 @@ class RequestRecord implements Exchange {
   retryReason: string | undefined = undefined;
   streaming = false;
   error: string | undefined = undefined;
+  span: SpanHandle | undefined = undefined;
   #finished = false;
 
   constructor(
@@ -62,6 +79,7 @@ class RequestRecord implements Exchange {
     readonly method: string,
     readonly path: string,
     readonly clientIp: string,
+    readonly observer: Observer | undefined,
   ) {}
 
   done(): void {
@@ -81,43 +99,88 @@ function pluginLogger(logging: Logging, name: string): PluginLogger {
   };
 }
 
-/** Build pools and routes from a config. Throws {@link ConfigError} if a strategy cannot be created. */
+/** The `api` argument of a plugin's create(): other plugins by name, and a logger with its name. */
+export function pluginApi(registry: Registry, logging: Logging, name: string, observer?: Observer): PluginApi {
+  const api: PluginApi = {
+    strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
+    key: (n, options) => registry.createKey(n, options ?? {}, api),
+    log: pluginLogger(logging, name),
+    tracer: observer?.pluginTracer(name) ?? NOOP_PLUGIN_TRACER,
+  };
+  return api;
+}
+
+/**
+ * Build pools and routes from a config whose plugins are loaded ({@link loadPlugins}). Throws
+ * {@link ConfigError} if a strategy or middleware cannot be created. User plugins are wrapped
+ * for isolation; built-ins are not (they are part of the binary and tested as such).
+ */
 export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const { registry, logging } = deps;
+  const source = configSource(config);
   const problems: string[] = [];
   const pools = new Map<string, Pool>();
+  const reused = new Set<Backend>();
+  const failureLog = logging.logger.getChild("plugins");
+  const failures = (name: string) =>
+    new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
   for (const [name, pc] of Object.entries(config.pools)) {
-    const strategyName = pc.strategy.name ?? pc.strategy.plugin!;
-    const api: PluginApi = {
-      strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
-      log: pluginLogger(logging, strategyName),
-    };
+    const strategyName = pc.strategy.name;
+    const label = `pools.${name}.strategy: ${pc.strategy.plugin !== undefined ? `plugin ${pc.strategy.plugin}` : strategyName}`;
     try {
-      if (pc.strategy.plugin !== undefined) throw new Error("strategy plugins from files are not supported yet");
-      const strategy = registry.createStrategy(strategyName, pc.strategy.options, api);
-      const backends = pc.backends.map((b) => new Backend(b, pc));
+      if (strategyName === undefined) throw new Error("the plugin was not loaded (call loadPlugins first)");
+      const api = pluginApi(registry, logging, strategyName, deps.observer);
+      let strategy = registry.createStrategy(strategyName, pc.strategy.options, api);
+      if (!registry.isBuiltin("strategy", strategyName)) {
+        strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
+      }
+      const backends = pc.backends.map((b) => {
+        const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
+        if (old) reused.add(old);
+        return old ?? new Backend(b, pc);
+      });
       pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger }));
     } catch (e) {
-      problems.push(`pools.${name}.strategy: ${(e as Error).message}`);
+      problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
     }
-  }
-  if (problems.length) {
-    for (const p of pools.values()) p.close();
-    throw new ConfigError(problems);
   }
 
   const routeConfigs: RouteConfig[] = config.routes ?? [
-    { match: { path: "/" }, pool: [...pools.keys()][0]!, retry_non_idempotent: false },
+    { match: { path: "/" }, pool: [...pools.keys()][0]!, middleware: [], retry_non_idempotent: false },
   ];
-  const routes = routeConfigs.map((rc) => makeRoute(rc, pools.get(rc.pool)!, logging));
+  const chains = routeConfigs.map((rc, i) =>
+    rc.middleware.map((m, j) => {
+      const name = m.name!;
+      try {
+        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
+        if (registry.isBuiltin("middleware", name)) return mw;
+        return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
+      } catch (e) {
+        const label = `routes[${i}].middleware[${j}]: ${m.plugin !== undefined ? `plugin ${m.plugin}` : name}`;
+        problems.push(`${source.at(["routes", i, "middleware", j])}: ${label}: ${(e as Error).message}`);
+        return undefined;
+      }
+    })
+  );
+  if (problems.length) {
+    // Backends taken over from the running gateway stay open: it keeps serving.
+    for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
+    throw new ConfigError(problems);
+  }
+  const routes = routeConfigs.map((rc, i) => makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[]));
   // Most specific first: an exact host before a wildcard before none, then the longest path.
   routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
 
   let inflight = 0;
   let waiters: (() => void)[] = [];
   const access = logging.access;
+  const observer = deps.observer;
+  const rateLimited = deps.metrics?.rateLimited;
   const finish = (ex: RequestRecord) => {
     inflight--;
+    const ids = observer?.requestEnd(ex);
+    // A 429 that never reached a backend came from rate limiting on the route.
+    if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
     if (access) {
       access.info("access", {
         method: ex.method,
@@ -132,6 +195,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         client_ip: ex.clientIp,
         ...(ex.retryReason ? { retry_reason: ex.retryReason } : {}),
         ...(ex.error ? { error: ex.error } : {}),
+        ...ids,
       });
     }
     if (inflight === 0 && waiters.length) {
@@ -146,10 +210,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
-    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp);
+    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
+      if (observer) {
+        if (route) ex.route = route.name;
+        observer.requestStart(ex, request);
+      }
       if (!route) {
         ex.status = 404;
         response = errorResponse(404, "no route for this host and path");
@@ -177,17 +245,27 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     close() {
       for (const p of pools.values()) p.close();
     },
+    retire(successor) {
+      const kept = new Set<Backend>();
+      for (const p of successor.pools.values()) for (const b of p.backends) kept.add(b);
+      for (const p of pools.values()) for (const b of p.backends) if (!kept.has(b)) b.close();
+    },
   };
 }
 
-function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging): Route {
+function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[]): Route {
   const host = rc.match.host?.toLowerCase();
   const app = new Hono<Env>();
   app.onError((err, c) => {
-    logging.logger.error("route failed", { route: c.env.ex.route, error: String(err) });
+    // A middleware's deliberate answer (401, 403, 429, …).
+    if (err instanceof HTTPException) return err.getResponse();
+    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
+    if (!(err instanceof PluginFailure)) logging.logger.error("route failed", { route: c.env.ex.route, error: String(err) });
     c.env.ex.error = String(err);
     return errorResponse(500, "internal error");
   });
+  // No middleware, no extra work: the route is one handler, as before.
+  for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
   const options = { retryNonIdempotent: rc.retry_non_idempotent };
   app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex, options));
   return {
@@ -224,46 +302,105 @@ function pathMatches(prefix: string, path: string): boolean {
 
 export interface RunningServer {
   readonly listener: Listener;
+  /** The configuration being served (replaced by each successful reload). */
+  readonly config: Config;
+  /** The gateway serving new requests (replaced by each successful reload). */
   readonly gateway: Gateway;
+  /** Files a reload depends on: the plugin files and every local file they import. */
+  readonly pluginFiles: readonly string[];
+  /**
+   * Re-read the config and plugins and switch to them without dropping a connection. A config
+   * or plugin that fails validation is rejected (its problems logged) and the old one keeps
+   * serving. Concurrent calls are coalesced.
+   */
+  reload(): Promise<ReloadResult>;
   /** Stop accepting, let in-flight requests finish up to the config's `shutdown_timeout`, then close. */
   shutdown(): Promise<void>;
 }
 
-/** Start listening with a built gateway. */
-export async function startServer(runtime: Runtime, config: Config, deps: GatewayDeps): Promise<RunningServer> {
-  const gateway = buildGateway(config, deps);
+export interface ServerDeps extends GatewayDeps {
+  /** Reads the config again for {@link RunningServer.reload}; without it, reload re-uses the first config. */
+  loadConfig?: () => Promise<Config>;
+  /** Called after each successful reload (e.g. to update the files being watched). */
+  onReload?: (server: RunningServer) => void;
+  /** Runs once the config and plugins are valid, before the proxy listens (e.g. the admin listener). */
+  beforeListen?: () => Promise<void>;
+}
+
+/** Load the config's plugins, build the gateway, and start listening. */
+export async function startServer(runtime: Runtime, config: Config, deps: ServerDeps): Promise<RunningServer> {
+  const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
+  let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
+  await deps.beforeListen?.();
   const listener = await runtime.serve({
     hostname: config.listen.hostname,
     port: config.listen.port,
-    fetch: gateway.fetch,
+    // Read `current` per request: a reload swaps it atomically; requests already in flight keep
+    // the gateway (pools, strategy, middleware) they started with.
+    fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
     maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
     idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
   });
-  for (const pool of gateway.pools.values()) pool.start();
+  for (const pool of current.gateway.pools.values()) pool.start();
   let stopping: Promise<void> | undefined;
-  return {
+  // Gateways replaced by a reload whose requests have not all finished yet.
+  const retiring = new Set<Gateway>();
+  const server: RunningServer = {
     listener,
-    gateway,
+    get config() {
+      return current.config;
+    },
+    get gateway() {
+      return current.gateway;
+    },
+    get pluginFiles() {
+      return current.files;
+    },
+    reload: createReloader({
+      runtime,
+      deps,
+      build: buildGateway,
+      current: () => current,
+      swap(next) {
+        const old = current.gateway;
+        current = next;
+        // Health checks move to the new pools at once; the old ones would only probe twice.
+        for (const p of old.pools.values()) p.stop();
+        for (const p of next.gateway.pools.values()) p.start();
+        // Close removed backends only once the requests that started on the old gateway are done.
+        retiring.add(old);
+        void old.drained().then(() => {
+          retiring.delete(old);
+          if (!stopping) old.retire(current.gateway);
+        });
+        deps.onReload?.(server);
+      },
+      stopping: () => stopping !== undefined,
+    }),
     shutdown() {
       stopping ??= (async () => {
         const log = deps.logging.logger;
-        log.info("shutting down", { inflight: gateway.inflight() });
+        const gateways = [current.gateway, ...retiring];
+        const inflight = () => gateways.reduce((n, g) => n + g.inflight(), 0);
+        log.info("shutting down", { inflight: inflight() });
+        for (const g of gateways) for (const p of g.pools.values()) p.stop();
         // close() stops accepting, closes idle connections and resolves once the responses in
         // flight have been written out; drained() also covers bodies still streaming from us.
         const closing = listener.close();
         let timer: ReturnType<typeof setTimeout> | undefined;
-        const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), config.shutdown_timeout)));
-        const finished = Promise.all([gateway.drained(), closing]).then(() => false);
+        const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), current.config.shutdown_timeout)));
+        const finished = Promise.all([...gateways.map((g) => g.drained()), closing]).then(() => false);
         const expired = await Promise.race([finished, timedOut]);
         clearTimeout(timer);
         if (expired) {
-          log.warning("shutdown timeout reached; closing in-flight requests", { inflight: gateway.inflight() });
+          log.warning("shutdown timeout reached; closing in-flight requests", { inflight: inflight() });
           await listener.forceClose();
         }
-        gateway.close();
+        for (const g of gateways) g.close();
         log.info("stopped");
       })();
       return stopping;
     },
   };
+  return server;
 }

@@ -45,7 +45,9 @@ describe("fulcrum CLI", () => {
     expect(r.stdout).toContain(`${file}: OK`);
     expect(r.stdout).toContain("pool web: strategy least-connections");
     expect(r.stdout).toContain("http://127.0.0.1:9 weight 2");
-    expect(r.stdout).toContain("timeouts connect 5s response 60s");
+    expect(r.stdout).toContain("timeouts: connect 5s, response 60s, request none");
+    expect(r.stdout).toContain("retry: 2 attempt(s) on connect,reset,timeout,502,503,504");
+    expect(r.stdout).toContain("health: no active checks");
   });
 
   test("${ENV} substitution with defaults", async () => {

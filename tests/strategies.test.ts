@@ -3,16 +3,30 @@ import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } fr
 import roundRobin from "../strategies/round-robin.ts";
 import weightedRoundRobin from "../strategies/weighted-round-robin.ts";
 import leastConnections from "../strategies/least-connections.ts";
+import { bunRuntime } from "../core/runtime/bun.ts";
+import { isPlugin } from "../core/registry.ts";
+
+/** Load an example plugin the way Fulcrum does (bundled, "fulcrum" served by the host). */
+async function loadExample(file: string): Promise<StrategyPlugin<never>> {
+  const { module } = await bunRuntime.importPlugin(new URL(`../plugins/${file}`, import.meta.url).pathname, { fresh: false });
+  if (!isPlugin(module.default) || module.default.kind !== "strategy") throw new Error(`${file} is not a strategy plugin`);
+  return module.default as StrategyPlugin<never>;
+}
+const headerCanary = await loadExample("header-canary.ts");
+const latencyP2c = await loadExample("latency-p2c.ts");
 
 type Mutable = { -readonly [K in keyof BackendView]: BackendView[K] };
 
-function backend(id: string, weight = 1, inflight = 0): Mutable {
-  return { id, url: `http://${id}`, weight, labels: {}, healthy: true, inflight, latencyEwma: 0, recentErrors: 0 };
+function backend(id: string, weight = 1, inflight = 0, labels: Record<string, string> = {}, latencyEwma = 0): Mutable {
+  return { id, url: `http://${id}`, weight, labels, healthy: true, inflight, latencyEwma, recentErrors: 0 };
 }
 
 const req: RequestInfo = { method: "GET", path: "/", host: "h", clientIp: "127.0.0.1", headers: new Headers() };
 const api: PluginApi = {
   strategy: () => {
+    throw new Error("not used");
+  },
+  key: () => {
     throw new Error("not used");
   },
   log: { debug() {}, info() {}, warn() {}, error() {} },
@@ -28,9 +42,9 @@ function sequence(s: Strategy, backends: readonly BackendView[], n: number): str
   return Array.from({ length: n }, () => s.pick(backends, req)!.id);
 }
 
-const all = [roundRobin, weightedRoundRobin, leastConnections] as StrategyPlugin<never>[];
+const all = [roundRobin, weightedRoundRobin, leastConnections, headerCanary, latencyP2c] as StrategyPlugin<never>[];
 
-// One conformance suite that every strategy (built-in or plugin) must pass.
+// One conformance suite that every strategy (built-in, or example plugin loaded from its file) must pass.
 describe.each(all.map((p) => [p.name, p] as const))("conformance: %s", (_name, plugin) => {
   test("declares itself a strategy with a name", () => {
     expect(plugin.kind).toBe("strategy");
@@ -61,7 +75,7 @@ describe.each(all.map((p) => [p.name, p] as const))("conformance: %s", (_name, p
   test("reaches every backend with equal weights and no load", () => {
     const bs = [backend("a"), backend("b"), backend("c")];
     const s = make(plugin, bs);
-    expect(new Set(sequence(s, bs, 30))).toEqual(new Set(["a", "b", "c"]));
+    expect(new Set(sequence(s, bs, 60))).toEqual(new Set(["a", "b", "c"]));
   });
 
   test("copes with pick() on a new array without update()", () => {
@@ -130,5 +144,54 @@ describe("leastConnections()", () => {
     const avail = [bs[0]!, bs[2]!];
     s.update?.(avail);
     expect(s.pick(avail, req)!.id).toBe("c");
+  });
+});
+
+describe("header-canary (plugins/header-canary.ts)", () => {
+  const bs = [backend("s1"), backend("c1", 1, 0, { canary: "true" }), backend("s2"), backend("c2", 1, 0, { canary: "yes" })];
+  const canaryReq: RequestInfo = { ...req, headers: new Headers({ "x-canary": "1" }) };
+
+  test("x-canary: 1 goes to the canary backends in turn, everything else to the others", () => {
+    const s = make(headerCanary, bs);
+    expect(Array.from({ length: 4 }, () => s.pick(bs, canaryReq)!.id)).toEqual(["c1", "c2", "c1", "c2"]);
+    expect(sequence(s, bs, 4)).toEqual(["s1", "s2", "s1", "s2"]);
+  });
+
+  test("with no canary available, canary requests use the others rather than fail", () => {
+    const stable = [bs[0]!, bs[2]!];
+    const s = make(headerCanary, stable);
+    expect(s.pick(stable, canaryReq)!.id).toBe("s1");
+  });
+
+  test("options: another header, value and label; bad options are rejected", () => {
+    const s = headerCanary.create({ header: "x-env", value: "beta", label: "tier" } as never, api);
+    const mixed = [backend("a"), backend("b", 1, 0, { tier: "beta" })];
+    s.update?.(mixed);
+    expect(s.pick(mixed, { ...req, headers: new Headers({ "x-env": "beta" }) })!.id).toBe("b");
+    expect(() => headerCanary.create({ header: "bad header" } as never, api)).toThrow("header must be a header name");
+  });
+});
+
+describe("latency-p2c (plugins/latency-p2c.ts)", () => {
+  test("of two random choices, takes the lower latency × (in-flight + 1)", () => {
+    const fast = backend("fast", 1, 0, {}, 5);
+    const slow = backend("slow", 1, 0, {}, 50);
+    const bs = [fast, slow];
+    const s = make(latencyP2c, bs);
+    expect(new Set(sequence(s, bs, 50))).toEqual(new Set(["fast"]));
+    fast.inflight = 20; // 5 × 21 > 50 × 1
+    expect(s.pick(bs, req)!.id).toBe("slow");
+  });
+
+  test("spreads load over many equal backends, and is reproducible with a seed", () => {
+    const bs = Array.from({ length: 10 }, (_, i) => backend(`b${i}`, 1, 0, {}, 10));
+    const a = latencyP2c.create({ seed: 7 } as never, api);
+    const b = latencyP2c.create({ seed: 7 } as never, api);
+    const seqA = sequence(a, bs, 1000);
+    expect(sequence(b, bs, 1000)).toEqual(seqA);
+    const counts = new Map<string, number>();
+    for (const id of seqA) counts.set(id, (counts.get(id) ?? 0) + 1);
+    expect(counts.size).toBe(10);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(50);
   });
 });

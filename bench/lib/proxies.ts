@@ -123,7 +123,10 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-1w", overlay: { workers: 1 }, optional: true },
   { name: "fulcrum-trace-0.01", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0.01 } } }, optional: true, otlp: true },
   { name: "fulcrum-trace-1.0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 1.0 } } }, optional: true, otlp: true },
+  // The default export encoding (http/protobuf) rather than the JSON the two above use.
+  { name: "fulcrum-trace-1.0-proto", overlay: { telemetry: { traces: { endpoint: otlp.endpoint, sample_ratio: 1.0 } } }, optional: true, otlp: true },
   { name: "fulcrum-nolog", overlay: { log: { access_log: false } }, optional: true },
+  { name: "fulcrum-noadmin", overlay: { admin: false }, optional: true }, // no metrics, no admin listener: nothing observes requests
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
 ];
 
@@ -193,6 +196,8 @@ export async function startOtlpSink(): Promise<{ requests: () => number; stop: (
   let n = 0;
   const server = Bun.serve({ hostname: "127.0.0.1", port: OTLP_PORT, async fetch(req) {
     await req.arrayBuffer(); n++;
+    // An empty ExportTraceServiceResponse in the encoding that was sent.
+    if (req.headers.get("content-type")?.includes("protobuf")) return new Response(new Uint8Array(0), { headers: { "content-type": "application/x-protobuf" } });
     return Response.json({ partialSuccess: {} });
   } });
   return { requests: () => n, stop: () => server.stop(true) };

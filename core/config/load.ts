@@ -21,6 +21,23 @@ export interface ParseOptions {
   env: (name: string) => string | undefined;
   /** Registered strategy names, to reject unknown ones with the list of known ones. */
   strategyNames?: readonly string[];
+  /** Registered middleware names, likewise. */
+  middlewareNames?: readonly string[];
+}
+
+/** Where a parsed config came from, to point plugin problems at the line that named the plugin. */
+export interface ConfigSource {
+  /** The config file as given (relative paths in it resolve against its folder). */
+  readonly file: string;
+  /** `file:line:col` of the value at `path` (or of its closest existing parent). */
+  at(path: readonly (string | number)[]): string;
+}
+
+const SOURCE = Symbol("fulcrum.configSource");
+
+/** The {@link ConfigSource} of a config returned by {@link parseConfig}. */
+export function configSource(config: Config): ConfigSource {
+  return (config as { [SOURCE]?: ConfigSource })[SOURCE] ?? { file: "config", at: () => "config" };
 }
 
 type Path = readonly (string | number)[];
@@ -62,6 +79,8 @@ export function parseConfig(text: string, options: ParseOptions): Config {
     problems.sort((a, b) => a.offset - b.offset);
     throw new ConfigError(problems.map((p) => `${at(p.offset)}: ${p.text}`));
   }
+  const source: ConfigSource = { file: options.file, at: (path) => at(nodeOffset(doc, path)) };
+  Object.defineProperty(result.data!, SOURCE, { value: source });
   return result.data!;
 }
 
@@ -127,6 +146,15 @@ function semanticChecks(config: Config, options: ParseOptions): { path: Path; me
     out.push({ path: ["pools"], message: "has more than one pool, so routes must say which requests go to which pool" });
   }
   config.routes?.forEach((r, i) => {
+    r.middleware.forEach((m, j) => {
+      if (m.name === undefined || !options.middlewareNames || options.middlewareNames.includes(m.name)) return;
+      const hint = didYouMean(m.name, options.middlewareNames);
+      out.push({
+        path: ["routes", i, "middleware", j],
+        message: `names no known middleware, got ${show(m.name)}${hint ? `; did you mean "${hint}"?` : ""} ` +
+          `(known: ${options.middlewareNames.join(", ")}; or { plugin: ./file.ts })`,
+      });
+    });
     if (!(r.pool in config.pools)) {
       const hint = didYouMean(r.pool, poolNames);
       out.push({

@@ -85,6 +85,24 @@ const strategy = z.preprocess(
     }),
 );
 
+// A route's middleware: `{ plugin: ./file.ts, options }` or a registered one by its name as the
+// only key (`{ rate-limit: { rate: 100/s } }`, DESIGN.md §5); normalised to { name | plugin, options }.
+const middleware = z.preprocess(
+  (v) => {
+    if (!v || typeof v !== "object" || Array.isArray(v)) return v;
+    const keys = Object.keys(v);
+    return keys.length === 1 && keys[0] !== "plugin" ? { name: keys[0], options: (v as Record<string, unknown>)[keys[0]!] ?? {} } : v;
+  },
+  z.strictObject(
+    {
+      name: z.string().optional(),
+      plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
+      options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+    },
+    { error: "must be { plugin: ./file.ts, options } or { NAME: options } for a built-in such as rate-limit" },
+  ),
+);
+
 const timeouts = z.strictObject(
   {
     /** Time to open a TCP connection to a backend. */
@@ -223,6 +241,7 @@ const route = z.strictObject(
     pool: z.string({ error: "must name a pool" }),
     /** Also retry non-idempotent requests (POST, PATCH) after they may have reached a backend. */
     retry_non_idempotent: z.boolean({ error: "must be true or false" }).default(false),
+    middleware: z.array(middleware, { error: "must be a list of middleware" }).default([]),
   },
   { error: "must be a map with match and pool" },
 );
@@ -248,6 +267,55 @@ const limits = z.strictObject(
   { error: "must be a map with max_request_body and client_idle_timeout" },
 );
 
+// ---- observability (issue 5) -------------------------------------------------------------
+// Trace keys stay optional without defaults: unset ones fall back to OTEL_* variables, then to
+// the defaults in core/telemetry-config.ts (documented in config/reference.yaml).
+const PROPAGATORS = ["tracecontext", "baggage", "b3", "b3multi"] as const;
+const traces = z
+  .strictObject(
+    {
+      enabled: z.boolean({ error: "must be true or false" }).optional(),
+      endpoint: z
+        .string({ error: "must be an http:// or https:// URL" })
+        .refine(isHttpUrl, { error: "must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318" })
+        .optional(),
+      protocol: z.enum(["http/protobuf", "http/json"], { error: 'must be "http/protobuf" or "http/json"' }).optional(),
+      headers: z.record(z.string(), z.coerce.string(), { error: "must be a map of header: value" }).optional(),
+      sample_ratio: ratio.optional(),
+      propagators: z
+        .array(z.enum(PROPAGATORS, { error: `must be one of ${PROPAGATORS.join(", ")}` }), { error: "must be a list of propagators" })
+        .optional(),
+      max_queue_size: positiveInt().optional(),
+      max_export_batch_size: positiveInt().optional(),
+      scheduled_delay: duration.optional(),
+      export_timeout: duration.optional(),
+      service_name: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
+    },
+    { error: "must be a map of trace export settings" },
+  )
+  .refine((t) => (t.max_export_batch_size ?? 512) <= (t.max_queue_size ?? 8192), {
+    error: "max_export_batch_size must not exceed max_queue_size",
+  });
+
+const telemetry = z.strictObject({ traces: traces.optional() }, { error: "must be a map with traces" });
+
+const admin = z.preprocess(
+  (v) => (v === false ? { enabled: false } : v),
+  z.strictObject(
+    {
+      /** The admin listener (health, readiness, metrics, backends). */
+      enabled: z.boolean({ error: "must be true or false" }).default(true),
+      /** Unset means 127.0.0.1:9090, and a busy port then only logs a warning. */
+      listen: listen.optional(),
+      /** Bearer token required on every admin endpoint except /health and /ready. */
+      token: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
+      /** Serve Prometheus metrics at /metrics. */
+      metrics: z.boolean({ error: "must be true or false" }).default(true),
+    },
+    { error: "must be false or a map with listen, token and metrics" },
+  ),
+);
+
 export const configSchema = z.strictObject(
   {
     listen: listen.default({ hostname: "0.0.0.0", port: 8080 }),
@@ -256,6 +324,10 @@ export const configSchema = z.strictObject(
     routes: z.array(route, { error: "must be a list of routes" }).optional(),
     log: log.prefault({}),
     limits: limits.prefault({}),
+    /** `watch: true` reloads when the config or a plugin file (or a helper it imports) changes. */
+    plugins: z.strictObject({ watch: z.boolean({ error: "must be true or false" }).default(false) }).prefault({}),
+    admin: admin.prefault({}),
+    telemetry: telemetry.optional(),
   },
   { error: "must be a map" },
 );
@@ -264,3 +336,4 @@ export type Config = z.output<typeof configSchema>;
 export type PoolConfig = Config["pools"][string];
 export type BackendConfig = PoolConfig["backends"][number];
 export type RouteConfig = NonNullable<Config["routes"]>[number];
+export type MiddlewareConfig = RouteConfig["middleware"][number];

@@ -43,7 +43,8 @@ export interface Probed {
   readonly target: UpstreamTarget;
   readonly hostHeader: string;
   activeHealthy: boolean;
-  health: { rise: number; fall: number; known: boolean; probes: ProbeResult[] };
+  /** `passed`/`failed` count every probe since start (for metrics). */
+  health: { rise: number; fall: number; known: boolean; probes: ProbeResult[]; passed: number; failed: number };
 }
 
 const KEEP_PROBES = 10;
@@ -111,9 +112,11 @@ export class HealthChecker<B extends Probed> {
     h.probes.push(r);
     if (h.probes.length > KEEP_PROBES) h.probes.shift();
     if (r.ok) {
+      h.passed++;
       h.rise++;
       h.fall = 0;
     } else {
+      h.failed++;
       h.fall++;
       h.rise = 0;
     }

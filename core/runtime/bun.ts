@@ -1,4 +1,8 @@
-import type { Listener, Runtime, ServeOptions, Writer } from "./types.ts";
+import { mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import * as host from "../plugins/host-module.ts";
+import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
 import { useUpstreamClient } from "../upstream.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 
@@ -51,6 +55,58 @@ function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
   };
 }
 
+let hostRegistered = false;
+let bundles = 0;
+const imported = new Map<string, ImportedPlugin & { hash: bigint | number }>();
+
+/**
+ * Bundle the plugin with its local imports into one temporary file and import that: a unique
+ * file name is the only way to make Bun re-evaluate changed helper files on reload (DESIGN.md §6),
+ * and bundling also reports syntax errors with their line and column.
+ */
+async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Promise<ImportedPlugin> {
+  if (!hostRegistered) {
+    Bun.plugin({ name: "fulcrum", setup: (b) => void b.module("fulcrum", () => ({ exports: { ...host }, loader: "object" })) });
+    hostRegistered = true;
+  }
+  const previous = imported.get(absPath);
+  if (previous && !fresh) return previous;
+  if (!(await Bun.file(absPath).exists())) throw new PluginImportError("not-found", `cannot find the file ${absPath}`);
+  let build: Bun.BuildOutput;
+  try {
+    build = await Bun.build({ entrypoints: [absPath], target: "bun", format: "esm", external: ["fulcrum"], metafile: true, throw: false });
+  } catch (e) {
+    throw new PluginImportError("syntax", String((e as Error).message ?? e), { cause: e });
+  }
+  if (!build.success || !build.outputs[0]) {
+    const log = build.logs.find((l) => l.level === "error") ?? build.logs[0];
+    const pos = log?.position;
+    // Bun's line and column are 1-based.
+    const where = pos ? `${pos.file || absPath}:${pos.line}:${pos.column}` : absPath;
+    const reason = log && /could not resolve|not found/i.test(log.message) ? "cannot resolve an import" : "syntax error";
+    throw new PluginImportError("syntax", `${reason} at ${where}: ${log?.message ?? "build failed"}`);
+  }
+  const code = await build.outputs[0].text();
+  const hash = Bun.hash(code);
+  if (previous && previous.hash === hash) return previous;
+  const dir = join(tmpdir(), `fulcrum-plugins-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${basename(absPath).replace(/\.[^.]+$/, "")}-${++bundles}.js`);
+  await Bun.write(file, code);
+  let module: Record<string, unknown>;
+  try {
+    module = await import(file);
+  } catch (e) {
+    throw new PluginImportError("load", `failed while loading: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  } finally {
+    rmSync(file, { force: true });
+  }
+  const inputs = Object.keys(build.metafile?.inputs ?? {}).map((p) => resolve(process.cwd(), p));
+  const result = { module, files: inputs.length ? inputs : [absPath], hash };
+  imported.set(absPath, result);
+  return result;
+}
+
 export const bunRuntime: Runtime = {
   name: "bun",
   version: Bun.version,
@@ -66,6 +122,8 @@ export const bunRuntime: Runtime = {
   cwd: () => process.cwd(),
   openWriter,
   exit: (code) => process.exit(code),
+  importPlugin,
+  kill: (pid, signal) => void process.kill(pid, signal),
   upstreamClient: bunUpstreamClient,
 };
 

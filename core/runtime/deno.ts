@@ -1,4 +1,4 @@
-import type { Listener, Runtime, ServeOptions, Writer } from "./types.ts";
+import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
 
 // Deno's global is declared loosely so the Bun-typed project type-checks without Deno's lib.
 // deno-lint-ignore no-explicit-any
@@ -68,6 +68,29 @@ function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
   };
 }
 
+let generation = 0;
+
+/**
+ * Deno resolves `"fulcrum"` through the import map in deno.json (→ core/plugins/host-module.ts).
+ * A query string makes Deno re-read the plugin file on reload, but not the helper files it
+ * imports: those keep their first version until the process restarts (documented in README).
+ */
+async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Promise<ImportedPlugin> {
+  try {
+    await Deno.stat(absPath);
+  } catch {
+    throw new PluginImportError("not-found", `cannot find the file ${absPath}`);
+  }
+  const url = new URL(`file://${absPath}`).href + (fresh ? `?v=${++generation}` : "");
+  try {
+    return { module: await import(url), files: [absPath] };
+  } catch (e) {
+    const message = String((e as Error)?.message ?? e).replaceAll(url, absPath).replaceAll("file://", "");
+    const syntax = /could not be parsed|SyntaxError|Expected|Unexpected/.test(message);
+    throw new PluginImportError(syntax ? "syntax" : "load", syntax ? `syntax error: ${message}` : `failed while loading: ${message}`, { cause: e });
+  }
+}
+
 export const denoRuntime: Runtime = {
   name: "deno",
   version: Deno.version.deno,
@@ -82,4 +105,6 @@ export const denoRuntime: Runtime = {
   cwd: () => Deno.cwd(),
   openWriter,
   exit: (code): never => Deno.exit(code) as never,
+  importPlugin,
+  kill: (pid, signal) => Deno.kill(pid, signal),
 };

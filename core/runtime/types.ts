@@ -37,6 +37,21 @@ export interface Writer {
   close(): Promise<void>;
 }
 
+/** A plugin module as imported: its namespace and the source files it was built from. */
+export interface ImportedPlugin {
+  readonly module: Record<string, unknown>;
+  /** Absolute paths of the plugin file and every local file it imports (to watch for changes). */
+  readonly files: readonly string[];
+}
+
+/** Why a plugin file could not be imported. `message` says where (`file:line:col` for syntax). */
+export class PluginImportError extends Error {
+  constructor(readonly reason: "not-found" | "syntax" | "load", message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PluginImportError";
+  }
+}
+
 export interface Runtime {
   readonly name: "bun" | "deno";
   readonly version: string;
@@ -50,6 +65,14 @@ export interface Runtime {
   cwd(): string;
   openWriter(target: "stdout" | "stderr" | { path: string }): Writer;
   exit(code: number): never;
+  /**
+   * Import a plugin file (absolute path), with `"fulcrum"` resolving to the host's module.
+   * `fresh` re-reads the file and every local file it imports (for reload); an unchanged plugin
+   * comes back as the same module object. Throws {@link PluginImportError}.
+   */
+  importPlugin(absPath: string, options: { fresh: boolean }): Promise<ImportedPlugin>;
+  /** Send a signal to another process (`fulcrum reload`). */
+  kill(pid: number, signal: "SIGHUP" | "SIGTERM"): void;
   /** This runtime's own upstream HTTP client; node:http (core/upstream-node.ts) when absent. */
   readonly upstreamClient?: UpstreamClient;
 }

@@ -5,10 +5,15 @@ import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/server.ts";
 import type { Logging } from "../../core/log.ts";
 import { builtinRegistry } from "../../main.ts";
+import { startObservability, type Observability } from "../../core/observability.ts";
 
 export interface InProcess {
   readonly url: string;
   readonly server: RunningServer;
+  /** Tracing, metrics and the admin API, wired as `main.ts` does. */
+  readonly obs: Observability;
+  /** Base URL of the admin listener (undefined with `admin: false`). */
+  readonly adminUrl: string | undefined;
   /** Every log record, operational and access, in order. */
   readonly records: LogRecord[];
   /** Access-log records' properties. */
@@ -16,11 +21,15 @@ export interface InProcess {
   stop(): Promise<void>;
 }
 
-/** Parse `yaml` as a config (listen is forced to 127.0.0.1:0) and serve it. */
-export async function startFulcrum(yaml: string): Promise<InProcess> {
+/**
+ * Parse `yaml` as a config (listen and admin.listen are forced to 127.0.0.1:0) and serve it.
+ * `env` is what OTEL_* and FULCRUM_ADMIN_TOKEN are read from (default: none set).
+ */
+export async function startFulcrum(yaml: string, opts: { env?: Record<string, string> } = {}): Promise<InProcess> {
   const registry = builtinRegistry();
   const config = parseConfig(yaml, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
   config.listen = { hostname: "127.0.0.1", port: 0 };
+  config.admin.listen = { hostname: "127.0.0.1", port: 0 };
   const records: LogRecord[] = [];
   await configure({
     reset: true,
@@ -35,13 +44,28 @@ export async function startFulcrum(yaml: string): Promise<InProcess> {
     access: config.log.access_log ? getLogger(["fulcrum", "access"]) : undefined,
     close: async () => {},
   };
-  const server = await startServer(bunRuntime, config, { registry, logging });
+  const env = opts.env ?? {};
+  const obs = await startObservability(bunRuntime, config, { logging, serviceVersion: "0.0.0-test", env: (n) => env[n], flushTimeoutMs: 2000 });
+  const server = await startServer(bunRuntime, config, {
+    registry,
+    logging,
+    observer: obs.observer,
+    metrics: obs.metrics,
+    beforeListen: () => obs.listen(),
+  });
+  obs.attach(server);
   return {
     url: `http://127.0.0.1:${server.listener.port}`,
     server,
+    obs,
+    adminUrl: obs.admin?.url,
     records,
     access: () => records.filter((r) => r.category.join(".") === "fulcrum.access").map((r) => r.properties),
-    stop: () => server.shutdown(),
+    stop: async () => {
+      obs.draining();
+      await server.shutdown();
+      await obs.close();
+    },
   };
 }
 
@@ -58,8 +82,17 @@ export interface Child {
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Run `bun main.ts <args>` and wait for its "listening" log line. */
-export async function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child> {
-  const proc = Bun.spawn([process.execPath, "main.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+export function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child> {
+  return spawnListening([process.execPath, "main.ts", ...args], { cwd: ROOT }, timeoutMs);
+}
+
+/** Run any Fulcrum command line (binary, deno task…) and wait for its "listening" log line. */
+export async function spawnListening(
+  cmd: string[],
+  options: { cwd: string; env?: Record<string, string> },
+  timeoutMs = 10_000,
+): Promise<Child> {
+  const proc = Bun.spawn(cmd, { cwd: options.cwd, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe" });
   const lines: string[] = [];
   let url: string | undefined;
   const ready = new Promise<string>((resolve, reject) => {

@@ -142,14 +142,16 @@ describe("active health checks: scheduling under fake time", () => {
     }
   });
 
-  test("a flapping backend (up 1 s, down 1 s) flips no faster than the thresholds allow", async () => {
+  /** Probe a backend that is up for 1 s and down for 1 s, every 250 ms for 20 s; returns flip times. */
+  async function flapping(threshold: number): Promise<{ flips: number[]; b: Backend }> {
     const clock = new ManualClock();
-    const flapping = startBackend("flap", () => {
+    const backend = startBackend("flap", () => {
       const up = Math.floor(clock.now() / 1000) % 2 === 0;
       return new Response(up ? "ok" : "down", { status: up ? 200 : 503 });
     });
-    cleanups.push(() => flapping.stop());
-    const { pool, checker, b } = makePool([flapping.url], "{ path: /healthz, interval: 250ms, jitter: 0ms, healthy_threshold: 5, unhealthy_threshold: 5 }", clock);
+    cleanups.push(() => backend.stop());
+    const health = `{ path: /healthz, interval: 250ms, jitter: 0ms, healthy_threshold: ${threshold}, unhealthy_threshold: ${threshold} }`;
+    const { pool, checker, b } = makePool([backend.url], health, clock);
     const flips: number[] = [];
     let last = b.activeHealthy;
     pool.start();
@@ -161,8 +163,19 @@ describe("active health checks: scheduling under fake time", () => {
         last = b.activeHealthy;
       }
     }
+    return { flips, b };
+  }
+
+  test("a flapping backend (up 1 s, down 1 s) flips no faster than the thresholds allow", async () => {
+    const { flips, b } = await flapping(5);
     // Each half-period gives at most 4 equal probes in a row, never the 5 a flip needs.
     expect(flips).toEqual([]);
     expect(statuses(b).includes(false)).toBe(true);
+  });
+
+  test("with fall=rise=3 the flapping backend flips, but never sooner than 3 probes after the last flip", async () => {
+    const { flips } = await flapping(3);
+    expect(flips.length).toBeGreaterThan(4);
+    for (let i = 1; i < flips.length; i++) expect(flips[i]! - flips[i - 1]!).toBeGreaterThanOrEqual(3 * 250);
   });
 });

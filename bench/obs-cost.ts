@@ -1,0 +1,74 @@
+// The cost of observability on the hot path, measured so that a busy machine does not hide it:
+// one Fulcrum variant runs at a time (interleaved over rounds), and besides requests/s we read
+// the Fulcrum process's own CPU time (utime + stime from /proc) and divide by the requests it
+// served. CPU µs per request is much steadier than req/s when other work shares the cores.
+//
+//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--connections 64] [--variants a,b,...]  (the first is the baseline)
+//
+// Variants (bench/lib/proxies.ts): fulcrum-noadmin (no metrics, no tracing), fulcrum (metrics
+// on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
+// http/json as the bench harness configures it), fulcrum-trace-1.0-proto (the default http/protobuf).
+import { mkdtempSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startBackends } from "./lib/backends.ts";
+import { pickTool, runLoad } from "./lib/loadgen.ts";
+import { log, stop, stopAll } from "./lib/proc.ts";
+import { PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const runs = arg("--runs", 5);
+const duration = arg("--duration", 5);
+const connections = arg("--connections", 64);
+const only = process.argv.indexOf("--variants");
+const VARIANTS = only > 0
+  ? process.argv[only + 1]!.split(",")
+  : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-proto"];
+
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-cost-"));
+const tool = pickTool();
+const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
+const sink = await startOtlpSink();
+const results = new Map<string, { rps: number; cpuUs: number }[]>(VARIANTS.map((v) => [v, []]));
+try {
+  for (let round = 0; round < runs; round++) {
+    const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
+    for (const name of order) {
+      const def = PROXIES.find((p) => p.name === name)!;
+      const r = await startProxy(def, { dir, backendUrls: backends.urls });
+      const url = `http://127.0.0.1:${def.port}/100b`;
+      await runLoad(tool, { url, connections, durationSec: 2 }, dir); // warm-up (JIT, connections)
+      const cpu0 = cpuSeconds(r.proc.pid);
+      const res = await runLoad(tool, { url, connections, durationSec: duration }, dir);
+      const cpuUs = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
+      results.get(name)!.push({ rps: res.rps, cpuUs });
+      log(`round ${round + 1} ${name}: ${Math.round(res.rps)} req/s, ${cpuUs.toFixed(1)} µs CPU/request, errors ${res.errors}`);
+      await stop(r.proc);
+    }
+  }
+} finally {
+  await stopAll();
+  sink.stop();
+  await backends.stop();
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const base = results.get(VARIANTS[0]!)!;
+console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s, median of rounds; OTLP requests ${sink.requests()}`);
+console.log("variant              req/s   CPU µs/req   vs off");
+for (const [name, rs] of results) {
+  const cpu = median(rs.map((r) => r.cpuUs));
+  const delta = cpu - median(base.map((r) => r.cpuUs));
+  console.log(`${name.padEnd(20)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${name === VARIANTS[0] ? "-" : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`}`);
+}

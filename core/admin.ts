@@ -1,0 +1,255 @@
+/**
+ * The admin API (Hono), on its own listener and never on the proxy's: liveness, readiness,
+ * Prometheus metrics, the backends with why they are up or down, drain/enable/weight at run
+ * time, reload, and the effective config with secrets masked.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Hono, type Context } from "hono";
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "./config/schema.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Backend, Pool } from "./pool.ts";
+import type { Listener, Runtime } from "./runtime/types.ts";
+
+/** Where the admin listener goes when `admin.listen` is not set. */
+export const DEFAULT_ADMIN_LISTEN = { hostname: "127.0.0.1", port: 9090 };
+
+/** What the admin API needs of the running server. */
+export interface AdminTarget {
+  readonly gateway: { readonly pools: ReadonlyMap<string, Pool> };
+  /** Re-read the config and plugins; a rejected one leaves the running configuration serving. */
+  reload?: () => Promise<{ readonly ok: boolean; readonly problems: readonly string[] }>;
+  /** The config in effect (after a reload, the new one). */
+  readonly config?: Config;
+}
+
+export interface AdminState {
+  /** Config and plugins are loaded and the proxy listener is up. */
+  ready: boolean;
+  /** Shutdown has begun: /ready answers 503 so load balancers stop sending. */
+  draining: boolean;
+}
+
+export interface AdminOptions {
+  config: Config;
+  metrics: Metrics | undefined;
+  /** Bearer token for everything but /health and /ready; undefined: no token. */
+  token: string | undefined;
+  state: AdminState;
+  /** The running server; undefined until it is up. */
+  target: () => AdminTarget | undefined;
+  logger: Logger;
+}
+
+const OPEN_PATHS = new Set(["/health", "/ready"]);
+const ENDPOINTS = [
+  "GET /health",
+  "GET /ready",
+  "GET /metrics",
+  "GET /backends",
+  "GET /backends/{pool}/{id}",
+  "POST /backends/{pool}/{id}/drain",
+  "POST /backends/{pool}/{id}/enable",
+  "PUT /backends/{pool}/{id}/weight  {\"weight\": N}",
+  "POST /reload",
+  "GET /config",
+];
+const MAX_WEIGHT = 1_000_000;
+
+/** The admin app; serve it with {@link startAdmin}, or call `app.request()` in tests. */
+export function createAdminApp(o: AdminOptions): Hono {
+  const app = new Hono();
+  const expected = o.token === undefined ? undefined : digest(o.token);
+
+  app.use("*", async (c, next) => {
+    if (expected === undefined || OPEN_PATHS.has(c.req.path)) return next();
+    const auth = c.req.header("authorization") ?? "";
+    const given = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
+    // Compare digests: equal length, constant time, whatever was sent.
+    if (given && timingSafeEqual(digest(given), expected)) return next();
+    return c.json({ error: "missing or wrong bearer token" }, 401, { "www-authenticate": 'Bearer realm="fulcrum-admin"' });
+  });
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+
+  app.get("/ready", (c) => {
+    const s = o.state;
+    if (s.draining) return c.json({ status: "draining" }, 503);
+    if (!s.ready || !o.target()) return c.json({ status: "starting" }, 503);
+    return c.json({ status: "ready" });
+  });
+
+  app.get("/metrics", async (c) => {
+    if (!o.metrics) return c.json({ error: "metrics are off (admin.metrics: false)" }, 404);
+    const { text, contentType } = await o.metrics.render();
+    return c.body(text, 200, { "content-type": contentType });
+  });
+
+  app.get("/backends", (c) => {
+    const t = o.target();
+    if (!t) return c.json({ error: "not serving yet" }, 503);
+    const pools: Record<string, unknown> = {};
+    for (const p of t.gateway.pools.values()) pools[p.name] = poolStatus(p);
+    return c.json({ pools });
+  });
+
+  /** Finds the pool and backend named in the path, or answers 404 naming what exists. */
+  const find = (c: Context): { pool: Pool; backend: Backend } | Response => {
+    const t = o.target();
+    if (!t) return c.json({ error: "not serving yet" }, 503);
+    const poolName = c.req.param("pool")!;
+    const id = c.req.param("id")!;
+    const pool = t.gateway.pools.get(poolName);
+    if (!pool) return c.json({ error: `no pool named "${poolName}"`, pools: [...t.gateway.pools.keys()] }, 404);
+    const backend = pool.backends.find((b) => b.id === id);
+    if (!backend) return c.json({ error: `pool "${poolName}" has no backend "${id}"`, backends: pool.backends.map((b) => b.id) }, 404);
+    return { pool, backend };
+  };
+
+  app.get("/backends/:pool/:id", (c) => {
+    const f = find(c);
+    return f instanceof Response ? f : c.json(f.backend.status());
+  });
+
+  app.post("/backends/:pool/:id/drain", (c) => {
+    const f = find(c);
+    if (f instanceof Response) return f;
+    // Out of rotation now; requests already sent to it finish (watch `inflight` reach 0).
+    f.backend.draining = true;
+    f.pool.refresh();
+    o.logger.warning("backend {backend} drained by the admin API", { pool: f.pool.name, backend: f.backend.id });
+    return c.json(f.backend.status());
+  });
+
+  app.post("/backends/:pool/:id/enable", (c) => {
+    const f = find(c);
+    if (f instanceof Response) return f;
+    f.backend.draining = false;
+    f.pool.refresh();
+    o.logger.info("backend {backend} enabled by the admin API", { pool: f.pool.name, backend: f.backend.id });
+    return c.json(f.backend.status());
+  });
+
+  const setWeight = async (c: Context) => {
+    const f = find(c);
+    if (f instanceof Response) return f;
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.json({ error: 'the body must be JSON like {"weight": 3}' }, 400);
+    }
+    const w = (body as { weight?: unknown } | null)?.weight;
+    if (typeof w !== "number" || !Number.isInteger(w) || w < 1 || w > MAX_WEIGHT) {
+      return c.json({ error: `weight must be a whole number from 1 to ${MAX_WEIGHT}, got ${JSON.stringify(w ?? null)}` }, 400);
+    }
+    const from = f.backend.weight;
+    f.backend.weight = w;
+    // Same members, new weight: force the strategy to rebuild its tables.
+    f.pool.refresh(true);
+    o.logger.info("backend {backend} weight {from} → {to} by the admin API", { pool: f.pool.name, backend: f.backend.id, from, to: w });
+    return c.json(f.backend.status());
+  };
+  app.put("/backends/:pool/:id/weight", setWeight);
+  app.post("/backends/:pool/:id/weight", setWeight);
+
+  app.post("/reload", async (c) => {
+    const t = o.target();
+    if (!t) return c.json({ error: "not serving yet" }, 503);
+    if (typeof t.reload !== "function") {
+      return c.json({ error: "reload is not available in this build: restart the process to apply a new config" }, 501);
+    }
+    try {
+      const r = await t.reload();
+      if (r.ok) return c.json({ status: "reloaded" });
+      return c.json({ status: "rejected", problems: r.problems }, 422);
+    } catch (e) {
+      const problems = (e as { problems?: unknown }).problems;
+      return c.json({ status: "failed", error: (e as Error).message, ...(Array.isArray(problems) ? { problems } : {}) }, 422);
+    }
+  });
+
+  app.get("/config", (c) => c.body(JSON.stringify(maskSecrets(o.target()?.config ?? o.config), jsonReplacer, 2), 200, {
+    "content-type": "application/json",
+  }));
+
+  app.notFound((c) => c.json({ error: "not found", endpoints: ENDPOINTS }, 404));
+  app.onError((err, c) => {
+    o.logger.error("admin API error", { path: c.req.path, error: String(err) });
+    return c.json({ error: "internal error" }, 500);
+  });
+  return app;
+}
+
+function poolStatus(p: Pool) {
+  return {
+    strategy: p.strategyName,
+    inflight: p.inflight,
+    available: p.available.length,
+    panic: p.panicking,
+    health_check: p.health ? { path: p.health.config.path, interval_ms: p.health.config.interval } : null,
+    backends: p.backends.map((b) => b.status()),
+  };
+}
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+const SECRET_KEY = /token|secret|password|passwd|authorization|api[-_]?key|cookie/i;
+
+/** A copy of the config with secrets replaced by "***": trace export headers, the admin token, any key that names a secret. */
+export function maskSecrets(config: unknown): unknown {
+  const walk = (v: unknown, path: string[]): unknown => {
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, [...path, String(i)]));
+    if (v === null || typeof v !== "object" || v instanceof RegExp) return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const inHeaders = path.at(-1) === "headers" && path.at(-2) === "traces";
+      out[k] = (inHeaders || SECRET_KEY.test(k)) && x !== undefined && typeof x !== "object" ? "***" : walk(x, [...path, k]);
+    }
+    return out;
+  };
+  return walk(config, []);
+}
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof RegExp) return `/${value.source}/`;
+  if (value === Infinity) return "unlimited";
+  return value;
+}
+
+export interface AdminListener {
+  readonly url: string;
+  readonly listener: Listener;
+  close(): Promise<void>;
+}
+
+/**
+ * Start the admin listener. An explicit `admin.listen` that cannot be bound is an error; the
+ * default one (127.0.0.1:9090) being busy only logs a warning, so a second Fulcrum on the same
+ * machine still starts. Returns undefined when there is no listener.
+ */
+export async function startAdmin(runtime: Runtime, o: AdminOptions): Promise<AdminListener | undefined> {
+  const cfg = o.config.admin;
+  if (!cfg.enabled) return undefined;
+  const where = cfg.listen ?? DEFAULT_ADMIN_LISTEN;
+  const app = createAdminApp(o);
+  let listener: Listener;
+  try {
+    listener = await runtime.serve({
+      hostname: where.hostname,
+      port: where.port,
+      fetch: (request) => app.fetch(request),
+      maxRequestBodySize: 1024 * 1024,
+      idleTimeoutSeconds: 10,
+    });
+  } catch (e) {
+    const msg = `admin listener on ${where.hostname}:${where.port}: ${(e as Error).message}`;
+    if (cfg.listen) throw new Error(`${msg} (set admin.listen to another address, or admin: false)`, { cause: e });
+    o.logger.warning("{message}; the admin API is off (set admin.listen to choose another port)", { message: msg });
+    return undefined;
+  }
+  const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+  return { url: `http://${host}:${listener.port}`, listener, close: () => listener.forceClose() };
+}

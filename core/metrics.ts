@@ -1,0 +1,265 @@
+/**
+ * Prometheus metrics. prom-client owns the registry and the text exposition; the hot path never
+ * calls it. Per-request updates go to plain numbers in children cached per label set (one
+ * addition, no label object, no hashing), and prom-client reads them at scrape time through its
+ * `collect()` hooks. State that already lives elsewhere (backend health, circuit, in-flight) is
+ * read at scrape time only, so it costs nothing per request.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from "prom-client";
+import type { Pool } from "./pool.ts";
+
+/** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */
+export interface CounterChild {
+  inc(n?: number): void;
+}
+
+class Child implements CounterChild {
+  value = 0;
+  constructor(readonly labels: Record<string, string>) {}
+  inc(n = 1): void {
+    this.value += n;
+  }
+}
+
+function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i] ?? "";
+  return labels;
+}
+
+/** A counter family whose children are cached plain numbers, exported through prom-client. */
+export class FastCounter {
+  readonly #children = new Map<string, Child>();
+
+  constructor(registry: Registry, name: string, help: string, readonly labelNames: readonly string[] = []) {
+    const children = this.#children;
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of children.values()) this.inc(c.labels, c.value);
+      },
+    });
+  }
+
+  /** The series for these label values (in `labelNames` order), created on first use. */
+  child(...values: string[]): CounterChild {
+    const key = values.join("\u0001");
+    let c = this.#children.get(key);
+    if (!c) this.#children.set(key, (c = new Child(labelsOf(this.labelNames, values))));
+    return c;
+  }
+
+  /** Sum over all series (tests, and counters read back). */
+  total(): number {
+    let n = 0;
+    for (const c of this.#children.values()) n += c.value;
+    return n;
+  }
+}
+
+/** One histogram series: counts per bucket in a typed array. */
+export class HistogramChild {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    if (i < b.length) this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram family with cached children. prom-client's own Histogram hashes its labels and
+ * allocates on every observe (~1 µs); this one is a loop over the bounds. It is registered with
+ * prom-client as a metric whose `get()` returns the standard bucket/sum/count values.
+ */
+export class FastHistogram {
+  readonly #children = new Map<string, HistogramChild>();
+
+  constructor(registry: Registry, readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly bounds: readonly number[]) {
+    const values = () => this.#values();
+    registry.registerMetric({
+      name,
+      help,
+      type: "histogram",
+      aggregator: "sum",
+      get: async () => ({ name, help, type: "histogram", aggregator: "sum", values: values() }),
+    } as unknown as Metric);
+  }
+
+  child(...values: string[]): HistogramChild {
+    const key = values.join("\u0001");
+    let c = this.#children.get(key);
+    if (!c) this.#children.set(key, (c = new HistogramChild(labelsOf(this.labelNames, values), this.bounds)));
+    return c;
+  }
+
+  #values() {
+    const out: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    for (const c of this.#children.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += c.counts[i]!;
+        out.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: this.bounds[i]! }, value: acc });
+      }
+      out.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: "+Inf" }, value: c.count });
+      out.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
+      out.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
+    }
+    return out;
+  }
+}
+
+/** Seconds; from 1 ms to 30 s, for request and upstream latency. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** What the metrics read from the running gateway at scrape time. */
+export interface MetricsSource {
+  pools(): Iterable<Pool>;
+  /** Requests being served now (including bodies still streaming). */
+  inflight(): number;
+  /** Spans dropped by the trace exporter (queue full or export failed). */
+  droppedSpans(): number;
+}
+
+/**
+ * The counters other modules increment. A `GatewayMetrics` is passed to the gateway in
+ * `GatewayDeps.metrics`; take a child once (per route, per plugin) and call `inc()` per event.
+ */
+export interface GatewayMetrics {
+  /** `fulcrum_rate_limited_total{route}`: requests answered 429 by rate limiting. */
+  readonly rateLimited: { child(route: string): CounterChild };
+  /** `fulcrum_plugin_errors_total{plugin}`: a plugin threw (the request fell back or got 502). */
+  readonly pluginErrors: { child(plugin: string): CounterChild };
+  /** `fulcrum_log_records_dropped_total`: log records lost by a non-blocking sink. */
+  readonly logRecordsDropped: CounterChild;
+}
+
+export interface Metrics extends GatewayMetrics {
+  readonly registry: Registry;
+  /** `fulcrum_requests_total{pool,backend,method,status_class}`. */
+  readonly requests: FastCounter;
+  /** `fulcrum_request_duration_seconds{pool}`: from the request's arrival to the end of its response body. */
+  readonly requestDuration: FastHistogram;
+  /** `fulcrum_upstream_duration_seconds{pool,backend}`: per attempt, until the response headers (or the failure). */
+  readonly upstreamDuration: FastHistogram;
+  /** `fulcrum_upstream_attempts_total{pool,backend,outcome}`: outcome is a status class or connect/reset/timeout. */
+  readonly attempts: FastCounter;
+  /** `fulcrum_retries_total{pool,reason}`. */
+  readonly retries: FastCounter;
+  /** Where gauges read the live state from; set when the server is up (and again after a reload). */
+  source: MetricsSource | undefined;
+  /** The exposition text and its content type. */
+  render(): Promise<{ text: string; contentType: string }>;
+}
+
+/** Build the metrics registry (with process metrics: CPU, memory, event-loop lag). */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  try {
+    collectDefaultMetrics({ register: registry });
+  } catch {
+    // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
+  }
+  const m: Metrics = {
+    registry,
+    source: undefined,
+    requests: new FastCounter(registry, "fulcrum_requests_total", "Requests served, by pool, final backend, method and status class.", ["pool", "backend", "method", "status_class"]),
+    requestDuration: new FastHistogram(registry, "fulcrum_request_duration_seconds", "Time from a request's arrival to the end of its response body.", ["pool"], LATENCY_BUCKETS),
+    upstreamDuration: new FastHistogram(registry, "fulcrum_upstream_duration_seconds", "Time from sending an upstream attempt to its response headers or failure.", ["pool", "backend"], LATENCY_BUCKETS),
+    attempts: new FastCounter(registry, "fulcrum_upstream_attempts_total", "Upstream attempts by outcome: a status class, or connect, reset, timeout.", ["pool", "backend", "outcome"]),
+    retries: new FastCounter(registry, "fulcrum_retries_total", "Retries, by pool and the failure that caused them.", ["pool", "reason"]),
+    rateLimited: new FastCounter(registry, "fulcrum_rate_limited_total", "Requests answered 429 by rate limiting.", ["route"]),
+    pluginErrors: new FastCounter(registry, "fulcrum_plugin_errors_total", "Exceptions thrown by plugins (caught; the proxy kept serving).", ["plugin"]),
+    logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.").child(),
+    async render() {
+      return { text: await registry.metrics(), contentType: registry.contentType };
+    },
+  };
+  registerStateGauges(m);
+  return m;
+}
+
+function registerStateGauges(m: Metrics): void {
+  const registers = [m.registry];
+  const labelNames = ["pool", "backend"];
+  // Each gauge is refilled from the live pools at scrape time.
+  const perBackend = (name: string, help: string, value: (p: Pool, b: Pool["backends"][number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const p of m.source?.pools() ?? []) for (const b of p.backends) this.set({ pool: p.name, backend: b.id }, value(p, b));
+      },
+    });
+  perBackend("fulcrum_backend_up", "1 when the backend is healthy (active checks pass and not ejected), else 0.", (_p, b) => (b.healthy ? 1 : 0));
+  perBackend("fulcrum_backend_available", "1 when strategies may pick the backend (healthy, circuit allows, not drained).", (_p, b) => (b.isAvailable() ? 1 : 0));
+  perBackend("fulcrum_backend_draining", "1 while an operator has drained the backend.", (_p, b) => (b.draining ? 1 : 0));
+  perBackend("fulcrum_backend_weight", "The backend's current weight.", (_p, b) => b.weight);
+  perBackend("fulcrum_backend_in_flight", "Upstream requests in flight to the backend.", (_p, b) => b.inflight);
+  new Gauge({
+    name: "fulcrum_backend_circuit_state",
+    help: "1 for the backend's current circuit state (closed, open, half-open), 0 for the others.",
+    labelNames: ["pool", "backend", "state"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of m.source?.pools() ?? []) {
+        for (const b of p.backends) {
+          for (const s of ["closed", "open", "half-open"]) this.set({ pool: p.name, backend: b.id, state: s }, b.circuit === s ? 1 : 0);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: "fulcrum_health_checks_total",
+    help: "Active health-check probes, by result (ok or fail).",
+    labelNames: ["pool", "backend", "result"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of m.source?.pools() ?? []) {
+        if (!p.health) continue;
+        for (const b of p.backends) {
+          this.inc({ pool: p.name, backend: b.id, result: "ok" }, b.health.passed);
+          this.inc({ pool: p.name, backend: b.id, result: "fail" }, b.health.failed);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "fulcrum_requests_in_flight",
+    help: "Requests being served now, including response bodies still streaming.",
+    registers,
+    collect() {
+      this.set(m.source?.inflight() ?? 0);
+    },
+  });
+  new Counter({
+    name: "fulcrum_spans_dropped_total",
+    help: "Trace spans lost: the export queue was full or the export failed.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(m.source?.droppedSpans() ?? 0);
+    },
+  });
+}

@@ -1,0 +1,131 @@
+/**
+ * The built-in `rate-limit` middleware: a token bucket per client key. Registered like any user
+ * middleware plugin (main.ts), configured per route:
+ *
+ *   middleware:
+ *     - rate-limit: { rate: 100/s, burst: 200, key: client-ip, trusted_proxies: [10.0.0.0/8] }
+ *
+ * A denied request gets 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit`
+ * headers (draft-ietf-httpapi-ratelimit-headers-10/11 syntax: `"default";q=200;w=2` and
+ * `"default";r=0;t=2`); allowed responses carry them too unless `headers: false`.
+ */
+import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugin-api.ts";
+import { parseDuration } from "../config/units.ts";
+import { FailureReporter } from "../plugins/isolate.ts";
+import { clientAddress } from "./client-ip.ts";
+import { TokenBuckets } from "./token-buckets.ts";
+
+export interface RateLimitOptions {
+  /** Sustained rate: `100/s`, `6000/m`, `50000/h`, or `N/<duration>` such as `10/30s`. Required. */
+  rate: string;
+  /** Bucket size (requests allowed at once). @default the rate's count, e.g. 100 for `100/s` */
+  burst?: number;
+  /**
+   * What a bucket belongs to: `client-ip` (default), `header:NAME` (falls back to the client IP
+   * when the header is absent), or `{ plugin: ./key.ts, options }` for a key plugin.
+   */
+  key?: string | { name: string; options?: unknown };
+  /** Peers whose `X-Forwarded-For` is believed (IPs or CIDRs). @default [] */
+  trusted_proxies?: string[];
+  /** Hard cap on keys tracked; the least recently seen are forgotten beyond it. @default 100000 */
+  max_keys?: number;
+  /** Policy name in the `RateLimit-Policy` / `RateLimit` headers. @default "default" */
+  policy?: string;
+  /** Add `RateLimit-Policy` and `RateLimit` to allowed responses too. @default true */
+  headers?: boolean;
+}
+
+const KNOWN = ["rate", "burst", "key", "trusted_proxies", "max_keys", "policy", "headers"];
+
+/** `100/s` → 100 tokens per second; undefined when malformed. */
+export function parseRate(text: string): { perSecond: number; count: number } | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d*(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(String(text));
+  if (!m) return undefined;
+  const count = Number(m[1]);
+  const ms = parseDuration(`${m[2] || "1"}${m[3]}`);
+  if (!ms || count <= 0) return undefined;
+  return { perSecond: (count * 1000) / ms, count };
+}
+
+type Peer = { env?: { ex?: { clientIp?: string } } };
+
+/** Create the middleware; `now` (milliseconds) is injectable for fake-time tests. */
+export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: () => number = () => performance.now()): Middleware {
+  if (!options || typeof options !== "object") throw new TypeError(`options must be a map with rate, got ${JSON.stringify(options)}`);
+  for (const k of Object.keys(options)) {
+    if (!KNOWN.includes(k)) throw new TypeError(`unknown option "${k}" (known: ${KNOWN.join(", ")})`);
+  }
+  const rate = parseRate(options.rate);
+  if (!rate) throw new RangeError(`rate must be like 100/s, 6000/m or 10/30s, got ${JSON.stringify(options.rate)}`);
+  const burst = options.burst ?? Math.max(1, Math.ceil(rate.count));
+  if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`burst must be a positive integer, got ${JSON.stringify(options.burst)}`);
+  const maxKeys = options.max_keys ?? 100_000;
+  if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new RangeError(`max_keys must be a positive integer, got ${JSON.stringify(options.max_keys)}`);
+  const trusted = options.trusted_proxies ?? [];
+  if (!Array.isArray(trusted)) throw new TypeError(`trusted_proxies must be a list of IPs or CIDRs, got ${JSON.stringify(trusted)}`);
+  const policy = options.policy ?? "default";
+  if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy)) throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
+  const addHeaders = options.headers ?? true;
+
+  const address = clientAddress(trusted);
+  const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
+  const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
+  const buckets = new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now });
+  const policyHeader = `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`;
+
+  return async (c, next) => {
+    const d = buckets.take(keyOf(c));
+    // `d` is shared by all requests: read it before awaiting.
+    const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+    if (!d.allowed) {
+      return new Response("too many requests\n", {
+        status: 429,
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
+          "ratelimit-policy": policyHeader,
+          ratelimit: limit,
+        },
+      });
+    }
+    await next();
+    if (addHeaders) {
+      c.res.headers.set("ratelimit-policy", policyHeader);
+      c.res.headers.set("ratelimit", limit);
+    }
+  };
+}
+
+function keyFunction(spec: RateLimitOptions["key"], ip: (c: MiddlewareContext) => string, api: PluginApi): (c: MiddlewareContext) => string {
+  if (spec === "client-ip") return ip;
+  if (typeof spec === "string" && /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(spec)) {
+    const name = spec.slice("header:".length).toLowerCase();
+    return (c) => {
+      const v = c.req.raw.headers.get(name);
+      return v === null ? `ip:${ip(c)}` : `h:${v}`;
+    };
+  }
+  if (spec && typeof spec === "object" && typeof (spec as { name?: unknown }).name === "string") {
+    const fn = api.key(spec.name, spec.options ?? {});
+    // A key plugin that throws costs its request nothing but the fallback to the client IP.
+    const failures = new FailureReporter(spec.name, api.log);
+    return (c) => {
+      const r = c.req.raw;
+      const info: RequestInfo = { method: r.method, path: c.req.path, host: r.headers.get("host") ?? "", clientIp: ip(c), headers: r.headers };
+      let k: string | undefined;
+      try {
+        k = fn(info);
+      } catch (e) {
+        failures.report("key function threw", e);
+      }
+      return typeof k === "string" ? `k:${k}` : `ip:${info.clientIp}`;
+    };
+  }
+  throw new TypeError(`key must be client-ip, header:NAME or { plugin: ./key.ts }, got ${JSON.stringify(spec)}`);
+}
+
+export default {
+  kind: "middleware",
+  name: "rate-limit",
+  create: (options, api) => createRateLimit(options, api),
+} satisfies MiddlewarePlugin<RateLimitOptions>;

@@ -1,0 +1,209 @@
+/**
+ * The request path's observability hooks: the server calls them at request start and end, the
+ * proxy at each upstream attempt's start and end. One object joins tracing (core/telemetry.ts)
+ * and metrics (core/metrics.ts). With both off there is no observer at all, and the hooks cost
+ * one property read. With metrics only, an update is a few additions on cached children.
+ */
+import { ROOT_CONTEXT, SpanKind, type Attributes } from "@opentelemetry/api";
+import type { Backend, Pool } from "./pool.ts";
+import type { Exchange } from "./proxy.ts";
+import type { PluginSpan, PluginTracer } from "./plugin-api.ts";
+import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
+import type { ClientSpanAttrs, SpanHandle, Telemetry } from "./telemetry.ts";
+
+/** trace_id and span_id for the access-log line. */
+export type TraceIds = { trace_id: string; span_id: string };
+
+/** A traced upstream attempt: its CLIENT span and the backend's state when it started. */
+export interface AttemptTrace {
+  readonly span: SpanHandle;
+  readonly circuit: string;
+  readonly ejected: boolean;
+}
+
+export interface Observer {
+  /** The request was routed (`ex.route` is "" when no route matched). Starts the SERVER span. */
+  requestStart(ex: Exchange, request: Request): void;
+  /** The request is over (body finished or failed). Ends the SERVER span; returns ids for the access log. */
+  requestEnd(ex: Exchange): TraceIds | undefined;
+  /**
+   * An upstream attempt starts: starts its CLIENT span and writes its context (traceparent…)
+   * into `headers`. `ex.retryReason` says why, for attempt 2 and later.
+   */
+  attemptStart(ex: Exchange, pool: Pool, backend: Backend, attempt: number, headers: Record<string, string>): AttemptTrace | undefined;
+  /** The attempt has response headers (`status`), or failed (`status` 0 and `error`). */
+  attemptEnd(ex: Exchange, trace: AttemptTrace | undefined, pool: Pool, backend: Backend, status: number, latencyMs: number, error?: { kind: string } & Error): void;
+  /** The tracer handed to a plugin through `PluginApi.tracer`. */
+  pluginTracer(name: string, version?: string): PluginTracer;
+}
+
+const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER"];
+const METHOD_INDEX = new Map(METHODS.map((m, i) => [m, i]));
+const OUTCOMES = ["1xx", "2xx", "3xx", "4xx", "5xx", "connect", "reset", "timeout", "aborted"];
+
+/** Cached metric children of one backend (by pool name and backend id, so they survive reloads). */
+class BackendSlot {
+  /** fulcrum_requests_total children by method index × 6 + status class. */
+  readonly requests: (CounterChild | undefined)[] = [];
+  readonly outcomes: (CounterChild | undefined)[] = [];
+  #upstream: HistogramChild | undefined;
+  constructor(readonly m: Metrics, readonly pool: string, readonly id: string) {}
+  /** Created on the first attempt, so "no backend" 503s add no empty series. */
+  get upstream(): HistogramChild {
+    return (this.#upstream ??= this.m.upstreamDuration.child(this.pool, this.id));
+  }
+  request(method: number, statusClass: number): CounterChild {
+    const i = method * 6 + statusClass;
+    return (this.requests[i] ??= this.m.requests.child(this.pool, this.id, METHODS[method]!, statusClass ? `${statusClass}xx` : "other"));
+  }
+  outcome(i: number): CounterChild {
+    return (this.outcomes[i] ??= this.m.attempts.child(this.pool, this.id, OUTCOMES[i]!));
+  }
+}
+
+class PoolSlot {
+  readonly duration: HistogramChild;
+  readonly backends = new Map<string, BackendSlot>();
+  readonly retries = new Map<string, CounterChild>();
+  constructor(readonly m: Metrics, readonly name: string) {
+    this.duration = m.requestDuration.child(name);
+  }
+  backend(id: string): BackendSlot {
+    let s = this.backends.get(id);
+    if (!s) this.backends.set(id, (s = new BackendSlot(this.m, this.name, id)));
+    return s;
+  }
+}
+
+const NOOP_SPAN: PluginSpan = {
+  setAttribute() { return this; },
+  addEvent() { return this; },
+  setStatus() { return this; },
+  recordException() {},
+  end() {},
+  isRecording: () => false,
+};
+
+/** The plugin tracer when tracing is off: every span is a shared no-op. */
+export const NOOP_PLUGIN_TRACER: PluginTracer = Object.freeze({ startSpan: () => NOOP_SPAN });
+
+/** Build the observer; undefined when neither tracing nor metrics is on (the hooks are then skipped). */
+export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Observer | undefined {
+  if (!tel.enabled && !metrics) return undefined;
+  const tracing = tel.enabled;
+  const pools = new Map<string, PoolSlot>();
+  const poolSlot = (name: string) => {
+    let s = pools.get(name);
+    if (!s) pools.set(name, (s = new PoolSlot(metrics!, name)));
+    return s;
+  };
+  const noRoute: (CounterChild | undefined)[] = [];
+  const backendSlots = new WeakMap<Backend, BackendSlot>();
+  const backendSlot = (pool: Pool, b: Backend) => {
+    let s = backendSlots.get(b);
+    if (!s) backendSlots.set(b, (s = poolSlot(pool.name).backend(b.id)));
+    return s;
+  };
+  // Client-span attributes, one object per backend, mutated per attempt (read synchronously).
+  const attrsOf = new WeakMap<Backend, ClientSpanAttrs & { base: string }>();
+  // SERVER spans by the request's Headers object: plugins parent their spans with the request
+  // (a strategy's RequestInfo and a middleware's c.req.raw share that Headers object).
+  const parents = new WeakMap<Headers, SpanHandle>();
+
+  return {
+    requestStart(ex, request) {
+      if (!tracing) return;
+      const span = tel.startServerSpan(request, ex.route, ex.clientIp);
+      ex.span = span;
+      if (span && span.span.isRecording()) parents.set(request.headers, span);
+    },
+
+    requestEnd(ex) {
+      if (metrics && ex.pool !== "") {
+        const ps = poolSlot(ex.pool);
+        ps.duration.observe((performance.now() - ex.start) / 1000);
+        const status = ex.status;
+        const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
+        ps.backend(ex.backend).request(METHOD_INDEX.get(ex.method) ?? 9, cls).inc();
+      } else if (metrics) {
+        // No route (404): counted under pool "" so totals still match the requests sent.
+        const i = (METHOD_INDEX.get(ex.method) ?? 9) * 6 + ((ex.status / 100) | 0);
+        (noRoute[i] ??= metrics.requests.child("", "", METHODS[(i / 6) | 0]!, `${i % 6}xx`)).inc();
+      }
+      const span = ex.span;
+      if (span === undefined) return undefined;
+      if (span.span.isRecording()) {
+        const s = span.span;
+        if (ex.pool) s.setAttribute("fulcrum.pool", ex.pool);
+        if (ex.backend) s.setAttribute("fulcrum.backend", ex.backend);
+        s.setAttribute("fulcrum.attempts", ex.attempts);
+        if (ex.bytes) s.setAttribute("http.response.body.size", ex.bytes);
+        if (ex.retryReason) s.setAttribute("fulcrum.retry_reason", ex.retryReason);
+      }
+      const ids = tel.ids(span);
+      tel.endServer(span, ex.status, ex.status >= 500 ? ex.error : undefined);
+      return ids;
+    },
+
+    attemptStart(ex, pool, backend, attempt, headers) {
+      if (metrics && attempt > 1) {
+        const reason = ex.retryReason ?? "unknown";
+        const ps = poolSlot(pool.name);
+        let c = ps.retries.get(reason);
+        if (!c) ps.retries.set(reason, (c = metrics.retries.child(pool.name, reason)));
+        c.inc();
+      }
+      const parent = ex.span;
+      if (parent === undefined) return undefined;
+      if (!parent.span.isRecording()) {
+        // Unsampled: the backend still gets a traceparent (sampled flag off) so it agrees.
+        tel.inject(parent, headers);
+        return undefined;
+      }
+      let a = attrsOf.get(backend);
+      if (!a) {
+        const t = backend.target;
+        a = { pool: pool.name, backend: backend.id, strategy: pool.strategyName, attempt, url: "", host: t.hostname, port: t.port, base: backend.url.replace(/\/+$/, "") };
+        attrsOf.set(backend, a);
+      }
+      a.attempt = attempt;
+      a.url = a.base + ex.path;
+      a.retryReason = attempt > 1 ? ex.retryReason : undefined;
+      const span = tel.startClientSpan(parent, a)!;
+      if (backend.circuit !== "closed") span.span.setAttribute("fulcrum.circuit", backend.circuit);
+      tel.inject(span, headers);
+      return { span, circuit: backend.circuit, ejected: backend.ejectedUntil !== 0 };
+    },
+
+    attemptEnd(ex, trace, pool, backend, status, latencyMs, error) {
+      if (metrics) {
+        const s = backendSlot(pool, backend);
+        s.upstream.observe(latencyMs / 1000);
+        const k = OUTCOMES.indexOf(error?.kind ?? "");
+        const i = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : k >= 5 ? k : 6;
+        s.outcome(i).inc();
+      }
+      if (trace === undefined) return;
+      // The breaker or passive health may have reacted to this very attempt: say so on its span.
+      if (backend.circuit !== trace.circuit) {
+        tel.addEvent(trace.span, "fulcrum.circuit_transition", { from: trace.circuit, to: backend.circuit, "fulcrum.backend": backend.id });
+      }
+      if (!trace.ejected && backend.ejectedUntil !== 0) {
+        tel.addEvent(trace.span, "fulcrum.backend_ejected", { "fulcrum.backend": backend.id, "fulcrum.ejections": backend.ejections });
+      }
+      tel.endClient(trace.span, status, error);
+    },
+
+    pluginTracer(name, version) {
+      if (!tracing) return NOOP_PLUGIN_TRACER;
+      const tracer = tel.tracer(name, version);
+      return {
+        startSpan(spanName, options) {
+          const parent = options?.parent ? parents.get(options.parent.headers) : undefined;
+          const opts = { kind: SpanKind.INTERNAL, ...(options?.attributes ? { attributes: options.attributes as Attributes } : {}) };
+          return tracer.startSpan(spanName, opts, parent?.ctx ?? ROOT_CONTEXT) as unknown as PluginSpan;
+        },
+      };
+    },
+  };
+}

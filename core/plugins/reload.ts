@@ -1,0 +1,109 @@
+/**
+ * Reload: re-read the config, re-import the plugins (and the helper files they import), build a
+ * new gateway next to the running one and swap it in. Anything invalid is rejected whole and the
+ * running configuration keeps serving. Backends that stay (same pool, same id and URL) are the
+ * same objects, so their in-flight counts, health and latency carry over.
+ */
+import { backendId, ConfigError } from "../config/load.ts";
+import type { BackendConfig, Config, PoolConfig } from "../config/schema.ts";
+import type { Backend, Pool } from "../pool.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { Gateway, GatewayDeps, ServerDeps } from "../server.ts";
+import { loadPlugins } from "./load.ts";
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  /** Why the reload was rejected, one `file:line:col: …` line each. */
+  readonly problems: readonly string[];
+}
+
+export interface ServingState {
+  readonly config: Config;
+  readonly gateway: Gateway;
+  readonly files: readonly string[];
+}
+
+/** The backend of `previous` that `config` describes again, updated in place; else undefined. */
+export function reuseBackend(previous: Pool | undefined, config: BackendConfig, pool: PoolConfig): Backend | undefined {
+  if (!previous) return undefined;
+  const id = backendId(config);
+  const old = previous.backends.find((b) => b.id === id);
+  if (!old || old.url !== config.url) return undefined;
+  // The upstream connection pool is built with these; a change needs a new Backend.
+  const ka = previous.config.keepalive;
+  if (ka.max_idle !== pool.keepalive.max_idle || ka.idle_timeout !== pool.keepalive.idle_timeout) return undefined;
+  old.weight = config.weight;
+  old.labels = Object.freeze({ ...config.labels });
+  return old;
+}
+
+/** Settings bound to the listener or the process: changing them needs a restart. */
+function restartNeeded(running: Config, next: Config): string[] {
+  const out: string[] = [];
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(running.listen, next.listen)) out.push("listen");
+  if (!same(running.limits, next.limits)) out.push("limits");
+  if (!same(running.log, next.log)) out.push("log");
+  return out;
+}
+
+export interface ReloaderOptions {
+  runtime: Pick<Runtime, "importPlugin" | "cwd">;
+  deps: ServerDeps;
+  build: (config: Config, deps: GatewayDeps) => Gateway;
+  current: () => ServingState;
+  swap: (next: ServingState) => void;
+  stopping: () => boolean;
+}
+
+/** A reload function; calls during a reload are coalesced into one more reload after it. */
+export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> {
+  const log = o.deps.logging.logger;
+
+  async function reloadOnce(): Promise<ReloadResult> {
+    const started = performance.now();
+    const running = o.current();
+    try {
+      const config = o.deps.loadConfig ? await o.deps.loadConfig() : running.config;
+      const plugins = await loadPlugins(config, { runtime: o.runtime, registry: o.deps.registry, fresh: true });
+      const fixed = restartNeeded(running.config, config);
+      if (fixed.length) {
+        log.warning("reload cannot change {keys} while running; keeping the running values (restart to apply)", { keys: fixed.join(", ") });
+        config.listen = running.config.listen;
+        config.limits = running.config.limits;
+        config.log = running.config.log;
+      }
+      const gateway = o.build(config, { ...o.deps, registry: plugins.registry, previous: running.gateway });
+      if (o.stopping()) {
+        gateway.retire(running.gateway);
+        return { ok: false, problems: ["shutting down"] };
+      }
+      o.swap({ config, gateway, files: plugins.files });
+      log.info("reloaded", {
+        pools: [...gateway.pools.keys()],
+        plugins: [...plugins.fromFile.keys()],
+        duration_ms: Math.round(performance.now() - started),
+      });
+      return { ok: true, problems: [] };
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
+      log.error("reload rejected; the running configuration keeps serving: {problems}", { problems: problems.join("\n") });
+      return { ok: false, problems };
+    }
+  }
+
+  let running: Promise<ReloadResult> | undefined;
+  let queued: Promise<ReloadResult> | undefined;
+  return function reload(): Promise<ReloadResult> {
+    if (!running) {
+      running = reloadOnce().finally(() => (running = undefined));
+      return running;
+    }
+    // A change arrived during a reload: run once more after it, whatever the number of calls.
+    queued ??= running.then((): Promise<ReloadResult> => {
+      queued = undefined;
+      return reload();
+    });
+    return queued;
+  };
+}

@@ -1,0 +1,172 @@
+// The one place that wires the OpenTelemetry SDK: provider, sampler, batch processor, OTLP
+// exporter, propagators. Loaded by `createTelemetry()` with a dynamic import, so a process with
+// tracing off never evaluates any of it.
+import { hostname } from "node:os";
+import {
+  type Counter,
+  type Meter,
+  type MeterProvider,
+  type TextMapPropagator,
+  createNoopMeter,
+  diag,
+  DiagLogLevel,
+} from "@opentelemetry/api";
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
+import { B3InjectEncoding, B3Propagator } from "@opentelemetry/propagator-b3";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
+import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
+import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./telemetry.ts";
+
+// Name of the SDK's self-observability counter (semconv `otel.sdk.processor.span.processed`); the
+// batch processor adds to it with error.type=queue_full for each span it drops.
+const PROCESSED_METRIC = "otel.sdk.processor.span.processed";
+
+export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions): TracingBackend {
+  if (opts.logger) routeDiagnostics(opts.logger);
+  const env: Env = opts.env ?? (globalThis as { process?: { env: Env } }).process?.env ?? {};
+
+  const drops = { queueFull: 0, exportFailed: 0 };
+  const exporterOptions = {
+    url: cfg.url,
+    headers: cfg.headers,
+    timeoutMillis: cfg.exportTimeoutMs,
+    // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
+    concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
+  };
+  const exporter: SpanExporter = cfg.protocol === "http/json"
+    ? new OtlpJsonExporter(exporterOptions)
+    : new OtlpProtoExporter(exporterOptions);
+
+  const processor = new BatchSpanProcessor({
+    exporter,
+    maxQueueSize: cfg.maxQueueSize,
+    maxExportBatchSize: cfg.maxExportBatchSize,
+    scheduledDelayMillis: cfg.scheduledDelayMs,
+    // A little above the exporter's own deadline so the exporter reports the failure itself.
+    exportTimeoutMillis: cfg.exportTimeoutMs + 1000,
+    selfObsMeterProvider: dropCountingMeterProvider(drops),
+  });
+
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({
+      ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
+      "service.name": cfg.serviceName,
+      "service.version": opts.serviceVersion,
+      "host.name": hostname(),
+    }),
+    sampler: sampler(cfg.sampleRatio),
+    spanProcessors: [processor],
+  });
+
+  const tracer = provider.getTracer("fulcrum", opts.serviceVersion);
+  let shuttingDown: Promise<void> | undefined;
+  return {
+    tracer,
+    tracerFor: (name, version) => provider.getTracer(name, version),
+    propagator: propagator(cfg.propagators),
+    droppedSpans: () => drops.queueFull + drops.exportFailed,
+    // Once only: a second call (e.g. signal handler and test cleanup) gets the same outcome.
+    // The processor's flush gives up at the first failed batch; waiting for the exporter's
+    // in-flight requests too settles every span's fate (and the drop count) before we return.
+    shutdown: (timeoutMs) =>
+      (shuttingDown ??= withTimeout(
+        provider.shutdown().finally(() => exporter.forceFlush?.().catch(() => {})),
+        timeoutMs,
+        opts.logger,
+      )),
+  };
+}
+
+function sampler(ratio: number): Sampler {
+  const root = ratio >= 1 ? new AlwaysOnSampler() : ratio <= 0 ? new AlwaysOffSampler() : new TraceIdRatioBasedSampler(ratio);
+  return new ParentBasedSampler({ root });
+}
+
+function propagator(names: PropagatorName[]): TextMapPropagator {
+  const list: TextMapPropagator[] = [];
+  // B3 first so that W3C, listed later, wins extraction when a request carries both.
+  if (names.includes("b3")) list.push(new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER }));
+  if (names.includes("b3multi")) list.push(new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER }));
+  if (names.includes("tracecontext")) list.push(new W3CTraceContextPropagator());
+  if (names.includes("baggage")) list.push(new W3CBaggagePropagator());
+  return list.length === 1 ? list[0]! : new CompositePropagator({ propagators: list });
+}
+
+/**
+ * A MeterProvider that only listens to the batch processor's "processed" counter: queue-full drops
+ * and failed exports are the spans lost. Everything else is the API's no-op meter.
+ */
+function dropCountingMeterProvider(drops: { queueFull: number; exportFailed: number }): MeterProvider {
+  const base = createNoopMeter();
+  const processed = {
+    add(n: number, attrs?: Record<string, unknown>) {
+      const errorType = attrs?.["error.type"];
+      if (errorType === "queue_full") drops.queueFull += n;
+      else if (errorType !== undefined) drops.exportFailed += n;
+    },
+  } as Counter;
+  const meter: Meter = Object.create(base);
+  meter.createCounter = ((name: string, o?: object) =>
+    name === PROCESSED_METRIC ? processed : base.createCounter(name, o)) as Meter["createCounter"];
+  return { getMeter: () => meter };
+}
+
+let diagLogger: TelemetryLogger | undefined;
+/** SDK warnings/errors go to our logger, at most one a minute: a dead collector fails every export. */
+function routeDiagnostics(logger: TelemetryLogger): void {
+  const first = diagLogger === undefined;
+  diagLogger = logger;
+  if (!first) return;
+  let last = -Infinity;
+  let suppressed = 0;
+  const emit = (level: "warn" | "error") => (message: string, ...args: unknown[]) => {
+    const now = Date.now();
+    if (now - last < 60_000) return void suppressed++;
+    last = now;
+    const detail = args.length ? args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ") : undefined;
+    diagLogger?.[level](`opentelemetry: ${errorMessage(message)}`, { detail, suppressed_since_last: suppressed });
+    suppressed = 0;
+  };
+  const noop = () => {};
+  diag.setLogger(
+    { error: emit("error"), warn: emit("warn"), info: noop, debug: noop, verbose: noop },
+    { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+  );
+}
+
+// The SDK's global error handler logs exceptions as JSON; keep just their message.
+function errorMessage(message: string): string {
+  if (!message.startsWith("{")) return message;
+  try {
+    const parsed = JSON.parse(message) as { message?: unknown };
+    return typeof parsed.message === "string" ? parsed.message : message;
+  } catch {
+    return message;
+  }
+}
+
+async function withTimeout(p: Promise<void>, ms: number, logger?: TelemetryLogger): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(resolve, ms, "timeout")));
+  try {
+    const r = await Promise.race([p.then(() => "ok" as const), timedOut]);
+    if (r === "timeout") logger?.warn("tracing: shutdown flush timed out; pending spans dropped", { timeout_ms: ms });
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    logger?.warn(`tracing: final span export failed: ${error}`, { error });
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,293 @@
+// The tracing API the proxy calls on every request. Only `@opentelemetry/api` is imported here;
+// the SDK and exporters live in `telemetry-sdk.ts`, loaded by `createTelemetry()` only when tracing
+// is on. Contexts are passed explicitly (no AsyncLocalStorage): cheaper, and nothing global.
+import {
+  type Context,
+  type Span,
+  type Tracer,
+  type TextMapPropagator,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Attributes,
+  ROOT_CONTEXT,
+  INVALID_SPAN_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+} from "@opentelemetry/api";
+import { resolveTraces, type Env, type TelemetryConfig } from "./telemetry-config.ts";
+
+export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./telemetry-config.ts";
+export { resolveTraces, parseHeaders } from "./telemetry-config.ts";
+
+export interface TelemetryLogger {
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** A started SERVER or CLIENT span and the context that carries it (parent for children, source for inject). */
+export interface SpanHandle {
+  readonly span: Span;
+  readonly ctx: Context;
+  /** The HTTP method, reused by client spans of the same request. */
+  readonly method: string;
+}
+
+/** Attributes of one upstream attempt. Callers may reuse one object per backend and mutate `attempt`/`url`. */
+export interface ClientSpanAttrs {
+  pool: string;
+  /** Backend id. */
+  backend: string;
+  strategy: string;
+  /** 1 for the first try, 2 for the first retry, ... */
+  attempt: number;
+  /** The upstream URL requested. */
+  url: string;
+  /** Why this attempt is a retry (e.g. "connect_error", "status_503"); omitted on attempt 1. */
+  retryReason?: string;
+  /** Backend host and port; parsed from `url` when absent (precompute them per backend to skip that). */
+  host?: string;
+  port?: number;
+  /** Defaults to the server span's method. */
+  method?: string;
+}
+
+export interface Telemetry {
+  /** False when tracing is off: every method below is then a no-op returning undefined. */
+  readonly enabled: boolean;
+  /** Starts the SERVER span, continuing an incoming traceparent/tracestate (and B3 if enabled). */
+  startServerSpan(request: Request, route: string, clientIp: string): SpanHandle | undefined;
+  /** Starts a CLIENT span for one upstream attempt. Build `attrs` only when `parent` is defined. */
+  startClientSpan(parent: SpanHandle | undefined, attrs: ClientSpanAttrs): SpanHandle | undefined;
+  /** Writes traceparent/tracestate (and B3, baggage when enabled) for `span` into the upstream headers. */
+  inject(span: SpanHandle | undefined, headers: Headers | Record<string, string>): void;
+  /** Ends a CLIENT span; 4xx/5xx, or `error`, mark it ERROR. `status` 0 means no response. */
+  endClient(span: SpanHandle | undefined, status: number, error?: unknown): void;
+  /** Ends the SERVER span; 5xx, or `error`, mark it ERROR. */
+  endServer(span: SpanHandle | undefined, status: number, error?: unknown): void;
+  /** Adds a span event (health flip, breaker transition, ...). */
+  addEvent(span: SpanHandle | undefined, name: string, attributes?: Attributes): void;
+  /** trace_id/span_id for the access log; undefined unless the span is sampled. */
+  ids(span: SpanHandle | undefined): { trace_id: string; span_id: string } | undefined;
+  /** A tracer for plugins; parent their spans with `span.ctx`. No-op tracer when tracing is off. */
+  tracer(name: string, version?: string): Tracer;
+  /** Spans lost: queue full, or their export failed. */
+  droppedSpans(): number;
+  /** Flushes pending spans, giving up after `timeoutMs` (a dead collector must not block shutdown). */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+export interface TelemetryOptions {
+  serviceVersion: string;
+  logger?: TelemetryLogger;
+  /** Environment for OTEL_* variables. @default process.env */
+  env?: Env;
+}
+
+/** What `telemetry-sdk.ts` hands back: the few SDK objects the hot path needs, behind API types. */
+export interface TracingBackend {
+  tracer: Tracer;
+  tracerFor(name: string, version?: string): Tracer;
+  propagator: TextMapPropagator;
+  droppedSpans(): number;
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+// Our own no-op rather than the global provider's, which is a proxy that would follow a later global.
+const INVALID_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+const NOOP_TRACER = {
+  startSpan: () => INVALID_SPAN,
+  startActiveSpan: (...args: unknown[]) => (args[args.length - 1] as (s: Span) => unknown)(INVALID_SPAN),
+} as unknown as Tracer;
+
+/** The tracing-off implementation: shared, stateless, allocation-free. */
+export const NOOP_TELEMETRY: Telemetry = Object.freeze({
+  enabled: false,
+  startServerSpan: () => undefined,
+  startClientSpan: () => undefined,
+  inject: () => {},
+  endClient: () => {},
+  endServer: () => {},
+  addEvent: () => {},
+  ids: () => undefined,
+  tracer: () => NOOP_TRACER,
+  droppedSpans: () => 0,
+  shutdown: () => Promise.resolve(),
+});
+
+/**
+ * Builds the telemetry for this process. Call once at start-up. Returns {@link NOOP_TELEMETRY}
+ * (and loads no SDK code) when tracing is off.
+ */
+export async function createTelemetry(config: TelemetryConfig | undefined, opts: TelemetryOptions): Promise<Telemetry> {
+  const env = opts.env ?? (globalThis as { process?: { env: Env } }).process?.env ?? {};
+  const resolved = resolveTraces(config, env);
+  if (!resolved) return NOOP_TELEMETRY;
+  const { startTracingBackend } = await import("./telemetry-sdk.ts");
+  const backend = startTracingBackend(resolved, opts);
+  return createActiveTelemetry(backend);
+}
+
+const headersGetter: TextMapGetter<Headers> = {
+  get: (h, key) => h.get(key) ?? undefined,
+  keys: (h) => Array.from(h.keys()),
+};
+const headersSetter: TextMapSetter<Headers> = { set: (h, k, v) => h.set(k, v) };
+const recordSetter: TextMapSetter<Record<string, string>> = { set: (r, k, v) => void (r[k] = v) };
+
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"]);
+
+/** The tracing-on implementation, over any Tracer and propagator (the SDK's, or a test double). */
+export function createActiveTelemetry(backend: TracingBackend): Telemetry {
+  const { tracer, propagator } = backend;
+  const serverOpts = { kind: SpanKind.SERVER };
+  const clientOpts = { kind: SpanKind.CLIENT };
+
+  return {
+    enabled: true,
+
+    startServerSpan(request, route, clientIp) {
+      const parentCtx = propagator.extract(ROOT_CONTEXT, request.headers, headersGetter);
+      const known = KNOWN_METHODS.has(request.method);
+      const method = known ? request.method : "_OTHER";
+      // No route matched (404): the span is named by the method alone, as semconv says.
+      const span = tracer.startSpan(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", serverOpts, parentCtx);
+      // Attributes only for spans that will be exported: unsampled requests stay cheap.
+      if (span.isRecording()) {
+        const url = request.url;
+        const host = request.headers.get("host") ?? authorityOf(url);
+        span.setAttributes({
+          "http.request.method": method,
+          "url.path": pathOf(url),
+          "url.scheme": url.charCodeAt(4) === 115 /* https */ ? "https" : "http",
+          "server.address": stripPort(host),
+          "client.address": clientIp,
+        });
+        if (route) span.setAttribute("http.route", route);
+        if (!known) span.setAttribute("http.request.method_original", request.method);
+        const ua = request.headers.get("user-agent");
+        if (ua) span.setAttribute("user_agent.original", ua);
+      }
+      return { span, ctx: trace.setSpan(parentCtx, span), method };
+    },
+
+    startClientSpan(parent, a) {
+      if (parent === undefined) return undefined;
+      // Unsampled trace: nothing is exported, so the upstream can carry the server span's context
+      // (sampled flag off) and we skip creating a second non-recording span.
+      if (!parent.span.isRecording()) return parent;
+      const method = a.method ?? parent.method;
+      const span = tracer.startSpan(method + " " + a.pool, clientOpts, parent.ctx);
+      if (span.isRecording()) {
+        let host = a.host;
+        let port = a.port;
+        if (host === undefined || port === undefined) {
+          const u = safeUrl(a.url);
+          host ??= u ? u.hostname.replace(/^\[|\]$/g, "") : "";
+          port ??= u ? Number(u.port) || (u.protocol === "https:" ? 443 : 80) : 0;
+        }
+        span.setAttributes({
+          "http.request.method": method,
+          "url.full": a.url,
+          "server.address": host,
+          "server.port": port,
+          "network.peer.address": host,
+          "network.peer.port": port,
+          "fulcrum.pool": a.pool,
+          "fulcrum.backend": a.backend,
+          "fulcrum.strategy": a.strategy,
+          "fulcrum.attempt": a.attempt,
+        });
+        if (a.attempt > 1) {
+          span.setAttribute("http.request.resend_count", a.attempt - 1);
+          if (a.retryReason) span.setAttribute("fulcrum.retry_reason", a.retryReason);
+        }
+      }
+      return { span, ctx: trace.setSpan(parent.ctx, span), method };
+    },
+
+    inject(h, headers) {
+      if (h === undefined) return;
+      if (headers instanceof Headers) propagator.inject(h.ctx, headers, headersSetter);
+      else propagator.inject(h.ctx, headers, recordSetter);
+    },
+
+    endClient(h, status, error) {
+      if (h === undefined) return;
+      end(h.span, status, error, 400);
+    },
+
+    endServer(h, status, error) {
+      if (h === undefined) return;
+      end(h.span, status, error, 500);
+    },
+
+    addEvent(h, name, attributes) {
+      if (h !== undefined) h.span.addEvent(name, attributes);
+    },
+
+    ids(h) {
+      if (h === undefined) return undefined;
+      const sc = h.span.spanContext();
+      if ((sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+      return { trace_id: sc.traceId, span_id: sc.spanId };
+    },
+
+    tracer: (name, version) => backend.tracerFor(name, version),
+    droppedSpans: () => backend.droppedSpans(),
+    shutdown: (timeoutMs = 5000) => backend.shutdown(timeoutMs),
+  };
+}
+
+// Semconv: CLIENT spans are errors from 400 up, SERVER spans from 500 up (a 4xx is the client's fault).
+function end(span: Span, status: number, error: unknown, errorFrom: number): void {
+  if (span.isRecording()) {
+    if (status > 0) span.setAttribute("http.response.status_code", status);
+    if (error !== undefined) {
+      const err = error instanceof Error ? error : new Error(String(error));
+      span.recordException(err);
+      span.setAttribute("error.type", err.name === "Error" ? (err as { code?: string }).code ?? "Error" : err.name);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    } else if (status >= errorFrom) {
+      span.setAttribute("error.type", String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+  }
+  span.end();
+}
+
+/** Path of an absolute URL string without allocating a URL object. */
+export function pathOf(url: string): string {
+  const schemeEnd = url.indexOf("://");
+  const start = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 3);
+  if (start < 0) return "/";
+  let end = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  if (end < 0 || (hash >= 0 && hash < end)) end = hash;
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}
+
+function authorityOf(url: string): string {
+  const start = url.indexOf("://");
+  if (start < 0) return "";
+  const end = url.indexOf("/", start + 3);
+  return end < 0 ? url.slice(start + 3) : url.slice(start + 3, end);
+}
+
+function stripPort(host: string): string {
+  if (host.charCodeAt(0) === 91 /* [ */) {
+    const close = host.indexOf("]");
+    return close > 0 ? host.slice(1, close) : host;
+  }
+  const colon = host.indexOf(":");
+  return colon < 0 ? host : host.slice(0, colon);
+}
+
+function safeUrl(s: string): URL | undefined {
+  try {
+    return new URL(s);
+  } catch {
+    return undefined;
+  }
+}

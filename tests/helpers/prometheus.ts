@@ -1,0 +1,70 @@
+// A strict parser of the Prometheus text exposition format (0.0.4), for tests: every line must
+// be a comment, a HELP/TYPE line, or a sample of a family declared by TYPE before it.
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export interface Family {
+  name: string;
+  type: "counter" | "gauge" | "histogram" | "summary" | "untyped";
+  help: string;
+  samples: Sample[];
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?$/;
+const LABEL = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y;
+
+export function parsePrometheus(text: string): Map<string, Family> {
+  const families = new Map<string, Family>();
+  const lines = text.split("\n");
+  lines.forEach((line, i) => {
+    const where = `line ${i + 1}: ${JSON.stringify(line)}`;
+    if (line === "") return;
+    if (line.startsWith("#")) {
+      const m = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(line);
+      if (!m) return; // a plain comment
+      const [, kind, name, rest] = m as unknown as [string, string, string, string];
+      if (!NAME.test(name)) throw new Error(`bad metric name, ${where}`);
+      const f = families.get(name) ?? { name, type: "untyped", help: "", samples: [] };
+      if (kind === "TYPE") {
+        if (!["counter", "gauge", "histogram", "summary", "untyped"].includes(rest)) throw new Error(`bad type, ${where}`);
+        f.type = rest as Family["type"];
+      } else f.help = rest;
+      families.set(name, f);
+      return;
+    }
+    const m = SAMPLE.exec(line);
+    if (!m) throw new Error(`not a sample, ${where}`);
+    const [, name, labelText, valueText] = m as unknown as [string, string, string | undefined, string];
+    const labels: Record<string, string> = {};
+    if (labelText) {
+      LABEL.lastIndex = 0;
+      while (LABEL.lastIndex < labelText.length) {
+        const lm = LABEL.exec(labelText);
+        if (!lm) throw new Error(`bad labels, ${where}`);
+        labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_s, c: string) => (c === "n" ? "\n" : c));
+      }
+    }
+    const value = valueText === "+Inf" ? Infinity : valueText === "-Inf" ? -Infinity : valueText === "NaN" ? NaN : Number(valueText);
+    if (Number.isNaN(value) && valueText !== "NaN") throw new Error(`bad value, ${where}`);
+    const family = families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, ""));
+    if (!family) throw new Error(`sample of an undeclared family, ${where}`);
+    family.samples.push({ name, labels, value });
+  });
+  return families;
+}
+
+/** Sum of the samples named `name` whose labels include `match`. */
+export function sum(families: Map<string, Family>, name: string, match: Record<string, string> = {}): number {
+  const family = families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, ""));
+  let total = 0;
+  for (const s of family?.samples ?? []) {
+    if (s.name !== name) continue;
+    if (Object.entries(match).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}

@@ -1,0 +1,258 @@
+// Tracing through the real request path: Fulcrum in-process on loopback, real backends, and the
+// OTLP receiver as the collector.
+import { afterEach, describe, expect, test } from "bun:test";
+import { startBackend, closedPort, type TestBackend } from "./helpers/backends.ts";
+import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
+import { createTelemetry } from "../core/telemetry.ts";
+import { createObserver } from "../core/observer.ts";
+import type { Exchange } from "../core/proxy.ts";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function receiver(mode?: "ok" | "hang" | "refuse"): Promise<OtlpReceiver> {
+  const r = await startOtlpReceiver({ mode });
+  cleanups.push(() => r.stop());
+  return r;
+}
+function backend(name: string, handler?: Parameters<typeof startBackend>[1]): TestBackend {
+  const b = startBackend(name, handler);
+  cleanups.push(() => b.stop());
+  return b;
+}
+async function fulcrum(yaml: string): Promise<InProcess> {
+  const f = await startFulcrum(yaml);
+  cleanups.push(() => f.stop());
+  return f;
+}
+function config(backends: TestBackend[] | string[], traces: string, extra = ""): string {
+  const urls = backends.map((b) => (typeof b === "string" ? b : b.url));
+  return `pools:
+  web:
+    backends:
+${urls.map((u, i) => `      - { url: "${u}", id: b${i + 1} }`).join("\n")}
+${extra}
+telemetry:
+  traces: { ${traces} }
+log: { level: debug, access_log: true }
+`;
+}
+const byKind = (spans: ReceivedSpan[], kind: string) => spans.filter((s) => s.kind === kind);
+const traceparent = (v: string | null | undefined) => {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(v ?? "");
+  if (!m) throw new Error(`not a traceparent: ${v}`);
+  return { traceId: m[1]!, parentId: m[2]!, flags: m[3]! };
+};
+
+describe("a traced request through Fulcrum", () => {
+  test("retried once: one SERVER span, two CLIENT spans with attempt, retry reason, status; backends see the CLIENT span as parent", async () => {
+    const r = await receiver();
+    // The first request that reaches either backend gets 503, everything after 200.
+    let seen = 0;
+    const handler = (_req: Request, name: string) =>
+      ++seen === 1 ? new Response("busy\n", { status: 503 }) : new Response(`hello from ${name}\n`, { headers: { "x-backend": name } });
+    const b1 = backend("b1", handler);
+    const b2 = backend("b2", handler);
+    const f = await fulcrum(config([b1, b2], `endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms`));
+
+    const res = await fetch(`${f.url}/users/42?q=1`, { headers: { "user-agent": "t/1" } });
+    expect(res.status).toBe(200);
+    await res.text();
+
+    const spans = await r.waitForSpans(3);
+    expect(r.requests[0]!.contentType).toBe("application/json");
+    const servers = byKind(spans, "SERVER");
+    const clients = byKind(spans, "CLIENT").sort((a, b) => Number(a.attributes["fulcrum.attempt"]) - Number(b.attributes["fulcrum.attempt"]));
+    expect(servers).toHaveLength(1);
+    expect(clients).toHaveLength(2);
+    const server = servers[0]!;
+    const route = f.access()[0]!.route as string;
+    expect(server.name).toBe(`GET ${route}`);
+    expect(server.parentSpanId).toBe("");
+    expect(server.status.code).toBe("UNSET");
+    expect(server.attributes).toMatchObject({
+      "http.request.method": "GET",
+      "http.route": route,
+      "url.path": "/users/42",
+      "url.scheme": "http",
+      "server.address": "127.0.0.1",
+      "client.address": "127.0.0.1",
+      "http.response.status_code": 200,
+      "fulcrum.pool": "web",
+      "fulcrum.attempts": 2,
+      "fulcrum.retry_reason": "503",
+    });
+
+    const [first, second] = clients as [ReceivedSpan, ReceivedSpan];
+    const [failing, healthy] = first.attributes["fulcrum.backend"] === "b1" ? [b1, b2] : [b2, b1];
+    for (const c of clients) {
+      expect(c.traceId).toBe(server.traceId);
+      expect(c.parentSpanId).toBe(server.spanId);
+      expect(c.name).toBe("GET web");
+      expect(c.attributes).toMatchObject({ "fulcrum.pool": "web", "fulcrum.strategy": "round-robin", "server.address": "127.0.0.1" });
+    }
+    expect(first.attributes).toMatchObject({
+      "fulcrum.attempt": 1,
+      "http.response.status_code": 503,
+      "error.type": "503",
+      "server.port": failing.port,
+      "network.peer.port": failing.port,
+      "url.full": `${failing.url}/users/42`,
+    });
+    expect(first.attributes["fulcrum.retry_reason"]).toBeUndefined();
+    expect(first.status.code).toBe("ERROR");
+    expect(second.attributes).toMatchObject({
+      "fulcrum.attempt": 2,
+      "fulcrum.retry_reason": "503",
+      "http.request.resend_count": 1,
+      "http.response.status_code": 200,
+      "server.port": healthy.port,
+    });
+    expect(second.status.code).toBe("UNSET");
+
+    // Each backend got the context of the CLIENT span that called it.
+    expect(traceparent(failing.requests[0]!.headers.get("traceparent"))).toEqual({ traceId: server.traceId, parentId: first.spanId, flags: "01" });
+    expect(traceparent(healthy.requests[0]!.headers.get("traceparent"))).toEqual({ traceId: server.traceId, parentId: second.spanId, flags: "01" });
+
+    // The access log joins the trace.
+    expect(f.access()[0]).toMatchObject({ trace_id: server.traceId, span_id: server.spanId, status: 200, attempts: 2 });
+  });
+
+  test("an incoming traceparent and tracestate are continued (exported as http/protobuf)", async () => {
+    const r = await receiver();
+    const b = backend("b1");
+    const f = await fulcrum(config([b], `endpoint: "${r.url}", scheduled_delay: 20ms`));
+    const trace = "0af7651916cd43dd8448eb211c80319c";
+    const parent = "b7ad6b7169203331";
+    await (await fetch(`${f.url}/x`, { headers: { traceparent: `00-${trace}-${parent}-01`, tracestate: "vendor=abc" } })).text();
+
+    const spans = await r.waitForSpans(2);
+    expect(r.requests[0]!.contentType).toBe("application/x-protobuf");
+    const server = byKind(spans, "SERVER")[0]!;
+    const client = byKind(spans, "CLIENT")[0]!;
+    expect(server.traceId).toBe(trace);
+    expect(server.parentSpanId).toBe(parent);
+    expect(server.traceState).toBe("vendor=abc");
+    expect(client.parentSpanId).toBe(server.spanId);
+    expect(server.resource).toMatchObject({ "service.name": "fulcrum", "service.version": "0.0.0-test" });
+    const seen = b.requests[0]!.headers;
+    expect(traceparent(seen.get("traceparent"))).toEqual({ traceId: trace, parentId: client.spanId, flags: "01" });
+    expect(seen.get("tracestate")).toBe("vendor=abc");
+    expect(f.access()[0]).toMatchObject({ trace_id: trace, span_id: server.spanId });
+  });
+
+  test("sample_ratio 0 exports nothing; backends get an unsampled traceparent; the access log has no ids", async () => {
+    const r = await receiver();
+    const b = backend("b1");
+    const f = await fulcrum(config([b], `endpoint: "${r.url}", protocol: http/json, sample_ratio: 0, scheduled_delay: 20ms`));
+    for (let i = 0; i < 5; i++) expect((await fetch(`${f.url}/x`)).status).toBe(200);
+    await f.obs.telemetry.shutdown(2000); // flush: nothing may be queued
+    expect(r.spans).toHaveLength(0);
+    expect(r.requests).toHaveLength(0);
+    expect(traceparent(b.requests[0]!.headers.get("traceparent")).flags).toBe("00");
+    expect(f.access()[0]!.trace_id).toBeUndefined();
+  });
+
+  test("B3 is opt-in: with propagators [tracecontext, b3multi] the backend gets both", async () => {
+    const r = await receiver();
+    const b = backend("b1");
+    const f = await fulcrum(config([b], `endpoint: "${r.url}", protocol: http/json, propagators: [tracecontext, b3multi], scheduled_delay: 20ms`));
+    await (await fetch(`${f.url}/x`)).text();
+    const client = byKind(await r.waitForSpans(2), "CLIENT")[0]!;
+    const h = b.requests[0]!.headers;
+    expect(h.get("x-b3-traceid")).toBe(client.traceId);
+    expect(h.get("x-b3-spanid")).toBe(client.spanId);
+    expect(traceparent(h.get("traceparent")).parentId).toBe(client.spanId);
+  });
+
+  test("a failed attempt that opens the breaker: ERROR client span with the exception and a circuit event; a 502 is an ERROR server span", async () => {
+    const r = await receiver();
+    const dead = `http://127.0.0.1:${closedPort()}`;
+    const f = await fulcrum(config([dead], `endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms`, "    circuit_breaker: { failures: 1 }\n    retry: { attempts: 1 }"));
+    expect((await fetch(`${f.url}/x`)).status).toBe(502);
+    const spans = await r.waitForSpans(2);
+    const server = byKind(spans, "SERVER")[0]!;
+    const client = byKind(spans, "CLIENT")[0]!;
+    expect(client.status.code).toBe("ERROR");
+    expect(client.events.map((e) => e.name).sort()).toEqual(["exception", "fulcrum.circuit_transition"]);
+    expect(client.events.find((e) => e.name === "fulcrum.circuit_transition")!.attributes).toMatchObject({ from: "closed", to: "open" });
+    expect(server.status.code).toBe("ERROR");
+    expect(server.attributes["http.response.status_code"]).toBe(502);
+  });
+
+  test("a request no route matches gets a SERVER span named by its method alone", async () => {
+    const r = await receiver();
+    const b = backend("b1");
+    const f = await fulcrum(`pools:
+  web: { backends: ["${b.url}"] }
+routes:
+  - { match: { path: /api }, pool: web }
+telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms } }
+`);
+    expect((await fetch(`${f.url}/nope`)).status).toBe(404);
+    const [span] = await r.waitForSpans(1);
+    expect(span!.name).toBe("GET");
+    expect(span!.attributes["http.route"]).toBeUndefined();
+    expect(span!.attributes["http.response.status_code"]).toBe(404);
+  });
+});
+
+describe("a dead collector", () => {
+  // Median request latency over `n` sequential requests.
+  async function median(url: string, n: number): Promise<number> {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("hello from b1\n");
+      times.push(performance.now() - t);
+    }
+    return times.sort((a, b) => a - b)[n >> 1]!;
+  }
+
+  for (const mode of ["hang", "refuse"] as const) {
+    test(`(${mode}) changes neither the response nor its latency beyond noise`, async () => {
+      const r = await receiver(mode);
+      const b = backend("b1");
+      const off = await fulcrum(config([b], "enabled: false"));
+      const on = await fulcrum(config([b], `endpoint: "${r.url}", max_export_batch_size: 1, export_timeout: 30s, scheduled_delay: 1ms`));
+      await median(`${off.url}/x`, 20); // warm both up
+      await median(`${on.url}/x`, 20);
+      if (mode === "hang") await r.waitForRequests(1); // exports are stuck in the collector now
+      const base = await median(`${off.url}/x`, 100);
+      const dead = await median(`${on.url}/x`, 100);
+      // Bounded, not timed to the microsecond: a request that waited for the exporter would take
+      // the 30 s export timeout (hang) or a connect attempt (refuse).
+      expect(dead).toBeLessThan(base * 3 + 5);
+    });
+  }
+});
+
+describe("plugins", () => {
+  test("PluginApi.tracer spans are children of the SERVER span of the request they are given", async () => {
+    const r = await receiver();
+    const tel = await createTelemetry({ traces: { endpoint: r.url, protocol: "http/json", scheduled_delay: 20 } }, { serviceVersion: "1", env: {} });
+    cleanups.push(() => tel.shutdown(1000));
+    const obs = createObserver(tel, undefined)!;
+    const request = new Request("http://h/x");
+    const ex = { route: "r", clientIp: "127.0.0.1", start: performance.now(), method: "GET", path: "/x", pool: "", backend: "", status: 200, attempts: 0, bytes: 0 } as unknown as Exchange;
+    obs.requestStart(ex, request);
+    const tracer = obs.pluginTracer("my-plugin", "1.2.3");
+    tracer.startSpan("check-key", { parent: { headers: request.headers }, attributes: { tenant: "acme" } }).end();
+    tracer.startSpan("background").end();
+    obs.requestEnd(ex);
+
+    const spans = await r.waitForSpans(3);
+    const server = spans.find((s) => s.kind === "SERVER")!;
+    const child = spans.find((s) => s.name === "check-key")!;
+    expect(child.parentSpanId).toBe(server.spanId);
+    expect(child.traceId).toBe(server.traceId);
+    expect(child.scope).toEqual({ name: "my-plugin", version: "1.2.3" });
+    expect(child.attributes.tenant).toBe("acme");
+    expect(spans.find((s) => s.name === "background")!.parentSpanId).toBe("");
+  });
+});
