@@ -9,6 +9,7 @@ import { buildGateway } from "../core/server.ts";
 import { downstreamHeaders, upstreamHeaders } from "../core/headers.ts";
 import { parseHead } from "../core/http1/response.ts";
 import { builtinRegistry } from "../main.ts";
+import { accessFormat } from "../core/log.ts";
 
 const HEAD = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 21:45:18 GMT\r\nContent-Type: text/plain\r\n" +
   "Content-Length: 100\r\nLast-Modified: Thu, 26 Nov 2026 21:32:42 GMT\r\nConnection: keep-alive\r\nETag: \"6b08a57a-64\"\r\n" +
@@ -35,8 +36,10 @@ const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered
 let sink = 0;
 await configure({
   reset: true,
-  sinks: { mem: (r) => void (sink += format(r).length) },
+  // The same formatters core/log.ts uses: LogTape's for operational records, accessFormat for access lines.
+  sinks: { mem: (r) => void (sink += format(r).length), access: (r) => void (sink += accessFormat(r).length) },
   loggers: [
+    { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
     { category: ["fulcrum"], sinks: ["mem"], lowestLevel: "info" },
     { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
   ],

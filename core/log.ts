@@ -23,8 +23,23 @@ export interface Logging {
 
 const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
 
-function writerSink(writer: Writer): Sink {
-  return (record: LogRecord) => writer.write(format(record));
+let lastMs = -1;
+let lastIso = "";
+/**
+ * The access log's formatter: the same JSON-lines shape as LogTape's, in one JSON.stringify.
+ * LogTape's generic formatter cost ~4.3 µs a record against ~1.9 µs for this (bench/hotpath-micro.ts).
+ */
+export function accessFormat(record: LogRecord): string {
+  if (record.timestamp !== lastMs) {
+    lastMs = record.timestamp;
+    lastIso = new Date(lastMs).toISOString();
+  }
+  const props = JSON.stringify(record.properties);
+  return `{"@timestamp":"${lastIso}","level":"INFO","message":"access","logger":"fulcrum.access"${props.length > 2 ? `,${props.slice(1)}` : "}"}\n`;
+}
+
+function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format): Sink {
+  return (record: LogRecord) => writer.write(formatter(record));
 }
 
 /** Configure LogTape for the process; call again on reload to apply a new config. */
@@ -33,7 +48,7 @@ export async function setupLogging(runtime: Runtime, config: LogConfig): Promise
   const accessWriter = config.access_log_file ? runtime.openWriter({ path: config.access_log_file }) : stdout;
   await configure({
     reset: true,
-    sinks: { main: writerSink(stdout), access: writerSink(accessWriter) },
+    sinks: { main: writerSink(stdout), access: writerSink(accessWriter, accessFormat) },
     loggers: [
       { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
       { category: ["fulcrum"], sinks: ["main"], lowestLevel: config.level },

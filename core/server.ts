@@ -14,6 +14,7 @@ import { createReloader, reuseBackend, type ReloadResult } from "./plugins/reloa
 import { Backend, Pool } from "./pool.ts";
 import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
+import { useUpstreamClient } from "./upstream.ts";
 import type { Registry } from "./registry.ts";
 import type { Listener, Runtime } from "./runtime/types.ts";
 import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
@@ -182,7 +183,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     // A 429 that never reached a backend came from rate limiting on the route.
     if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
     if (access) {
-      access.info("access", {
+      const line: Record<string, unknown> = {
         method: ex.method,
         path: ex.path,
         status: ex.status,
@@ -193,10 +194,15 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         bytes: ex.bytes,
         attempts: ex.attempts,
         client_ip: ex.clientIp,
-        ...(ex.retryReason ? { retry_reason: ex.retryReason } : {}),
-        ...(ex.error ? { error: ex.error } : {}),
-        ...ids,
-      });
+      };
+      // Optional fields are set, not spread: a spread allocates an object per request.
+      if (ex.retryReason) line.retry_reason = ex.retryReason;
+      if (ex.error) line.error = ex.error;
+      if (ids) {
+        line.trace_id = ids.trace_id;
+        line.span_id = ids.span_id;
+      }
+      access.info("access", line);
     }
     if (inflight === 0 && waiters.length) {
       for (const w of waiters) w();
@@ -329,6 +335,8 @@ export interface ServerDeps extends GatewayDeps {
 
 /** Load the config's plugins, build the gateway, and start listening. */
 export async function startServer(runtime: Runtime, config: Config, deps: ServerDeps): Promise<RunningServer> {
+  // The runtime's own upstream client (Bun: raw TCP), chosen before any pool builds its agents.
+  if (runtime.upstreamClient) useUpstreamClient(runtime.upstreamClient);
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   await deps.beforeListen?.();

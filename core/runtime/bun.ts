@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
-import { useUpstreamClient } from "../upstream.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
@@ -126,7 +125,3 @@ export const bunRuntime: Runtime = {
   kill: (pid, signal) => void process.kill(pid, signal),
   upstreamClient: bunUpstreamClient,
 };
-
-// Choosing this runtime chooses its upstream client. main.ts imports this module only on Bun,
-// so this stays the one runtime decision; the pools built afterwards use the raw-TCP client.
-useUpstreamClient(bunUpstreamClient);
