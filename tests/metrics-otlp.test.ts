@@ -1,0 +1,86 @@
+import { afterEach, expect, test } from "bun:test";
+import { createMetrics } from "../core/metrics.ts";
+import { startMetricsExport, toOtlp } from "../core/metrics-otlp.ts";
+
+const stops: (() => unknown)[] = [];
+afterEach(async () => {
+  while (stops.length) await stops.pop()!();
+});
+
+type Point = { attributes: { key: string; value: { stringValue: string } }[]; asDouble?: number; count?: string; bucketCounts?: string[]; explicitBounds?: number[]; sum?: number };
+type Metric = { name: string; sum?: { dataPoints: Point[]; isMonotonic: boolean; aggregationTemporality: number }; gauge?: { dataPoints: Point[] }; histogram?: { dataPoints: Point[] } };
+type Body = { resourceMetrics: { resource: { attributes: Point["attributes"] }; scopeMetrics: { metrics: Metric[] }[] }[] };
+
+const attr = (p: Point, k: string) => p.attributes.find((a) => a.key === k)?.value.stringValue;
+
+test("toOtlp: counters become cumulative monotonic sums, histograms explicit-bucket histograms", async () => {
+  const m = createMetrics();
+  m.requests.child("web", "b1", "GET", "2xx").inc(3);
+  const h = m.requestDuration.child("web");
+  h.observe(0.002);
+  h.observe(0.2);
+  h.observe(100);
+  const body = toOtlp(await m.registry.getMetricsAsJSON(), { "service.name": "fulcrum" }, 1n, 2n) as Body;
+  const metrics = body.resourceMetrics[0]!.scopeMetrics[0]!.metrics;
+  expect(attr(body.resourceMetrics[0]!.resource as unknown as Point, "service.name")).toBe("fulcrum");
+
+  const requests = metrics.find((x) => x.name === "fulcrum_requests_total")!;
+  expect(requests.sum!.isMonotonic).toBe(true);
+  expect(requests.sum!.aggregationTemporality).toBe(2);
+  const point = requests.sum!.dataPoints[0]!;
+  expect(point.asDouble).toBe(3);
+  expect([attr(point, "pool"), attr(point, "backend"), attr(point, "method"), attr(point, "status_class")]).toEqual(["web", "b1", "GET", "2xx"]);
+
+  const duration = metrics.find((x) => x.name === "fulcrum_request_duration_seconds")!.histogram!.dataPoints[0]!;
+  expect(duration.count).toBe("3");
+  expect(duration.sum).toBeCloseTo(100.202, 5);
+  expect(duration.explicitBounds![0]).toBe(0.001);
+  // Per-bucket (not cumulative) counts, one more than the bounds for +Inf: 0.002 → ≤0.0025, 0.2 → ≤0.25, 100 → +Inf.
+  expect(duration.bucketCounts!.length).toBe(duration.explicitBounds!.length + 1);
+  expect(duration.bucketCounts!.reduce((a, b) => a + Number(b), 0)).toBe(3);
+  expect(duration.bucketCounts!.at(-1)).toBe("1");
+  expect(attr(duration, "le")).toBeUndefined();
+});
+
+test("startMetricsExport posts OTLP/JSON on its interval with the configured headers, and a dead collector only logs", async () => {
+  const bodies: Body[] = [];
+  const auth: (string | null)[] = [];
+  let arrived!: () => void;
+  let wanted = 2;
+  const enough = new Promise<void>((r) => (arrived = r));
+  const collector = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      auth.push(req.headers.get("authorization"));
+      bodies.push((await req.json()) as Body);
+      if (--wanted === 0) arrived();
+      return new Response("{}");
+    },
+  });
+  stops.push(() => collector.stop(true));
+  const m = createMetrics();
+  m.retries.child("web", "503").inc();
+  const warnings: string[] = [];
+  const exporter = startMetricsExport(() => m.registry.getMetricsAsJSON(), {
+    endpoint: `http://127.0.0.1:${collector.port}/v1/metrics`,
+    headers: { authorization: "Bearer t" },
+    interval: 20,
+    timeout: 1000,
+  }, { "service.name": "fulcrum" }, { warn: (msg) => warnings.push(msg) });
+  stops.push(() => exporter.stop());
+  await enough;
+  expect(auth[0]).toBe("Bearer t");
+  const names = bodies[0]!.resourceMetrics[0]!.scopeMetrics[0]!.metrics.map((x) => x.name);
+  expect(names).toContain("fulcrum_retries_total");
+  expect(warnings).toEqual([]);
+
+  const dead = startMetricsExport(() => m.registry.getMetricsAsJSON(), {
+    endpoint: "http://127.0.0.1:9/v1/metrics",
+    headers: {},
+    interval: 60_000,
+    timeout: 500,
+  }, {}, { warn: (msg) => warnings.push(msg) });
+  await dead.stop(); // stop() flushes once
+  expect(warnings).toEqual(["metrics export failed"]);
+});
