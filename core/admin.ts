@@ -29,8 +29,8 @@ export interface AdminTarget {
 export interface AdminCluster {
   /** Gather the workers' circuit, ejection and in-flight state; returns how to describe pools and backends with it. */
   view(): Promise<{ pool(p: Pool): Record<string, unknown>; backend(p: Pool, b: Backend): Record<string, unknown> }>;
-  /** An operator drained, enabled or re-weighted `backend`: tell every worker. */
-  changed(pool: Pool, backend: Backend): void;
+  /** An operator drained, enabled or re-weighted `backend`: tell every worker (resolves once they applied it). */
+  changed(pool: Pool, backend: Backend): Promise<void>;
 }
 
 export interface AdminState {
@@ -124,23 +124,23 @@ export function createAdminApp(o: AdminOptions): Hono {
     return c.json(view ? view.backend(f.pool, f.backend) : f.backend.status());
   });
 
-  app.post("/backends/:pool/:id/drain", (c) => {
+  app.post("/backends/:pool/:id/drain", async (c) => {
     const f = find(c);
     if (f instanceof Response) return f;
     // Out of rotation now; requests already sent to it finish (watch `inflight` reach 0).
     f.backend.draining = true;
     f.pool.refresh();
-    o.target()?.cluster?.changed(f.pool, f.backend);
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.warning("backend {backend} drained by the admin API", { pool: f.pool.name, backend: f.backend.id });
     return c.json(f.backend.status());
   });
 
-  app.post("/backends/:pool/:id/enable", (c) => {
+  app.post("/backends/:pool/:id/enable", async (c) => {
     const f = find(c);
     if (f instanceof Response) return f;
     f.backend.draining = false;
     f.pool.refresh();
-    o.target()?.cluster?.changed(f.pool, f.backend);
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.info("backend {backend} enabled by the admin API", { pool: f.pool.name, backend: f.backend.id });
     return c.json(f.backend.status());
   });
@@ -162,7 +162,7 @@ export function createAdminApp(o: AdminOptions): Hono {
     f.backend.weight = w;
     // Same members, new weight: force the strategy to rebuild its tables.
     f.pool.refresh(true);
-    o.target()?.cluster?.changed(f.pool, f.backend);
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.info("backend {backend} weight {from} → {to} by the admin API", { pool: f.pool.name, backend: f.backend.id, from, to: w });
     return c.json(f.backend.status());
   };

@@ -88,14 +88,15 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   let stopping = false;
   let rid = 0;
   const pending = new Map<number, { slot: Slot; settle(r: Reply | undefined): void }>();
-  const call = (slot: Slot, t: "reload" | "status" | "metrics" | "shutdown", timeoutMs = RPC_TIMEOUT_MS) =>
+  type Request = { t: "reload" | "status" | "metrics" | "shutdown" } | Omit<Extract<ToWorker, { t: "backend" }>, "rid">;
+  const call = (slot: Slot, request: Request, timeoutMs = RPC_TIMEOUT_MS) =>
     new Promise<Reply | undefined>((settle) => {
       if (!slot.attached) return settle(undefined);
       const id = ++rid;
       const timer = setTimeout(() => entry.settle(undefined), timeoutMs);
       const entry = { slot, settle: (r: Reply | undefined) => (clearTimeout(timer), pending.delete(id), settle(r)) };
       pending.set(id, entry);
-      slot.proc!.send({ t, rid: id } satisfies ToWorker);
+      slot.proc!.send({ ...request, rid: id } as ToWorker);
     });
   const init = (slot: Slot) => {
     if (!slot.proc) return;
@@ -214,7 +215,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       old.retire(next.gateway); // the primary has no requests in flight
       rewatch();
       // Validated here first; each worker re-reads the same files and swaps like a single process.
-      const replies = await Promise.all(slots.map((s) => call(s, "reload", RELOAD_TIMEOUT_MS)));
+      const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
       broadcast({ t: "snapshot", snapshot: snapshot(current.gateway) });
       const problems: string[] = [];
@@ -228,7 +229,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   rewatch();
 
   const views = async () =>
-    (await Promise.all(slots.map((s) => call(s, "status")))).flatMap((r) => (r?.view ? [r.view] : [])) as WorkerView[];
+    (await Promise.all(slots.map((s) => call(s, { t: "status" })))).flatMap((r) => (r?.view ? [r.view] : [])) as WorkerView[];
   obs.attach({
     get gateway() {
       return current.gateway;
@@ -239,12 +240,14 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     reload,
     cluster: {
       view: async () => clusterView(await views()),
-      changed: (p, b) => broadcast({ t: "backend", pool: p.name, id: b.id, state: sharedState(b) }),
+      changed: async (p, b) => {
+        await Promise.all(slots.map((s) => call(s, { t: "backend", pool: p.name, id: b.id, state: sharedState(b) })));
+      },
     },
   });
   if (obs.metrics) {
     obs.metrics.remote = async () =>
-      (await Promise.all(slots.map((s) => call(s, "metrics")))).flatMap((r) => (r?.metrics ? [r.metrics] : []));
+      (await Promise.all(slots.map((s) => call(s, { t: "metrics" })))).flatMap((r) => (r?.metrics ? [r.metrics] : []));
   }
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
@@ -265,7 +268,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   for (const s of slots) clearTimeout(s.restartTimer);
   for (const p of current.gateway.pools.values()) p.stop();
   // Each worker answers once it has stopped accepting; then the port is closed everywhere.
-  await Promise.all(slots.map((s) => call(s, "shutdown")));
+  await Promise.all(slots.map((s) => call(s, { t: "shutdown" })));
   log.info("shutting down", { workers: slots.filter((s) => s.proc).length });
   // Workers bound their own drain by shutdown_timeout; this bounds a stuck one.
   await killAll(current.config.shutdown_timeout + 5_000);

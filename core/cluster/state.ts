@@ -24,7 +24,8 @@ export type Snapshot = Record<string, Record<string, SharedState>>;
 
 export type ToWorker =
   | { t: "init"; port: number; snapshot: Snapshot }
-  | { t: "backend"; pool: string; id: string; state: SharedState }
+  /** `rid`: the primary waits for the worker's reply (an admin change). */
+  | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
   | { t: "snapshot"; snapshot: Snapshot }
   | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number };
 

@@ -55,6 +55,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       case "backend": {
         const g = gateway();
         if (g) applyBackend(g, m.pool, m.id, m.state);
+        if (m.rid !== undefined) send({ t: "reply", rid: m.rid, ok: true });
         return;
       }
       case "snapshot": {
