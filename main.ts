@@ -262,7 +262,11 @@ async function pluginApiSource(runtime: Runtime): Promise<string> {
 function summarize(config: Config): string {
   const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
-  const lines = [`listen: ${config.listen.hostname}:${config.listen.port}`, `shutdown_timeout: ${ms(config.shutdown_timeout)}`];
+  const lines = [
+    `listen: ${config.listen.hostname}:${config.listen.port}`,
+    `workers: ${config.workers === "auto" ? `auto (${navigator.hardwareConcurrency || 1} on this machine)` : config.workers}`,
+    `shutdown_timeout: ${ms(config.shutdown_timeout)}`,
+  ];
   for (const [name, p] of Object.entries(config.pools)) {
     const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
     lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
