@@ -199,7 +199,10 @@ export function createMetrics(): Metrics {
       if (!m.remote) return { text: await registry.metrics(), contentType: registry.contentType };
       // The primary serves no traffic: its circuit states (all closed) would only add noise.
       const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
-      const merged = AggregatorRegistry.aggregate([own, ...(await m.remote())] as MetricObjectWithValues<MetricValue<string>>[][]);
+      const remote = await m.remote();
+      // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
+      for (const metrics of remote) for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
+      const merged = AggregatorRegistry.aggregate([own, ...remote] as MetricObjectWithValues<MetricValue<string>>[][]);
       return { text: await merged.metrics(), contentType: registry.contentType };
     },
   };
