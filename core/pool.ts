@@ -2,13 +2,12 @@
  * Backends and pools: the state strategies choose from. The available set is rebuilt only when
  * something changes (health flip, ejection, circuit transition, drain), never per request.
  */
-import type http from "node:http";
 import type { Logger } from "@logtape/logtape";
 import type { BackendView, Outcome, RequestInfo, Strategy } from "./plugin-api.ts";
 import type { BackendConfig, PoolConfig } from "./config/schema.ts";
 import { backendId } from "./config/load.ts";
 import type { Clock, Timer } from "./clock.ts";
-import { createAgent, type UpstreamTarget } from "./upstream.ts";
+import { createAgent, type UpstreamAgent, type UpstreamTarget } from "./upstream.ts";
 import { CircuitBreaker, type CircuitState } from "./resilience/breaker.ts";
 import { HealthChecker, type ProbeResult } from "./resilience/health.ts";
 import { RetryBudget } from "./resilience/retry.ts";
@@ -40,7 +39,7 @@ export class Backend implements BackendView {
   latencyEwma = 0;
   recentErrors = 0;
   readonly target: UpstreamTarget;
-  readonly agent: http.Agent;
+  readonly agent: UpstreamAgent;
   /** Host header value when the pool sends the backend's host instead of the client's. */
   readonly hostHeader: string;
 

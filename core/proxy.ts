@@ -234,7 +234,7 @@ function retryAfterMs(res: UpstreamResponse): number | undefined {
 
 /** Throw away a response we are retrying past (closes its connection if the body is unread). */
 function discard(res: UpstreamResponse, attempt: Attempt): void {
-  if (res.body !== null && !attempt.endedEarly) res.body.cancel().catch(() => {});
+  if (res.body instanceof ReadableStream && !attempt.endedEarly) res.body.cancel().catch(() => {});
   else attempt.finish();
 }
 

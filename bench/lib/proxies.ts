@@ -12,6 +12,8 @@ import { assertFree, hardNofile, spawn, stop, waitFor, which } from "./proc.ts";
 export const repoRoot = () => process.env.FULCRUM_ROOT ?? join(import.meta.dir, "..", "..");
 export const OTLP_PORT = 19400;
 const cores = navigator.hardwareConcurrency;
+/** BENCH_PEER_WORKERS=1 runs nginx and HAProxy single-process/thread, like for like with one Fulcrum process. */
+const peerWorkers = process.env.BENCH_PEER_WORKERS ? Number(process.env.BENCH_PEER_WORKERS) : undefined;
 
 export interface Ctx { dir: string; backendUrls: string[] }
 export interface Launch { cmd: string[]; cwd?: string; stdout?: string; stderr: string; accessLog: string }
@@ -40,7 +42,7 @@ const nginx: ProxyDef = {
     // Access log unbuffered (nginx's default): one write per request, like HAProxy's stdout log.
     writeFileSync(join(dir, "nginx-proxy.conf"), `
 daemon off;
-worker_processes auto;
+worker_processes ${peerWorkers ?? "auto"};
 ${process.getuid?.() === 0 ? "user root;" : ""}
 pid ${dir}/nginx-proxy.pid;
 error_log ${dir}/nginx-proxy-error.log warn;
@@ -82,7 +84,7 @@ const haproxy: ProxyDef = {
     // `log stdout` + stdout redirected to a file = access log in a file without a syslog daemon.
     writeFileSync(join(dir, "haproxy.cfg"), `
 global
-  nbthread ${cores}
+  nbthread ${peerWorkers ?? cores}
   no strict-limits
   maxconn ${maxconn}
   log stdout format raw local0
@@ -111,7 +113,7 @@ ${servers}
 // ---- Fulcrum -----------------------------------------------------------------------------
 
 /** Added to every Fulcrum config: one worker per core, like nginx's `worker_processes auto` (the issue's target). */
-const FULCRUM_BASE: Record<string, unknown> = { workers: "auto" };
+const FULCRUM_BASE: Record<string, unknown> = { workers: peerWorkers ?? "auto" };
 
 const otlp = { endpoint: `http://127.0.0.1:${OTLP_PORT}/v1/traces`, protocol: "http/json" };
 

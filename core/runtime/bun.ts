@@ -4,6 +4,8 @@ import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
+import { useUpstreamClient } from "../upstream.ts";
+import { bunUpstreamClient } from "./bun-pool.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   const server = Bun.serve({
@@ -129,5 +131,10 @@ export const bunRuntime: Runtime = {
   exit: (code) => process.exit(code),
   importPlugin,
   kill: (pid, signal) => void process.kill(pid, signal),
+  upstreamClient: bunUpstreamClient,
   processes: bunProcesses, // workers (core/cluster/)
 };
+
+// Choosing this runtime chooses its upstream client. main.ts imports this module only on Bun,
+// so this stays the one runtime decision; the pools built afterwards use the raw-TCP client.
+useUpstreamClient(bunUpstreamClient);

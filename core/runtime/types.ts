@@ -3,6 +3,8 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
+import type { UpstreamClient } from "../upstream.ts";
+
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
 
@@ -71,6 +73,8 @@ export interface Runtime {
   importPlugin(absPath: string, options: { fresh: boolean }): Promise<ImportedPlugin>;
   /** Send a signal to another process (`fulcrum reload`). */
   kill(pid: number, signal: "SIGHUP" | "SIGTERM"): void;
+  /** This runtime's own upstream HTTP client; node:http (core/upstream-node.ts) when absent. */
+  readonly upstreamClient?: UpstreamClient;
   /** Worker processes (`workers: N`); undefined where the runtime has no IPC for it (Deno). */
   readonly processes?: Processes;
 }

@@ -1,0 +1,210 @@
+/**
+ * The keep-alive pool of one backend for the Bun upstream client (bun-upstream.ts): idle
+ * connections reused last-in first-out (the warmest first; the coldest age out), at most
+ * `maxIdle` kept, each closed after `idleTimeoutMs` idle by one timer per pool.
+ */
+import { Buffer } from "node:buffer";
+import {
+  UpstreamError,
+  type PoolOptions,
+  type UpstreamAgent,
+  type UpstreamClient,
+  type UpstreamRequest,
+  type UpstreamResponse,
+  type UpstreamTarget,
+} from "../upstream.ts";
+import { Conn, Exchange } from "./bun-conn.ts";
+import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
+
+/** Request body chunks up to this are framed into one write (one syscall) when chunked. */
+const COALESCE_LIMIT = 16 * 1024;
+const CRLF = Buffer.from("\r\n");
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+const NON_ASCII = /[^\x00-\x7f]/;
+
+export class BunPool implements UpstreamAgent {
+  /** Oldest first (idle times ascend), so expiry takes a prefix and reuse pops the warmest. */
+  idle: Conn[] = [];
+  closed = false;
+  readonly keepAlive: boolean;
+  #sweep: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly target: UpstreamTarget,
+    readonly options: PoolOptions,
+  ) {
+    this.keepAlive = options.maxIdle > 0;
+  }
+
+  send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      const ex = new Exchange(this, req, resolve, reject);
+      if (req.signal.aborted) return ex.fail(new UpstreamError("aborted", "client closed the request", true));
+      req.signal.addEventListener("abort", ex);
+      ex.timer = setTimeout(responseTimedOut, req.responseTimeoutMs, ex);
+      let conn: Conn | undefined;
+      while ((conn = this.idle.pop()) !== undefined && conn.closed);
+      if (conn === undefined) return this.connect(ex);
+      conn.ex = ex;
+      ex.conn = conn;
+      this.start(conn, ex);
+    });
+  }
+
+  /** Open a new connection for `ex`; the request goes out in the `open` handler. */
+  connect(ex: Exchange): void {
+    const conn = new Conn(this);
+    conn.ex = ex;
+    ex.conn = conn;
+    conn.connectTimer = setTimeout(connectTimedOut, ex.req.connectTimeoutMs, conn);
+    const t = this.target;
+    const failed = (e: Error) => {
+      conn.closed = true;
+      if (conn.connectTimer) clearTimeout(conn.connectTimer);
+      conn.ex?.fail(new UpstreamError("connect", e.message, false, { cause: e }));
+    };
+    try {
+      Bun.connect<Conn>({ hostname: t.hostname, port: t.port, socket: handlers, data: conn, tls: t.protocol === "https:" }).catch(failed);
+    } catch (e) {
+      failed(e as Error);
+    }
+  }
+
+  /** Write the request head (and a buffered body) on a ready connection, then stream a body. */
+  start(conn: Conn, ex: Exchange): void {
+    const req = ex.req;
+    const h = req.headers;
+    let head = `${req.method} ${this.target.basePath}${req.path} HTTP/1.1\r\n`;
+    for (const name in h) head += `${name}: ${h[name]}\r\n`;
+    const body = req.body;
+    let chunked = false;
+    if (body instanceof Uint8Array) {
+      if (h["content-length"] === undefined) head += `content-length: ${body.length}\r\n`;
+    } else if (body !== null && h["content-length"] === undefined) {
+      chunked = true;
+      head += "transfer-encoding: chunked\r\n";
+    }
+    if (!this.keepAlive) head += "connection: close\r\n";
+    head += "\r\n";
+    // Header values come from Headers objects (ByteStrings): one byte per character.
+    if (body instanceof Uint8Array) {
+      const out = Buffer.allocUnsafe(head.length + body.length);
+      out.write(head, 0, "latin1");
+      out.set(body, head.length);
+      conn.write(out);
+      ex.bodySent = true;
+    } else {
+      // An all-ASCII head (the usual case) goes as a string: no buffer allocated per request.
+      conn.write(NON_ASCII.test(head) ? Buffer.from(head, "latin1") : head);
+      if (body === null) ex.bodySent = true;
+      else void pump(conn, ex, body, chunked);
+    }
+  }
+
+  /** A response ended: keep the connection for the next request, or close it. */
+  release(conn: Conn, reusable: boolean): void {
+    conn.ex = undefined;
+    if (!reusable || conn.closed || this.closed || !this.keepAlive || this.idle.length >= this.options.maxIdle) {
+      return conn.destroy();
+    }
+    conn.reused = true;
+    if (conn.paused) {
+      conn.paused = false;
+      conn.socket?.resume();
+    }
+    conn.idleSince = performance.now();
+    this.idle.push(conn);
+    if (this.#sweep === undefined) this.#schedule(this.options.idleTimeoutMs);
+  }
+
+  /** Close a connection that misbehaved or was closed while idle. */
+  drop(conn: Conn): void {
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    conn.destroy();
+  }
+
+  #schedule(ms: number): void {
+    this.#sweep = setTimeout(sweep, Math.max(ms, 5), this);
+    (this.#sweep as { unref?: () => void }).unref?.();
+  }
+
+  /** Close connections idle for `idleTimeoutMs`; called by the pool's one timer. */
+  expire(): void {
+    this.#sweep = undefined;
+    const now = performance.now();
+    const limit = now - this.options.idleTimeoutMs;
+    const idle = this.idle;
+    let k = 0;
+    while (k < idle.length && idle[k]!.idleSince <= limit) k++;
+    if (k > 0) for (const c of idle.splice(0, k)) c.destroy();
+    if (idle.length > 0) this.#schedule(idle[0]!.idleSince + this.options.idleTimeoutMs - now);
+  }
+
+  destroy(): void {
+    this.closed = true;
+    if (this.#sweep !== undefined) clearTimeout(this.#sweep);
+    this.#sweep = undefined;
+    for (const c of this.idle) c.destroy();
+    this.idle = [];
+  }
+}
+
+function sweep(pool: BunPool): void {
+  pool.expire();
+}
+
+/**
+ * Stream a request body upstream: with the client's Content-Length (checked: never more or
+ * fewer bytes than declared), else chunked. Waits for drain when the kernel is full.
+ */
+async function pump(conn: Conn, ex: Exchange, body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
+  const declared = chunked ? -1 : Number(ex.req.headers["content-length"]);
+  const reader = body.getReader();
+  let sent = 0;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (ex.conn !== conn || conn.closed) throw new Error("upstream connection closed");
+      if (r.done) break;
+      const v = r.value;
+      if (v.length === 0) continue;
+      sent += v.length;
+      let ok: boolean;
+      if (!chunked) {
+        if (sent > declared) throw new Error("request body longer than its Content-Length");
+        ok = conn.write(v);
+      } else {
+        const prefix = `${v.length.toString(16)}\r\n`;
+        if (v.length <= COALESCE_LIMIT) {
+          const out = Buffer.allocUnsafe(prefix.length + v.length + 2);
+          out.write(prefix, 0, "latin1");
+          out.set(v, prefix.length);
+          out[out.length - 2] = 13;
+          out[out.length - 1] = 10;
+          ok = conn.write(out);
+        } else {
+          conn.write(Buffer.from(prefix, "latin1"));
+          conn.write(v);
+          ok = conn.write(CRLF);
+        }
+      }
+      if (!ok) {
+        await new Promise<void>((resolve) => (conn.onDrain = resolve));
+        if (ex.conn !== conn || conn.closed) throw new Error("upstream connection closed");
+      }
+    }
+    if (chunked) conn.write(LAST_CHUNK);
+    else if (sent !== declared) throw new Error("request body shorter than its Content-Length");
+    ex.bodySent = true;
+  } catch (e) {
+    reader.cancel(e).catch(() => {});
+    // Also ends a response that arrived before the body was sent: that connection is not reused.
+    ex.fail(new UpstreamError("reset", `request body: ${(e as Error).message}`, true, { cause: e }));
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** The Bun upstream client: one {@link BunPool} per backend. */
+export const bunUpstreamClient: UpstreamClient = (target: UpstreamTarget, options: PoolOptions) => new BunPool(target, options);

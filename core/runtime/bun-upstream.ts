@@ -1,0 +1,268 @@
+/**
+ * The upstream HTTP/1.1 client for Bun, on raw TCP (`Bun.connect`): a keep-alive pool per
+ * backend, strict response parsing (../http1/), streaming both ways with backpressure.
+ *
+ * Why our own: node:http on Bun cost ~190 µs of CPU a request in a profile, and Bun's fetch
+ * cannot be made to send exactly our headers or to pool per backend (see ../upstream.ts).
+ *
+ * One request at a time per connection (no pipelining). A connection goes back to the pool
+ * only after its response was read to the end with nothing after it, the request body was
+ * fully sent, and neither side asked to close.
+ */
+import type { SocketHandler } from "bun";
+import { Buffer } from "node:buffer";
+import { UpstreamError, type UpstreamResponse } from "../upstream.ts";
+import { Conn, Exchange, Framing, Phase } from "./bun-conn.ts";
+import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
+import { ChunkedDecoder } from "../http1/chunked.ts";
+
+/**
+ * Bun.serve (1.4.5) writes a response that completes outside the request handler in one send()
+ * only when head and body fit its 16 KiB cork buffer; past that, every status-line and header
+ * fragment is its own send() (~36 syscalls a response, oven-sh/bun#41341). So: a response that
+ * fits is read whole and handed over as bytes (a stream costs ~35 µs more); a larger one as a
+ * stream, whose head Bun writes corked, then the body.
+ */
+const CORK_LIMIT = 16 * 1024 - 512;
+
+/** Whether head and a body of `length` bytes fit Bun's cork buffer (with room for its Date). */
+function fitsCork(head: ResponseHead, length: number): boolean {
+  let n = length + head.statusText.length + 64;
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2;
+  return n <= CORK_LIMIT;
+}
+function responseTimedOut(ex: Exchange): void {
+  ex.fail(new UpstreamError("timeout", `no response headers within ${ex.req.responseTimeoutMs}ms`, true));
+}
+
+function connectTimedOut(conn: Conn): void {
+  conn.connectTimer = undefined;
+  conn.ex?.fail(new UpstreamError("connect", `connect timed out after ${conn.ex.req.connectTimeoutMs}ms`, false));
+  conn.destroy();
+}
+
+const handlers: SocketHandler<Conn> = {
+  open(s) {
+    const conn = s.data;
+    conn.socket = s;
+    if (conn.connectTimer) clearTimeout(conn.connectTimer);
+    conn.connectTimer = undefined;
+    if (conn.closed || conn.ex === undefined) return void s.terminate();
+    conn.pool.start(conn, conn.ex);
+  },
+  connectError(s, error) {
+    const conn = s.data;
+    conn.closed = true;
+    if (conn.connectTimer) clearTimeout(conn.connectTimer);
+    conn.ex?.fail(new UpstreamError("connect", error.message, false, { cause: error }));
+  },
+  data(s, chunk) {
+    const conn = s.data;
+    const ex = conn.ex;
+    // Bytes on an idle connection were never asked for (no pipelining): drop the connection.
+    if (ex === undefined) return conn.pool.drop(conn);
+    ex.gotBytes = true;
+    try {
+      onData(ex, chunk as Buffer);
+    } catch (e) {
+      if (!(e instanceof ParseError)) throw e;
+      if (!ex.settled) ex.fail(new UpstreamError("reset", `invalid response: ${e.message}`, true, { cause: e }));
+      else ex.bodyFailed(`invalid response body: ${e.message}`);
+    }
+  },
+  drain(s) {
+    s.data.flush();
+  },
+  end(s) {
+    onClosed(s.data, "backend closed the connection");
+    s.terminate();
+  },
+  close(s, error) {
+    onClosed(s.data, error ? `connection error: ${error.message}` : "backend closed the connection");
+  },
+  error(s, error) {
+    onClosed(s.data, `connection error: ${error.message}`);
+  },
+  timeout() {},
+};
+
+function onClosed(conn: Conn, why: string): void {
+  if (conn.closed && conn.ex === undefined) return;
+  conn.closed = true;
+  conn.wake();
+  const ex = conn.ex;
+  if (ex === undefined) return conn.pool.drop(conn);
+  if (!ex.settled) {
+    // A kept-alive connection the backend closed while idle fails before any byte. Re-send
+    // once on a new connection, only without a body (nothing was streamed, nothing is lost).
+    if (conn.reused && !ex.gotBytes && ex.req.body === null && ex.mayRetryStale) {
+      ex.mayRetryStale = false;
+      conn.ex = undefined;
+      ex.conn = undefined;
+      conn.pool.connect(ex);
+      return;
+    }
+    return ex.fail(new UpstreamError("reset", `${why} before the response was complete`, true));
+  }
+  if (ex.phase !== Phase.Body) return;
+  if (ex.framing === Framing.UntilClose) {
+    // The body ended with the connection, as its framing said it would.
+    ex.phase = Phase.Done;
+    ex.conn = undefined;
+    conn.ex = undefined;
+    ex.controller!.close();
+    ex.endBody();
+    return;
+  }
+  ex.bodyFailed("backend closed the response early");
+}
+
+function onData(ex: Exchange, chunk: Buffer): void {
+  if (ex.phase === Phase.Body || ex.phase === Phase.Small) return onBody(ex, chunk, 0);
+  if (ex.phase !== Phase.Head) return;
+  let buf = chunk;
+  if (ex.pending !== undefined) {
+    buf = Buffer.concat([ex.pending, chunk]);
+    ex.pending = undefined;
+  }
+  let off = 0;
+  let head: ResponseHead;
+  for (;;) {
+    const h = parseHead(buf, off);
+    if (h === undefined) {
+      ex.pending = off === 0 ? buf : buf.subarray(off);
+      return;
+    }
+    head = h;
+    off = h.end;
+    if (head.status >= 200) break;
+    // 1xx interim responses (100 Continue, 103 Early Hints) are skipped; 101 was never asked for.
+    if (head.status === 101) throw new ParseError("unexpected 101 Switching Protocols");
+  }
+  onHead(ex, head, buf, off);
+}
+
+const BODYLESS = (status: number) => status === 204 || status === 304;
+
+function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): void {
+  ex.head = head;
+  const req = ex.req;
+  if (req.method === "HEAD" || BODYLESS(head.status)) {
+    ex.complete(off < buf.length);
+    return handOver(ex, null);
+  }
+  if (head.chunked) {
+    ex.framing = Framing.Chunked;
+    const decoder = (ex.decoder = new ChunkedDecoder());
+    const parts: Uint8Array[] = [];
+    const used = decoder.feed(buf, off, buf.length, parts);
+    if (decoder.done) {
+      const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      return finishSmall(ex, body, used < buf.length);
+    }
+    startStream(ex);
+    for (const p of parts) ex.push(p);
+    return;
+  }
+  const length = head.contentLength;
+  const avail = buf.length - off;
+  if (length >= 0) {
+    if (avail >= length) return finishSmall(ex, buf.subarray(off, off + length), avail > length);
+    ex.remaining = length - avail;
+    if (fitsCork(head, length)) {
+      // Wait for the rest of a small body (still under the response timeout), then hand it over whole.
+      ex.phase = Phase.Small;
+      ex.small = Buffer.allocUnsafe(length);
+      ex.small.set(buf.subarray(off), 0);
+      ex.smallAt = avail;
+      return;
+    }
+    startStream(ex);
+    if (avail > 0) ex.push(buf.subarray(off));
+    return;
+  }
+  ex.framing = Framing.UntilClose;
+  startStream(ex);
+  if (avail > 0) ex.push(buf.subarray(off));
+}
+
+function onBody(ex: Exchange, buf: Buffer, off: number): void {
+  if (ex.phase === Phase.Small) {
+    const n = Math.min(ex.remaining, buf.length - off);
+    ex.small!.set(buf.subarray(off, off + n), ex.smallAt);
+    ex.smallAt += n;
+    ex.remaining -= n;
+    if (ex.remaining === 0) finishSmall(ex, ex.small!, off + n < buf.length);
+    return;
+  }
+  if (ex.framing === Framing.Length) {
+    const n = Math.min(ex.remaining, buf.length - off);
+    if (n > 0) ex.push(n === buf.length ? buf : buf.subarray(off, off + n));
+    ex.remaining -= n;
+    if (ex.remaining === 0) endStream(ex, off + n < buf.length);
+  } else if (ex.framing === Framing.Chunked) {
+    const used = ex.decoder!.feed(buf, off, buf.length, ex);
+    if (ex.decoder!.done) endStream(ex, used < buf.length);
+  } else ex.push(off === 0 ? buf : buf.subarray(off));
+}
+
+/** The whole body is here: hand it over as bytes, or as a one-chunk stream when too big to cork. */
+function finishSmall(ex: Exchange, body: Uint8Array, leftover: boolean): void {
+  ex.complete(leftover);
+  ex.bytes = body.length;
+  ex.endBody();
+  if (fitsCork(ex.head!, body.length)) return handOver(ex, body as Uint8Array<ArrayBuffer>);
+  handOver(
+    ex,
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(body);
+        c.close();
+      },
+    }),
+  );
+}
+
+function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {
+  ex.settled = true;
+  ex.cleanup();
+  if (ex.phase !== Phase.Body) ex.req.signal.removeEventListener("abort", ex);
+  const head = ex.head!;
+  ex.resolve({ status: head.status, statusText: head.statusText, rawHeaders: head.rawHeaders, body });
+}
+
+function startStream(ex: Exchange): void {
+  ex.phase = Phase.Body;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        ex.controller = c;
+      },
+      pull() {
+        const conn = ex.conn;
+        if (conn?.paused) {
+          conn.paused = false;
+          conn.socket?.resume();
+        }
+      },
+      cancel() {
+        if (ex.phase !== Phase.Body) return;
+        ex.phase = Phase.Done;
+        ex.conn?.destroy();
+        ex.conn = undefined;
+        ex.endBody("client closed the response early");
+      },
+    },
+    { highWaterMark: 4 },
+  );
+  handOver(ex, stream);
+}
+
+function endStream(ex: Exchange, leftover: boolean): void {
+  ex.complete(leftover);
+  ex.controller!.close();
+  ex.endBody();
+}
+
+export { handlers, responseTimedOut, connectTimedOut };

@@ -1,0 +1,125 @@
+import { describe, expect, test } from "bun:test";
+import { Buffer } from "node:buffer";
+import { MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
+import { ChunkedDecoder } from "../core/http1/chunked.ts";
+
+function head(text: string) {
+  const buf = Buffer.from(`${text}\r\n\r\nBODY`, "latin1");
+  const h = parseHead(buf, 0)!;
+  expect(h.end).toBe(buf.length - 4);
+  return h;
+}
+
+function decode(text: string | Buffer, pieces = 1): { body: string; used: number; done: boolean } {
+  const buf = typeof text === "string" ? Buffer.from(text, "latin1") : text;
+  const d = new ChunkedDecoder();
+  const parts: Uint8Array[] = [];
+  let used = 0;
+  // Feed in `pieces` slices to exercise state kept across reads.
+  const step = Math.ceil(buf.length / pieces);
+  for (let off = 0; off < buf.length && !d.done; off += step) {
+    used = d.feed(buf, off, Math.min(buf.length, off + step), parts);
+  }
+  return { body: Buffer.concat(parts).toString("latin1"), used, done: d.done };
+}
+
+describe("response head parsing", () => {
+  test("status line, headers lower-cased in order, OWS trimmed, value bytes kept (obs-text)", () => {
+    const h = head("HTTP/1.1 404 Not Found\r\nX-A:  one \r\nContent-Length: 3\r\nX-Latin: caf\xe9");
+    expect(h).toMatchObject({ status: 404, statusText: "Not Found", contentLength: 3, chunked: false, close: false });
+    expect(h.rawHeaders).toEqual(["x-a", "one", "content-length", "3", "x-latin", "caf\xe9"]);
+  });
+
+  test("a status line without a reason phrase is accepted", () => {
+    expect(head("HTTP/1.1 204").statusText).toBe("");
+  });
+
+  test("HTTP/1.0 and Connection: close mark the connection as not reusable", () => {
+    expect(head("HTTP/1.0 200 OK\r\nContent-Length: 0").close).toBe(true);
+    expect(head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close").close).toBe(true);
+    expect(head("HTTP/1.1 200 OK\r\nConnection: keep-alive").close).toBe(false);
+  });
+
+  test("chunked framing is recognised, case-insensitively", () => {
+    expect(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked").chunked).toBe(true);
+  });
+
+  const rejected: [string, string][] = [
+    ["a bad status line", "HTTP/1.1 2000 OK"],
+    ["an unknown version", "HTTP/2.0 200 OK"],
+    ["a status under 100", "HTTP/1.1 099 Odd"],
+    ["obs-fold (a continuation line)", "HTTP/1.1 200 OK\r\nX-A: one\r\n two"],
+    ["a space before the colon", "HTTP/1.1 200 OK\r\nX-A : one"],
+    ["an empty header name", "HTTP/1.1 200 OK\r\n: one"],
+    ["a line without a colon", "HTTP/1.1 200 OK\r\nnonsense"],
+    ["a NUL in a value", "HTTP/1.1 200 OK\r\nX-A: o\x00ne"],
+    ["a bare CR in a value", "HTTP/1.1 200 OK\r\nX-A: o\rne"],
+    ["a control character in the reason", "HTTP/1.1 200 O\x01K"],
+    ["conflicting Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4"],
+    ["duplicate Content-Length, even equal", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3"],
+    ["a Content-Length list", "HTTP/1.1 200 OK\r\nContent-Length: 3, 3"],
+    ["a negative Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: -1"],
+    ["a non-numeric Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 0x10"],
+    ["a huge Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999"],
+    ["Transfer-Encoding with Content-Length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3"],
+    ["a Transfer-Encoding other than chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked"],
+    ["chunked twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked"],
+  ];
+  for (const [what, text] of rejected) {
+    test(`rejects ${what}`, () => {
+      expect(() => head(text)).toThrow(ParseError);
+    });
+  }
+
+  test("a bare LF as line ending is rejected, in the status line or a header", () => {
+    expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\nX-A: 1\r\n\r\n"), 0)).toThrow(ParseError);
+    expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\r\nX-A: 1\n\r\n"), 0)).toThrow(ParseError);
+  });
+
+  test("a head that has not all arrived is undefined, at any cut; one over 64 KiB is an error", () => {
+    const full = "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n";
+    for (let cut = 0; cut < full.length; cut++) expect(parseHead(Buffer.from(full.slice(0, cut)), 0)).toBeUndefined();
+    expect(parseHead(Buffer.from(`xx${full}`), 2)?.end).toBe(full.length + 2);
+    const big = Buffer.from(`HTTP/1.1 200 OK\r\nX-A: ${"a".repeat(MAX_HEAD)}`);
+    expect(() => parseHead(big, 0)).toThrow(/larger than/);
+  });
+
+  test("many headers (past the scratch size) are all kept", () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `X-${i}: v${i}`).join("\r\n");
+    const h = head(`HTTP/1.1 200 OK\r\n${lines}`);
+    expect(h.rawHeaders.length).toBe(600);
+    expect(h.rawHeaders.slice(-2)).toEqual(["x-299", "v299"]);
+  });
+});
+
+describe("chunked body decoding", () => {
+  test("decodes sizes in hex, skips extensions, drops trailers, stops after the last chunk", () => {
+    const text = "5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+    for (const pieces of [1, 3, text.length]) {
+      const r = decode(text, pieces);
+      expect(r).toMatchObject({ body: "hello0123456789", done: true });
+    }
+    expect(decode(text).used).toBe(text.length - 4);
+  });
+
+  test("is not done until the final CRLF arrives", () => {
+    expect(decode("3\r\nabc\r\n0\r\n").done).toBe(false);
+  });
+
+  const rejected: [string, string][] = [
+    ["a missing size", "\r\nabc\r\n0\r\n\r\n"],
+    ["a non-hex size", "g\r\nabc\r\n0\r\n\r\n"],
+    ["a signed size", "-3\r\nabc\r\n0\r\n\r\n"],
+    ["a size over 52 bits", "fffffffffffffff\r\n"],
+    ["data longer than its size", "2\r\nabc\r\n0\r\n\r\n"],
+    ["a bare LF after the size", "3\nabc\r\n0\r\n\r\n"],
+    ["a control character in an extension", "3;a=\x01\r\nabc\r\n0\r\n\r\n"],
+    ["obs-fold in a trailer", "0\r\nX-T: 1\r\n folded\r\n\r\n"],
+    ["a bare LF ending the body", "0\r\n\n"],
+  ];
+  for (const [what, text] of rejected) {
+    test(`rejects ${what}`, () => {
+      expect(() => decode(text)).toThrow(ParseError);
+    });
+  }
+});
