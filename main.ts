@@ -28,6 +28,9 @@ import type { Runtime } from "./core/runtime/types.ts";
 import { loadPlugins } from "./core/plugins/load.ts";
 import { pluginApiDts } from "./core/plugins/types-dts.ts";
 import { watchFiles } from "./core/plugins/watch.ts";
+import { runPrimary } from "./core/cluster/primary.ts";
+import { runWorker } from "./core/cluster/worker.ts";
+import { WORKER_ENV } from "./core/cluster/state.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
@@ -149,7 +152,8 @@ async function main(runtime: Runtime): Promise<number> {
           ? await load(values.config)
           : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
         const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
-        await startDemoBackends(runtime, ports);
+        // Workers serve the port; the demo backends run once, in the primary.
+        if (!workerId(runtime)) await startDemoBackends(runtime, ports);
         // The embedded demo config has no file to re-read: a reload re-uses it.
         return await serve(runtime, registry, config, { file: values.config, load }, (url) =>
           print(`\nFulcrum demo: ${ports.length} backends behind ${url}\nTry: curl -i ${url}/  (repeat it; the x-backend header rotates)\n`));
@@ -178,9 +182,32 @@ interface Source {
   pidFile?: string | undefined;
 }
 
-/** Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch) reload. */
+/** Set in a worker process spawned by the primary (core/cluster/): its number. */
+function workerId(runtime: Runtime): number | undefined {
+  const id = Number(runtime.env(WORKER_ENV));
+  return id > 0 && runtime.processes?.parent() ? id : undefined;
+}
+
+/**
+ * Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch)
+ * reload. With `workers` > 1, this process becomes the primary of that many workers.
+ */
 async function serve(runtime: Runtime, registry: Registry, config: Config, source: Source, onReady?: (url: string) => void): Promise<number> {
+  const loadConfig = source.file ? () => source.load(source.file!) : undefined;
+  const serviceVersion = pkg.version;
+  const worker = workerId(runtime);
+  if (worker !== undefined) return runWorker({ runtime, registry, config, id: worker, loadConfig, serviceVersion });
+  const workers = config.workers === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : config.workers;
+  if (workers > 1 && runtime.processes) {
+    return runPrimary({ runtime, registry, config, workers, loadConfig, configFile: source.file, pidFile: source.pidFile, serviceVersion, onReady });
+  }
   const logging = await setupLogging(runtime, config.log);
+  if (workers > 1) {
+    logging.logger.warning("workers: {workers} is not supported on {runtime} (no IPC between processes); serving with one process", {
+      workers: config.workers,
+      runtime: runtime.name,
+    });
+  }
   const obs = await startObservability(runtime, config, { logging, serviceVersion: pkg.version, env: runtime.env });
   let watcher: { close(): void } | undefined;
   const rewatch = (server: RunningServer) => {
@@ -194,7 +221,7 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, sourc
     logging,
     observer: obs.observer,
     metrics: obs.metrics,
-    loadConfig: source.file ? () => source.load(source.file!) : undefined,
+    loadConfig,
     onReload: rewatch,
     beforeListen: () => obs.listen(),
   });
@@ -235,7 +262,11 @@ async function pluginApiSource(runtime: Runtime): Promise<string> {
 function summarize(config: Config): string {
   const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
-  const lines = [`listen: ${config.listen.hostname}:${config.listen.port}`, `shutdown_timeout: ${ms(config.shutdown_timeout)}`];
+  const lines = [
+    `listen: ${config.listen.hostname}:${config.listen.port}`,
+    `workers: ${config.workers === "auto" ? `auto (${navigator.hardwareConcurrency || 1} on this machine)` : config.workers}`,
+    `shutdown_timeout: ${ms(config.shutdown_timeout)}`,
+  ];
   for (const [name, p] of Object.entries(config.pools)) {
     const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
     lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);

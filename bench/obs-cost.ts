@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { log, stop, stopAll } from "./lib/proc.ts";
+import { log, processTree, stop, stopAll } from "./lib/proc.ts";
 import { PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -29,11 +29,17 @@ const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
   : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-proto"];
 
-/** CPU seconds (user + system) the process has used so far. */
+/** CPU seconds (user + system) the process and its workers have used so far. */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    } catch {}
+  }
+  return total;
 }
 
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-cost-"));

@@ -21,6 +21,16 @@ export interface AdminTarget {
   reload?: () => Promise<{ readonly ok: boolean; readonly problems: readonly string[] }>;
   /** The config in effect (after a reload, the new one). */
   readonly config?: Config;
+  /** With several worker processes (core/cluster/): their view of the backends, and admin changes passed on. */
+  readonly cluster?: AdminCluster;
+}
+
+/** What the admin API needs of a primary process whose workers serve the traffic. */
+export interface AdminCluster {
+  /** Gather the workers' circuit, ejection and in-flight state; returns how to describe pools and backends with it. */
+  view(): Promise<{ pool(p: Pool): Record<string, unknown>; backend(p: Pool, b: Backend): Record<string, unknown> }>;
+  /** An operator drained, enabled or re-weighted `backend`: tell every worker (resolves once they applied it). */
+  changed(pool: Pool, backend: Backend): Promise<void>;
 }
 
 export interface AdminState {
@@ -85,11 +95,12 @@ export function createAdminApp(o: AdminOptions): Hono {
     return c.body(text, 200, { "content-type": contentType });
   });
 
-  app.get("/backends", (c) => {
+  app.get("/backends", async (c) => {
     const t = o.target();
     if (!t) return c.json({ error: "not serving yet" }, 503);
+    const view = await t.cluster?.view();
     const pools: Record<string, unknown> = {};
-    for (const p of t.gateway.pools.values()) pools[p.name] = poolStatus(p);
+    for (const p of t.gateway.pools.values()) pools[p.name] = view ? view.pool(p) : poolStatus(p);
     return c.json({ pools });
   });
 
@@ -106,26 +117,30 @@ export function createAdminApp(o: AdminOptions): Hono {
     return { pool, backend };
   };
 
-  app.get("/backends/:pool/:id", (c) => {
+  app.get("/backends/:pool/:id", async (c) => {
     const f = find(c);
-    return f instanceof Response ? f : c.json(f.backend.status());
+    if (f instanceof Response) return f;
+    const view = await o.target()?.cluster?.view();
+    return c.json(view ? view.backend(f.pool, f.backend) : f.backend.status());
   });
 
-  app.post("/backends/:pool/:id/drain", (c) => {
+  app.post("/backends/:pool/:id/drain", async (c) => {
     const f = find(c);
     if (f instanceof Response) return f;
     // Out of rotation now; requests already sent to it finish (watch `inflight` reach 0).
     f.backend.draining = true;
     f.pool.refresh();
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.warning("backend {backend} drained by the admin API", { pool: f.pool.name, backend: f.backend.id });
     return c.json(f.backend.status());
   });
 
-  app.post("/backends/:pool/:id/enable", (c) => {
+  app.post("/backends/:pool/:id/enable", async (c) => {
     const f = find(c);
     if (f instanceof Response) return f;
     f.backend.draining = false;
     f.pool.refresh();
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.info("backend {backend} enabled by the admin API", { pool: f.pool.name, backend: f.backend.id });
     return c.json(f.backend.status());
   });
@@ -147,6 +162,7 @@ export function createAdminApp(o: AdminOptions): Hono {
     f.backend.weight = w;
     // Same members, new weight: force the strategy to rebuild its tables.
     f.pool.refresh(true);
+    await o.target()?.cluster?.changed(f.pool, f.backend);
     o.logger.info("backend {backend} weight {from} → {to} by the admin API", { pool: f.pool.name, backend: f.backend.id, from, to: w });
     return c.json(f.backend.status());
   };
@@ -181,7 +197,7 @@ export function createAdminApp(o: AdminOptions): Hono {
   return app;
 }
 
-function poolStatus(p: Pool) {
+export function poolStatus(p: Pool) {
   return {
     strategy: p.strategyName,
     inflight: p.inflight,

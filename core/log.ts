@@ -42,9 +42,39 @@ function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format
   return (record: LogRecord) => writer.write(formatter(record));
 }
 
-/** Configure LogTape for the process; call again on reload to apply a new config. */
-export async function setupLogging(runtime: Runtime, config: LogConfig): Promise<Logging> {
-  const stdout = runtime.openWriter("stdout");
+/**
+ * Several processes share stdout (workers): hand it whole lines in writes of at most PIPE_BUF
+ * (4 KiB), which the kernel never interleaves with another process's writes.
+ */
+function lineAtomic(w: Writer): Writer {
+  const LIMIT = 4096;
+  let buffered = 0;
+  return {
+    write(text) {
+      const n = Buffer.byteLength(text);
+      if (buffered + n > LIMIT) {
+        w.flush();
+        buffered = 0;
+      }
+      w.write(text);
+      buffered += n;
+    },
+    flush() {
+      w.flush();
+      buffered = 0;
+    },
+    close: () => w.close(),
+  };
+}
+
+/**
+ * Configure LogTape for the process; call again on reload to apply a new config. `worker`: this
+ * is worker N (core/cluster/): every record carries `"worker": N`. `sharedStdout`: other
+ * processes write to the same stdout (a primary and its workers).
+ */
+export async function setupLogging(runtime: Runtime, config: LogConfig, opts: { worker?: number; sharedStdout?: boolean } = {}): Promise<Logging> {
+  const raw = runtime.openWriter("stdout");
+  const stdout = opts.worker === undefined && !opts.sharedStdout ? raw : lineAtomic(raw);
   const accessWriter = config.access_log_file ? runtime.openWriter({ path: config.access_log_file }) : stdout;
   await configure({
     reset: true,
@@ -56,9 +86,12 @@ export async function setupLogging(runtime: Runtime, config: LogConfig): Promise
       { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },
     ],
   });
+  const context = opts.worker === undefined ? undefined : { worker: opts.worker };
+  const logger = getLogger(["fulcrum"]);
+  const access = config.access_log ? getLogger(["fulcrum", "access"]) : undefined;
   return {
-    logger: getLogger(["fulcrum"]),
-    access: config.access_log ? getLogger(["fulcrum", "access"]) : undefined,
+    logger: context ? logger.with(context) : logger,
+    access: context ? access?.with(context) : access,
     async close() {
       stdout.flush();
       if (accessWriter !== stdout) await accessWriter.close();

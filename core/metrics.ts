@@ -5,7 +5,7 @@
  * `collect()` hooks. State that already lives elsewhere (backend health, circuit, in-flight) is
  * read at scrape time only, so it costs nothing per request.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from "prom-client";
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry, type Aggregator, type Metric, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import type { Pool } from "./pool.ts";
 
 /** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */
@@ -164,9 +164,16 @@ export interface Metrics extends GatewayMetrics {
   readonly retries: FastCounter;
   /** Where gauges read the live state from; set when the server is up (and again after a reload). */
   source: MetricsSource | undefined;
+  /** With workers: each worker's `registry.getMetricsAsJSON()`; render() aggregates them with this registry's. */
+  remote: (() => Promise<MetricsJson[]>) | undefined;
   /** The exposition text and its content type. */
   render(): Promise<{ text: string; contentType: string }>;
 }
+
+/** One process's metrics as `Registry.getMetricsAsJSON()` returns them (sent over IPC). */
+export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
+
+const PER_WORKER_ONLY = new Set(["fulcrum_backend_circuit_state"]);
 
 /** Build the metrics registry (with process metrics: CPU, memory, event-loop lag). */
 export function createMetrics(): Metrics {
@@ -187,8 +194,16 @@ export function createMetrics(): Metrics {
     rateLimited: new FastCounter(registry, "fulcrum_rate_limited_total", "Requests answered 429 by rate limiting.", ["route"]),
     pluginErrors: new FastCounter(registry, "fulcrum_plugin_errors_total", "Exceptions thrown by plugins (caught; the proxy kept serving).", ["plugin"]),
     logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.").child(),
+    remote: undefined,
     async render() {
-      return { text: await registry.metrics(), contentType: registry.contentType };
+      if (!m.remote) return { text: await registry.metrics(), contentType: registry.contentType };
+      // The primary serves no traffic: its circuit states (all closed) would only add noise.
+      const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
+      const remote = await m.remote();
+      // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
+      for (const metrics of remote) for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
+      const merged = AggregatorRegistry.aggregate([own, ...remote] as MetricObjectWithValues<MetricValue<string>>[][]);
+      return { text: await merged.metrics(), contentType: registry.contentType };
     },
   };
   registerStateGauges(m);
@@ -199,25 +214,27 @@ function registerStateGauges(m: Metrics): void {
   const registers = [m.registry];
   const labelNames = ["pool", "backend"];
   // Each gauge is refilled from the live pools at scrape time.
-  const perBackend = (name: string, help: string, value: (p: Pool, b: Pool["backends"][number]) => number) =>
+  // `aggregator`: how the primary combines the workers' series (README "Multi-core").
+  const perBackend = (name: string, help: string, aggregator: Aggregator, value: (p: Pool, b: Pool["backends"][number]) => number) =>
     new Gauge({
       name,
       help,
       labelNames,
       registers,
+      aggregator,
       collect() {
         this.reset();
         for (const p of m.source?.pools() ?? []) for (const b of p.backends) this.set({ pool: p.name, backend: b.id }, value(p, b));
       },
     });
-  perBackend("fulcrum_backend_up", "1 when the backend is healthy (active checks pass and not ejected), else 0.", (_p, b) => (b.healthy ? 1 : 0));
-  perBackend("fulcrum_backend_available", "1 when strategies may pick the backend (healthy, circuit allows, not drained).", (_p, b) => (b.isAvailable() ? 1 : 0));
-  perBackend("fulcrum_backend_draining", "1 while an operator has drained the backend.", (_p, b) => (b.draining ? 1 : 0));
-  perBackend("fulcrum_backend_weight", "The backend's current weight.", (_p, b) => b.weight);
-  perBackend("fulcrum_backend_in_flight", "Upstream requests in flight to the backend.", (_p, b) => b.inflight);
+  perBackend("fulcrum_backend_up", "1 when the backend is healthy (active checks pass and not ejected), else 0.", "min", (_p, b) => (b.healthy ? 1 : 0));
+  perBackend("fulcrum_backend_available", "1 when strategies may pick the backend (healthy, circuit allows, not drained).", "min", (_p, b) => (b.isAvailable() ? 1 : 0));
+  perBackend("fulcrum_backend_draining", "1 while an operator has drained the backend.", "max", (_p, b) => (b.draining ? 1 : 0));
+  perBackend("fulcrum_backend_weight", "The backend's current weight.", "max", (_p, b) => b.weight);
+  perBackend("fulcrum_backend_in_flight", "Upstream requests in flight to the backend.", "sum", (_p, b) => b.inflight);
   new Gauge({
     name: "fulcrum_backend_circuit_state",
-    help: "1 for the backend's current circuit state (closed, open, half-open), 0 for the others.",
+    help: "1 for the backend's current circuit state (closed, open, half-open), 0 for the others; with workers, how many are in each state.",
     labelNames: ["pool", "backend", "state"],
     registers,
     collect() {

@@ -109,6 +109,8 @@ export type BackendStatus = ReturnType<Backend["status"]>;
 export interface PoolDeps {
   clock: Clock;
   logger: Logger;
+  /** Told after each active health-check flip (with workers, the primary broadcasts it). */
+  onHealthChange?: ((pool: Pool, backend: Backend) => void) | undefined;
 }
 
 export class Pool {
@@ -161,6 +163,7 @@ export class Pool {
           reason: r.reason,
         });
         this.refresh();
+        deps.onHealthChange?.(this, b);
       });
     }
     this.refresh();

@@ -59,6 +59,8 @@ export interface GatewayDeps {
   observer?: Observer;
   /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
   metrics?: GatewayMetrics;
+  /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
+  onHealthChange?: (pool: Pool, backend: Backend) => void;
 }
 
 class RequestRecord implements Exchange {
@@ -140,7 +142,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         if (old) reused.add(old);
         return old ?? new Backend(b, pc);
       });
-      pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger }));
+      pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger, onHealthChange: deps.onHealthChange }));
     } catch (e) {
       problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
     }
@@ -330,7 +332,11 @@ export interface ServerDeps extends GatewayDeps {
   /** Called after each successful reload (e.g. to update the files being watched). */
   onReload?: (server: RunningServer) => void;
   /** Runs once the config and plugins are valid, before the proxy listens (e.g. the admin listener). */
-  beforeListen?: () => Promise<void>;
+  beforeListen?: (gateway: Gateway) => Promise<void>;
+  /** Share the port with other processes (a worker, core/cluster/). */
+  reusePort?: boolean;
+  /** A worker: the primary runs the active health checks and logs reloads and shutdown once for all. */
+  worker?: boolean;
 }
 
 /** Load the config's plugins, build the gateway, and start listening. */
@@ -339,7 +345,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   if (runtime.upstreamClient) useUpstreamClient(runtime.upstreamClient);
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
-  await deps.beforeListen?.();
+  await deps.beforeListen?.(current.gateway);
   const listener = await runtime.serve({
     hostname: config.listen.hostname,
     port: config.listen.port,
@@ -348,8 +354,10 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
     maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
     idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
+    reusePort: deps.reusePort,
   });
-  for (const pool of current.gateway.pools.values()) pool.start();
+  const checks = !deps.worker;
+  if (checks) for (const pool of current.gateway.pools.values()) pool.start();
   let stopping: Promise<void> | undefined;
   // Gateways replaced by a reload whose requests have not all finished yet.
   const retiring = new Set<Gateway>();
@@ -374,7 +382,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         current = next;
         // Health checks move to the new pools at once; the old ones would only probe twice.
         for (const p of old.pools.values()) p.stop();
-        for (const p of next.gateway.pools.values()) p.start();
+        if (checks) for (const p of next.gateway.pools.values()) p.start();
         // Close removed backends only once the requests that started on the old gateway are done.
         retiring.add(old);
         void old.drained().then(() => {
@@ -390,7 +398,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         const log = deps.logging.logger;
         const gateways = [current.gateway, ...retiring];
         const inflight = () => gateways.reduce((n, g) => n + g.inflight(), 0);
-        log.info("shutting down", { inflight: inflight() });
+        log[deps.worker ? "debug" : "info"]("shutting down", { inflight: inflight() });
         for (const g of gateways) for (const p of g.pools.values()) p.stop();
         // close() stops accepting, closes idle connections and resolves once the responses in
         // flight have been written out; drained() also covers bodies still streaming from us.
@@ -405,7 +413,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
           await listener.forceClose();
         }
         for (const g of gateways) g.close();
-        log.info("stopped");
+        log[deps.worker ? "debug" : "info"]("stopped");
       })();
       return stopping;
     },

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -56,6 +56,25 @@ describe("compiled binary (./compile.sh)", () => {
     children.push(child);
     expect(await rotation(child.url)).toEqual(["b1", "b2", "b1", "b2"]);
     child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+  });
+
+  test("with workers: 2 the binary runs copies of itself as its workers", async () => {
+    const app = join(binDir, "app");
+    writeFileSync(join(app, "workers.yaml"), `workers: 2\n${configText()}`);
+    const child = await spawnRun(["env", "-i", join(app, "fulcrum"), "run", "--config", "workers.yaml"], app);
+    try {
+      const pids: number[] = [];
+      for (let from = 0; pids.length < 2;) {
+        const line = await child.waitFor('"message":"worker listening"', from);
+        from = child.lines.indexOf(line) + 1;
+        pids.push(JSON.parse(line).pid as number);
+      }
+      for (const pid of pids) expect(readlinkSync(`/proc/${pid}/exe`)).toBe(join(app, "fulcrum"));
+      expect((await fetch(child.url)).status).toBe(200);
+    } finally {
+      await child.stop();
+    }
     expect(await child.exited).toBe(0);
   });
 
@@ -177,7 +196,7 @@ describe("Deno (deno task start)", () => {
       `export default { kind: "strategy", name: "second-" + version, create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`);
     const receiver = await startOtlpReceiver();
     writeFileSync(file, configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`) +
-      `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\n`);
+      `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\nworkers: 2\n`);
     const deno = join(ROOT, "node_modules", ".bin", "deno");
     const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
       cwd: ROOT,
@@ -185,6 +204,8 @@ describe("Deno (deno task start)", () => {
     }, 30_000);
     children.push(child);
     expect(child.lines.some((l) => l.includes('"runtime":"deno"'))).toBe(true);
+    // Deno has no IPC for worker processes: one process serves, and says so.
+    expect(child.lines.some((l) => l.includes("is not supported on") && l.includes('"workers":2'))).toBe(true);
     expect(await rotation(child.url)).toEqual(["b2", "b2", "b2", "b2"]);
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);

@@ -54,7 +54,9 @@ beforeAll(async () => {
   });
   const dir = mkdtempSync(join(tmpdir(), "fulcrum-stream-"));
   const file = join(dir, "fulcrum.yaml");
-  writeFileSync(file, `listen: 127.0.0.1:0\npools:\n  web:\n    backends: ["${backend.url}"]\nlog: { access_log: false }\n`);
+  // workers: 1 — the RSS measured must be the process that streams the bodies (with workers it would
+  // be the primary, which serves no traffic).
+  writeFileSync(file, `listen: 127.0.0.1:0\nworkers: 1\npools:\n  web:\n    backends: ["${backend.url}"]\nlog: { access_log: false }\n`);
   fulcrum = await spawnFulcrum(["run", "--config", file]);
   // Warm up so the baseline includes the JIT and connection pool.
   for (let i = 0; i < 20; i++) await (await fetch(`${fulcrum.url}/`, { method: "POST", body: "x" })).text();

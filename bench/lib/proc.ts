@@ -103,8 +103,8 @@ export async function portOpen(port: number, host = "127.0.0.1"): Promise<boolea
   });
 }
 
-/** VmRSS in bytes of pid plus all its descendants (nginx workers, forked children). */
-export function treeRss(pid: number): number {
+/** pid and all its descendants (nginx workers, Fulcrum's worker processes). */
+export function processTree(pid: number): number[] {
   const kids = new Map<number, number[]>();
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
@@ -114,15 +114,24 @@ export function treeRss(pid: number): number {
       (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(d));
     } catch {}
   }
-  let total = 0;
+  const out: number[] = [];
   const stack = [pid];
   while (stack.length) {
     const p = stack.pop()!;
+    out.push(p);
+    stack.push(...(kids.get(p) ?? []));
+  }
+  return out;
+}
+
+/** VmRSS in bytes of pid plus all its descendants. */
+export function treeRss(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
       if (m) total += Number(m[1]) * 1024;
     } catch {}
-    stack.push(...(kids.get(p) ?? []));
   }
   return total;
 }

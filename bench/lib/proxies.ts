@@ -112,8 +112,8 @@ ${servers}
 
 // ---- Fulcrum -----------------------------------------------------------------------------
 
-/** Added to every Fulcrum config. When `workers` lands: { workers: "auto" } (the issue's target). */
-const FULCRUM_BASE: Record<string, unknown> = {};
+/** Added to every Fulcrum config: one worker per core, like nginx's `worker_processes auto` (the issue's target). */
+const FULCRUM_BASE: Record<string, unknown> = { workers: peerWorkers ?? "auto" };
 
 const otlp = { endpoint: `http://127.0.0.1:${OTLP_PORT}/v1/traces`, protocol: "http/json" };
 

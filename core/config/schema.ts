@@ -316,9 +316,17 @@ const admin = z.preprocess(
   ),
 );
 
+const WORKERS = 'must be "auto" (one per CPU core) or a whole number of processes from 1 to 1024';
+/** Processes serving the port: "auto" = one per CPU core (core/cluster/). */
+const workers = z
+  .union([z.literal("auto"), z.number()], { error: WORKERS })
+  .refine((v) => v === "auto" || (Number.isInteger(v) && v >= 1 && v <= 1024), { error: WORKERS })
+  .default("auto");
+
 export const configSchema = z.strictObject(
   {
     listen: listen.default({ hostname: "0.0.0.0", port: 8080 }),
+    workers,
     shutdown_timeout: duration.default(30_000),
     pools: z.record(z.string(), pool, { error: "must be a map of pool name: pool" }),
     routes: z.array(route, { error: "must be a list of routes" }).optional(),

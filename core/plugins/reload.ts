@@ -44,6 +44,7 @@ function restartNeeded(running: Config, next: Config): string[] {
   if (!same(running.listen, next.listen)) out.push("listen");
   if (!same(running.limits, next.limits)) out.push("limits");
   if (!same(running.log, next.log)) out.push("log");
+  if (!same(running.workers, next.workers)) out.push("workers");
   return out;
 }
 
@@ -52,13 +53,17 @@ export interface ReloaderOptions {
   deps: ServerDeps;
   build: (config: Config, deps: GatewayDeps) => Gateway;
   current: () => ServingState;
-  swap: (next: ServingState) => void;
+  /** Switch to the new state; may finish asynchronously (the primary waits for its workers) and
+   * return problems that make the reload count as failed (a worker that rejected it). */
+  swap: (next: ServingState) => void | Promise<readonly string[] | void>;
   stopping: () => boolean;
 }
 
 /** A reload function; calls during a reload are coalesced into one more reload after it. */
 export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> {
   const log = o.deps.logging.logger;
+  // A worker's reloads are reported once, by its primary.
+  const info = o.deps.worker ? "debug" : "info";
 
   async function reloadOnce(): Promise<ReloadResult> {
     const started = performance.now();
@@ -68,18 +73,25 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       const plugins = await loadPlugins(config, { runtime: o.runtime, registry: o.deps.registry, fresh: true });
       const fixed = restartNeeded(running.config, config);
       if (fixed.length) {
-        log.warning("reload cannot change {keys} while running; keeping the running values (restart to apply)", { keys: fixed.join(", ") });
+        log[o.deps.worker ? "debug" : "warning"]("reload cannot change {keys} while running; keeping the running values (restart to apply)", {
+          keys: fixed.join(", "),
+        });
         config.listen = running.config.listen;
         config.limits = running.config.limits;
         config.log = running.config.log;
+        config.workers = running.config.workers;
       }
       const gateway = o.build(config, { ...o.deps, registry: plugins.registry, previous: running.gateway });
       if (o.stopping()) {
         gateway.retire(running.gateway);
         return { ok: false, problems: ["shutting down"] };
       }
-      o.swap({ config, gateway, files: plugins.files });
-      log.info("reloaded", {
+      const failed = await o.swap({ config, gateway, files: plugins.files });
+      if (failed?.length) {
+        log.error("reload incomplete: {problems}", { problems: failed.join("\n") });
+        return { ok: false, problems: failed };
+      }
+      log[info]("reloaded", {
         pools: [...gateway.pools.keys()],
         plugins: [...plugins.fromFile.keys()],
         duration_ms: Math.round(performance.now() - started),
@@ -87,7 +99,7 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       return { ok: true, problems: [] };
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
-      log.error("reload rejected; the running configuration keeps serving: {problems}", { problems: problems.join("\n") });
+      log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", { problems: problems.join("\n") });
       return { ok: false, problems };
     }
   }

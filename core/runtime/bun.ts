@@ -1,7 +1,8 @@
-import { mkdirSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
+import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 
@@ -30,7 +31,10 @@ function serve(options: ServeOptions): Promise<Listener> {
 }
 
 function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
-  const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(target.path);
+  // workers: a file is opened for appending, so several worker processes can share one access log
+  // (each write lands at the end) and a restart does not truncate it.
+  const fd = typeof target === "object" ? openSync(target.path, "a") : undefined;
+  const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
   const sink = file.writer({ highWaterMark: 64 * 1024 });
   // FileSink buffers until highWaterMark; flush on a short timer so lines appear promptly.
   let pending = false;
@@ -49,7 +53,10 @@ function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
     flush: () => void sink.flush(),
     close: async () => {
       await sink.flush();
-      if (typeof target === "object") await sink.end();
+      if (typeof target === "object") {
+        await sink.end();
+        closeSync(fd!);
+      }
     },
   };
 }
@@ -124,4 +131,5 @@ export const bunRuntime: Runtime = {
   importPlugin,
   kill: (pid, signal) => void process.kill(pid, signal),
   upstreamClient: bunUpstreamClient,
+  processes: bunProcesses, // workers (core/cluster/)
 };

@@ -75,4 +75,37 @@ export interface Runtime {
   kill(pid: number, signal: "SIGHUP" | "SIGTERM"): void;
   /** This runtime's own upstream HTTP client; node:http (core/upstream-node.ts) when absent. */
   readonly upstreamClient?: UpstreamClient;
+  /** Worker processes (`workers: N`); undefined where the runtime has no IPC for it (Deno). */
+  readonly processes?: Processes;
+}
+
+// ---- Worker processes (core/cluster/) ------------------------------------------------------
+
+/** A worker: this same program run again, with a message channel to it. */
+export interface WorkerProcess {
+  readonly pid: number;
+  /** Send a JSON-serialisable message; a no-op once the worker is gone. */
+  send(message: unknown): void;
+  kill(signal: "SIGTERM" | "SIGKILL"): void;
+  /** Resolves when the worker has exited, with its exit code or the signal that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+}
+
+/** A worker's channel to the primary that spawned it. */
+export interface ParentChannel {
+  send(message: unknown): void;
+  onMessage(handler: (message: unknown) => void): void;
+  /** The primary is gone (exited or killed): the channel closed. */
+  onDisconnect(handler: () => void): void;
+}
+
+export interface Processes {
+  /**
+   * Start this program again with `args` (the same executable: the compiled binary, or the
+   * runtime with the same entry script), `env` added to this process's environment, stdout and
+   * stderr shared with this process, and an IPC channel.
+   */
+  spawnSelf(args: readonly string[], env: Record<string, string>, onMessage: (message: unknown) => void): WorkerProcess;
+  /** The channel to the process that spawned this one, if it was spawned by {@link spawnSelf}. */
+  parent(): ParentChannel | undefined;
 }

@@ -77,12 +77,14 @@ export interface LineWatcher {
   readonly lines: string[];
   /** Resolves with the first line (past or future) containing `needle`, after `from` lines. */
   waitFor(needle: string, from?: number, timeoutMs?: number): Promise<string>;
+  /** Resolves when the stream ends: every process that held it (a primary and its workers) has exited. */
+  readonly closed: Promise<void>;
 }
 
 export function watchLines(stream: ReadableStream<Uint8Array>): LineWatcher {
   const lines: string[] = [];
   const waiters = new Set<{ needle: string; from: number; resolve: (l: string) => void }>();
-  (async () => {
+  const closed = (async () => {
     const decoder = new TextDecoder();
     let buf = "";
     for await (const chunk of stream) {
@@ -103,6 +105,7 @@ export function watchLines(stream: ReadableStream<Uint8Array>): LineWatcher {
   })();
   return {
     lines,
+    closed,
     waitFor(needle, from = 0, timeoutMs = 10_000) {
       const found = lines.slice(from).find((l) => l.includes(needle));
       if (found !== undefined) return Promise.resolve(found);

@@ -49,8 +49,10 @@ export function parsePrometheus(text: string): Map<string, Family> {
         labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_s, c: string) => (c === "n" ? "\n" : c));
       }
     }
-    const value = valueText === "+Inf" ? Infinity : valueText === "-Inf" ? -Infinity : valueText === "NaN" ? NaN : Number(valueText);
-    if (Number.isNaN(value) && valueText !== "NaN") throw new Error(`bad value, ${where}`);
+    // prom-client spells NaN "Nan" (an event-loop lag gauge read before its first sample).
+    const nan = valueText === "NaN" || valueText === "Nan";
+    const value = valueText === "+Inf" ? Infinity : valueText === "-Inf" ? -Infinity : nan ? NaN : Number(valueText);
+    if (Number.isNaN(value) && !nan) throw new Error(`bad value, ${where}`);
     const family = families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, ""));
     if (!family) throw new Error(`sample of an undeclared family, ${where}`);
     family.samples.push({ name, labels, value });

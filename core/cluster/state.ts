@@ -1,0 +1,145 @@
+/**
+ * What the primary and its workers say to each other over IPC, and the backend state they
+ * share. Shared (one view, set by the primary): active health, drain, weight. Per worker (each
+ * sees its own share of the traffic): circuit breaker, passive ejection, in-flight, latency.
+ */
+import { poolStatus } from "../admin.ts";
+import type { MetricsJson } from "../metrics.ts";
+import type { Backend, Pool } from "../pool.ts";
+import type { Gateway } from "../server.ts";
+
+/** Set on a worker's environment: its number, 1..N. */
+export const WORKER_ENV = "FULCRUM_WORKER";
+
+/** The state of a backend that every worker holds the same. */
+export interface SharedState {
+  /** Active health-check verdict (the primary runs the checks). */
+  healthy: boolean;
+  draining: boolean;
+  weight: number;
+}
+
+/** pool name → backend id → state. */
+export type Snapshot = Record<string, Record<string, SharedState>>;
+
+export type ToWorker =
+  | { t: "init"; port: number; snapshot: Snapshot }
+  /** `rid`: the primary waits for the worker's reply (an admin change). */
+  | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
+  | { t: "snapshot"; snapshot: Snapshot }
+  | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number };
+
+export type FromWorker =
+  | { t: "hello" }
+  | { t: "listening"; port: number }
+  /** Stopping on its own account (a signal sent to it, the primary gone), not on the primary's request. */
+  | { t: "leaving"; why: string }
+  | { t: "reply"; rid: number; ok?: boolean; problems?: readonly string[]; view?: WorkerView; metrics?: MetricsJson };
+
+/** A worker's own view of its backends, for the primary's GET /backends. */
+export interface WorkerView {
+  worker: number;
+  pid: number;
+  pools: Record<string, { inflight: number; available: number; panic: boolean; backends: Record<string, WorkerBackend> }>;
+}
+
+export interface WorkerBackend {
+  available: boolean;
+  circuit: string;
+  ejected: boolean;
+  inflight: number;
+  latency_ewma_ms: number;
+  recent_errors: number;
+}
+
+export function sharedState(b: Backend): SharedState {
+  return { healthy: b.activeHealthy, draining: b.draining, weight: b.weight };
+}
+
+export function snapshot(g: Gateway): Snapshot {
+  const out: Snapshot = {};
+  for (const p of g.pools.values()) {
+    const backends: Record<string, SharedState> = (out[p.name] = {});
+    for (const b of p.backends) backends[b.id] = sharedState(b);
+  }
+  return out;
+}
+
+/** Apply the primary's state to one backend; false if this worker has no such backend (mid-reload). */
+export function applyBackend(g: Gateway, pool: string, id: string, s: SharedState): boolean {
+  const p = g.pools.get(pool);
+  const b = p?.backends.find((x) => x.id === id);
+  if (!p || !b) return false;
+  const reweighted = b.weight !== s.weight;
+  b.activeHealthy = s.healthy;
+  b.draining = s.draining;
+  b.weight = s.weight;
+  // A new weight with the same members: weighted strategies rebuild their tables.
+  p.refresh(reweighted);
+  return true;
+}
+
+export function applySnapshot(g: Gateway, snap: Snapshot): void {
+  for (const [pool, backends] of Object.entries(snap)) {
+    for (const [id, s] of Object.entries(backends)) applyBackend(g, pool, id, s);
+  }
+}
+
+export function workerView(g: Gateway, worker: number, pid: number): WorkerView {
+  const pools: WorkerView["pools"] = {};
+  for (const p of g.pools.values()) {
+    const backends: Record<string, WorkerBackend> = {};
+    for (const b of p.backends) {
+      backends[b.id] = {
+        available: b.isAvailable(),
+        circuit: b.circuit,
+        ejected: b.ejectedUntil !== 0,
+        inflight: b.inflight,
+        latency_ewma_ms: Math.round(b.latencyEwma * 100) / 100,
+        recent_errors: b.recentErrors,
+      };
+    }
+    pools[p.name] = { inflight: p.inflight, available: p.available.length, panic: p.panicking, backends };
+  }
+  return { worker, pid, pools };
+}
+
+const SEVERITY: Record<string, number> = { closed: 0, "half-open": 1, open: 2 };
+
+/**
+ * The admin API's description of pools and backends on the primary: its own health view (probes,
+ * drain, weight) with the workers' circuit, ejection and in-flight merged in. A backend is
+ * `available` only if every worker may pick it; `circuit` is the worst state any worker has;
+ * `workers` lists each worker's own view.
+ */
+export function clusterView(views: readonly WorkerView[]) {
+  const backend = (p: Pool, b: Backend) => {
+    const s = b.status();
+    const per = views.map((v) => ({ worker: v.worker, pid: v.pid, ...v.pools[p.name]?.backends[b.id] }));
+    const seen = per.filter((x) => x.circuit !== undefined) as (WorkerBackend & { worker: number; pid: number })[];
+    const ejected = seen.some((x) => x.ejected);
+    let circuit = "closed";
+    for (const x of seen) if ((SEVERITY[x.circuit] ?? 0) > SEVERITY[circuit]!) circuit = x.circuit;
+    return {
+      ...s,
+      available: s.available && seen.every((x) => x.available),
+      healthy: s.active_healthy && !ejected,
+      ejected,
+      circuit,
+      inflight: seen.reduce((n, x) => n + x.inflight, 0),
+      recent_errors: seen.reduce((n, x) => n + x.recent_errors, 0),
+      workers: per,
+    };
+  };
+  const pool = (p: Pool) => {
+    const backends = p.backends.map((b) => backend(p, b));
+    return {
+      ...poolStatus(p),
+      inflight: views.reduce((n, v) => n + (v.pools[p.name]?.inflight ?? 0), 0),
+      available: backends.filter((b) => b.available).length,
+      panic: views.some((v) => v.pools[p.name]?.panic),
+      backends,
+    };
+  };
+  return { pool, backend };
+}

@@ -1,0 +1,117 @@
+/**
+ * A worker process of `workers: N`: serves the proxy port alongside its siblings (SO_REUSEPORT)
+ * and follows its primary: backend state (health, drain, weight) from its broadcasts, reloads
+ * and shutdown when told, and its own state and metrics when asked. No admin listener and no
+ * active health checks of its own. It exits when the primary goes away.
+ */
+import type { Config } from "../config/schema.ts";
+import { setupLogging } from "../log.ts";
+import { startObservability } from "../observability.ts";
+import type { Registry } from "../registry.ts";
+import type { Runtime } from "../runtime/types.ts";
+import { startServer, type Gateway, type RunningServer } from "../server.ts";
+import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
+
+export interface WorkerOptions {
+  runtime: Runtime;
+  registry: Registry;
+  config: Config;
+  /** This worker's number, 1..N. */
+  id: number;
+  /** Re-reads the config file on reload; undefined re-uses `config`. */
+  loadConfig: (() => Promise<Config>) | undefined;
+  serviceVersion: string;
+}
+
+export async function runWorker(o: WorkerOptions): Promise<number> {
+  const { runtime, config, id } = o;
+  const channel = runtime.processes?.parent();
+  if (!channel) throw new Error("a worker needs the IPC channel to its primary");
+  const send = (m: FromWorker) => channel.send(m);
+  const logging = await setupLogging(runtime, config.log, { worker: id });
+  const log = logging.logger;
+  const obs = await startObservability(runtime, config, { logging, serviceVersion: o.serviceVersion, env: runtime.env });
+
+  let server: RunningServer | undefined;
+  let starting: Gateway | undefined;
+  const gateway = () => server?.gateway ?? starting;
+  let init!: (m: Extract<ToWorker, { t: "init" }>) => void;
+  const initialized = new Promise<Extract<ToWorker, { t: "init" }>>((r) => (init = r));
+  let draining: Promise<void> | undefined;
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  const shutdown = (why?: string) => {
+    if (why && !draining) send({ t: "leaving", why });
+    // Not listening yet: nothing to drain.
+    if (!server) return runtime.exit(0);
+    draining ??= server.shutdown().then(stop);
+  };
+
+  channel.onMessage(async (raw) => {
+    const m = raw as ToWorker;
+    switch (m.t) {
+      case "init":
+        return init(m);
+      case "backend": {
+        const g = gateway();
+        if (g) applyBackend(g, m.pool, m.id, m.state);
+        if (m.rid !== undefined) send({ t: "reply", rid: m.rid, ok: true });
+        return;
+      }
+      case "snapshot": {
+        const g = gateway();
+        if (g) applySnapshot(g, m.snapshot);
+        return;
+      }
+      case "reload": {
+        const r = server ? await server.reload() : { ok: false, problems: ["still starting"] };
+        return send({ t: "reply", rid: m.rid, ok: r.ok, problems: r.problems });
+      }
+      case "status": {
+        const g = gateway();
+        return send({ t: "reply", rid: m.rid, ...(g ? { view: workerView(g, id, process.pid) } : {}) });
+      }
+      case "metrics":
+        return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.registry.getMetricsAsJSON() : [] });
+      case "shutdown":
+        // shutdown() stops accepting at once; the reply tells the primary the port is released here.
+        shutdown();
+        return send({ t: "reply", rid: m.rid, ok: true });
+    }
+  });
+  channel.onDisconnect(() => {
+    log.warning("the primary process is gone; shutting down");
+    shutdown("primary gone");
+  });
+  // A signal to the whole process group (Ctrl-C, systemd's KillMode=control-group) reaches us too.
+  runtime.onSignal("SIGTERM", () => shutdown("SIGTERM"));
+  runtime.onSignal("SIGINT", () => shutdown("SIGINT"));
+  // Reloads are coordinated by the primary (it validates first); a stray SIGHUP must not kill us.
+  runtime.onSignal("SIGHUP", () => log.debug("SIGHUP ignored by a worker: send it to the primary"));
+
+  server = await startServer(runtime, config, {
+    registry: o.registry,
+    logging,
+    observer: obs.observer,
+    metrics: obs.metrics,
+    loadConfig: o.loadConfig,
+    reusePort: true,
+    worker: true,
+    async beforeListen(g) {
+      starting = g;
+      // From hello on, the primary sends us every change; the snapshot covers what came before.
+      send({ t: "hello" });
+      const m = await initialized;
+      applySnapshot(g, m.snapshot);
+      // Port 0: the first worker's port, so that all share one.
+      config.listen.port = m.port;
+    },
+  });
+  obs.attach(server);
+  log.info("worker listening", { pid: process.pid, port: server.listener.port });
+  send({ t: "listening", port: server.listener.port });
+  await stopped;
+  await obs.close();
+  await logging.close();
+  return 0;
+}
