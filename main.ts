@@ -308,6 +308,8 @@ function summarize(config: Config): string {
   const admin = config.admin;
   lines.push(admin.enabled ? `admin: ${admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"}, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}` : "admin: off");
   const traces = config.telemetry?.traces;
+  const mx = config.telemetry?.metrics;
+  if (mx) lines.push(`metrics export: OTLP/JSON to ${mx.endpoint} every ${ms(mx.interval)}`);
   if (traces) lines.push(`tracing: ${traces.enabled === false ? "off" : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`}`);
   lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
   return lines.join("\n");

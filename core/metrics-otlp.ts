@@ -17,6 +17,7 @@ export interface MetricsExportConfig {
 }
 
 type AnyMetric = MetricObjectWithValues<MetricValue<string>>;
+type Labels = Record<string, string | number>;
 
 interface Logger {
   warn(message: string, props?: Record<string, unknown>): void;
@@ -45,24 +46,27 @@ export function toOtlp(
   const out: unknown[] = [];
   for (const m of metrics) {
     const base = { name: m.name, description: m.help };
-    if (m.type === "counter" || m.type === "gauge") {
+    // prom-client types `type` as an enum whose values are these strings.
+    const type = String(m.type);
+    if (type === "counter" || type === "gauge") {
       const dataPoints = m.values
         .filter((v) => Number.isFinite(v.value))
-        .map((v) => ({ attributes: attributes(v.labels), startTimeUnixNano: start, timeUnixNano: time, asDouble: v.value }));
-      out.push(m.type === "counter"
+        .map((v) => ({ attributes: attributes(v.labels as Labels), startTimeUnixNano: start, timeUnixNano: time, asDouble: v.value }));
+      out.push(type === "counter"
         ? { ...base, sum: { dataPoints, aggregationTemporality: 2, isMonotonic: true } }
         : { ...base, gauge: { dataPoints } });
-    } else if (m.type === "histogram") {
+    } else if (type === "histogram") {
       // prom-client lists cumulative `_bucket{le}` rows, then `_sum` and `_count`, per label set.
-      const series = new Map<string, { labels: Record<string, string | number>; bounds: number[]; cumulative: number[]; sum: number; count: number }>();
+      const series = new Map<string, { labels: Labels; bounds: number[]; cumulative: number[]; sum: number; count: number }>();
       for (const v of m.values) {
-        const key = labelKey(v.labels, "le");
+        const labels = v.labels as Labels;
+        const key = labelKey(labels, "le");
         let s = series.get(key);
-        if (!s) series.set(key, (s = { labels: v.labels, bounds: [], cumulative: [], sum: 0, count: 0 }));
+        if (!s) series.set(key, (s = { labels, bounds: [], cumulative: [], sum: 0, count: 0 }));
         const name = (v as { metricName?: string }).metricName ?? "";
         if (name.endsWith("_bucket")) {
-          if (v.labels.le !== "+Inf") {
-            s.bounds.push(Number(v.labels.le));
+          if (labels.le !== "+Inf") {
+            s.bounds.push(Number(labels.le));
             s.cumulative.push(v.value);
           }
         } else if (name.endsWith("_sum")) s.sum = v.value;

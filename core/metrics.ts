@@ -166,6 +166,8 @@ export interface Metrics extends GatewayMetrics {
   source: MetricsSource | undefined;
   /** With workers: each worker's `registry.getMetricsAsJSON()`; render() aggregates them with this registry's. */
   remote: (() => Promise<MetricsJson[]>) | undefined;
+  /** The registry to read: this process's, or with workers one aggregated over all of them. */
+  collect(): Promise<Registry>;
   /** The exposition text and its content type. */
   render(): Promise<{ text: string; contentType: string }>;
 }
@@ -195,15 +197,17 @@ export function createMetrics(): Metrics {
     pluginErrors: new FastCounter(registry, "fulcrum_plugin_errors_total", "Exceptions thrown by plugins (caught; the proxy kept serving).", ["plugin"]),
     logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.").child(),
     remote: undefined,
-    async render() {
-      if (!m.remote) return { text: await registry.metrics(), contentType: registry.contentType };
+    async collect() {
+      if (!m.remote) return registry;
       // The primary serves no traffic: its circuit states (all closed) would only add noise.
       const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
       const remote = await m.remote();
       // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
       for (const metrics of remote) for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
-      const merged = AggregatorRegistry.aggregate([own, ...remote] as MetricObjectWithValues<MetricValue<string>>[][]);
-      return { text: await merged.metrics(), contentType: registry.contentType };
+      return AggregatorRegistry.aggregate([own, ...remote] as MetricObjectWithValues<MetricValue<string>>[][]);
+    },
+    async render() {
+      return { text: await (await m.collect()).metrics(), contentType: registry.contentType };
     },
   };
   registerStateGauges(m);

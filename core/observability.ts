@@ -10,6 +10,8 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import { createObserver, type Observer } from "./observer.ts";
 import { startAdmin, type AdminListener, type AdminState, type AdminTarget } from "./admin.ts";
 import { createTelemetry, type Telemetry } from "./telemetry.ts";
+import { startMetricsExport, type MetricsExporter } from "./metrics-otlp.ts";
+import { hostname } from "node:os";
 import type { Runtime } from "./runtime/types.ts";
 
 /** Environment variable that supplies the admin token when `admin.token` is not set. */
@@ -55,6 +57,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   const state: AdminState = { ready: false, draining: false };
   let target: (AdminTarget & { gateway: { inflight(): number } }) | undefined;
   let admin: AdminListener | undefined;
+  let exporter: MetricsExporter | undefined;
   if (telemetry.enabled) log.info("tracing on", { endpoint: config.telemetry?.traces?.endpoint ?? "from OTEL_EXPORTER_OTLP_* or the default" });
   let closing: Promise<void> | undefined;
 
@@ -81,6 +84,17 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
         throw e;
       }
       if (admin) log.info("admin API listening", { url: admin.url, metrics: metrics !== undefined });
+      const exportTo = config.telemetry?.metrics;
+      if (exportTo && metrics) {
+        exporter = startMetricsExport(async () => (await metrics.collect()).getMetricsAsJSON(), exportTo, {
+          "service.name": config.telemetry?.traces?.service_name ?? o.env("OTEL_SERVICE_NAME") ?? "fulcrum",
+          "service.version": o.serviceVersion,
+          "host.name": hostname(),
+        }, { warn: (m, p) => tlog.warning(m, p ?? {}) });
+        log.info("metrics export on", { endpoint: exportTo.endpoint, interval_ms: exportTo.interval });
+      } else if (exportTo) {
+        log.warning("telemetry.metrics is set but metrics are off (admin.metrics: false or admin: false): nothing is exported");
+      }
     },
     attach(server) {
       target = server;
@@ -99,7 +113,8 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     close() {
       closing ??= (async () => {
         state.draining = true;
-        await telemetry.shutdown(o.flushTimeoutMs ?? 5000);
+        // Last export first: it reads the metrics the admin listener also serves.
+        await Promise.all([telemetry.shutdown(o.flushTimeoutMs ?? 5000), exporter?.stop()]);
         await admin?.close();
       })();
       return closing;

@@ -84,3 +84,33 @@ test("startMetricsExport posts OTLP/JSON on its interval with the configured hea
   await dead.stop(); // stop() flushes once
   expect(warnings).toEqual(["metrics export failed"]);
 });
+
+test("end to end: telemetry.metrics exports the requests Fulcrum served", async () => {
+  const { startFulcrum } = await import("./helpers/fulcrum.ts");
+  const { startBackend } = await import("./helpers/backends.ts");
+  const backend = startBackend("b1");
+  stops.push(() => backend.stop());
+  const seen: Body[] = [];
+  let resolveSeen!: () => void;
+  const gotFive = new Promise<void>((r) => (resolveSeen = r));
+  const total = (b: Body) =>
+    b.resourceMetrics[0]!.scopeMetrics[0]!.metrics.find((x) => x.name === "fulcrum_requests_total")?.sum?.dataPoints
+      .reduce((n, p) => n + (p.asDouble ?? 0), 0) ?? 0;
+  const collector = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      const body = (await req.json()) as Body;
+      seen.push(body);
+      if (total(body) === 5) resolveSeen();
+      return new Response("{}");
+    },
+  });
+  stops.push(() => collector.stop(true));
+  const f = await startFulcrum(`pools:\n  web: { backends: ["${backend.url}"] }\ntelemetry:\n  metrics: { endpoint: "http://127.0.0.1:${collector.port}/v1/metrics", interval: 50ms }\n`);
+  stops.push(() => f.stop());
+  for (let i = 0; i < 5; i++) await (await fetch(f.url)).text();
+  await gotFive;
+  const resource = seen.at(-1)!.resourceMetrics[0]!.resource.attributes;
+  expect(resource.find((a) => a.key === "service.name")?.value.stringValue).toBe("fulcrum");
+});

@@ -297,7 +297,23 @@ const traces = z
     error: "max_export_batch_size must not exceed max_queue_size",
   });
 
-const telemetry = z.strictObject({ traces: traces.optional() }, { error: "must be a map with traces" });
+/** OTLP/JSON export of the same metrics /metrics serves (needs admin.metrics, the default). */
+const metricsExport = z.strictObject(
+  {
+    endpoint: z
+      .string({ error: "must be an http:// or https:// URL" })
+      .refine(isHttpUrl, { error: "must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318" }),
+    headers: z.record(z.string(), z.coerce.string(), { error: "must be a map of header: value" }).default({}),
+    interval: duration.default(60_000),
+    timeout: duration.default(10_000),
+  },
+  { error: "must be a map with endpoint, headers, interval and timeout" },
+);
+
+const telemetry = z.strictObject(
+  { traces: traces.optional(), metrics: metricsExport.optional() },
+  { error: "must be a map with traces and/or metrics" },
+);
 
 const admin = z.preprocess(
   (v) => (v === false ? { enabled: false } : v),
