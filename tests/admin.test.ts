@@ -1,23 +1,15 @@
 // The admin API on its own loopback listener, against a real Fulcrum and real backends.
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { getLogger } from "@logtape/logtape";
-import { startBackend, type TestBackend } from "./helpers/backends.ts";
+import { type TestBackend } from "./helpers/backends.ts";
 import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
 import { parseConfig } from "../core/config/load.ts";
 import { startObservability } from "../core/observability.ts";
 import { bunRuntime } from "../core/runtime/bun.ts";
 import type { BackendStatus } from "../core/pool.ts";
+import { testScope } from "./helpers/scope.ts";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-function backend(name: string, handler?: Parameters<typeof startBackend>[1]): TestBackend {
-  const b = startBackend(name, handler);
-  cleanups.push(() => b.stop());
-  return b;
-}
+const { cleanups, backend } = testScope();
 async function fulcrum(yaml: string, env?: Record<string, string>): Promise<InProcess> {
   const f = await startFulcrum(yaml, { env });
   cleanups.push(() => f.stop());

@@ -1,32 +1,19 @@
 // /metrics on the admin listener: it parses as Prometheus text and its numbers match the
 // requests sent. Also: the observability config keys and their file:line:col errors, and the
 // compiled-in wiring through the real CLI (admin port, spans flushed on SIGTERM).
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBackend, type TestBackend } from "./helpers/backends.ts";
-import { spawnFulcrum, startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { spawnFulcrum, type InProcess } from "./helpers/fulcrum.ts";
 import { parsePrometheus, sum } from "./helpers/prometheus.ts";
 import { tempDir } from "./helpers/plugins.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 import { ConfigError, parseConfig } from "../core/config/load.ts";
 import { createMetrics } from "../core/metrics.ts";
+import { testScope } from "./helpers/scope.ts";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-function backend(name: string, handler?: Parameters<typeof startBackend>[1]): TestBackend {
-  const b = startBackend(name, handler);
-  cleanups.push(() => b.stop());
-  return b;
-}
-async function fulcrum(yaml: string): Promise<InProcess> {
-  const f = await startFulcrum(yaml);
-  cleanups.push(() => f.stop());
-  return f;
-}
+const { cleanups, backend, fulcrum } = testScope();
 async function scrape(f: InProcess) {
   const r = await fetch(`${f.adminUrl}/metrics`);
   expect(r.status).toBe(200);

@@ -1,21 +1,12 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { pluginFailureCounts } from "../core/plugins/isolate.ts";
-import { startBackends, type TestBackend } from "./helpers/backends.ts";
 import { runCli } from "./helpers/fulcrum.ts";
 import { ROOT, startFromFile, tempDir } from "./helpers/plugins.ts";
+import { testScope } from "./helpers/scope.ts";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-function backends(n: number): TestBackend[] {
-  const bs = startBackends(n);
-  for (const b of bs) cleanups.push(() => b.stop());
-  return bs;
-}
+const { cleanups, backends } = testScope();
 
 async function serveFile(file: string) {
   const f = await startFromFile(file);

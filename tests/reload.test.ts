@@ -1,18 +1,10 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { startBackend, startBackends, type TestBackend } from "./helpers/backends.ts";
+import { describe, expect, test } from "bun:test";
+import { startBackend } from "./helpers/backends.ts";
 import { runCli } from "./helpers/fulcrum.ts";
 import { spawnRun, startFromFile, tempDir } from "./helpers/plugins.ts";
+import { testScope } from "./helpers/scope.ts";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-function backends(n: number): TestBackend[] {
-  const bs = startBackends(n);
-  for (const b of bs) cleanups.push(() => b.stop());
-  return bs;
-}
+const { cleanups, backends } = testScope();
 
 // The strategy reads its choice from a helper file, so a reload must re-read helpers too.
 const STRATEGY = `import { choice } from "./lib/choice.ts";\nexport default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) };\n`;

@@ -1,33 +1,21 @@
 // Tracing through the real request path: Fulcrum in-process on loopback, real backends, and the
 // OTLP receiver as the collector.
-import { afterEach, describe, expect, test } from "bun:test";
-import { startBackend, closedPort, type TestBackend } from "./helpers/backends.ts";
-import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { describe, expect, test } from "bun:test";
+import { closedPort, type TestBackend } from "./helpers/backends.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 import { createTelemetry } from "../core/telemetry.ts";
 import { createObserver } from "../core/observer.ts";
 import type { Exchange } from "../core/proxy.ts";
+import { testScope } from "./helpers/scope.ts";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const { cleanups, backend, fulcrum } = testScope();
 
 async function receiver(mode?: "ok" | "hang" | "refuse"): Promise<OtlpReceiver> {
   const r = await startOtlpReceiver({ mode });
   cleanups.push(() => r.stop());
   return r;
 }
-function backend(name: string, handler?: Parameters<typeof startBackend>[1]): TestBackend {
-  const b = startBackend(name, handler);
-  cleanups.push(() => b.stop());
-  return b;
-}
-async function fulcrum(yaml: string): Promise<InProcess> {
-  const f = await startFulcrum(yaml);
-  cleanups.push(() => f.stop());
-  return f;
-}
+
 function config(backends: TestBackend[] | string[], traces: string, extra = ""): string {
   const urls = backends.map((b) => (typeof b === "string" ? b : b.url));
   return `pools:

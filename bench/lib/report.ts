@@ -70,16 +70,22 @@ export function formatSummaries(s: ProxySummary[]): string {
       p.idleConns ? `${p.idleConns.held}/${p.idleConns.requested}` : "-"]));
 }
 
-const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04"];
+const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777", "#65a30d", "#7c3aed"];
+// Peers keep one colour each (greys), so Fulcrum's variants never share theirs.
+const PEER_COLORS: Record<string, string> = { nginx: "#374151", haproxy: "#9ca3af" };
 const esc = (s: string) => s.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** Grouped bars per scenario, heights relative to the fastest proxy in that scenario, labels absolute. */
 export function svgChart(cells: Cell[], title: string, byBytes: Set<string>): string {
   const scenarios = [...new Set(cells.map((c) => c.scenario))];
   const proxies = [...new Set(cells.map((c) => c.proxy))];
+  let variant = 0;
+  const colour = new Map(proxies.map((p) => [p, PEER_COLORS[p] ?? COLORS[variant++ % COLORS.length]!]));
   const bw = 26, gap = 30, h = 260, top = 50, left = 40;
-  const gw = Math.max(proxies.length * bw + gap, 96); // room for the scenario label
-  const width = left + scenarios.length * gw + 20;
+  // Each scenario packs only the proxies it has (variants run on one scenario), so no gaps.
+  const present = (sc: string) => proxies.filter((p) => cells.some((c) => c.scenario === sc && c.proxy === p));
+  const groupW = (sc: string) => Math.max(present(sc).length * bw + gap, 96); // room for the scenario label
+  const width = left + scenarios.reduce((w, sc) => w + groupW(sc), 0) + 20;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top + 50 + proxies.length * 14}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
@@ -87,25 +93,26 @@ export function svgChart(cells: Cell[], title: string, byBytes: Set<string>): st
     `<text x="${left}" y="36" fill="#555">bar height: relative to the fastest proxy per scenario; label: req/s (MiB/s for ${[...byBytes].join(", ") || "-"})</text>`,
     `<line x1="${left}" y1="${top + h}" x2="${width - 10}" y2="${top + h}" stroke="#333"/>`,
   ];
-  scenarios.forEach((sc, si) => {
+  let x0 = left;
+  for (const sc of scenarios) {
     const cs = cells.filter((c) => c.scenario === sc);
     const val = (c: Cell) => (byBytes.has(sc) ? c.bytesPerSec : c.rps);
     const max = Math.max(...cs.map(val));
-    const x0 = left + si * gw;
-    proxies.forEach((p, pi) => {
-      const c = cs.find((c) => c.proxy === p);
-      if (!c) return;
+    const here = present(sc);
+    here.forEach((p, i) => {
+      const c = cs.find((c) => c.proxy === p)!;
       const bh = Math.max(1, Math.round((val(c) / max) * h));
-      const x = x0 + pi * bw;
+      const x = x0 + i * bw;
       const label = byBytes.has(sc) ? (c.bytesPerSec / 1024 ** 2).toFixed(0) : fmtN(c.rps);
-      out.push(`<rect x="${x}" y="${top + h - bh}" width="${bw - 4}" height="${bh}" fill="${COLORS[pi % COLORS.length]}"><title>${esc(`${p} ${sc}: ${fmtN(c.rps)} req/s, p99 ${fmtMs(c.p99Ms)} ms`)}</title></rect>`);
+      out.push(`<rect x="${x}" y="${top + h - bh}" width="${bw - 4}" height="${bh}" fill="${colour.get(p)}"><title>${esc(`${p} ${sc}: ${fmtN(c.rps)} req/s, p99 ${fmtMs(c.p99Ms)} ms`)}</title></rect>`);
       out.push(`<text x="${x + (bw - 4) / 2}" y="${top + h - bh - 4}" text-anchor="middle" font-size="9">${label}</text>`);
     });
-    out.push(`<text x="${x0 + (proxies.length * bw) / 2}" y="${top + h + 16}" text-anchor="middle">${esc(sc)}</text>`);
-  });
+    out.push(`<text x="${x0 + (here.length * bw) / 2}" y="${top + h + 16}" text-anchor="middle">${esc(sc)}</text>`);
+    x0 += groupW(sc);
+  }
   proxies.forEach((p, pi) => {
     const y = top + h + 40 + pi * 14;
-    out.push(`<rect x="${left}" y="${y - 9}" width="10" height="10" fill="${COLORS[pi % COLORS.length]}"/><text x="${left + 16}" y="${y}">${esc(p)}</text>`);
+    out.push(`<rect x="${left}" y="${y - 9}" width="10" height="10" fill="${colour.get(p)}"/><text x="${left + 16}" y="${y}">${esc(p)}</text>`);
   });
   out.push("</svg>");
   return out.join("\n");

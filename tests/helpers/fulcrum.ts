@@ -25,11 +25,8 @@ export interface InProcess {
  * Parse `yaml` as a config (listen and admin.listen are forced to 127.0.0.1:0) and serve it.
  * `env` is what OTEL_* and FULCRUM_ADMIN_TOKEN are read from (default: none set).
  */
-export async function startFulcrum(yaml: string, opts: { env?: Record<string, string> } = {}): Promise<InProcess> {
-  const registry = builtinRegistry();
-  const config = parseConfig(yaml, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
-  config.listen = { hostname: "127.0.0.1", port: 0 };
-  config.admin.listen = { hostname: "127.0.0.1", port: 0 };
+/** Send every log record (operational and access) to memory, for assertions. */
+export async function captureLogs(accessLog: boolean): Promise<{ records: LogRecord[]; logging: Logging }> {
   const records: LogRecord[] = [];
   await configure({
     reset: true,
@@ -39,11 +36,22 @@ export async function startFulcrum(yaml: string, opts: { env?: Record<string, st
       { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
     ],
   });
-  const logging: Logging = {
-    logger: getLogger(["fulcrum"]),
-    access: config.log.access_log ? getLogger(["fulcrum", "access"]) : undefined,
-    close: async () => {},
+  return {
+    records,
+    logging: {
+      logger: getLogger(["fulcrum"]),
+      access: accessLog ? getLogger(["fulcrum", "access"]) : undefined,
+      close: async () => {},
+    },
   };
+}
+
+export async function startFulcrum(yaml: string, opts: { env?: Record<string, string> } = {}): Promise<InProcess> {
+  const registry = builtinRegistry();
+  const config = parseConfig(yaml, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
+  config.listen = { hostname: "127.0.0.1", port: 0 };
+  config.admin.listen = { hostname: "127.0.0.1", port: 0 };
+  const { records, logging } = await captureLogs(config.log.access_log);
   const env = opts.env ?? {};
   const obs = await startObservability(bunRuntime, config, { logging, serviceVersion: "0.0.0-test", env: (n) => env[n], flushTimeoutMs: 2000 });
   const server = await startServer(bunRuntime, config, {

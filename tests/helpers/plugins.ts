@@ -1,10 +1,10 @@
 /** Helpers for plugin tests: temp folders with config and plugin files, Fulcrum from a config file. */
-import { configure, getLogger, type LogRecord } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { loadConfigFile } from "../../core/config/load.ts";
-import type { Logging } from "../../core/log.ts";
+import { captureLogs } from "./fulcrum.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/server.ts";
 import { builtinRegistry } from "../../main.ts";
@@ -47,21 +47,8 @@ export async function startFromFile(file: string): Promise<FromFile> {
     c.listen = { hostname: "127.0.0.1", port: 0 };
     return c;
   };
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { mem: (r) => records.push(r) },
-    loggers: [
-      { category: ["fulcrum"], sinks: ["mem"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
-    ],
-  });
   const config = await load();
-  const logging: Logging = {
-    logger: getLogger(["fulcrum"]),
-    access: config.log.access_log ? getLogger(["fulcrum", "access"]) : undefined,
-    close: async () => {},
-  };
+  const { records, logging } = await captureLogs(config.log.access_log);
   const server = await startServer(bunRuntime, config, { registry, logging, loadConfig: load });
   return {
     url: `http://127.0.0.1:${server.listener.port}`,
