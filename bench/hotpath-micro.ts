@@ -5,7 +5,7 @@ import { Buffer } from "node:buffer";
 import { configure, getJsonLinesFormatter, getLogger } from "@logtape/logtape";
 import { useUpstreamClient, type UpstreamAgent } from "../core/upstream.ts";
 import { parseConfig } from "../core/config/load.ts";
-import { buildGateway } from "../core/server.ts";
+import { buildGateway } from "../core/gateway.ts";
 import { downstreamHeaders, upstreamHeaders } from "../core/headers.ts";
 import { parseHead } from "../core/http1/response.ts";
 import { builtinRegistry } from "../main.ts";

@@ -16,7 +16,8 @@ import { createReloader, type ServingState } from "../plugins/reload.ts";
 import { watchFiles } from "../plugins/watch.ts";
 import type { Registry } from "../registry.ts";
 import type { Runtime, WorkerProcess } from "../runtime/types.ts";
-import { buildGateway, type ServerDeps } from "../server.ts";
+import { buildGateway } from "../gateway.ts";
+import type { ServerDeps } from "../server.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 
 export interface PrimaryOptions {

@@ -6,7 +6,7 @@
 import { poolStatus } from "../admin.ts";
 import type { MetricsJson } from "../metrics.ts";
 import type { Backend, Pool } from "../pool.ts";
-import type { Gateway } from "../server.ts";
+import type { Gateway } from "../gateway.ts";
 
 /** Set on a worker's environment: its number, 1..N. */
 export const WORKER_ENV = "FULCRUM_WORKER";

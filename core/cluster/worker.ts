@@ -9,7 +9,8 @@ import { setupLogging } from "../log.ts";
 import { startObservability } from "../observability.ts";
 import type { Registry } from "../registry.ts";
 import type { Runtime } from "../runtime/types.ts";
-import { startServer, type Gateway, type RunningServer } from "../server.ts";
+import type { Gateway } from "../gateway.ts";
+import { startServer, type RunningServer } from "../server.ts";
 import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {

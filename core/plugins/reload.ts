@@ -8,7 +8,8 @@ import { backendId, ConfigError } from "../config/load.ts";
 import type { BackendConfig, Config, PoolConfig } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { Gateway, GatewayDeps, ServerDeps } from "../server.ts";
+import type { Gateway, GatewayDeps } from "../gateway.ts";
+import type { ServerDeps } from "../server.ts";
 import { loadPlugins } from "./load.ts";
 
 export interface ReloadResult {

@@ -1,0 +1,307 @@
+/**
+ * The gateway: a validated config wired into pools with their strategies, routes as Hono apps
+ * with their middleware, and the access log. core/server.ts puts it behind a listener.
+ */
+import { Hono, type MiddlewareHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { Config, RouteConfig } from "./config/schema.ts";
+import { ConfigError, configSource } from "./config/load.ts";
+import type { Logging } from "./log.ts";
+import type { Middleware, PluginApi, PluginLogger } from "./plugin-api.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy, PluginFailure } from "./plugins/isolate.ts";
+import type { loadPlugins } from "./plugins/load.ts";
+import { reuseBackend } from "./plugins/reload.ts";
+import { Backend, Pool } from "./pool.ts";
+import { realClock, type Clock } from "./clock.ts";
+import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
+import type { Registry } from "./registry.ts";
+import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import type { SpanHandle } from "./telemetry.ts";
+
+type Env = { Bindings: { ex: Exchange } };
+
+interface Route {
+  /** Low-cardinality name for logs and spans: `host/path → pool`. */
+  readonly name: string;
+  readonly host: string | undefined;
+  /** `*.example.com` stored as `.example.com`. */
+  readonly hostSuffix: string | undefined;
+  readonly path: string;
+  readonly pool: Pool;
+  readonly app: Hono<Env>;
+}
+
+export interface Gateway {
+  readonly pools: ReadonlyMap<string, Pool>;
+  /** Handle one request from a client at `clientIp`. */
+  fetch(request: Request, clientIp: string): Promise<Response>;
+  /** Requests being served right now (including bodies still streaming). */
+  inflight(): number;
+  /** Resolves when no request is in flight. */
+  drained(): Promise<void>;
+  close(): void;
+  /** After a reload: close the backends that `successor` did not take over. */
+  retire(successor: Gateway): void;
+}
+
+export interface GatewayDeps {
+  /** Built-ins, plus the config's user plugins once {@link loadPlugins} has run. */
+  registry: Registry;
+  logging: Logging;
+  /** Time source for health checks, breakers and budgets; tests pass a manual one. */
+  clock?: Clock;
+  /** The gateway being replaced on reload: its backends with the same pool and id are reused. */
+  previous?: Gateway;
+  /** Tracing and metrics hooks (core/observer.ts); omitted when both are off. */
+  observer?: Observer;
+  /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
+  metrics?: GatewayMetrics;
+  /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
+  onHealthChange?: (pool: Pool, backend: Backend) => void;
+}
+
+class RequestRecord implements Exchange {
+  route = "";
+  pool = "";
+  backend = "";
+  status = 0;
+  bytes = 0;
+  attempts = 0;
+  retryReason: string | undefined = undefined;
+  streaming = false;
+  error: string | undefined = undefined;
+  span: SpanHandle | undefined = undefined;
+  #finished = false;
+
+  constructor(
+    private readonly finish: (ex: RequestRecord) => void,
+    readonly start: number,
+    readonly method: string,
+    readonly path: string,
+    readonly clientIp: string,
+    readonly observer: Observer | undefined,
+  ) {}
+
+  done(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.finish(this);
+  }
+}
+
+function pluginLogger(logging: Logging, name: string): PluginLogger {
+  const l = logging.logger.getChild(["plugin", name]);
+  return {
+    debug: (m, p) => l.debug(m, p ?? {}),
+    info: (m, p) => l.info(m, p ?? {}),
+    warn: (m, p) => l.warn(m, p ?? {}),
+    error: (m, p) => l.error(m, p ?? {}),
+  };
+}
+
+/** The `api` argument of a plugin's create(): other plugins by name, and a logger with its name. */
+export function pluginApi(registry: Registry, logging: Logging, name: string, observer?: Observer): PluginApi {
+  const api: PluginApi = {
+    strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
+    key: (n, options) => registry.createKey(n, options ?? {}, api),
+    log: pluginLogger(logging, name),
+    tracer: observer?.pluginTracer(name) ?? NOOP_PLUGIN_TRACER,
+  };
+  return api;
+}
+
+/**
+ * Build pools and routes from a config whose plugins are loaded ({@link loadPlugins}). Throws
+ * {@link ConfigError} if a strategy or middleware cannot be created. User plugins are wrapped
+ * for isolation; built-ins are not (they are part of the binary and tested as such).
+ */
+export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
+  const { registry, logging } = deps;
+  const source = configSource(config);
+  const problems: string[] = [];
+  const pools = new Map<string, Pool>();
+  const reused = new Set<Backend>();
+  const failureLog = logging.logger.getChild("plugins");
+  const failures = (name: string) =>
+    new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
+  for (const [name, pc] of Object.entries(config.pools)) {
+    const strategyName = pc.strategy.name;
+    const label = `pools.${name}.strategy: ${pc.strategy.plugin !== undefined ? `plugin ${pc.strategy.plugin}` : strategyName}`;
+    try {
+      if (strategyName === undefined) throw new Error("the plugin was not loaded (call loadPlugins first)");
+      const api = pluginApi(registry, logging, strategyName, deps.observer);
+      let strategy = registry.createStrategy(strategyName, pc.strategy.options, api);
+      if (!registry.isBuiltin("strategy", strategyName)) {
+        strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
+      }
+      const backends = pc.backends.map((b) => {
+        const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
+        if (old) reused.add(old);
+        return old ?? new Backend(b, pc);
+      });
+      pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger, onHealthChange: deps.onHealthChange }));
+    } catch (e) {
+      problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
+    }
+  }
+
+  const routeConfigs: RouteConfig[] = config.routes ?? [
+    { match: { path: "/" }, pool: [...pools.keys()][0]!, middleware: [], retry_non_idempotent: false },
+  ];
+  const chains = routeConfigs.map((rc, i) =>
+    rc.middleware.map((m, j) => {
+      const name = m.name!;
+      try {
+        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
+        if (registry.isBuiltin("middleware", name)) return mw;
+        return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
+      } catch (e) {
+        const label = `routes[${i}].middleware[${j}]: ${m.plugin !== undefined ? `plugin ${m.plugin}` : name}`;
+        problems.push(`${source.at(["routes", i, "middleware", j])}: ${label}: ${(e as Error).message}`);
+        return undefined;
+      }
+    })
+  );
+  if (problems.length) {
+    // Backends taken over from the running gateway stay open: it keeps serving.
+    for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
+    throw new ConfigError(problems);
+  }
+  const routes = routeConfigs.map((rc, i) => makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[]));
+  // Most specific first: an exact host before a wildcard before none, then the longest path.
+  routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
+
+  let inflight = 0;
+  let waiters: (() => void)[] = [];
+  const access = logging.access;
+  const observer = deps.observer;
+  const rateLimited = deps.metrics?.rateLimited;
+  const finish = (ex: RequestRecord) => {
+    inflight--;
+    const ids = observer?.requestEnd(ex);
+    // A 429 that never reached a backend came from rate limiting on the route.
+    if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
+    if (access) {
+      const line: Record<string, unknown> = {
+        method: ex.method,
+        path: ex.path,
+        status: ex.status,
+        route: ex.route,
+        pool: ex.pool,
+        backend: ex.backend,
+        duration_ms: Math.round((performance.now() - ex.start) * 1000) / 1000,
+        bytes: ex.bytes,
+        attempts: ex.attempts,
+        client_ip: ex.clientIp,
+      };
+      // Optional fields are set, not spread: a spread allocates an object per request.
+      if (ex.retryReason) line.retry_reason = ex.retryReason;
+      if (ex.error) line.error = ex.error;
+      if (ids) {
+        line.trace_id = ids.trace_id;
+        line.span_id = ids.span_id;
+      }
+      access.info("access", line);
+    }
+    if (inflight === 0 && waiters.length) {
+      for (const w of waiters) w();
+      waiters = [];
+    }
+  };
+
+  async function fetch(request: Request, clientIp: string): Promise<Response> {
+    inflight++;
+    const url = request.url;
+    const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+    const queryStart = url.indexOf("?", pathStart);
+    const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
+    const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
+    let response: Response;
+    try {
+      const route = matchRoute(routes, request.headers.get("host"), path);
+      if (observer) {
+        if (route) ex.route = route.name;
+        observer.requestStart(ex, request);
+      }
+      if (!route) {
+        ex.status = 404;
+        response = errorResponse(404, "no route for this host and path");
+      } else {
+        ex.route = route.name;
+        response = await route.app.fetch(request, { ex });
+        if (!ex.status) ex.status = response.status;
+      }
+    } catch (e) {
+      logging.logger.error("request failed", { error: String(e), path });
+      ex.status = 500;
+      ex.error = String(e);
+      ex.streaming = false;
+      response = errorResponse(500, "internal error");
+    }
+    if (!ex.streaming) ex.done();
+    return response;
+  }
+
+  return {
+    pools,
+    fetch,
+    inflight: () => inflight,
+    drained: () => (inflight === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
+    close() {
+      for (const p of pools.values()) p.close();
+    },
+    retire(successor) {
+      const kept = new Set<Backend>();
+      for (const p of successor.pools.values()) for (const b of p.backends) kept.add(b);
+      for (const p of pools.values()) for (const b of p.backends) if (!kept.has(b)) b.close();
+    },
+  };
+}
+
+function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[]): Route {
+  const host = rc.match.host?.toLowerCase();
+  const app = new Hono<Env>();
+  app.onError((err, c) => {
+    // A middleware's deliberate answer (401, 403, 429, …).
+    if (err instanceof HTTPException) return err.getResponse();
+    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
+    if (!(err instanceof PluginFailure)) logging.logger.error("route failed", { route: c.env.ex.route, error: String(err) });
+    c.env.ex.error = String(err);
+    return errorResponse(500, "internal error");
+  });
+  // No middleware, no extra work: the route is one handler, as before.
+  for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
+  const options = { retryNonIdempotent: rc.retry_non_idempotent };
+  app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex, options));
+  return {
+    name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
+    host: host?.startsWith("*.") ? undefined : host,
+    hostSuffix: host?.startsWith("*.") ? host.slice(1) : undefined,
+    path: rc.match.path,
+    pool,
+    app,
+  };
+}
+
+function hostRank(r: Route): number {
+  return r.host ? 2 : r.hostSuffix ? 1 : 0;
+}
+
+function matchRoute(routes: readonly Route[], hostHeader: string | null, path: string): Route | undefined {
+  let host = hostHeader?.toLowerCase() ?? "";
+  const colon = host.lastIndexOf(":");
+  if (colon > 0 && host.indexOf("]", colon) < 0) host = host.slice(0, colon);
+  for (const r of routes) {
+    if (r.host !== undefined && r.host !== host) continue;
+    if (r.hostSuffix !== undefined && !host.endsWith(r.hostSuffix)) continue;
+    if (pathMatches(r.path, path)) return r;
+  }
+  return undefined;
+}
+
+/** `/api` matches `/api` and `/api/x` but not `/apix`; a prefix ending in `/` matches anything below it. */
+function pathMatches(prefix: string, path: string): boolean {
+  if (!path.startsWith(prefix)) return false;
+  return prefix.endsWith("/") || path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+}
