@@ -101,39 +101,72 @@ export async function spawnListening(
   timeoutMs = 10_000,
 ): Promise<Child> {
   const proc = Bun.spawn(cmd, { cwd: options.cwd, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe" });
-  const lines: string[] = [];
-  let url: string | undefined;
-  const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`fulcrum did not start within ${timeoutMs}ms: ${lines.join("\n")}`)), timeoutMs);
-    (async () => {
-      const decoder = new TextDecoder();
-      let buf = "";
-      for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          lines.push(line);
-          if (!url && line.includes('"message":"listening"')) {
-            url = JSON.parse(line).url as string;
-            clearTimeout(timer);
-            resolve(url);
-          }
-        }
-      }
-      clearTimeout(timer);
-      if (!url) reject(new Error(`fulcrum exited before listening: ${lines.join("\n")}\n${await new Response(proc.stderr as ReadableStream).text()}`));
-    })();
-  });
+  const watch = watchLines(proc.stdout as ReadableStream<Uint8Array>);
+  let line: string;
   try {
-    await ready;
+    line = await Promise.race([
+      watch.waitFor('"message":"listening"', 0, timeoutMs),
+      watch.closed.then(async (): Promise<string> => {
+        const stderr = await new Response(proc.stderr as ReadableStream).text();
+        throw new Error(`fulcrum exited before listening: ${watch.lines.join("\n")}\n${stderr}`);
+      }),
+    ]);
   } catch (e) {
     proc.kill("SIGKILL");
     throw e;
   }
-  return { proc, url: url!, lines, exited: proc.exited, kill: (s = "SIGTERM") => proc.kill(s) };
+  return { proc, url: JSON.parse(line).url as string, lines: watch.lines, exited: proc.exited, kill: (s = "SIGTERM") => proc.kill(s) };
 }
+
+/** A child `bun main.ts …` whose stdout lines can be awaited (no polling). */
+export interface LineWatcher {
+  readonly lines: string[];
+  /** Resolves with the first line (past or future) containing `needle`, after `from` lines. */
+  waitFor(needle: string, from?: number, timeoutMs?: number): Promise<string>;
+  /** Resolves when the stream ends: every process that held it (a primary and its workers) has exited. */
+  readonly closed: Promise<void>;
+}
+
+export function watchLines(stream: ReadableStream<Uint8Array>): LineWatcher {
+  const lines: string[] = [];
+  const waiters = new Set<{ needle: string; from: number; resolve: (l: string) => void }>();
+  const closed = (async () => {
+    const decoder = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stream) {
+      buf += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        for (const w of waiters) {
+          if (lines.length > w.from && line.includes(w.needle)) {
+            waiters.delete(w);
+            w.resolve(line);
+          }
+        }
+      }
+    }
+  })();
+  return {
+    lines,
+    closed,
+    waitFor(needle, from = 0, timeoutMs = 10_000) {
+      const found = lines.slice(from).find((l) => l.includes(needle));
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { needle, from, resolve: (l: string) => (clearTimeout(timer), resolve(l)) };
+        const timer = setTimeout(() => {
+          waiters.delete(w);
+          reject(new Error(`no line containing ${needle} within ${timeoutMs}ms:\n${lines.slice(-20).join("\n")}`));
+        }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+  };
+}
+
 
 /** Run `bun main.ts <args>` to completion. */
 export async function runCli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { loadConfigFile } from "../../core/config/load.ts";
-import { captureLogs } from "./fulcrum.ts";
+import { captureLogs, watchLines, type LineWatcher } from "./fulcrum.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/server.ts";
 import { builtinRegistry } from "../../main.ts";
@@ -56,55 +56,6 @@ export async function startFromFile(file: string): Promise<FromFile> {
     records,
     logged: (message) => records.filter((r) => r.rawMessage === message || r.message.join("") === message),
     stop: () => server.shutdown(),
-  };
-}
-
-/** A child `bun main.ts …` whose stdout lines can be awaited (no polling). */
-export interface LineWatcher {
-  readonly lines: string[];
-  /** Resolves with the first line (past or future) containing `needle`, after `from` lines. */
-  waitFor(needle: string, from?: number, timeoutMs?: number): Promise<string>;
-  /** Resolves when the stream ends: every process that held it (a primary and its workers) has exited. */
-  readonly closed: Promise<void>;
-}
-
-export function watchLines(stream: ReadableStream<Uint8Array>): LineWatcher {
-  const lines: string[] = [];
-  const waiters = new Set<{ needle: string; from: number; resolve: (l: string) => void }>();
-  const closed = (async () => {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stream) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        for (const w of waiters) {
-          if (lines.length > w.from && line.includes(w.needle)) {
-            waiters.delete(w);
-            w.resolve(line);
-          }
-        }
-      }
-    }
-  })();
-  return {
-    lines,
-    closed,
-    waitFor(needle, from = 0, timeoutMs = 10_000) {
-      const found = lines.slice(from).find((l) => l.includes(needle));
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const w = { needle, from, resolve: (l: string) => (clearTimeout(timer), resolve(l)) };
-        const timer = setTimeout(() => {
-          waiters.delete(w);
-          reject(new Error(`no line containing ${needle} within ${timeoutMs}ms:\n${lines.slice(-20).join("\n")}`));
-        }, timeoutMs);
-        waiters.add(w);
-      });
-    },
   };
 }
 
