@@ -225,6 +225,11 @@ export class Pool {
     b.breaker?.onStart();
   }
 
+  /** An attempt ended with no verdict on the backend (the client went away). */
+  abandon(b: Backend): void {
+    b.breaker?.onAbandon();
+  }
+
   release(b: Backend): void {
     b.inflight--;
     this.inflight--;

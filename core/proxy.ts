@@ -178,9 +178,13 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
       pool.release(backend);
       const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
       ex.error = `${err.kind}: ${err.message}`;
-      // The client left; not the backend's fault, so not recorded against it.
-      if (err.kind === "aborted") ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
-      if (err.kind === "aborted") return clientGone(ex);
+      if (err.kind === "aborted") {
+        // The client left: not the backend's fault, so nothing is recorded against it, but a
+        // half-open trial slot it held is freed.
+        ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
+        pool.abandon(backend);
+        return clientGone(ex);
+      }
       pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind });
       ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
       const kind: FailureKind = err.kind;

@@ -49,6 +49,13 @@ export class CircuitBreaker {
     if (this.#trials === this.config.half_open_requests) this.onChange("half-open", "half-open", "trial slots full");
   }
 
+  /** A request that started gave no verdict (the client left first): free its trial slot. */
+  onAbandon(): void {
+    if (this.state !== "half-open" || this.#trials === 0) return;
+    this.#trials--;
+    this.onChange("half-open", "half-open", "trial slot free");
+  }
+
   onSuccess(): void {
     this.#consecutive = 0;
     this.#window.add(1, 0);

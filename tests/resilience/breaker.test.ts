@@ -118,3 +118,19 @@ describe("retry policy", () => {
     expect(later).toBe(2);
   });
 });
+
+describe("circuit breaker: abandoned trials", () => {
+  test("a half-open trial abandoned by its client frees the slot instead of wedging the circuit", () => {
+    const { b, clock } = breaker({ half_open_requests: 1 });
+    for (let i = 0; i < 3; i++) b.onFailure("x");
+    clock.advance(5_000);
+    b.onStart();
+    expect(b.allows()).toBe(false);
+    b.onAbandon();
+    expect(b.state).toBe("half-open");
+    expect(b.allows()).toBe(true);
+    b.onStart();
+    b.onSuccess();
+    expect(b.state).toBe("closed");
+  });
+});

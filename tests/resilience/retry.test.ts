@@ -235,3 +235,39 @@ describe("reload", () => {
     for (let i = 0; i < 4; i++) expect((await fetch(f.url)).headers.get("x-backend")).toBe("good");
   });
 });
+
+describe("circuit breaker end to end", () => {
+  test("a client abandoning the half-open trial request does not wedge the circuit", async () => {
+    let mode: "fail" | "hang" | "ok" = "fail";
+    let arrived!: () => void;
+    const b = track(startBackend("b", async () => {
+      if (mode === "fail") return new Response("no", { status: 500 });
+      if (mode === "hang") {
+        arrived();
+        return new Promise<Response>(() => {});
+      }
+      return new Response("yes", { headers: { "x-backend": "b" } });
+    }));
+    const f = await serve([b.url], "    retry: { attempts: 1 }\n    circuit_breaker: { failures: 2, open_for: 100ms, half_open_requests: 1 }");
+    for (let i = 0; i < 2; i++) expect((await fetch(f.url)).status).toBe(500);
+    const backend = f.server.gateway.pools.get("web")!.backends[0]!;
+    expect(backend.circuit).toBe("open");
+    const deadline = Date.now() + 5_000;
+    while (backend.circuit !== "half-open" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(backend.circuit).toBe("half-open");
+
+    mode = "hang";
+    const reached = new Promise<void>((r) => (arrived = r));
+    const ac = new AbortController();
+    const trial = fetch(f.url, { signal: ac.signal }).catch(() => "aborted");
+    await reached;
+    ac.abort();
+    expect(await trial).toBe("aborted");
+    while (backend.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+
+    mode = "ok";
+    const r = await fetch(f.url);
+    expect(r.status).toBe(200);
+    expect(backend.circuit).toBe("closed");
+  });
+});
