@@ -70,6 +70,7 @@ class RequestRecord implements Exchange {
   attempts = 0;
   retryReason: string | undefined = undefined;
   streaming = false;
+  upstreamBody: ReadableStream<Uint8Array> | undefined = undefined;
   error: string | undefined = undefined;
   span: SpanHandle | undefined = undefined;
   #finished = false;
@@ -230,16 +231,21 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       } else {
         ex.route = route.name;
         response = await route.app.fetch(request, { ex });
-        if (!ex.status) ex.status = response.status;
+        // What the client gets: a middleware may have answered or replaced the backend's response.
+        if (ex.status !== 499) ex.status = response.status;
       }
     } catch (e) {
       logging.logger.error("request failed", { error: String(e), path });
       ex.status = 500;
       ex.error = String(e);
-      ex.streaming = false;
       response = errorResponse(500, "internal error");
     }
-    if (!ex.streaming) ex.done();
+    const upstream = ex.upstreamBody;
+    if (ex.streaming && upstream !== undefined && response.body !== upstream) {
+      // A middleware replaced the proxied response (or failed after it): nobody will read the
+      // backend's body, so cancel it; that releases the backend and ends the request.
+      upstream.cancel().catch(() => {});
+    } else if (!ex.streaming) ex.done();
     return response;
   }
 

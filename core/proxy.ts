@@ -28,6 +28,8 @@ export interface Exchange {
   retryReason: string | undefined;
   /** True while the response body is still streaming; {@link Exchange.done} runs when it ends. */
   streaming: boolean;
+  /** The backend's body being streamed, so it can be cancelled if a middleware does not pass it on. */
+  upstreamBody: ReadableStream<Uint8Array> | undefined;
   error: string | undefined;
   /** Tracing and metrics hooks; undefined when both are off. */
   readonly observer: Observer | undefined;
@@ -83,8 +85,12 @@ class Attempt {
     this.finish();
   };
 
-  /** Release the backend and, for the response we returned, end the request. */
+  #finished = false;
+
+  /** Release the backend and, for the response we returned, end the request. Once. */
   finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
     this.pool.release(this.backend);
     if (!this.final) return;
     this.ex.bytes = this.bytes;
@@ -209,15 +215,29 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
         (tried ??= []).push(backend);
         continue;
       }
-      if (request.signal.aborted) return clientGone(ex);
+      if (request.signal.aborted) {
+        discard(res, attempt);
+        return clientGone(ex);
+      }
     }
 
+    let response: Response;
+    try {
+      response = new Response(res.body, { status, statusText: res.statusText, headers: downstreamHeaders(res.rawHeaders) });
+    } catch (e) {
+      // A response the runtime refuses to carry (a header value it rejects): the backend's fault.
+      discard(res, attempt);
+      ex.error = `unusable response: ${e instanceof Error ? e.message : String(e)}`;
+      return errorResponse(502, "bad gateway");
+    }
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;
-    if (res.body !== null && !attempt.endedEarly) ex.streaming = true;
-    else attempt.finish();
-    return new Response(res.body, { status, statusText: res.statusText, headers: downstreamHeaders(res.rawHeaders) });
+    if (res.body instanceof ReadableStream && !attempt.endedEarly) {
+      ex.streaming = true;
+      ex.upstreamBody = res.body;
+    } else attempt.finish();
+    return response;
   }
 }
 

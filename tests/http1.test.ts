@@ -48,6 +48,7 @@ describe("response head parsing", () => {
     ["a bad status line", "HTTP/1.1 2000 OK"],
     ["an unknown version", "HTTP/2.0 200 OK"],
     ["a status under 100", "HTTP/1.1 099 Odd"],
+    ["a status over 599 (no Response can carry it)", "HTTP/1.1 600 Odd"],
     ["obs-fold (a continuation line)", "HTTP/1.1 200 OK\r\nX-A: one\r\n two"],
     ["a space before the colon", "HTTP/1.1 200 OK\r\nX-A : one"],
     ["an empty header name", "HTTP/1.1 200 OK\r\n: one"],

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import { closedPort, startBackend, startBackends, startRawBackend, type TestBackend } from "./helpers/backends.ts";
 import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { tempDir } from "./helpers/plugins.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -213,6 +214,37 @@ describe("errors", () => {
     const f = await serve(`${poolYaml([b!])}routes:\n  - match: { host: api.example.com }\n    pool: web\n`);
     expect((await fetch(f.url, { headers: { host: "other.example.com" } })).status).toBe(404);
     expect((await fetch(f.url, { headers: { host: "api.example.com" } })).status).toBe(200);
+  });
+});
+
+describe("responses that are not passed on", () => {
+  test("a backend status above 599 → 502, and the request is released", async () => {
+    const b = startRawBackend((_h, s) => s.write("HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok"));
+    cleanups.push(() => b.stop());
+    const f = await serve(poolYaml([b]));
+    expect((await fetch(f.url)).status).toBe(502);
+    expect(f.server.gateway.inflight()).toBe(0);
+    expect(f.server.gateway.pools.get("web")!.backends[0]!.inflight).toBe(0);
+  });
+
+  test("a middleware that replaces or fails after a streaming response releases the backend's body", async () => {
+    const t = tempDir();
+    const plugin = t.write("after-next.ts", `export default { kind: "middleware", name: "after-next", create: () => async (c, next) => {
+  await next();
+  if (c.req.header("x-mode") === "replace") c.res = new Response("custom page\\n", { status: 404 });
+  if (c.req.header("x-mode") === "throw") throw new Error("post-processing failed");
+} };\n`);
+    // A body large enough to still be streaming when the middleware runs.
+    const big = new Uint8Array(4 * 1024 * 1024);
+    const [b] = track(startBackend("big", () => new Response(big, { status: 404 })));
+    const f = await serve(`${poolYaml([b!])}routes:\n  - { pool: web, middleware: [ { plugin: "${plugin}" } ] }\n`);
+    const replaced = await fetch(f.url, { headers: { "x-mode": "replace" } });
+    expect(await replaced.text()).toBe("custom page\n");
+    expect((await fetch(f.url, { headers: { "x-mode": "throw" } })).status).toBe(500);
+    await waitFor(() => f.access().length === 2);
+    expect(f.access().map((a) => a.status)).toEqual([404, 500]);
+    expect(f.server.gateway.inflight()).toBe(0);
+    expect(f.server.gateway.pools.get("web")!.backends[0]!.inflight).toBe(0);
   });
 });
 

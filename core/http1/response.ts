@@ -34,7 +34,8 @@ export interface ResponseHead {
 // tchar (RFC 9110 §5.6.2) by byte value.
 const TCHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: (.*))?$/s;
+// 100-599 only: a Response cannot carry anything else (RFC 9110 §15 defines no class above 5xx).
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: (.*))?$/s;
 const ascii = new TextDecoder();
 /** Scratch for one parse: per header line, name start, colon, value start and end (trimmed). */
 let marks = new Int32Array(4 * 64);
