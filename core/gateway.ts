@@ -43,6 +43,8 @@ export interface Gateway {
   close(): void;
   /** After a reload: close the backends that `successor` did not take over. */
   retire(successor: Gateway): void;
+  /** Go live: take over the backends kept from the gateway this one replaces. Call before serving. */
+  activate(): void;
 }
 
 export interface GatewayDeps {
@@ -123,6 +125,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const problems: string[] = [];
   const pools = new Map<string, Pool>();
   const reused = new Set<Backend>();
+  // Weight and label changes of kept backends, applied only when this gateway goes live.
+  const updates = new Map<string, Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>>();
   const failureLog = logging.logger.getChild("plugins");
   const failures = (name: string) =>
     new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
@@ -136,11 +140,15 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       if (!registry.isBuiltin("strategy", strategyName)) {
         strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
       }
+      const poolUpdates = new Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>();
       const backends = pc.backends.map((b) => {
         const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
-        if (old) reused.add(old);
-        return old ?? new Backend(b, pc);
+        if (!old) return new Backend(b, pc);
+        reused.add(old);
+        poolUpdates.set(old, { weight: b.weight, labels: Object.freeze({ ...b.labels }) });
+        return old;
       });
+      updates.set(name, poolUpdates);
       pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger, onHealthChange: deps.onHealthChange }));
     } catch (e) {
       problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
@@ -256,6 +264,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     drained: () => (inflight === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
     close() {
       for (const p of pools.values()) p.close();
+    },
+    activate() {
+      for (const [name, p] of pools) p.activate(updates.get(name));
     },
     retire(successor) {
       const kept = new Set<Backend>();

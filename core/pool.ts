@@ -135,26 +135,12 @@ export class Pool {
     this.#log = deps.logger;
     this.clock = deps.clock;
     this.budget = new RetryBudget(config.retry.budget, deps.clock);
-    const cb = config.circuit_breaker;
-    for (const b of backends) {
-      const fresh = b.owner === undefined;
-      b.owner = this;
-      // A backend kept across a reload keeps its breaker (and state) if the settings did not change.
-      if (b.breaker && JSON.stringify(b.breaker.config) !== JSON.stringify(cb)) {
-        b.breaker.close();
-        b.breaker = undefined;
-      }
-      if (cb && !b.breaker) {
-        b.breaker = new CircuitBreaker(cb, deps.clock, (from, to, reason) => {
-          const owner = b.owner!;
-          if (from !== to) owner.#log.warning("circuit {to} for {backend}", { pool: owner.name, backend: b.id, from, to, reason });
-          owner.refresh();
-        });
-      }
-      if (fresh && config.health?.initial === "unknown") b.activeHealthy = false;
-    }
+    // Backends new to this pool are adopted now; ones kept from a running pool only when this
+    // pool goes live (activate()), so a reload that is rejected changes nothing of theirs.
+    for (const b of backends) if (b.owner === undefined) this.#adopt(b, true);
     if (config.health) {
       this.health = new HealthChecker(() => this.backends, config.health, deps.clock, (b, healthy, r) => {
+        const owner = b.owner ?? this;
         const level = healthy ? "info" : "warning";
         this.#log[level]("backend {backend} is now {state}", {
           pool: name,
@@ -162,11 +148,44 @@ export class Pool {
           state: healthy ? "healthy" : "unhealthy",
           reason: r.reason,
         });
-        this.refresh();
+        owner.refresh();
         deps.onHealthChange?.(this, b);
       });
     }
     this.refresh();
+  }
+
+  /**
+   * Go live: take over the backends kept from the pool this one replaces (breaker, timers and
+   * refreshes now come here) with this config's weight and labels. Called when a reload swaps.
+   */
+  activate(updates?: ReadonlyMap<Backend, { weight: number; labels: Readonly<Record<string, string>> }>): void {
+    for (const b of this.backends) if (b.owner !== this) this.#adopt(b, false);
+    if (updates) {
+      for (const [b, u] of updates) {
+        b.weight = u.weight;
+        b.labels = u.labels;
+      }
+    }
+    this.refresh(true);
+  }
+
+  #adopt(b: Backend, fresh: boolean): void {
+    const cb = this.config.circuit_breaker;
+    b.owner = this;
+    // A kept backend keeps its breaker (and its state) if the settings did not change.
+    if (b.breaker && JSON.stringify(b.breaker.config) !== JSON.stringify(cb)) {
+      b.breaker.close();
+      b.breaker = undefined;
+    }
+    if (cb && !b.breaker) {
+      b.breaker = new CircuitBreaker(cb, this.clock, (from, to, reason) => {
+        const owner = b.owner!;
+        if (from !== to) owner.#log.warning("circuit {to} for {backend}", { pool: owner.name, backend: b.id, from, to, reason });
+        owner.refresh();
+      });
+    }
+    if (fresh && this.config.health?.initial === "unknown") b.activeHealthy = false;
   }
 
   /** Start background work (health checks). Not called for `fulcrum check`. */
@@ -279,7 +298,8 @@ export class Pool {
       owner.#log.info("backend {backend} returns from ejection", { pool: owner.name, backend: b.id });
       owner.refresh();
     }, time);
-    this.refresh();
+    // A request that started before a reload reports to the old pool; the new one serves.
+    (b.owner ?? this).refresh();
   }
 
   close(): void {

@@ -46,6 +46,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   if (runtime.upstreamClient) useUpstreamClient(runtime.upstreamClient);
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
+  current.gateway.activate();
   await deps.beforeListen?.(current.gateway);
   const listener = await runtime.serve({
     hostname: config.listen.hostname,
@@ -80,6 +81,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
       current: () => current,
       swap(next) {
         const old = current.gateway;
+        next.gateway.activate();
         current = next;
         // Health checks move to the new pools at once; the old ones would only probe twice.
         for (const p of old.pools.values()) p.stop();

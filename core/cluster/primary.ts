@@ -80,6 +80,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   // proxies. A config or plugin that fails here throws before anything listens.
   const plugins = await loadPlugins(config, { runtime, registry: o.registry, fresh: false });
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
+  current.gateway.activate();
   await obs.listen();
   const restarts = obs.metrics && clusterMetrics(obs.metrics.registry, slots);
 
@@ -210,6 +211,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     current: () => current,
     async swap(next) {
       const old = current.gateway;
+      next.gateway.activate();
       current = next;
       for (const p of old.pools.values()) p.stop();
       for (const p of next.gateway.pools.values()) p.start();

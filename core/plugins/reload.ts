@@ -24,7 +24,7 @@ export interface ServingState {
   readonly files: readonly string[];
 }
 
-/** The backend of `previous` that `config` describes again, updated in place; else undefined. */
+/** The backend of `previous` that `config` describes again (same id, URL and pool settings); else undefined. */
 export function reuseBackend(previous: Pool | undefined, config: BackendConfig, pool: PoolConfig): Backend | undefined {
   if (!previous) return undefined;
   const id = backendId(config);
@@ -33,8 +33,7 @@ export function reuseBackend(previous: Pool | undefined, config: BackendConfig, 
   // The upstream connection pool is built with these; a change needs a new Backend.
   const ka = previous.config.keepalive;
   if (ka.max_idle !== pool.keepalive.max_idle || ka.idle_timeout !== pool.keepalive.idle_timeout) return undefined;
-  old.weight = config.weight;
-  old.labels = Object.freeze({ ...config.labels });
+  // Its new weight and labels are applied when the new pool goes live (Pool.activate).
   return old;
 }
 

@@ -87,7 +87,8 @@ export class HealthChecker<B extends Probed> {
   /** Probe one backend now and apply the result. */
   async runOnce(b: B): Promise<ProbeResult> {
     const result = await this.probe(b);
-    this.apply(b, result);
+    // A probe that outlived stop() (a reload replaced this pool) must not decide any more.
+    if (!this.#stopped) this.apply(b, result);
     return result;
   }
 

@@ -271,3 +271,31 @@ describe("circuit breaker end to end", () => {
     expect(backend.circuit).toBe("closed");
   });
 });
+
+describe("reload that is rejected", () => {
+  test("leaves the running pool owning its backends: an ejection still ends and the backend comes back", async () => {
+    const { startFromFile, tempDir } = await import("../helpers/plugins.ts");
+    let failing = false;
+    const b1 = track(startBackend("b1", () => (failing ? new Response("no", { status: 500 }) : new Response("b1", { headers: { "x-backend": "b1" } }))));
+    const b2 = answering("b2", 200);
+    const t = tempDir();
+    const good = `pools:\n  web:\n    backends: ["${b1.url}", "${b2.url}"]\n    retry: { attempts: 1 }\n    outlier_detection: { consecutive_failures: 1, ejection_time: 200ms }\n`;
+    const file = t.write("f.yaml", good);
+    const f = await startFromFile(file);
+    cleanups.push(() => f.stop());
+    const running = f.server.gateway.pools.get("web")!;
+    // A config whose pools build but whose middleware fails: rejected as a whole.
+    t.write("f.yaml", `${good}routes:\n  - { pool: web, middleware: [ { rate-limit: { rate: bogus } } ] }\n`);
+    expect((await f.server.reload()).ok).toBe(false);
+    expect(f.server.gateway.pools.get("web")).toBe(running);
+    expect(running.backends.every((b) => b.owner === running)).toBe(true);
+
+    failing = true;
+    await (await fetch(f.url)).text(); // b1 answers 500 → ejected for 200 ms
+    failing = false;
+    expect(running.available.map((b) => b.id)).toEqual([new URL(b2.url).host]);
+    const deadline = Date.now() + 5_000;
+    while (running.available.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(running.available.length).toBe(2);
+  });
+});
