@@ -238,15 +238,15 @@ export class Pool {
   }
 
   /** An attempt to `b` starts: count it in flight (released by {@link Pool.release}). */
-  acquire(b: Backend): void {
+  acquire(b: Backend): number {
     b.inflight++;
     this.inflight++;
-    b.breaker?.onStart();
+    return b.breaker?.onStart() ?? 0;
   }
 
   /** An attempt ended with no verdict on the backend (the client went away). */
-  abandon(b: Backend): void {
-    b.breaker?.onAbandon();
+  abandon(b: Backend, trial: number): void {
+    b.breaker?.onAbandon(trial);
   }
 
   release(b: Backend): void {
@@ -255,15 +255,15 @@ export class Pool {
   }
 
   /** Record an attempt's outcome: latency, breaker, passive health, and the strategy's observe(). */
-  record(b: Backend, outcome: Outcome): void {
+  record(b: Backend, outcome: Outcome, trial = 0): void {
     const failed = outcome.error !== undefined || outcome.status >= 500;
     b.latencyEwma = b.latencyEwma === 0 ? outcome.latencyMs : b.latencyEwma * 0.7 + outcome.latencyMs * 0.3;
     if (failed) b.recentErrors++;
     else if (b.recentErrors > 0) b.recentErrors--;
     const reason = outcome.error ?? `status ${outcome.status}`;
     if (b.breaker) {
-      if (failed) b.breaker.onFailure(reason);
-      else b.breaker.onSuccess();
+      if (failed) b.breaker.onFailure(reason, trial);
+      else b.breaker.onSuccess(trial);
     }
     this.#passive(b, outcome, reason);
     this.strategy.observe?.(b, outcome);

@@ -165,7 +165,7 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
     ex.attempts = n;
     if (cfg.host_header === "backend") headers.host = backend.hostHeader;
     const attempt = new Attempt(pool, backend, ex);
-    pool.acquire(backend);
+    const trial = pool.acquire(backend);
     const started = performance.now();
     const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;
@@ -188,10 +188,10 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
         // The client left: not the backend's fault, so nothing is recorded against it, but a
         // half-open trial slot it held is freed.
         ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
-        pool.abandon(backend);
+        pool.abandon(backend, trial);
         return clientGone(ex);
       }
-      pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind });
+      pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind }, trial);
       ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
       const kind: FailureKind = err.kind;
       // A streamed body is only sent after connecting, so a connect failure leaves it unread.
@@ -205,7 +205,7 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
     }
 
     attempt.responded = true;
-    pool.record(backend, { status: res.status, latencyMs: performance.now() - started });
+    pool.record(backend, { status: res.status, latencyMs: performance.now() - started }, trial);
     ex.observer?.attemptEnd(ex, trace, pool, backend, res.status, performance.now() - started);
     const status = res.status;
     const kind = status === 502 || status === 503 || status === 504 ? (String(status) as FailureKind) : undefined;

@@ -68,6 +68,7 @@ describe("bad config files: every problem reported as file:line:col, exit 2, not
     ["duplicate pool", "pools:\n  web:\n    backends: [http://a:1]\n  web:\n    backends: [http://b:1]\n", ":4:3: duplicate key"],
     ["unknown strategy", "pools:\n  web:\n    strategy: round-robbin\n    backends: [http://a:1]\n", ':3:15: pools.web.strategy is not a known strategy, got "round-robbin"; did you mean "round-robin"?'],
     ["route to a missing pool", "pools:\n  web: { backends: [http://a:1] }\nroutes:\n  - { pool: wbe }\n", ':4:13: routes[0].pool names no pool, got "wbe"; did you mean "web"?'],
+    ["zero timeout", "pools:\n  web:\n    backends: [http://a:1]\n    timeouts: { response: 0s }\n", ':4:27: pools.web.timeouts.response must be more than 0, got "0s"'],
     ["missing env var", 'pools:\n  web: { backends: ["${NOPE_NOT_SET}"] }\n', ":2:21: ${NOPE_NOT_SET} is not set in the environment"],
   ];
   for (const [name, text, expected] of cases) {

@@ -106,9 +106,9 @@ const middleware = z.preprocess(
 const timeouts = z.strictObject(
   {
     /** Time to open a TCP connection to a backend. */
-    connect: duration.default(5_000),
+    connect: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(5_000),
     /** Time from sending the request to receiving the response headers, per attempt. */
-    response: duration.default(60_000),
+    response: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(60_000),
     /** Deadline for getting a response across all attempts and backoff; 0 for none. */
     request: duration.default(0),
   },

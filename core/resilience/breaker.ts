@@ -24,6 +24,8 @@ export class CircuitBreaker {
   #consecutive = 0;
   #trials = 0;
   #trialSuccesses = 0;
+  /** Counts half-open periods, so a trial from an earlier one is recognised as stale. */
+  #epoch = 0;
   #timer: Timer | undefined;
   /** Requests (a) and failures (b) over the sliding window. */
   readonly #window: SlidingCounts;
@@ -42,35 +44,44 @@ export class CircuitBreaker {
     return this.state === "closed" || (this.state === "half-open" && this.#trials < this.config.half_open_requests);
   }
 
-  /** A request to this backend starts. */
-  onStart(): void {
-    if (this.state !== "half-open") return;
+  /**
+   * A request to this backend starts. Returns a trial token (non-zero) when it took a half-open
+   * trial slot; pass it back with the outcome, so only real trials of the current half-open
+   * period count towards closing (or re-opening) the circuit.
+   */
+  onStart(): number {
+    if (this.state !== "half-open") return 0;
     this.#trials++;
     if (this.#trials === this.config.half_open_requests) this.onChange("half-open", "half-open", "trial slots full");
+    return this.#epoch;
+  }
+
+  #isTrial(token: number): boolean {
+    return token !== 0 && token === this.#epoch && this.state === "half-open";
   }
 
   /** A request that started gave no verdict (the client left first): free its trial slot. */
-  onAbandon(): void {
-    if (this.state !== "half-open" || this.#trials === 0) return;
+  onAbandon(token: number): void {
+    if (!this.#isTrial(token) || this.#trials === 0) return;
     this.#trials--;
     this.onChange("half-open", "half-open", "trial slot free");
   }
 
-  onSuccess(): void {
+  onSuccess(token = 0): void {
     this.#consecutive = 0;
     this.#window.add(1, 0);
-    if (this.state !== "half-open") return;
+    if (!this.#isTrial(token)) return;
     this.#trials = Math.max(0, this.#trials - 1);
     if (++this.#trialSuccesses >= this.config.half_open_requests) this.#to("closed", "trial requests succeeded");
     else this.onChange("half-open", "half-open", "trial slot free");
   }
 
-  onFailure(reason: string): void {
+  onFailure(reason: string, token = 0): void {
     this.#consecutive++;
     this.#window.add(1, 1);
     if (this.state === "half-open") {
-      this.#trials = Math.max(0, this.#trials - 1);
-      this.#to("open", `trial request failed: ${reason}`);
+      // Only a trial decides in half-open; a request from before the circuit opened does not.
+      if (this.#isTrial(token)) this.#to("open", `trial request failed: ${reason}`);
       return;
     }
     if (this.state !== "closed") return;
@@ -96,6 +107,7 @@ export class CircuitBreaker {
   #to(next: CircuitState, reason: string): void {
     const prev = this.state;
     this.state = next;
+    if (next === "half-open") this.#epoch++;
     this.#trials = 0;
     this.#trialSuccesses = 0;
     if (this.#timer) this.clock.clearTimeout(this.#timer);

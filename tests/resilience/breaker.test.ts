@@ -37,13 +37,13 @@ describe("circuit breaker", () => {
     expect(b.state).toBe("half-open");
     // K = 2 trial requests are admitted, a third is not.
     expect(b.allows()).toBe(true);
-    b.onStart();
+    const t1 = b.onStart();
     expect(b.allows()).toBe(true);
-    b.onStart();
+    const t2 = b.onStart();
     expect(b.allows()).toBe(false);
-    b.onSuccess();
+    b.onSuccess(t1);
     expect(b.state).toBe("half-open");
-    b.onSuccess();
+    b.onSuccess(t2);
     expect(b.state).toBe("closed");
     expect(transitions).toEqual(["closed→open", "open→half-open", "half-open→closed"]);
   });
@@ -52,8 +52,7 @@ describe("circuit breaker", () => {
     const { b, clock, transitions } = breaker();
     for (let i = 0; i < 3; i++) b.onFailure("x");
     clock.advance(5_000);
-    b.onStart();
-    b.onFailure("trial");
+    b.onFailure("trial", b.onStart());
     expect(b.state).toBe("open");
     clock.advance(5_000);
     expect(b.state).toBe("half-open");
@@ -124,13 +123,34 @@ describe("circuit breaker: abandoned trials", () => {
     const { b, clock } = breaker({ half_open_requests: 1 });
     for (let i = 0; i < 3; i++) b.onFailure("x");
     clock.advance(5_000);
-    b.onStart();
+    const trial = b.onStart();
     expect(b.allows()).toBe(false);
-    b.onAbandon();
+    b.onAbandon(trial);
     expect(b.state).toBe("half-open");
     expect(b.allows()).toBe(true);
-    b.onStart();
-    b.onSuccess();
+    b.onSuccess(b.onStart());
+    expect(b.state).toBe("closed");
+  });
+
+  test("only trials decide in half-open: a request from before the circuit opened neither closes nor frees a slot", () => {
+    const { b, clock } = breaker({ half_open_requests: 1 });
+    const early = b.onStart(); // started while closed: not a trial
+    expect(early).toBe(0);
+    for (let i = 0; i < 3; i++) b.onFailure("x");
+    clock.advance(5_000);
+    const trial = b.onStart();
+    b.onSuccess(early);
+    expect(b.state).toBe("half-open");
+    expect(b.allows()).toBe(false);
+    b.onFailure("late", early);
+    expect(b.state).toBe("half-open");
+    // A trial from an earlier half-open period is stale too.
+    b.onFailure("trial", trial);
+    expect(b.state).toBe("open");
+    clock.advance(5_000);
+    b.onSuccess(trial);
+    expect(b.state).toBe("half-open");
+    b.onSuccess(b.onStart());
     expect(b.state).toBe("closed");
   });
 });
