@@ -177,7 +177,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
     throw new ConfigError(problems);
   }
-  const routes = routeConfigs.map((rc, i) => makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[]));
+  const routes = routeConfigs.map((rc, i) => makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[], config.limits.client_body_timeout));
   // Most specific first: an exact host before a wildcard before none, then the longest path.
   routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
 
@@ -276,7 +276,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   };
 }
 
-function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[]): Route {
+function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[], bodyTimeoutMs: number): Route {
   const host = rc.match.host?.toLowerCase();
   const app = new Hono<Env>();
   app.onError((err, c) => {
@@ -289,7 +289,7 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: re
   });
   // No middleware, no extra work: the route is one handler, as before.
   for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
-  const options = { retryNonIdempotent: rc.retry_non_idempotent };
+  const options = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs };
   app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex, options));
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,

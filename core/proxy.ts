@@ -42,6 +42,77 @@ export interface Exchange {
 /** Per-route proxy settings. */
 export interface RouteOptions {
   readonly retryNonIdempotent: boolean;
+  /** Longest wait for the next piece of the request body (limits.client_body_timeout). */
+  readonly bodyTimeoutMs: number;
+}
+
+/** The client stopped sending its request body: answered 408, as nginx's client_body_timeout does. */
+class BodyTimeout extends Error {
+  constructor(ms: number) {
+    super(`no request body data for ${ms}ms`);
+    this.name = "BodyTimeout";
+  }
+}
+
+/** Read one chunk, or fail with {@link BodyTimeout} if none comes within `ms`. */
+async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      reader.read(),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new BodyTimeout(ms)), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The whole body, bounded by an idle timeout between chunks. */
+async function bufferBody(body: ReadableStream<Uint8Array>, ms: number): Promise<Uint8Array> {
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await readWithin(reader, ms);
+      if (done) break;
+      parts.push(value);
+      size += value.byteLength;
+    }
+  } catch (e) {
+    reader.cancel(e).catch(() => {});
+    throw e;
+  }
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** A streamed body that errors with {@link BodyTimeout} when the client stalls (pulled lazily). */
+function withBodyTimeout(body: ReadableStream<Uint8Array>, ms: number, onTimeout: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { done, value } = await readWithin(reader, ms);
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (e) {
+          if (e instanceof BodyTimeout) onTimeout();
+          reader.cancel(e).catch(() => {});
+          controller.error(e);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** A short plain-text error response; never a stack trace. */
@@ -129,11 +200,20 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
   // A small body is buffered so that it can be sent again; a large one is streamed, once.
   let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
   let replayable = body === null;
-  if (body !== null && retry.attempts > 1) {
+  let bodyStalled = false;
+  if (body !== null) {
     const length = request.headers.get("content-length");
-    if (length !== null && Number(length) <= retry.buffer_body_limit) {
-      body = new Uint8Array(await request.arrayBuffer());
+    if (retry.attempts > 1 && length !== null && Number(length) <= retry.buffer_body_limit) {
+      try {
+        body = await bufferBody(body, route.bodyTimeoutMs);
+      } catch (e) {
+        if (request.signal.aborted) return clientGone(ex);
+        ex.error = e instanceof Error ? e.message : String(e);
+        return errorResponse(e instanceof BodyTimeout ? 408 : 400, e instanceof BodyTimeout ? "request body timeout" : "bad request body");
+      }
       replayable = true;
+    } else {
+      body = withBodyTimeout(body, route.bodyTimeoutMs, () => (bodyStalled = true));
     }
   }
 
@@ -184,6 +264,12 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
       pool.release(backend);
       const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
       ex.error = `${err.kind}: ${err.message}`;
+      if (bodyStalled) {
+        // The client stopped sending its body: its fault, not the backend's.
+        pool.abandon(backend, trial);
+        ex.status = 408;
+        return errorResponse(408, "request body timeout", { connection: "close" });
+      }
       if (err.kind === "aborted") {
         // The client left: not the backend's fault, so nothing is recorded against it, but a
         // half-open trial slot it held is freed.

@@ -248,6 +248,44 @@ describe("responses that are not passed on", () => {
   });
 });
 
+describe("slow clients", () => {
+  async function stalledUpload(url: string, declared: number): Promise<string> {
+    const port = Number(new URL(url).port);
+    let got = "";
+    let done!: (s: string) => void;
+    const answered = new Promise<string>((r) => (done = r));
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data(_s, d) {
+          got += d.toString();
+          if (got.includes("\r\n\r\n")) done(got);
+        },
+        close() {
+          done(got);
+        },
+      },
+    });
+    // Declare a body, send a little of it, then stall.
+    sock.write(`POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: ${declared}\r\n\r\n0123456789`);
+    const answer = await answered;
+    sock.end();
+    return answer;
+  }
+
+  test("a client that stalls mid-body gets 408 after limits.client_body_timeout (buffered and streamed bodies)", async () => {
+    const [b] = track(startBackend("b", async (req) => new Response(String((await req.arrayBuffer()).byteLength))));
+    const f = await serve(`${poolYaml([b!])}limits: { client_body_timeout: 200ms }\n`);
+    // Small enough to be buffered for retries.
+    expect(await stalledUpload(f.url, 100)).toStartWith("HTTP/1.1 408");
+    // Larger than retry.buffer_body_limit: streamed to the backend as it arrives.
+    expect(await stalledUpload(f.url, 1_000_000)).toStartWith("HTTP/1.1 408");
+    await waitFor(() => f.server.gateway.inflight() === 0);
+    expect(f.server.gateway.pools.get("web")!.backends[0]!.inflight).toBe(0);
+  });
+});
+
 describe("routing", () => {
   test("routes by host and path prefix, most specific first", async () => {
     const [a, b, c] = track(...startBackends(3));

@@ -263,8 +263,10 @@ const limits = z.strictObject(
     client_idle_timeout: duration
       .refine((ms) => ms <= 255_000, { error: "must be at most 255s" })
       .default(60_000),
+    /** Longest wait for the next piece of a request body; a client that stalls gets 408. */
+    client_body_timeout: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(60_000),
   },
-  { error: "must be a map with max_request_body and client_idle_timeout" },
+  { error: "must be a map with max_request_body, client_idle_timeout and client_body_timeout" },
 );
 
 // ---- observability (issue 5) -------------------------------------------------------------
