@@ -124,26 +124,21 @@ export function createAdminApp(o: AdminOptions): Hono {
     return c.json(view ? view.backend(f.pool, f.backend) : f.backend.status());
   });
 
-  app.post("/backends/:pool/:id/drain", async (c) => {
+  // Drain takes a backend out of rotation now; requests already sent to it finish (watch
+  // `inflight` reach 0). Enable puts it back.
+  const setDraining = async (c: Context, draining: boolean) => {
     const f = find(c);
     if (f instanceof Response) return f;
-    // Out of rotation now; requests already sent to it finish (watch `inflight` reach 0).
-    f.backend.draining = true;
+    f.backend.draining = draining;
     f.pool.refresh();
     await o.target()?.cluster?.changed(f.pool, f.backend);
-    o.logger.warning("backend {backend} drained by the admin API", { pool: f.pool.name, backend: f.backend.id });
+    const props = { pool: f.pool.name, backend: f.backend.id };
+    if (draining) o.logger.warning("backend {backend} drained by the admin API", props);
+    else o.logger.info("backend {backend} enabled by the admin API", props);
     return c.json(f.backend.status());
-  });
-
-  app.post("/backends/:pool/:id/enable", async (c) => {
-    const f = find(c);
-    if (f instanceof Response) return f;
-    f.backend.draining = false;
-    f.pool.refresh();
-    await o.target()?.cluster?.changed(f.pool, f.backend);
-    o.logger.info("backend {backend} enabled by the admin API", { pool: f.pool.name, backend: f.backend.id });
-    return c.json(f.backend.status());
-  });
+  };
+  app.post("/backends/:pool/:id/drain", (c) => setDraining(c, true));
+  app.post("/backends/:pool/:id/enable", (c) => setDraining(c, false));
 
   const setWeight = async (c: Context) => {
     const f = find(c);
