@@ -6,7 +6,7 @@ import { configure, getJsonLinesFormatter, getLogger } from "@logtape/logtape";
 import { useUpstreamClient, type UpstreamAgent } from "../core/upstream.ts";
 import { parseConfig } from "../core/config/load.ts";
 import { buildGateway } from "../core/gateway.ts";
-import { downstreamHeaders, upstreamHeaders } from "../core/headers.ts";
+import { downstreamRaw, upstreamHeaders, upstreamHeadersRaw } from "../core/headers.ts";
 import { parseHead } from "../core/http1/response.ts";
 import { builtinRegistry } from "../main.ts";
 import { accessFormat } from "../core/log.ts";
@@ -59,6 +59,9 @@ for (const log of [false, true]) {
 }
 const req = request();
 await time("parseHead (nginx head, 9 headers)", 200_000, () => parseHead(wire, 0));
-await time("upstreamHeaders", 200_000, () => upstreamHeaders(req.headers, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }));
-await time("downstreamHeaders + new Response", 200_000, () => new Response(body, { status: 200, headers: downstreamHeaders(head.rawHeaders) }));
+await time("upstreamHeaders (Headers)", 200_000, () => upstreamHeaders(req.headers, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }));
+const rawReq: string[] = [];
+req.headers.forEach((v, k) => rawReq.push(k, v));
+await time("upstreamHeadersRaw (raw listener path)", 200_000, () => upstreamHeadersRaw(rawReq, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }));
+await time("downstreamRaw (raw listener path)", 200_000, () => downstreamRaw(head.rawHeaders));
 process.exit(0);

@@ -13,7 +13,9 @@ import type { loadPlugins } from "./plugins/load.ts";
 import { reuseBackend } from "./plugins/reload.ts";
 import { Backend, Pool } from "./pool.ts";
 import { realClock, type Clock } from "./clock.ts";
-import { errorResponse, proxyToPool, type Exchange } from "./proxy.ts";
+import { errorResponse, proxyToPool, requestIncoming, toResponse, type Exchange, type Incoming, type ProxyResult, type RouteOptions } from "./proxy.ts";
+import { upstreamHeadersRaw } from "./headers.ts";
+import type { RawExchange } from "./runtime/types.ts";
 import type { Registry } from "./registry.ts";
 import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
 import type { GatewayMetrics } from "./metrics.ts";
@@ -30,12 +32,17 @@ interface Route {
   readonly path: string;
   readonly pool: Pool;
   readonly app: Hono<Env>;
+  /** No middleware: the raw listener's requests go straight to the proxy, no Request/Response made. */
+  readonly direct: boolean;
+  readonly options: RouteOptions;
 }
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
   /** Handle one request from a client at `clientIp`. */
   fetch(request: Request, clientIp: string): Promise<Response>;
+  /** Handle one request from the runtime's own listener, answering through it. */
+  handle(raw: RawExchange): Promise<void>;
   /** Requests being served right now (including bodies still streaming). */
   inflight(): number;
   /** Resolves when no request is in flight. */
@@ -90,6 +97,53 @@ class RequestRecord implements Exchange {
     if (this.#finished) return;
     this.#finished = true;
     this.finish(this);
+  }
+}
+
+/**
+ * {@link Incoming} over the raw listener's request. Headers are built only when something reads
+ * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
+ */
+class RawIncoming implements Incoming {
+  #headers: Headers | undefined;
+  constructor(readonly raw: RawExchange) {}
+  get method() {
+    return this.raw.method;
+  }
+  get target() {
+    return this.raw.target;
+  }
+  get host() {
+    return this.raw.host;
+  }
+  get proto(): "http" {
+    return "http";
+  }
+  get bodyLength() {
+    return this.raw.bodyLength;
+  }
+  get body() {
+    return this.raw.body;
+  }
+  get signal() {
+    return this.raw.signal;
+  }
+  get url() {
+    return `http://${this.raw.host || "localhost"}${this.raw.target}`;
+  }
+  get headers(): Headers {
+    if (this.#headers === undefined) {
+      const h = (this.#headers = new Headers());
+      const raw = this.raw.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) h.append(raw[i]!, raw[i + 1]!);
+    }
+    return this.#headers;
+  }
+  forwardHeaders(clientIp: string): Record<string, string> {
+    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
+  }
+  bodyFault(): number {
+    return this.raw.bodyFault();
   }
 }
 
@@ -243,23 +297,71 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         if (ex.status !== 499) ex.status = response.status;
       }
     } catch (e) {
-      logging.logger.error("request failed", { error: String(e), path });
-      ex.status = 500;
-      ex.error = String(e);
-      response = errorResponse(500, "internal error");
+      response = failed(ex, e);
     }
+    settle(ex, response);
+    return response;
+  }
+
+  /** After the route answered: end the request now, or when its streamed body ends. */
+  function settle(ex: RequestRecord, response: Response | undefined): void {
     const upstream = ex.upstreamBody;
-    if (ex.streaming && upstream !== undefined && response.body !== upstream) {
+    if (response !== undefined && ex.streaming && upstream !== undefined && response.body !== upstream) {
       // A middleware replaced the proxied response (or failed after it): nobody will read the
       // backend's body, so cancel it; that releases the backend and ends the request.
       upstream.cancel().catch(() => {});
     } else if (!ex.streaming) ex.done();
-    return response;
+  }
+
+  function failed(ex: RequestRecord, e: unknown): Response {
+    logging.logger.error("request failed", { error: String(e), path: ex.path });
+    ex.status = 500;
+    ex.error = String(e);
+    return errorResponse(500, "internal error");
+  }
+
+  async function handle(raw: RawExchange): Promise<void> {
+    inflight++;
+    const target = raw.target;
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
+    const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    const incoming = new RawIncoming(raw);
+    let response: Response | undefined;
+    try {
+      const route = matchRoute(routes, raw.host, path);
+      if (observer) {
+        if (route) ex.route = route.name;
+        // The observer reads only method, url and headers, which RawIncoming has (built lazily).
+        observer.requestStart(ex, incoming as unknown as Request);
+      }
+      if (!route) {
+        ex.status = 404;
+        response = errorResponse(404, "no route for this host and path");
+      } else {
+        ex.route = route.name;
+        if (route.direct) {
+          const result: ProxyResult = await proxyToPool(route.pool, incoming, ex, route.options);
+          if (result instanceof Response) response = result;
+          else {
+            raw.respond(result.status, result.statusText, result.headers, result.body, result.length);
+            return settle(ex, undefined);
+          }
+        } else response = await route.app.fetch(raw.toRequest(), { ex });
+        // What the client gets: a middleware may have answered or replaced the backend's response.
+        if (ex.status !== 499) ex.status = response.status;
+      }
+    } catch (e) {
+      response = failed(ex, e);
+    }
+    raw.respondWith(response);
+    settle(ex, response);
   }
 
   return {
     pools,
     fetch,
+    handle,
     inflight: () => inflight,
     drained: () => (inflight === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
     close() {
@@ -289,8 +391,8 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: re
   });
   // No middleware, no extra work: the route is one handler, as before.
   for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
-  const options = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs };
-  app.all("*", (c) => proxyToPool(pool, c.req.raw, c.env.ex, options));
+  const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs };
+  app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw), c.env.ex, options), c.env.ex));
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
     host: host?.startsWith("*.") ? undefined : host,
@@ -298,6 +400,8 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: re
     path: rc.match.path,
     pool,
     app,
+    direct: middleware.length === 0,
+    options,
   };
 }
 

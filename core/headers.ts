@@ -58,17 +58,52 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
   return out;
 }
 
-/** Response headers from node's `rawHeaders` (name, value, name, value…), hop-by-hop dropped. */
-export function downstreamHeaders(raw: readonly string[]): Headers {
+/**
+ * Upstream request headers from raw name/value pairs (names lower-cased), as
+ * {@link upstreamHeaders} does for a `Headers` object. Repeated headers are joined with ", ".
+ */
+export function upstreamHeadersRaw(raw: readonly string[], info: ForwardInfo): Record<string, string> {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === "connection") named = connectionTokens(raw[i + 1]);
+    if (raw[i] === "connection") named = connectionTokens(named ? `${[...named].join(",")},${raw[i + 1]}` : raw[i + 1]);
   }
-  const out = new Headers();
+  const out: Record<string, string> = {};
+  let host = "";
+  let xff = "";
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
     if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
-    out.append(name, raw[i + 1]!);
+    if (name === "host") host = value;
+    else if (name === "x-forwarded-for") xff = xff ? `${xff}, ${value}` : value;
+    else if (name !== "x-forwarded-proto" && name !== "x-forwarded-host") {
+      const prev = out[name];
+      // Cookie pairs are joined with "; " (RFC 9110 §5.3 does not apply to Cookie).
+      out[name] = prev === undefined ? value : `${prev}${name === "cookie" ? "; " : ", "}${value}`;
+    }
   }
+  out.host = info.hostOverride ?? host;
+  out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
+  out["x-forwarded-proto"] = info.proto;
+  if (host) out["x-forwarded-host"] = host;
   return out;
+}
+
+/**
+ * Response headers from the upstream client's raw pairs (names lower-cased): hop-by-hop ones
+ * and Content-Length dropped (the listener frames the body itself), the declared length returned.
+ */
+export function downstreamRaw(raw: readonly string[]): { headers: string[]; length: number } {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i] === "connection") named = connectionTokens(raw[i + 1]);
+  }
+  const headers: string[] = [];
+  let length = -1;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name === "content-length") length = Number(raw[i + 1]);
+    else if (!HOP_BY_HOP.has(name) && !named?.has(name)) headers.push(name, raw[i + 1]!);
+  }
+  return { headers, length };
 }

@@ -5,7 +5,7 @@
  */
 import type { Backend, Pool } from "./pool.ts";
 import type { RequestInfo } from "./plugin-api.ts";
-import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
+import { downstreamRaw, upstreamHeaders } from "./headers.ts";
 import { sendUpstream, UpstreamError, type UpstreamResponse } from "./upstream.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
 import type { Observer } from "./observer.ts";
@@ -44,6 +44,48 @@ export interface RouteOptions {
   readonly retryNonIdempotent: boolean;
   /** Longest wait for the next piece of the request body (limits.client_body_timeout). */
   readonly bodyTimeoutMs: number;
+}
+
+/**
+ * The request as the proxy needs it: from a web `Request` ({@link requestIncoming}, Hono and
+ * Deno) or from Bun's raw listener (gateway.ts), where nothing is built that is not used.
+ */
+export interface Incoming {
+  readonly method: string;
+  /** Path and query, origin-form. */
+  readonly target: string;
+  readonly host: string;
+  readonly proto: "http" | "https";
+  /** Declared body length: 0 for none, -1 when unknown (chunked). */
+  readonly bodyLength: number;
+  readonly body: ReadableStream<Uint8Array> | null;
+  readonly signal: AbortSignal;
+  /** The request headers as `Headers` (a strategy's `RequestInfo.headers`); may be built on first use. */
+  readonly headers: Headers;
+  /** The headers to send upstream: hop-by-hop dropped, X-Forwarded-* set (headers.ts). */
+  forwardHeaders(clientIp: string): Record<string, string>;
+  /** A client-side body failure the listener saw, as the status to answer (413, 400); 0 if none. */
+  bodyFault(): number;
+}
+
+/** {@link Incoming} over a web `Request`. */
+export function requestIncoming(request: Request): Incoming {
+  const url = request.url;
+  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+  const length = request.body === null ? "0" : request.headers.get("content-length");
+  const proto = url.startsWith("https:") ? "https" : "http";
+  return {
+    method: request.method,
+    target: pathStart < 0 ? "/" : url.slice(pathStart),
+    host: request.headers.get("host") ?? "",
+    proto,
+    bodyLength: length === null ? -1 : Number(length),
+    body: request.body,
+    signal: request.signal,
+    headers: request.headers,
+    forwardHeaders: (clientIp) => upstreamHeaders(request.headers, { clientIp, proto, hostOverride: undefined }),
+    bodyFault: () => 0,
+  };
 }
 
 /** The client stopped sending its request body: answered 408, as nginx's client_body_timeout does. */
@@ -129,8 +171,48 @@ class ProxyRequestInfo implements RequestInfo {
     readonly path: string,
     readonly host: string,
     readonly clientIp: string,
-    readonly headers: Headers,
+    private readonly incoming: Incoming,
   ) {}
+
+  /** Built on first use: the built-in strategies never read it. */
+  get headers(): Headers {
+    return this.incoming.headers;
+  }
+}
+
+/**
+ * A backend's response on its way to the client: hop-by-hop headers dropped, the body as bytes
+ * or a stream. `length` is the body's declared length (-1 when unknown), also for HEAD.
+ */
+export interface Proxied {
+  readonly kind: "proxied";
+  readonly status: number;
+  readonly statusText: string;
+  /** name, value, … lower-cased, without hop-by-hop or Content-Length. */
+  readonly headers: string[];
+  readonly length: number;
+  readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+}
+
+/** What {@link proxyToPool} answers: the backend's response, or an answer of ours (errors). */
+export type ProxyResult = Proxied | Response;
+
+/** As a web `Response` (for middleware); a header the runtime refuses makes it a 502. */
+export function toResponse(result: ProxyResult, ex: Exchange): Response {
+  if (result instanceof Response) return result;
+  const headers = new Headers();
+  const h = result.headers;
+  try {
+    for (let i = 0; i < h.length; i += 2) headers.append(h[i]!, h[i + 1]!);
+    if (result.length >= 0) headers.set("content-length", String(result.length));
+    return new Response(result.body, { status: result.status, statusText: result.statusText, headers });
+  } catch (e) {
+    // A response the runtime refuses to carry (a header value it rejects): the backend's fault.
+    if (result.body instanceof ReadableStream) result.body.cancel().catch(() => {});
+    ex.error = `unusable response: ${e instanceof Error ? e.message : String(e)}`;
+    ex.status = 502;
+    return errorResponse(502, "bad gateway");
+  }
 }
 
 /** One upstream attempt's bookkeeping: its body may end before or after we look at it. */
@@ -185,7 +267,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
   });
 
 /** Forward `request` to a backend of `pool`, retrying as the pool's policy allows. Fills in `ex`. */
-export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, route: RouteOptions): Promise<Response> {
+export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, route: RouteOptions): Promise<ProxyResult> {
   ex.pool = pool.name;
   const cfg = pool.config;
   if (cfg.max_inflight.pool > 0 && pool.inflight >= cfg.max_inflight.pool) {
@@ -202,13 +284,15 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
   let replayable = body === null;
   let bodyStalled = false;
   if (body !== null) {
-    const length = request.headers.get("content-length");
-    if (retry.attempts > 1 && length !== null && Number(length) <= retry.buffer_body_limit) {
+    const length = request.bodyLength;
+    if (retry.attempts > 1 && length >= 0 && length <= retry.buffer_body_limit) {
       try {
         body = await bufferBody(body, route.bodyTimeoutMs);
       } catch (e) {
         if (request.signal.aborted) return clientGone(ex);
         ex.error = e instanceof Error ? e.message : String(e);
+        const fault = request.bodyFault();
+        if (fault !== 0) return errorResponse(fault, fault === 413 ? "request body too large" : "bad request body", { connection: "close" });
         return errorResponse(e instanceof BodyTimeout ? 408 : 400, e instanceof BodyTimeout ? "request body timeout" : "bad request body");
       }
       replayable = true;
@@ -217,15 +301,9 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
     }
   }
 
-  const url = request.url;
-  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-  const path = pathStart < 0 ? "/" : url.slice(pathStart);
-  const headers = upstreamHeaders(request.headers, {
-    clientIp: ex.clientIp,
-    proto: url.startsWith("https:") ? "https" : "http",
-    hostOverride: undefined,
-  });
-  const info = new ProxyRequestInfo(method, ex.path, request.headers.get("host") ?? "", ex.clientIp, request.headers);
+  const path = request.target;
+  const headers = request.forwardHeaders(ex.clientIp);
+  const info = new ProxyRequestInfo(method, ex.path, request.host, ex.clientIp, request);
   const deadline = cfg.timeouts.request > 0 ? ex.start + cfg.timeouts.request : Infinity;
   const perTry = retry.per_try_timeout || cfg.timeouts.response;
   let tried: Backend[] | undefined;
@@ -264,6 +342,13 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
       pool.release(backend);
       const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
       ex.error = `${err.kind}: ${err.message}`;
+      const fault = request.bodyFault();
+      if (fault !== 0) {
+        // The client's body broke its own framing or the size limit: its fault, not the backend's.
+        pool.abandon(backend, trial);
+        ex.status = fault;
+        return errorResponse(fault, fault === 413 ? "request body too large" : "bad request body", { connection: "close" });
+      }
       if (bodyStalled) {
         // The client stopped sending its body: its fault, not the backend's.
         pool.abandon(backend, trial);
@@ -307,15 +392,8 @@ export async function proxyToPool(pool: Pool, request: Request, ex: Exchange, ro
       }
     }
 
-    let response: Response;
-    try {
-      response = new Response(res.body, { status, statusText: res.statusText, headers: downstreamHeaders(res.rawHeaders) });
-    } catch (e) {
-      // A response the runtime refuses to carry (a header value it rejects): the backend's fault.
-      discard(res, attempt);
-      ex.error = `unusable response: ${e instanceof Error ? e.message : String(e)}`;
-      return errorResponse(502, "bad gateway");
-    }
+    const { headers: out, length } = downstreamRaw(res.rawHeaders);
+    const response: Proxied = { kind: "proxied", status, statusText: res.statusText, headers: out, length, body: res.body };
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;

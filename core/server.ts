@@ -54,6 +54,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     // Read `current` per request: a reload swaps it atomically; requests already in flight keep
     // the gateway (pools, strategy, middleware) they started with.
     fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
+    raw: (exchange) => void current.gateway.handle(exchange),
     maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
     idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
     reusePort: deps.reusePort,

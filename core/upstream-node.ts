@@ -127,7 +127,8 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
       resolve({
         status: res.statusCode ?? 502,
         statusText: res.statusMessage ?? "",
-        rawHeaders: res.rawHeaders,
+        // Names lower-cased, as the Bun client gives them (downstreamRaw relies on it).
+        rawHeaders: res.rawHeaders.map((v, i) => (i % 2 === 0 ? v.toLowerCase() : v)),
         body: noBody ? null : toWebStream(res, req.signal, req.onBodyEnd),
       });
     });

@@ -56,6 +56,7 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   statusText: string;
+  /** name, value, … with names lower-cased. */
   rawHeaders: string[];
   /**
    * The body as a web stream; or as bytes when it was small and already read whole (then

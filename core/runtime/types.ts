@@ -8,11 +8,50 @@ import type { UpstreamClient } from "../upstream.ts";
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
 
+/**
+ * A request read by a runtime's own HTTP/1.1 listener (`ServeOptions.raw`): the parsed head, the
+ * body on demand and two ways to answer, with no `Request`/`Response` objects on the way unless
+ * asked for. Exactly one of {@link respond} / {@link respondWith} is called, once.
+ */
+export interface RawExchange {
+  readonly method: string;
+  /** Origin-form path and query (`/p?q`), or `*`. */
+  readonly target: string;
+  /** The Host header (or an absolute-form target's authority); "" when absent (HTTP/1.0). */
+  readonly host: string;
+  /** name, value, … with names lower-cased, in the order received. */
+  readonly rawHeaders: readonly string[];
+  readonly clientIp: string;
+  /** Declared body length: 0 for none, -1 when chunked (unknown until it ends). */
+  readonly bodyLength: number;
+  /** The request body, or null when there is none. */
+  readonly body: ReadableStream<Uint8Array> | null;
+  /** Aborted when the client goes away before its response is complete. */
+  readonly signal: AbortSignal;
+  /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */
+  bodyFault(): number;
+  /**
+   * Answer. `headers` are free of hop-by-hop and framing headers (the listener writes
+   * Content-Length or chunked framing itself); `length` is the body's length when known, else -1
+   * (for a HEAD request, the length the body would have).
+   */
+  respond(status: number, statusText: string, headers: readonly string[], body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void;
+  /** Answer with a web `Response` (routes with middleware, error answers). */
+  respondWith(response: Response): void;
+  /** The same request as a web `Request` (built once; its body is {@link body}). */
+  toRequest(): Request;
+}
+
 export interface ServeOptions {
   hostname: string;
   /** 0 picks a free port; read it back from {@link Listener.port}. */
   port: number;
   fetch: FetchHandler;
+  /**
+   * Where the runtime has its own HTTP/1.1 listener (Bun), requests go here instead of
+   * {@link fetch}. Runtimes without one ignore it.
+   */
+  raw?: (exchange: RawExchange) => void;
   /** Largest request body accepted, in bytes. */
   maxRequestBodySize: number;
   /** Seconds an idle client connection is kept open. */

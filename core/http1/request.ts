@@ -1,0 +1,240 @@
+/**
+ * Strict HTTP/1.1 request parsing for the client-facing listener (RFC 9112): request line,
+ * header section, and the body framing they imply. Runtime-agnostic, works on bytes.
+ *
+ * Strict on purpose, as the response parser is: a front that is lenient where the backend is
+ * not can be made to see a different message boundary than the backend (request smuggling).
+ * Every ambiguity (two lengths, length and chunked, unknown codings, obs-fold, bare CR/LF,
+ * control bytes) is an error with the status the client should get.
+ */
+import type { Buffer } from "node:buffer";
+
+/** The largest request header section accepted (request line, headers, final CRLF). */
+export const MAX_REQUEST_HEAD = 64 * 1024;
+/** The longest request-target accepted (nginx's default large buffer is 8 KiB; Bun.serve allows ~64 KiB). */
+export const MAX_TARGET = 16 * 1024;
+/** Header lines accepted in one request. */
+export const MAX_HEADERS = 200;
+
+/** A request that cannot be served: `status` is the answer (400, 414, 431, 501, 505). */
+export class RequestError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RequestError";
+  }
+}
+
+export interface RequestHead {
+  method: string;
+  /** Origin-form path and query (`/p?q`), or `*` for `OPTIONS *`. */
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** name, value, name, value… with names lower-cased, in order. */
+  rawHeaders: string[];
+  /** The Host header, or the authority of an absolute-form target; "" when neither (HTTP/1.0). */
+  host: string;
+  /** Content-Length, -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** The connection stays open after this exchange (HTTP/1.1 without `close`, or 1.0 with `keep-alive`). */
+  keepAlive: boolean;
+  /** `Expect: 100-continue` was sent. */
+  expectContinue: boolean;
+  /** Index in the buffer just after the head (its final CRLF). */
+  end: number;
+}
+
+// tchar (RFC 9110 §5.6.2) by byte value.
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+const ascii = new TextDecoder();
+/** Scratch for one parse: per header line, name start, colon, value start and end (trimmed). */
+let marks = new Int32Array(4 * 64);
+
+const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
+
+function more(from: number, n: number): undefined {
+  if (n - from >= MAX_REQUEST_HEAD) throw new RequestError(431, `request head larger than ${MAX_REQUEST_HEAD} bytes`);
+  return undefined;
+}
+
+/**
+ * Parse the request head starting at `buf[from]`, or return undefined if it has not all
+ * arrived. Throws {@link RequestError}. Empty lines before the request line are skipped
+ * (RFC 9112 §2.2: a client may send a CRLF after a POST body).
+ */
+export function parseRequestHead(buf: Buffer, from: number): RequestHead | undefined {
+  const n = buf.length;
+  while (from + 1 < n && buf[from] === 13 && buf[from + 1] === 10) from += 2;
+  const limit = Math.min(n, from + MAX_REQUEST_HEAD);
+  let hi = 0;
+  let i = from;
+  let c = 0;
+  // Request line: method SP target SP version CRLF, checked byte by byte.
+  for (; i < limit && (c = buf[i]!) !== 32; i++) {
+    if (c >= 128 || TCHAR[c] === 0) {
+      if (c === 13 || c === 10) throw new RequestError(400, "malformed request line");
+      throw new RequestError(400, "invalid method");
+    }
+  }
+  if (i >= limit) return more(from, n);
+  const methodEnd = i;
+  if (methodEnd === from) throw new RequestError(400, "malformed request line");
+  const targetStart = ++i;
+  for (; i < limit && (c = buf[i]!) !== 32; i++) {
+    // Visible ASCII only: a raw space, control byte or non-ASCII byte does not belong in a URL.
+    if (c <= 32 || c >= 127) throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
+    if (i - targetStart >= MAX_TARGET) throw new RequestError(414, `request target longer than ${MAX_TARGET} bytes`);
+  }
+  if (i >= limit) return more(from, n);
+  const targetEnd = i;
+  if (targetEnd === targetStart) throw new RequestError(400, "malformed request line");
+  const versionStart = ++i;
+  for (; i < limit && (c = buf[i]!) !== 13; i++) {
+    if (c === 10 || isCtl(c) || c === 32 || c >= 127) throw new RequestError(400, "malformed request line");
+  }
+  if (i + 1 >= limit) return more(from, n);
+  if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
+  const versionEnd = i;
+  i += 2;
+
+  let count = 0;
+  let headEnd: number;
+  for (;;) {
+    if (i >= limit) return more(from, n);
+    c = buf[i]!;
+    if (c === 13) {
+      if (i + 1 >= limit) return more(from, n);
+      if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
+      headEnd = i + 2;
+      break;
+    }
+    if (c === 32 || c === 9) throw new RequestError(400, "obsolete line folding in request header");
+    const nameStart = i;
+    for (; i < limit && (c = buf[i]!) !== 58; i++) {
+      if (c >= 128 || TCHAR[c] === 0) throw new RequestError(400, c === 13 || c === 10 ? "request header line without a colon" : "invalid request header name");
+    }
+    if (i >= limit) return more(from, n);
+    if (i === nameStart) throw new RequestError(400, "empty request header name");
+    const colon = i++;
+    while (i < limit && ((c = buf[i]!) === 32 || c === 9)) i++;
+    const valueStart = i;
+    let valueEnd = i;
+    for (; i < limit; i++) {
+      c = buf[i]!;
+      if (c === 13) break;
+      if (isCtl(c)) throw new RequestError(400, c === 10 ? "bare LF in request head" : "control character in request header value");
+      hi |= c;
+      if (c !== 32 && c !== 9) valueEnd = i + 1;
+    }
+    if (i + 1 >= limit) return more(from, n);
+    if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
+    if (count >= MAX_HEADERS) throw new RequestError(431, `more than ${MAX_HEADERS} request headers`);
+    if (count * 4 + 4 > marks.length) {
+      const grown = new Int32Array(marks.length * 2);
+      grown.set(marks);
+      marks = grown;
+    }
+    marks[count * 4] = nameStart - from;
+    marks[count * 4 + 1] = colon - from;
+    marks[count * 4 + 2] = valueStart - from;
+    marks[count * 4 + 3] = valueEnd - from;
+    count++;
+    i += 2;
+  }
+
+  // All bytes ASCII (the usual case): decode fast; else latin1, so obs-text keeps its bytes.
+  const text = hi < 128 ? ascii.decode(buf.subarray(from, headEnd)) : buf.toString("latin1", from, headEnd);
+  const method = text.slice(0, methodEnd - from);
+  let target = text.slice(targetStart - from, targetEnd - from);
+  const version = text.slice(versionStart - from, versionEnd - from);
+  let minor: number;
+  if (version === "HTTP/1.1") minor = 1;
+  else if (version === "HTTP/1.0") minor = 0;
+  else if (/^HTTP\/\d(\.\d)?$/.test(version)) throw new RequestError(505, `HTTP version not supported: ${version}`);
+  else throw new RequestError(400, "malformed request line");
+
+  const rawHeaders: string[] = new Array(count * 2);
+  let contentLength = -1;
+  let te: string | undefined;
+  let connection = "";
+  let host: string | undefined;
+  let expect: string | undefined;
+  for (let k = 0; k < count; k++) {
+    const lower = text.slice(marks[k * 4]!, marks[k * 4 + 1]!).toLowerCase();
+    const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
+    rawHeaders[k * 2] = lower;
+    rawHeaders[k * 2 + 1] = value;
+    switch (lower) {
+      case "host":
+        if (host !== undefined) throw new RequestError(400, "more than one Host header");
+        host = value;
+        break;
+      case "content-length":
+        // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
+        if (contentLength !== -1) throw new RequestError(400, "more than one Content-Length");
+        if (!/^\d{1,15}$/.test(value)) throw new RequestError(400, "invalid Content-Length");
+        contentLength = Number(value);
+        break;
+      case "transfer-encoding":
+        te = te === undefined ? value : `${te}, ${value}`;
+        break;
+      case "connection":
+        connection = connection ? `${connection},${value}` : value;
+        break;
+      case "expect":
+        expect = value;
+        break;
+    }
+  }
+  let chunked = false;
+  if (te !== undefined) {
+    // RFC 9112 §6.1: chunked must be the final coding, else the length is unknowable (400);
+    // other codings we cannot decode (501). With a Content-Length too, refuse (§6.3 allows it).
+    if (minor === 0) throw new RequestError(400, "Transfer-Encoding in an HTTP/1.0 request");
+    const codings = te.toLowerCase().split(",").map((s) => s.trim());
+    if (codings[codings.length - 1] !== "chunked") throw new RequestError(400, "Transfer-Encoding without chunked as the final coding");
+    if (codings.length > 1) throw new RequestError(501, `unsupported Transfer-Encoding: ${te.slice(0, 40)}`);
+    if (contentLength !== -1) throw new RequestError(400, "both Transfer-Encoding and Content-Length");
+    chunked = true;
+  }
+  if (target.charCodeAt(0) !== 47) {
+    if (target === "*") {
+      if (method !== "OPTIONS") throw new RequestError(400, "asterisk-form target for a method other than OPTIONS");
+    } else if (method === "CONNECT") {
+      throw new RequestError(501, "CONNECT is not supported");
+    } else {
+      // Absolute form (RFC 9112 §3.2.2): its authority replaces the Host header.
+      const m = /^https?:\/\/([^/?#]+)([^#]*)$/i.exec(target);
+      if (m === null) throw new RequestError(400, "invalid request target");
+      host = m[1]!;
+      target = m[2] === "" ? "/" : m[2]!.charCodeAt(0) === 47 ? m[2]! : `/${m[2]}`;
+    }
+  }
+  if (host === undefined) {
+    if (minor === 1) throw new RequestError(400, "missing Host header");
+    host = "";
+  } else if (!/^[\w.~!$&'()*+,;=:%[\]-]*$/.test(host)) {
+    throw new RequestError(400, "invalid Host header");
+  }
+  let keepAlive = minor === 1;
+  if (connection !== "") {
+    for (const t of connection.split(",")) {
+      const token = t.trim().toLowerCase();
+      if (token === "close") keepAlive = false;
+      else if (token === "keep-alive" && minor === 0) keepAlive = true;
+    }
+    // `close` wins over `keep-alive` when both are listed.
+    if (/(^|,)\s*close\s*(,|$)/i.test(connection)) keepAlive = false;
+  }
+  let expectContinue = false;
+  if (expect !== undefined) {
+    if (expect.toLowerCase() !== "100-continue") throw new RequestError(417, "unsupported Expect");
+    expectContinue = minor === 1;
+  }
+  return { method, target, minor, rawHeaders, host, contentLength, chunked, keepAlive, expectContinue, end: headEnd };
+}

@@ -1,0 +1,693 @@
+/**
+ * The client-facing HTTP/1.1 listener on Bun, on raw TCP (`Bun.listen`), used instead of
+ * `Bun.serve` for the proxy port.
+ *
+ * Why our own: with `Bun.serve` every request pays for a `Request` with its `Headers`, an
+ * `AbortSignal`, a `getpeername()` for the client address and a `Response` whose body completes
+ * outside the handler; measured on this machine that was 10–25 µs of a 50–80 µs request
+ * (bench/README.md). Here a request is parsed once from bytes (core/http1/request.ts, as strict
+ * as Bun.serve: smuggling-prone framing is refused) and the proxy's answer is written as bytes;
+ * a `Request`/`Response` is made only for routes with middleware (Hono).
+ *
+ * One request at a time per connection: pipelined requests wait, buffered, until the one before
+ * has been answered (RFC 9112 §9.3.2 keeps responses in order).
+ */
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import { Buffer } from "node:buffer";
+import { ChunkedDecoder } from "../http1/chunked.ts";
+import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
+import type { Listener, RawExchange, ServeOptions } from "./types.ts";
+
+const CRLF = Buffer.from("\r\n");
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
+/** Response bodies up to this are framed into one write with their chunk header. */
+const COALESCE_LIMIT = 16 * 1024;
+/** Unparsed bytes kept for a pipelined request before reading pauses. */
+const MAX_PENDING = MAX_REQUEST_HEAD;
+
+const REASONS: Record<number, string> = {
+  100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+  301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect",
+  308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+  405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
+  414: "URI Too Long", 417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+  499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+  503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+};
+
+/** Headers the listener writes itself (framing, connection management); never copied from an answer. */
+const OWN = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
+
+// The Date header, formatted at most once a second.
+let dateSecond = 0;
+let dateValue = "";
+function httpDate(): string {
+  const now = Date.now();
+  const s = (now / 1000) | 0;
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+type Sock = Socket<ClientConn>;
+
+interface Limits {
+  maxBody: number;
+  idleSeconds: number;
+  headerTimeoutMs: number;
+}
+
+/** One client connection. */
+class ClientConn {
+  socket: Sock | undefined;
+  clientIp = "";
+  /** Received bytes not yet parsed (a partial head, or pipelined requests waiting their turn). */
+  pending: Buffer | undefined;
+  /** The request being served. */
+  current: Exchange | undefined;
+  /** Close once the current response is written (client asked, shutdown, or unread body). */
+  closeAfter = false;
+  closed = false;
+  paused = false;
+  /** When the first byte of a head still incomplete arrived (0 when none is pending). */
+  headSince = 0;
+  out: Uint8Array[] | undefined;
+  onDrain: (() => void) | undefined;
+  constructor(readonly server: RawServer) {}
+
+  write(data: Uint8Array | string): boolean {
+    if (this.closed) return false;
+    if (this.out !== undefined) {
+      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+      return false;
+    }
+    const n = this.socket!.write(data);
+    if (n === data.length) return true;
+    const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+    this.out = [n > 0 ? rest.subarray(n) : rest];
+    return false;
+  }
+
+  flush(): void {
+    const out = this.out;
+    if (out === undefined || this.socket === undefined) return;
+    while (out.length > 0) {
+      const d = out[0]!;
+      const n = this.socket.write(d);
+      if (n < d.length) {
+        out[0] = n > 0 ? d.subarray(n) : d;
+        return;
+      }
+      out.shift();
+    }
+    this.out = undefined;
+    const f = this.onDrain;
+    this.onDrain = undefined;
+    f?.();
+  }
+
+  drained(): Promise<void> {
+    return this.out === undefined ? Promise.resolve() : new Promise<void>((r) => (this.onDrain = r));
+  }
+
+  /** Close after what was written has left (half-close: the client reads the whole answer). */
+  end(): void {
+    if (this.closed) return;
+    if (this.out !== undefined) return void (this.onDrain = () => this.end());
+    this.closed = true;
+    this.socket?.end();
+    this.server.conns.delete(this);
+    this.server.checkClosed();
+  }
+
+  destroy(): void {
+    if (!this.closed) {
+      this.closed = true;
+      this.socket?.terminate();
+    }
+    this.server.conns.delete(this);
+    const f = this.onDrain;
+    this.onDrain = undefined;
+    f?.();
+    this.current?.abort();
+    this.server.checkClosed();
+  }
+
+  pause(): void {
+    if (!this.paused) {
+      this.paused = true;
+      this.socket?.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.socket?.resume();
+    }
+  }
+
+  /** Parse and dispatch what is buffered, while no request is being served. */
+  drive(): void {
+    while (this.current === undefined && !this.closed && this.pending !== undefined) {
+      const buf = this.pending;
+      let head: RequestHead | undefined;
+      try {
+        head = parseRequestHead(buf, 0);
+      } catch (e) {
+        this.pending = undefined;
+        const err = e instanceof RequestError ? e : new RequestError(400, String(e));
+        return this.reject(err.status, err.message);
+      }
+      if (head === undefined) {
+        if (this.headSince === 0) this.headSince = performance.now();
+        else if (performance.now() - this.headSince > this.server.limits.headerTimeoutMs) return this.reject(408, "request head timeout");
+        return;
+      }
+      this.headSince = 0;
+      this.pending = head.end < buf.length ? buf.subarray(head.end) : undefined;
+      this.dispatch(head);
+    }
+    // Too much waiting behind the current request: stop reading until it is answered.
+    if (this.current !== undefined && this.pending !== undefined && this.pending.length > MAX_PENDING) this.pause();
+  }
+
+  /** An unusable request: answer its status and close (what follows cannot be framed). */
+  reject(status: number, message: string): void {
+    this.pending = undefined;
+    this.closeAfter = true;
+    const body = `${message}\n`;
+    this.write(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ndate: ${httpDate()}\r\n\r\n${body}`,
+    );
+    this.end();
+  }
+
+  dispatch(head: RequestHead): void {
+    const server = this.server;
+    if (server.limits.maxBody > 0 && head.contentLength > server.limits.maxBody) {
+      return this.reject(413, "request body too large");
+    }
+    const ex = new Exchange(this, head);
+    this.current = ex;
+    if (server.closing || !head.keepAlive) this.closeAfter = true;
+    this.socket?.timeout(0); // a request in flight is bounded by the pool's timeouts, not the idle timer
+    if (ex.bodyState !== Body.None && this.pending !== undefined) {
+      const rest = this.pending;
+      this.pending = undefined;
+      ex.feed(rest);
+    }
+    try {
+      server.handler(ex);
+    } catch (e) {
+      ex.fail(e);
+    }
+  }
+
+  /** The current exchange is over (answer written, or failed): serve what is pipelined next. */
+  next(): void {
+    const ex = this.current;
+    this.current = undefined;
+    // A body the handler did not read to its end leaves the stream unframed: close.
+    if (ex !== undefined && ex.bodyState !== Body.None && ex.bodyState !== Body.Done) this.closeAfter = true;
+    if (this.closeAfter || this.closed) return this.end();
+    this.socket?.timeout(this.server.limits.idleSeconds);
+    this.resume();
+    if (this.pending !== undefined) this.drive();
+    if (this.server.closing && this.current === undefined) this.end();
+  }
+}
+
+const enum Body {
+  None,
+  Length,
+  Chunked,
+  Done,
+  Failed,
+}
+
+/** One request on a connection, and its answer. */
+class Exchange implements RawExchange {
+  readonly method: string;
+  readonly target: string;
+  readonly host: string;
+  readonly rawHeaders: readonly string[];
+  readonly clientIp: string;
+  readonly bodyLength: number;
+  body: ReadableStream<Uint8Array> | null = null;
+  bodyState: Body;
+  remaining = 0;
+  decoder: ChunkedDecoder | undefined;
+  controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  received = 0;
+  fault = 0;
+  answered = false;
+  done = false;
+  minor: number;
+  expectContinue: boolean;
+  #abort: AbortController | undefined;
+  #request: Request | undefined;
+  /** The response body being written, so a client that leaves can cancel it. */
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+
+  constructor(
+    readonly conn: ClientConn,
+    head: RequestHead,
+  ) {
+    this.method = head.method;
+    this.target = head.target;
+    this.host = head.host;
+    this.rawHeaders = head.rawHeaders;
+    this.clientIp = conn.clientIp;
+    this.minor = head.minor;
+    this.expectContinue = head.expectContinue;
+    if (head.chunked) {
+      this.bodyLength = -1;
+      this.bodyState = Body.Chunked;
+      this.decoder = new ChunkedDecoder();
+    } else if (head.contentLength > 0) {
+      this.bodyLength = head.contentLength;
+      this.bodyState = Body.Length;
+      this.remaining = head.contentLength;
+    } else {
+      this.bodyLength = 0;
+      this.bodyState = Body.None;
+    }
+    if (this.bodyState !== Body.None) {
+      this.body = new ReadableStream<Uint8Array>(
+        {
+          start: (c) => void (this.controller = c),
+          pull: () => {
+            if (this.expectContinue) {
+              // The body is wanted now: tell a client waiting on Expect: 100-continue to send it.
+              this.expectContinue = false;
+              if (!this.answered) conn.write(CONTINUE);
+            }
+            conn.resume();
+          },
+          cancel: () => {
+            this.controller = undefined;
+            conn.closeAfter = true;
+          },
+        },
+        { highWaterMark: 0 },
+      );
+    }
+  }
+
+  get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.conn.closed && !this.done) this.#abort.abort();
+    }
+    return this.#abort.signal;
+  }
+
+  bodyFault(): number {
+    return this.fault;
+  }
+
+  /** Request body bytes from the socket. Bytes past the body's end belong to the next request. */
+  feed(buf: Buffer): void {
+    let off = 0;
+    if (this.bodyState === Body.Length) {
+      const n = Math.min(this.remaining, buf.length);
+      this.remaining -= n;
+      this.push(n === buf.length ? buf : buf.subarray(0, n));
+      off = n;
+      if (this.remaining === 0) this.endBody();
+    } else if (this.bodyState === Body.Chunked) {
+      try {
+        off = this.decoder!.feed(buf, 0, buf.length, this);
+      } catch (e) {
+        return this.bodyFailed(400, `bad chunked request body: ${(e as Error).message}`);
+      }
+      if (this.bodyState === Body.Chunked && this.decoder!.done) this.endBody();
+    } else if (this.bodyState === Body.Failed) {
+      return; // discarded; the connection closes after the answer
+    }
+    if (off < buf.length) {
+      const rest = buf.subarray(off);
+      this.conn.pending = this.conn.pending === undefined ? rest : Buffer.concat([this.conn.pending, rest]);
+    }
+  }
+
+  /** For the chunked decoder, and body runs: hand them to the body stream. */
+  push(data: Uint8Array): void {
+    if (data.length === 0) return;
+    this.received += data.length;
+    const limit = this.conn.server.limits.maxBody;
+    if (limit > 0 && this.received > limit) return this.bodyFailed(413, "request body too large");
+    const c = this.controller;
+    if (c === undefined) return;
+    c.enqueue(data);
+    if ((c.desiredSize ?? 0) < 0) this.conn.pause();
+  }
+
+  endBody(): void {
+    this.bodyState = Body.Done;
+    try {
+      this.controller?.close();
+    } catch {}
+  }
+
+  bodyFailed(status: number, message: string): void {
+    if (this.bodyState === Body.Failed || this.bodyState === Body.Done) return;
+    this.bodyState = Body.Failed;
+    this.fault = status;
+    this.conn.closeAfter = true;
+    try {
+      this.controller?.error(new RequestError(status, message));
+    } catch {}
+    // Nothing read the body yet: answer now rather than leave the client waiting.
+    if (!this.answered && this.controller === undefined) this.respondWith(new Response(`${message}\n`, { status }));
+  }
+
+  /** The client went away: abort the request's work and stop writing its answer. */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.#abort?.abort();
+    if (this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
+      this.bodyState = Body.Failed;
+      try {
+        this.controller?.error(new Error("client closed the connection"));
+      } catch {}
+    }
+    this.reader?.cancel("client closed the connection").catch(() => {});
+  }
+
+  toRequest(): Request {
+    if (this.#request !== undefined) return this.#request;
+    const headers = new Headers();
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+    const init: RequestInit & { duplex?: "half" } = { method: this.method, headers, signal: this.signal };
+    if (this.body !== null) {
+      init.body = this.body;
+      init.duplex = "half";
+    }
+    const host = this.host || "localhost";
+    return (this.#request = new Request(`http://${host}${this.target === "*" ? "/" : this.target}`, init));
+  }
+
+  /** The head of an answer, with framing and connection headers of our own. */
+  #head(status: number, statusText: string, headers: readonly string[], length: number, chunked: boolean): string {
+    let head = `HTTP/1.1 ${status} ${statusText || REASONS[status] || "Unknown"}\r\n`;
+    let date = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (name === "date") date = true;
+      head += `${name}: ${headers[i + 1]}\r\n`;
+    }
+    if (!date) head += `date: ${httpDate()}\r\n`;
+    if (chunked) head += "transfer-encoding: chunked\r\n";
+    else if (length >= 0 && status !== 204 && status !== 304 && status >= 200) head += `content-length: ${length}\r\n`;
+    else if (status === 304 && length >= 0) head += `content-length: ${length}\r\n`;
+    const conn = this.conn;
+    if (conn.closeAfter || conn.server.closing) {
+      conn.closeAfter = true;
+      head += "connection: close\r\n";
+    } else if (this.minor === 0) head += "connection: keep-alive\r\n";
+    return `${head}\r\n`;
+  }
+
+  respond(status: number, statusText: string, headers: readonly string[], body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void {
+    if (this.answered) return;
+    this.answered = true;
+    const conn = this.conn;
+    if (this.done || conn.closed) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return;
+    }
+    const noBody = this.method === "HEAD" || status === 204 || status === 304 || status < 200;
+    if (noBody || body === null || body instanceof Uint8Array) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      const bytes = noBody || body === null ? undefined : (body as Uint8Array);
+      const len = this.method === "HEAD" ? length : bytes === undefined ? 0 : bytes.length;
+      const head = this.#head(status, statusText, headers, len, false);
+      if (bytes === undefined || bytes.length === 0) conn.write(head);
+      else {
+        const out = Buffer.allocUnsafe(head.length + bytes.length);
+        out.write(head, 0, "latin1");
+        out.set(bytes, head.length);
+        conn.write(out);
+      }
+      return this.finish();
+    }
+    // A stream: with its length when known; else chunked, or until close for an HTTP/1.0 client.
+    const chunked = length < 0 && this.minor === 1;
+    if (length < 0 && !chunked) conn.closeAfter = true;
+    conn.write(this.#head(status, statusText, headers, length, chunked));
+    void this.#pump(body, length, chunked);
+  }
+
+  async #pump(body: ReadableStream<Uint8Array>, length: number, chunked: boolean): Promise<void> {
+    const conn = this.conn;
+    const reader = body.getReader();
+    this.reader = reader;
+    let sent = 0;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        if (this.done || conn.closed) throw new Error("client closed the connection");
+        const v = r.value;
+        if (v.length === 0) continue;
+        sent += v.length;
+        let ok: boolean;
+        if (chunked) {
+          const prefix = `${v.length.toString(16)}\r\n`;
+          if (v.length <= COALESCE_LIMIT) {
+            const out = Buffer.allocUnsafe(prefix.length + v.length + 2);
+            out.write(prefix, 0, "latin1");
+            out.set(v, prefix.length);
+            out[out.length - 2] = 13;
+            out[out.length - 1] = 10;
+            ok = conn.write(out);
+          } else {
+            conn.write(prefix);
+            conn.write(v);
+            ok = conn.write(CRLF);
+          }
+        } else if (length >= 0 && sent > length) {
+          throw new Error("response body longer than its Content-Length");
+        } else ok = conn.write(v);
+        if (!ok) {
+          await conn.drained();
+          if (conn.closed) throw new Error("client closed the connection");
+        }
+      }
+      if (chunked) conn.write(LAST_CHUNK);
+      else if (length >= 0 && sent !== length) throw new Error("response body shorter than its Content-Length");
+      this.reader = undefined;
+      this.finish();
+    } catch (e) {
+      this.reader = undefined;
+      reader.cancel(e).catch(() => {});
+      // The head is out: the only honest signal left is to cut the connection.
+      conn.closeAfter = true;
+      conn.destroy();
+      this.finish();
+    }
+  }
+
+  respondWith(response: Response): void {
+    if (this.answered) return;
+    const headers: string[] = [];
+    let length = -1;
+    response.headers.forEach((value, name) => {
+      if (name === "content-length") length = /^\d{1,15}$/.test(value) ? Number(value) : -1;
+      else if (!OWN.has(name)) headers.push(name, value);
+    });
+    const body = response.body;
+    if (body === null) return this.respond(response.status, response.statusText, headers, null, this.method === "HEAD" ? length : 0);
+    if (this.method === "HEAD") {
+      body.cancel().catch(() => {});
+      return this.respond(response.status, response.statusText, headers, null, length);
+    }
+    // Read ahead two pieces: a body that ends by then goes out with its real length (a middleware
+    // that replaced a response may have kept the old Content-Length); a longer one is streamed
+    // with its declared length (checked while writing), else chunked.
+    const reader = body.getReader();
+    const status = response.status;
+    const text = response.statusText;
+    reader.read().then(
+      (first) => {
+        if (first.done) return this.respond(status, text, headers, new Uint8Array(0), 0);
+        reader.read().then(
+          (second) => {
+            if (second.done) return this.respond(status, text, headers, first.value, first.value.length);
+            const stream = new ReadableStream<Uint8Array>({
+              start(c) {
+                c.enqueue(first.value);
+                c.enqueue(second.value);
+              },
+              async pull(c) {
+                const r = await reader.read();
+                if (r.done) c.close();
+                else c.enqueue(r.value);
+              },
+              cancel: (reason) => reader.cancel(reason),
+            });
+            this.respond(status, text, headers, stream, length);
+          },
+          (e) => this.fail(e),
+        );
+      },
+      (e) => this.fail(e),
+    );
+  }
+
+  /** The handler failed: a 500 if nothing was written yet, else cut the connection. */
+  fail(e: unknown): void {
+    if (!this.answered) {
+      this.conn.server.onError(e);
+      this.respond(500, "", ["content-type", "text/plain; charset=utf-8"], Buffer.from("internal error\n"), 15);
+      return;
+    }
+    this.conn.destroy();
+  }
+
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.conn.next();
+  }
+}
+
+class RawServer {
+  readonly conns = new Set<ClientConn>();
+  closing = false;
+  #listener: TCPSocketListener<ClientConn> | undefined;
+  #closed: (() => void) | undefined;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly handler: (ex: RawExchange) => void,
+    readonly limits: Limits,
+    readonly onError: (e: unknown) => void,
+  ) {}
+
+  listen(hostname: string, port: number, reusePort: boolean): TCPSocketListener<ClientConn> {
+    const server = this;
+    const handlers: SocketHandler<ClientConn> = {
+      open(s) {
+        const conn = new ClientConn(server);
+        conn.socket = s;
+        conn.clientIp = s.remoteAddress ?? "";
+        s.data = conn;
+        s.setNoDelay?.(true);
+        s.timeout(server.limits.idleSeconds);
+        server.conns.add(conn);
+        if (server.closing) conn.end();
+      },
+      data(s, chunk) {
+        const conn = s.data;
+        const buf = chunk as Buffer;
+        const ex = conn.current;
+        if (ex !== undefined && (ex.bodyState === Body.Length || ex.bodyState === Body.Chunked || ex.bodyState === Body.Failed) && conn.pending === undefined) {
+          return ex.feed(buf);
+        }
+        conn.pending = conn.pending === undefined ? buf : Buffer.concat([conn.pending, buf]);
+        if (conn.current === undefined) conn.drive();
+        else if (conn.pending.length > MAX_PENDING) conn.pause();
+      },
+      drain(s) {
+        s.data.flush();
+      },
+      end(s) {
+        // The client half-closed: it sends nothing more. Its current request may still be answered
+        // only if the whole request arrived; a cut-off one is dropped.
+        const conn = s.data;
+        const ex = conn.current;
+        if (ex === undefined || ex.bodyState === Body.Length || ex.bodyState === Body.Chunked) return conn.destroy();
+        conn.closeAfter = true;
+      },
+      close(s) {
+        s.data?.destroy();
+      },
+      error(s) {
+        s.data?.destroy();
+      },
+      timeout(s) {
+        const conn = s.data;
+        if (conn.current !== undefined) return;
+        if (conn.pending !== undefined) return conn.reject(408, "request head timeout");
+        conn.destroy();
+      },
+    };
+    // `reusePort` (SO_REUSEPORT, for workers) is accepted by Bun.listen as by Bun.serve, though
+    // not in its types; without it a second process on the port fails, as it should. Half-open,
+    // so a client that shuts down its sending side after its request still gets the answer.
+    const options: Bun.TCPSocketListenOptions<ClientConn> & { reusePort?: boolean } = {
+      hostname,
+      port,
+      reusePort,
+      allowHalfOpen: true,
+      socket: handlers,
+      data: undefined as unknown as ClientConn,
+    };
+    const listener = Bun.listen<ClientConn>(options);
+    this.#listener = listener;
+    // A head trickling in byte by byte keeps the idle timer happy: bound it by a deadline.
+    this.#sweep = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.conns) if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs) c.reject(408, "request head timeout");
+    }, 1000);
+    (this.#sweep as { unref?: () => void }).unref?.();
+    return listener;
+  }
+
+  checkClosed(): void {
+    if (this.closing && this.conns.size === 0 && this.#closed) {
+      const f = this.#closed;
+      this.#closed = undefined;
+      f();
+    }
+  }
+
+  /** Stop accepting; idle connections close now, busy ones after their answer. */
+  close(): Promise<void> {
+    this.closing = true;
+    this.#listener?.stop(false);
+    clearInterval(this.#sweep);
+    const done = new Promise<void>((r) => (this.#closed = r));
+    for (const c of [...this.conns]) if (c.current === undefined) c.end();
+    this.checkClosed();
+    return done;
+  }
+
+  forceClose(): Promise<void> {
+    this.closing = true;
+    this.#listener?.stop(true);
+    clearInterval(this.#sweep);
+    for (const c of [...this.conns]) c.destroy();
+    this.checkClosed();
+    return Promise.resolve();
+  }
+}
+
+/** Listen with our own HTTP/1.1 server; requests go to `options.raw`. */
+export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => void }, onError: (e: unknown) => void): Listener {
+  const server = new RawServer(
+    options.raw,
+    {
+      maxBody: options.maxRequestBodySize >= Number.MAX_SAFE_INTEGER ? 0 : options.maxRequestBodySize,
+      idleSeconds: options.idleTimeoutSeconds,
+      headerTimeoutMs: Math.max(1, options.idleTimeoutSeconds) * 1000,
+    },
+    onError,
+  );
+  const listener = server.listen(options.hostname, options.port, options.reusePort ?? false);
+  return {
+    hostname: listener.hostname,
+    port: listener.port,
+    close: () => server.close(),
+    forceClose: () => server.forceClose(),
+  };
+}
