@@ -11,9 +11,9 @@
  * Fulcrum goes on serving a normal request on a new connection.
  *
  * Where two answers are both safe, a test accepts that set explicitly, with the reason. Behaviour
- * that is wrong on either front, the Bun.serve one (FULCRUM_BUN_SERVE=1) or the Bun.listen one
- * (the default since a0a76c1), is in `describe("known gaps")` at the end: those tests are
- * skipped, FULCRUM_KNOWN_GAPS=1 runs them. Everything else passes on both fronts.
+ * that the Bun.serve front (FULCRUM_BUN_SERVE=1) gets wrong and our own listener (the default)
+ * gets right is in `describe("Bun.serve gaps")` at the end: those tests run on the default front
+ * and are skipped under FULCRUM_BUN_SERVE=1. Everything else passes on both fronts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
@@ -527,7 +527,7 @@ describe("pipelining", () => {
       if (r === "closed") break;
       got.push(bodyText(r));
     }
-    // Answering all three is the goal (see known gaps); Bun.serve closes the connection instead,
+    // Answering all three is the goal (see "Bun.serve gaps"); Bun.serve closes the connection instead,
     // which is safe: a client re-sends unanswered requests. A wrong or reordered answer is not.
     expect(got).toEqual(["GET /p1", "GET /p2", "GET /p3"].slice(0, got.length));
     if (got.length < 3) expect(c.closed).toBe(true);
@@ -710,10 +710,10 @@ describe("chunked responses from the backend", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Wrong on at least one front: the Bun.serve one (FULCRUM_BUN_SERVE=1) or the Bun.listen one
-// (the default since a0a76c1); the comment in each says what each front does. Each test states
-// the behaviour it wants. Skipped so the suite passes on either front; FULCRUM_KNOWN_GAPS=1 runs them.
-const gap = process.env.FULCRUM_KNOWN_GAPS === "1" ? test : test.skip;
+// Wrong on the Bun.serve front (FULCRUM_BUN_SERVE=1), right on our own listener (the default);
+// the comment in each says what Bun.serve does. Each test states the behaviour it wants. They run
+// on the default front (they pin its fixes) and are skipped on the Bun.serve fallback.
+const gap = process.env.FULCRUM_BUN_SERVE === "1" ? test.skip : test;
 
 const API_KEY_PLUGIN = new URL("../plugins/api-key.ts", import.meta.url).pathname;
 
@@ -743,7 +743,7 @@ async function getOn(p: number, target: string): Promise<Outcome> {
   return outcome(await c.readResponse());
 }
 
-describe("known gaps", () => {
+describe("Bun.serve gaps", () => {
   gap("duplicate equal Content-Length: 400, or forwarded with one valid Content-Length", async () => {
     // Bun.serve front: Bun.serve merges the fields and Fulcrum forwards `content-length: 5, 5`,
     // which a backend may reject (502 here) or misread (a desync on a shared upstream connection).
@@ -844,7 +844,7 @@ describe("known gaps", () => {
   });
 
   gap("a fragment (#) in the request-target cannot route around a protected prefix", async () => {
-    // Both fronts: `GET /admin#x` is routed as path "/admin#x", which the /admin route does not
+    // Bun.serve front (and the own listener before it refused '#'): `GET /admin#x` is routed as path "/admin#x", which the /admin route does not
     // match, so it goes to the / route without the api-key check, and the backend gets
     // `/admin#x` (servers drop the fragment: it serves /admin). '#' is not allowed in an
     // origin-form target (RFC 9112 §3.2): 400, or route on the path without it (401 here).
@@ -858,8 +858,8 @@ describe("known gaps", () => {
 
   gap("dot segments in the request-target cannot route around a protected prefix", async () => {
     // Bun.serve front: request.url is normalised, so /x/../admin and /./admin match /admin (401).
-    // Bun.listen front: routed as written, they miss /admin, go to / without the api-key check,
-    // and a backend that normalises paths serves /admin.
+    // Own listener: normalised the same way (normalizeTarget in core/http1/request.ts); routed
+    // as written they would miss /admin and reach / without the api-key check.
     const p = await withProtectedAdmin();
     for (const target of ["/x/../admin", "/./admin", "/admin/./users"]) {
       expect<Outcome[]>([400, 401]).toContain(await getOn(p, target));
@@ -868,8 +868,8 @@ describe("known gaps", () => {
   });
 
   gap("a 304 keeps the backend's Content-Length or has none; never a made-up one", async () => {
-    // Bun.listen front: `content-length: 0` on every 304 (the backend sent 10, or none); RFC 9110
-    // §8.6: a 304 MUST NOT carry a Content-Length other than the 200's. Bun.serve front: kept.
+    // RFC 9110 §8.6: a 304 MUST NOT carry a Content-Length other than the 200's. Both fronts keep
+    // the backend's (the own listener once wrote `content-length: 0` on every 304).
     const c = await client();
     c.write("GET /304 HTTP/1.1\r\nHost: x\r\n\r\n");
     const r = (await c.readResponse()) as RawResponse;
@@ -879,7 +879,7 @@ describe("known gaps", () => {
 
   gap("HEAD of a resource the backend would send chunked: no made-up Content-Length", async () => {
     // Bun.serve front: `content-length: 0` added, telling the client the resource is empty.
-    // Bun.listen front: none (correct).
+    // Own listener: none (correct).
     const c = await client();
     c.write("HEAD /head-chunked HTTP/1.1\r\nHost: x\r\n\r\n");
     const r = (await c.readResponse({ method: "HEAD" })) as RawResponse;

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
 import { ChunkedDecoder } from "../core/http1/chunked.ts";
+import { MAX_TARGET, normalizeTarget, parseRequestHead, type RequestError } from "../core/http1/request.ts";
 
 function head(text: string) {
   const buf = Buffer.from(`${text}\r\n\r\nBODY`, "latin1");
@@ -123,4 +124,68 @@ describe("chunked body decoding", () => {
       expect(() => decode(text)).toThrow(ParseError);
     });
   }
+});
+
+describe("request head parsing (the client-facing listener)", () => {
+  const req = (text: string) => parseRequestHead(Buffer.from(text, "latin1"), 0);
+  const status = (text: string) => {
+    try {
+      req(text);
+      return 0;
+    } catch (e) {
+      return (e as RequestError).status;
+    }
+  };
+
+  test("request line, lower-cased headers in order, framing and keep-alive", () => {
+    const h = req("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc")!;
+    expect([h.method, h.target, h.minor, h.host, h.contentLength, h.chunked, h.keepAlive]).toEqual(["POST", "/a?b=1", 1, "x", 3, false, true]);
+    expect(h.rawHeaders).toEqual(["host", "x", "content-length", "3", "x-a", "v"]);
+    expect(h.end).toBe("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\n".length); // the body is not the head's
+    expect(req("GET / HTTP/1.0\r\n\r\n")!.keepAlive).toBe(false);
+    expect(req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")!.keepAlive).toBe(true);
+    expect(req("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n")!.keepAlive).toBe(false);
+  });
+
+  test("a head not all there yet is undefined, at any cut", () => {
+    const text = "GET /p HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n";
+    for (let i = 0; i < text.length; i++) expect(req(text.slice(0, i))).toBeUndefined();
+  });
+
+  test("absolute form: its authority is the host, its path the target", () => {
+    const h = req("GET http://example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n")!;
+    expect([h.host, h.target]).toEqual(["example.com:8080", "/p?q"]);
+  });
+
+  test.each([
+    ["two Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400],
+    ["Content-Length and chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400],
+    ["chunked not last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400],
+    ["another coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501],
+    ["a signed length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n", 400],
+    ["no Host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400],
+    ["two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
+    ["obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", 400],
+    ["space before the colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400],
+    ["NUL in a value", "GET / HTTP/1.1\r\nHost: x\r\nA: b\0c\r\n\r\n", 400],
+    ["bare LF", "GET / HTTP/1.1\nHost: x\r\n\r\n", 400],
+    ["a fragment", "GET /admin#x HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["a backslash in the path", "GET /a\\..\\admin HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505],
+    ["Expect other than 100-continue", "GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", 417],
+    ["CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501],
+    ["a target too long", `GET /${"a".repeat(MAX_TARGET + 1)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+  ])("rejects %s", (_what, text, expected) => {
+    expect(status(text)).toBe(expected);
+  });
+
+  test("dot segments are resolved (also %2e), the query is left alone", () => {
+    expect(normalizeTarget("/x/../admin")).toBe("/admin");
+    expect(normalizeTarget("/./admin/./users")).toBe("/admin/users");
+    expect(normalizeTarget("/a/%2e%2E/b?x=/../")).toBe("/b?x=/../");
+    expect(normalizeTarget("/a/b/..")).toBe("/a/");
+    expect(normalizeTarget("/..")).toBe("/");
+    expect(normalizeTarget("/a/.b/..c")).toBe("/a/.b/..c");
+    expect(req("GET /x/../admin HTTP/1.1\r\nHost: x\r\n\r\n")!.target).toBe("/admin");
+  });
 });

@@ -86,8 +86,9 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   if (methodEnd === from) throw new RequestError(400, "malformed request line");
   const targetStart = ++i;
   for (; i < limit && (c = buf[i]!) !== 32; i++) {
-    // Visible ASCII only: a raw space, control byte or non-ASCII byte does not belong in a URL.
-    if (c <= 32 || c >= 127) throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
+    // Visible ASCII only: a raw space, control byte or non-ASCII byte does not belong in a URL;
+    // nor does a fragment (`#`), which a backend may strip to see a path our routing did not.
+    if (c <= 32 || c >= 127 || c === 35) throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
     if (i - targetStart >= MAX_TARGET) throw new RequestError(414, `request target longer than ${MAX_TARGET} bytes`);
   }
   if (i >= limit) return more(from, n);
@@ -215,6 +216,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       target = m[2] === "" ? "/" : m[2]!.charCodeAt(0) === 47 ? m[2]! : `/${m[2]}`;
     }
   }
+  if (target !== "*") target = normalizeTarget(target);
   if (host === undefined) {
     if (minor === 1) throw new RequestError(400, "missing Host header");
     host = "";
@@ -237,4 +239,33 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     expectContinue = minor === 1;
   }
   return { method, target, minor, rawHeaders, host, contentLength, chunked, keepAlive, expectContinue, end: headEnd };
+}
+
+const DOT = /^(?:\.|%2e)$/i;
+const DOTDOT = /^(?:\.|%2e){2}$/i;
+
+/**
+ * The path with `.` and `..` segments resolved (RFC 3986 §5.2.4, and `%2e` as a dot as the WHATWG
+ * URL parser does): routing and the backend must see the same path, or `/x/../admin` slips past
+ * a route for `/admin`. A backslash in the path is refused, since some backends read it as `/`.
+ */
+export function normalizeTarget(target: string): string {
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  if (path.includes("\\")) throw new RequestError(400, "backslash in request path");
+  if (!path.includes("/.") && (path.indexOf("%") < 0 || !/%2e/i.test(path))) return target;
+  const segments = path.split("/");
+  const out: string[] = [];
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i]!;
+    const last = i === segments.length - 1;
+    if (DOT.test(seg)) {
+      if (last) out.push("");
+    } else if (DOTDOT.test(seg)) {
+      out.pop();
+      if (last) out.push("");
+    } else out.push(seg);
+  }
+  const normal = `/${out.join("/")}`;
+  return q < 0 ? normal : normal + target.slice(q);
 }

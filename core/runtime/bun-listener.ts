@@ -428,7 +428,8 @@ class Exchange implements RawExchange {
     if (noBody || body === null || body instanceof Uint8Array) {
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
       const bytes = noBody || body === null ? undefined : (body as Uint8Array);
-      const len = this.method === "HEAD" ? length : bytes === undefined ? 0 : bytes.length;
+      // HEAD and 304 declare the length the body would have (only if the backend did); 204 none.
+      const len = this.method === "HEAD" || status === 304 ? length : bytes === undefined ? 0 : bytes.length;
       const head = this.#head(status, statusText, headers, len, false);
       if (bytes === undefined || bytes.length === 0) conn.write(head);
       else {
