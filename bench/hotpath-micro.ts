@@ -9,7 +9,7 @@ import { buildGateway } from "../core/gateway.ts";
 import { downstreamRaw, upstreamHeaders, upstreamHeadersRaw } from "../core/headers.ts";
 import { parseHead } from "../core/http1/response.ts";
 import { builtinRegistry } from "../main.ts";
-import { accessFormat } from "../core/log.ts";
+import { accessLine } from "../core/log.ts";
 
 const HEAD = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 21:45:18 GMT\r\nContent-Type: text/plain\r\n" +
   "Content-Length: 100\r\nLast-Modified: Thu, 26 Nov 2026 21:32:42 GMT\r\nConnection: keep-alive\r\nETag: \"6b08a57a-64\"\r\n" +
@@ -36,10 +36,9 @@ const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered
 let sink = 0;
 await configure({
   reset: true,
-  // The same formatters core/log.ts uses: LogTape's for operational records, accessFormat for access lines.
-  sinks: { mem: (r) => void (sink += format(r).length), access: (r) => void (sink += accessFormat(r).length) },
+  // The formatter core/log.ts uses for operational records (access lines use accessLine, below).
+  sinks: { mem: (r) => void (sink += format(r).length) },
   loggers: [
-    { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
     { category: ["fulcrum"], sinks: ["mem"], lowestLevel: "info" },
     { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
   ],
@@ -52,7 +51,7 @@ for (const log of [false, true]) {
   const config = parseConfig(yaml, { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
   const gw = buildGateway(config, {
     registry,
-    logging: { logger: getLogger(["fulcrum"]), access: log ? getLogger(["fulcrum", "access"]) : undefined, close: async () => {} },
+    logging: { logger: getLogger(["fulcrum"]), access: log ? { write: (e, ms, ids) => void (sink += accessLine(e, ms, ids).length) } : undefined, close: async () => {} },
   });
   await time(`gateway.fetch, access_log ${log ? "on" : "off"}`, 100_000, () => gw.fetch(request(), "127.0.0.1"));
   gw.close();

@@ -1,13 +1,24 @@
 import { expect, test } from "bun:test";
-import type { LogRecord } from "@logtape/logtape";
-import { accessFormat } from "../core/log.ts";
+import { accessLine, type AccessEntry } from "../core/log.ts";
 
-function record(properties: Record<string, unknown>, timestamp = Date.UTC(2026, 10, 26, 12, 0, 0, 5)): LogRecord {
-  return { category: ["fulcrum", "access"], level: "info", message: ["access"], rawMessage: "access", properties, timestamp } as LogRecord;
-}
+const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({
+  method: "GET",
+  path: '/a"b\u0001',
+  status: 200,
+  route: "*/ → web",
+  pool: "web",
+  backend: "127.0.0.1:9001",
+  bytes: 100,
+  attempts: 1,
+  clientIp: "127.0.0.1",
+  retryReason: undefined,
+  error: undefined,
+  ...over,
+});
+const T = Date.UTC(2026, 10, 26, 12, 0, 0, 5);
 
-test("accessFormat writes one JSON line with LogTape's field names and the request's fields", () => {
-  const line = accessFormat(record({ method: "GET", path: "/a\"b", status: 200, duration_ms: 1.5, trace_id: "abc" }));
+test("accessLine writes one JSON line with LogTape's envelope and the request's fields", () => {
+  const line = accessLine(entry(), 1.23456, undefined, undefined, T);
   expect(line.endsWith("\n")).toBe(true);
   expect(line.indexOf("\n")).toBe(line.length - 1);
   expect(JSON.parse(line)).toEqual({
@@ -16,14 +27,21 @@ test("accessFormat writes one JSON line with LogTape's field names and the reque
     message: "access",
     logger: "fulcrum.access",
     method: "GET",
-    path: '/a"b',
+    path: '/a"b\u0001',
     status: 200,
-    duration_ms: 1.5,
-    trace_id: "abc",
+    route: "*/ → web",
+    pool: "web",
+    backend: "127.0.0.1:9001",
+    duration_ms: 1.235,
+    bytes: 100,
+    attempts: 1,
+    client_ip: "127.0.0.1",
   });
 });
 
-test("accessFormat stays valid JSON with no properties and follows the clock", () => {
-  expect(JSON.parse(accessFormat(record({}))).logger).toBe("fulcrum.access");
-  expect(JSON.parse(accessFormat(record({ a: 1 }, Date.UTC(2027, 0, 1))))["@timestamp"]).toBe("2027-01-01T00:00:00.000Z");
+test("optional fields appear only when set; the worker number is added; the clock is followed", () => {
+  const line = JSON.parse(accessLine(entry({ retryReason: "503", error: 'x "y"' }), 2, { trace_id: "t1", span_id: "s1" }, 3, Date.UTC(2027, 0, 1)));
+  expect(line).toMatchObject({ retry_reason: "503", error: 'x "y"', trace_id: "t1", span_id: "s1", worker: 3 });
+  expect(line["@timestamp"]).toBe("2027-01-01T00:00:00.000Z");
+  expect(Object.keys(JSON.parse(accessLine(entry(), 1, undefined)))).not.toContain("error");
 });

@@ -3,7 +3,7 @@ import { configure, getLogger, type LogRecord } from "@logtape/logtape";
 import { parseConfig } from "../../core/config/load.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/server.ts";
-import type { Logging } from "../../core/log.ts";
+import { accessLine, type Logging } from "../../core/log.ts";
 import { builtinRegistry } from "../../main.ts";
 import { startObservability, type Observability } from "../../core/observability.ts";
 
@@ -40,7 +40,15 @@ export async function captureLogs(accessLog: boolean): Promise<{ records: LogRec
     records,
     logging: {
       logger: getLogger(["fulcrum"]),
-      access: accessLog ? getLogger(["fulcrum", "access"]) : undefined,
+      // The real access-line formatter, parsed back: tests see exactly the fields written.
+      access: accessLog
+        ? {
+            write(e, ms, ids) {
+              const { "@timestamp": _t, level: _l, message: _m, logger: _g, ...properties } = JSON.parse(accessLine(e, ms, ids));
+              records.push({ category: ["fulcrum", "access"], level: "info", message: ["access"], rawMessage: "access", properties, timestamp: Date.now() } as LogRecord);
+            },
+          }
+        : undefined,
       close: async () => {},
     },
   };
