@@ -6,7 +6,7 @@
 import type { Backend, Pool } from "./pool.ts";
 import type { RequestInfo } from "./plugin-api.ts";
 import { downstreamRaw, upstreamHeaders } from "./headers.ts";
-import { sendUpstream, UpstreamError, type UpstreamResponse } from "./upstream.ts";
+import { sendUpstream, UpstreamError, type AbortLike, type UpstreamResponse } from "./upstream.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
 import type { Observer } from "./observer.ts";
 import type { SpanHandle } from "./telemetry.ts";
@@ -59,7 +59,7 @@ export interface Incoming {
   /** Declared body length: 0 for none, -1 when unknown (chunked). */
   readonly bodyLength: number;
   readonly body: ReadableStream<Uint8Array> | null;
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   /** The request headers as `Headers` (a strategy's `RequestInfo.headers`); may be built on first use. */
   readonly headers: Headers;
   /** The headers to send upstream: hop-by-hop dropped, X-Forwarded-* set (headers.ts). */
@@ -252,7 +252,7 @@ class Attempt {
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
+const sleep = (ms: number, signal: AbortLike) =>
   new Promise<boolean>((resolve) => {
     if (signal.aborted) return resolve(false);
     const onAbort = () => {
@@ -435,7 +435,7 @@ async function mayRetry(
   n: number,
   minDelay: number,
   deadline: number,
-  signal: AbortSignal,
+  signal: AbortLike,
   ex: Exchange,
   reason: string,
   beforeWait?: () => void,

@@ -7,6 +7,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import {
   UpstreamError,
+  type AbortLike,
   type PoolOptions,
   type UpstreamAgent,
   type UpstreamRequest,
@@ -184,7 +185,7 @@ async function pumpBody(body: ReadableStream<Uint8Array>, ureq: http.ClientReque
 /** node Readable → web ReadableStream with backpressure; cancelling it closes the upstream. */
 function toWebStream(
   res: http.IncomingMessage,
-  signal: AbortSignal,
+  signal: AbortLike,
   onEnd: (bytes: number, error?: string) => void,
 ): ReadableStream<Uint8Array> {
   let bytes = 0;

@@ -21,21 +21,27 @@ async function startChild(yaml: (dir: string) => string, extraArgs: string[] = [
 }
 
 describe("reload under load (child process, SIGHUP)", () => {
-  test("2,000 requests at concurrency 20: all answered; after the reload, the new helper code decides; a broken edit changes nothing", async () => {
+  test("2,000+ requests at concurrency 20: all answered; after the reload, the new helper code decides; a broken edit changes nothing", async () => {
     const [a, b] = backends(2);
     const { t, child } = await startChild(() =>
       `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\nlog: { access_log: false }\n`);
 
+    // At least 2,000, and on until 100 have started after the reload (a reload bundles the plugin,
+    // which can outlast 1,500 requests), bounded at 20,000.
     const TOTAL = 2000;
+    const MIN_AFTER = 100;
+    const MAX = 20_000;
     const results: { status: number; backend: string | null; startedAfterReload: boolean }[] = [];
     const errors: unknown[] = [];
     let started = 0;
+    let startedAfter = 0;
     let reloaded = false;
     let reload: Promise<void> | undefined;
     await Promise.all(Array.from({ length: 20 }, async () => {
-      while (started < TOTAL) {
+      while ((started < TOTAL || startedAfter < MIN_AFTER) && started < MAX) {
         started++;
         const after = reloaded;
+        if (after) startedAfter++;
         try {
           const r = await fetch(child.url);
           await r.arrayBuffer();
@@ -56,12 +62,13 @@ describe("reload under load (child process, SIGHUP)", () => {
     }));
     await reload;
     expect(errors).toEqual([]);
-    expect(results.length).toBe(TOTAL);
+    expect(results.length).toBe(started);
+    expect(results.length).toBeGreaterThanOrEqual(TOTAL);
     expect(results.every((r) => r.status === 200)).toBe(true);
     const before = results.slice(0, 500);
     const after = results.filter((r) => r.startedAfterReload);
     expect(before.every((r) => r.backend === "b1")).toBe(true);
-    expect(after.length).toBeGreaterThan(0);
+    expect(after.length).toBeGreaterThanOrEqual(MIN_AFTER);
     expect(after.every((r) => r.backend === "b2")).toBe(true);
 
     // A broken edit: rejected with its error, and the code from the last good reload keeps serving.

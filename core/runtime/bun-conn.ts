@@ -96,7 +96,8 @@ export class Exchange {
   gotBytes = false;
   bodySent = false;
   mayRetryStale = true;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the response head is due (performance.now() ms); the pool's interval checks it. */
+  deadline = 0;
   pending: Buffer | undefined;
   head: ResponseHead | undefined;
   framing = Framing.Length;
@@ -131,8 +132,7 @@ export class Exchange {
   }
 
   cleanup(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.pool.waiting.delete(this);
   }
 
   /** For the chunked decoder: a run of body data. */

@@ -23,6 +23,8 @@ const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 /** Response bodies up to this are framed into one write with their chunk header. */
 const COALESCE_LIMIT = 16 * 1024;
+/** Request body bytes received ahead of the reader before reading pauses. */
+const MAX_BODY_AHEAD = 64 * 1024;
 /** Unparsed bytes kept for a pipelined request before reading pauses. */
 const MAX_PENDING = MAX_REQUEST_HEAD;
 
@@ -249,7 +251,9 @@ class Exchange implements RawExchange {
   done = false;
   minor: number;
   expectContinue: boolean;
-  #abort: AbortController | undefined;
+  /** Abort listeners (the upstream exchange, a retry's backoff): usually one, often none. */
+  #listeners: (EventListenerObject | (() => void))[] | undefined;
+  aborted = false;
   #request: Request | undefined;
   /** The response body being written, so a client that leaves can cancel it. */
   reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -294,17 +298,26 @@ class Exchange implements RawExchange {
             conn.closeAfter = true;
           },
         },
-        { highWaterMark: 0 },
+        // Counted in bytes; highWaterMark 0 so that pull (and 100 Continue) waits for a reader.
+        { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
       );
     }
   }
 
-  get signal(): AbortSignal {
-    if (this.#abort === undefined) {
-      this.#abort = new AbortController();
-      if (this.conn.closed && !this.done) this.#abort.abort();
-    }
-    return this.#abort.signal;
+  /** The exchange is its own abort signal (AbortLike): no AbortController per request. */
+  get signal(): this {
+    return this;
+  }
+
+  addEventListener(_type: "abort", listener: EventListenerObject | (() => void)): void {
+    (this.#listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: "abort", listener: EventListenerObject | (() => void)): void {
+    const l = this.#listeners;
+    if (l === undefined) return;
+    const i = l.indexOf(listener);
+    if (i >= 0) l.splice(i, 1);
   }
 
   bodyFault(): number {
@@ -345,7 +358,9 @@ class Exchange implements RawExchange {
     const c = this.controller;
     if (c === undefined) return;
     c.enqueue(data);
-    if ((c.desiredSize ?? 0) < 0) this.conn.pause();
+    // Read ahead up to MAX_BODY_AHEAD unread bytes; past that, stop reading the socket until the
+    // body is consumed (backpressure to the client). A small body never pauses (two epoll changes).
+    if ((c.desiredSize ?? 0) < -MAX_BODY_AHEAD) this.conn.pause();
   }
 
   endBody(): void {
@@ -371,7 +386,15 @@ class Exchange implements RawExchange {
   abort(): void {
     if (this.done) return;
     this.done = true;
-    this.#abort?.abort();
+    this.aborted = true;
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners !== undefined) {
+      for (const l of listeners) {
+        if (typeof l === "function") l();
+        else l.handleEvent(new Event("abort"));
+      }
+    }
     if (this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
       this.bodyState = Body.Failed;
       try {
@@ -386,7 +409,11 @@ class Exchange implements RawExchange {
     const headers = new Headers();
     const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-    const init: RequestInit & { duplex?: "half" } = { method: this.method, headers, signal: this.signal };
+    // A real AbortSignal for the web Request (middleware may hand it to fetch), linked to ours.
+    const controller = new AbortController();
+    if (this.aborted) controller.abort();
+    else this.addEventListener("abort", () => controller.abort());
+    const init: RequestInit & { duplex?: "half" } = { method: this.method, headers, signal: controller.signal };
     if (this.body !== null) {
       init.body = this.body;
       init.duplex = "half";

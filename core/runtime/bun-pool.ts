@@ -28,6 +28,13 @@ export class BunPool implements UpstreamAgent {
   closed = false;
   readonly keepAlive: boolean;
   #sweep: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Exchanges waiting for their response head, checked against their deadline by one interval
+   * timer per pool: a timer per request (setTimeout + clearTimeout) cost ~1.4 µs on this machine.
+   */
+  readonly waiting = new Set<Exchange>();
+  #deadlines: ReturnType<typeof setInterval> | undefined;
+  #tick = 0;
 
   constructor(
     readonly target: UpstreamTarget,
@@ -41,7 +48,9 @@ export class BunPool implements UpstreamAgent {
       const ex = new Exchange(this, req, resolve, reject);
       if (req.signal.aborted) return ex.fail(new UpstreamError("aborted", "client closed the request", true));
       req.signal.addEventListener("abort", ex);
-      ex.timer = setTimeout(responseTimedOut, req.responseTimeoutMs, ex);
+      ex.deadline = performance.now() + req.responseTimeoutMs;
+      this.waiting.add(ex);
+      this.#watch(req.responseTimeoutMs);
       let conn: Conn | undefined;
       while ((conn = this.idle.pop()) !== undefined && conn.closed);
       if (conn === undefined) return this.connect(ex);
@@ -49,6 +58,28 @@ export class BunPool implements UpstreamAgent {
       ex.conn = conn;
       this.start(conn, ex);
     });
+  }
+
+  /** Check deadlines every 5% of the shortest response timeout in use (5 ms to 1 s). */
+  #watch(timeoutMs: number): void {
+    const tick = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 20)));
+    if (this.#deadlines !== undefined && tick >= this.#tick) return;
+    if (this.#deadlines !== undefined) clearInterval(this.#deadlines);
+    this.#tick = tick;
+    this.#deadlines = setInterval(checkDeadlines, tick, this);
+    (this.#deadlines as { unref?: () => void }).unref?.();
+  }
+
+  /** The interval's work: time out late exchanges; stop when none waits. */
+  checkDeadlines(): void {
+    if (this.waiting.size === 0) {
+      clearInterval(this.#deadlines);
+      this.#deadlines = undefined;
+      return;
+    }
+    const now = performance.now();
+    // responseTimedOut removes the exchange from the set (allowed while iterating).
+    for (const ex of this.waiting) if (now >= ex.deadline) responseTimedOut(ex);
   }
 
   /** Open a new connection for `ex`; the request goes out in the `open` handler. */
@@ -143,6 +174,11 @@ export class BunPool implements UpstreamAgent {
 
   destroy(): void {
     this.closed = true;
+    // Exchanges still waiting keep their deadline check; the interval stops once they settle.
+    if (this.#deadlines !== undefined && this.waiting.size === 0) {
+      clearInterval(this.#deadlines);
+      this.#deadlines = undefined;
+    }
     if (this.#sweep !== undefined) clearTimeout(this.#sweep);
     this.#sweep = undefined;
     for (const c of this.idle) c.destroy();
@@ -152,6 +188,10 @@ export class BunPool implements UpstreamAgent {
 
 function sweep(pool: BunPool): void {
   pool.expire();
+}
+
+function checkDeadlines(pool: BunPool): void {
+  pool.checkDeadlines();
 }
 
 /**

@@ -3,7 +3,7 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
-import type { UpstreamClient } from "../upstream.ts";
+import type { AbortLike, UpstreamClient } from "../upstream.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
@@ -27,7 +27,7 @@ export interface RawExchange {
   /** The request body, or null when there is none. */
   readonly body: ReadableStream<Uint8Array> | null;
   /** Aborted when the client goes away before its response is complete. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */
   bodyFault(): number;
   /**
