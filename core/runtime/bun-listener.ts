@@ -80,8 +80,12 @@ class ClientConn {
   onDrain: (() => void) | undefined;
   constructor(readonly server: RawServer) {}
 
+  /** Write bytes; a string is written as latin1 (a head: one byte per character). */
   write(data: Uint8Array | string): boolean {
     if (this.closed) return false;
+    // Bun writes a string as UTF-8: a header value with bytes >= 0x80 (obs-text, kept as latin1
+    // characters) would go out as two bytes each, and `n` would not count characters.
+    if (typeof data === "string" && Buffer.byteLength(data) !== data.length) data = Buffer.from(data, "latin1");
     if (this.out !== undefined) {
       this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
       return false;
@@ -184,7 +188,7 @@ class ClientConn {
     const body = `${message}\n`;
     this.write(
       `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ndate: ${httpDate()}\r\n\r\n${body}`,
+        `content-length: ${Buffer.byteLength(body, "latin1")}\r\nconnection: close\r\ndate: ${httpDate()}\r\n\r\n${body}`,
     );
     this.end();
   }

@@ -304,6 +304,14 @@ export interface RecordingBackend {
   readonly raw: Buffer[];
   /** Framing errors seen (the connection is closed on one). */
   readonly errors: string[];
+  /** The backend side of each connection, by connection number. */
+  readonly sockets: Socket[];
+  /** Connection numbers whose socket has closed. */
+  readonly closedConns: Set<number>;
+  /** Resolve with the connection number once some connection received at least `n` raw bytes. */
+  waitBytes(n: number, timeoutMs?: number): Promise<number>;
+  /** Resolve once connection `conn` is closed. */
+  waitClosed(conn: number, timeoutMs?: number): Promise<void>;
   /** Every byte received on every connection, as latin1 text. */
   allBytes(): string;
   /** Resolve once `n` requests in all were recorded. */
@@ -329,18 +337,26 @@ export function startRecordingBackend(reply: (req: RecordedRequest) => BackendRe
   const raw: Buffer[] = [];
   const errors: string[] = [];
   const sockets = new Set<Socket>();
+  const byConn: Socket[] = [];
+  const closedConns = new Set<number>();
   const waiters = new Waiters();
   let conns = 0;
 
   const server: Server = createServer((socket) => {
     const conn = conns++;
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    byConn[conn] = socket;
+    socket.on("close", () => {
+      sockets.delete(socket);
+      closedConns.add(conn);
+      waiters.wake();
+    });
     socket.on("error", () => {});
     let buf: Buffer = Buffer.alloc(0);
     let queue = Promise.resolve();
     socket.on("data", (chunk: Buffer) => {
       raw[conn] = Buffer.concat([raw[conn] ?? Buffer.alloc(0), chunk]);
+      waiters.wake();
       buf = Buffer.concat([buf, chunk]);
       for (;;) {
         const end = buf.indexOf(CRLF2);
@@ -436,6 +452,19 @@ export function startRecordingBackend(reply: (req: RecordedRequest) => BackendRe
         requests,
         raw,
         errors,
+        sockets: byConn,
+        closedConns,
+        waitBytes: (n, timeoutMs = 3000) =>
+          waiters.until(
+            () => {
+              const i = raw.findIndex((b) => b !== undefined && b.length >= n);
+              return i >= 0 ? i : undefined;
+            },
+            timeoutMs,
+            `${n} raw bytes at the backend`,
+          ),
+        waitClosed: (conn, timeoutMs = 3000) =>
+          waiters.until(() => (closedConns.has(conn) ? true : undefined), timeoutMs, `backend connection ${conn} closed`).then(() => {}),
         allBytes: () => raw.filter((b) => b !== undefined).map((b) => b.toString("latin1")).join(""),
         waitRequests: (n, timeoutMs = 3000) =>
           waiters.until(() => (requests.length >= n ? requests : undefined), timeoutMs, `${n} backend request(s)`),

@@ -1,0 +1,338 @@
+/**
+ * The client-facing listener (core/runtime/bun-listener.ts) under the conditions that leak or
+ * hang a hand-written server: clients that leave at every stage, backends that fail mid-stream,
+ * bodies nobody reads, pipelining, half-close, slow readers, non-ASCII header bytes. Real sockets
+ * on 127.0.0.1, real backends; every wait is for an event with a bound, never a sleep.
+ *
+ * After each case the proxy must be idle again: no request in flight in the gateway, no backend
+ * slot held, and a graceful shutdown that does not wait for its timeout.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Buffer } from "node:buffer";
+import type { Socket } from "node:net";
+import { rssOf, spawnFulcrum, startFulcrum, type Child, type InProcess } from "./helpers/fulcrum.ts";
+import { tempDir } from "./helpers/plugins.ts";
+import { RawClient, echoTarget, startRecordingBackend, type BackendReply, type RecordedRequest, type RecordingBackend } from "./helpers/raw-client.ts";
+
+setDefaultTimeout(20_000);
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+/** A promise that rejects after `ms` (bounds every wait). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms: ${what}`)), ms))),
+  ]);
+}
+
+/** A deferred: resolve it from an event handler, await it from the test. */
+function signal<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+async function backend(reply: (req: RecordedRequest) => BackendReply = echoTarget): Promise<RecordingBackend> {
+  const be = await startRecordingBackend(reply);
+  cleanups.push(() => be.stop());
+  return be;
+}
+
+const SHUTDOWN_TIMEOUT_MS = 8000;
+
+/** A middleware plugin: answers 401 without reading the body when `x-deny` is sent; else passes on. */
+const plugins = tempDir("fulcrum-listener-");
+const DENY = plugins.write(
+  "deny.ts",
+  `export default { kind: "middleware", name: "deny", create: () => async (c, next) => {
+  if (c.req.header("x-deny")) return new Response("denied\\n", { status: 401 });
+  if (c.req.header("x-cookies")) {
+    const h = new Headers();
+    h.append("set-cookie", "a=1; Path=/");
+    h.append("set-cookie", "b=2; Path=/; HttpOnly");
+    h.append("set-cookie", "c=3");
+    h.set("x-latin", "caf\\u00e9 \\u00ff");
+    const status = Number(c.req.header("x-status") ?? 200);
+    return new Response(status === 204 || c.req.method === "HEAD" ? null : "cookies\\n", { status, headers: h });
+  }
+  await next();
+} };\n`,
+);
+
+interface Proxy {
+  f: InProcess;
+  port: number;
+  /** Connect a raw client (destroyed after the test). */
+  client(): Promise<RawClient>;
+  /** Wait until nothing is in flight (gateway and backend slots), bounded. */
+  idle(ms?: number): Promise<void>;
+  /** Graceful shutdown; asserts it did not wait out its timeout. */
+  stopPromptly(): Promise<void>;
+}
+
+async function proxy(be: RecordingBackend, opts: { middleware?: boolean; limits?: string; retries?: boolean } = {}): Promise<Proxy> {
+  const route = opts.middleware ? `routes:\n  - { pool: web, middleware: [ { plugin: "${DENY}" } ] }\n` : "";
+  const retry = opts.retries ? "" : "    retry: { attempts: 1 }\n";
+  const f = await startFulcrum(`pools:
+  web:
+    backends: ["${be.url}"]
+${retry}${route}limits:
+${opts.limits ?? "  max_request_body: 1mb\n  client_idle_timeout: 2s\n  client_body_timeout: 5s"}
+shutdown_timeout: ${SHUTDOWN_TIMEOUT_MS}ms
+log: { level: error, access_log: false }
+admin: false
+`);
+  let stopped = false;
+  cleanups.push(() => (stopped ? undefined : f.stop()));
+  const port = f.server.listener.port;
+  const pool = f.server.gateway.pools.get("web")!;
+  return {
+    f,
+    port,
+    async client() {
+      const c = await RawClient.connect(port);
+      cleanups.push(() => c.destroy());
+      return c;
+    },
+    async idle(ms = 3000) {
+      await within(f.server.gateway.drained(), ms, `gateway in flight ${f.server.gateway.inflight()}`);
+      expect(f.server.gateway.inflight()).toBe(0);
+      expect(pool.inflight).toBe(0);
+      for (const b of pool.backends) expect(b.inflight).toBe(0);
+    },
+    async stopPromptly() {
+      stopped = true;
+      const t0 = performance.now();
+      await within(f.stop(), SHUTDOWN_TIMEOUT_MS + 5000, "shutdown");
+      expect(performance.now() - t0).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
+    },
+  };
+}
+
+/** A backend reply that sends a chunked head and one chunk, then holds the response open until the connection closes. */
+function holdOpen(onSocket?: (s: Socket) => void): BackendReply {
+  return (s: Socket) => {
+    onSocket?.(s);
+    s.write("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n");
+    return new Promise<void>((r) => s.once("close", () => r()));
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("a client that leaves", () => {
+  test("mid-head: nothing is dispatched, shutdown is prompt", async () => {
+    const be = await backend();
+    const p = await proxy(be);
+    const c = await p.client();
+    c.write("GET /half HTTP/1.1\r\nHost: x\r\nX-Partial: y");
+    c.destroy();
+    await p.idle();
+    expect(be.requests).toEqual([]);
+    await p.stopPromptly();
+  });
+
+  for (const middleware of [false, true]) {
+    const where = middleware ? "(middleware route)" : "(direct route)";
+
+    test(`mid-body upload, Content-Length ${where}: the backend's request is aborted`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { middleware });
+      // Big enough to be streamed, not buffered for a retry.
+      const c = await p.client();
+      c.write(`POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n${"a".repeat(1000)}`);
+      // Wait for the backend to have the request head (its connection is then busy with our body).
+      // The backend has the head and part of the body: its connection is busy with our request.
+      const conn = await be.waitBytes(1000);
+      c.destroy();
+      await be.waitClosed(conn);
+      await p.idle();
+      expect(be.requests).toEqual([]);
+      await p.stopPromptly();
+    });
+
+    test(`mid-body upload, chunked ${where}: the backend's request is aborted`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write(`POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${"a".repeat(1000)}\r\n`);
+      // The backend has the head and part of the body: its connection is busy with our request.
+      const conn = await be.waitBytes(1000);
+      c.destroy();
+      await be.waitClosed(conn);
+      await p.idle();
+      expect(be.requests).toEqual([]);
+      await p.stopPromptly();
+    });
+
+    test(`during Expect: 100-continue ${where}`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("POST /cont HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n");
+      const r = await c.readResponse();
+      expect(r !== "closed" && r.status).toBe(100);
+      c.destroy();
+      await p.idle();
+      expect(be.requests).toEqual([]);
+      await p.stopPromptly();
+    });
+  }
+});
+
+/** The text received so far once it contains `needle`. */
+function waitFor(c: RawClient, needle: string): Promise<string> {
+  return c.waitBytes(0).then(async function loop(): Promise<string> {
+    const text = c.pending.toString("latin1");
+    if (text.includes(needle)) return text;
+    if (c.closed) throw new Error(`closed before ${JSON.stringify(needle)}: ${JSON.stringify(text)}`);
+    await c.waitBytes(c.pending.length + 1, 3000);
+    return loop();
+  });
+}
+
+describe("a backend that fails mid-stream", () => {
+  for (const middleware of [false, true]) {
+    test(`the client's connection is cut, not ended cleanly ${middleware ? "(middleware route)" : "(direct route)"}`, async () => {
+      const be = await backend(() => (s: Socket) => {
+        // A declared length, two pieces sent, then the backend dies.
+        s.write("HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n");
+        s.write(Buffer.alloc(70_000, 98));
+        s.write(Buffer.alloc(30_000, 99), () => s.destroy());
+      });
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("GET /dies HTTP/1.1\r\nHost: x\r\n\r\n");
+      await c.waitBytes(12, 3000);
+      if (c.pending.toString("latin1").startsWith("HTTP/1.1 200")) {
+        // The head went out: the only honest end is a cut connection, short of the length.
+        expect(await c.waitClosed(3000)).toBe(true);
+        expect(c.received.length).toBeLessThan(300_000);
+      } else {
+        // Before any byte was written, an error status is honest too.
+        const r = await c.readResponse();
+        expect(r !== "closed" && r.status).toBeGreaterThanOrEqual(500);
+      }
+      await p.idle();
+      await p.stopPromptly();
+    });
+  }
+});
+
+describe("HTTP/1.0, HEAD, Connection: close", () => {
+  test("a streamed response of unknown length to an HTTP/1.0 client ends with the connection, whole", async () => {
+    const body = Buffer.alloc(200_000);
+    for (let i = 0; i < body.length; i++) body[i] = i & 0xff;
+    const be = await backend(() => async (s: Socket) => {
+      s.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+      for (let off = 0; off < body.length; off += 50_000) {
+        s.write(`${(50_000).toString(16)}\r\n`);
+        s.write(body.subarray(off, off + 50_000));
+        s.write("\r\n");
+        await new Promise((r) => setImmediate(r));
+      }
+      s.write("0\r\n\r\n");
+    });
+    const p = await proxy(be);
+    const c = await p.client();
+    c.write("GET /s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    const r = await c.readResponse({ timeoutMs: 5000 });
+    if (r === "closed") throw new Error("no response");
+    expect(r.framing).toBe("close");
+    expect(r.get("connection")).toBe("close");
+    expect(Buffer.compare(r.body, body)).toBe(0);
+    await p.idle();
+    await p.stopPromptly();
+  });
+
+  test("HEAD through a middleware route: the backend's length, no body, the connection stays in sync", async () => {
+    const be = await backend((req) =>
+      req.method === "HEAD" ? "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nx-h: 1\r\n\r\n" : "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    );
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    c.write("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /h HTTP/1.1\r\nHost: x\r\n\r\n");
+    const h = await c.readResponse({ method: "HEAD" });
+    if (h === "closed") throw new Error("no response");
+    expect(h.status).toBe(200);
+    expect(h.get("content-length")).toBe("11");
+    expect(h.get("x-h")).toBe("1");
+    const g = await c.readResponse();
+    expect(g !== "closed" && g.body.toString()).toBe("hello world");
+    await p.idle();
+    await p.stopPromptly();
+  });
+
+  test("Connection: close from the backend is not passed on: the client's connection keeps serving", async () => {
+    const be = await backend((req) => `HTTP/1.1 200 OK\r\ncontent-length: ${req.target.length}\r\nconnection: close\r\n\r\n${req.target}`);
+    const p = await proxy(be);
+    const c = await p.client();
+    for (const t of ["/one", "/two", "/three"]) {
+      c.write(`GET ${t} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const r = await c.readResponse();
+      if (r === "closed") throw new Error("closed");
+      expect(r.body.toString()).toBe(t);
+      expect(r.get("connection")).toBeUndefined();
+    }
+    await p.idle();
+    await p.stopPromptly();
+  });
+});
+
+describe("response headers", () => {
+  for (const [what, req] of [
+    ["with a body", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
+    ["without a body (204)", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\nX-Status: 204\r\n\r\n"],
+    ["to HEAD", "HEAD /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
+  ] as const) {
+    test(`a middleware's Response ${what}: every Set-Cookie separately, latin1 bytes kept`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { middleware: true });
+      const c = await p.client();
+      c.write(req);
+      const r = await c.readResponse({ method: req.startsWith("HEAD") ? "HEAD" : "GET" });
+      if (r === "closed") throw new Error("closed");
+      expect(r.all("set-cookie")).toEqual(["a=1; Path=/", "b=2; Path=/; HttpOnly", "c=3"]);
+      // The head is read as latin1: one byte per character.
+      expect(r.get("x-latin")).toBe("caf\u00e9 \u00ff");
+      c.write("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+      const n = await c.readResponse();
+      expect(n !== "closed" && n.body.toString()).toBe("GET /after");
+      await p.idle();
+      await p.stopPromptly();
+    });
+  }
+
+  for (const [what, target] of [
+    ["small", "/small"],
+    ["streamed", "/streamed"],
+    ["204", "/204"],
+  ] as const) {
+    test(`a backend header with bytes >= 0x80 reaches the client byte for byte (${what})`, async () => {
+      const value = "caf\xe9 \xff\x80";
+      const be = await backend((req) => {
+        if (req.target === "/204") return `HTTP/1.1 204 No Content\r\nx-latin: ${value}\r\n\r\n`;
+        if (req.target === "/after") return echoTarget(req);
+        if (req.target === "/small") return `HTTP/1.1 200 OK\r\nx-latin: ${value}\r\ncontent-length: 2\r\n\r\nok`;
+        // Over the 64 KiB read whole: streamed.
+        return `HTTP/1.1 200 OK\r\nx-latin: ${value}\r\ncontent-length: 100002\r\n\r\nok${".".repeat(100_000)}`;
+      });
+      const p = await proxy(be);
+      const c = await p.client();
+      c.write(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const r = await c.readResponse();
+      if (r === "closed") throw new Error("closed");
+      expect(Buffer.from(r.get("x-latin")!, "latin1")).toEqual(Buffer.from(value, "latin1"));
+      if (target !== "/204") expect(r.body.subarray(0, 2).toString()).toBe("ok");
+      const n = await c.readResponse();
+      expect(n !== "closed" && n.body.toString()).toBe("GET /after");
+      await p.idle();
+      await p.stopPromptly();
+    });
+  }
+});
