@@ -224,6 +224,40 @@ describe("a backend that fails mid-stream", () => {
   }
 });
 
+describe("a request body nobody reads", () => {
+  test("a middleware answers before reading it: Connection: close, the connection closes, nothing is forwarded", async () => {
+    const be = await backend();
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    // Part of a declared body, then a request pipelined behind it that must not be served.
+    c.write(`POST /deny HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\nContent-Length: 100000\r\n\r\n${"a".repeat(5000)}`);
+    const r = await c.readResponse();
+    if (r === "closed") throw new Error("no response");
+    expect(r.status).toBe(401);
+    expect(r.get("connection")).toBe("close");
+    expect(await c.waitClosed(3000)).toBe(true);
+    await p.idle();
+    expect(be.requests).toEqual([]);
+    await p.stopPromptly();
+  });
+
+  test("a middleware answers before reading a body that had all arrived: the next pipelined request is served", async () => {
+    const be = await backend();
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    c.write("POST /deny HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    const a = await c.readResponse();
+    expect(a !== "closed" && a.status).toBe(401);
+    const b = await c.readResponse();
+    expect(b !== "closed" && b.body.toString()).toBe("GET /next");
+    await p.idle();
+    await p.stopPromptly();
+  });
+
+  for (const middleware of [false, true]) {
+  }
+});
+
 describe("HTTP/1.0, HEAD, Connection: close", () => {
   test("a streamed response of unknown length to an HTTP/1.0 client ends with the connection, whole", async () => {
     const body = Buffer.alloc(200_000);
@@ -335,4 +369,21 @@ describe("response headers", () => {
       await p.stopPromptly();
     });
   }
+});
+
+describe("pipelining", () => {
+  test("requests pipelined behind one whose body was not read are not served; the connection closes", async () => {
+    const be = await backend();
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    c.write(`POST /deny HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\nContent-Length: 10\r\n\r\nabc`);
+    const r = await c.readResponse();
+    expect(r !== "closed" && r.status).toBe(401);
+    // The rest of the body, then what looks like a request: it is body bytes, never a request.
+    c.write(`defghijGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(await c.waitClosed(3000)).toBe(true);
+    await p.idle();
+    expect(be.requests).toEqual([]);
+    await p.stopPromptly();
+  });
 });

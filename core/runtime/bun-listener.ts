@@ -440,7 +440,10 @@ class Exchange implements RawExchange {
     else if (length >= 0 && status !== 204 && status !== 304 && status >= 200) head += `content-length: ${length}\r\n`;
     else if (status === 304 && length >= 0) head += `content-length: ${length}\r\n`;
     const conn = this.conn;
-    if (conn.closeAfter || conn.server.closing) {
+    // A request body not all received yet when the answer starts (a middleware that answered
+    // without reading it, a backend that answered early) may be left unread: next() then closes,
+    // so say so now rather than leave the client to find out by a close it did not expect.
+    if (conn.closeAfter || conn.server.closing || this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
       conn.closeAfter = true;
       head += "connection: close\r\n";
     } else if (this.minor === 0) head += "connection: keep-alive\r\n";
