@@ -21,7 +21,7 @@ import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { SpanHandle } from "./telemetry.ts";
 
-type Env = { Bindings: { ex: Exchange } };
+type Env = { Bindings: { ex: Exchange; raw?: RawExchange } };
 
 interface Route {
   /** Low-cardinality name for logs and spans: `host/path → pool`. */
@@ -326,7 +326,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
             raw.respond(result.status, result.statusText, result.headers, result.body, result.length);
             return settle(ex, undefined);
           }
-        } else response = await route.app.fetch(raw.toRequest(), { ex });
+        } else response = await route.app.fetch(raw.toRequest(), { ex, raw });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
       }
@@ -371,7 +371,7 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: re
   // No middleware, no extra work: the route is one handler, as before.
   for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
   const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs };
-  app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw), c.env.ex, options), c.env.ex));
+  app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw, c.env.raw), c.env.ex, options), c.env.ex));
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
     host: host?.startsWith("*.") ? undefined : host,

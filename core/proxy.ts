@@ -68,8 +68,11 @@ export interface Incoming {
   bodyFault(): number;
 }
 
-/** {@link Incoming} over a web `Request`. */
-export function requestIncoming(request: Request): Incoming {
+/**
+ * {@link Incoming} over a web `Request`. `listener` is the raw listener's exchange it was made
+ * from (a route with middleware), which knows why its body failed (413, 400).
+ */
+export function requestIncoming(request: Request, listener?: { bodyFault(): number }): Incoming {
   const url = request.url;
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   const length = request.body === null ? "0" : request.headers.get("content-length");
@@ -84,7 +87,7 @@ export function requestIncoming(request: Request): Incoming {
     signal: request.signal,
     headers: request.headers,
     forwardHeaders: (clientIp) => upstreamHeaders(request.headers, { clientIp, proto, hostOverride: undefined }),
-    bodyFault: () => 0,
+    bodyFault: listener === undefined ? () => 0 : () => listener.bodyFault(),
   };
 }
 

@@ -255,6 +255,27 @@ describe("a request body nobody reads", () => {
   });
 
   for (const middleware of [false, true]) {
+    test(`a chunked body over max_request_body mid-stream: 413, connection closed, the backend never gets it whole ${middleware ? "(middleware route)" : "(direct route)"}`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { middleware, limits: "  max_request_body: 10000\n  client_idle_timeout: 2s\n  client_body_timeout: 5s" });
+      const c = await p.client();
+      c.write("POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+      // The backend gets the request head and a first piece before the limit is crossed.
+      c.write(`1000\r\n${"a".repeat(0x1000)}\r\n`);
+      await be.waitBytes(0x1000);
+      c.write(`2000\r\n${"b".repeat(0x2000)}\r\n`);
+      c.write(`10\r\n${"c".repeat(16)}\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const r = await c.readResponse();
+      expect(r !== "closed" && r.status).toBe(413);
+      expect(r !== "closed" && r.get("connection")).toBe("close");
+      expect(await c.waitClosed(3000)).toBe(true);
+      await p.idle();
+      await be.waitClosed(0);
+      // The backend's connection was cut inside the body: no request was completed, none followed.
+      expect(be.requests).toEqual([]);
+      expect(be.allBytes()).not.toContain("0\r\n\r\n");
+      await p.stopPromptly();
+    });
   }
 });
 
