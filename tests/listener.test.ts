@@ -51,6 +51,12 @@ const DENY = plugins.write(
   "deny.ts",
   `export default { kind: "middleware", name: "deny", create: () => async (c, next) => {
   if (c.req.header("x-deny")) return new Response("denied\\n", { status: 401 });
+  if (c.req.header("x-replace")) {
+    // Replaces the body but keeps the backend's headers, Content-Length included (stale).
+    await next();
+    c.res = new Response("replaced\\n", { status: c.res.status, headers: c.res.headers });
+    return;
+  }
   if (c.req.header("x-cookies")) {
     const h = new Headers();
     h.append("set-cookie", "a=1; Path=/");
@@ -195,6 +201,45 @@ function waitFor(c: RawClient, needle: string): Promise<string> {
     return loop();
   });
 }
+
+describe("streamed answers", () => {
+  for (const middleware of [false, true]) {
+    test(`the head and first piece reach the client while the backend holds the rest ${middleware ? "(middleware route)" : "(direct route)"}`, async () => {
+      const release = signal();
+      const be = await backend(() => async (s: Socket) => {
+        s.write("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n");
+        await release.promise;
+        s.write("7\r\nsecond\n\r\n0\r\n\r\n");
+      });
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+      // The rest is sent only once the first event was seen: a proxy that waits for more deadlocks.
+      const seen = await within(waitFor(c, "first\n"), 3000, "the first event");
+      expect(seen).toStartWith("HTTP/1.1 200");
+      release.resolve();
+      const r = await c.readResponse();
+      expect(r !== "closed" && r.body.toString()).toBe("first\nsecond\n");
+      await p.idle();
+      await p.stopPromptly();
+    });
+  }
+
+  test("a middleware's Response that ends at once goes out with its real length, not a stale Content-Length", async () => {
+    const be = await backend();
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    c.write("GET /a-long-target-to-make-the-length-differ HTTP/1.1\r\nHost: x\r\nX-Replace: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    const r = await c.readResponse();
+    if (r === "closed") throw new Error("closed");
+    expect(r.get("content-length")).toBe("9");
+    expect(r.body.toString()).toBe("replaced\n");
+    const n = await c.readResponse();
+    expect(n !== "closed" && n.body.toString()).toBe("GET /after");
+    await p.idle();
+    await p.stopPromptly();
+  });
+});
 
 describe("a backend that fails mid-stream", () => {
   for (const middleware of [false, true]) {

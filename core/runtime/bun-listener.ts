@@ -545,37 +545,62 @@ class Exchange implements RawExchange {
       body.cancel().catch(() => {});
       return this.respond(response.status, response.statusText, headers, null, length);
     }
-    // Read ahead two pieces: a body that ends by then goes out with its real length (a middleware
-    // that replaced a response may have kept the old Content-Length); a longer one is streamed
-    // with its declared length (checked while writing), else chunked.
+    // Read ahead what is already there: a body that ends within two pieces and before the next
+    // turn of the event loop goes out with its real length (a middleware that replaced a response
+    // may have kept the old Content-Length). Anything else is streamed as it comes, with its
+    // declared length (checked while writing), else chunked: a stream whose next piece is not
+    // there yet (server-sent events, a slow backend) must not hold back its head and first piece.
     const reader = body.getReader();
     const status = response.status;
     const text = response.statusText;
-    reader.read().then(
-      (first) => {
-        if (first.done) return this.respond(status, text, headers, new Uint8Array(0), 0);
-        reader.read().then(
-          (second) => {
-            if (second.done) return this.respond(status, text, headers, first.value, first.value.length);
-            const stream = new ReadableStream<Uint8Array>({
-              start(c) {
-                c.enqueue(first.value);
-                c.enqueue(second.value);
-              },
-              async pull(c) {
-                const r = await reader.read();
-                if (r.done) c.close();
-                else c.enqueue(r.value);
-              },
-              cancel: (reason) => reader.cancel(reason),
-            });
-            this.respond(status, text, headers, stream, length);
+    const parts: Uint8Array[] = [];
+    let decided = false;
+    /** The read in progress; once streaming, the stream's pull takes it over. */
+    let reading: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+    const stream = () => {
+      if (decided) return;
+      decided = true;
+      const s = new ReadableStream<Uint8Array>(
+        {
+          start(c) {
+            for (const p of parts) c.enqueue(p);
           },
-          (e) => this.fail(e),
-        );
-      },
-      (e) => this.fail(e),
-    );
+          async pull(c) {
+            const r = await (reading ?? reader.read());
+            reading = undefined;
+            if (r.done) c.close();
+            else c.enqueue(r.value);
+          },
+          cancel: (reason) => reader.cancel(reason),
+        },
+        { highWaterMark: 0 },
+      );
+      this.respond(status, text, headers, s, length);
+    };
+    const readAhead = () => {
+      const r = (reading = reader.read());
+      r.then(
+        (got) => {
+          if (decided) return; // the stream's pull has it
+          reading = undefined;
+          if (got.done) {
+            decided = true;
+            const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+            return this.respond(status, text, headers, bytes, bytes.length);
+          }
+          parts.push(got.value);
+          if (parts.length < 2) readAhead();
+          else stream();
+        },
+        (e) => {
+          if (decided) return;
+          decided = true;
+          this.fail(e);
+        },
+      );
+    };
+    readAhead();
+    setImmediate(stream);
   }
 
   /** The handler failed: a 500 if nothing was written yet, else cut the connection. */
