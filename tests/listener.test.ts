@@ -176,6 +176,58 @@ describe("a client that leaves", () => {
       await p.stopPromptly();
     });
 
+    test(`while waiting for the backend ${where}`, async () => {
+      const got = signal<Socket>();
+      const be = await backend((req) => (s: Socket) => {
+        got.resolve(s);
+        return new Promise<void>((r) => s.once("close", () => r()));
+      });
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+      const s = await within(got.promise, 3000, "backend got the request");
+      const closed = new Promise<void>((r) => s.once("close", () => r()));
+      c.destroy();
+      await within(closed, 3000, "backend connection closed");
+      await p.idle();
+      await p.stopPromptly();
+    });
+
+    test(`half-closes (FIN) while waiting for the backend ${where}: the request is aborted, as Bun.serve does`, async () => {
+      const got = signal<Socket>();
+      const be = await backend(() => (s: Socket) => {
+        got.resolve(s);
+        return new Promise<void>((r) => s.once("close", () => r()));
+      });
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+      const s = await within(got.promise, 3000, "backend got the request");
+      const closed = new Promise<void>((r) => s.once("close", () => r()));
+      c.end();
+      await within(closed, 3000, "backend connection closed");
+      expect(await c.waitClosed(3000)).toBe(true);
+      await p.idle();
+      await p.stopPromptly();
+    });
+
+    test(`mid-streamed response ${where}`, async () => {
+      const got = signal<Socket>();
+      const be = await backend(() => holdOpen((s) => got.resolve(s)));
+      const p = await proxy(be, { middleware });
+      const c = await p.client();
+      c.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+      // The head and the first piece reach the client although the backend holds the rest.
+      const seen = await c.waitBytes(1, 3000).then(() => within(waitFor(c, "first\n"), 3000, "first event"));
+      expect(seen).toContain("HTTP/1.1 200");
+      const s = await got.promise;
+      const closed = new Promise<void>((r) => s.once("close", () => r()));
+      c.destroy();
+      await within(closed, 3000, "backend connection closed");
+      await p.idle();
+      await p.stopPromptly();
+    });
+
     test(`during Expect: 100-continue ${where}`, async () => {
       const be = await backend();
       const p = await proxy(be, { middleware });

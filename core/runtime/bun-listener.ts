@@ -661,12 +661,14 @@ class RawServer {
         s.data.flush();
       },
       end(s) {
-        // The client half-closed: it sends nothing more. Its current request may still be answered
-        // only if the whole request arrived; a cut-off one is dropped.
+        // The client's FIN. A client that closed (gave up, timed out, cancelled) sends the same FIN
+        // as one that only half-closed, and only a write would tell them apart, so a request still
+        // being answered is aborted now, as Bun.serve and nginx do: its backend is released at
+        // once instead of when it answers (a long poll, an idle event stream: maybe never).
+        // Without a request in flight, what was already written still goes out, then the close.
         const conn = s.data;
-        const ex = conn.current;
-        if (ex === undefined || ex.bodyState === Body.Length || ex.bodyState === Body.Chunked) return conn.destroy();
-        conn.closeAfter = true;
+        if (conn.current !== undefined) return conn.destroy();
+        conn.end();
       },
       close(s) {
         s.data?.destroy();
