@@ -489,6 +489,81 @@ describe("response headers", () => {
   }
 });
 
+describe("a client that stops reading", () => {
+  test("is cut after client_idle_timeout and its backend released; one that reads slowly is not cut", async () => {
+    // Bun checks socket timeouts on a 4 s tick ((seconds + 3) >> 2 ticks): 5 s fires 4 to 8 s
+    // after the last time the timer was armed.
+    const IDLE_S = 5;
+    const SLOW_SIZE = 24 * 1024 * 1024;
+    const big = Buffer.alloc(1 << 20, 100);
+    const released = signal();
+    const be = await backend((req) => async (s: Socket) => {
+      const size = req.target === "/stalled" ? 64 * big.length : SLOW_SIZE;
+      if (req.target === "/stalled") s.once("close", () => released.resolve());
+      s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
+      for (let sent = 0; sent < size && !s.destroyed; sent += big.length) {
+        if (!s.write(big)) await new Promise<void>((r) => {
+          const go = () => (s.off("drain", go), s.off("close", go), r());
+          s.on("drain", go).on("close", go);
+        });
+      }
+    });
+    const p = await proxy(be, { limits: `  client_idle_timeout: ${IDLE_S}s` });
+
+    // The stalled client: reads the first bytes, then never again.
+    const firstBytes = signal();
+    const stalled = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: p.port,
+      socket: {
+        data(s) {
+          s.pause();
+          firstBytes.resolve();
+        },
+      },
+    });
+    cleanups.push(() => stalled.terminate());
+    stalled.write("GET /stalled HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    // The slow reader: one read (up to 512 KiB) every 200 ms, 24 MiB: about 10 s, longer than the
+    // idle timer can last unless each read re-arms it.
+    let total = 0;
+    let paused = false;
+    const done = Promise.withResolvers<void>();
+    const slow = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: p.port,
+      socket: {
+        data(s, d) {
+          total += d.length;
+          if (total >= SLOW_SIZE) return done.resolve();
+          s.pause();
+          paused = true;
+        },
+        close: () => done.reject(new Error(`slow reader cut after ${total} of ${SLOW_SIZE} bytes`)),
+      },
+    });
+    cleanups.push(() => slow.terminate());
+    const pace = setInterval(() => {
+      if (paused) {
+        paused = false;
+        slow.resume();
+      }
+    }, 200);
+    cleanups.push(() => clearInterval(pace));
+    slow.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    await within(firstBytes.promise, 3000, "the stalled client's first bytes");
+    const started = performance.now();
+    await within(released.promise, (2 * IDLE_S + 4) * 1000, "the stalled client's backend connection released");
+    expect(performance.now() - started).toBeGreaterThan(1000);
+    await within(done.promise, 30_000, "the slow reader's whole answer");
+    expect(performance.now() - started).toBeGreaterThan(2 * IDLE_S * 1000 - 4000);
+    await p.idle();
+    await p.stopPromptly();
+  }, 40_000);
+});
+
 describe("pipelining", () => {
   test("requests pipelined behind one whose body was not read are not served; the connection closes", async () => {
     const be = await backend();

@@ -94,22 +94,32 @@ class ClientConn {
     if (n === data.length) return true;
     const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
     this.out = [n > 0 ? rest.subarray(n) : rest];
+    // The client is not reading: it gets client_idle_timeout to take some of it (see flush).
+    this.socket!.timeout(this.server.limits.idleSeconds);
     return false;
   }
 
   flush(): void {
     const out = this.out;
-    if (out === undefined || this.socket === undefined) return;
+    const socket = this.socket;
+    if (out === undefined || socket === undefined) return;
+    let progress = false;
     while (out.length > 0) {
       const d = out[0]!;
-      const n = this.socket.write(d);
+      const n = socket.write(d);
       if (n < d.length) {
         out[0] = n > 0 ? d.subarray(n) : d;
+        // A slow reader that reads keeps its connection; one that stopped is cut by the timer.
+        if (progress || n > 0) socket.timeout(this.server.limits.idleSeconds);
         return;
       }
+      progress = true;
       out.shift();
     }
     this.out = undefined;
+    // Drained: a request still in flight is bounded by the pool's timeouts again, an idle
+    // connection keeps the idle timer next() set.
+    if (this.current !== undefined) socket.timeout(0);
     const f = this.onDrain;
     this.onDrain = undefined;
     f?.();
@@ -201,7 +211,9 @@ class ClientConn {
     const ex = new Exchange(this, head);
     this.current = ex;
     if (server.closing || !head.keepAlive) this.closeAfter = true;
-    this.socket?.timeout(0); // a request in flight is bounded by the pool's timeouts, not the idle timer
+    // A request in flight is bounded by the pool's timeouts, not the idle timer; unless an earlier
+    // answer is still waiting for the client to read it.
+    if (this.out === undefined) this.socket?.timeout(0);
     if (ex.bodyState !== Body.None && this.pending !== undefined) {
       const rest = this.pending;
       this.pending = undefined;
@@ -678,6 +690,8 @@ class RawServer {
       },
       timeout(s) {
         const conn = s.data;
+        // Nothing written could leave for client_idle_timeout: the client stopped reading.
+        if (conn.out !== undefined) return conn.destroy();
         if (conn.current !== undefined) return;
         if (conn.pending !== undefined) return conn.reject(408, "request head timeout");
         conn.destroy();
