@@ -580,3 +580,35 @@ describe("pipelining", () => {
     await p.stopPromptly();
   });
 });
+
+describe("the request head", () => {
+  test("a head trickling in a byte at a time is answered 408 within client_idle_timeout (plus the sweep's second)", async () => {
+    const be = await backend();
+    const p = await proxy(be, { limits: "  client_idle_timeout: 1s" });
+    const c = await p.client();
+    const started = performance.now();
+    const text = "GET /trickle HTTP/1.1\r\nHost: x\r\nX-Long: " + "y".repeat(1000);
+    let i = 0;
+    // Pacing, not synchronisation: each byte keeps the connection's idle timer from firing.
+    const pace = setInterval(() => c.write(text[i++ % text.length]!), 100);
+    cleanups.push(() => clearInterval(pace));
+    const r = await c.readResponse({ timeoutMs: 4000 });
+    clearInterval(pace);
+    expect(r !== "closed" && r.status).toBe(408);
+    expect(performance.now() - started).toBeLessThan(2600);
+    expect(be.requests).toEqual([]);
+    await p.stopPromptly();
+  });
+
+  test("empty lines before a request are bounded like a head (no unbounded buffering)", async () => {
+    const be = await backend();
+    const p = await proxy(be, { limits: "  client_idle_timeout: 10s" });
+    const c = await p.client();
+    const crlf = Buffer.from("\r\n".repeat(8192));
+    for (let i = 0; i < 16; i++) c.write(crlf); // 256 KiB of empty lines
+    const r = await c.readResponse({ timeoutMs: 3000 });
+    expect([400, 431, "closed"]).toContain(r === "closed" ? r : r.status);
+    expect(await c.waitClosed(3000)).toBe(true);
+    await p.stopPromptly();
+  });
+});

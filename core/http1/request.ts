@@ -69,8 +69,11 @@ function more(from: number, n: number): undefined {
  */
 export function parseRequestHead(buf: Buffer, from: number): RequestHead | undefined {
   const n = buf.length;
+  // The empty lines count toward the head's size limit: else a client sending only CRLFs would
+  // be buffered without bound (nothing is ever parsed, so nothing is ever refused).
+  const start = from;
   while (from + 1 < n && buf[from] === 13 && buf[from + 1] === 10) from += 2;
-  const limit = Math.min(n, from + MAX_REQUEST_HEAD);
+  const limit = Math.min(n, start + MAX_REQUEST_HEAD);
   let hi = 0;
   let i = from;
   let c = 0;
@@ -81,7 +84,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       throw new RequestError(400, "invalid method");
     }
   }
-  if (i >= limit) return more(from, n);
+  if (i >= limit) return more(start, n);
   const methodEnd = i;
   if (methodEnd === from) throw new RequestError(400, "malformed request line");
   const targetStart = ++i;
@@ -91,14 +94,14 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (c <= 32 || c >= 127 || c === 35) throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
     if (i - targetStart >= MAX_TARGET) throw new RequestError(414, `request target longer than ${MAX_TARGET} bytes`);
   }
-  if (i >= limit) return more(from, n);
+  if (i >= limit) return more(start, n);
   const targetEnd = i;
   if (targetEnd === targetStart) throw new RequestError(400, "malformed request line");
   const versionStart = ++i;
   for (; i < limit && (c = buf[i]!) !== 13; i++) {
     if (c === 10 || isCtl(c) || c === 32 || c >= 127) throw new RequestError(400, "malformed request line");
   }
-  if (i + 1 >= limit) return more(from, n);
+  if (i + 1 >= limit) return more(start, n);
   if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
   const versionEnd = i;
   i += 2;
@@ -106,10 +109,10 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   let count = 0;
   let headEnd: number;
   for (;;) {
-    if (i >= limit) return more(from, n);
+    if (i >= limit) return more(start, n);
     c = buf[i]!;
     if (c === 13) {
-      if (i + 1 >= limit) return more(from, n);
+      if (i + 1 >= limit) return more(start, n);
       if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
       headEnd = i + 2;
       break;
@@ -119,7 +122,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     for (; i < limit && (c = buf[i]!) !== 58; i++) {
       if (c >= 128 || TCHAR[c] === 0) throw new RequestError(400, c === 13 || c === 10 ? "request header line without a colon" : "invalid request header name");
     }
-    if (i >= limit) return more(from, n);
+    if (i >= limit) return more(start, n);
     if (i === nameStart) throw new RequestError(400, "empty request header name");
     const colon = i++;
     while (i < limit && ((c = buf[i]!) === 32 || c === 9)) i++;
@@ -132,7 +135,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       hi |= c;
       if (c !== 32 && c !== 9) valueEnd = i + 1;
     }
-    if (i + 1 >= limit) return more(from, n);
+    if (i + 1 >= limit) return more(start, n);
     if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
     if (count >= MAX_HEADERS) throw new RequestError(431, `more than ${MAX_HEADERS} request headers`);
     if (count * 4 + 4 > marks.length) {
