@@ -568,7 +568,7 @@ class Exchange implements RawExchange {
     const parts: Uint8Array[] = [];
     let decided = false;
     /** The read in progress; once streaming, the stream's pull takes it over. */
-    let reading: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+    let reading: ReturnType<typeof reader.read> | undefined;
     const stream = () => {
       if (decided) return;
       decided = true;
