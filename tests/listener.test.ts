@@ -565,6 +565,56 @@ describe("a client that stops reading", () => {
 });
 
 describe("pipelining", () => {
+  test("answers to pipelined requests wait for the client to read the ones before (no unbounded queue)", async () => {
+    const N = 500;
+    const PIECE = 64 * 1024; // read whole by the upstream client: each answer is one buffer
+    const piece = "x".repeat(PIECE);
+    const be = await backend(() => `HTTP/1.1 200 OK\r\ncontent-length: ${PIECE}\r\n\r\n${piece}`);
+    const p = await proxy(be);
+    let request = "";
+    for (let i = 0; i < N; i++) request += `GET /p?${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    let total = 0;
+    let headLength = 0;
+    let paused = false;
+    // Answers fetched from the backend but not yet read by the client: held in Fulcrum or in the
+    // kernel's buffers. Sampled at every read.
+    let ahead = 0;
+    const done = Promise.withResolvers<void>();
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: p.port,
+      socket: {
+        data(s, d) {
+          if (headLength === 0) headLength = d.indexOf("\r\n\r\n") + 4;
+          total += d.length;
+          ahead = Math.max(ahead, be.requests.length * (headLength + PIECE) - total);
+          if (total >= N * (headLength + PIECE)) return done.resolve();
+          s.pause();
+          paused = true;
+        },
+        close: () => done.reject(new Error(`closed after ${total} bytes`)),
+      },
+    });
+    cleanups.push(() => sock.terminate());
+    // A slow reader: one read (up to 512 KiB) every 40 ms, ~2.5 s in all.
+    const pace = setInterval(() => {
+      if (paused) {
+        paused = false;
+        sock.resume();
+      }
+    }, 40);
+    cleanups.push(() => clearInterval(pace));
+    sock.write(request);
+    await within(done.promise, 15_000, "all the answers");
+    expect(be.requests.length).toBe(N);
+    // Before: the answers were fetched and queued as fast as the backend gave them (~25 MB ahead
+    // of a reader that had read a few); now the kernel's buffers and one answer (~5 MB).
+    expect(ahead).toBeLessThan(15 * 1024 * 1024);
+    await p.idle();
+    await p.stopPromptly();
+  });
+
+
   test("requests pipelined behind one whose body was not read are not served; the connection closes", async () => {
     const be = await backend();
     const p = await proxy(be, { middleware: true });
@@ -610,5 +660,186 @@ describe("the request head", () => {
     expect([400, 431, "closed"]).toContain(r === "closed" ? r : r.status);
     expect(await c.waitClosed(3000)).toBe(true);
     await p.stopPromptly();
+  });
+});
+
+describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS measured)", () => {
+  const MB = 1024 * 1024;
+  const BIG = 100 * MB;
+  const PIECE = 64 * 1024;
+  let child: Child;
+  let server: import("node:net").Server;
+  let uploaded = 0;
+
+  /** A backend on node:net: GET /big streams 100 MB, POST reads its body slowly. */
+  beforeAll(async () => {
+    const { createServer } = await import("node:net");
+    const piece = Buffer.alloc(PIECE, 120);
+    server = createServer((s) => {
+      s.on("error", () => {});
+      let pace: ReturnType<typeof setInterval> | undefined;
+      s.once("close", () => clearInterval(pace));
+      let buf = Buffer.alloc(0);
+      const onData = (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const end = buf.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const head = buf.toString("latin1", 0, end);
+          buf = buf.subarray(end + 4);
+          if (head.startsWith("GET /big")) {
+            s.off("data", onData);
+            void (async () => {
+              s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BIG}\r\n\r\n`);
+              for (let sent = 0; sent < BIG && !s.destroyed; sent += PIECE) {
+                if (!s.write(piece)) {
+                  await new Promise<void>((r) => {
+                    const go = () => (s.off("drain", go), s.off("close", go), r());
+                    s.on("drain", go).on("close", go);
+                  });
+                }
+              }
+              s.on("data", onData);
+            })();
+            return;
+          } else if (head.startsWith("POST")) {
+            const length = Number(/content-length: (\d+)/i.exec(head)![1]);
+            s.off("data", onData);
+            let got = buf.length;
+            buf = Buffer.alloc(0);
+            // Read slowly: 1 MiB every 10 ms (~100 MB/s), the rest waits in Fulcrum's and the kernel's buffers.
+            s.pause();
+            pace = setInterval(() => {
+              let chunk: Buffer | null;
+              let n = 0;
+              while (n < MB && (chunk = s.read()) !== null) n += chunk.length;
+              got += n;
+              if (got >= length) {
+                clearInterval(pace);
+                uploaded = got;
+                s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${String(got).length}\r\n\r\n${got}`);
+                s.resume();
+                s.on("data", onData);
+              }
+            }, 10);
+            return;
+          }
+        }
+      };
+      s.on("data", onData);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const dir = tempDir("fulcrum-listener-rss-");
+    const file = dir.write(
+      "fulcrum.yaml",
+      `listen: 127.0.0.1:0\nworkers: 1\npools:\n  web:\n    backends: ["http://127.0.0.1:${port}"]\n    retry: { attempts: 1 }\nlog: { access_log: false }\nadmin: false\n`,
+    );
+    child = await spawnFulcrum(["run", "--config", file]);
+    // Warm up: JIT, pools.
+    for (let i = 0; i < 20; i++) await (await fetch(`${child.url}/`, { method: "POST", body: "x" })).text();
+  });
+
+  afterAll(async () => {
+    child?.kill("SIGKILL");
+    await child?.exited;
+    await new Promise((r) => server?.close(r));
+  });
+
+  /** Peak RSS of the child while `work` runs (sampled every 20 ms). */
+  async function peakRss<T>(work: Promise<T>): Promise<{ result: T; growth: number }> {
+    const before = rssOf(child.proc.pid);
+    let peak = before;
+    const timer = setInterval(() => (peak = Math.max(peak, rssOf(child.proc.pid))), 20);
+    try {
+      const result = await work;
+      return { result, growth: Math.max(peak, rssOf(child.proc.pid)) - before };
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /**
+   * Send `request` on a new connection and read the answers slowly: one read from the socket
+   * every `tickMs` (Bun reads up to 512 KiB at a time), until `expected(head)` bytes arrived.
+   * Resolves with the bytes received.
+   */
+  async function slowRead(request: string, expected: (head: string) => number, tickMs: number): Promise<number> {
+    let total = 0;
+    let want = Infinity;
+    let head = "";
+    let paused = false;
+    const done = Promise.withResolvers<number>();
+    const s = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(child.url).port),
+      socket: {
+        data(sock, d) {
+          if (want === Infinity) {
+            head += d.toString("latin1", 0, Math.min(d.length, 200));
+            const end = head.indexOf("\r\n\r\n");
+            if (end >= 0) want = expected(head.slice(0, end + 4));
+          }
+          total += d.length;
+          if (total >= want) return done.resolve(total);
+          sock.pause();
+          paused = true;
+        },
+        close: () => done.reject(new Error(`closed after ${total} bytes`)),
+        error: (_s, e) => done.reject(e),
+      },
+    });
+    const pace = setInterval(() => {
+      if (paused) {
+        paused = false;
+        s.resume();
+      }
+    }, tickMs);
+    s.write(request);
+    try {
+      return await done.promise;
+    } finally {
+      clearInterval(pace);
+      s.terminate();
+    }
+  }
+
+  test(`a 100 MB download to a slow reader: RSS grows < 64 MB`, async () => {
+    const { result, growth } = await peakRss(slowRead("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", (head) => head.length + BIG, 5));
+    expect(result).toBeGreaterThanOrEqual(BIG);
+    console.info(`RSS growth ${(growth / MB).toFixed(1)} MB`);
+    expect(growth).toBeLessThan(64 * MB);
+  });
+
+  test(`a 100 MB upload to a backend that reads slowly: RSS grows < 64 MB`, async () => {
+    const { connect } = await import("node:net");
+    const upload = new Promise<string>((resolve, reject) => {
+      const s = connect({ host: "127.0.0.1", port: Number(new URL(child.url).port) });
+      let got = "";
+      s.on("data", (d) => {
+        got += d.toString("latin1");
+        if (/\r\n\r\n\d+$/.test(got) && got.endsWith(String(BIG))) {
+          s.destroy();
+          resolve(got);
+        }
+      });
+      s.on("error", reject);
+      s.once("close", () => reject(new Error(`closed: ${got}`)));
+      s.write(`POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${BIG}\r\n\r\n`);
+      const piece = Buffer.alloc(MB, 117);
+      let sent = 0;
+      const pump = () => {
+        while (sent < BIG) {
+          sent += MB;
+          if (!s.write(piece)) return void s.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    const { result, growth } = await peakRss(upload);
+    expect(result).toStartWith("HTTP/1.1 200");
+    expect(uploaded).toBe(BIG);
+    console.info(`RSS growth ${(growth / MB).toFixed(1)} MB`);
+    expect(growth).toBeLessThan(64 * MB);
   });
 });

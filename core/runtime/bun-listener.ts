@@ -122,7 +122,8 @@ class ClientConn {
     if (this.current !== undefined) socket.timeout(0);
     const f = this.onDrain;
     this.onDrain = undefined;
-    f?.();
+    if (f !== undefined) f();
+    else if (this.current === undefined && this.pending !== undefined) this.drive(); // pipelined requests waited for this
   }
 
   drained(): Promise<void> {
@@ -166,9 +167,13 @@ class ClientConn {
     }
   }
 
-  /** Parse and dispatch what is buffered, while no request is being served. */
+  /**
+   * Parse and dispatch what is buffered, while no request is being served and the answers before
+   * have left: a client that pipelines requests without reading the answers gets no more of them
+   * (each one held in memory) until it reads; flush() drives again once they have gone.
+   */
   drive(): void {
-    while (this.current === undefined && !this.closed && this.pending !== undefined) {
+    while (this.current === undefined && this.out === undefined && !this.closed && this.pending !== undefined) {
       const buf = this.pending;
       let head: RequestHead | undefined;
       try {
@@ -187,8 +192,8 @@ class ClientConn {
       this.pending = head.end < buf.length ? buf.subarray(head.end) : undefined;
       this.dispatch(head);
     }
-    // Too much waiting behind the current request: stop reading until it is answered.
-    if (this.current !== undefined && this.pending !== undefined && this.pending.length > MAX_PENDING) this.pause();
+    // Too much waiting behind the current request (or an answer not yet read): stop reading until it is answered.
+    if (this.pending !== undefined && this.pending.length > MAX_PENDING && (this.current !== undefined || this.out !== undefined)) this.pause();
   }
 
   /** An unusable request: answer its status and close (what follows cannot be framed). */
