@@ -251,6 +251,10 @@ describe("a client that leaves", () => {
   }
 });
 
+function outcomeOf(r: Awaited<ReturnType<RawClient["readResponse"]>>): number | "closed" {
+  return r === "closed" ? r : r.status;
+}
+
 /** The text received so far once it contains `needle`. */
 function waitFor(c: RawClient, needle: string): Promise<string> {
   return c.waitBytes(0).then(async function loop(): Promise<string> {
@@ -658,6 +662,23 @@ ownListener("the request head", () => {
     await p.stopPromptly();
   });
 
+  test("client_idle_timeout: 0 turns the head timeout off too (it was 1 s)", async () => {
+    const be = await backend();
+    const p = await proxy(be, { limits: "  client_idle_timeout: 0s" });
+    const c = await p.client();
+    const started = performance.now();
+    const text = "GET /patient HTTP/1.1\r\nHost: x\r\nX-Pad: 0123456789012345\r\n\r\n";
+    let i = 0;
+    // Pacing, not synchronisation: the head takes about 2.5 s to arrive.
+    const pace = setInterval(() => i < text.length && c.write(text[i++]!), 2500 / text.length);
+    cleanups.push(() => clearInterval(pace));
+    const r = await c.readResponse({ timeoutMs: 6000 });
+    clearInterval(pace);
+    expect(r !== "closed" && r.status).toBe(200);
+    expect(performance.now() - started).toBeGreaterThan(2000);
+    await p.stopPromptly();
+  });
+
   test("empty lines before a request are bounded like a head (no unbounded buffering)", async () => {
     const be = await backend();
     const p = await proxy(be, { limits: "  client_idle_timeout: 10s" });
@@ -849,6 +870,40 @@ describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS 
     expect(uploaded).toBe(BIG);
     console.info(`RSS growth ${(growth / MB).toFixed(1)} MB`);
     expect(growth).toBeLessThan(64 * MB);
+  });
+});
+
+ownListener("graceful shutdown", () => {
+  test("a request in flight is answered with Connection: close, an idle connection closes at once", async () => {
+    const got = signal<Socket>();
+    const release = signal();
+    const be = await backend((req) =>
+      req.target === "/slow"
+        ? async (s: Socket) => {
+            got.resolve(s);
+            await release.promise;
+            s.write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate");
+          }
+        : echoTarget(req),
+    );
+    const p = await proxy(be);
+    const idle = await p.client();
+    idle.write("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect(outcomeOf(await idle.readResponse())).toBe(200);
+    const busy = await p.client();
+    busy.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    await within(got.promise, 3000, "backend got the request");
+    const t0 = performance.now();
+    const stopping = p.f.stop();
+    expect(await idle.waitClosed(3000)).toBe(true);
+    release.resolve();
+    const r = await busy.readResponse();
+    if (r === "closed") throw new Error("no answer");
+    expect(r.body.toString()).toBe("late");
+    expect(r.get("connection")).toBe("close");
+    expect(await busy.waitClosed(3000)).toBe(true);
+    await within(stopping, SHUTDOWN_TIMEOUT_MS + 2000, "shutdown");
+    expect(performance.now() - t0).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
   });
 });
 

@@ -185,7 +185,9 @@ class ClientConn {
       }
       if (head === undefined) {
         if (this.headSince === 0) this.headSince = performance.now();
-        else if (performance.now() - this.headSince > this.server.limits.headerTimeoutMs) return this.reject(408, "request head timeout");
+        else if (this.server.limits.headerTimeoutMs > 0 && performance.now() - this.headSince > this.server.limits.headerTimeoutMs) {
+          return this.reject(408, "request head timeout");
+        }
         return;
       }
       this.headSince = 0;
@@ -716,6 +718,7 @@ class RawServer {
     const listener = Bun.listen<ClientConn>(options);
     this.#listener = listener;
     // A head trickling in byte by byte keeps the idle timer happy: bound it by a deadline.
+    if (this.limits.headerTimeoutMs === 0) return listener; // client_idle_timeout: 0, no timeouts
     this.#sweep = setInterval(() => {
       const now = performance.now();
       for (const c of this.conns) if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs) c.reject(408, "request head timeout");
@@ -760,7 +763,8 @@ export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => voi
     {
       maxBody: options.maxRequestBodySize >= Number.MAX_SAFE_INTEGER ? 0 : options.maxRequestBodySize,
       idleSeconds: options.idleTimeoutSeconds,
-      headerTimeoutMs: Math.max(1, options.idleTimeoutSeconds) * 1000,
+      // 0 (client_idle_timeout: 0) turns it off, as it turns the idle timer off.
+      headerTimeoutMs: options.idleTimeoutSeconds * 1000,
     },
     onError,
   );
