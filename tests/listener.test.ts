@@ -432,6 +432,25 @@ ownListener("HTTP/1.0, HEAD, Connection: close", () => {
     await p.stopPromptly();
   });
 
+  test("a 304 through a middleware route keeps the backend's Content-Length (never a made-up 0)", async () => {
+    const be = await backend((req) =>
+      req.target === "/304" ? 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 10\r\n\r\n' : "HTTP/1.1 304 Not Modified\r\netag: \"v2\"\r\n\r\n",
+    );
+    const p = await proxy(be, { middleware: true });
+    const c = await p.client();
+    c.write("GET /304 HTTP/1.1\r\nHost: x\r\n\r\nGET /304-bare HTTP/1.1\r\nHost: x\r\n\r\n");
+    const a = await c.readResponse();
+    if (a === "closed") throw new Error("closed");
+    expect(a.status).toBe(304);
+    expect([undefined, "10"]).toContain(a.get("content-length"));
+    const b = await c.readResponse();
+    if (b === "closed") throw new Error("closed");
+    expect(b.status).toBe(304);
+    expect(b.get("content-length")).toBeUndefined();
+    await p.idle();
+    await p.stopPromptly();
+  });
+
   test("Connection: close from the backend is not passed on: the client's connection keeps serving", async () => {
     const be = await backend((req) => `HTTP/1.1 200 OK\r\ncontent-length: ${req.target.length}\r\nconnection: close\r\n\r\n${req.target}`);
     const p = await proxy(be);

@@ -559,7 +559,9 @@ class Exchange implements RawExchange {
       else if (!OWN.has(name)) headers.push(name, value);
     });
     const body = response.body;
-    if (body === null) return this.respond(response.status, response.statusText, headers, null, this.method === "HEAD" ? length : 0);
+    // respond() uses `length` only where no body goes out with it (HEAD, 304): the length the
+    // body would have. A 304 through a middleware route keeps the backend's, as a direct one does.
+    if (body === null) return this.respond(response.status, response.statusText, headers, null, length);
     if (this.method === "HEAD") {
       body.cancel().catch(() => {});
       return this.respond(response.status, response.statusText, headers, null, length);
