@@ -5,6 +5,8 @@
 // batch processor exports while we measure. Reported per request:
 //   api   - time inside the tracing calls (the synchronous hot-path cost)
 //   total - wall time per request including the export work that ran on this thread
+//   cpu   - CPU time of this process per request, all threads (JIT, GC helpers, export I/O):
+//           the steadiest of the three on a machine shared with other work
 // The collector is a separate process that only drains bodies.
 import { createTelemetry, type ClientSpanAttrs, type Telemetry } from "../core/telemetry.ts";
 
@@ -34,10 +36,13 @@ function oneRequest(tel: Telemetry): unknown {
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
-async function round(tel: Telemetry, n: number): Promise<{ api: number; total: number }> {
+type Round = { api: number; total: number; cpu: number };
+
+async function round(tel: Telemetry, n: number): Promise<Round> {
   let api = 0;
   let sink: unknown;
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let done = 0; done < n; done += CHUNK) {
     const t0 = performance.now();
     for (let i = 0; i < CHUNK; i++) sink = oneRequest(tel);
@@ -45,18 +50,19 @@ async function round(tel: Telemetry, n: number): Promise<{ api: number; total: n
     await tick();
   }
   void sink;
-  return { api: (api * 1000) / n, total: ((performance.now() - start) * 1000) / n };
+  const cpu = process.cpuUsage(cpu0);
+  return { api: (api * 1000) / n, total: ((performance.now() - start) * 1000) / n, cpu: (cpu.user + cpu.system) / n };
 }
 
 async function measure(label: string, config: Parameters<typeof createTelemetry>[0]) {
   const tel = await createTelemetry(config, { serviceVersion: "bench", env: {} });
-  await round(tel, 20_000); // warm up the JIT
-  const rounds: { api: number; total: number }[] = [];
+  await round(tel, 100_000); // warm up the JIT (the exporter's code gets hot only after a few batches)
+  const rounds: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) rounds.push(await round(tel, N));
   await tel.shutdown(30_000);
-  const med = (k: "api" | "total") => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
+  const med = (k: keyof Round) => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
   console.log(
-    `${label.padEnd(22)} api ${med("api").toFixed(2).padStart(6)} µs/req   total ${med("total").toFixed(2).padStart(6)} µs/req` +
+    `${label.padEnd(22)} api ${med("api").toFixed(2).padStart(6)} µs/req   total ${med("total").toFixed(2).padStart(6)} µs/req   cpu ${med("cpu").toFixed(2).padStart(6)} µs/req` +
       (tel.enabled ? `   dropped spans ${tel.droppedSpans()}` : ""),
   );
 }
