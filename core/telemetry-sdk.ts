@@ -24,8 +24,13 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from "@opentelemetry/otlp-exporter-base/node-http";
+import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
+import type { ReadableSpan } from "@opentelemetry/sdk-trace";
+import { encodeTraceRequest } from "./otlp-proto.ts";
+import { SpanFactory } from "./otlp-spans.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
 import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./telemetry.ts";
 
@@ -47,7 +52,7 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
   };
   const exporter: SpanExporter = cfg.protocol === "http/json"
     ? new OtlpJsonExporter(exporterOptions)
-    : new OtlpProtoExporter(exporterOptions);
+    : protobufExporter(exporterOptions);
 
   const processor = new BatchSpanProcessor({
     exporter,
@@ -59,23 +64,28 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     selfObsMeterProvider: dropCountingMeterProvider(drops),
   });
 
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes({
-      ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
-      "service.name": cfg.serviceName,
-      "service.version": opts.serviceVersion,
-      "host.name": hostname(),
-    }),
-    sampler: sampler(cfg.sampleRatio),
-    spanProcessors: [processor],
+  const resource = resourceFromAttributes({
+    ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
+    "service.name": cfg.serviceName,
+    "service.version": opts.serviceVersion,
+    "host.name": hostname(),
   });
+  // The provider makes the plugins' spans; the request path's own spans come from the
+  // SpanFactory (core/otlp-spans.ts). Both end in the same batch processor, under the same
+  // resource, and sample alike (the factory applies the same parent-based trace-id ratio test).
+  const provider = new TracerProvider({ resource, sampler: sampler(cfg.sampleRatio), spanProcessors: [processor] });
+  const scope = { name: "fulcrum", version: opts.serviceVersion };
+  const spans = new SpanFactory({ sink: processor, resource, scope, sampleRatio: cfg.sampleRatio });
 
-  const tracer = provider.getTracer("fulcrum", opts.serviceVersion);
+  const names = cfg.propagators;
   let shuttingDown: Promise<void> | undefined;
   return {
-    tracer,
+    spans,
     tracerFor: (name, version) => provider.getTracer(name, version),
-    propagator: propagator(cfg.propagators),
+    propagator: propagator(names),
+    w3c: names.every((n) => n === "tracecontext" || n === "baggage") && names.includes("tracecontext")
+      ? { baggage: names.includes("baggage") ? new W3CBaggagePropagator() : undefined }
+      : undefined,
     droppedSpans: () => drops.queueFull + drops.exportFailed,
     // Once only: a second call (e.g. signal handler and test cleanup) gets the same outcome.
     // The processor's flush gives up at the first failed batch; waiting for the exporter's
@@ -87,6 +97,26 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
         opts.logger,
       )),
   };
+}
+
+/**
+ * The OTLP http/protobuf exporter, assembled as @opentelemetry/exporter-trace-otlp-proto assembles
+ * it (same transport, retries, timeouts, headers, compression, concurrency limit), with our
+ * encoder (core/otlp-proto.ts) in place of the library's serializer.
+ */
+function protobufExporter(options: { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number }): SpanExporter {
+  const serializer = {
+    serializeRequest: (spans: ReadableSpan[]) => encodeTraceRequest(spans),
+    deserializeResponse: (data: Uint8Array) => ProtobufTraceSerializer.deserializeResponse(data),
+  };
+  const delegate = createOtlpHttpExportDelegate(
+    convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/x-protobuf" }),
+    serializer,
+    "otlp_http_span_exporter",
+    TraceExporterMetricsHelper,
+    undefined,
+  );
+  return new OTLPExporterBase<ReadableSpan[]>(delegate);
 }
 
 function sampler(ratio: number): Sampler {
