@@ -24,12 +24,12 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
-import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
-import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from "@opentelemetry/otlp-exporter-base/node-http";
-import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
+import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
+import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
+import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import { encodeTraceRequest } from "./otlp-proto.ts";
+import { createFetchTransport, withRetries } from "./otlp-transport.ts";
 import { SpanFactory } from "./otlp-spans.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
 import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./telemetry.ts";
@@ -50,9 +50,7 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
     concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
   };
-  const exporter: SpanExporter = cfg.protocol === "http/json"
-    ? new OtlpJsonExporter(exporterOptions)
-    : protobufExporter(exporterOptions);
+  const exporter = otlpExporter(cfg.protocol, exporterOptions);
 
   const processor = new BatchSpanProcessor({
     exporter,
@@ -100,23 +98,24 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
 }
 
 /**
- * The OTLP http/protobuf exporter, assembled as @opentelemetry/exporter-trace-otlp-proto assembles
- * it (same transport, retries, timeouts, headers, compression, concurrency limit), with our
- * encoder (core/otlp-proto.ts) in place of the library's serializer.
+ * The OTLP/HTTP exporter as @opentelemetry/exporter-trace-otlp-{proto,http} assemble it (the
+ * same configuration merge with OTEL_EXPORTER_OTLP_* variables, concurrency limit, timeout,
+ * partial-success logging and self-metrics), with two parts of ours: the protobuf encoder
+ * (core/otlp-proto.ts) and a fetch transport (core/otlp-transport.ts) in place of node:http.
  */
-function protobufExporter(options: { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number }): SpanExporter {
-  const serializer = {
-    serializeRequest: (spans: ReadableSpan[]) => encodeTraceRequest(spans),
-    deserializeResponse: (data: Uint8Array) => ProtobufTraceSerializer.deserializeResponse(data),
-  };
-  const delegate = createOtlpHttpExportDelegate(
-    convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/x-protobuf" }),
-    serializer,
-    "otlp_http_span_exporter",
-    TraceExporterMetricsHelper,
-    undefined,
-  );
-  return new OTLPExporterBase<ReadableSpan[]>(delegate);
+function otlpExporter(
+  protocol: ResolvedTraces["protocol"],
+  options: { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number },
+): SpanExporter {
+  const json = protocol === "http/json";
+  const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": json ? "application/json" : "application/x-protobuf" });
+  const serializer = json
+    ? JsonTraceSerializer
+    : { serializeRequest: (spans: ReadableSpan[]) => encodeTraceRequest(spans), deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
+  const componentType = json ? "otlp_http_json_span_exporter" : "otlp_http_span_exporter";
+  const metrics = createOtlpHttpExporterMetrics(componentType, TraceExporterMetricsHelper, config.url, undefined);
+  const transport = withRetries(createFetchTransport(config));
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, serializer, metrics, transport));
 }
 
 function sampler(ratio: number): Sampler {

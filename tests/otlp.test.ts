@@ -1,8 +1,9 @@
-// The request path's own spans (core/otlp-spans.ts) and protobuf encoder (core/otlp-proto.ts),
-// checked against the OpenTelemetry libraries they stand in for: the encoder must write exactly
-// the bytes of @opentelemetry/otlp-transformer's ProtobufTraceSerializer, and the span factory
-// must sample as the SDK's ParentBased(TraceIdRatioBased) sampler does.
-import { describe, expect, test } from "bun:test";
+// The request path's own spans (core/otlp-spans.ts), protobuf encoder (core/otlp-proto.ts) and
+// export transport (core/otlp-transport.ts), checked against the OpenTelemetry libraries they
+// stand in for: the encoder must write exactly the bytes of @opentelemetry/otlp-transformer's
+// ProtobufTraceSerializer, the span factory must sample as the SDK's ParentBased(TraceIdRatioBased)
+// sampler does, and the transport must retry, fail and compress as otlp-exporter-base's does.
+import { afterEach, describe, expect, test } from "bun:test";
 import { ROOT_CONTEXT, SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type SpanContext } from "@opentelemetry/api";
 import { TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -12,6 +13,13 @@ import { encodeTraceRequest } from "../core/otlp-proto.ts";
 import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
 import { createTelemetry } from "../core/telemetry.ts";
 import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
+import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
+
+let cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups = [];
+});
 
 const REMOTE: SpanContext = {
   traceId: "0af7651916cd43dd8448eb211c80319c",
@@ -225,5 +233,67 @@ describe("the request path's spans through Telemetry", () => {
     tel.endClient(client, 200);
     tel.endServer(server, 200);
     await tel.shutdown(100);
+  });
+});
+
+describe("the export transport (fetch)", () => {
+  /** A collector answering each export with the next of `statuses` (then 200), counting requests. */
+  function scripted(statuses: { status: number; headers?: Record<string, string> }[]) {
+    const bodies: Uint8Array[] = [];
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        bodies.push(new Uint8Array(await req.arrayBuffer()));
+        const next = statuses.shift() ?? { status: 200 };
+        return new Response(next.status === 200 ? new Uint8Array(0) : "no", next);
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    return { url: `http://127.0.0.1:${server.port}/v1/traces`, bodies };
+  }
+  const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+
+  test("a 503 with Retry-After is retried and the retry delivers the batch; nothing is counted lost", async () => {
+    const c = scripted([{ status: 503, headers: { "retry-after": "0" } }, { status: 429, headers: { "retry-after": "0" } }]);
+    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
+    oneSpan(tel);
+    await tel.shutdown(3000);
+    expect(c.bodies).toHaveLength(3);
+    expect(Buffer.from(c.bodies[2]!)).toEqual(Buffer.from(c.bodies[0]!));
+    expect(decodeExportTraceServiceRequest(c.bodies[2]!)[0]!.scopes[0]!.spans).toHaveLength(1);
+    expect(tel.droppedSpans()).toBe(0);
+  });
+
+  test("a 400 fails the export at once (no retry) and its spans are counted lost", async () => {
+    const c = scripted([{ status: 400 }]);
+    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
+    oneSpan(tel);
+    oneSpan(tel);
+    await tel.shutdown(3000);
+    expect(c.bodies).toHaveLength(1);
+    expect(tel.droppedSpans()).toBe(2);
+  });
+
+  test("OTEL_EXPORTER_OTLP_COMPRESSION=gzip gzips the body; configured headers and the OTLP user agent are sent", async () => {
+    const r = await startOtlpReceiver();
+    cleanups.push(() => r.stop());
+    const before = process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+    process.env.OTEL_EXPORTER_OTLP_COMPRESSION = "gzip"; // read by the library's config merge, as before
+    try {
+      const tel = await createTelemetry({ traces: { endpoint: r.url, scheduled_delay: 10, headers: { authorization: "Bearer t" } } }, { serviceVersion: "1", env: {} });
+      oneSpan(tel);
+      await r.waitForSpans(1);
+      await tel.shutdown(1000);
+    } finally {
+      if (before === undefined) delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+      else process.env.OTEL_EXPORTER_OTLP_COMPRESSION = before;
+    }
+    const h = r.requests[0]!.headers;
+    expect(h.get("content-encoding")).toBe("gzip");
+    expect(h.get("content-type")).toBe("application/x-protobuf");
+    expect(h.get("authorization")).toBe("Bearer t");
+    expect(h.get("user-agent")).toStartWith("OTel-OTLP-Exporter-JavaScript");
+    expect(r.spans[0]!.kind).toBe("SERVER");
   });
 });
