@@ -175,6 +175,19 @@ function hexId(h: string): void {
   for (let i = 0; i < n; i++) buf[pos++] = (nibble(h.charCodeAt(2 * i)) << 4) | nibble(h.charCodeAt(2 * i + 1));
 }
 
+/** An id from its 32-bit words (big-endian, as its hex reads) as a length-delimited bytes field. */
+function idWords(n: number, a: number, b: number, c: number, d: number): void {
+  ensure(1 + 4 * n);
+  buf[pos++] = 4 * n;
+  view.setUint32(pos, a);
+  view.setUint32(pos + 4, b);
+  if (n === 4) {
+    view.setUint32(pos + 8, c);
+    view.setUint32(pos + 12, d);
+  }
+  pos += 4 * n;
+}
+
 function fixed32(v: number): void {
   ensure(4);
   view.setUint32(pos, v >>> 0, true);
@@ -313,10 +326,14 @@ function span(s: ReadableSpan): void {
   // Spans are 128 bytes to 16 KiB long: a two-byte length needs no move.
   const at = begin(2);
   const ctx: SpanContext = s.spanContext();
+  // Ours keep their ids as words too: no hex to parse (nor rope strings to flatten).
+  const own = s instanceof RecordedSpan ? s : undefined;
   tag(1, 2);
-  hexId(ctx.traceId);
+  if (own !== undefined && own.t0 >= 0) idWords(4, own.t0, own.t1, own.t2, own.t3);
+  else hexId(ctx.traceId);
   tag(2, 2);
-  hexId(ctx.spanId);
+  if (own !== undefined) idWords(2, own.s0, own.s1, 0, 0);
+  else hexId(ctx.spanId);
   const ts = ctx.traceState?.serialize();
   if (ts) {
     tag(3, 2);
@@ -325,7 +342,8 @@ function span(s: ReadableSpan): void {
   const parent = s.parentSpanContext;
   if (parent?.spanId) {
     tag(4, 2);
-    hexId(parent.spanId);
+    if (parent instanceof RecordedSpan) idWords(2, parent.s0, parent.s1, 0, 0);
+    else hexId(parent.spanId);
   }
   tag(5, 2);
   str(s.name);
@@ -334,12 +352,12 @@ function span(s: ReadableSpan): void {
     tag(6, 0);
     u32(kind);
   }
-  if (s instanceof RecordedSpan) {
+  if (own !== undefined) {
     // Ours keeps epoch ms: skip building two HrTime arrays.
     tag(7, 1);
-    epochMs(s.startMs);
+    epochMs(own.startMs);
     tag(8, 1);
-    epochMs(s.endMs);
+    epochMs(own.endMs);
   } else {
     tag(7, 1);
     hrTime(s.startTime);

@@ -71,6 +71,8 @@ const hex32 = (w: number) => HEX[w >>> 24]! + HEX[(w >>> 16) & 255]! + HEX[(w >>
 
 /** XOR of the last trace id's four words: the SDK ratio test's accumulator, without re-parsing the hex. */
 let lastTraceIdXor = 0;
+// The words of the last ids made, kept on recorded spans so the encoder writes bytes, not hex.
+let tw0 = 0, tw1 = 0, tw2 = 0, tw3 = 0, sw0 = 0, sw1 = 0;
 /** 16 random bytes as 32 hex digits, never all zero (invalid per W3C). */
 export function newTraceId(): string {
   let a: number, b: number, c: number, d: number;
@@ -81,6 +83,10 @@ export function newTraceId(): string {
     d = word();
   } while ((a | b | c | d) === 0);
   lastTraceIdXor = (a ^ b ^ c ^ d) >>> 0;
+  tw0 = a;
+  tw1 = b;
+  tw2 = c;
+  tw3 = d;
   return hex32(a) + hex32(b) + hex32(c) + hex32(d);
 }
 /** 8 random bytes as 16 hex digits, never all zero. */
@@ -90,6 +96,8 @@ export function newSpanId(): string {
     a = word();
     b = word();
   } while ((a | b) === 0);
+  sw0 = a;
+  sw1 = b;
   return hex32(a) + hex32(b);
 }
 
@@ -224,7 +232,18 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   endMs = -1;
   /** Attributes counted lazily: the request path sets few, the limit is for plugins' additions. */
   #count = -1;
+  /**
+   * The ids as 32-bit words, for the encoder: trace id words (t0 -1 when the trace id came from
+   * elsewhere, as hex) and span id words.
+   */
+  t0 = -1;
+  t1 = 0;
+  t2 = 0;
+  t3 = 0;
+  s0 = 0;
+  s1 = 0;
 
+  /** `spanId` must be the id newSpanId() made last; the trace id words are taken when `ownTrace`. */
   constructor(
     traceId: string,
     spanId: string,
@@ -235,10 +254,19 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     readonly resource: Resource,
     readonly instrumentationScope: ReadableSpan["instrumentationScope"],
     readonly sink: SpanSink,
+    ownTrace: boolean,
   ) {
     super(traceId, spanId, traceState, requestCtx);
     this.startMs = Date.now();
     this.#startPerf = performance.now();
+    this.s0 = sw0;
+    this.s1 = sw1;
+    if (ownTrace) {
+      this.t0 = tw0;
+      this.t1 = tw1;
+      this.t2 = tw2;
+      this.t3 = tw3;
+    }
   }
 
   /** Name and attributes in one step, for the request path: `attributes` is taken as is (trusted values, not copied). */
@@ -412,13 +440,18 @@ export class SpanFactory {
     }
     if (!sampled) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
     const o = this.opts;
-    return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink);
+    return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink, valid === undefined);
   }
 
   /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */
   child(parent: RecordedSpan, kind: SpanKind): RecordedSpan {
     const o = this.opts;
-    return new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink);
+    const span = new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
+    span.t0 = parent.t0;
+    span.t1 = parent.t1;
+    span.t2 = parent.t2;
+    span.t3 = parent.t3;
+    return span;
   }
 }
 
