@@ -4,6 +4,9 @@
 // served. CPU µs per request is much steadier than req/s when other work shares the cores.
 //
 //   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--connections 64] [--variants a,b,...]  (the first is the baseline)
+// Each round runs every variant back to back, so besides the medians of each variant it reports
+// the median over rounds of the ratio to the baseline in the same round: when the load of other
+// work on the machine drifts, that ratio holds better than the two medians apart.
 //
 // Variants (bench/lib/proxies.ts): fulcrum-noadmin (no metrics, no tracing), fulcrum (metrics
 // on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
@@ -72,9 +75,14 @@ try {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const base = results.get(VARIANTS[0]!)!;
 console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s, median of rounds; OTLP requests ${sink.requests()}`);
-console.log("variant              req/s   CPU µs/req   vs off");
+console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU");
+const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(0)}%`;
 for (const [name, rs] of results) {
   const cpu = median(rs.map((r) => r.cpuUs));
   const delta = cpu - median(base.map((r) => r.cpuUs));
-  console.log(`${name.padEnd(20)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${name === VARIANTS[0] ? "-" : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`}`);
+  const rpsRatio = median(rs.map((r, i) => r.rps / base[i]!.rps));
+  const cpuRatio = median(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs));
+  const vs = name === VARIANTS[0] ? "-".padEnd(10) : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`.padEnd(10);
+  const perRound = name === VARIANTS[0] ? "" : `${pct(rpsRatio).padStart(22)} ${pct(cpuRatio).padStart(6)}`;
+  console.log(`${name.padEnd(24)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${vs}${perRound}`);
 }

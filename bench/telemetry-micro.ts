@@ -1,14 +1,24 @@
 // Per-request cost of the tracing API: what the proxy calls for one request with one upstream
 // attempt (server span, client span, inject, end both, ids for the access log).
-//   bun bench/telemetry-micro.ts [requests-per-round]     (BATCH=n sets max_export_batch_size)
-// Requests run in chunks with a yield to the event loop between them, as a server would, so the
-// batch processor exports while we measure. Reported per request:
+//   bun bench/telemetry-micro.ts [requests-per-round]     (BATCH=n sets max_export_batch_size,
+//                                                          RATE=n requests/s, default 20000)
+//   bun bench/telemetry-micro.ts --gateway [requests-per-round]
+//     the whole request path instead (gateway, route, proxy, observer with metrics, access log to
+//     memory) against a canned upstream, 100 requests in flight, RATE default 10000: what the
+//     tracing calls cost where they run, with the caches and the garbage of a real request
+// Requests run in chunks of 200, paced at RATE (about what one Fulcrum process serves here) with
+// the event loop free in between, as a server would, so the batch processor exports while we
+// measure and keeps up (unpaced, spans outran the exporter and were dropped, which hides their
+// cost). Reported per request:
 //   api   - time inside the tracing calls (the synchronous hot-path cost)
-//   total - wall time per request including the export work that ran on this thread
+//   cpu   - CPU time of this process per request, all threads (export, JIT, GC helpers): the
+//           whole cost, and the steadiest number on a machine shared with other work
 // The collector is a separate process that only drains bodies.
 import { createTelemetry, type ClientSpanAttrs, type Telemetry } from "../core/telemetry.ts";
 
-const N = Number(process.argv[2] ?? 100_000);
+const GATEWAY = process.argv.includes("--gateway");
+const N = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? (GATEWAY ? 30_000 : 50_000));
+const RATE = Number(process.env.RATE ?? (GATEWAY ? 10_000 : 20_000));
 const ROUNDS = 5;
 const CHUNK = 200;
 
@@ -33,32 +43,88 @@ function oneRequest(tel: Telemetry): unknown {
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function round(tel: Telemetry, n: number): Promise<{ api: number; total: number }> {
+type Round = { api: number; cpu: number };
+
+async function round(tel: Telemetry, n: number, gateway?: Gateway): Promise<Round> {
   let api = 0;
   let sink: unknown;
   const start = performance.now();
-  for (let done = 0; done < n; done += CHUNK) {
+  const cpu0 = process.cpuUsage();
+  const chunk = gateway ? 100 : CHUNK;
+  for (let done = 0; done < n; done += chunk) {
     const t0 = performance.now();
-    for (let i = 0; i < CHUNK; i++) sink = oneRequest(tel);
+    if (gateway) {
+      const inFlight: Promise<unknown>[] = [];
+      for (let i = 0; i < chunk; i++) inFlight.push(gateway.fetch(gatewayRequest(), "10.0.0.9").then((r) => r.arrayBuffer()));
+      await Promise.all(inFlight);
+    } else for (let i = 0; i < chunk; i++) sink = oneRequest(tel);
     api += performance.now() - t0;
-    await tick();
+    const ahead = start + ((done + chunk) * 1000) / RATE - performance.now();
+    await (ahead >= 1 ? sleep(ahead) : tick());
   }
   void sink;
-  return { api: (api * 1000) / n, total: ((performance.now() - start) * 1000) / n };
+  const cpu = process.cpuUsage(cpu0);
+  return { api: (api * 1000) / n, cpu: (cpu.user + cpu.system) / n };
 }
 
 async function measure(label: string, config: Parameters<typeof createTelemetry>[0]) {
   const tel = await createTelemetry(config, { serviceVersion: "bench", env: {} });
-  await round(tel, 20_000); // warm up the JIT
-  const rounds: { api: number; total: number }[] = [];
-  for (let r = 0; r < ROUNDS; r++) rounds.push(await round(tel, N));
+  const gateway = GATEWAY ? await buildBenchGateway(tel) : undefined;
+  await round(tel, N, gateway); // warm up the JIT (the exporter's code gets hot only after a few batches)
+  const rounds: Round[] = [];
+  for (let r = 0; r < ROUNDS; r++) rounds.push(await round(tel, N, gateway));
   await tel.shutdown(30_000);
-  const med = (k: "api" | "total") => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
+  gateway?.close();
+  const med = (k: keyof Round) => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
   console.log(
-    `${label.padEnd(22)} api ${med("api").toFixed(2).padStart(6)} µs/req   total ${med("total").toFixed(2).padStart(6)} µs/req` +
+    `${label.padEnd(22)} ${GATEWAY ? "" : `api ${med("api").toFixed(2).padStart(6)} µs/req   `}cpu ${med("cpu").toFixed(2).padStart(6)} µs/req` +
       (tel.enabled ? `   dropped spans ${tel.droppedSpans()}` : ""),
   );
+}
+
+// --gateway: the request path of core/gateway.ts with a canned 100-byte upstream response.
+type Gateway = { fetch(request: Request, clientIp: string): Promise<Response>; close(): void };
+const gatewayRequest = () => new Request("http://127.0.0.1:8080/100b", { headers: { host: "127.0.0.1:8080", "user-agent": "wrk/4.2" } });
+async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
+  const { Buffer } = await import("node:buffer");
+  const { configure, getLogger } = await import("@logtape/logtape");
+  const { useUpstreamClient } = await import("../core/upstream.ts");
+  const { parseConfig } = await import("../core/config/load.ts");
+  const { buildGateway } = await import("../core/gateway.ts");
+  const { parseHead } = await import("../core/http1/response.ts");
+  const { builtinRegistry } = await import("../main.ts");
+  const { accessFormat } = await import("../core/log.ts");
+  const { createObserver } = await import("../core/observer.ts");
+  const { createMetrics } = await import("../core/metrics.ts");
+  const head = parseHead(Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"), 0)!;
+  const body = new Uint8Array(100).fill(97);
+  useUpstreamClient(() => ({
+    send(req: { onBodyEnd(n: number): void }) {
+      req.onBodyEnd(body.length);
+      return Promise.resolve({ status: 200, statusText: "OK", rawHeaders: head.rawHeaders, body });
+    },
+    destroy() {},
+  }) as never);
+  let logged = 0;
+  await configure({
+    reset: true,
+    sinks: { access: (r) => void (logged += accessFormat(r).length), none: () => {} },
+    loggers: [
+      { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
+      { category: ["fulcrum"], sinks: ["none"], lowestLevel: "info" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
+    ],
+  });
+  const registry = builtinRegistry();
+  const yaml = `pools:\n  web:\n    backends: ["http://127.0.0.1:1"]\nlog: { access_log: true }\n`;
+  const config = parseConfig(yaml, { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
+  return buildGateway(config, {
+    registry,
+    observer: createObserver(tel, createMetrics()),
+    logging: { logger: getLogger(["fulcrum"]), access: getLogger(["fulcrum", "access"]), close: async () => {} },
+  } as Parameters<typeof buildGateway>[1]);
 }
 
 const collector = Bun.spawn([process.execPath, "-e", `
@@ -74,7 +140,7 @@ const endpoint = `http://127.0.0.1:${new TextDecoder().decode(firstLine.value).t
 // Production-like batching: the defaults, except a queue sized for this load.
 const traces = (sample_ratio: number) => ({ traces: { endpoint, sample_ratio, max_queue_size: 16_384, max_export_batch_size: Number(process.env.BATCH ?? 512) } });
 
-console.log(`bun ${Bun.version}, ${N} requests x ${ROUNDS} rounds (median shown), 2 spans per sampled request`);
+console.log(`bun ${Bun.version}, ${GATEWAY ? "whole gateway path, " : ""}${N} requests x ${ROUNDS} rounds at ${RATE}/s (median shown), 2 spans per sampled request`);
 try {
   await measure("tracing off", undefined);
   await measure("on, sample_ratio 1.0", traces(1));

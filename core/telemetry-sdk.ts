@@ -24,8 +24,13 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
+import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
+import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
+import type { ReadableSpan } from "@opentelemetry/sdk-trace";
+import { encodeTraceRequest } from "./otlp-proto.ts";
+import { createFetchTransport, withRetries } from "./otlp-transport.ts";
+import { SpanFactory } from "./otlp-spans.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
 import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./telemetry.ts";
 
@@ -45,9 +50,7 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
     concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
   };
-  const exporter: SpanExporter = cfg.protocol === "http/json"
-    ? new OtlpJsonExporter(exporterOptions)
-    : new OtlpProtoExporter(exporterOptions);
+  const exporter = otlpExporter(cfg.protocol, exporterOptions);
 
   const processor = new BatchSpanProcessor({
     exporter,
@@ -59,23 +62,28 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     selfObsMeterProvider: dropCountingMeterProvider(drops),
   });
 
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes({
-      ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
-      "service.name": cfg.serviceName,
-      "service.version": opts.serviceVersion,
-      "host.name": hostname(),
-    }),
-    sampler: sampler(cfg.sampleRatio),
-    spanProcessors: [processor],
+  const resource = resourceFromAttributes({
+    ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
+    "service.name": cfg.serviceName,
+    "service.version": opts.serviceVersion,
+    "host.name": hostname(),
   });
+  // The provider makes the plugins' spans; the request path's own spans come from the
+  // SpanFactory (core/otlp-spans.ts). Both end in the same batch processor, under the same
+  // resource, and sample alike (the factory applies the same parent-based trace-id ratio test).
+  const provider = new TracerProvider({ resource, sampler: sampler(cfg.sampleRatio), spanProcessors: [processor] });
+  const scope = { name: "fulcrum", version: opts.serviceVersion };
+  const spans = new SpanFactory({ sink: processor, resource, scope, sampleRatio: cfg.sampleRatio });
 
-  const tracer = provider.getTracer("fulcrum", opts.serviceVersion);
+  const names = cfg.propagators;
   let shuttingDown: Promise<void> | undefined;
   return {
-    tracer,
+    spans,
     tracerFor: (name, version) => provider.getTracer(name, version),
-    propagator: propagator(cfg.propagators),
+    propagator: propagator(names),
+    w3c: names.every((n) => n === "tracecontext" || n === "baggage") && names.includes("tracecontext")
+      ? { baggage: names.includes("baggage") ? new W3CBaggagePropagator() : undefined }
+      : undefined,
     droppedSpans: () => drops.queueFull + drops.exportFailed,
     // Once only: a second call (e.g. signal handler and test cleanup) gets the same outcome.
     // The processor's flush gives up at the first failed batch; waiting for the exporter's
@@ -87,6 +95,27 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
         opts.logger,
       )),
   };
+}
+
+/**
+ * The OTLP/HTTP exporter as @opentelemetry/exporter-trace-otlp-{proto,http} assemble it (the
+ * same configuration merge with OTEL_EXPORTER_OTLP_* variables, concurrency limit, timeout,
+ * partial-success logging and self-metrics), with two parts of ours: the protobuf encoder
+ * (core/otlp-proto.ts) and a fetch transport (core/otlp-transport.ts) in place of node:http.
+ */
+function otlpExporter(
+  protocol: ResolvedTraces["protocol"],
+  options: { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number },
+): SpanExporter {
+  const json = protocol === "http/json";
+  const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": json ? "application/json" : "application/x-protobuf" });
+  const serializer = json
+    ? JsonTraceSerializer
+    : { serializeRequest: (spans: ReadableSpan[]) => encodeTraceRequest(spans), deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
+  const componentType = json ? "otlp_http_json_span_exporter" : "otlp_http_span_exporter";
+  const metrics = createOtlpHttpExporterMetrics(componentType, TraceExporterMetricsHelper, config.url, undefined);
+  const transport = withRetries(createFetchTransport(config));
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, serializer, metrics, transport));
 }
 
 function sampler(ratio: number): Sampler {

@@ -1,6 +1,8 @@
 // The tracing API the proxy calls on every request. Only `@opentelemetry/api` is imported here;
 // the SDK and exporters live in `telemetry-sdk.ts`, loaded by `createTelemetry()` only when tracing
 // is on. Contexts are passed explicitly (no AsyncLocalStorage): cheaper, and nothing global.
+// The request's spans are core/otlp-spans.ts's: an unsampled request costs one small object and
+// its traceparent string; a sampled one two spans whose attributes are set in one literal each.
 import {
   type Context,
   type Span,
@@ -13,9 +15,9 @@ import {
   INVALID_SPAN_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  TraceFlags,
   trace,
 } from "@opentelemetry/api";
+import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp-spans.ts";
 import { resolveTraces, type Env, type TelemetryConfig } from "./telemetry-config.ts";
 
 export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./telemetry-config.ts";
@@ -85,14 +87,24 @@ export interface TelemetryOptions {
   env?: Env;
 }
 
-/** What `telemetry-sdk.ts` hands back: the few SDK objects the hot path needs, behind API types. */
+/** What `telemetry-sdk.ts` hands back: the few objects the hot path needs. */
 export interface TracingBackend {
-  tracer: Tracer;
+  /** Starts the request's SERVER and CLIENT spans (sampling decided once per request). */
+  spans: SpanFactory;
+  /** The SDK's tracers, for plugins. */
   tracerFor(name: string, version?: string): Tracer;
   propagator: TextMapPropagator;
+  /**
+   * Set when the propagators are W3C only (tracecontext, optionally baggage): inject then writes
+   * traceparent/tracestate itself, without building a context per request.
+   */
+  w3c?: { baggage: TextMapPropagator | undefined };
   droppedSpans(): number;
   shutdown(timeoutMs: number): Promise<void>;
 }
+
+/** A handle from startServerSpan/startClientSpan: our spans are their own handles. */
+type LeanHandle = (RecordedSpan | UnsampledSpan) & SpanHandle;
 
 // Our own no-op rather than the global provider's, which is a proxy that would follow a later global.
 const INVALID_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
@@ -138,38 +150,62 @@ const recordSetter: TextMapSetter<Record<string, string>> = { set: (r, k, v) => 
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"]);
 
-/** The tracing-on implementation, over any Tracer and propagator (the SDK's, or a test double). */
+/** The tracing-on implementation over the SDK's pieces (telemetry-sdk.ts). */
 export function createActiveTelemetry(backend: TracingBackend): Telemetry {
-  const { tracer, propagator } = backend;
-  const serverOpts = { kind: SpanKind.SERVER };
-  const clientOpts = { kind: SpanKind.CLIENT };
+  const { spans, propagator, w3c } = backend;
+
+  function injectInto(h: LeanHandle, headers: Headers | Record<string, string>): void {
+    if (w3c === undefined) {
+      if (headers instanceof Headers) propagator.inject(h.ctx, headers, headersSetter);
+      else propagator.inject(h.ctx, headers, recordSetter);
+      return;
+    }
+    // What W3CTraceContextPropagator writes, without a context object to read it from.
+    const traceparent = "00-" + h.traceId + "-" + h.spanId + (h.traceFlags === 1 ? "-01" : "-00");
+    const tracestate = h.traceState?.serialize();
+    if (headers instanceof Headers) {
+      headers.set("traceparent", traceparent);
+      if (tracestate) headers.set("tracestate", tracestate);
+    } else {
+      headers.traceparent = traceparent;
+      if (tracestate) headers.tracestate = tracestate;
+    }
+    // Baggage comes only from the incoming request (nothing here adds any).
+    if (w3c.baggage !== undefined && h.requestCtx !== ROOT_CONTEXT) {
+      if (headers instanceof Headers) w3c.baggage.inject(h.requestCtx, headers, headersSetter);
+      else w3c.baggage.inject(h.requestCtx, headers, recordSetter);
+    }
+  }
 
   return {
     enabled: true,
 
     startServerSpan(request, route, clientIp) {
-      const parentCtx = propagator.extract(ROOT_CONTEXT, request.headers, headersGetter);
-      const known = KNOWN_METHODS.has(request.method);
-      const method = known ? request.method : "_OTHER";
-      // No route matched (404): the span is named by the method alone, as semconv says.
-      const span = tracer.startSpan(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", serverOpts, parentCtx);
-      // Attributes only for spans that will be exported: unsampled requests stay cheap.
+      const requestCtx = propagator.extract(ROOT_CONTEXT, request.headers, headersGetter);
+      const span = spans.start(requestCtx, trace.getSpanContext(requestCtx), SpanKind.SERVER);
+      // Name and attributes only for spans that will be exported: unsampled requests stay cheap.
       if (span.isRecording()) {
+        const rec = span as RecordedSpan;
+        const known = KNOWN_METHODS.has(request.method);
+        const method = known ? request.method : "_OTHER";
+        rec.method = method;
         const url = request.url;
         const host = request.headers.get("host") ?? authorityOf(url);
-        span.setAttributes({
+        const attrs: Attributes = {
           "http.request.method": method,
           "url.path": pathOf(url),
           "url.scheme": url.charCodeAt(4) === 115 /* https */ ? "https" : "http",
           "server.address": stripPort(host),
           "client.address": clientIp,
-        });
-        if (route) span.setAttribute("http.route", route);
-        if (!known) span.setAttribute("http.request.method_original", request.method);
+        };
+        if (route) attrs["http.route"] = route;
+        if (!known) attrs["http.request.method_original"] = request.method;
         const ua = request.headers.get("user-agent");
-        if (ua) span.setAttribute("user_agent.original", ua);
+        if (ua) attrs["user_agent.original"] = ua;
+        // No route matched (404): the span is named by the method alone, as semconv says.
+        rec.init(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", attrs);
       }
-      return { span, ctx: trace.setSpan(parentCtx, span), method };
+      return span;
     },
 
     startClientSpan(parent, a) {
@@ -178,39 +214,36 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
       // (sampled flag off) and we skip creating a second non-recording span.
       if (!parent.span.isRecording()) return parent;
       const method = a.method ?? parent.method;
-      const span = tracer.startSpan(method + " " + a.pool, clientOpts, parent.ctx);
-      if (span.isRecording()) {
-        let host = a.host;
-        let port = a.port;
-        if (host === undefined || port === undefined) {
-          const u = safeUrl(a.url);
-          host ??= u ? u.hostname.replace(/^\[|\]$/g, "") : "";
-          port ??= u ? Number(u.port) || (u.protocol === "https:" ? 443 : 80) : 0;
-        }
-        span.setAttributes({
-          "http.request.method": method,
-          "url.full": a.url,
-          "server.address": host,
-          "server.port": port,
-          "network.peer.address": host,
-          "network.peer.port": port,
-          "fulcrum.pool": a.pool,
-          "fulcrum.backend": a.backend,
-          "fulcrum.strategy": a.strategy,
-          "fulcrum.attempt": a.attempt,
-        });
-        if (a.attempt > 1) {
-          span.setAttribute("http.request.resend_count", a.attempt - 1);
-          if (a.retryReason) span.setAttribute("fulcrum.retry_reason", a.retryReason);
-        }
+      const span = spans.child(parent as RecordedSpan & SpanHandle, SpanKind.CLIENT);
+      span.method = method;
+      let host = a.host;
+      let port = a.port;
+      if (host === undefined || port === undefined) {
+        const u = safeUrl(a.url);
+        host ??= u ? u.hostname.replace(/^\[|\]$/g, "") : "";
+        port ??= u ? Number(u.port) || (u.protocol === "https:" ? 443 : 80) : 0;
       }
-      return { span, ctx: trace.setSpan(parent.ctx, span), method };
+      const attrs: Attributes = {
+        "http.request.method": method,
+        "url.full": a.url,
+        "server.address": host,
+        "server.port": port,
+        "network.peer.address": host,
+        "network.peer.port": port,
+        "fulcrum.pool": a.pool,
+        "fulcrum.backend": a.backend,
+        "fulcrum.strategy": a.strategy,
+        "fulcrum.attempt": a.attempt,
+      };
+      if (a.attempt > 1) {
+        attrs["http.request.resend_count"] = a.attempt - 1;
+        if (a.retryReason) attrs["fulcrum.retry_reason"] = a.retryReason;
+      }
+      return span.init(method + " " + a.pool, attrs);
     },
 
     inject(h, headers) {
-      if (h === undefined) return;
-      if (headers instanceof Headers) propagator.inject(h.ctx, headers, headersSetter);
-      else propagator.inject(h.ctx, headers, recordSetter);
+      if (h !== undefined) injectInto(h as LeanHandle, headers);
     },
 
     endClient(h, status, error) {
@@ -230,7 +263,7 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
     ids(h) {
       if (h === undefined) return undefined;
       const sc = h.span.spanContext();
-      if ((sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+      if ((sc.traceFlags & 1) === 0) return undefined;
       return { trace_id: sc.traceId, span_id: sc.spanId };
     },
 
@@ -242,17 +275,17 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
 
 // Semconv: CLIENT spans are errors from 400 up, SERVER spans from 500 up (a 4xx is the client's fault).
 function end(span: Span, status: number, error: unknown, errorFrom: number): void {
-  if (span.isRecording()) {
-    if (status > 0) span.setAttribute("http.response.status_code", status);
-    if (error !== undefined) {
-      const err = error instanceof Error ? error : new Error(String(error));
-      span.recordException(err);
-      span.setAttribute("error.type", err.name === "Error" ? (err as { code?: string }).code ?? "Error" : err.name);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
-    } else if (status >= errorFrom) {
-      span.setAttribute("error.type", String(status));
-      span.setStatus({ code: SpanStatusCode.ERROR });
-    }
+  // An unsampled span has nothing to record and nothing to end.
+  if (!span.isRecording()) return;
+  if (status > 0) span.setAttribute("http.response.status_code", status);
+  if (error !== undefined) {
+    const err = error instanceof Error ? error : new Error(String(error));
+    span.recordException(err);
+    span.setAttribute("error.type", err.name === "Error" ? (err as { code?: string }).code ?? "Error" : err.name);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  } else if (status >= errorFrom) {
+    span.setAttribute("error.type", String(status));
+    span.setStatus({ code: SpanStatusCode.ERROR });
   }
   span.end();
 }

@@ -63,7 +63,11 @@ class Reader {
   skip(wireType: number): void {
     if (wireType === 0) this.varint();
     else if (wireType === 1) this.pos += 8;
-    else if (wireType === 2) this.pos += this.uint();
+    else if (wireType === 2) {
+      // Read the length first: `this.pos += this.uint()` reads pos before uint() moves it.
+      const len = this.uint();
+      this.pos += len;
+    }
     else if (wireType === 5) this.pos += 4;
     else throw new RangeError(`protobuf: unsupported wire type ${wireType}`);
   }

@@ -1,0 +1,304 @@
+// The request path's own spans (core/otlp-spans.ts), protobuf encoder (core/otlp-proto.ts) and
+// export transport (core/otlp-transport.ts), checked against the OpenTelemetry libraries they
+// stand in for: the encoder must write exactly the bytes of @opentelemetry/otlp-transformer's
+// ProtobufTraceSerializer, the span factory must sample as the SDK's ParentBased(TraceIdRatioBased)
+// sampler does, and the transport must retry, fail and compress as otlp-exporter-base's does.
+import { afterEach, describe, expect, test } from "bun:test";
+import { ROOT_CONTEXT, SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type SpanContext } from "@opentelemetry/api";
+import { TraceState } from "@opentelemetry/core";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
+import { TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
+import { encodeTraceRequest } from "../core/otlp-proto.ts";
+import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
+import { createTelemetry } from "../core/telemetry.ts";
+import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
+import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
+
+let cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups = [];
+});
+
+const REMOTE: SpanContext = {
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  traceFlags: TraceFlags.SAMPLED,
+  traceState: new TraceState("vendor=abc,other=1"),
+  isRemote: true,
+};
+const resource = resourceFromAttributes({ "service.name": "fulcrum", "service.version": "1.2.3", "host.name": "box", "deployment.environment": "tëst" });
+
+function factory(sampleRatio = 1) {
+  const ended: ReadableSpan[] = [];
+  const spans = new SpanFactory({ sink: { onEnd: (s) => ended.push(s) }, resource, scope: { name: "fulcrum", version: "1.2.3" }, sampleRatio });
+  return { spans, ended };
+}
+
+const libraryBytes = (spans: ReadableSpan[]) => Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!);
+const ourBytes = (spans: ReadableSpan[]) => Buffer.from(encodeTraceRequest(spans));
+
+describe("encodeTraceRequest()", () => {
+  test("writes the library's bytes for the request path's spans: remote parent, tracestate, events, status, all attribute types", () => {
+    const { spans, ended } = factory();
+    const requestCtx = trace.setSpanContext(ROOT_CONTEXT, REMOTE);
+    const server = spans.start(requestCtx, REMOTE, SpanKind.SERVER) as RecordedSpan;
+    server.init("GET */ → web", { "http.request.method": "GET", "url.path": "/ünï/😀", "client.address": "10.0.0.9" });
+    const attrs: Attributes = {
+      "a.string": "x",
+      "a.empty": "",
+      "a.long": "l".repeat(300), // a KeyValue longer than 127 bytes: its length takes two bytes
+      "a.lone_surrogate": "x\ud800y", // TextEncoder writes U+FFFD
+      "a.int": 42,
+      "a.zero": 0,
+      "a.negative": -7,
+      "a.big": 2 ** 40 + 3,
+      "a.double": 3.25,
+      "a.bool": true,
+      "a.false": false,
+      "a.strings": ["a", "b"],
+      "a.numbers": [1, 2.5, -3],
+      "a.bools": [true, false],
+      "a.with_null": ["a", null as unknown as string, "c"],
+    };
+    const client = spans.child(server, SpanKind.CLIENT).init("GET web", attrs);
+    client.setAttribute("http.response.status_code", 503);
+    client.addEvent("fulcrum.circuit_transition", { from: "closed", to: "open", "fulcrum.backend": "b1" });
+    client.recordException(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
+    client.setStatus({ code: SpanStatusCode.ERROR, message: "connect ECONNREFUSED" });
+    client.addLink({ context: { ...REMOTE, isRemote: false }, attributes: { why: "retry of" } });
+    client.end();
+    server.setStatus({ code: SpanStatusCode.OK });
+    server.end();
+    expect(ended).toHaveLength(2);
+    expect(ourBytes(ended)).toEqual(libraryBytes(ended));
+
+    // And what a collector reads back from it.
+    const [rs] = decodeExportTraceServiceRequest(encodeTraceRequest(ended));
+    expect(rs!.resource).toEqual({ "service.name": "fulcrum", "service.version": "1.2.3", "host.name": "box", "deployment.environment": "tëst" });
+    const [scope] = rs!.scopes;
+    expect(scope!.name).toBe("fulcrum");
+    expect(scope!.version).toBe("1.2.3");
+    const [c, s] = scope!.spans;
+    expect(s!.traceId).toBe(REMOTE.traceId);
+    expect(s!.parentSpanId).toBe(REMOTE.spanId);
+    expect(s!.traceState).toBe("vendor=abc,other=1");
+    expect(s!.name).toBe("GET */ → web");
+    expect(s!.kind).toBe(2); // SERVER
+    expect(s!.attributes["url.path"]).toBe("/ünï/😀");
+    expect(s!.status.code).toBe(1); // OK
+    expect(c!.parentSpanId).toBe(server.spanId);
+    expect(c!.kind).toBe(3); // CLIENT
+    expect(c!.attributes).toMatchObject({ "a.big": 2 ** 40 + 3, "a.negative": -7, "a.double": 3.25, "a.numbers": [1, 2.5, -3], "a.with_null": ["a", null, "c"] });
+    expect(c!.attributes["a.lone_surrogate"]).toBe("x\ufffdy");
+    expect(c!.events.map((e) => e.name)).toEqual(["fulcrum.circuit_transition", "exception"]);
+    expect(c!.events[1]!.attributes).toMatchObject({ "exception.type": "ECONNREFUSED", "exception.message": "connect ECONNREFUSED" });
+    expect(c!.status).toEqual({ code: 2, message: "connect ECONNREFUSED" });
+    expect(c!.startTimeUnixNano).toBeGreaterThanOrEqual(s!.startTimeUnixNano);
+    expect(c!.endTimeUnixNano).toBeLessThanOrEqual(s!.endTimeUnixNano);
+    expect(Number(s!.startTimeUnixNano / 1_000_000n)).toBeWithin(Date.now() - 5000, Date.now() + 1);
+  });
+
+  test("writes the library's bytes for the SDK's own spans, several resources and scopes, dropped counts and huge spans", () => {
+    const batch: ReadableSpan[] = [];
+    const collect = { onStart() {}, onEnd: (s: ReadableSpan) => batch.push(s), forceFlush: async () => {}, shutdown: async () => {} };
+    const limits = { attributeCountLimit: 3, eventCountLimit: 1, linkCountLimit: 1 };
+    const p1 = new TracerProvider({ resource, spanProcessors: [collect], spanLimits: limits });
+    const p2 = new TracerProvider({ resource: resourceFromAttributes({ "service.name": "other" }), spanProcessors: [collect] });
+    const plugin = p1.getTracer("my-plugin", "0.1.0");
+    const s1 = plugin.startSpan("lookup", { kind: SpanKind.INTERNAL, attributes: { a: 1, b: 2, c: 3, d: 4, e: 5 } });
+    s1.addEvent("one");
+    s1.addEvent("two", { n: 2 });
+    s1.addLinks([{ context: REMOTE }, { context: REMOTE, attributes: { x: "y" } }]);
+    s1.end();
+    p1.getTracer("unversioned").startSpan("bare").end();
+    const huge = p2.getTracer("t").startSpan("huge", { attributes: { blob: "z".repeat(20_000) } }); // a 3-byte span length
+    huge.end();
+    const { spans, ended } = factory();
+    spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER).end(); // a root span of ours, unnamed, no attributes
+    batch.push(...ended);
+    expect(batch.map((s) => s.droppedAttributesCount)).toEqual([2, 0, 0, 0]);
+    expect(batch[0]!.droppedEventsCount).toBe(1);
+    expect(batch[0]!.droppedLinksCount).toBe(1);
+    expect(ourBytes(batch)).toEqual(libraryBytes(batch));
+    const decoded = decodeExportTraceServiceRequest(encodeTraceRequest(batch));
+    expect(decoded.map((r) => r.resource["service.name"])).toEqual(["fulcrum", "other"]);
+    expect(decoded[0]!.scopes.map((s) => s.name)).toEqual(["my-plugin", "unversioned", "fulcrum"]);
+    expect(decoded[1]!.scopes[0]!.spans[0]!.attributes.blob).toHaveLength(20_000);
+  });
+
+  test("writes the library's bytes for values the Attributes type does not allow but resources and hand-made spans carry", () => {
+    const { spans, ended } = factory();
+    const s = spans.start(ROOT_CONTEXT, undefined, SpanKind.PRODUCER) as RecordedSpan;
+    // Taken as is by init(): bytes, nested objects, non-finite and unsafe numbers.
+    s.init("odd", {
+      bytes: new Uint8Array([0, 1, 255]),
+      nested: { k: "v", n: 1, deeper: { list: [1, "two"] } },
+      nan: NaN,
+      inf: -Infinity,
+      unsafe: 2 ** 63,
+      min: -(2 ** 63),
+    } as unknown as Attributes).end();
+    expect(ourBytes(ended)).toEqual(libraryBytes(ended));
+    const span = decodeExportTraceServiceRequest(encodeTraceRequest(ended))[0]!.scopes[0]!.spans[0]!;
+    expect(hex(span.attributes.bytes as Uint8Array)).toBe("0001ff");
+    expect(span.attributes.nested).toEqual({ k: "v", n: 1, deeper: { list: [1, "two"] } });
+  });
+
+  test("a batch larger than the buffer grows it, and the result is a copy the next batch does not overwrite", () => {
+    const { spans, ended } = factory();
+    for (let i = 0; i < 1000; i++) {
+      // Roots of new traces and their children: ids written from their words, not their hex.
+      const root = (spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init("s", { big: "b".repeat(400), i });
+      spans.child(root, SpanKind.CLIENT).init("c", { i }).end();
+      root.end();
+    }
+    const first = encodeTraceRequest(ended);
+    const copy = Buffer.from(first);
+    expect(Buffer.from(first)).toEqual(libraryBytes(ended));
+    encodeTraceRequest(ended.slice(0, 3));
+    expect(Buffer.from(first)).toEqual(copy);
+  });
+});
+
+describe("SpanFactory sampling", () => {
+  test("a new trace is kept exactly when the SDK's TraceIdRatioBasedSampler keeps its trace id", () => {
+    for (const ratio of [0, 0.01, 0.3, 0.5, 1]) {
+      const sdk = new TraceIdRatioBasedSampler(ratio);
+      const { spans } = factory(ratio);
+      let kept = 0;
+      for (let i = 0; i < 3000; i++) {
+        const s = spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER);
+        const sdkKeeps = sdk.shouldSample(ROOT_CONTEXT, s.traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+        expect(s.isRecording()).toBe(sdkKeeps);
+        expect(keepsTraceId(s.traceId, ratioUpperBound(ratio))).toBe(sdkKeeps);
+        if (sdkKeeps) kept++;
+      }
+      if (ratio === 0) expect(kept).toBe(0);
+      if (ratio === 1) expect(kept).toBe(3000);
+      if (ratio === 0.5) expect(kept).toBeWithin(1300, 1700);
+    }
+  });
+
+  test("a valid parent's sampled flag decides, whatever the ratio; its trace id and tracestate are kept", () => {
+    const sampledAtZero = factory(0).spans.start(ROOT_CONTEXT, REMOTE, SpanKind.SERVER);
+    expect(sampledAtZero.isRecording()).toBe(true);
+    expect(sampledAtZero.traceId).toBe(REMOTE.traceId);
+    expect((sampledAtZero as RecordedSpan).parentSpanContext).toBe(REMOTE);
+    const unsampled = factory(1).spans.start(ROOT_CONTEXT, { ...REMOTE, traceFlags: TraceFlags.NONE }, SpanKind.SERVER);
+    expect(unsampled.isRecording()).toBe(false);
+    expect(unsampled.spanContext()).toMatchObject({ traceId: REMOTE.traceId, traceFlags: 0, traceState: REMOTE.traceState });
+    expect(unsampled.spanId).not.toBe(REMOTE.spanId);
+    // An invalid parent (all-zero ids) starts a new trace.
+    const invalid = factory(1).spans.start(ROOT_CONTEXT, { traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 1 }, SpanKind.SERVER);
+    expect(invalid.traceId).not.toBe("0".repeat(32));
+  });
+
+  test("ids are lowercase hex of the W3C lengths and never all zero", () => {
+    for (let i = 0; i < 1000; i++) {
+      expect(newTraceId()).toMatch(/^[0-9a-f]{32}$/);
+      expect(newSpanId()).toMatch(/^[0-9a-f]{16}$/);
+    }
+    expect(new Set(Array.from({ length: 1000 }, newTraceId)).size).toBe(1000);
+  });
+});
+
+describe("the request path's spans through Telemetry", () => {
+  const request = (headers: Record<string, string> = {}) => new Request("http://example.com/x", { headers: { host: "example.com", ...headers } });
+
+  test("an unsampled request is one non-recording span: traceparent 00 and the incoming baggage go upstream, no ids, nothing exported", async () => {
+    const tel = await createTelemetry({ traces: { endpoint: "http://127.0.0.1:9/v1/traces", sample_ratio: 0 } }, { serviceVersion: "1", env: {} });
+    const server = tel.startServerSpan(request({ baggage: "tenant=a" }), "api", "10.0.0.1")!;
+    expect(server.span.isRecording()).toBe(false);
+    expect(tel.startClientSpan(server, { pool: "p", backend: "b", strategy: "s", attempt: 1, url: "http://b/" })).toBe(server);
+    const headers: Record<string, string> = {};
+    tel.inject(server, headers);
+    expect(headers.traceparent).toBe(`00-${server.span.spanContext().traceId}-${server.span.spanContext().spanId}-00`);
+    expect(headers.baggage).toBe("tenant=a");
+    expect(tel.ids(server)).toBeUndefined();
+    tel.endServer(server, 200);
+    await tel.shutdown(100);
+  });
+
+  test("inject writes what the W3C propagators write (Headers and records, tracestate, baggage) for a sampled request", async () => {
+    const tel = await createTelemetry({ traces: { endpoint: "http://127.0.0.1:9/v1/traces" } }, { serviceVersion: "1", env: {} });
+    const server = tel.startServerSpan(request({ traceparent: `00-${REMOTE.traceId}-${REMOTE.spanId}-01`, tracestate: "vendor=abc", baggage: "k=v" }), "api", "10.0.0.1")!;
+    const client = tel.startClientSpan(server, { pool: "p", backend: "b", strategy: "s", attempt: 1, url: "http://b:81/" })!;
+    const h = new Headers();
+    tel.inject(client, h);
+    const rec: Record<string, string> = {};
+    tel.inject(client, rec);
+    const sc = client.span.spanContext();
+    expect(Object.fromEntries(h)).toEqual({ traceparent: `00-${REMOTE.traceId}-${sc.spanId}-01`, tracestate: "vendor=abc", baggage: "k=v" });
+    expect(rec).toEqual(Object.fromEntries(h));
+    expect(tel.ids(server)).toEqual({ trace_id: REMOTE.traceId, span_id: server.span.spanContext().spanId });
+    // The context handed to plugins carries the span and the incoming baggage.
+    expect(trace.getSpanContext(server.ctx)?.spanId).toBe(server.span.spanContext().spanId);
+    tel.endClient(client, 200);
+    tel.endServer(server, 200);
+    await tel.shutdown(100);
+  });
+});
+
+describe("the export transport (fetch)", () => {
+  /** A collector answering each export with the next of `statuses` (then 200), counting requests. */
+  function scripted(statuses: { status: number; headers?: Record<string, string> }[]) {
+    const bodies: Uint8Array[] = [];
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        bodies.push(new Uint8Array(await req.arrayBuffer()));
+        const next = statuses.shift() ?? { status: 200 };
+        return new Response(next.status === 200 ? new Uint8Array(0) : "no", next);
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    return { url: `http://127.0.0.1:${server.port}/v1/traces`, bodies };
+  }
+  const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+
+  test("a 503 with Retry-After is retried and the retry delivers the batch; nothing is counted lost", async () => {
+    const c = scripted([{ status: 503, headers: { "retry-after": "0" } }, { status: 429, headers: { "retry-after": "0" } }]);
+    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
+    oneSpan(tel);
+    await tel.shutdown(3000);
+    expect(c.bodies).toHaveLength(3);
+    expect(Buffer.from(c.bodies[2]!)).toEqual(Buffer.from(c.bodies[0]!));
+    expect(decodeExportTraceServiceRequest(c.bodies[2]!)[0]!.scopes[0]!.spans).toHaveLength(1);
+    expect(tel.droppedSpans()).toBe(0);
+  });
+
+  test("a 400 fails the export at once (no retry) and its spans are counted lost", async () => {
+    const c = scripted([{ status: 400 }]);
+    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
+    oneSpan(tel);
+    oneSpan(tel);
+    await tel.shutdown(3000);
+    expect(c.bodies).toHaveLength(1);
+    expect(tel.droppedSpans()).toBe(2);
+  });
+
+  test("OTEL_EXPORTER_OTLP_COMPRESSION=gzip gzips the body; configured headers and the OTLP user agent are sent", async () => {
+    const r = await startOtlpReceiver();
+    cleanups.push(() => r.stop());
+    const before = process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+    process.env.OTEL_EXPORTER_OTLP_COMPRESSION = "gzip"; // read by the library's config merge, as before
+    try {
+      const tel = await createTelemetry({ traces: { endpoint: r.url, scheduled_delay: 10, headers: { authorization: "Bearer t" } } }, { serviceVersion: "1", env: {} });
+      oneSpan(tel);
+      await r.waitForSpans(1);
+      await tel.shutdown(1000);
+    } finally {
+      if (before === undefined) delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+      else process.env.OTEL_EXPORTER_OTLP_COMPRESSION = before;
+    }
+    const h = r.requests[0]!.headers;
+    expect(h.get("content-encoding")).toBe("gzip");
+    expect(h.get("content-type")).toBe("application/x-protobuf");
+    expect(h.get("authorization")).toBe("Bearer t");
+    expect(h.get("user-agent")).toStartWith("OTel-OTLP-Exporter-JavaScript");
+    expect(r.spans[0]!.kind).toBe("SERVER");
+  });
+});
