@@ -95,7 +95,7 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   const { buildGateway } = await import("../core/gateway.ts");
   const { parseHead } = await import("../core/http1/response.ts");
   const { builtinRegistry } = await import("../main.ts");
-  const { accessFormat } = await import("../core/log.ts");
+  const { accessLine } = await import("../core/log.ts");
   const { createObserver } = await import("../core/observer.ts");
   const { createMetrics } = await import("../core/metrics.ts");
   const head = parseHead(Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"), 0)!;
@@ -110,9 +110,8 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   let logged = 0;
   await configure({
     reset: true,
-    sinks: { access: (r) => void (logged += accessFormat(r).length), none: () => {} },
+    sinks: { none: () => {} },
     loggers: [
-      { category: ["fulcrum", "access"], sinks: ["access"], lowestLevel: "info", parentSinks: "override" },
       { category: ["fulcrum"], sinks: ["none"], lowestLevel: "info" },
       { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
     ],
@@ -123,8 +122,9 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   return buildGateway(config, {
     registry,
     observer: createObserver(tel, createMetrics()),
-    logging: { logger: getLogger(["fulcrum"]), access: getLogger(["fulcrum", "access"]), close: async () => {} },
-  } as Parameters<typeof buildGateway>[1]);
+    // Access lines as core/log.ts writes them (accessLine), counted instead of written.
+    logging: { logger: getLogger(["fulcrum"]), access: { write: (e, ms, ids) => void (logged += accessLine(e, ms, ids).length) }, close: async () => {} },
+  });
 }
 
 const collector = Bun.spawn([process.execPath, "-e", `
