@@ -3,7 +3,7 @@
 // the Fulcrum process's own CPU time (utime + stime from /proc) and divide by the requests it
 // served. CPU µs per request is much steadier than req/s when other work shares the cores.
 //
-//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--connections 64] [--variants a,b,...]  (the first is the baseline)
+//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--warmup 2] [--connections 64] [--variants a,b,...]  (the first is the baseline)
 // Each round runs every variant back to back, so besides the medians of each variant it reports
 // the median over rounds of the ratio to the baseline in the same round: when the load of other
 // work on the machine drifts, that ratio holds better than the two medians apart.
@@ -26,6 +26,10 @@ const arg = (name: string, dflt: number) => {
 };
 const runs = arg("--runs", 5);
 const duration = arg("--duration", 5);
+// Load before measuring. The JIT keeps compiling for seconds (the request path's big functions,
+// recompiled when a rare branch such as a sampled request is first taken): a short warm-up counts
+// that one-time cost per request.
+const warmup = arg("--warmup", 2);
 const connections = arg("--connections", 64);
 const only = process.argv.indexOf("--variants");
 const VARIANTS = only > 0
@@ -57,7 +61,7 @@ try {
       const def = PROXIES.find((p) => p.name === name)!;
       const r = await startProxy(def, { dir, backendUrls: backends.urls });
       const url = `http://127.0.0.1:${def.port}/100b`;
-      await runLoad(tool, { url, connections, durationSec: 2 }, dir); // warm-up (JIT, connections)
+      await runLoad(tool, { url, connections, durationSec: warmup }, dir); // warm-up (JIT, connections)
       const cpu0 = cpuSeconds(r.proc.pid);
       const res = await runLoad(tool, { url, connections, durationSec: duration }, dir);
       const cpuUs = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
@@ -74,7 +78,7 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const base = results.get(VARIANTS[0]!)!;
-console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s, median of rounds; OTLP requests ${sink.requests()}`);
+console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s after ${warmup} s of warm-up, median of rounds; OTLP requests ${sink.requests()}`);
 console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU");
 const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(0)}%`;
 for (const [name, rs] of results) {
