@@ -17,8 +17,8 @@ import {
   type SpanStatus,
   type TimeInput,
   type TraceState,
+  type SpanKind,
   diag,
-  SpanKind,
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
@@ -454,5 +454,3 @@ export class SpanFactory {
     return span;
   }
 }
-
-export { SpanKind };
