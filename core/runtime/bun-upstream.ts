@@ -17,36 +17,20 @@ import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 
 /**
- * A response whose body is at most this many bytes is read whole and handed over as bytes (one
- * write to the client, no stream); a larger one is streamed.
- *
- * Behind Bun.serve (FULCRUM_BUN_SERVE=1) the limit is its cork buffer: Bun.serve (1.4.5) writes a
- * response that completes outside the request handler in one send() only when head and body fit
- * its 16 KiB cork buffer; past that, every status-line and header fragment is its own send()
- * (~36 syscalls a response, oven-sh/bun#41341), and a stream costs ~35 µs more. Our own listener
- * (bun-listener.ts) writes head and body in one send() at any size, so it raises the limit to
- * 64 KiB: the memory a request may hold, as nginx's default proxy buffers do.
+ * Bun.serve (1.4.5) writes a response that completes outside the request handler in one send()
+ * only when head and body fit its 16 KiB cork buffer; past that, every status-line and header
+ * fragment is its own send() (~36 syscalls a response, oven-sh/bun#41341). So: a response that
+ * fits is read whole and handed over as bytes (a stream costs ~35 µs more); a larger one as a
+ * stream, whose head Bun writes corked, then the body.
  */
 const CORK_LIMIT = 16 * 1024 - 512;
-let wholeLimit = CORK_LIMIT;
-let countHead = true;
 
-/** Called once by the runtime when its own listener serves (see fitsCork). */
-export function useWholeBodyLimit(bytes: number): void {
-  wholeLimit = bytes;
-  countHead = false;
-}
-
-/** Whether a body of `length` bytes is handed over whole (with its head, under Bun.serve). */
+/** Whether head and a body of `length` bytes fit Bun's cork buffer (with room for its Date). */
 function fitsCork(head: ResponseHead, length: number): boolean {
-  let n = length;
-  if (countHead) {
-    // Bun.serve's cork buffer holds the head too, with room for its Date.
-    n += head.statusText.length + 64;
-    const raw = head.rawHeaders;
-    for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2;
-  }
-  return n <= wholeLimit;
+  let n = length + head.statusText.length + 64;
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2;
+  return n <= CORK_LIMIT;
 }
 function responseTimedOut(ex: Exchange): void {
   ex.fail(new UpstreamError("timeout", `no response headers within ${ex.req.responseTimeoutMs}ms`, true));

@@ -6,12 +6,10 @@ import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 import { serveRaw } from "./bun-listener.ts";
-import { useWholeBodyLimit } from "./bun-upstream.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
   if (options.raw !== undefined && Bun.env.FULCRUM_BUN_SERVE !== "1") {
-    useWholeBodyLimit(64 * 1024);
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
   const server = Bun.serve({
