@@ -3,7 +3,33 @@
  * views into the input (no copies). Chunk extensions are skipped; trailers are checked for
  * framing and dropped (a proxy may drop them; most clients ignore them anyway).
  */
+import { Buffer } from "node:buffer";
 import { MAX_HEAD, ParseError } from "./response.ts";
+
+/** Chunks up to this are framed into one write (one syscall) with their size line and CRLF. */
+const COALESCE_LIMIT = 16 * 1024;
+const CRLF = Buffer.from("\r\n");
+/** The last chunk and the end of the (empty) trailer section. */
+export const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+
+/**
+ * Write `data` as one chunk of a chunked body through `write` (the upstream client's and the
+ * listener's connection writers). Returns what the last write returned (false: wait for drain).
+ */
+export function writeChunk(write: (data: Uint8Array) => boolean, data: Uint8Array): boolean {
+  const prefix = `${data.length.toString(16)}\r\n`;
+  if (data.length <= COALESCE_LIMIT) {
+    const out = Buffer.allocUnsafe(prefix.length + data.length + 2);
+    out.write(prefix, 0, "latin1");
+    out.set(data, prefix.length);
+    out[out.length - 2] = 13;
+    out[out.length - 1] = 10;
+    return write(out);
+  }
+  write(Buffer.from(prefix, "latin1"));
+  write(data);
+  return write(CRLF);
+}
 
 const enum S {
   Size,

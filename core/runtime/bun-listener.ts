@@ -14,15 +14,11 @@
  */
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { Buffer } from "node:buffer";
-import { ChunkedDecoder } from "../http1/chunked.ts";
+import { ChunkedDecoder, LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
 import type { Listener, RawExchange, ServeOptions } from "./types.ts";
 
-const CRLF = Buffer.from("\r\n");
-const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
-/** Response bodies up to this are framed into one write with their chunk header. */
-const COALESCE_LIMIT = 16 * 1024;
 /** Request body bytes received ahead of the reader before reading pauses. */
 const MAX_BODY_AHEAD = 64 * 1024;
 /** Unparsed bytes kept for a pipelined request before reading pauses. */
@@ -504,6 +500,7 @@ class Exchange implements RawExchange {
     const conn = this.conn;
     const reader = body.getReader();
     this.reader = reader;
+    const write = (d: Uint8Array) => conn.write(d);
     let sent = 0;
     try {
       for (;;) {
@@ -515,19 +512,7 @@ class Exchange implements RawExchange {
         sent += v.length;
         let ok: boolean;
         if (chunked) {
-          const prefix = `${v.length.toString(16)}\r\n`;
-          if (v.length <= COALESCE_LIMIT) {
-            const out = Buffer.allocUnsafe(prefix.length + v.length + 2);
-            out.write(prefix, 0, "latin1");
-            out.set(v, prefix.length);
-            out[out.length - 2] = 13;
-            out[out.length - 1] = 10;
-            ok = conn.write(out);
-          } else {
-            conn.write(prefix);
-            conn.write(v);
-            ok = conn.write(CRLF);
-          }
+          ok = writeChunk(write, v);
         } else if (length >= 0 && sent > length) {
           throw new Error("response body longer than its Content-Length");
         } else ok = conn.write(v);

@@ -15,11 +15,8 @@ import {
 } from "../upstream.ts";
 import { Conn, Exchange } from "./bun-conn.ts";
 import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
+import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 
-/** Request body chunks up to this are framed into one write (one syscall) when chunked. */
-const COALESCE_LIMIT = 16 * 1024;
-const CRLF = Buffer.from("\r\n");
-const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const NON_ASCII = /[^\x00-\x7f]/;
 
 export class BunPool implements UpstreamAgent {
@@ -201,6 +198,7 @@ function checkDeadlines(pool: BunPool): void {
 async function pump(conn: Conn, ex: Exchange, body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
   const declared = chunked ? -1 : Number(ex.req.headers["content-length"]);
   const reader = body.getReader();
+  const write = (d: Uint8Array) => conn.write(d);
   let sent = 0;
   try {
     for (;;) {
@@ -215,19 +213,7 @@ async function pump(conn: Conn, ex: Exchange, body: ReadableStream<Uint8Array>, 
         if (sent > declared) throw new Error("request body longer than its Content-Length");
         ok = conn.write(v);
       } else {
-        const prefix = `${v.length.toString(16)}\r\n`;
-        if (v.length <= COALESCE_LIMIT) {
-          const out = Buffer.allocUnsafe(prefix.length + v.length + 2);
-          out.write(prefix, 0, "latin1");
-          out.set(v, prefix.length);
-          out[out.length - 2] = 13;
-          out[out.length - 1] = 10;
-          ok = conn.write(out);
-        } else {
-          conn.write(Buffer.from(prefix, "latin1"));
-          conn.write(v);
-          ok = conn.write(CRLF);
-        }
+        ok = writeChunk(write, v);
       }
       if (!ok) {
         await new Promise<void>((resolve) => (conn.onDrain = resolve));
