@@ -8,6 +8,7 @@
  * control bytes) is an error with the status the client should get.
  */
 import type { Buffer } from "node:buffer";
+import { headerName } from "./names.ts";
 
 /** The largest request header section accepted (request line, headers, final CRLF). */
 export const MAX_REQUEST_HEAD = 64 * 1024;
@@ -169,7 +170,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   let host: string | undefined;
   let expect: string | undefined;
   for (let k = 0; k < count; k++) {
-    const lower = text.slice(marks[k * 4]!, marks[k * 4 + 1]!).toLowerCase();
+    const lower = headerName(buf, from + marks[k * 4]!, from + marks[k * 4 + 1]!, text, from);
     const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
     rawHeaders[k * 2] = lower;
     rawHeaders[k * 2 + 1] = value;

@@ -6,6 +6,7 @@
  * different message boundary than the backend meant (response smuggling). Anything odd → error.
  */
 import type { Buffer } from "node:buffer";
+import { headerName } from "./names.ts";
 
 /** The largest response header section accepted (status line, headers, final CRLF). */
 export const MAX_HEAD = 64 * 1024;
@@ -123,7 +124,7 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   let te: string | undefined;
   let connection = "";
   for (let k = 0; k < count; k++) {
-    const lower = text.slice(marks[k * 4]!, marks[k * 4 + 1]!).toLowerCase();
+    const lower = headerName(buf, from + marks[k * 4]!, from + marks[k * 4 + 1]!, text, from);
     const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
     rawHeaders[k * 2] = lower;
     rawHeaders[k * 2 + 1] = value;

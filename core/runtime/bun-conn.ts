@@ -98,6 +98,10 @@ export class Exchange {
   mayRetryStale = true;
   /** When the response head is due (performance.now() ms); the pool's interval checks it. */
   deadline = 0;
+  /** In the pool's {@link BunPool.waiting} list, and its neighbours there. */
+  waiting = false;
+  prevWaiting: Exchange | undefined = undefined;
+  nextWaiting: Exchange | undefined = undefined;
   pending: Buffer | undefined;
   head: ResponseHead | undefined;
   framing = Framing.Length;

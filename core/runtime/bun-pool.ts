@@ -28,8 +28,11 @@ export class BunPool implements UpstreamAgent {
   /**
    * Exchanges waiting for their response head, checked against their deadline by one interval
    * timer per pool: a timer per request (setTimeout + clearTimeout) cost ~1.4 µs on this machine.
+   * A list linked through the exchanges, not a `Set`: with a Set, JSC's young-generation GC kept
+   * every exchange deleted since the last collection alive (measured with BUN_JSC_logGC: each
+   * eden collection promoted ~4.5 MB at 16k req/s, forcing a full collection every ~0.6 s).
    */
-  readonly waiting = new Set<Exchange>();
+  readonly waiting = new WaitList();
   #deadlines: ReturnType<typeof setInterval> | undefined;
   #tick = 0;
 
@@ -69,14 +72,18 @@ export class BunPool implements UpstreamAgent {
 
   /** The interval's work: time out late exchanges; stop when none waits. */
   checkDeadlines(): void {
-    if (this.waiting.size === 0) {
+    if (this.waiting.head === undefined) {
       clearInterval(this.#deadlines);
       this.#deadlines = undefined;
       return;
     }
     const now = performance.now();
-    // responseTimedOut removes the exchange from the set (allowed while iterating).
-    for (const ex of this.waiting) if (now >= ex.deadline) responseTimedOut(ex);
+    // responseTimedOut unlinks the exchange: take the next one first.
+    for (let ex: Exchange | undefined = this.waiting.head; ex !== undefined; ) {
+      const next: Exchange | undefined = ex.nextWaiting;
+      if (now >= ex.deadline) responseTimedOut(ex);
+      ex = next;
+    }
   }
 
   /** Open a new connection for `ex`; the request goes out in the `open` handler. */
@@ -172,7 +179,7 @@ export class BunPool implements UpstreamAgent {
   destroy(): void {
     this.closed = true;
     // Exchanges still waiting keep their deadline check; the interval stops once they settle.
-    if (this.#deadlines !== undefined && this.waiting.size === 0) {
+    if (this.#deadlines !== undefined && this.waiting.head === undefined) {
       clearInterval(this.#deadlines);
       this.#deadlines = undefined;
     }
@@ -180,6 +187,30 @@ export class BunPool implements UpstreamAgent {
     this.#sweep = undefined;
     for (const c of this.idle) c.destroy();
     this.idle = [];
+  }
+}
+
+/** Exchanges linked through their own fields: adding and removing allocate nothing and leave no reference behind. */
+export class WaitList {
+  head: Exchange | undefined;
+
+  add(ex: Exchange): void {
+    ex.waiting = true;
+    ex.nextWaiting = this.head;
+    if (this.head !== undefined) this.head.prevWaiting = ex;
+    this.head = ex;
+  }
+
+  delete(ex: Exchange): void {
+    if (!ex.waiting) return;
+    ex.waiting = false;
+    const prev = ex.prevWaiting;
+    const next = ex.nextWaiting;
+    if (prev !== undefined) prev.nextWaiting = next;
+    else this.head = next;
+    if (next !== undefined) next.prevWaiting = prev;
+    ex.prevWaiting = undefined;
+    ex.nextWaiting = undefined;
   }
 }
 
