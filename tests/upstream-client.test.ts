@@ -121,6 +121,20 @@ describe("message framing", () => {
     expect(conns(b)).toBe(1);
   });
 
+  test("a small body whose rest comes after the response timeout is streamed, not answered 504", async () => {
+    // Bodies up to 64 KiB are collected whole before they are handed over; the response timeout
+    // bounds the head, so a slow rest must not turn an answer already under way into a 504.
+    const body = "b".repeat(30_000);
+    const { f } = await via((_h, s) => {
+      writeAll(s, `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 1000)}`);
+      setTimeout(() => writeAll(s, body.slice(1000)), 400);
+    }, "    timeouts: { response: 100ms }\n");
+    const r = await fetch(f.url);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe(body);
+    expect(f.access().at(-1)?.status).toBe(200);
+  });
+
   test("1xx interim responses (100 Continue, 103 Early Hints) are skipped", async () => {
     const { f } = await via((_h, s) =>
       s.write(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n${ok("final")}`),

@@ -6,12 +6,16 @@ import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 import { serveRaw } from "./bun-listener.ts";
+import { setWholeResponseLimit } from "./bun-upstream.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
   if (options.raw !== undefined && Bun.env.FULCRUM_BUN_SERVE !== "1") {
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
+  // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
+  // buffer (bun-upstream.ts). Not for the admin listener (no `raw`): it proxies nothing.
+  if (options.raw !== undefined) setWholeResponseLimit(16 * 1024 - 512);
   const server = Bun.serve({
     hostname: options.hostname,
     port: options.port,
