@@ -45,3 +45,24 @@ test("optional fields appear only when set; the worker number is added; the cloc
   expect(line["@timestamp"]).toBe("2027-01-01T00:00:00.000Z");
   expect(Object.keys(JSON.parse(accessLine(entry(), 1, undefined)))).not.toContain("error");
 });
+
+test("a log file gets its lines in batches (not one write per line), all of them by close()", async () => {
+  const { bunRuntime } = await import("../core/runtime/bun.ts");
+  const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "fulcrum-log-"));
+  try {
+    const path = join(dir, "access.log");
+    const w = bunRuntime.openWriter({ path });
+    for (let i = 0; i < 1000; i++) w.write(`line ${i}\n`);
+    // Nothing written yet: the lines wait for the 50 ms timer (or 64 KiB), as one write.
+    expect(readFileSync(path, "utf8")).toBe("");
+    await w.close();
+    const lines = readFileSync(path, "utf8").split("\n");
+    expect(lines.length).toBe(1001);
+    expect(lines[999]).toBe("line 999");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

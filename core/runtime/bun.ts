@@ -45,22 +45,35 @@ function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
   const fd = typeof target === "object" ? openSync(target.path, "a") : undefined;
   const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
   const sink = file.writer({ highWaterMark: 64 * 1024 });
-  // FileSink buffers until highWaterMark; flush on a short timer so lines appear promptly.
+  // Lines are gathered here and handed over every 50 ms or 64 KiB: Bun's FileSink writes each
+  // write() at once despite its highWaterMark (strace: one write(2) per access line, ~9 µs of a
+  // ~45 µs request), and a log line need not reach the file sooner than nginx's `buffer=` would.
+  let buf = "";
   let pending = false;
+  const flushNow = () => {
+    if (buf !== "") {
+      sink.write(buf);
+      buf = "";
+    }
+    sink.flush();
+  };
   const flushSoon = () => {
     pending = false;
-    sink.flush();
+    flushNow();
   };
   return {
     write(text) {
-      sink.write(text);
-      if (!pending) {
+      buf += text;
+      if (buf.length >= 64 * 1024) flushNow();
+      else if (!pending) {
         pending = true;
         setTimeout(flushSoon, 50).unref();
       }
     },
-    flush: () => void sink.flush(),
+    flush: flushNow,
     close: async () => {
+      if (buf !== "") sink.write(buf);
+      buf = "";
       await sink.flush();
       if (typeof target === "object") {
         await sink.end();
