@@ -646,6 +646,63 @@ ownListener("pipelining", () => {
   });
 
 
+  test("a slow reader's answers stay intact while other clients' answers go out (one shared write buffer)", async () => {
+    // Whole answers go out through one reused buffer; what the kernel does not take at once must be
+    // copied, or the next answer on another connection overwrites it before it is sent.
+    const N = 150;
+    const SIZE = 60_000;
+    const letter = (target: string) => (target.startsWith("/b") ? "Z" : String.fromCharCode(97 + (Number(target.split("?")[1]) % 26)));
+    const be = await backend((req) => `HTTP/1.1 200 OK\r\ncontent-length: ${SIZE}\r\n\r\n${letter(req.target).repeat(SIZE)}`);
+    const p = await proxy(be);
+    let request = "";
+    for (let i = 0; i < N; i++) request += `GET /a?${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const parts: Buffer[] = [];
+    let total = 0;
+    let paused = false;
+    const done = Promise.withResolvers<void>();
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: p.port,
+      socket: {
+        data(s, d) {
+          parts.push(Buffer.from(d));
+          total += d.length;
+          if (total >= N * SIZE && Buffer.concat(parts).toString("latin1").split("HTTP/1.1 200 OK").length > N) return done.resolve();
+          s.pause();
+          paused = true;
+        },
+        close: () => done.reject(new Error(`closed after ${total} bytes`)),
+      },
+    });
+    cleanups.push(() => sock.terminate());
+    const pace = setInterval(() => {
+      if (paused) {
+        paused = false;
+        sock.resume();
+      }
+    }, 30);
+    cleanups.push(() => clearInterval(pace));
+    sock.write(request);
+    // Meanwhile another client's answers (all "Z") go through the same buffer.
+    let others = 0;
+    let finished = false;
+    done.promise.then(() => (finished = true), () => (finished = true));
+    while (!finished && others < 2000) {
+      const r = await fetch(`http://127.0.0.1:${p.port}/b?${others++}`);
+      expect((await r.text()).length).toBe(SIZE);
+    }
+    await within(done.promise, 20_000, "all the answers");
+    const answers = Buffer.concat(parts).toString("latin1").split("HTTP/1.1 200 OK").slice(1);
+    expect(answers.length).toBe(N);
+    for (let i = 0; i < N; i++) {
+      const body = answers[i]!.slice(answers[i]!.indexOf("\r\n\r\n") + 4);
+      expect(body).toBe(letter(`/a?${i}`).repeat(SIZE));
+    }
+    expect(others).toBeGreaterThan(10);
+    await p.idle();
+    await p.stopPromptly();
+  });
+
   test("requests pipelined behind one whose body was not read are not served; the connection closes", async () => {
     const be = await backend();
     const p = await proxy(be, { middleware: true });

@@ -128,6 +128,8 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-nolog", overlay: { log: { access_log: false } }, optional: true },
   { name: "fulcrum-noadmin", overlay: { admin: false }, optional: true }, // no metrics, no admin listener: nothing observes requests
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
+  // One process, nothing but proxying (no access log, metrics or admin): bench/cpu-ladder.ts.
+  { name: "fulcrum-bare", overlay: { workers: 1, admin: false, log: { access_log: false } }, optional: true },
 ];
 
 function merge(a: any, b: any): any {

