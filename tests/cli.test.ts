@@ -32,6 +32,22 @@ describe("fulcrum CLI", () => {
     for (const cmd of ["[run]", "check", "demo", "version"]) expect(r.stdout).toContain(`fulcrum ${cmd}`);
   });
 
+  test("a proxy port already in use exits 1, and the log lines written before it are not lost", async () => {
+    // Log lines are gathered for up to 50 ms before they are written: an exit must write them.
+    const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => busy.stop(true));
+    const admin = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const adminPort = admin.port;
+    admin.stop(true);
+    const file = configFile(
+      `listen: 127.0.0.1:${busy.port}\nworkers: 1\nadmin: { listen: "127.0.0.1:${adminPort}" }\npools:\n  web:\n    backends: ["http://127.0.0.1:1"]\n`,
+    );
+    const r = await runCli(["run", "--config", file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Failed to listen");
+    expect(r.stdout).toContain('"message":"admin API listening"');
+  });
+
   test("an unknown subcommand exits 2 with the help", async () => {
     const r = await runCli(["frobnicate"]);
     expect(r.code).toBe(2);

@@ -124,7 +124,8 @@ describe("message framing", () => {
   test("a small body whose rest comes after the response timeout is streamed, not answered 504", async () => {
     // Bodies up to 64 KiB are collected whole before they are handed over; the response timeout
     // bounds the head, so a slow rest must not turn an answer already under way into a 504.
-    const body = "b".repeat(30_000);
+    // Under both limits (64 KiB on the own listener, 16 KiB on Bun.serve): collected whole first.
+    const body = "b".repeat(10_000);
     const { f } = await via((_h, s) => {
       writeAll(s, `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 1000)}`);
       setTimeout(() => writeAll(s, body.slice(1000)), 400);

@@ -195,6 +195,7 @@ export class WaitList {
   head: Exchange | undefined;
 
   add(ex: Exchange): void {
+    if (ex.waiting) return;
     ex.waiting = true;
     ex.nextWaiting = this.head;
     if (this.head !== undefined) this.head.prevWaiting = ex;

@@ -11,6 +11,8 @@ import { setWholeResponseLimit } from "./bun-upstream.ts";
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
   if (options.raw !== undefined && Bun.env.FULCRUM_BUN_SERVE !== "1") {
+    // Set on both branches: the limit is per process and a test run serves both ways.
+    setWholeResponseLimit(64 * 1024);
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
   // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
@@ -39,6 +41,16 @@ function serve(options: ServeOptions): Promise<Listener> {
   });
 }
 
+/**
+ * The flush of every open writer: run before the process exits, so lines still gathered (at most
+ * 50 ms of them) are not lost on an exit that does not close the logging first (a failed start-up,
+ * a worker leaving before it listens, an uncaught error).
+ */
+const openWriters = new Set<() => void>();
+process.on("exit", () => {
+  for (const flush of openWriters) flush();
+});
+
 function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
   // workers: a file is opened for appending, so several worker processes can share one access log
   // (each write lands at the end) and a restart does not truncate it.
@@ -46,34 +58,37 @@ function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
   const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
   const sink = file.writer({ highWaterMark: 64 * 1024 });
   // Lines are gathered here and handed over every 50 ms or 64 KiB: Bun's FileSink writes each
-  // write() at once despite its highWaterMark (strace: one write(2) per access line, ~9 µs of a
-  // ~45 µs request), and a log line need not reach the file sooner than nginx's `buffer=` would.
+  // write() at once despite its highWaterMark (strace: one write(2) per access line), and a log
+  // line need not reach the file sooner than nginx's `buffer=` would have it there.
   let buf = "";
-  let pending = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
   const flushNow = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    if (closed) return;
     if (buf !== "") {
       sink.write(buf);
       buf = "";
     }
     sink.flush();
   };
-  const flushSoon = () => {
-    pending = false;
-    flushNow();
-  };
+  openWriters.add(flushNow);
   return {
     write(text) {
+      if (closed) return;
       buf += text;
       if (buf.length >= 64 * 1024) flushNow();
-      else if (!pending) {
-        pending = true;
-        setTimeout(flushSoon, 50).unref();
+      else if (timer === undefined) {
+        timer = setTimeout(flushNow, 50);
+        timer.unref();
       }
     },
     flush: flushNow,
     close: async () => {
-      if (buf !== "") sink.write(buf);
-      buf = "";
+      flushNow();
+      closed = true;
+      openWriters.delete(flushNow);
       await sink.flush();
       if (typeof target === "object") {
         await sink.end();
