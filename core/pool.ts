@@ -260,7 +260,8 @@ export class Pool {
     b.latencyEwma = b.latencyEwma === 0 ? outcome.latencyMs : b.latencyEwma * 0.7 + outcome.latencyMs * 0.3;
     if (failed) b.recentErrors++;
     else if (b.recentErrors > 0) b.recentErrors--;
-    const reason = outcome.error ?? `status ${outcome.status}`;
+    // Only a failure is reported anywhere (breaker, ejection log): no string per good request.
+    const reason = failed ? (outcome.error ?? `status ${outcome.status}`) : "";
     if (b.breaker) {
       if (failed) b.breaker.onFailure(reason, trial);
       else b.breaker.onSuccess(trial);
