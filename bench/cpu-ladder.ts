@@ -10,12 +10,12 @@
 // log to a file and metrics: the defaults). All over the same three backends, wrk at 64
 // connections with one thread. Prints each rung's CPU µs per request (median and spread).
 process.env.BENCH_PEER_WORKERS ??= "1";
-const { mkdtempSync, readFileSync } = await import("node:fs");
+const { mkdtempSync } = await import("node:fs");
 const { tmpdir } = await import("node:os");
 const { join } = await import("node:path");
 const { startBackends } = await import("./lib/backends.ts");
 const { pickTool, runLoad } = await import("./lib/loadgen.ts");
-const { log, processTree, stopAll } = await import("./lib/proc.ts");
+const { cpuSeconds, log, stopAll } = await import("./lib/proc.ts");
 const { PROXIES, startProxy } = await import("./lib/proxies.ts");
 type ProxyDef = (typeof PROXIES)[number];
 
@@ -27,18 +27,6 @@ const runs = Number(arg("--runs", "8"));
 const duration = Number(arg("--duration", "2"));
 const path = arg("--path", "/100b");
 const connections = Number(arg("--connections", "64"));
-
-function cpuSeconds(pid: number): number {
-  let total = 0;
-  for (const p of processTree(pid)) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {}
-  }
-  return total;
-}
 
 const calibration: ProxyDef = {
   name: "calibration", port: 18099,

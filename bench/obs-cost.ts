@@ -12,12 +12,11 @@
 // on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
 // http/json as the bench harness configures it), fulcrum-trace-1.0-proto (the default http/protobuf).
 import { mkdtempSync } from "node:fs";
-import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { log, processTree, stop, stopAll } from "./lib/proc.ts";
+import { cpuSeconds, log, stop, stopAll } from "./lib/proc.ts";
 import { PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -35,19 +34,6 @@ const only = process.argv.indexOf("--variants");
 const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
   : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-proto"];
-
-/** CPU seconds (user + system) the process and its workers have used so far. */
-function cpuSeconds(pid: number): number {
-  let total = 0;
-  for (const p of processTree(pid)) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      total += (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-    } catch {}
-  }
-  return total;
-}
 
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-cost-"));
 const tool = pickTool();

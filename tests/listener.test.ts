@@ -37,6 +37,39 @@ function signal<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   return { promise, resolve };
 }
 
+/**
+ * A slow reader: a client that takes one read (up to 512 KiB) every `everyMs`. `onData` sees each
+ * piece and the running total and says when the answer is complete; `done` rejects if the
+ * connection closes first.
+ */
+async function pacedReader(port: number, everyMs: number, onData: (d: Uint8Array, total: number) => boolean) {
+  let total = 0;
+  let paused = false;
+  const done = Promise.withResolvers<void>();
+  const sock = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(s, d) {
+        total += d.length;
+        if (onData(d, total)) return done.resolve();
+        s.pause();
+        paused = true;
+      },
+      close: () => done.reject(new Error(`closed after ${total} bytes`)),
+    },
+  });
+  cleanups.push(() => sock.terminate());
+  const pace = setInterval(() => {
+    if (paused) {
+      paused = false;
+      sock.resume();
+    }
+  }, everyMs);
+  cleanups.push(() => clearInterval(pace));
+  return { sock, done: done.promise };
+}
+
 async function backend(reply: (req: RecordedRequest) => BackendReply = echoTarget): Promise<RecordingBackend> {
   const be = await startRecordingBackend(reply);
   cleanups.push(() => be.stop());
@@ -604,39 +637,18 @@ ownListener("pipelining", () => {
     const p = await proxy(be);
     let request = "";
     for (let i = 0; i < N; i++) request += `GET /p?${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
-    let total = 0;
     let headLength = 0;
-    let paused = false;
     // Answers fetched from the backend but not yet read by the client: held in Fulcrum or in the
     // kernel's buffers. Sampled at every read.
     let ahead = 0;
-    const done = Promise.withResolvers<void>();
-    const sock = await Bun.connect({
-      hostname: "127.0.0.1",
-      port: p.port,
-      socket: {
-        data(s, d) {
-          if (headLength === 0) headLength = d.indexOf("\r\n\r\n") + 4;
-          total += d.length;
-          ahead = Math.max(ahead, be.requests.length * (headLength + PIECE) - total);
-          if (total >= N * (headLength + PIECE)) return done.resolve();
-          s.pause();
-          paused = true;
-        },
-        close: () => done.reject(new Error(`closed after ${total} bytes`)),
-      },
+    // A slow reader: one read every 40 ms, ~2.5 s in all.
+    const { sock, done } = await pacedReader(p.port, 40, (d, total) => {
+      if (headLength === 0) headLength = Buffer.from(d).indexOf("\r\n\r\n") + 4;
+      ahead = Math.max(ahead, be.requests.length * (headLength + PIECE) - total);
+      return total >= N * (headLength + PIECE);
     });
-    cleanups.push(() => sock.terminate());
-    // A slow reader: one read (up to 512 KiB) every 40 ms, ~2.5 s in all.
-    const pace = setInterval(() => {
-      if (paused) {
-        paused = false;
-        sock.resume();
-      }
-    }, 40);
-    cleanups.push(() => clearInterval(pace));
     sock.write(request);
-    await within(done.promise, 15_000, "all the answers");
+    await within(done, 15_000, "all the answers");
     expect(be.requests.length).toBe(N);
     // Before: the answers were fetched and queued as fast as the backend gave them (~25 MB ahead
     // of a reader that had read a few); now the kernel's buffers and one answer (~5 MB).
@@ -657,41 +669,20 @@ ownListener("pipelining", () => {
     let request = "";
     for (let i = 0; i < N; i++) request += `GET /a?${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
     const parts: Buffer[] = [];
-    let total = 0;
-    let paused = false;
-    const done = Promise.withResolvers<void>();
-    const sock = await Bun.connect({
-      hostname: "127.0.0.1",
-      port: p.port,
-      socket: {
-        data(s, d) {
-          parts.push(Buffer.from(d));
-          total += d.length;
-          if (total >= N * SIZE && Buffer.concat(parts).toString("latin1").split("HTTP/1.1 200 OK").length > N) return done.resolve();
-          s.pause();
-          paused = true;
-        },
-        close: () => done.reject(new Error(`closed after ${total} bytes`)),
-      },
+    const { sock, done } = await pacedReader(p.port, 30, (d, total) => {
+      parts.push(Buffer.from(d));
+      return total >= N * SIZE && Buffer.concat(parts).toString("latin1").split("HTTP/1.1 200 OK").length > N;
     });
-    cleanups.push(() => sock.terminate());
-    const pace = setInterval(() => {
-      if (paused) {
-        paused = false;
-        sock.resume();
-      }
-    }, 30);
-    cleanups.push(() => clearInterval(pace));
     sock.write(request);
     // Meanwhile another client's answers (all "Z") go through the same buffer.
     let others = 0;
     let finished = false;
-    done.promise.then(() => (finished = true), () => (finished = true));
+    done.then(() => (finished = true), () => (finished = true));
     while (!finished && others < 2000) {
       const r = await fetch(`http://127.0.0.1:${p.port}/b?${others++}`);
       expect((await r.text()).length).toBe(SIZE);
     }
-    await within(done.promise, 20_000, "all the answers");
+    await within(done, 20_000, "all the answers");
     const answers = Buffer.concat(parts).toString("latin1").split("HTTP/1.1 200 OK").slice(1);
     expect(answers.length).toBe(N);
     for (let i = 0; i < N; i++) {

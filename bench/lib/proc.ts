@@ -124,6 +124,19 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
+/** CPU seconds (user + system) a process and its descendants (workers) have used so far. */
+export function cpuSeconds(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    } catch {}
+  }
+  return total;
+}
+
 /** VmRSS in bytes of pid plus all its descendants. */
 export function treeRss(pid: number): number {
   let total = 0;
