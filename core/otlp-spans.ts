@@ -225,9 +225,15 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   droppedAttributesCount = 0;
   droppedEventsCount = 0;
   droppedLinksCount = 0;
-  /** Wall-clock start (ms since the epoch) and the monotonic clock then: durations come from the latter. */
-  readonly startMs: number;
-  readonly #startPerf: number;
+  /** Wall-clock start (ms since the epoch), read from {@link RecordedSpan.anchorTo}'s clock. */
+  startMs: number;
+  /**
+   * The clock: wall time at the trace's local root and the monotonic time then, as the SDK's
+   * AnchoredClock. With a Date.now() of its own (whole milliseconds) a child could appear to
+   * start before or end after its parent by up to 1 ms.
+   */
+  #anchorMs: number;
+  #anchorPerf: number;
   /** Epoch ms at end; -1 while recording. */
   endMs = -1;
   /** Attributes counted lazily: the request path sets few, the limit is for plugins' additions. */
@@ -257,8 +263,8 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     ownTrace: boolean,
   ) {
     super(traceId, spanId, traceState, requestCtx);
-    this.startMs = Date.now();
-    this.#startPerf = performance.now();
+    this.#anchorPerf = performance.now();
+    this.#anchorMs = this.startMs = Date.now();
     this.s0 = sw0;
     this.s1 = sw1;
     if (ownTrace) {
@@ -269,6 +275,14 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     }
   }
 
+  /** A child of a span of ours reads its parent's clock (called right after construction). */
+  anchorTo(parent: RecordedSpan): void {
+    const startedAt = this.#anchorPerf;
+    this.#anchorMs = parent.#anchorMs;
+    this.#anchorPerf = parent.#anchorPerf;
+    this.startMs = this.#anchorMs + (startedAt - this.#anchorPerf);
+  }
+
   /** Name and attributes in one step, for the request path: `attributes` is taken as is (trusted values, not copied). */
   init(name: string, attributes: Attributes): this {
     this.name = name;
@@ -277,7 +291,7 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   }
 
   #now(): number {
-    return this.startMs + (performance.now() - this.#startPerf);
+    return this.#anchorMs + (performance.now() - this.#anchorPerf);
   }
 
   get startTime(): HrTime {
@@ -447,6 +461,7 @@ export class SpanFactory {
   child(parent: RecordedSpan, kind: SpanKind): RecordedSpan {
     const o = this.opts;
     const span = new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
+    span.anchorTo(parent);
     span.t0 = parent.t0;
     span.t1 = parent.t1;
     span.t2 = parent.t2;

@@ -163,6 +163,25 @@ describe("encodeTraceRequest()", () => {
 });
 
 describe("SpanFactory sampling", () => {
+  test("a child reads its parent's clock: it never starts before or ends after it, whatever Date.now()'s millisecond steps", () => {
+    const { spans } = factory();
+    const realNow = Date.now;
+    try {
+      // The wall clock ticks to the next millisecond between the two starts, though microseconds passed.
+      Date.now = () => 1_800_000_000_000;
+      const server = spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan;
+      Date.now = () => 1_800_000_000_001;
+      const client = spans.child(server, SpanKind.CLIENT);
+      client.end();
+      server.end();
+      expect(client.startMs).toBeGreaterThanOrEqual(server.startMs);
+      expect(client.startMs - server.startMs).toBeLessThan(0.5);
+      expect(client.endMs).toBeLessThanOrEqual(server.endMs);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   test("a new trace is kept exactly when the SDK's TraceIdRatioBasedSampler keeps its trace id", () => {
     for (const ratio of [0, 0.01, 0.3, 0.5, 1]) {
       const sdk = new TraceIdRatioBasedSampler(ratio);
