@@ -189,3 +189,19 @@ describe("request head parsing (the client-facing listener)", () => {
     expect(req("GET /x/../admin HTTP/1.1\r\nHost: x\r\n\r\n")!.target).toBe("/admin");
   });
 });
+
+describe("header names (core/http1/names.ts)", () => {
+  const parse = (name: string) => parseHead(Buffer.from(`HTTP/1.1 200 OK\r\n${name}: v\r\nContent-Length: 0\r\n\r\n`), 0)!.rawHeaders[0];
+  test("common names in any case come back lower-case", () => {
+    for (const n of ["Content-Type", "CONTENT-TYPE", "content-type", "cOnTeNt-TyPe"]) expect(parse(n)).toBe("content-type");
+    expect(parse("ETag")).toBe("etag");
+    expect(parse("TE")).toBe("te");
+  });
+  test("a name of a common name's length that differs in one byte is not taken for it", () => {
+    expect(parse("Content-Typf")).toBe("content-typf");
+    expect(parse("Content_Type")).toBe("content_type");
+    expect(parse("X-Backend")).toBe("x-backend");
+    expect(parse("x-lower-already")).toBe("x-lower-already");
+    expect(parse("Accept-Ranges1")).toBe("accept-ranges1");
+  });
+});
