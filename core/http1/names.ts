@@ -19,7 +19,8 @@ const COMMON = [
 
 /** By length: the common names of that length, and their bytes. */
 const BY_LENGTH: { name: string; bytes: Uint8Array }[][] = [];
-for (const name of COMMON) (BY_LENGTH[name.length] ??= []).push({ name, bytes: new TextEncoder().encode(name) });
+const encoder = new TextEncoder();
+for (const name of COMMON) (BY_LENGTH[name.length] ??= []).push({ name, bytes: encoder.encode(name) });
 
 /**
  * The lower-case name of the header whose name is `buf[start..end)` (token bytes, already
