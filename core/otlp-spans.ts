@@ -2,8 +2,8 @@
 // Bun: the SDK's startSpan + setAttributes + end costs ~1.7 µs a span (two attribute-cleaning
 // passes, hrtime arrays, self-metrics objects, a context copy); this costs a fraction of it, and an
 // unsampled request allocates one object instead of a span, a span context and two contexts.
-// Finished spans are ReadableSpans handed to the SDK's BatchSpanProcessor, so queueing, drop
-// counting and export stay the SDK's; plugin spans still come from the SDK's Tracer.
+// Finished spans are ReadableSpans handed to the batch span processor (core/otlp-batch.ts for
+// protobuf, the SDK's for JSON), the same one plugin spans from the SDK's Tracer end in.
 // Only `@opentelemetry/api` is imported at run time; `telemetry-sdk.ts` loads this module.
 import {
   type Attributes,

@@ -21,6 +21,7 @@ import {
   ParentBasedSampler,
   type Sampler,
   type SpanExporter,
+  type SpanProcessor,
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
@@ -28,7 +29,8 @@ import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetr
 import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
 import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
-import { encodeTraceRequest } from "./otlp-proto.ts";
+import { EncodingBatchSpanProcessor } from "./otlp-batch.ts";
+import { type EncodedSpans, encodeSpansRequest } from "./otlp-proto.ts";
 import { createFetchTransport, withRetries } from "./otlp-transport.ts";
 import { SpanFactory } from "./otlp-spans.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
@@ -50,17 +52,30 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
     concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
   };
-  const exporter = otlpExporter(cfg.protocol, exporterOptions);
-
-  const processor = new BatchSpanProcessor({
-    exporter,
+  const batchOptions = {
     maxQueueSize: cfg.maxQueueSize,
     maxExportBatchSize: cfg.maxExportBatchSize,
     scheduledDelayMillis: cfg.scheduledDelayMs,
     // A little above the exporter's own deadline so the exporter reports the failure itself.
     exportTimeoutMillis: cfg.exportTimeoutMs + 1000,
-    selfObsMeterProvider: dropCountingMeterProvider(drops),
-  });
+  };
+  let processor: SpanProcessor;
+  let exporter: { forceFlush?(): Promise<void> };
+  if (cfg.protocol === "http/json") {
+    // JSON is the SDK's own serializer, which reads ReadableSpans at export: the SDK's processor.
+    const json = otlpJsonExporter(exporterOptions);
+    exporter = json;
+    processor = new BatchSpanProcessor({ exporter: json, ...batchOptions, selfObsMeterProvider: dropCountingMeterProvider(drops) });
+  } else {
+    // Protobuf: spans are encoded as they end and the queue holds bytes (core/otlp-batch.ts).
+    const proto = otlpProtoExporter(exporterOptions);
+    exporter = proto;
+    processor = new EncodingBatchSpanProcessor({
+      exporter: proto,
+      ...batchOptions,
+      onLost: (reason, n) => void (reason === "queue_full" ? (drops.queueFull += n) : (drops.exportFailed += n)),
+    });
+  }
 
   const resource = resourceFromAttributes({
     ...parseHeaders(env.OTEL_RESOURCE_ATTRIBUTES),
@@ -97,25 +112,28 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
   };
 }
 
+type ExporterOptions = { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number };
+
 /**
  * The OTLP/HTTP exporter as @opentelemetry/exporter-trace-otlp-{proto,http} assemble it (the
  * same configuration merge with OTEL_EXPORTER_OTLP_* variables, concurrency limit, timeout,
- * partial-success logging and self-metrics), with two parts of ours: the protobuf encoder
- * (core/otlp-proto.ts) and a fetch transport (core/otlp-transport.ts) in place of node:http.
+ * partial-success logging and self-metrics), with two parts of ours: the protobuf encoding
+ * (core/otlp-proto.ts, batches already encoded) and a fetch transport (core/otlp-transport.ts) in
+ * place of node:http.
  */
-function otlpExporter(
-  protocol: ResolvedTraces["protocol"],
-  options: { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number },
-): SpanExporter {
-  const json = protocol === "http/json";
-  const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": json ? "application/json" : "application/x-protobuf" });
-  const serializer = json
-    ? JsonTraceSerializer
-    : { serializeRequest: (spans: ReadableSpan[]) => encodeTraceRequest(spans), deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
-  const componentType = json ? "otlp_http_json_span_exporter" : "otlp_http_span_exporter";
-  const metrics = createOtlpHttpExporterMetrics(componentType, TraceExporterMetricsHelper, config.url, undefined);
-  const transport = withRetries(createFetchTransport(config));
-  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, serializer, metrics, transport));
+function otlpProtoExporter(options: ExporterOptions): OTLPExporterBase<EncodedSpans> {
+  const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/x-protobuf" });
+  const serializer = { serializeRequest: encodeSpansRequest, deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
+  const helper = { name: "span" as const, countItems: (b: EncodedSpans) => b.count };
+  const metrics = createOtlpHttpExporterMetrics("otlp_http_span_exporter", helper, config.url, undefined);
+  return new OTLPExporterBase(createOtlpNetworkExportDelegate(config, serializer, metrics, withRetries(createFetchTransport(config))));
+}
+
+/** The same with the SDK's JSON serializer, for `protocol: http/json`. */
+function otlpJsonExporter(options: ExporterOptions): SpanExporter {
+  const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/json" });
+  const metrics = createOtlpHttpExporterMetrics("otlp_http_json_span_exporter", TraceExporterMetricsHelper, config.url, undefined);
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, JsonTraceSerializer, metrics, withRetries(createFetchTransport(config))));
 }
 
 function sampler(ratio: number): Sampler {

@@ -5,11 +5,12 @@
 // sampler does, and the transport must retry, fail and compress as otlp-exporter-base's does.
 import { afterEach, describe, expect, test } from "bun:test";
 import { ROOT_CONTEXT, SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type SpanContext } from "@opentelemetry/api";
-import { TraceState } from "@opentelemetry/core";
+import { ExportResultCode, TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
-import { encodeTraceRequest } from "../core/otlp-proto.ts";
+import { EncodedSpans, encodeSpansRequest, encodeTraceRequest } from "../core/otlp-proto.ts";
+import { EncodingBatchSpanProcessor } from "../core/otlp-batch.ts";
 import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
 import { createTelemetry } from "../core/telemetry.ts";
 import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
@@ -38,6 +39,13 @@ function factory(sampleRatio = 1) {
 
 const libraryBytes = (spans: ReadableSpan[]) => Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!);
 const ourBytes = (spans: ReadableSpan[]) => Buffer.from(encodeTraceRequest(spans));
+/** The batch processor's path: each span encoded as it ends, the request assembled at export. */
+const encodedBytes = (spans: ReadableSpan[]) => {
+  const batch = new EncodedSpans();
+  for (const s of spans) batch.add(s);
+  expect(batch.count).toBe(spans.length);
+  return Buffer.from(encodeSpansRequest(batch));
+};
 
 describe("encodeTraceRequest()", () => {
   test("writes the library's bytes for the request path's spans: remote parent, tracestate, events, status, all attribute types", () => {
@@ -73,6 +81,7 @@ describe("encodeTraceRequest()", () => {
     server.end();
     expect(ended).toHaveLength(2);
     expect(ourBytes(ended)).toEqual(libraryBytes(ended));
+    expect(encodedBytes(ended)).toEqual(libraryBytes(ended));
 
     // And what a collector reads back from it.
     const [rs] = decodeExportTraceServiceRequest(encodeTraceRequest(ended));
@@ -113,18 +122,20 @@ describe("encodeTraceRequest()", () => {
     s1.addLinks([{ context: REMOTE }, { context: REMOTE, attributes: { x: "y" } }]);
     s1.end();
     p1.getTracer("unversioned").startSpan("bare").end();
+    p1.getTracer("with-schema", "2", { schemaUrl: "https://opentelemetry.io/schemas/1.26.0" }).startSpan("schema").end();
     const huge = p2.getTracer("t").startSpan("huge", { attributes: { blob: "z".repeat(20_000) } }); // a 3-byte span length
     huge.end();
     const { spans, ended } = factory();
     spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER).end(); // a root span of ours, unnamed, no attributes
     batch.push(...ended);
-    expect(batch.map((s) => s.droppedAttributesCount)).toEqual([2, 0, 0, 0]);
+    expect(batch.map((s) => s.droppedAttributesCount)).toEqual([2, 0, 0, 0, 0]);
     expect(batch[0]!.droppedEventsCount).toBe(1);
     expect(batch[0]!.droppedLinksCount).toBe(1);
     expect(ourBytes(batch)).toEqual(libraryBytes(batch));
+    expect(encodedBytes(batch)).toEqual(libraryBytes(batch));
     const decoded = decodeExportTraceServiceRequest(encodeTraceRequest(batch));
     expect(decoded.map((r) => r.resource["service.name"])).toEqual(["fulcrum", "other"]);
-    expect(decoded[0]!.scopes.map((s) => s.name)).toEqual(["my-plugin", "unversioned", "fulcrum"]);
+    expect(decoded[0]!.scopes.map((s) => s.name)).toEqual(["my-plugin", "unversioned", "with-schema", "fulcrum"]);
     expect(decoded[1]!.scopes[0]!.spans[0]!.attributes.blob).toHaveLength(20_000);
   });
 
@@ -141,6 +152,7 @@ describe("encodeTraceRequest()", () => {
       min: -(2 ** 63),
     } as unknown as Attributes).end();
     expect(ourBytes(ended)).toEqual(libraryBytes(ended));
+    expect(encodedBytes(ended)).toEqual(libraryBytes(ended));
     const span = decodeExportTraceServiceRequest(encodeTraceRequest(ended))[0]!.scopes[0]!.spans[0]!;
     expect(hex(span.attributes.bytes as Uint8Array)).toBe("0001ff");
     expect(span.attributes.nested).toEqual({ k: "v", n: 1, deeper: { list: [1, "two"] } });
@@ -157,8 +169,89 @@ describe("encodeTraceRequest()", () => {
     const first = encodeTraceRequest(ended);
     const copy = Buffer.from(first);
     expect(Buffer.from(first)).toEqual(libraryBytes(ended));
+    expect(encodedBytes(ended)).toEqual(copy); // 2000 spans: each group's buffer grew many times
     encodeTraceRequest(ended.slice(0, 3));
     expect(Buffer.from(first)).toEqual(copy);
+  });
+});
+
+describe("EncodingBatchSpanProcessor (the protobuf export queue)", () => {
+  type Exported = { count: number; names: string[] };
+  function processor(opts: { maxExportBatchSize: number; maxQueueSize?: number }) {
+    const exported: Exported[] = [];
+    let finish: (() => void)[] = [];
+    const lost: string[] = [];
+    const p = new EncodingBatchSpanProcessor({
+      exporter: {
+        // Each export completes when the test says so.
+        export: (batch, done) => {
+          const spans = decodeExportTraceServiceRequest(encodeSpansRequest(batch)).flatMap((r) => r.scopes.flatMap((s) => s.spans));
+          exported.push({ count: batch.count, names: spans.map((s) => s.name) });
+          finish.push(() => done({ code: ExportResultCode.SUCCESS }));
+        },
+        shutdown: async () => {},
+      },
+      maxQueueSize: opts.maxQueueSize ?? 2048,
+      maxExportBatchSize: opts.maxExportBatchSize,
+      scheduledDelayMillis: 60_000,
+      exportTimeoutMillis: 10_000,
+      onLost: (reason) => lost.push(reason),
+    });
+    const spans = new SpanFactory({ sink: p, resource, scope: { name: "fulcrum" }, sampleRatio: 1 });
+    const end = (name: string) => (spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(name, { name }).end();
+    const settle = async () => {
+      const f = finish;
+      finish = [];
+      for (const done of f) done();
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+    };
+    return { p, spans, end, exported, lost, settle };
+  }
+
+  test("queued spans are held as bytes: the span objects can be collected before their export", async () => {
+    const { p, spans, exported, settle } = processor({ maxExportBatchSize: 512 });
+    const refs: WeakRef<object>[] = [];
+    (() => {
+      for (let i = 0; i < 100; i++) {
+        const s = (spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(`s${i}`, { i });
+        refs.push(new WeakRef(s));
+        s.end();
+      }
+    })();
+    Bun.gc(true);
+    // A queue of span objects would keep all 100; a stray conservative stack reference may keep a few.
+    expect(refs.filter((r) => r.deref() !== undefined).length).toBeLessThan(10);
+    const flushed = p.forceFlush();
+    expect(exported).toEqual([{ count: 100, names: Array.from({ length: 100 }, (_, i) => `s${i}`) }]);
+    await settle();
+    await flushed;
+  });
+
+  test("a full batch leaves at once, one export at a time; the rest waits for the timer or a flush, in order", async () => {
+    const { p, end, exported, settle } = processor({ maxExportBatchSize: 3 });
+    for (let i = 0; i < 7; i++) end(`s${i}`);
+    // The first full batch is exporting; the second waits for it to finish.
+    expect(exported.map((e) => e.names)).toEqual([["s0", "s1", "s2"]]);
+    await settle();
+    expect(exported.map((e) => e.names)).toEqual([["s0", "s1", "s2"], ["s3", "s4", "s5"]]);
+    await settle();
+    expect(exported).toHaveLength(2); // one span left: it waits for the 60 s timer
+    const flushed = p.forceFlush();
+    expect(exported.map((e) => e.names)[2]).toEqual(["s6"]);
+    await settle();
+    await flushed;
+  });
+
+  test("beyond max_queue_size spans are dropped and reported; the queue counts only spans not yet exporting", async () => {
+    const { end, exported, lost, settle } = processor({ maxExportBatchSize: 2, maxQueueSize: 4 });
+    for (let i = 0; i < 10; i++) end(`s${i}`);
+    // s0–s1 exporting, s2–s5 queued (4), s6–s9 dropped.
+    expect(exported.map((e) => e.count)).toEqual([2]);
+    expect(lost).toEqual(["queue_full", "queue_full", "queue_full", "queue_full"]);
+    await settle();
+    await settle();
+    await settle();
+    expect(exported.map((e) => e.names).flat()).toEqual(["s0", "s1", "s2", "s3", "s4", "s5"]);
   });
 });
 
