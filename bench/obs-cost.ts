@@ -10,7 +10,7 @@
 //
 // Variants (bench/lib/proxies.ts): fulcrum-noadmin (no metrics, no tracing), fulcrum (metrics
 // on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
-// http/json as the bench harness configures it), fulcrum-trace-1.0-proto (the default http/protobuf).
+// the default http/protobuf), fulcrum-trace-1.0-json (http/json).
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,7 +33,7 @@ const connections = arg("--connections", 64);
 const only = process.argv.indexOf("--variants");
 const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
-  : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-proto"];
+  : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-json"];
 
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-cost-"));
 const tool = pickTool();

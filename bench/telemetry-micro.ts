@@ -2,7 +2,7 @@
 // attempt (server span, client span, inject, end both, ids for the access log).
 //   bun bench/telemetry-micro.ts [requests-per-round]     (BATCH=n sets max_export_batch_size,
 //                                                          RATE=n requests/s, default 20000)
-//   bun bench/telemetry-micro.ts --gateway [requests-per-round]
+//   bun bench/telemetry-micro.ts --gateway [requests-per-round]      (ONLY=off|1.0|0.01: one variant)
 //     the whole request path instead (gateway, route, proxy, observer with metrics, access log to
 //     memory) against a canned upstream, 100 requests in flight, RATE default 10000: what the
 //     tracing calls cost where they run, with the caches and the garbage of a real request
@@ -19,7 +19,7 @@ import { createTelemetry, type ClientSpanAttrs, type Telemetry } from "../core/t
 const GATEWAY = process.argv.includes("--gateway");
 const N = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? (GATEWAY ? 30_000 : 50_000));
 const RATE = Number(process.env.RATE ?? (GATEWAY ? 10_000 : 20_000));
-const ROUNDS = 5;
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const CHUNK = 200;
 
 const request = new Request("http://example.com:8080/api/users/42?x=1", {
@@ -69,19 +69,31 @@ async function round(tel: Telemetry, n: number, gateway?: Gateway): Promise<Roun
   return { api: (api * 1000) / n, cpu: (cpu.user + cpu.system) / n };
 }
 
-async function measure(label: string, config: Parameters<typeof createTelemetry>[0]) {
+type Variant = { label: string; tel: Telemetry; gateway?: Gateway; rounds: Round[] };
+
+async function prepare(label: string, config: Parameters<typeof createTelemetry>[0]): Promise<Variant> {
   const tel = await createTelemetry(config, { serviceVersion: "bench", env: {} });
   const gateway = GATEWAY ? await buildBenchGateway(tel) : undefined;
   await round(tel, N, gateway); // warm up the JIT (the exporter's code gets hot only after a few batches)
-  const rounds: Round[] = [];
-  for (let r = 0; r < ROUNDS; r++) rounds.push(await round(tel, N, gateway));
-  await tel.shutdown(30_000);
-  gateway?.close();
-  const med = (k: keyof Round) => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
-  console.log(
-    `${label.padEnd(22)} ${GATEWAY ? "" : `api ${med("api").toFixed(2).padStart(6)} µs/req   `}cpu ${med("cpu").toFixed(2).padStart(6)} µs/req` +
-      (tel.enabled ? `   dropped spans ${tel.droppedSpans()}` : ""),
-  );
+  return { label, tel, gateway, rounds: [] };
+}
+
+/** Rounds interleaved over the variants, so that drift in the machine's load hits all alike. */
+async function measure(variants: Variant[]) {
+  for (let r = 0; r < ROUNDS; r++) for (const v of variants) v.rounds.push(await round(v.tel, N, v.gateway));
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const base = variants[0]!;
+  for (const v of variants) {
+    await v.tel.shutdown(30_000);
+    v.gateway?.close();
+    // CPU over the first variant's, per round (same moment), then the median.
+    const delta = med(v.rounds.map((x, i) => x.cpu - base.rounds[i]!.cpu));
+    console.log(
+      `${v.label.padEnd(22)} ${GATEWAY ? "" : `api ${med(v.rounds.map((x) => x.api)).toFixed(2).padStart(6)} µs/req   `}cpu ${med(v.rounds.map((x) => x.cpu)).toFixed(2).padStart(6)} µs/req` +
+        (v === base ? "" : `   ${delta >= 0 ? "+" : ""}${delta.toFixed(2)} µs vs ${base.label}`) +
+        (v.tel.enabled ? `   dropped spans ${v.tel.droppedSpans()}` : ""),
+    );
+  }
 }
 
 // --gateway: the request path of core/gateway.ts with a canned 100-byte upstream response.
@@ -140,11 +152,15 @@ const endpoint = `http://127.0.0.1:${new TextDecoder().decode(firstLine.value).t
 // Production-like batching: the defaults, except a queue sized for this load.
 const traces = (sample_ratio: number) => ({ traces: { endpoint, sample_ratio, max_queue_size: 16_384, max_export_batch_size: Number(process.env.BATCH ?? 512) } });
 
-console.log(`bun ${Bun.version}, ${GATEWAY ? "whole gateway path, " : ""}${N} requests x ${ROUNDS} rounds at ${RATE}/s (median shown), 2 spans per sampled request`);
+console.log(`bun ${Bun.version}, ${GATEWAY ? "whole gateway path, " : ""}${N} requests x ${ROUNDS} rounds at ${RATE}/s (interleaved, median shown), 2 spans per sampled request`);
 try {
-  await measure("tracing off", undefined);
-  await measure("on, sample_ratio 1.0", traces(1));
-  await measure("on, sample_ratio 0.01", traces(0.01));
+  // ONLY=off|1.0|0.01 runs one variant (for a profiler).
+  const only = process.env.ONLY;
+  const variants: Variant[] = [];
+  if (!only || only === "off") variants.push(await prepare("tracing off", undefined));
+  if (!only || only === "1.0") variants.push(await prepare("on, sample_ratio 1.0", traces(1)));
+  if (!only || only === "0.01") variants.push(await prepare("on, sample_ratio 0.01", traces(0.01)));
+  await measure(variants);
 } finally {
   collector.kill();
 }

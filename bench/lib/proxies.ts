@@ -115,7 +115,8 @@ ${servers}
 /** Added to every Fulcrum config: one worker per core, like nginx's `worker_processes auto` (the issue's target). */
 const FULCRUM_BASE: Record<string, unknown> = { workers: peerWorkers ?? "auto" };
 
-const otlp = { endpoint: `http://127.0.0.1:${OTLP_PORT}/v1/traces`, protocol: "http/json" };
+// The default export encoding (http/protobuf), as an operator gets it.
+const otlp = { endpoint: `http://127.0.0.1:${OTLP_PORT}/v1/traces` };
 
 /** name → config overlay. `optional` variants run only with --variants NAME (or all). */
 export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>; optional?: boolean; otlp?: boolean }[] = [
@@ -123,8 +124,8 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-1w", overlay: { workers: 1 }, optional: true },
   { name: "fulcrum-trace-0.01", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0.01 } } }, optional: true, otlp: true },
   { name: "fulcrum-trace-1.0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 1.0 } } }, optional: true, otlp: true },
-  // The default export encoding (http/protobuf) rather than the JSON the two above use.
-  { name: "fulcrum-trace-1.0-proto", overlay: { telemetry: { traces: { endpoint: otlp.endpoint, sample_ratio: 1.0 } } }, optional: true, otlp: true },
+  // The other encoding, http/json (the SDK's serializer and batch processor).
+  { name: "fulcrum-trace-1.0-json", overlay: { telemetry: { traces: { ...otlp, protocol: "http/json", sample_ratio: 1.0 } } }, optional: true, otlp: true },
   { name: "fulcrum-nolog", overlay: { log: { access_log: false } }, optional: true },
   { name: "fulcrum-noadmin", overlay: { admin: false }, optional: true }, // no metrics, no admin listener: nothing observes requests
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
