@@ -17,7 +17,7 @@ import { errorResponse, proxyToPool, requestIncoming, toResponse, type Exchange,
 import { upstreamHeadersRaw } from "./headers.ts";
 import type { RawExchange } from "./runtime/types.ts";
 import type { Registry } from "./registry.ts";
-import { NOOP_PLUGIN_TRACER, type Observer } from "./observer.ts";
+import { NOOP_PLUGIN_TRACER, type ObservedRequest, type Observer } from "./observer.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { SpanHandle } from "./telemetry.ts";
 
@@ -104,9 +104,30 @@ class RequestRecord implements Exchange {
  * {@link Incoming} over the raw listener's request. Headers are built only when something reads
  * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
  */
-class RawIncoming implements Incoming {
+class RawIncoming implements Incoming, ObservedRequest {
   #headers: Headers | undefined;
+  #keyed: WeakMap<Headers, unknown> | undefined;
+  #keyedValue: unknown;
   constructor(readonly raw: RawExchange) {}
+  header(name: string): string | null {
+    const raw = this.raw.rawHeaders;
+    let value: string | null = null;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i] === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
+    }
+    return value;
+  }
+  keyByHeaders<T>(map: WeakMap<Headers, T>, value: T): void {
+    this.#keyed = map as WeakMap<Headers, unknown>;
+    this.#keyedValue = value;
+    if (this.#headers !== undefined) map.set(this.#headers, value);
+  }
+  /** The web Request for middleware; its Headers (a copy of ours) is keyed as well, so `c.req.raw` finds the span too. */
+  toRequest(): Request {
+    const request = this.raw.toRequest();
+    this.#keyed?.set(request.headers, this.#keyedValue);
+    return request;
+  }
   get method() {
     return this.raw.method;
   }
@@ -136,6 +157,7 @@ class RawIncoming implements Incoming {
       const h = (this.#headers = new Headers());
       const raw = this.raw.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) h.append(raw[i]!, raw[i + 1]!);
+      this.#keyed?.set(h, this.#keyedValue);
     }
     return this.#headers;
   }
@@ -311,8 +333,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       const route = matchRoute(routes, raw.host, path);
       if (observer) {
         if (route) ex.route = route.name;
-        // The observer reads only method, url and headers, which RawIncoming has (built lazily).
-        observer.requestStart(ex, incoming as unknown as Request);
+        observer.requestStart(ex, incoming);
       }
       if (!route) {
         ex.status = 404;
@@ -326,7 +347,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
             raw.respond(result.status, result.statusText, result.headers, result.body, result.length);
             return settle(ex, undefined);
           }
-        } else response = await route.app.fetch(raw.toRequest(), { ex, raw });
+        } else response = await route.app.fetch(incoming.toRequest(), { ex, raw });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
       }

@@ -9,7 +9,7 @@ import type { Backend, Pool } from "./pool.ts";
 import type { Exchange } from "./proxy.ts";
 import type { PluginSpan, PluginTracer } from "./plugin-api.ts";
 import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
-import type { ClientSpanAttrs, SpanHandle, Telemetry } from "./telemetry.ts";
+import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./telemetry.ts";
 
 /** trace_id and span_id for the access-log line. */
 export type TraceIds = { trace_id: string; span_id: string };
@@ -21,9 +21,15 @@ export interface AttemptTrace {
   readonly ejected: boolean;
 }
 
+/** The proxy's own parsed request (core/gateway.ts RawIncoming): headers looked up, `Headers` built only on demand. */
+export interface ObservedRequest extends RequestHead {
+  /** Sets `map`'s entry for this request's `Headers` object now, or when (if ever) it is built. */
+  keyByHeaders<T>(map: WeakMap<Headers, T>, value: T): void;
+}
+
 export interface Observer {
   /** The request was routed (`ex.route` is "" when no route matched). Starts the SERVER span. */
-  requestStart(ex: Exchange, request: Request): void;
+  requestStart(ex: Exchange, request: Request | ObservedRequest): void;
   /** The request is over (body finished or failed). Ends the SERVER span; returns ids for the access log. */
   requestEnd(ex: Exchange): TraceIds | undefined;
   /**
@@ -115,7 +121,10 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       if (!tracing) return;
       const span = tel.startServerSpan(request, ex.route, ex.clientIp);
       ex.span = span;
-      if (span && span.span.isRecording()) parents.set(request.headers, span);
+      if (span && span.span.isRecording()) {
+        if (request instanceof Request) parents.set(request.headers, span);
+        else request.keyByHeaders(parents, span);
+      }
     },
 
     requestEnd(ex) {

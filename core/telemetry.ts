@@ -55,11 +55,22 @@ export interface ClientSpanAttrs {
   method?: string;
 }
 
+/**
+ * What the SERVER span reads of a request the proxy parsed itself: its headers are looked up in
+ * the parsed list, so tracing does not build a `Headers` object per request.
+ */
+export interface RequestHead {
+  readonly method: string;
+  readonly url: string;
+  /** A header's value, several joined with ", " as `Headers.get` does; null when absent. `name` is lowercase. */
+  header(name: string): string | null;
+}
+
 export interface Telemetry {
   /** False when tracing is off: every method below is then a no-op returning undefined. */
   readonly enabled: boolean;
   /** Starts the SERVER span, continuing an incoming traceparent/tracestate (and B3 if enabled). */
-  startServerSpan(request: Request, route: string, clientIp: string): SpanHandle | undefined;
+  startServerSpan(request: Request | RequestHead, route: string, clientIp: string): SpanHandle | undefined;
   /** Starts a CLIENT span for one upstream attempt. Build `attrs` only when `parent` is defined. */
   startClientSpan(parent: SpanHandle | undefined, attrs: ClientSpanAttrs): SpanHandle | undefined;
   /** Writes traceparent/tracestate (and B3, baggage when enabled) for `span` into the upstream headers. */
@@ -145,6 +156,11 @@ const headersGetter: TextMapGetter<Headers> = {
   get: (h, key) => h.get(key) ?? undefined,
   keys: (h) => Array.from(h.keys()),
 };
+const headGetter: TextMapGetter<RequestHead> = {
+  get: (r, key) => r.header(key) ?? undefined,
+  // Only the generic propagators' field lists are read, never the carrier's keys.
+  keys: () => [],
+};
 const headersSetter: TextMapSetter<Headers> = { set: (h, k, v) => h.set(k, v) };
 const recordSetter: TextMapSetter<Record<string, string>> = { set: (r, k, v) => void (r[k] = v) };
 
@@ -181,7 +197,11 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
     enabled: true,
 
     startServerSpan(request, route, clientIp) {
-      const requestCtx = propagator.extract(ROOT_CONTEXT, request.headers, headersGetter);
+      const web = request instanceof Request ? request.headers : undefined;
+      const head = request as RequestHead;
+      const requestCtx = web !== undefined
+        ? propagator.extract(ROOT_CONTEXT, web, headersGetter)
+        : propagator.extract(ROOT_CONTEXT, head, headGetter);
       const span = spans.start(requestCtx, trace.getSpanContext(requestCtx), SpanKind.SERVER);
       // Name and attributes only for spans that will be exported: unsampled requests stay cheap.
       if (span.isRecording()) {
@@ -190,7 +210,7 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
         const method = known ? request.method : "_OTHER";
         rec.method = method;
         const url = request.url;
-        const host = request.headers.get("host") ?? authorityOf(url);
+        const host = (web !== undefined ? web.get("host") : head.header("host")) ?? authorityOf(url);
         const attrs: Attributes = {
           "http.request.method": method,
           "url.path": pathOf(url),
@@ -200,7 +220,7 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
         };
         if (route) attrs["http.route"] = route;
         if (!known) attrs["http.request.method_original"] = request.method;
-        const ua = request.headers.get("user-agent");
+        const ua = web !== undefined ? web.get("user-agent") : head.header("user-agent");
         if (ua) attrs["user_agent.original"] = ua;
         // No route matched (404): the span is named by the method alone, as semconv says.
         rec.init(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", attrs);

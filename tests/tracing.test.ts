@@ -244,3 +244,43 @@ describe("plugins", () => {
     expect(spans.find((s) => s.name === "background")!.parentSpanId).toBe("");
   });
 });
+
+describe("plugin spans through Fulcrum's own listener", () => {
+  test("a strategy's and a middleware's spans, parented by the request they were given, are children of its SERVER span", async () => {
+    const { spawnFulcrum } = await import("./helpers/fulcrum.ts");
+    const { tempDir } = await import("./helpers/plugins.ts");
+    const r = await receiver();
+    const b = backend("b1");
+    const t = tempDir("fulcrum-plugin-spans-");
+    t.write("pick.ts", `export default { kind: "strategy", name: "traced-first", create: (_o, api) => ({
+      pick(backends, request) { api.tracer?.startSpan("pick", { parent: request }).end(); return backends[0]; } }) };\n`);
+    t.write("mw.ts", `export default { kind: "middleware", name: "traced-mw", create: (_o, api) => async (c, next) => {
+      const span = api.tracer?.startSpan("mw", { parent: c.req.raw }); await next(); span?.end(); } };\n`);
+    const file = t.write("f.yaml", `listen: 127.0.0.1:0
+workers: 1
+admin: false
+pools: { web: { backends: ["${b.url}"], strategy: { plugin: ./pick.ts } } }
+routes:
+  - { match: { path: /mw }, pool: web, middleware: [{ plugin: ./mw.ts }] }
+  - { match: { path: / }, pool: web }
+telemetry: { traces: { endpoint: "${r.url}", scheduled_delay: 1m } }
+`);
+    const child = await spawnFulcrum(["run", "--config", file]);
+    cleanups.push(() => child.kill("SIGKILL"));
+    expect((await fetch(`${child.url}/direct`)).status).toBe(200);
+    expect((await fetch(`${child.url}/mw/x`)).status).toBe(200);
+    child.kill("SIGTERM"); // flushes the queued spans
+    expect(await child.exited).toBe(0);
+
+    const spans = r.spans;
+    const servers = byKind(spans, "SERVER");
+    expect(servers).toHaveLength(2);
+    const direct = servers.find((s) => s.attributes["url.path"] === "/direct")!;
+    const viaMw = servers.find((s) => s.attributes["url.path"] === "/mw/x")!;
+    const named = (name: string, server: ReceivedSpan) => spans.filter((s) => s.name === name && s.traceId === server.traceId);
+    expect(named("pick", direct).map((s) => s.parentSpanId)).toEqual([direct.spanId]);
+    expect(named("pick", viaMw).map((s) => s.parentSpanId)).toEqual([viaMw.spanId]);
+    expect(named("mw", viaMw).map((s) => s.parentSpanId)).toEqual([viaMw.spanId]);
+    expect(spans.filter((s) => s.parentSpanId === "")).toHaveLength(2); // only the SERVER spans are roots
+  });
+});
