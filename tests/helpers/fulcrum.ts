@@ -108,7 +108,15 @@ export async function spawnListening(
   options: { cwd: string; env?: Record<string, string> },
   timeoutMs = 10_000,
 ): Promise<Child> {
-  const proc = Bun.spawn(cmd, { cwd: options.cwd, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe" });
+  // Its own process group, so that a SIGKILL (cleanup, failed start) also reaches the workers of a
+  // primary and the child of a wrapper such as `deno task`, which would otherwise outlive the test.
+  const proc = Bun.spawn(cmd, { cwd: options.cwd, env: options.env ?? process.env, stdout: "pipe", stderr: "pipe", detached: true });
+  const kill = (signal: NodeJS.Signals = "SIGTERM") => {
+    if (signal !== "SIGKILL") return void proc.kill(signal); // graceful: the process forwards it itself
+    try {
+      process.kill(-proc.pid, "SIGKILL");
+    } catch {} // the group is gone already
+  };
   const watch = watchLines(proc.stdout as ReadableStream<Uint8Array>);
   let line: string;
   try {
@@ -120,10 +128,10 @@ export async function spawnListening(
       }),
     ]);
   } catch (e) {
-    proc.kill("SIGKILL");
+    kill("SIGKILL");
     throw e;
   }
-  return { proc, url: JSON.parse(line).url as string, lines: watch.lines, exited: proc.exited, kill: (s = "SIGTERM") => proc.kill(s) };
+  return { proc, url: JSON.parse(line).url as string, lines: watch.lines, exited: proc.exited, kill };
 }
 
 /** A child `bun main.ts …` whose stdout lines can be awaited (no polling). */
