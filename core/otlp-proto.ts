@@ -310,7 +310,9 @@ function attributes(attrs: Attributes, field: number): void {
     const key = keyField(k);
     const kl = key.length;
     // Fast paths for what the request path sets, short ASCII strings and small non-negative
-    // integers: every length is known before writing, so no length is patched afterwards.
+    // integers: every length is known before writing, so no length is patched afterwards. The
+    // two write their KeyValue head inline: as a shared helper it measured slower (bench/otlp-encode-micro.ts:
+    // ~0.8-1.2 against 1.2-1.5 µs a span).
     if (typeof v === "string") {
       const n = v.length;
       const kvLen = kl + 4 + n;
