@@ -132,7 +132,7 @@ export function withRetries(transport: IExporterTransport): IExporterTransport {
           diag.info(`Export retry time ${Math.round(retryIn)}ms exceeds remaining timeout ${Math.round(remaining)}ms, not retrying further.`);
           return result;
         }
-        await new Promise((r) => setTimeout(r, retryIn));
+        await new Promise((r) => setTimeout(r, Math.max(0, retryIn))); // -1 means "now" (Retry-After: 0)
         result = await transport.send(data, remaining);
       }
       if (result.status === "retryable") diag.info(`Export failed after maximum retry attempts (${MAX_ATTEMPTS}).`);
