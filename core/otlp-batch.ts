@@ -117,14 +117,29 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     if (batch === undefined) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("Timeout")), this.#o.exportTimeoutMillis);
+      let settled = false;
+      const failed = (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#o.onLost("export_failed", batch.count);
+        reject(error);
+      };
       const doExport = () => {
-        this.#o.exporter.export(batch, (result) => {
-          clearTimeout(timer);
-          if (result.code === ExportResultCode.SUCCESS) return resolve();
-          this.#o.onLost("export_failed", batch.count);
-          reject(result.error ?? new Error("BatchSpanProcessor: span export failed"));
-        });
-        batch.release();
+        try {
+          this.#o.exporter.export(batch, (result) => {
+            if (result.code !== ExportResultCode.SUCCESS) return failed(result.error ?? new Error("BatchSpanProcessor: span export failed"));
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            resolve();
+          });
+        } catch (e) {
+          // Encoding the request failed: its spans are lost, and counted.
+          failed(e);
+        } finally {
+          batch.release();
+        }
       };
       context.with(suppressTracing(context.active()), () => {
         // As the SDK: a resource still resolving attributes is awaited before it is encoded.
@@ -136,7 +151,8 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
         if (pending === undefined) doExport();
         else Promise.all(pending).then(doExport, (err) => {
           globalErrorHandler(err);
-          reject(err);
+          failed(err);
+          batch.release();
         });
       });
     });

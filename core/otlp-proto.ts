@@ -603,9 +603,13 @@ export class EncodedSpans {
   /** Encodes `s` and appends it; the span object is not kept. */
   add(s: ReadableSpan): void {
     let g = this.#last;
+    let fresh = false;
     if (g === undefined || g.scope !== s.instrumentationScope || g.resource !== s.resource) {
       g = this.groups.find((x) => x.scope === s.instrumentationScope && x.resource === s.resource);
-      if (g === undefined) this.groups.push((g = new SpanGroup(s.resource, s.instrumentationScope)));
+      if (g === undefined) {
+        this.groups.push((g = new SpanGroup(s.resource, s.instrumentationScope)));
+        fresh = true;
+      }
       this.#last = g;
     }
     // The writers use the module's buffer: point it at the group's for this span.
@@ -613,6 +617,7 @@ export class EncodedSpans {
     buf = g.bytes;
     view = g.view;
     pos = g.length;
+    let ok = false;
     try {
       tag(2, 2);
       span(s);
@@ -620,10 +625,17 @@ export class EncodedSpans {
       g.view = view;
       g.length = pos;
       this.count++;
+      ok = true;
     } finally {
       buf = savedBuf;
       view = savedView;
       pos = savedPos;
+      // A span that could not be encoded leaves no empty group behind (it would be an empty ScopeSpans).
+      if (!ok && fresh) {
+        this.groups.pop();
+        this.#last = undefined;
+        if (spareBuffers.length < SPARE_BUFFERS_MAX) spareBuffers.push(g.bytes);
+      }
     }
   }
 

@@ -242,6 +242,44 @@ describe("EncodingBatchSpanProcessor (the protobuf export queue)", () => {
     await flushed;
   });
 
+  test("a span that cannot be encoded is counted lost, and its batch's bytes stay the library's for the others", async () => {
+    const { spans, end, lost } = processor({ maxExportBatchSize: 512 });
+    const make = (name: string) => (spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(name, { name });
+    // A span of another scope whose attribute getter throws while it is encoded.
+    const bad = make("bad");
+    Object.defineProperty(bad, "instrumentationScope", { value: { name: "other" } });
+    Object.defineProperty(bad.attributes, "boom", { enumerable: true, get: () => { throw new Error("boom"); } });
+    end("a");
+    bad.end(); // through the processor: the request that ended it is not failed
+    expect(lost).toEqual(["export_failed"]);
+
+    const { spans: other, ended: good } = factory(); // ended spans collected, not processed
+    for (const name of ["before", "after"]) (other.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(name, { name }).end();
+    const batch = new EncodedSpans();
+    batch.add(good[0]!);
+    expect(() => batch.add(bad)).toThrow("boom");
+    batch.add(good[1]!);
+    expect(batch.count).toBe(2);
+    // No empty ScopeSpans left for the failed span's scope.
+    expect(Buffer.from(encodeSpansRequest(batch))).toEqual(libraryBytes(good));
+  });
+
+  test("an export that throws while encoding fails its batch, and its spans are counted lost once", async () => {
+    const lost: [string, number][] = [];
+    const p = new EncodingBatchSpanProcessor({
+      exporter: { export: () => { throw new Error("encoder broke"); }, shutdown: async () => {} },
+      maxQueueSize: 100,
+      maxExportBatchSize: 10,
+      scheduledDelayMillis: 60_000,
+      exportTimeoutMillis: 60_000,
+      onLost: (reason, n) => lost.push([reason, n]),
+    });
+    const spans = new SpanFactory({ sink: p, resource, scope: { name: "fulcrum" }, sampleRatio: 1 });
+    for (let i = 0; i < 3; i++) spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER).end();
+    await expect(p.forceFlush()).rejects.toThrow("encoder broke");
+    expect(lost).toEqual([["export_failed", 3]]);
+  });
+
   test("beyond max_queue_size spans are dropped and reported; the queue counts only spans not yet exporting", async () => {
     const { end, exported, lost, settle } = processor({ maxExportBatchSize: 2, maxQueueSize: 4 });
     for (let i = 0; i < 10; i++) end(`s${i}`);

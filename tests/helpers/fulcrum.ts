@@ -102,6 +102,16 @@ export function spawnFulcrum(args: string[], timeoutMs = 10_000): Promise<Child>
   return spawnListening([process.execPath, "main.ts", ...args], { cwd: ROOT }, timeoutMs);
 }
 
+/** Process groups of spawned children still running: killed when the test process exits. */
+const liveGroups = new Set<number>();
+process.on("exit", () => {
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {}
+  }
+});
+
 /** Run any Fulcrum command line (binary, deno task…) and wait for its "listening" log line. */
 export async function spawnListening(
   cmd: string[],
@@ -117,6 +127,9 @@ export async function spawnListening(
       process.kill(-proc.pid, "SIGKILL");
     } catch {} // the group is gone already
   };
+  // Out of the terminal's process group, a child would not get the Ctrl-C that stops the test run.
+  liveGroups.add(proc.pid);
+  void proc.exited.then(() => liveGroups.delete(proc.pid));
   const watch = watchLines(proc.stdout as ReadableStream<Uint8Array>);
   let line: string;
   try {
