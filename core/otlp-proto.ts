@@ -1,5 +1,5 @@
 // OTLP/protobuf encoding of finished spans (ExportTraceServiceRequest), written straight from
-// ReadableSpan into one reusable buffer. Measured against @opentelemetry/otlp-transformer's
+// ReadableSpan into reusable buffers. Measured against @opentelemetry/otlp-transformer's
 // ProtobufTraceSerializer on the proxy's spans: it sizes every message in a first pass, then
 // writes in a second, allocates each id as a Uint8Array and shifts every message longer than
 // 127 bytes; this makes one pass, writes ids and strings in place, encodes the resource and
@@ -21,7 +21,9 @@ const FLAGS_IS_REMOTE = 0x200;
 const MIN_INT64 = -(2 ** 63);
 const MAX_INT64 = 2 ** 63;
 
-let buf = new Uint8Array(256 * 1024);
+// The scratch buffer: resource and scope fields are encoded here (once each); spans and requests
+// are written into their own buffers (EncodedSpans, encodeSpansRequest) by pointing `buf` at them.
+let buf = new Uint8Array(4 * 1024);
 let view = new DataView(buf.buffer);
 let pos = 0;
 
@@ -487,18 +489,6 @@ function span(s: ReadableSpan): void {
 const resourceCache = new WeakMap<Resource, Uint8Array>();
 const scopeCache = new WeakMap<Scope, Uint8Array>();
 
-function cached<K extends object>(cache: WeakMap<K, Uint8Array>, key: K, write: () => void, cacheable: boolean): void {
-  const hit = cache.get(key);
-  if (hit) {
-    ensure(hit.length);
-    buf.set(hit, pos);
-    pos += hit.length;
-    return;
-  }
-  const start = pos;
-  write();
-  if (cacheable) cache.set(key, buf.slice(start, pos));
-}
 
 function resource(r: Resource): void {
   tag(1, 2);
@@ -527,51 +517,6 @@ function scope(sc: Scope): void {
   end(at, 1);
 }
 
-/** Encodes an ExportTraceServiceRequest: spans grouped by resource, then by scope, in first-seen order. */
-export function encodeTraceRequest(spans: readonly ReadableSpan[]): Uint8Array {
-  const byResource = new Map<Resource, Map<Scope, ReadableSpan[]>>();
-  for (const s of spans) {
-    let scopes = byResource.get(s.resource);
-    if (!scopes) byResource.set(s.resource, (scopes = new Map()));
-    let list = scopes.get(s.instrumentationScope);
-    if (!list) scopes.set(s.instrumentationScope, (list = []));
-    list.push(s);
-  }
-  pos = 0;
-  for (const [res, scopes] of byResource) {
-    tag(1, 2);
-    const rs = begin(5);
-    // A resource still waiting for async attributes may change: only settled ones are cached.
-    cached(resourceCache, res, () => resource(res), !res.asyncAttributesPending);
-    for (const [sc, list] of scopes) {
-      tag(2, 2);
-      const ss = begin(5);
-      cached(scopeCache, sc, () => scope(sc), true);
-      for (const s of list) {
-        tag(2, 2);
-        span(s);
-      }
-      if (sc.schemaUrl) {
-        tag(3, 2);
-        str(sc.schemaUrl);
-      }
-      end(ss, 5);
-    }
-    if (res.schemaUrl) {
-      tag(3, 2);
-      str(res.schemaUrl);
-    }
-    end(rs, 5);
-  }
-  // The exporter keeps the body for retries while the next batch is encoded: hand it a copy.
-  const out = buf.slice(0, pos);
-  // Don't pin a buffer grown by one huge batch.
-  if (buf.length > 4 * 1024 * 1024) {
-    buf = new Uint8Array(256 * 1024);
-    view = new DataView(buf.buffer);
-  }
-  return out;
-}
 
 // Group buffers are reused: a batch's grows to a few hundred KiB, and growing a fresh one for
 // every batch showed as ~6% of a traced request's CPU in a profile (the growth copies).
@@ -591,8 +536,7 @@ class SpanGroup {
  * objects until export: a queue of ReadableSpans keeps every span's attribute objects and strings
  * alive across young-generation collections (measured on Bun: the heap grew ~0.8 MB per eden
  * collection at 1.0 sampling), a few hundred bytes each here cost the collector nothing.
- * {@link encodeSpansRequest} wraps them into the same ExportTraceServiceRequest that
- * {@link encodeTraceRequest} writes for the same spans.
+ * {@link encodeSpansRequest} wraps them into an ExportTraceServiceRequest.
  */
 export class EncodedSpans {
   /** Spans held. */
@@ -650,7 +594,10 @@ export class EncodedSpans {
   }
 }
 
-/** A cached field's bytes (see {@link cached}), or freshly written ones. */
+/**
+ * A resource's or scope's field bytes, encoded once per object; a resource still waiting for async
+ * attributes may change, so only settled ones are cached (`cacheable`).
+ */
 function fieldBytes<K extends object>(cache: WeakMap<K, Uint8Array>, key: K, write: () => void, cacheable: boolean): Uint8Array {
   const hit = cache.get(key);
   if (hit) return hit;
@@ -683,7 +630,7 @@ function strFieldSize(s: string | undefined): number {
 
 /**
  * The ExportTraceServiceRequest of an {@link EncodedSpans}: grouped by resource, then scope, in
- * first-seen order, byte for byte what {@link encodeTraceRequest} writes for the same spans. Sizes
+ * first-seen order, byte for byte what the library writes for the same spans. Sizes
  * are known up front, so the spans are copied once, into a buffer of the exact length.
  */
 export function encodeSpansRequest(batch: EncodedSpans): Uint8Array {
