@@ -2,13 +2,17 @@
 // noisy machine still gives comparable figures: every rung runs at once (started and warmed
 // once), rounds interleave them, and each round reads the process's own CPU time from /proc.
 //
-//   bun bench/cpu-ladder.ts [--runs 8] [--duration 2] [--path /100b] [--connections 64]
+//   bun bench/cpu-ladder.ts [--runs 8] [--duration 2] [--path /100b] [--connections 64] [--rungs a,b,...]
 //
 // Rungs: nginx (one worker, its access log on, as in the bench), the calibration proxy
 // (bench/lib/calibration-proxy.ts: raw TCP both sides and nothing else: the floor for a proxy on
 // Bun), fulcrum-bare (one process, no access log, no metrics), fulcrum-1w (one process, access
 // log to a file and metrics: the defaults). All over the same three backends, wrk at 64
-// connections with one thread. Prints each rung's CPU µs per request (median and spread).
+// connections with one thread. Prints each rung's CPU µs per request (median and spread), and the
+// median over rounds of each rung's ratio to the first rung in the same round (steadier when the
+// machine's load drifts). `--rungs` picks other rungs: `calibration` or any name of
+// bench/lib/proxies.ts (Fulcrum variants run one process here), e.g. `--rungs fulcrum,fulcrum-plugin-rr`
+// for a user strategy plugin against the identical built-in.
 process.env.BENCH_PEER_WORKERS ??= "1";
 const { mkdtempSync } = await import("node:fs");
 const { tmpdir } = await import("node:os");
@@ -42,24 +46,35 @@ const calibration: ProxyDef = {
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-cpu-ladder-"));
 const tool = pickTool("wrk");
 const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
-const rungs = [PROXIES.find((p) => p.name === "nginx")!, calibration, PROXIES.find((p) => p.name === "fulcrum-bare")!, PROXIES.find((p) => p.name === "fulcrum-1w")!]
+const rungNames = arg("--rungs", "nginx,calibration,fulcrum-bare,fulcrum-1w").split(",");
+const rungs = rungNames
+  .map((name) => {
+    const def = name === "calibration" ? calibration : PROXIES.find((p) => p.name === name);
+    if (!def) throw new Error(`unknown rung ${name}: calibration or one of ${PROXIES.map((p) => p.name).join(", ")}`);
+    return def;
+  })
   .filter((d) => {
     const why = d.unavailable();
     if (why) log(`skipping ${d.name}: ${why}`);
     return !why;
   });
 const results = new Map<string, number[]>();
+/** Per round: rung name → CPU µs per request, for ratios within a round. */
+const rounds: Map<string, number>[] = [];
 try {
   const running = [];
   for (const def of rungs) running.push(await startProxy(def, { dir, backendUrls: backends.urls }));
   for (const r of running) await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: 2, threads: 1 }, dir);
   for (let round = 0; round < runs; round++) {
+    const thisRound = new Map<string, number>();
+    rounds.push(thisRound);
     for (let i = 0; i < running.length; i++) {
       const r = running[(i + round) % running.length]!;
       const cpu0 = cpuSeconds(r.proc.pid);
       const res = await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: duration, threads: 1 }, dir);
       const us = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
       (results.get(r.def.name) ?? results.set(r.def.name, []).get(r.def.name)!).push(us);
+      thisRound.set(r.def.name, us);
       log(`round ${round + 1} ${r.def.name}: ${Math.round(res.rps)} req/s, ${us.toFixed(1)} µs CPU/request, errors ${res.errors}`);
     }
   }
@@ -68,8 +83,13 @@ try {
   await backends.stop();
 }
 console.log(`\n${tool}, ${connections} connections, GET ${path}, ${runs} interleaved rounds × ${duration} s; CPU µs per request of the proxy's processes`);
-console.log("rung           median    min    max");
+const first = rungs[0]!.name;
+console.log(`rung                    median    min    max   vs ${first} in the same round: median (min … max)`);
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 for (const [name, xs] of results) {
-  const s = [...xs].sort((a, b) => a - b);
-  console.log(`${name.padEnd(14)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${s[s.length - 1]!.toFixed(1).padStart(6)}`);
+  const s = sorted(xs);
+  const ratios = sorted(rounds.filter((r) => r.has(name) && r.has(first)).map((r) => r.get(name)! / r.get(first)!));
+  const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(1)}%`;
+  const vs = name === first || ratios.length === 0 ? "" : `${pct(ratios[ratios.length >> 1]!)} (${pct(ratios[0]!)} … ${pct(ratios[ratios.length - 1]!)})`;
+  console.log(`${name.padEnd(22)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${s[s.length - 1]!.toFixed(1).padStart(6)}   ${vs}`);
 }
