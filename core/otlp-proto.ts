@@ -199,8 +199,9 @@ function fixed32(v: number): void {
 
 /** [seconds, nanoseconds] as fixed64 nanoseconds, with the library's arithmetic (exact above 2^53). */
 function hrTime(t: HrTime): void {
-  const seconds = t[0];
-  const nanos = t[1];
+  fixed64Nanos(t[0], t[1]);
+}
+function fixed64Nanos(seconds: number, nanos: number): void {
   const lo16 = seconds & 0xffff;
   const hiBits = (seconds / 65536) >>> 0;
   const fromLo = lo16 * 1e9;
@@ -213,13 +214,12 @@ function hrTime(t: HrTime): void {
   view.setUint32(pos + 4, high, true);
   pos += 8;
 }
-/** Epoch milliseconds as fixed64 nanoseconds: whole seconds and the nanoseconds within, as toHrTime() splits them. */
+/** Epoch milliseconds as fixed64 nanoseconds: whole seconds and the nanoseconds within, as toHrTime() splits them (no array made). */
 function epochMs(ms: number): void {
   const s = Math.floor(ms / 1000);
-  let ns = Math.round((ms - s * 1000) * 1e6);
-  if (ns >= 1e9) return hrTime([s + 1, ns - 1e9]);
-  if (ns < 0) ns = 0;
-  hrTime([s, ns]);
+  const ns = Math.round((ms - s * 1000) * 1e6);
+  if (ns >= 1e9) fixed64Nanos(s + 1, ns - 1e9);
+  else fixed64Nanos(s, ns < 0 ? 0 : ns);
 }
 
 function anyValue(value: unknown): void {

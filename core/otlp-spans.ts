@@ -35,6 +35,9 @@ const ATTRIBUTE_COUNT_LIMIT = 128;
 const EVENT_COUNT_LIMIT = 128;
 const LINK_COUNT_LIMIT = 128;
 
+/** At least the number of keys in what {@link RecordedSpan.init} is given (the request path's literals have up to 12). */
+const INIT_ATTRIBUTES_MAX = 16;
+
 const EMPTY_EVENTS: TimedEvent[] = [];
 const EMPTY_LINKS: Link[] = [];
 const UNSET_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
@@ -236,8 +239,11 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   #anchorPerf: number;
   /** Epoch ms at end; -1 while recording. */
   endMs = -1;
-  /** Attributes counted lazily: the request path sets few, the limit is for plugins' additions. */
-  #count = -1;
+  /**
+   * An upper bound of the attributes held, counted exactly only when it reaches the limit: the
+   * request path sets few, and counting its literal's keys on every span cost a for-in loop.
+   */
+  #count = 0;
   /**
    * The ids as 32-bit words, for the encoder: trace id words (t0 -1 when the trace id came from
    * elsewhere, as hex) and span id words.
@@ -287,6 +293,7 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   init(name: string, attributes: Attributes): this {
     this.name = name;
     this.attributes = attributes;
+    this.#count = INIT_ATTRIBUTES_MAX;
     return this;
   }
 
@@ -322,13 +329,14 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     }
     const attrs = this.attributes;
     if (!Object.prototype.hasOwnProperty.call(attrs, key)) {
-      if (this.#count < 0) {
-        this.#count = 0;
-        for (const _ in attrs) this.#count++;
-      }
       if (this.#count >= ATTRIBUTE_COUNT_LIMIT) {
-        if (this.droppedAttributesCount++ === 0) diag.warn("Dropping extra attributes.");
-        return this;
+        let exact = 0;
+        for (const _ in attrs) exact++;
+        this.#count = exact;
+        if (exact >= ATTRIBUTE_COUNT_LIMIT) {
+          if (this.droppedAttributesCount++ === 0) diag.warn("Dropping extra attributes.");
+          return this;
+        }
       }
       this.#count++;
     }

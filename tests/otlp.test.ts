@@ -313,6 +313,27 @@ describe("SpanFactory sampling", () => {
     }
   });
 
+  test("a request-path span holds at most 128 attributes, as the SDK's do: later new keys are dropped and counted, existing keys still change", () => {
+    for (const initial of [0, 3, 12]) {
+      const { spans, ended } = factory();
+      const span = spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan;
+      const attrs: Attributes = {};
+      for (let i = 0; i < initial; i++) attrs[`init.${i}`] = i;
+      if (initial > 0) span.init("GET /", attrs);
+      for (let i = 0; i < 130; i++) span.setAttribute(`extra.${i}`, i);
+      span.setAttribute("extra.0", "changed");
+      if (initial > 0) span.setAttribute("init.0", "changed");
+      span.end();
+      const kept = ended[0]!.attributes;
+      expect(Object.keys(kept).length).toBe(128);
+      expect(ended[0]!.droppedAttributesCount).toBe(initial + 2);
+      expect(kept["extra.0"]).toBe("changed");
+      expect(kept[`extra.${127 - initial}`]).toBe(127 - initial);
+      expect(kept[`extra.${128 - initial}`]).toBeUndefined();
+      if (initial > 0) expect(kept["init.0"]).toBe("changed");
+    }
+  });
+
   test("a new trace is kept exactly when the SDK's TraceIdRatioBasedSampler keeps its trace id", () => {
     for (const ratio of [0, 0.01, 0.3, 0.5, 1]) {
       const sdk = new TraceIdRatioBasedSampler(ratio);
