@@ -107,7 +107,8 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   const { buildGateway } = await import("../core/gateway.ts");
   const { parseHead } = await import("../core/http1/response.ts");
   const { builtinRegistry } = await import("../main.ts");
-  const { accessLine } = await import("../core/log.ts");
+  const { accessLog } = await import("../core/log.ts");
+  const { BatchingWriter } = await import("../core/runtime/batching-writer.ts");
   const { createObserver } = await import("../core/observer.ts");
   const { createMetrics } = await import("../core/metrics.ts");
   const head = parseHead(Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"), 0)!;
@@ -134,8 +135,8 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   return buildGateway(config, {
     registry,
     observer: createObserver(tel, createMetrics()),
-    // Access lines as core/log.ts writes them (accessLine), counted instead of written.
-    logging: { logger: getLogger(["fulcrum"]), access: { write: (e, ms, ids) => void (logged += accessLine(e, ms, ids).length) }, close: async () => {} },
+    // Access lines as core/log.ts writes them (encoded into a batching writer's buffer), counted instead of written.
+    logging: { logger: getLogger(["fulcrum"]), access: accessLog(new BatchingWriter({ write: (b) => void (logged += b.length), flush() {}, close: async () => {} })), close: async () => {} },
   });
 }
 

@@ -3,7 +3,7 @@
  * records (one a request) go to stdout too, or to `log.access_log_file`.
  */
 import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
-import type { Runtime, Writer } from "./runtime/types.ts";
+import type { ByteSource, Runtime, Writer } from "./runtime/types.ts";
 
 export type { Logger };
 
@@ -69,33 +69,214 @@ export function accessLine(e: AccessEntry, durationMs: number, ids: { trace_id: 
   return `${line}}\n`;
 }
 
-function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format): Sink {
-  return (record: LogRecord) => writer.write(formatter(record));
+const utf8 = new TextEncoder();
+const ascii = (s: string) => utf8.encode(s);
+// The constant pieces of an access line, in order (see accessLine).
+const K_TIMESTAMP = ascii('{"@timestamp":"');
+const K_METHOD = ascii('","level":"INFO","message":"access","logger":"fulcrum.access","method":');
+const K_PATH = ascii(',"path":');
+const K_STATUS = ascii(',"status":');
+const K_ROUTE = ascii(',"route":');
+const K_POOL = ascii(',"pool":');
+const K_BACKEND = ascii(',"backend":');
+const K_DURATION = ascii(',"duration_ms":');
+const K_BYTES = ascii(',"bytes":');
+const K_ATTEMPTS = ascii(',"attempts":');
+const K_CLIENT_IP = ascii(',"client_ip":');
+const K_RETRY = ascii(',"retry_reason":');
+const K_ERROR = ascii(',"error":');
+const K_TRACE = ascii(',"trace_id":"');
+const K_SPAN = ascii('","span_id":"');
+const K_WORKER = ascii(',"worker":');
+/** All constant pieces together, and room for five numbers and the timestamp. */
+const FIXED_MAX = K_TIMESTAMP.length + K_METHOD.length + K_PATH.length + K_STATUS.length + K_ROUTE.length + K_POOL.length +
+  K_BACKEND.length + K_DURATION.length + K_BYTES.length + K_ATTEMPTS.length + K_CLIENT_IP.length + K_RETRY.length +
+  K_ERROR.length + K_TRACE.length + K_SPAN.length + K_WORKER.length + 6 * 32 + 2;
+
+// The line being written: module state, so the writers below take no buffer argument.
+let out: Uint8Array = new Uint8Array(0);
+let p = 0;
+let isoMs = -1;
+const iso = new Uint8Array(24);
+
+// A loop, not out.set(): for pieces this short the native call costs more than the copy.
+function put(bytes: Uint8Array): void {
+  const b = out;
+  let q = p;
+  for (let i = 0; i < bytes.length; i++) b[q++] = bytes[i]!;
+  p = q;
+}
+/** A string as its UTF-8 bytes, unescaped (the ids, the timestamp's text). */
+function raw(s: string): void {
+  const b = out;
+  let q = p;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7e) {
+      p += utf8.encodeInto(s, b.subarray(p)).written;
+      return;
+    }
+    b[q++] = c;
+  }
+  p = q;
+}
+/** A string as JSON.stringify writes it: printable ASCII is copied, anything else takes JSON.stringify's way. */
+function jsonString(s: string): void {
+  const b = out;
+  let q = p;
+  b[q++] = 34;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 34 || c === 92) {
+      p += utf8.encodeInto(JSON.stringify(s), b.subarray(p)).written;
+      return;
+    }
+    b[q++] = c;
+  }
+  b[q++] = 34;
+  p = q;
+}
+// Route, pool and backend names come from the config: a few, each written on every line (a route's
+// name has a non-ASCII arrow, which jsonString() sends the slow way). Their bytes are kept; bounded,
+// as a reload may bring new ones.
+const NAMES_MAX = 1024;
+const names = new Map<string, Uint8Array>();
+function jsonName(s: string): void {
+  let bytes = names.get(s);
+  if (bytes === undefined) {
+    if (names.size >= NAMES_MAX) names.clear();
+    names.set(s, (bytes = utf8.encode(JSON.stringify(s))));
+  }
+  put(bytes);
+}
+/** Worst case of {@link jsonString}: "\uXXXX" for every UTF-16 unit, and the quotes. */
+const jsonMax = (s: string) => 6 * s.length + 2;
+const digits = new Uint8Array(24);
+/** A number as String(n) writes it; non-negative safe integers without making the string. */
+function num(n: number): void {
+  if (n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n) {
+    let d = 0;
+    do {
+      const q = Math.floor(n / 10);
+      digits[d++] = 48 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+    while (d > 0) out[p++] = digits[--d]!;
+  } else raw(String(n));
+}
+/** Milliseconds rounded to microseconds, as String(Math.round(ms * 1000) / 1000) writes them. */
+function millis(ms: number): void {
+  const k = Math.round(ms * 1000);
+  if (!(k >= 0 && k < 1e15)) return raw(String(k / 1000));
+  const whole = Math.floor(k / 1000);
+  const frac = k - whole * 1000;
+  num(whole);
+  if (frac === 0) return;
+  out[p++] = 46; // "."
+  out[p++] = 48 + Math.floor(frac / 100);
+  const rest = frac % 100;
+  if (rest === 0) return;
+  out[p++] = 48 + Math.floor(rest / 10);
+  if (rest % 10 !== 0) out[p++] = 48 + (rest % 10);
 }
 
 /**
- * Several processes share stdout (workers): hand it whole lines in writes of at most PIPE_BUF
- * (4 KiB), which the kernel never interleaves with another process's writes.
+ * An access line written as bytes, the same bytes as {@link accessLine}'s string in UTF-8: one
+ * object whose fields are set per request, so a line costs no string, closure or rope.
  */
-function lineAtomic(w: Writer): Writer {
-  const LIMIT = 4096;
-  let buffered = 0;
+class AccessLineSource implements ByteSource {
+  e: AccessEntry | undefined;
+  durationMs = 0;
+  ids: { trace_id: string; span_id: string } | undefined;
+  now = 0;
+  constructor(readonly worker: number | undefined) {}
+
+  /** An upper bound of the line's bytes. */
+  maxBytes(): number {
+    const e = this.e!;
+    let n = FIXED_MAX + jsonMax(e.method) + jsonMax(e.path) + jsonMax(e.route) + jsonMax(e.pool) + jsonMax(e.backend) + jsonMax(e.clientIp);
+    if (e.retryReason) n += jsonMax(e.retryReason);
+    if (e.error) n += jsonMax(e.error);
+    if (this.ids) n += 3 * (this.ids.trace_id.length + this.ids.span_id.length);
+    return n;
+  }
+
+  fill(buf: Uint8Array, at: number): number {
+    const e = this.e!;
+    out = buf;
+    p = at;
+    if (this.now !== isoMs) {
+      isoMs = this.now;
+      utf8.encodeInto(new Date(isoMs).toISOString(), iso);
+    }
+    put(K_TIMESTAMP);
+    put(iso);
+    put(K_METHOD);
+    jsonString(e.method);
+    put(K_PATH);
+    jsonString(e.path);
+    put(K_STATUS);
+    num(e.status);
+    put(K_ROUTE);
+    jsonName(e.route);
+    put(K_POOL);
+    jsonName(e.pool);
+    put(K_BACKEND);
+    jsonName(e.backend);
+    put(K_DURATION);
+    millis(this.durationMs);
+    put(K_BYTES);
+    num(e.bytes);
+    put(K_ATTEMPTS);
+    num(e.attempts);
+    put(K_CLIENT_IP);
+    jsonString(e.clientIp);
+    if (e.retryReason) {
+      put(K_RETRY);
+      jsonString(e.retryReason);
+    }
+    if (e.error) {
+      put(K_ERROR);
+      jsonString(e.error);
+    }
+    if (this.ids) {
+      put(K_TRACE);
+      raw(this.ids.trace_id);
+      put(K_SPAN);
+      raw(this.ids.span_id);
+      out[p++] = 34;
+    }
+    if (this.worker !== undefined) {
+      put(K_WORKER);
+      num(this.worker);
+    }
+    out[p++] = 125; // "}"
+    out[p++] = 10;
+    const end = p;
+    out = EMPTY;
+    return end;
+  }
+}
+const EMPTY: Uint8Array = new Uint8Array(0);
+
+/** The access log over a writer: each line encoded straight into the writer's buffer. */
+export function accessLog(writer: Writer, worker?: number, clock: () => number = Date.now): AccessLog {
+  const source = new AccessLineSource(worker);
   return {
-    write(text) {
-      const n = Buffer.byteLength(text);
-      if (buffered + n > LIMIT) {
-        w.flush();
-        buffered = 0;
-      }
-      w.write(text);
-      buffered += n;
+    write(e, durationMs, ids) {
+      source.e = e;
+      source.durationMs = durationMs;
+      source.ids = ids;
+      source.now = clock();
+      writer.writeBytes(source.maxBytes(), source);
+      source.e = undefined;
+      source.ids = undefined;
     },
-    flush() {
-      w.flush();
-      buffered = 0;
-    },
-    close: () => w.close(),
   };
+}
+
+function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format): Sink {
+  return (record: LogRecord) => writer.write(formatter(record));
 }
 
 /**
@@ -104,8 +285,10 @@ function lineAtomic(w: Writer): Writer {
  * processes write to the same stdout (a primary and its workers).
  */
 export async function setupLogging(runtime: Runtime, config: LogConfig, opts: { worker?: number; sharedStdout?: boolean } = {}): Promise<Logging> {
-  const raw = runtime.openWriter("stdout");
-  const stdout = opts.worker === undefined && !opts.sharedStdout ? raw : lineAtomic(raw);
+  // Several processes share stdout (workers): whole lines in writes of at most PIPE_BUF (4 KiB),
+  // which the kernel never interleaves with another process's writes.
+  const shared = opts.worker !== undefined || opts.sharedStdout === true;
+  const stdout = runtime.openWriter("stdout", shared ? { chunk: 4096 } : undefined);
   const accessWriter = config.access_log_file ? runtime.openWriter({ path: config.access_log_file }) : stdout;
   await configure({
     reset: true,
@@ -120,7 +303,7 @@ export async function setupLogging(runtime: Runtime, config: LogConfig, opts: { 
   const logger = getLogger(["fulcrum"]);
   const worker = opts.worker;
   const access: AccessLog | undefined = config.access_log
-    ? { write: (e, ms, ids) => accessWriter.write(accessLine(e, ms, ids, worker)) }
+    ? accessLog(accessWriter, worker)
     : undefined;
   return {
     logger: context ? logger.with(context) : logger,

@@ -1,5 +1,6 @@
-import { expect, test } from "bun:test";
-import { accessLine, type AccessEntry } from "../core/log.ts";
+import { describe, expect, test } from "bun:test";
+import { accessLine, accessLog, type AccessEntry } from "../core/log.ts";
+import { BatchingWriter } from "../core/runtime/batching-writer.ts";
 
 const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({
   method: "GET",
@@ -65,4 +66,93 @@ test("a log file gets its lines in batches (not one write per line), all of them
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe("the access log written as bytes", () => {
+  /** A writer whose writes are kept, as they would reach the file. */
+  const capture = (chunk?: number) => {
+    const writes: Buffer[] = [];
+    const w = new BatchingWriter({ write: (b) => void writes.push(Buffer.from(b)), flush() {}, close: async () => {} }, chunk);
+    return { w, writes, text: () => Buffer.concat(writes).toString("utf8") };
+  };
+
+  test("writes byte for byte what accessLine() writes, whatever the strings and numbers", () => {
+    const strings = ["", "/", "/100b?x=1", 'a"b\\c', "\u0001\u001f\u007f", "é→✓", "😀", "\ud800 lone", "x".repeat(300), "tab\there", "</script>"];
+    const durations = [0, 0.0004, 0.0005, 0.0015, 0.01, 0.1, 1, 1.23456, 12.5, 999.9995, 1234567.891, 86_400_000.001, -0, -1.5, 1e16, Number.NaN];
+    const numbers = [0, 1, 9, 10, 99, 100, 65535, 1048576, 2 ** 53 - 1, 2 ** 53, -1, 1.5];
+    let seed = 7;
+    const seen = new Set<number>();
+    const pick = <T>(xs: T[]) => {
+      // xorshift32: every value of every list comes up.
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return xs[(seed >>> 0) % xs.length]!;
+    };
+    let clock = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    const { w, text } = capture();
+    let expected = "";
+    for (let i = 0; i < 3000; i++) {
+      const e = entry({
+        method: pick(["GET", "POST", "_OTHER", ...strings]),
+        path: pick(strings),
+        status: pick([200, 404, 499, 502, ...numbers]),
+        route: pick(strings),
+        pool: pick(strings),
+        backend: pick(strings),
+        bytes: pick(numbers),
+        attempts: pick(numbers),
+        clientIp: pick(["127.0.0.1", "::1", ...strings]),
+        retryReason: pick([undefined, undefined, "503", ...strings]),
+        error: pick([undefined, undefined, 'connect: refused "x"', ...strings]),
+      });
+      const ms = pick(durations);
+      seen.add(ms);
+      const ids = pick([undefined, { trace_id: "0af7651916cd43dd8448eb211c80319c", span_id: "b7ad6b7169203331" }]);
+      const worker = pick([undefined, 0, 1, 12]);
+      clock += pick([0, 0, 1, 999]);
+      const now = clock;
+      accessLog(w, worker, () => now).write(e, ms, ids);
+      expected += accessLine(e, ms, ids, worker, now);
+    }
+    w.flush();
+    expect(text()).toBe(expected);
+    expect(seen.size).toBe(new Set(durations).size);
+  });
+
+  test("writes to a shared pipe are whole lines of at most 4 KiB, in order; a longer line goes alone", () => {
+    const { w, writes, text } = capture(4096);
+    const log = accessLog(w, 1, () => T);
+    let expected = "";
+    for (let i = 0; i < 200; i++) {
+      const e = entry({ path: `/p${i}${i % 50 === 7 ? "x".repeat(5000) : ""}` });
+      log.write(e, i, undefined);
+      expected += accessLine(e, i, undefined, 1, T);
+      if (i % 10 === 3) {
+        w.write(`operational ${i}\n`);
+        expected += `operational ${i}\n`;
+      }
+    }
+    w.flush();
+    expect(text()).toBe(expected);
+    for (const b of writes) {
+      expect(b.at(-1)).toBe(10);
+      if (b.length > 4096) expect(b.indexOf(10)).toBe(b.length - 1);
+    }
+    expect(writes.filter((b) => b.length > 4096).length).toBe(4);
+  });
+
+  test("lines wait for the next flush (timer, chunk or close), then leave in one write", async () => {
+    const { w, writes } = capture();
+    const log = accessLog(w, undefined, () => T);
+    for (let i = 0; i < 100; i++) log.write(entry(), 1, undefined);
+    expect(writes.length).toBe(0);
+    await w.close();
+    expect(writes.length).toBe(1);
+    expect(writes[0]!.toString().split("\n").length).toBe(101);
+    // Closed: later lines are dropped rather than written to a closed file.
+    log.write(entry(), 1, undefined);
+    w.flush();
+    expect(writes.length).toBe(1);
+  });
 });

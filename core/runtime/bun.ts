@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
-import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
+import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
+import { BatchingWriter } from "./batching-writer.ts";
 import { bunUpstreamClient } from "./bun-pool.ts";
 import { serveRaw } from "./bun-listener.ts";
 import { setWholeResponseLimit } from "./bun-upstream.ts";
@@ -51,51 +52,31 @@ process.on("exit", () => {
   for (const flush of openWriters) flush();
 });
 
-function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
+function openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer {
   // workers: a file is opened for appending, so several worker processes can share one access log
   // (each write lands at the end) and a restart does not truncate it.
   const fd = typeof target === "object" ? openSync(target.path, "a") : undefined;
   const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
+  // FileSink.write copies what it is given (or writes it at once), so the batching buffer is reused.
   const sink = file.writer({ highWaterMark: 64 * 1024 });
-  // Lines are gathered here and handed over every 50 ms or 64 KiB: Bun's FileSink writes each
-  // write() at once despite its highWaterMark (strace: one write(2) per access line), and a log
-  // line need not reach the file sooner than nginx's `buffer=` would have it there.
-  let buf = "";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let closed = false;
-  const flushNow = () => {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-    if (closed) return;
-    if (buf !== "") {
-      sink.write(buf);
-      buf = "";
-    }
-    sink.flush();
-  };
-  openWriters.add(flushNow);
-  return {
-    write(text) {
-      if (closed) return;
-      buf += text;
-      if (buf.length >= 64 * 1024) flushNow();
-      else if (timer === undefined) {
-        timer = setTimeout(flushNow, 50);
-        timer.unref();
-      }
+  const writer = new BatchingWriter(
+    {
+      write: (bytes) => void sink.write(bytes),
+      flush: () => void sink.flush(),
+      close: async () => {
+        openWriters.delete(flush);
+        await sink.flush();
+        if (fd !== undefined) {
+          await sink.end();
+          closeSync(fd);
+        }
+      },
     },
-    flush: flushNow,
-    close: async () => {
-      flushNow();
-      closed = true;
-      openWriters.delete(flushNow);
-      await sink.flush();
-      if (typeof target === "object") {
-        await sink.end();
-        closeSync(fd!);
-      }
-    },
-  };
+    options?.chunk,
+  );
+  const flush = () => writer.flush();
+  openWriters.add(flush);
+  return writer;
 }
 
 let hostRegistered = false;

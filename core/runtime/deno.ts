@@ -1,4 +1,5 @@
-import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer } from "./types.ts";
+import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
+import { BatchingWriter } from "./batching-writer.ts";
 
 // Deno's global is declared loosely so the Bun-typed project type-checks without Deno's lib.
 // deno-lint-ignore no-explicit-any
@@ -33,39 +34,26 @@ async function serve(options: ServeOptions): Promise<Listener> {
   };
 }
 
-function openWriter(target: "stdout" | "stderr" | { path: string }): Writer {
-  const encoder = new TextEncoder();
+function openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer {
   const file = target === "stdout"
     ? Deno.stdout
     : target === "stderr"
     ? Deno.stderr
     : Deno.openSync(target.path, { write: true, create: true, append: true });
-  let buffer = "";
-  let pending = false;
-  const flush = () => {
-    pending = false;
-    if (!buffer) return;
-    const bytes = encoder.encode(buffer);
-    buffer = "";
-    let off = 0;
-    while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
-  };
-  return {
-    write(text) {
-      buffer += text;
-      if (buffer.length > 64 * 1024) flush();
-      else if (!pending) {
-        pending = true;
-        setTimeout(flush, 50);
-      }
+  return new BatchingWriter(
+    {
+      write(bytes) {
+        let off = 0;
+        while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      },
+      flush() {},
+      close: () => {
+        if (typeof target === "object") file.close();
+        return Promise.resolve();
+      },
     },
-    flush,
-    close: () => {
-      flush();
-      if (typeof target === "object") file.close();
-      return Promise.resolve();
-    },
-  };
+    options?.chunk,
+  );
 }
 
 let generation = 0;

@@ -69,11 +69,28 @@ export interface Listener {
   forceClose(): Promise<void>;
 }
 
-/** A buffered line writer (stdout, stderr or a file) for logs. */
+/** Something that writes itself into a writer's buffer (an access line, without a string first). */
+export interface ByteSource {
+  /** Writes from `buf[at]` on, at most the `maxBytes` promised to {@link Writer.writeBytes}; returns the end. */
+  fill(buf: Uint8Array, at: number): number;
+}
+
+/** A buffered line writer (stdout, stderr or a file) for logs. Each call is whole lines. */
 export interface Writer {
   write(text: string): void;
+  /** Lets `source` write at most `maxBytes` bytes straight into the buffer. */
+  writeBytes(maxBytes: number, source: ByteSource): void;
   flush(): void;
   close(): Promise<void>;
+}
+
+export interface WriterOptions {
+  /**
+   * Largest write handed to the file, in whole lines (a longer line goes alone). 4096 (PIPE_BUF)
+   * when several processes share a pipe: the kernel never interleaves writes that small.
+   * @default 65536
+   */
+  chunk?: number;
 }
 
 /** A plugin module as imported: its namespace and the source files it was built from. */
@@ -102,7 +119,7 @@ export interface Runtime {
   /** Process arguments after the script (or binary) name. */
   args(): string[];
   cwd(): string;
-  openWriter(target: "stdout" | "stderr" | { path: string }): Writer;
+  openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer;
   exit(code: number): never;
   /**
    * Import a plugin file (absolute path), with `"fulcrum"` resolving to the host's module.
