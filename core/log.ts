@@ -4,6 +4,7 @@
  */
 import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
 import type { ByteSource, Runtime, Writer } from "./runtime/types.ts";
+import { put as putBytes, putInt } from "./http1/bytes.ts";
 
 export type { Logger };
 
@@ -99,12 +100,8 @@ let p = 0;
 let isoMs = -1;
 const iso = new Uint8Array(24);
 
-// A loop, not out.set(): for pieces this short the native call costs more than the copy.
 function put(bytes: Uint8Array): void {
-  const b = out;
-  let q = p;
-  for (let i = 0; i < bytes.length; i++) b[q++] = bytes[i]!;
-  p = q;
+  p = putBytes(out, p, bytes);
 }
 /** A string as its UTF-8 bytes, unescaped (the ids, the timestamp's text). */
 function raw(s: string): void {
@@ -151,18 +148,8 @@ function jsonName(s: string): void {
 }
 /** Worst case of {@link jsonString}: "\uXXXX" for every UTF-16 unit, and the quotes. */
 const jsonMax = (s: string) => 6 * s.length + 2;
-const digits = new Uint8Array(24);
-/** A number as String(n) writes it; non-negative safe integers without making the string. */
 function num(n: number): void {
-  if (n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n) {
-    let d = 0;
-    do {
-      const q = Math.floor(n / 10);
-      digits[d++] = 48 + (n - q * 10);
-      n = q;
-    } while (n > 0);
-    while (d > 0) out[p++] = digits[--d]!;
-  } else raw(String(n));
+  p = putInt(out, p, n);
 }
 /** Milliseconds rounded to microseconds, as String(Math.round(ms * 1000) / 1000) writes them. */
 function millis(ms: number): void {

@@ -41,16 +41,20 @@ export class Conn {
   paused = false;
   constructor(readonly pool: BunPool) {}
 
-  /** Write now, or queue what the kernel did not take. A string must be ASCII (1 byte a char). */
-  write(data: Uint8Array | string): boolean {
+  /**
+   * Write now, or queue what the kernel did not take. A string must be ASCII (1 byte a char).
+   * `transient`: `data` is a reused buffer, so what is queued is copied.
+   */
+  write(data: Uint8Array | string, transient = false): boolean {
     if (this.out !== undefined) {
-      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : transient ? Buffer.from(data) : data);
       return false;
     }
     const n = this.socket!.write(data);
     if (n === data.length) return true;
     const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
-    this.out = [n > 0 ? rest.subarray(n) : rest];
+    const tail = n > 0 ? rest.subarray(n) : rest;
+    this.out = [transient ? Buffer.from(tail) : tail];
     return false;
   }
 

@@ -16,8 +16,16 @@ import {
 import { Conn, Exchange } from "./bun-conn.ts";
 import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
+import { latin1, put, putInt } from "../http1/bytes.ts";
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const ascii = (s: string) => Buffer.from(s, "latin1");
+const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
+const CONTENT_LENGTH = ascii("content-length: ");
+const TE_CHUNKED = ascii("transfer-encoding: chunked\r\n");
+const CONNECTION_CLOSE = ascii("connection: close\r\n");
+/** The reused buffer for request heads (with a buffered body); larger ones get their own. */
+const SCRATCH_SIZE = 64 * 1024;
+let scratch: Buffer | undefined;
 
 export class BunPool implements UpstreamAgent {
   /** Oldest first (idle times ascend), so expiry takes a prefix and reuse pops the warmest. */
@@ -105,35 +113,55 @@ export class BunPool implements UpstreamAgent {
     }
   }
 
-  /** Write the request head (and a buffered body) on a ready connection, then stream a body. */
+  /**
+   * Write the request head (and a buffered body) on a ready connection, then stream a body. The
+   * head is written as bytes into a reused buffer (no string built per request); header values
+   * are latin1 (ByteStrings, or bytes as the listener read them): one byte per character.
+   */
   start(conn: Conn, ex: Exchange): void {
     const req = ex.req;
     const h = req.headers;
-    let head = `${req.method} ${this.target.basePath}${req.path} HTTP/1.1\r\n`;
-    for (const name in h) head += `${name}: ${h[name]}\r\n`;
     const body = req.body;
+    const basePath = this.target.basePath;
+    let size = req.method.length + basePath.length + req.path.length + 96;
+    for (const name in h) size += name.length + h[name]!.length + 4;
+    if (body instanceof Uint8Array) size += body.length;
+    const buf = size <= SCRATCH_SIZE ? (scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(size);
+    let p = latin1(buf, 0, req.method);
+    buf[p++] = 32;
+    p = latin1(buf, p, basePath);
+    p = latin1(buf, p, req.path);
+    p = put(buf, p, HTTP11_CRLF);
+    for (const name in h) {
+      p = latin1(buf, p, name);
+      buf[p++] = 58;
+      buf[p++] = 32;
+      p = latin1(buf, p, h[name]!);
+      buf[p++] = 13;
+      buf[p++] = 10;
+    }
     let chunked = false;
     if (body instanceof Uint8Array) {
-      if (h["content-length"] === undefined) head += `content-length: ${body.length}\r\n`;
+      if (h["content-length"] === undefined) {
+        p = put(buf, p, CONTENT_LENGTH);
+        p = putInt(buf, p, body.length);
+        buf[p++] = 13;
+        buf[p++] = 10;
+      }
     } else if (body !== null && h["content-length"] === undefined) {
       chunked = true;
-      head += "transfer-encoding: chunked\r\n";
+      p = put(buf, p, TE_CHUNKED);
     }
-    if (!this.keepAlive) head += "connection: close\r\n";
-    head += "\r\n";
-    // Header values come from Headers objects (ByteStrings): one byte per character.
+    if (!this.keepAlive) p = put(buf, p, CONNECTION_CLOSE);
+    buf[p++] = 13;
+    buf[p++] = 10;
     if (body instanceof Uint8Array) {
-      const out = Buffer.allocUnsafe(head.length + body.length);
-      out.write(head, 0, "latin1");
-      out.set(body, head.length);
-      conn.write(out);
-      ex.bodySent = true;
-    } else {
-      // An all-ASCII head (the usual case) goes as a string: no buffer allocated per request.
-      conn.write(NON_ASCII.test(head) ? Buffer.from(head, "latin1") : head);
-      if (body === null) ex.bodySent = true;
-      else void pump(conn, ex, body, chunked);
+      buf.set(body, p);
+      p += body.length;
     }
+    conn.write(buf.subarray(0, p), buf === scratch);
+    if (body === null || body instanceof Uint8Array) ex.bodySent = true;
+    else void pump(conn, ex, body, chunked);
   }
 
   /** A response ended: keep the connection for the next request, or close it. */

@@ -1,0 +1,31 @@
+/**
+ * Writing an HTTP/1.1 head as bytes into a buffer, without building it as a string first (the
+ * pieces of a string head are a rope that is flattened and then copied again into the buffer).
+ * Header names and values are latin1 strings: one byte per character, as they were read.
+ */
+
+/** `s` as latin1 (each character's low byte) at `at`; returns the end. */
+export function latin1(buf: Uint8Array, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) buf[at++] = s.charCodeAt(i);
+  return at;
+}
+
+/** `bytes` at `at`; returns the end. A loop: for pieces this short the native copy costs more. */
+export function put(buf: Uint8Array, at: number, bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) buf[at++] = bytes[i]!;
+  return at;
+}
+
+const digits = new Uint8Array(24);
+/** A number as String(n) writes it at `at` (non-negative safe integers without making the string); returns the end. */
+export function putInt(buf: Uint8Array, at: number, n: number): number {
+  if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) return latin1(buf, at, String(n));
+  let d = 0;
+  do {
+    const q = Math.floor(n / 10);
+    digits[d++] = 48 + (n - q * 10);
+    n = q;
+  } while (n > 0);
+  while (d > 0) buf[at++] = digits[--d]!;
+  return at;
+}
