@@ -167,6 +167,9 @@ class RawIncoming implements Incoming, ObservedRequest {
   bodyFault(): number {
     return this.raw.bodyFault();
   }
+  wholeBody(): Uint8Array | undefined {
+    return this.raw.wholeBody?.();
+  }
 }
 
 function pluginLogger(logging: Logging, name: string): PluginLogger {

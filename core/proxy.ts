@@ -66,6 +66,8 @@ export interface Incoming {
   forwardHeaders(clientIp: string): Record<string, string>;
   /** A client-side body failure the listener saw, as the status to answer (413, 400); 0 if none. */
   bodyFault(): number;
+  /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
+  wholeBody?(): Uint8Array | undefined;
 }
 
 /**
@@ -282,12 +284,14 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   const method = request.method;
   const idempotent = IDEMPOTENT.has(method) || route.retryNonIdempotent;
 
-  // A small body is buffered so that it can be sent again; a large one is streamed, once.
-  let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
-  let replayable = body === null;
+  // A small body is buffered so that it can be sent again; a large one is streamed, once. One that
+  // came whole with its head (the usual small POST) is taken as bytes: no stream, reader or timer.
+  const length = request.bodyLength;
+  const whole = length > 0 && length <= retry.buffer_body_limit ? request.wholeBody?.() : undefined;
+  let body: ReadableStream<Uint8Array> | Uint8Array | null = whole ?? request.body;
+  let replayable = body === null || whole !== undefined;
   let bodyStalled = false;
-  if (body !== null) {
-    const length = request.bodyLength;
+  if (body instanceof ReadableStream) {
     if (retry.attempts > 1 && length >= 0 && length <= retry.buffer_body_limit) {
       try {
         body = await bufferBody(body, route.bodyTimeoutMs);

@@ -122,9 +122,9 @@ interface Proxy {
   stopPromptly(): Promise<void>;
 }
 
-async function proxy(be: RecordingBackend, opts: { middleware?: boolean; limits?: string; retries?: boolean } = {}): Promise<Proxy> {
+async function proxy(be: RecordingBackend, opts: { middleware?: boolean; limits?: string; retries?: boolean; retry?: string } = {}): Promise<Proxy> {
   const route = opts.middleware ? `routes:\n  - { pool: web, middleware: [ { plugin: "${DENY}" } ] }\n` : "";
-  const retry = opts.retries ? "" : "    retry: { attempts: 1 }\n";
+  const retry = opts.retry ?? (opts.retries ? "" : "    retry: { attempts: 1 }\n");
   const f = await startFulcrum(`pools:
   web:
     backends: ["${be.url}"]
@@ -419,6 +419,54 @@ ownListener("a request body nobody reads", () => {
       await p.stopPromptly();
     });
   }
+});
+
+ownListener("request bodies on a direct route", () => {
+  for (const attempts of [1, 2]) {
+    test(`bodies that came whole with their heads go upstream intact, one past the read-ahead too; the request behind them is served (retry attempts ${attempts})`, async () => {
+      const be = await backend();
+      const p = await proxy(be, { retry: `    retry: { attempts: ${attempts}, buffer_body_limit: 1mb }\n` });
+      const c = await p.client();
+      const small = "s".repeat(4096);
+      // Past the read-ahead (64 KiB): reading pauses until the proxy takes the bytes waiting.
+      const big = Buffer.alloc(300 * 1024);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+      c.write(
+        Buffer.concat([
+          Buffer.from(`POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: ${small.length}\r\n\r\n${small}`),
+          Buffer.from(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`),
+          big,
+          Buffer.from("GET /after HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ]),
+      );
+      for (const want of ["POST /small", "POST /big", "GET /after"]) {
+        const r = await c.readResponse();
+        expect(r !== "closed" && r.body.toString()).toBe(want);
+      }
+      expect(be.requests.map((r) => [r.target, r.body.length, r.framing])).toEqual([["/small", 4096, "length"], ["/big", big.length, "length"], ["/after", 0, "none"]]);
+      expect(be.requests[0]!.body.toString()).toBe(small);
+      expect(be.requests[1]!.body.equals(big)).toBe(true);
+      await p.idle();
+      await p.stopPromptly();
+    });
+  }
+
+  test("a body sent after its head (Expect: 100-continue) is asked for, waited for and arrives intact", async () => {
+    const be = await backend();
+    const p = await proxy(be, { retries: true });
+    const c = await p.client();
+    c.write("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
+    // Nothing of the body has come: the proxy asks for it when it reads it.
+    const interim = await c.readResponse();
+    expect(interim !== "closed" && interim.status).toBe(100);
+    c.write("hello");
+    c.write("world");
+    const r = await c.readResponse();
+    expect(r !== "closed" && r.body.toString()).toBe("POST /slow");
+    expect(be.requests[0]!.body.toString()).toBe("helloworld");
+    await p.idle();
+    await p.stopPromptly();
+  });
 });
 
 ownListener("HTTP/1.0, HEAD, Connection: close", () => {

@@ -283,7 +283,17 @@ class Exchange implements RawExchange {
   readonly rawHeaders: readonly string[];
   readonly clientIp: string;
   readonly bodyLength: number;
-  body: ReadableStream<Uint8Array> | null = null;
+  /**
+   * The body stream, made when first asked for (undefined until then; null once the whole body
+   * was taken as bytes). Until then received bytes wait in `#chunks`: a small body that came with
+   * its head is handed over whole ({@link wholeBody}), with no stream, reader or timer.
+   */
+  #stream: ReadableStream<Uint8Array> | null | undefined;
+  #chunks: Uint8Array[] | undefined;
+  #buffered = 0;
+  /** Why the body failed (for a stream made afterwards). */
+  #bodyError: Error | undefined;
+  #cancelled = false;
   bodyState: Body;
   remaining = 0;
   decoder: ChunkedDecoder | undefined;
@@ -324,27 +334,51 @@ class Exchange implements RawExchange {
       this.bodyLength = 0;
       this.bodyState = Body.None;
     }
-    if (this.bodyState !== Body.None) {
-      this.body = new ReadableStream<Uint8Array>(
-        {
-          start: (c) => void (this.controller = c),
-          pull: () => {
-            if (this.expectContinue) {
-              // The body is wanted now: tell a client waiting on Expect: 100-continue to send it.
-              this.expectContinue = false;
-              if (!this.answered) conn.write(CONTINUE);
-            }
-            conn.resume();
-          },
-          cancel: () => {
-            this.controller = undefined;
-            conn.closeAfter = true;
-          },
+  }
+
+  /** The request body as a stream (null when there is none, or it was taken whole). */
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#stream !== undefined) return this.#stream;
+    if (this.bodyLength === 0) return (this.#stream = null);
+    const conn = this.conn;
+    return (this.#stream = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          if (this.bodyState === Body.Failed) return c.error(this.#bodyError);
+          this.controller = c;
+          const chunks = this.#chunks;
+          this.#chunks = undefined;
+          if (chunks !== undefined) for (const chunk of chunks) c.enqueue(chunk);
+          if (this.bodyState === Body.Done) c.close();
         },
-        // Counted in bytes; highWaterMark 0 so that pull (and 100 Continue) waits for a reader.
-        { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
-      );
-    }
+        pull: () => {
+          if (this.expectContinue) {
+            // The body is wanted now: tell a client waiting on Expect: 100-continue to send it.
+            this.expectContinue = false;
+            if (!this.answered) conn.write(CONTINUE);
+          }
+          conn.resume();
+        },
+        cancel: () => {
+          this.controller = undefined;
+          this.#cancelled = true;
+          conn.closeAfter = true;
+        },
+      },
+      // Counted in bytes; highWaterMark 0 so that pull (and 100 Continue) waits for a reader.
+      { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
+    ));
+  }
+
+  /** The whole body as bytes when it has all arrived and nothing asked for the stream yet; else undefined. */
+  wholeBody(): Uint8Array | undefined {
+    if (this.#stream !== undefined || this.bodyState !== Body.Done) return undefined;
+    const chunks = this.#chunks ?? [];
+    this.#chunks = undefined;
+    this.#stream = null;
+    // Reading stopped at MAX_BODY_AHEAD unread bytes: they are read now.
+    this.conn.resume();
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   }
 
   /** The exchange is its own abort signal (AbortLike): no AbortController per request. */
@@ -398,11 +432,17 @@ class Exchange implements RawExchange {
     this.received += data.length;
     const limit = this.conn.server.limits.maxBody;
     if (limit > 0 && this.received > limit) return this.bodyFailed(413, "request body too large");
+    // Read ahead up to MAX_BODY_AHEAD unread bytes; past that, stop reading the socket until the
+    // body is consumed (backpressure to the client). A small body never pauses (two epoll changes).
+    if (this.#stream === undefined) {
+      (this.#chunks ??= []).push(data);
+      this.#buffered += data.length;
+      if (this.#buffered > MAX_BODY_AHEAD) this.conn.pause();
+      return;
+    }
     const c = this.controller;
     if (c === undefined) return;
     c.enqueue(data);
-    // Read ahead up to MAX_BODY_AHEAD unread bytes; past that, stop reading the socket until the
-    // body is consumed (backpressure to the client). A small body never pauses (two epoll changes).
     if ((c.desiredSize ?? 0) < -MAX_BODY_AHEAD) this.conn.pause();
   }
 
@@ -418,11 +458,13 @@ class Exchange implements RawExchange {
     this.bodyState = Body.Failed;
     this.fault = status;
     this.conn.closeAfter = true;
+    this.#chunks = undefined;
+    this.#bodyError = new RequestError(status, message);
     try {
-      this.controller?.error(new RequestError(status, message));
+      this.controller?.error(this.#bodyError);
     } catch {}
-    // Nothing read the body yet: answer now rather than leave the client waiting.
-    if (!this.answered && this.controller === undefined) this.respondWith(new Response(`${message}\n`, { status }));
+    // The body's reader gave up on it: answer now rather than leave the client waiting.
+    if (!this.answered && this.#cancelled) this.respondWith(new Response(`${message}\n`, { status }));
   }
 
   /** The client went away: abort the request's work and stop writing its answer. */
@@ -440,8 +482,10 @@ class Exchange implements RawExchange {
     }
     if (this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
       this.bodyState = Body.Failed;
+      this.#chunks = undefined;
+      this.#bodyError = new Error("client closed the connection");
       try {
-        this.controller?.error(new Error("client closed the connection"));
+        this.controller?.error(this.#bodyError);
       } catch {}
     }
     this.reader?.cancel("client closed the connection").catch(() => {});

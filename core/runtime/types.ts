@@ -26,6 +26,11 @@ export interface RawExchange {
   readonly bodyLength: number;
   /** The request body, or null when there is none. */
   readonly body: ReadableStream<Uint8Array> | null;
+  /**
+   * The whole body as bytes if it has all arrived and {@link body} was not read yet (then `body`
+   * is null from now on); undefined otherwise.
+   */
+  wholeBody?(): Uint8Array | undefined;
   /** Aborted when the client goes away before its response is complete. */
   readonly signal: AbortLike;
   /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */
