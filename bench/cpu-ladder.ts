@@ -59,6 +59,8 @@ const rungs = rungNames
     return !why;
   });
 const results = new Map<string, number[]>();
+/** p99 latency (ms) per rung and round: a tail that one process shows alone, without the others' load. */
+const p99s = new Map<string, number[]>();
 /** Per round: rung name → CPU µs per request, for ratios within a round. */
 const rounds: Map<string, number>[] = [];
 try {
@@ -75,7 +77,8 @@ try {
       const us = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
       (results.get(r.def.name) ?? results.set(r.def.name, []).get(r.def.name)!).push(us);
       thisRound.set(r.def.name, us);
-      log(`round ${round + 1} ${r.def.name}: ${Math.round(res.rps)} req/s, ${us.toFixed(1)} µs CPU/request, errors ${res.errors}`);
+      (p99s.get(r.def.name) ?? p99s.set(r.def.name, []).get(r.def.name)!).push(res.p99Ms);
+      log(`round ${round + 1} ${r.def.name}: ${Math.round(res.rps)} req/s, ${us.toFixed(1)} µs CPU/request, p99 ${res.p99Ms.toFixed(2)} ms, errors ${res.errors}`);
     }
   }
 } finally {
@@ -84,12 +87,13 @@ try {
 }
 console.log(`\n${tool}, ${connections} connections, GET ${path}, ${runs} interleaved rounds × ${duration} s; CPU µs per request of the proxy's processes`);
 const first = rungs[0]!.name;
-console.log(`rung                    median    min    max   vs ${first} in the same round: median (min … max)`);
+console.log(`rung                    median    min    max   p99 ms (median)   vs ${first} in the same round: median (min … max)`);
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 for (const [name, xs] of results) {
   const s = sorted(xs);
   const ratios = sorted(rounds.filter((r) => r.has(name) && r.has(first)).map((r) => r.get(name)! / r.get(first)!));
   const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(1)}%`;
   const vs = name === first || ratios.length === 0 ? "" : `${pct(ratios[ratios.length >> 1]!)} (${pct(ratios[0]!)} … ${pct(ratios[ratios.length - 1]!)})`;
-  console.log(`${name.padEnd(22)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${s[s.length - 1]!.toFixed(1).padStart(6)}   ${vs}`);
+  const p99 = sorted(p99s.get(name) ?? []);
+  console.log(`${name.padEnd(22)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${s[s.length - 1]!.toFixed(1).padStart(6)}   ${(p99[p99.length >> 1] ?? NaN).toFixed(2).padStart(14)}   ${vs}`);
 }

@@ -413,6 +413,12 @@ function hostRank(r: Route): number {
 }
 
 function matchRoute(routes: readonly Route[], hostHeader: string | null, path: string): Route | undefined {
+  // The Host is read only if a route asks for one (routes with a host sort first).
+  const first = routes[0];
+  if (first === undefined || (first.host === undefined && first.hostSuffix === undefined)) {
+    for (const r of routes) if (pathMatches(r.path, path)) return r;
+    return undefined;
+  }
   let host = hostHeader?.toLowerCase() ?? "";
   const colon = host.lastIndexOf(":");
   if (colon > 0 && host.indexOf("]", colon) < 0) host = host.slice(0, colon);

@@ -19,7 +19,8 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 /** Header names listed in a `Connection` value, lower-cased; `undefined` when none. */
 export function connectionTokens(value: string | null | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  // What nearly every backend sends names no header: no split, no strings.
+  if (!value || value === "keep-alive" || value === "close" || value === "Keep-Alive" || value === "Close") return undefined;
   let out: Set<string> | undefined;
   for (const raw of value.split(",")) {
     const t = raw.trim().toLowerCase();
