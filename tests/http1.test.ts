@@ -33,6 +33,28 @@ describe("response head parsing", () => {
 
   test("a status line without a reason phrase is accepted", () => {
     expect(head("HTTP/1.1 204").statusText).toBe("");
+    expect(head("HTTP/1.1 204 ").statusText).toBe("");
+  });
+
+  test("status lines are read as RFC 9112's grammar says (checked against a regular expression of it)", () => {
+    const grammar = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: (.*))?$/s;
+    const pieces = ["HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "HTTP/1", "http/1.1", " ", "  ", "200", "599", "600", "099", "1", "20", "2000", "OK", "Not Found", "\xe9", "x", ""];
+    let seed = 11;
+    const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), seed >>> 0);
+    for (let i = 0; i < 5000; i++) {
+      let line = "";
+      for (let k = next() % 5; k >= 0; k--) line += pieces[next() % pieces.length];
+      const m = grammar.exec(line);
+      let got: { status: number; statusText: string } | "rejected";
+      try {
+        const h = head(`${line}\r\nContent-Length: 0`);
+        got = { status: h.status, statusText: h.statusText };
+      } catch (e) {
+        if (!(e instanceof ParseError)) throw e;
+        got = "rejected";
+      }
+      expect({ line, got }).toEqual({ line, got: m === null ? "rejected" : { status: Number(m[2]), statusText: m[3] ?? "" } });
+    }
   });
 
   test("HTTP/1.0 and Connection: close mark the connection as not reusable", () => {
@@ -50,6 +72,12 @@ describe("response head parsing", () => {
     ["an unknown version", "HTTP/2.0 200 OK"],
     ["a status under 100", "HTTP/1.1 099 Odd"],
     ["a status over 599 (no Response can carry it)", "HTTP/1.1 600 Odd"],
+    ["a short status", "HTTP/1.1 20"],
+    ["two spaces before the status", "HTTP/1.1  200 OK"],
+    ["a status with a letter", "HTTP/1.1 2x0 OK"],
+    ["a status run into its reason", "HTTP/1.1 200OK"],
+    ["a lower-case protocol name", "http/1.1 200 OK"],
+    ["another protocol", "HTTPS/1.1 200 OK"],
     ["obs-fold (a continuation line)", "HTTP/1.1 200 OK\r\nX-A: one\r\n two"],
     ["a space before the colon", "HTTP/1.1 200 OK\r\nX-A : one"],
     ["an empty header name", "HTTP/1.1 200 OK\r\n: one"],

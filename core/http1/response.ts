@@ -35,8 +35,6 @@ export interface ResponseHead {
 // tchar (RFC 9110 §5.6.2) by byte value.
 const TCHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
-// 100-599 only: a Response cannot carry anything else (RFC 9110 §15 defines no class above 5xx).
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: (.*))?$/s;
 const ascii = new TextDecoder();
 /** Scratch for one parse: per header line, name start, colon, value start and end (trimmed). */
 let marks = new Int32Array(4 * 64);
@@ -116,9 +114,19 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
 
   // All bytes ASCII (the usual case): decode fast; else latin1, so obs-text keeps its bytes.
   const text = hi < 128 ? ascii.decode(buf.subarray(from, headEnd)) : buf.toString("latin1", from, headEnd);
-  const m = STATUS_LINE.exec(text.slice(0, statusEnd - from));
-  if (m === null) throw new ParseError(`invalid status line: ${JSON.stringify(text.slice(0, Math.min(statusEnd - from, 80)))}`);
-  const http10 = m[1] === "0";
+  // "HTTP/1.x NNN reason", read from the bytes: no regular expression or match array per response.
+  const lineLen = statusEnd - from;
+  const d0 = buf[from + 9]! - 48, d1 = buf[from + 10]! - 48, d2 = buf[from + 11]! - 48;
+  const minor = buf[from + 7]!;
+  if (
+    lineLen < 12 || !startsWithHttp1(buf, from) || (minor !== 48 && minor !== 49) || buf[from + 8] !== 32 ||
+    d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (lineLen > 12 && buf[from + 12] !== 32)
+  ) {
+    throw new ParseError(`invalid status line: ${JSON.stringify(text.slice(0, Math.min(lineLen, 80)))}`);
+  }
+  const http10 = minor === 48;
+  const status = d0 * 100 + d1 * 10 + d2;
+  const statusText = lineLen > 13 ? text.slice(13, lineLen) : "";
   const rawHeaders: string[] = new Array(count * 2);
   let contentLength = -1;
   let te: string | undefined;
@@ -147,8 +155,13 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
     chunked = true;
   }
   // HTTP/1.0 keep-alive is rare and ill-defined with a proxy in between: never reuse those.
-  const close = http10 || hasToken(connection, "close");
-  return { status: Number(m[2]), statusText: m[3] ?? "", rawHeaders, contentLength, chunked, close, end: headEnd };
+  const close = http10 || (connection !== "keep-alive" && hasToken(connection, "close"));
+  return { status, statusText, rawHeaders, contentLength, chunked, close, end: headEnd };
+}
+
+/** "HTTP/1." at `at`. */
+function startsWithHttp1(buf: Buffer, at: number): boolean {
+  return buf[at] === 72 && buf[at + 1] === 84 && buf[at + 2] === 84 && buf[at + 3] === 80 && buf[at + 4] === 47 && buf[at + 5] === 49 && buf[at + 6] === 46;
 }
 
 function hasToken(list: string, token: string): boolean {
