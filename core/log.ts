@@ -44,7 +44,7 @@ export interface Logging {
 
 const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
 
-let lastMs = -1;
+let lastMs = Number.NaN;
 let lastIso = "";
 const J = JSON.stringify;
 
@@ -97,8 +97,9 @@ const FIXED_MAX = K_TIMESTAMP.length + K_METHOD.length + K_PATH.length + K_STATU
 // The line being written: module state, so the writers below take no buffer argument.
 let out: Uint8Array = new Uint8Array(0);
 let p = 0;
-let isoMs = -1;
-const iso = new Uint8Array(24);
+/** The timestamp's bytes, made once a millisecond (NaN: none made yet). */
+let isoMs = Number.NaN;
+let iso = new Uint8Array(0);
 
 function put(bytes: Uint8Array): void {
   p = putBytes(out, p, bytes);
@@ -193,8 +194,8 @@ class AccessLineSource implements ByteSource {
     out = buf;
     p = at;
     if (this.now !== isoMs) {
+      iso = utf8.encode(new Date(this.now).toISOString());
       isoMs = this.now;
-      utf8.encodeInto(new Date(isoMs).toISOString(), iso);
     }
     put(K_TIMESTAMP);
     put(iso);

@@ -69,10 +69,24 @@ test("a log file gets its lines in batches (not one write per line), all of them
 });
 
 describe("the access log written as bytes", () => {
-  /** A writer whose writes are kept, as they would reach the file. */
+  /**
+   * A writer whose writes are kept as they would reach the file. Like Bun's FileSink, the sink
+   * holds what it is given until flush() and then sends it in one system call: `writes` are those.
+   */
   const capture = (chunk?: number) => {
     const writes: Buffer[] = [];
-    const w = new BatchingWriter({ write: (b) => void writes.push(Buffer.from(b)), flush() {}, close: async () => {} }, chunk);
+    let pending: Buffer[] = [];
+    const w = new BatchingWriter(
+      {
+        write: (b) => void pending.push(Buffer.from(b)),
+        flush() {
+          if (pending.length > 0) writes.push(Buffer.concat(pending));
+          pending = [];
+        },
+        close: async () => {},
+      },
+      chunk,
+    );
     return { w, writes, text: () => Buffer.concat(writes).toString("utf8") };
   };
 
@@ -140,6 +154,31 @@ describe("the access log written as bytes", () => {
       if (b.length > 4096) expect(b.indexOf(10)).toBe(b.length - 1);
     }
     expect(writes.filter((b) => b.length > 4096).length).toBe(4);
+  });
+
+  test("a line too long for the whole buffer goes alone too, after the lines before it", () => {
+    const { w, writes, text } = capture(4096);
+    w.write("one\n");
+    w.write("two\n");
+    const huge = `${"h".repeat(200_000)}\n`;
+    w.write(huge);
+    w.write("three\n");
+    w.flush();
+    expect(writes.map((b) => b.toString())).toEqual(["one\ntwo\n", huge, "three\n"]);
+    expect(text()).toBe(`one\ntwo\n${huge}three\n`);
+  });
+
+  test("the timestamp is the clock's, whatever its year or value (as accessLine writes it)", () => {
+    const { w, text } = capture();
+    let expected = "";
+    for (const now of [-1, 0, Date.UTC(10000, 0, 1), Date.UTC(-1, 0, 1), Date.UTC(2026, 10, 27)]) {
+      accessLog(w, undefined, () => now).write(entry(), 1, undefined);
+      expected += accessLine(entry(), 1, undefined, undefined, now);
+    }
+    w.flush();
+    expect(text()).toBe(expected);
+    expect(expected).toContain('"@timestamp":"+010000-01-01T00:00:00.000Z"');
+    expect(expected).toContain('"@timestamp":"1969-12-31T23:59:59.999Z"');
   });
 
   test("lines wait for the next flush (timer, chunk or close), then leave in one write", async () => {

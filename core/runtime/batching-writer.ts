@@ -67,11 +67,11 @@ export class BatchingWriter implements Writer {
       if (end > this.#chunk && start > 0) {
         // The lines before this one make a whole chunk; this one starts the next.
         this.#out.write(this.#buf.subarray(0, start));
+        this.#out.flush();
         this.#buf.copyWithin(0, start, end);
         this.#at = end - start;
       }
       if (this.#at >= this.#chunk) this.#writeGathered();
-      this.#out.flush();
     }
     if (this.#at > 0 && this.#timer === undefined) {
       this.#timer = setTimeout(() => this.flush(), this.#delayMs);
@@ -85,7 +85,6 @@ export class BatchingWriter implements Writer {
     this.#timer = undefined;
     if (this.#closed) return;
     this.#writeGathered();
-    this.#out.flush();
   }
 
   async close(): Promise<void> {
@@ -94,9 +93,15 @@ export class BatchingWriter implements Writer {
     await this.#out.close();
   }
 
+  /**
+   * Writes what is gathered, flushed at once: a sink may hold writes until its flush and send
+   * them together (Bun's FileSink does), which would join lines of separate chunks in one write.
+   */
   #writeGathered(): void {
-    if (this.#at === 0) return;
-    this.#out.write(this.#buf.subarray(0, this.#at));
-    this.#at = 0;
+    if (this.#at > 0) {
+      this.#out.write(this.#buf.subarray(0, this.#at));
+      this.#at = 0;
+    }
+    this.#out.flush();
   }
 }
