@@ -2,10 +2,11 @@
 // attempt (server span, client span, inject, end both, ids for the access log).
 //   bun bench/telemetry-micro.ts [requests-per-round]     (BATCH=n sets max_export_batch_size,
 //                                                          RATE=n requests/s, default 20000)
-//   bun bench/telemetry-micro.ts --gateway [requests-per-round]      (ONLY=off|1.0|0.01: one variant)
+//   bun bench/telemetry-micro.ts --gateway [--raw] [requests-per-round]   (ONLY=off,1.0,0.01,0: those variants)
 //     the whole request path instead (gateway, route, proxy, observer with metrics, access log to
 //     memory) against a canned upstream, 100 requests in flight, RATE default 10000: what the
-//     tracing calls cost where they run, with the caches and the garbage of a real request
+//     tracing calls cost where they run, with the caches and the garbage of a real request; --raw
+//     hands requests over as the own listener does (gateway.handle) instead of as web Requests
 // Requests run in chunks of 200, paced at RATE (about what one Fulcrum process serves here) with
 // the event loop free in between, as a server would, so the batch processor exports while we
 // measure and keeps up (unpaced, spans outran the exporter and were dropped, which hides their
@@ -57,7 +58,9 @@ async function round(tel: Telemetry, n: number, gateway?: Gateway): Promise<Roun
     const t0 = performance.now();
     if (gateway) {
       const inFlight: Promise<unknown>[] = [];
-      for (let i = 0; i < chunk; i++) inFlight.push(gateway.fetch(gatewayRequest(), "10.0.0.9").then((r) => r.arrayBuffer()));
+      for (let i = 0; i < chunk; i++) {
+        inFlight.push(RAW ? gateway.handle(rawExchange() as never) : gateway.fetch(gatewayRequest(), "10.0.0.9").then((r) => r.arrayBuffer()));
+      }
       await Promise.all(inFlight);
     } else for (let i = 0; i < chunk; i++) sink = oneRequest(tel);
     api += performance.now() - t0;
@@ -97,8 +100,24 @@ async function measure(variants: Variant[]) {
 }
 
 // --gateway: the request path of core/gateway.ts with a canned 100-byte upstream response.
-type Gateway = { fetch(request: Request, clientIp: string): Promise<Response>; close(): void };
+type Gateway = { fetch(request: Request, clientIp: string): Promise<Response>; handle(raw: never): Promise<void>; close(): void };
 const gatewayRequest = () => new Request("http://127.0.0.1:8080/100b", { headers: { host: "127.0.0.1:8080", "user-agent": "wrk/4.2" } });
+/** --raw: the request as Fulcrum's own listener hands it over (parsed header list, no Request), answered into the void. */
+const RAW = process.argv.includes("--raw");
+const rawHeaders = ["host", "127.0.0.1:8080", "user-agent", "wrk/4.2"];
+const noSignal = { aborted: false, addEventListener() {}, removeEventListener() {} };
+let answered = 0;
+const rawExchange = () => ({
+  method: "GET", target: "/100b", host: "127.0.0.1:8080", rawHeaders, clientIp: "10.0.0.9", bodyLength: 0, body: null,
+  signal: noSignal, bodyFault: () => 0,
+  respond(status: number) {
+    answered += status;
+  },
+  respondWith(r: Response) {
+    answered += r.status;
+  },
+  toRequest: gatewayRequest,
+});
 async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   const { Buffer } = await import("node:buffer");
   const { configure, getLogger } = await import("@logtape/logtape");
@@ -155,12 +174,14 @@ const traces = (sample_ratio: number) => ({ traces: { endpoint, sample_ratio, ma
 
 console.log(`bun ${Bun.version}, ${GATEWAY ? "whole gateway path, " : ""}${N} requests x ${ROUNDS} rounds at ${RATE}/s (interleaved, median shown), 2 spans per sampled request`);
 try {
-  // ONLY=off|1.0|0.01 runs one variant (for a profiler).
-  const only = process.env.ONLY;
+  // ONLY=off|1.0|0.01|0 (comma-separated) runs those variants only; 0 is tracing on with nothing
+  // sampled (the unsampled path alone, no recorded spans).
+  const only = process.env.ONLY?.split(",");
   const variants: Variant[] = [];
-  if (!only || only === "off") variants.push(await prepare("tracing off", undefined));
-  if (!only || only === "1.0") variants.push(await prepare("on, sample_ratio 1.0", traces(1)));
-  if (!only || only === "0.01") variants.push(await prepare("on, sample_ratio 0.01", traces(0.01)));
+  if (!only || only.includes("off")) variants.push(await prepare("tracing off", undefined));
+  if (!only || only.includes("1.0")) variants.push(await prepare("on, sample_ratio 1.0", traces(1)));
+  if (!only || only.includes("0.01")) variants.push(await prepare("on, sample_ratio 0.01", traces(0.01)));
+  if (only?.includes("0")) variants.push(await prepare("on, sample_ratio 0", traces(0)));
   await measure(variants);
 } finally {
   collector.kill();
