@@ -45,7 +45,6 @@ const calibration: ProxyDef = {
 
 const dir = mkdtempSync(join(tmpdir(), "fulcrum-cpu-ladder-"));
 const tool = pickTool("wrk");
-const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
 const rungNames = arg("--rungs", "nginx,calibration,fulcrum-bare,fulcrum-1w").split(",");
 const rungs = rungNames
   .map((name) => {
@@ -58,6 +57,11 @@ const rungs = rungNames
     if (why) log(`skipping ${d.name}: ${why}`);
     return !why;
   });
+if (rungs.length === 0) {
+  log("no rung can run here");
+  process.exit(1);
+}
+const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
 const results = new Map<string, number[]>();
 /** p99 latency (ms) per rung and round: a tail that one process shows alone, without the others' load. */
 const p99s = new Map<string, number[]>();
