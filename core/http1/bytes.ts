@@ -29,3 +29,9 @@ export function putInt(buf: Uint8Array, at: number, n: number): number {
   while (d > 0) buf[at++] = digits[--d]!;
   return at;
 }
+
+const ascii = (s: string) => new TextEncoder().encode(s);
+/** Header lines both the listener and the upstream client write. */
+export const CONTENT_LENGTH = ascii("content-length: ");
+export const TE_CHUNKED = ascii("transfer-encoding: chunked\r\n");
+export const CONNECTION_CLOSE = ascii("connection: close\r\n");

@@ -17,7 +17,7 @@ import { Buffer } from "node:buffer";
 import { ChunkedDecoder, LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
 import type { Listener, RawExchange, ServeOptions } from "./types.ts";
-import { latin1, put, putInt } from "../http1/bytes.ts";
+import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putInt, TE_CHUNKED } from "../http1/bytes.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 /** Request body bytes received ahead of the reader before reading pauses. */
@@ -58,9 +58,6 @@ function httpDate(): string {
 const ascii = (s: string) => Buffer.from(s, "latin1");
 const HTTP11 = ascii("HTTP/1.1 ");
 const DATE = ascii("date: ");
-const TE_CHUNKED = ascii("transfer-encoding: chunked\r\n");
-const CONTENT_LENGTH = ascii("content-length: ");
-const CONNECTION_CLOSE = ascii("connection: close\r\n");
 const CONNECTION_KEEP_ALIVE = ascii("connection: keep-alive\r\n");
 
 /** At least the bytes {@link Exchange.#writeHead} writes for these headers (status line, date, framing, connection). */

@@ -16,13 +16,10 @@ import {
 import { Conn, Exchange } from "./bun-conn.ts";
 import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
-import { latin1, put, putInt } from "../http1/bytes.ts";
+import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putInt, TE_CHUNKED } from "../http1/bytes.ts";
 
 const ascii = (s: string) => Buffer.from(s, "latin1");
 const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
-const CONTENT_LENGTH = ascii("content-length: ");
-const TE_CHUNKED = ascii("transfer-encoding: chunked\r\n");
-const CONNECTION_CLOSE = ascii("connection: close\r\n");
 /** The reused buffer for request heads (with a buffered body); larger ones get their own. */
 const SCRATCH_SIZE = 64 * 1024;
 let scratch: Buffer | undefined;
