@@ -94,24 +94,38 @@ class ClientConn {
   constructor(readonly server: RawServer) {}
 
   /**
-   * Write bytes; a string is written as latin1 (a head: one byte per character). `transient`:
-   * `data` is the shared scratch buffer, so whatever the kernel does not take now is copied.
+   * Write bytes; a string is written as latin1 (a head: one byte per character). The shared
+   * scratch buffer goes through {@link writeScratch} instead.
    */
-  write(data: Uint8Array | string, transient = false): boolean {
+  write(data: Uint8Array | string): boolean {
     if (this.closed) return false;
     // Bun writes a string as UTF-8: a header value with bytes >= 0x80 (obs-text, kept as latin1
     // characters) would go out as two bytes each, and `n` would not count characters.
     if (typeof data === "string" && Buffer.byteLength(data) !== data.length) data = Buffer.from(data, "latin1");
     if (this.out !== undefined) {
-      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : transient ? Buffer.from(data) : data);
+      this.out.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
       return false;
     }
     const n = this.socket!.write(data);
     if (n === data.length) return true;
     const rest = typeof data === "string" ? Buffer.from(data, "latin1") : data;
     const tail = n > 0 ? rest.subarray(n) : rest;
-    this.out = [transient ? Buffer.from(tail) : tail];
+    this.out = [tail];
     // The client is not reading: it gets client_idle_timeout to take some of it (see flush).
+    this.socket!.timeout(this.server.limits.idleSeconds);
+    return false;
+  }
+
+  /** `buf[0, end)` of the reused buffer, as Conn.writeScratch (bun-conn.ts): no view made unless some is left over. */
+  writeScratch(buf: Uint8Array, end: number): boolean {
+    if (this.closed) return false;
+    if (this.out !== undefined) {
+      this.out.push(Buffer.from(buf.subarray(0, end)));
+      return false;
+    }
+    const n = this.socket!.write(buf, 0, end);
+    if (n === end) return true;
+    this.out = [Buffer.from(buf.subarray(n > 0 ? n : 0, end))];
     this.socket!.timeout(this.server.limits.idleSeconds);
     return false;
   }
@@ -564,7 +578,8 @@ class Exchange implements RawExchange {
       buf.set(body, end);
       end += body.length;
     }
-    this.conn.write(buf.subarray(0, end), buf === shared);
+    if (buf === shared) this.conn.writeScratch(buf, end);
+    else this.conn.write(buf.subarray(0, end));
   }
 
   respond(status: number, statusText: string, headers: readonly string[], body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void {

@@ -156,7 +156,8 @@ export class BunPool implements UpstreamAgent {
       buf.set(body, p);
       p += body.length;
     }
-    conn.write(buf.subarray(0, p), buf === scratch);
+    if (buf === scratch) conn.writeScratch(buf, p);
+    else conn.write(buf.subarray(0, p));
     if (body === null || body instanceof Uint8Array) ex.bodySent = true;
     else void pump(conn, ex, body, chunked);
   }
