@@ -347,7 +347,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           const result: ProxyResult = await proxyToPool(route.pool, incoming, ex, route.options);
           if (result instanceof Response) response = result;
           else {
-            raw.respond(result.status, result.statusText, result.headers, result.body, result.length);
+            raw.respond(result.status, result.statusText, result.block ?? result.headers, result.body, result.length);
             return settle(ex, undefined);
           }
         } else response = await route.app.fetch(incoming.toRequest(), { ex, raw });

@@ -6,10 +6,11 @@
 import type { Backend, Pool } from "./pool.ts";
 import type { RequestInfo } from "./plugin-api.ts";
 import { downstreamRaw, upstreamHeaders } from "./headers.ts";
-import { sendUpstream, UpstreamError, type AbortLike, type UpstreamResponse } from "./upstream.ts";
+import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type UpstreamResponse } from "./upstream.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
 import type { Observer } from "./observer.ts";
 import type { SpanHandle } from "./telemetry.ts";
+import type { HeaderBlock } from "./http1/bytes.ts";
 
 /** What the access log and the request counters need to know about one request. */
 export interface Exchange {
@@ -193,10 +194,38 @@ export interface Proxied {
   readonly kind: "proxied";
   readonly status: number;
   readonly statusText: string;
-  /** name, value, … lower-cased, without hop-by-hop or Content-Length. */
+  /** name, value, … lower-cased, without hop-by-hop or Content-Length (made on first read when `block` is given). */
   readonly headers: string[];
+  /** The same headers as the backend's bytes, when its client kept them (see UpstreamResponse.block). */
+  readonly block: HeaderBlock | undefined;
   readonly length: number;
   readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+}
+
+/** {@link Proxied} over an upstream response: forwarded as bytes, as strings only when read (middleware). */
+class ProxiedResponse implements Proxied {
+  readonly kind = "proxied";
+  #headers: string[] | undefined;
+  constructor(
+    readonly res: UpstreamResponse,
+    readonly block: HeaderBlock | undefined,
+    readonly length: number,
+    headers: string[] | undefined,
+  ) {
+    this.#headers = headers;
+  }
+  get status() {
+    return this.res.status;
+  }
+  get statusText() {
+    return this.res.statusText;
+  }
+  get body() {
+    return this.res.body;
+  }
+  get headers(): string[] {
+    return (this.#headers ??= downstreamRaw(this.res.rawHeaders).headers);
+  }
 }
 
 /** What {@link proxyToPool} answers: the backend's response, or an answer of ours (errors). */
@@ -220,8 +249,12 @@ export function toResponse(result: ProxyResult, ex: Exchange): Response {
   }
 }
 
-/** One upstream attempt's bookkeeping: its body may end before or after we look at it. */
-class Attempt {
+/**
+ * One upstream attempt: the request the upstream client sends (one object, no separate request
+ * literal and bound callback per attempt), and its bookkeeping: its body may end before or after
+ * we look at it.
+ */
+class Attempt implements UpstreamRequest {
   responded = false;
   endedEarly = false;
   final = false;
@@ -231,9 +264,16 @@ class Attempt {
     readonly pool: Pool,
     readonly backend: Backend,
     readonly ex: Exchange,
+    readonly method: string,
+    readonly path: string,
+    readonly headers: Record<string, string>,
+    readonly body: ReadableStream<Uint8Array> | Uint8Array | null,
+    readonly signal: AbortLike,
+    readonly connectTimeoutMs: number,
+    readonly responseTimeoutMs: number,
   ) {}
 
-  onBodyEnd = (bytes: number, error?: string): void => {
+  onBodyEnd(bytes: number, error?: string): void {
     this.bytes = bytes;
     this.error = error;
     if (!this.responded) {
@@ -241,7 +281,7 @@ class Attempt {
       return;
     }
     this.finish();
-  };
+  }
 
   #finished = false;
 
@@ -321,7 +361,9 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
       return errorResponse(503, "no backend available");
     }
-    const remaining = deadline - performance.now();
+    // One clock read for the deadline and the attempt's start (performance.now() is a native call).
+    const started = performance.now();
+    const remaining = deadline - started;
     if (remaining <= 0) {
       ex.error = "request deadline passed";
       return errorResponse(504, "gateway timeout");
@@ -329,22 +371,12 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     ex.backend = backend.id;
     ex.attempts = n;
     if (cfg.host_header === "backend") headers.host = backend.hostHeader;
-    const attempt = new Attempt(pool, backend, ex);
+    const attempt = new Attempt(pool, backend, ex, method, path, headers, body, request.signal, cfg.timeouts.connect, Math.min(perTry, remaining));
     const trial = pool.acquire(backend);
-    const started = performance.now();
     const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;
     try {
-      res = await sendUpstream(backend.target, backend.agent, {
-        method,
-        path,
-        headers,
-        body,
-        signal: request.signal,
-        connectTimeoutMs: cfg.timeouts.connect,
-        responseTimeoutMs: Math.min(perTry, remaining),
-        onBodyEnd: attempt.onBodyEnd,
-      });
+      res = await sendUpstream(backend.target, backend.agent, attempt);
     } catch (e) {
       pool.release(backend);
       const err = e instanceof UpstreamError ? e : new UpstreamError("reset", String(e), true, { cause: e });
@@ -369,8 +401,9 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
         pool.abandon(backend, trial);
         return clientGone(ex);
       }
-      pool.record(backend, { status: 0, latencyMs: performance.now() - started, error: err.kind }, trial);
-      ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
+      const latencyMs = performance.now() - started;
+      pool.record(backend, { status: 0, latencyMs, error: err.kind }, trial);
+      ex.observer?.attemptEnd(ex, trace, pool, backend, 0, latencyMs, err);
       const kind: FailureKind = err.kind;
       // A streamed body is only sent after connecting, so a connect failure leaves it unread.
       const safe = retry.on.includes(kind) && (kind === "connect" || idempotent) && (replayable || kind === "connect");
@@ -383,9 +416,10 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     }
 
     attempt.responded = true;
-    pool.record(backend, { status: res.status, latencyMs: performance.now() - started }, trial);
-    ex.observer?.attemptEnd(ex, trace, pool, backend, res.status, performance.now() - started);
     const status = res.status;
+    const latencyMs = performance.now() - started;
+    pool.record(backend, { status, latencyMs }, trial);
+    ex.observer?.attemptEnd(ex, trace, pool, backend, status, latencyMs);
     const kind = status === 502 || status === 503 || status === 504 ? (String(status) as FailureKind) : undefined;
     if (kind && retry.on.includes(kind) && idempotent && replayable) {
       const after = status === 503 ? retryAfterMs(res) : 0;
@@ -399,8 +433,13 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       }
     }
 
-    const { headers: out, length } = downstreamRaw(res.rawHeaders);
-    const response: Proxied = { kind: "proxied", status, statusText: res.statusText, headers: out, length, body: res.body };
+    const block = res.block;
+    let response: Proxied;
+    if (block !== undefined) response = new ProxiedResponse(res, block, res.contentLength ?? -1, undefined);
+    else {
+      const { headers, length } = downstreamRaw(res.rawHeaders);
+      response = new ProxiedResponse(res, undefined, length, headers);
+    }
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;

@@ -130,7 +130,7 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
         statusText: res.statusMessage ?? "",
         // Names lower-cased, as the Bun client gives them (downstreamRaw relies on it).
         rawHeaders: res.rawHeaders.map((v, i) => (i % 2 === 0 ? v.toLowerCase() : v)),
-        body: noBody ? null : toWebStream(res, req.signal, req.onBodyEnd),
+        body: noBody ? null : toWebStream(res, req.signal, (bytes, error) => req.onBodyEnd(bytes, error)),
       });
     });
 

@@ -10,6 +10,7 @@
  * stale-connection retry (see `sendUpstream`), and keep a pool per backend whose size we set.
  */
 import { nodeUpstreamClient } from "./upstream-node.ts";
+import type { HeaderBlock } from "./http1/bytes.ts";
 
 export type UpstreamErrorKind = "connect" | "reset" | "timeout" | "aborted";
 
@@ -64,10 +65,17 @@ export interface UpstreamRequest {
 }
 
 export interface UpstreamResponse {
-  status: number;
-  statusText: string;
-  /** name, value, … with names lower-cased. */
-  rawHeaders: string[];
+  readonly status: number;
+  readonly statusText: string;
+  /** name, value, … with names lower-cased (may be made on first read). */
+  readonly rawHeaders: string[];
+  /**
+   * The header lines to forward as the backend sent them, hop-by-hop ones and Content-Length left
+   * out, when the client kept them as bytes (Bun's); then `contentLength` is the declared length.
+   */
+  readonly block?: HeaderBlock;
+  /** Content-Length (-1 when absent); given with `block`. */
+  readonly contentLength?: number;
   /**
    * The body as a web stream; or as bytes when it was small and already read whole (then
    * `onBodyEnd` has been called); or null for HEAD, 204 and 304 (then `onBodyEnd` is not called).

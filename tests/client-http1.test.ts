@@ -82,6 +82,16 @@ function backendReply(req: RecordedRequest): BackendReply {
       return req.method === "HEAD"
         ? "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
         : "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    case "/forwarded-lines":
+      // Framing and hop-by-hop lines first, in the middle and last, names in odd case, odd spacing,
+      // a value with a byte >= 0x80: everything else must arrive byte for byte, in order.
+      return (
+        "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nX-First:one\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n" +
+        "CONTENT-LENGTH: 2\r\nProxy-Connection: x\r\nSet-Cookie: a=1\r\nset-cookie: b=2  \r\nX-Latin: caf\xe9\r\n" +
+        "conNection: Keep-Alive\r\nTE: trailers\r\nX-Last: \t tab\r\nUpgrade: h2c\r\n\r\nok"
+      );
+    case "/forwarded-no-date":
+      return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Only: 1\r\n\r\nok";
     default:
       return echoTarget(req);
   }
@@ -679,6 +689,38 @@ describe("slow clients", () => {
     if (next !== "closed") expect(bodyText(next)).toBe("GET /sentinel");
     expect(be.requests.filter((q) => q.target === "/stall")).toEqual([]);
     await expectStillServingAndNoSmuggling();
+  });
+});
+
+describe("response headers", () => {
+  test("forwarded byte for byte in order, names in the backend's case; framing and hop-by-hop lines dropped", async () => {
+    const c = await client();
+    c.write("GET /forwarded-lines HTTP/1.1\r\nHost: x\r\n\r\n");
+    const r = await c.readResponse();
+    if (r === "closed") throw new Error("no response");
+    expect(bodyText(r)).toBe("ok");
+    const lines = r.head.split("\r\n").slice(1);
+    expect(lines.filter((l) => !/^content-length:/i.test(l))).toEqual([
+      "X-First:one",
+      "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+      "Set-Cookie: a=1",
+      "set-cookie: b=2  ",
+      "X-Latin: caf\xe9",
+      "X-Last: \t tab",
+    ]);
+    // One Content-Length (ours) and the backend's Date only.
+    expect(r.all("content-length")).toEqual(["2"]);
+    expect(r.all("date")).toEqual(["Sun, 06 Nov 1994 08:49:37 GMT"]);
+  });
+
+  test("a response without Date gets one", async () => {
+    const c = await client();
+    c.write("GET /forwarded-no-date HTTP/1.1\r\nHost: x\r\n\r\n");
+    const r = await c.readResponse();
+    if (r === "closed") throw new Error("no response");
+    expect(r.get("x-only")).toBe("1");
+    expect(r.all("date")).toHaveLength(1);
+    expect(Date.parse(r.get("date")!)).toBeGreaterThan(Date.parse("2020-01-01"));
   });
 });
 

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
+import { connectionTokens, downstreamRaw } from "../core/headers.ts";
 import { ChunkedDecoder } from "../core/http1/chunked.ts";
 import { MAX_TARGET, normalizeTarget, parseRequestHead, type RequestError } from "../core/http1/request.ts";
 
@@ -55,6 +56,48 @@ describe("response head parsing", () => {
       }
       expect({ line, got }).toEqual({ line, got: m === null ? "rejected" : { status: Number(m[2]), statusText: m[3] ?? "" } });
     }
+  });
+
+  test("the lines to forward as bytes are the headers downstreamRaw keeps; rawHeaders are read as the grammar says (5000 generated heads)", () => {
+    const names = ["X-A", "x-b", "Content-Type", "Date", "DATE", "Set-Cookie", "Keep-Alive", "keep-alive", "TE", "Trailer", "Upgrade",
+      "Proxy-Connection", "Proxy-Authenticate", "proxy-authorization", "Transfer-Encoding", "Content-Length", "Connection", "Server", "X-Hop"];
+    const values = ["v", "", " spaced ", "\tx\t", "caf\xe9", "a, b", "keep-alive", "Keep-Alive", "close", "x-hop", "X-A, x-b", "3", "chunked"];
+    let seed = 29;
+    const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), seed >>> 0);
+    let viaBytes = 0;
+    for (let i = 0; i < 5000; i++) {
+      const lines: [string, string][] = [];
+      for (let k = next() % 9; k > 0; k--) lines.push([names[next() % names.length]!, values[next() % values.length]!]);
+      const text = `HTTP/1.1 200 OK\r\n${lines.map(([n, v]) => `${n}:${v}\r\n`).join("")}\r\n`;
+      let h: ReturnType<typeof parseHead>;
+      try {
+        h = parseHead(Buffer.from(text, "latin1"), 0);
+      } catch (e) {
+        if (!(e instanceof ParseError)) throw e;
+        continue; // framing the parser refuses (e.g. two Content-Lengths): the same before and after
+      }
+      // rawHeaders: lower-cased names, values without surrounding spaces and tabs.
+      const expected = lines.flatMap(([n, v]) => [n.toLowerCase(), v.replace(/^[ \t]+|[ \t]+$/g, "")]);
+      expect({ text, raw: h!.rawHeaders }).toEqual({ text, raw: expected });
+      const block = h!.block;
+      const kept = downstreamRaw(h!.rawHeaders).headers;
+      if (block === undefined) {
+        // Only when Connection names a header to drop.
+        expect(connectionTokens(lines.filter(([n]) => n === "Connection").map(([, v]) => v.toLowerCase()).join(", "))).toBeDefined();
+        continue;
+      }
+      viaBytes++;
+      let bytes = "";
+      for (let r = 0; r < block.runs.length; r += 2) bytes += block.buf.toString("latin1", block.runs[r], block.runs[r + 1]);
+      expect(bytes.length).toBe(block.size);
+      const forwarded = bytes === "" ? [] : bytes.slice(0, -2).split("\r\n").flatMap((l) => {
+        const c = l.indexOf(":");
+        return [l.slice(0, c).toLowerCase(), l.slice(c + 1).replace(/^[ \t]+|[ \t]+$/g, "")];
+      });
+      expect({ text, forwarded }).toEqual({ text, forwarded: kept });
+      expect(block.hasDate).toBe(lines.some(([n]) => n.toLowerCase() === "date"));
+    }
+    expect(viaBytes).toBeGreaterThan(1000);
   });
 
   test("HTTP/1.0 and Connection: close mark the connection as not reusable", () => {
@@ -205,6 +248,12 @@ describe("request head parsing (the client-facing listener)", () => {
     ["a target too long", `GET /${"a".repeat(MAX_TARGET + 1)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
   ])("rejects %s", (_what, text, expected) => {
     expect(status(text)).toBe(expected);
+  });
+
+  test("methods are case-sensitive tokens: known ones come back as sent, others too", () => {
+    for (const m of ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get", "Post", "pUT", "GETX", "PURGE", "M-SEARCH"]) {
+      expect(req(`${m} / HTTP/1.1\r\nHost: x\r\n\r\n`)!.method).toBe(m);
+    }
   });
 
   test("dot segments are resolved (also %2e), the query is left alone", () => {

@@ -3,6 +3,7 @@
  * pieces of a string head are a rope that is flattened and then copied again into the buffer).
  * Header names and values are latin1 strings: one byte per character, as they were read.
  */
+import type { Buffer } from "node:buffer";
 
 /** `s` as latin1 (each character's low byte) at `at`; returns the end. */
 export function latin1(buf: Uint8Array, at: number, s: string): number {
@@ -35,3 +36,25 @@ const ascii = (s: string) => new TextEncoder().encode(s);
 export const CONTENT_LENGTH = ascii("content-length: ");
 export const TE_CHUNKED = ascii("transfer-encoding: chunked\r\n");
 export const CONNECTION_CLOSE = ascii("connection: close\r\n");
+
+/**
+ * Header lines forwarded as the backend sent them, names in its case: `runs` holds [start, end)
+ * byte offsets of `buf`, in pairs, each run whole lines with their CRLF. Copying them costs one
+ * native copy a run, where strings cost a string per value in the parser and a copy per
+ * character when written back (bun-listener.ts).
+ */
+export interface HeaderBlock {
+  readonly buf: Buffer;
+  readonly runs: readonly number[];
+  /** The bytes of all runs. */
+  readonly size: number;
+  /** One of the lines is a Date header (the listener adds one otherwise). */
+  readonly hasDate: boolean;
+}
+
+/** The lines of `block` at `at`; returns the end. */
+export function putBlock(buf: Buffer, at: number, block: HeaderBlock): number {
+  const runs = block.runs;
+  for (let i = 0; i < runs.length; i += 2) at += block.buf.copy(buf, at, runs[i], runs[i + 1]);
+  return at;
+}

@@ -46,3 +46,26 @@ export function headerName(buf: Uint8Array, start: number, end: number, text: st
   }
   return name;
 }
+
+/**
+ * A few names looked up in bytes, with no string made: {@link NameSet.indexOf} is the index of a
+ * header name in the list (matched case-insensitively, as {@link headerName} matches), or -1.
+ * The names must be lower-case letters, digits and `-` (see headerName for why `| 0x20` suffices).
+ */
+export class NameSet {
+  readonly #byLength: { index: number; bytes: Uint8Array }[][] = [];
+  constructor(names: readonly string[]) {
+    names.forEach((name, index) => (this.#byLength[name.length] ??= []).push({ index, bytes: encoder.encode(name) }));
+  }
+  indexOf(buf: Uint8Array, start: number, end: number): number {
+    const len = end - start;
+    const list = this.#byLength[len];
+    if (list === undefined) return -1;
+    outer: for (let k = 0; k < list.length; k++) {
+      const known = list[k]!.bytes;
+      for (let j = 0; j < len; j++) if ((buf[start + j]! | 0x20) !== known[j]) continue outer;
+      return list[k]!.index;
+    }
+    return -1;
+  }
+}

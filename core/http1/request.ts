@@ -8,7 +8,7 @@
  * control bytes) is an error with the status the client should get.
  */
 import type { Buffer } from "node:buffer";
-import { headerName } from "./names.ts";
+import { headerName, NameSet } from "./names.ts";
 
 /** The largest request header section accepted (request line, headers, final CRLF). */
 export const MAX_REQUEST_HEAD = 64 * 1024;
@@ -56,6 +56,23 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
 let marks = new Int32Array(4 * 64);
 
 const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
+
+/** Methods read without a string made per request (and hashed once, for IDEMPOTENT.has). */
+const METHODS = new NameSet(["get", "head", "post", "put", "delete", "options", "patch"]);
+const METHOD_NAMES = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+
+function isUpper(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i]! >= 97) return false;
+  return true;
+}
+
+/** Whether `buf[start, end)` is `HTTP/1.` and a digit; the digit's value, else -1. */
+function http1Minor(buf: Buffer, start: number, end: number): number {
+  if (end - start !== 8 || buf[start] !== 72 || buf[start + 1] !== 84 || buf[start + 2] !== 84 || buf[start + 3] !== 80) return -1;
+  if (buf[start + 4] !== 47 || buf[start + 5] !== 49 || buf[start + 6] !== 46) return -1;
+  const d = buf[start + 7]! - 48;
+  return d >= 0 && d <= 9 ? d : -1;
+}
 
 function more(from: number, n: number): undefined {
   if (n - from >= MAX_REQUEST_HEAD) throw new RequestError(431, `request head larger than ${MAX_REQUEST_HEAD} bytes`);
@@ -152,14 +169,16 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   // latin1, so obs-text keeps its bytes; for ASCII it is the same string. Measured in the server,
   // TextDecoder on a subarray cost twice as much (the subarray is a new Buffer each time).
   const text = buf.toString("latin1", from, headEnd);
-  const method = text.slice(0, methodEnd - from);
+  // Methods are case-sensitive: a known one only in upper case (`| 0x20` in NameSet folds).
+  const known = METHODS.indexOf(buf, from, methodEnd);
+  const method = known >= 0 && isUpper(buf, from, methodEnd) ? METHOD_NAMES[known]! : text.slice(0, methodEnd - from);
   let target = text.slice(targetStart - from, targetEnd - from);
-  const version = text.slice(versionStart - from, versionEnd - from);
-  let minor: number;
-  if (version === "HTTP/1.1") minor = 1;
-  else if (version === "HTTP/1.0") minor = 0;
-  else if (/^HTTP\/\d(\.\d)?$/.test(version)) throw new RequestError(505, `HTTP version not supported: ${version}`);
-  else throw new RequestError(400, "malformed request line");
+  const minor = http1Minor(buf, versionStart, versionEnd);
+  if (minor !== 0 && minor !== 1) {
+    const version = text.slice(versionStart - from, versionEnd - from);
+    if (/^HTTP\/\d(\.\d)?$/.test(version)) throw new RequestError(505, `HTTP version not supported: ${version}`);
+    throw new RequestError(400, "malformed request line");
+  }
 
   const rawHeaders: string[] = new Array(count * 2);
   let contentLength = -1;

@@ -6,7 +6,9 @@
  * different message boundary than the backend meant (response smuggling). Anything odd → error.
  */
 import type { Buffer } from "node:buffer";
-import { headerName } from "./names.ts";
+import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
+import type { HeaderBlock } from "./bytes.ts";
+import { headerName, NameSet } from "./names.ts";
 
 /** The largest response header section accepted (status line, headers, final CRLF). */
 export const MAX_HEAD = 64 * 1024;
@@ -18,18 +20,73 @@ export class ParseError extends Error {
   }
 }
 
-export interface ResponseHead {
-  status: number;
-  statusText: string;
-  /** name, value, name, value… with names lower-cased. */
-  rawHeaders: string[];
-  /** Content-Length, or -1 when absent. */
-  contentLength: number;
-  chunked: boolean;
-  /** The backend will close, or the connection must not be reused (HTTP/1.0, `Connection: close`). */
-  close: boolean;
-  /** Index in the buffer just after the head (its final CRLF). */
-  end: number;
+/** Names the head's reading looks for: framing, Date, and the hop-by-hop ones never forwarded. */
+const NAMES = new NameSet(["content-length", "transfer-encoding", "connection", "date", ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding")]);
+const CONTENT_LENGTH = 0, TRANSFER_ENCODING = 1, CONNECTION = 2, DATE = 3;
+
+/**
+ * A parsed response head. No string is made per header: the lines to forward stay bytes in the
+ * buffer they came in ({@link HeaderBlock}), and `rawHeaders` is read from it only when asked for.
+ */
+export class ResponseHead {
+  #raw: string[] | undefined;
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    /** Content-Length, or -1 when absent. */
+    readonly contentLength: number,
+    readonly chunked: boolean,
+    /** The backend will close, or the connection must not be reused (HTTP/1.0, `Connection: close`). */
+    readonly close: boolean,
+    /** The buffer and the index where the head starts. */
+    readonly buf: Buffer,
+    readonly from: number,
+    /** Index in the buffer just after the head (its final CRLF). */
+    readonly end: number,
+    /**
+     * The header lines to forward (HeaderBlock): all but Content-Length and the hop-by-hop ones.
+     * Undefined when `Connection` names other headers: those are dropped by name, from `rawHeaders`.
+     */
+    readonly runs: number[] | undefined,
+    readonly size: number,
+    readonly hasDate: boolean,
+  ) {}
+
+  /** The lines to forward as bytes, or undefined (see `runs`). */
+  get block(): HeaderBlock | undefined {
+    return this.runs === undefined ? undefined : (this as HeaderBlock);
+  }
+
+  /** name, value, name, value… with names lower-cased, values without surrounding whitespace. */
+  get rawHeaders(): string[] {
+    return (this.#raw ??= readHeaders(this.buf, this.from, this.end));
+  }
+}
+
+/** The header lines of a head already checked by {@link parseHead}, as strings. */
+function readHeaders(buf: Buffer, from: number, end: number): string[] {
+  const text = buf.toString("latin1", from, end);
+  const out: string[] = [];
+  const last = text.length - 2;
+  for (let i = text.indexOf("\r\n") + 2; i < last; ) {
+    const eol = text.indexOf("\r\n", i);
+    const colon = text.indexOf(":", i);
+    out.push(headerName(buf, from + i, from + colon, text, from));
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
+    out.push(text.slice(vs, ve));
+    i = eol + 2;
+  }
+  return out;
+}
+
+/** Whether `buf[start..end)` is `lower` (lower-case ASCII letters and `-`) in any case. */
+function bytesAre(buf: Buffer, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let j = 0; j < lower.length; j++) if ((buf[start + j]! | 0x20) !== lower.charCodeAt(j)) return false;
+  return true;
 }
 
 // tchar (RFC 9110 §5.6.2) by byte value.
@@ -108,9 +165,6 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
     i += 2;
   }
 
-  // latin1, so obs-text keeps its bytes; for ASCII it is the same string. Measured in the server,
-  // TextDecoder on a subarray cost twice as much (the subarray is a new Buffer each time).
-  const text = buf.toString("latin1", from, headEnd);
   // "HTTP/1.x NNN reason", read from the bytes: no regular expression or match array per response.
   const lineLen = statusEnd - from;
   const d0 = buf[from + 9]! - 48, d1 = buf[from + 10]! - 48, d2 = buf[from + 11]! - 48;
@@ -119,30 +173,51 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
     lineLen < 12 || !startsWithHttp1(buf, from) || (minor !== 48 && minor !== 49) || buf[from + 8] !== 32 ||
     d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (lineLen > 12 && buf[from + 12] !== 32)
   ) {
-    throw new ParseError(`invalid status line: ${JSON.stringify(text.slice(0, Math.min(lineLen, 80)))}`);
+    throw new ParseError(`invalid status line: ${JSON.stringify(buf.toString("latin1", from, from + Math.min(lineLen, 80)))}`);
   }
   const http10 = minor === 48;
   const status = d0 * 100 + d1 * 10 + d2;
-  const statusText = lineLen > 13 ? text.slice(13, lineLen) : "";
-  const rawHeaders: string[] = new Array(count * 2);
+  // latin1, so obs-text keeps its bytes.
+  const statusText =
+    lineLen === 15 && buf[from + 13] === 79 && buf[from + 14] === 75 ? "OK" : lineLen > 13 ? buf.toString("latin1", from + 13, statusEnd) : "";
   let contentLength = -1;
   let te: string | undefined;
   let connection = "";
+  let hasDate = false;
+  // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
+  const runs: number[] = [];
+  let runStart = -1;
+  let size = 0;
   for (let k = 0; k < count; k++) {
-    const lower = headerName(buf, from + marks[k * 4]!, from + marks[k * 4 + 1]!, text, from);
-    const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
-    rawHeaders[k * 2] = lower;
-    rawHeaders[k * 2 + 1] = value;
-    if (lower === "content-length") {
+    const nameStart = from + marks[k * 4]!;
+    const id = NAMES.indexOf(buf, nameStart, from + marks[k * 4 + 1]!);
+    if (id < 0 || id === DATE) {
+      if (id === DATE) hasDate = true;
+      if (runStart < 0) runStart = nameStart;
+      continue;
+    }
+    if (runStart >= 0) {
+      runs.push(runStart, nameStart);
+      size += nameStart - runStart;
+      runStart = -1;
+    }
+    const vs = from + marks[k * 4 + 2]!, ve = from + marks[k * 4 + 3]!;
+    if (id === CONTENT_LENGTH) {
       // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
       if (contentLength !== -1) throw new ParseError("duplicate Content-Length in response");
-      if (!/^\d{1,15}$/.test(value)) throw new ParseError(`invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`);
-      contentLength = Number(value);
-    } else if (lower === "transfer-encoding") {
+      contentLength = digits(buf, vs, ve);
+    } else if (id === TRANSFER_ENCODING) {
+      const value = buf.toString("latin1", vs, ve);
       te = te === undefined ? value : `${te}, ${value}`;
-    } else if (lower === "connection") {
-      connection = connection ? `${connection}, ${value.toLowerCase()}` : value.toLowerCase();
+    } else if (id === CONNECTION) {
+      // What nearly every backend sends, without a string.
+      const value = bytesAre(buf, vs, ve, "keep-alive") ? "keep-alive" : bytesAre(buf, vs, ve, "close") ? "close" : buf.toString("latin1", vs, ve).toLowerCase();
+      connection = connection ? `${connection}, ${value}` : value;
     }
+  }
+  if (runStart >= 0) {
+    runs.push(runStart, headEnd - 2);
+    size += headEnd - 2 - runStart;
   }
   let chunked = false;
   if (te !== undefined) {
@@ -153,7 +228,21 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   }
   // HTTP/1.0 keep-alive is rare and ill-defined with a proxy in between: never reuse those.
   const close = http10 || (connection !== "keep-alive" && hasToken(connection, "close"));
-  return { status, statusText, rawHeaders, contentLength, chunked, close, end: headEnd };
+  // Headers named in Connection are dropped by name (downstreamRaw), from the strings.
+  const forward = connectionTokens(connection) === undefined ? runs : undefined;
+  return new ResponseHead(status, statusText, contentLength, chunked, close, buf, from, headEnd, forward, size, hasDate);
+}
+
+/** A Content-Length value: 1 to 15 digits. */
+function digits(buf: Buffer, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+    if (i === end - 1 && end - start <= 15) return n;
+  }
+  throw new ParseError(`invalid Content-Length: ${JSON.stringify(buf.toString("latin1", start, Math.min(end, start + 40)))}`);
 }
 
 /** "HTTP/1." at `at`. */

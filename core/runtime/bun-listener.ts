@@ -17,7 +17,7 @@ import { Buffer } from "node:buffer";
 import { ChunkedDecoder, LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
 import type { Listener, RawExchange, ServeOptions } from "./types.ts";
-import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putInt, TE_CHUNKED } from "../http1/bytes.ts";
+import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 /** Request body bytes received ahead of the reader before reading pauses. */
@@ -61,8 +61,9 @@ const DATE = ascii("date: ");
 const CONNECTION_KEEP_ALIVE = ascii("connection: keep-alive\r\n");
 
 /** At least the bytes {@link Exchange.#writeHead} writes for these headers (status line, date, framing, connection). */
-function headBound(statusText: string, headers: readonly string[]): number {
+function headBound(statusText: string, headers: readonly string[] | HeaderBlock): number {
   let n = 160 + statusText.length;
+  if (!Array.isArray(headers)) return n + (headers as HeaderBlock).size;
   for (let i = 0; i < headers.length; i++) n += headers[i]!.length + 2;
   return n;
 }
@@ -286,6 +287,11 @@ const enum Body {
   Failed,
 }
 
+function fire(l: EventListenerObject | (() => void)): void {
+  if (typeof l === "function") l();
+  else l.handleEvent(new Event("abort"));
+}
+
 /** One request on a connection, and its answer. */
 class Exchange implements RawExchange {
   readonly method: string;
@@ -315,7 +321,11 @@ class Exchange implements RawExchange {
   done = false;
   minor: number;
   expectContinue: boolean;
-  /** Abort listeners (the upstream exchange, a retry's backoff): usually one, often none. */
+  /**
+   * Abort listeners (the upstream exchange, a retry's backoff): usually one, often none. The
+   * first in a field of its own, the rest in an array: no array, push and splice per request.
+   */
+  #listener: EventListenerObject | (() => void) | undefined;
   #listeners: (EventListenerObject | (() => void))[] | undefined;
   aborted = false;
   #request: Request | undefined;
@@ -398,10 +408,12 @@ class Exchange implements RawExchange {
   }
 
   addEventListener(_type: "abort", listener: EventListenerObject | (() => void)): void {
-    (this.#listeners ??= []).push(listener);
+    if (this.#listener === undefined && this.#listeners === undefined) this.#listener = listener;
+    else (this.#listeners ??= []).push(listener);
   }
 
   removeEventListener(_type: "abort", listener: EventListenerObject | (() => void)): void {
+    if (this.#listener === listener) return void (this.#listener = undefined);
     const l = this.#listeners;
     if (l === undefined) return;
     const i = l.indexOf(listener);
@@ -483,14 +495,12 @@ class Exchange implements RawExchange {
     if (this.done) return;
     this.done = true;
     this.aborted = true;
+    const first = this.#listener;
     const listeners = this.#listeners;
+    this.#listener = undefined;
     this.#listeners = undefined;
-    if (listeners !== undefined) {
-      for (const l of listeners) {
-        if (typeof l === "function") l();
-        else l.handleEvent(new Event("abort"));
-      }
-    }
+    if (first !== undefined) fire(first);
+    if (listeners !== undefined) for (const l of listeners) fire(l);
     if (this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
       this.bodyState = Body.Failed;
       this.#chunks = undefined;
@@ -525,7 +535,7 @@ class Exchange implements RawExchange {
    * (room for {@link headBound}); returns its length. Written as bytes, not built as a string:
    * no rope of pieces per request, no flattening and no second copy into the buffer.
    */
-  #writeHead(buf: Uint8Array, status: number, statusText: string, headers: readonly string[], length: number, chunked: boolean): number {
+  #writeHead(buf: Buffer, status: number, statusText: string, headers: readonly string[] | HeaderBlock, length: number, chunked: boolean): number {
     let p = put(buf, 0, HTTP11);
     p = putInt(buf, p, status);
     buf[p++] = 32;
@@ -533,15 +543,21 @@ class Exchange implements RawExchange {
     buf[p++] = 13;
     buf[p++] = 10;
     let date = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      if (name === "date") date = true;
-      p = latin1(buf, p, name);
-      buf[p++] = 58;
-      buf[p++] = 32;
-      p = latin1(buf, p, headers[i + 1]!);
-      buf[p++] = 13;
-      buf[p++] = 10;
+    if (!Array.isArray(headers)) {
+      const block = headers as HeaderBlock;
+      p = putBlock(buf, p, block);
+      date = block.hasDate;
+    } else {
+      for (let i = 0; i < headers.length; i += 2) {
+        const name = headers[i]!;
+        if (name === "date") date = true;
+        p = latin1(buf, p, name);
+        buf[p++] = 58;
+        buf[p++] = 32;
+        p = latin1(buf, p, headers[i + 1]!);
+        buf[p++] = 13;
+        buf[p++] = 10;
+      }
     }
     if (!date) {
       p = put(buf, p, DATE);
@@ -570,7 +586,7 @@ class Exchange implements RawExchange {
   }
 
   /** Writes the head (and `body`) in one send(), through the reused buffer when they fit. */
-  #send(status: number, statusText: string, headers: readonly string[], length: number, chunked: boolean, body: Uint8Array | undefined): void {
+  #send(status: number, statusText: string, headers: readonly string[] | HeaderBlock, length: number, chunked: boolean, body: Uint8Array | undefined): void {
     const total = headBound(statusText, headers) + (body === undefined ? 0 : body.length);
     const buf = total <= SCRATCH_SIZE ? (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(total);
     let end = this.#writeHead(buf, status, statusText, headers, length, chunked);
@@ -582,7 +598,7 @@ class Exchange implements RawExchange {
     else this.conn.write(buf.subarray(0, end));
   }
 
-  respond(status: number, statusText: string, headers: readonly string[], body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void {
+  respond(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void {
     if (this.answered) return;
     this.answered = true;
     const conn = this.conn;

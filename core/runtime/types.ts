@@ -4,6 +4,7 @@
  */
 
 import type { AbortLike, UpstreamClient } from "../upstream.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
@@ -36,11 +37,11 @@ export interface RawExchange {
   /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */
   bodyFault(): number;
   /**
-   * Answer. `headers` are free of hop-by-hop and framing headers (the listener writes
-   * Content-Length or chunked framing itself); `length` is the body's length when known, else -1
+   * Answer. `headers` (strings, or a backend's header lines as bytes) are free of hop-by-hop and
+   * framing headers (the listener writes Content-Length or chunked framing itself); `length` is the body's length when known, else -1
    * (for a HEAD request, the length the body would have).
    */
-  respond(status: number, statusText: string, headers: readonly string[], body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void;
+  respond(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void;
   /** Answer with a web `Response` (routes with middleware, error answers). */
   respondWith(response: Response): void;
   /** The same request as a web `Request` (built once; its body is {@link body}). */
