@@ -267,10 +267,12 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const rateLimited = deps.metrics?.rateLimited;
   const finish = (ex: RequestRecord) => {
     inflight--;
-    const ids = observer?.requestEnd(ex);
+    // One clock read for the metrics and the access log.
+    const durationMs = performance.now() - ex.start;
+    const ids = observer?.requestEnd(ex, durationMs);
     // A 429 that never reached a backend came from rate limiting on the route.
     if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
-    if (access) access.write(ex, performance.now() - ex.start, ids);
+    if (access) access.write(ex, durationMs, ids);
     if (inflight === 0 && waiters.length) {
       for (const w of waiters) w();
       waiters = [];
@@ -394,7 +396,7 @@ function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: re
   });
   // No middleware, no extra work: the route is one handler, as before.
   for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
-  const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs };
+  const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs, direct: middleware.length === 0 };
   app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw, c.env.raw), c.env.ex, options), c.env.ex));
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,

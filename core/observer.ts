@@ -30,8 +30,11 @@ export interface ObservedRequest extends RequestHead {
 export interface Observer {
   /** The request was routed (`ex.route` is "" when no route matched). Starts the SERVER span. */
   requestStart(ex: Exchange, request: Request | ObservedRequest): void;
-  /** The request is over (body finished or failed). Ends the SERVER span; returns ids for the access log. */
-  requestEnd(ex: Exchange): TraceIds | undefined;
+  /**
+   * The request is over (body finished or failed), `durationMs` after `ex.start`. Ends the SERVER
+   * span; returns ids for the access log.
+   */
+  requestEnd(ex: Exchange, durationMs: number): TraceIds | undefined;
   /**
    * An upstream attempt starts: starts its CLIENT span and writes its context (traceparent…)
    * into `headers`. `ex.retryReason` says why, for attempt 2 and later.
@@ -127,10 +130,10 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       }
     },
 
-    requestEnd(ex) {
+    requestEnd(ex, durationMs) {
       if (metrics && ex.pool !== "") {
         const ps = poolSlot(ex.pool);
-        ps.duration.observe((performance.now() - ex.start) / 1000);
+        ps.duration.observe(durationMs / 1000);
         const status = ex.status;
         const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
         ps.backend(ex.backend).request(METHOD_INDEX.get(ex.method) ?? 9, cls).inc();

@@ -45,6 +45,8 @@ export interface RouteOptions {
   readonly retryNonIdempotent: boolean;
   /** Longest wait for the next piece of the request body (limits.client_body_timeout). */
   readonly bodyTimeoutMs: number;
+  /** No middleware runs first: the first attempt starts when the request did (`Exchange.start`). */
+  readonly direct: boolean;
 }
 
 /**
@@ -361,8 +363,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
       return errorResponse(503, "no backend available");
     }
-    // One clock read for the deadline and the attempt's start (performance.now() is a native call).
-    const started = performance.now();
+    // Without middleware the first attempt starts in the request's turn (a clock read is a native call).
+    const started = n === 1 && route.direct ? ex.start : performance.now();
     const remaining = deadline - started;
     if (remaining <= 0) {
       ex.error = "request deadline passed";

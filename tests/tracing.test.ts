@@ -232,7 +232,7 @@ describe("plugins", () => {
     const tracer = obs.pluginTracer("my-plugin", "1.2.3");
     tracer.startSpan("check-key", { parent: { headers: request.headers }, attributes: { tenant: "acme" } }).end();
     tracer.startSpan("background").end();
-    obs.requestEnd(ex);
+    obs.requestEnd(ex, performance.now() - ex.start);
 
     const spans = await r.waitForSpans(3);
     const server = spans.find((s) => s.kind === "SERVER")!;
