@@ -100,6 +100,22 @@ describe("response head parsing", () => {
     expect(viaBytes).toBeGreaterThan(1000);
   });
 
+  test("detach() keeps only the head's bytes: lines, rawHeaders and framing unchanged", () => {
+    const text = "HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\nX-Y: z\r\n\r\n";
+    const chunk = Buffer.from(`junk${text}${"b".repeat(100_000)}`, "latin1");
+    const h = parseHead(chunk, 4)!;
+    const lines = (b: NonNullable<typeof h.block>) => b.runs.map((_, i) => (i % 2 ? "" : b.buf.toString("latin1", b.runs[i], b.runs[i + 1]))).join("");
+    const before = lines(h.block!);
+    h.detach();
+    expect(h.buf.length).toBe(text.length);
+    expect(h.buf).not.toBe(chunk);
+    chunk.fill(0); // the chunk's memory is reused: the head must not see it
+    expect(lines(h.block!)).toBe(before);
+    expect(before).toBe("Server: x\r\nX-Y: z\r\n");
+    expect(h.rawHeaders).toEqual(["server", "x", "connection", "keep-alive", "content-length", "5", "x-y", "z"]);
+    expect(h.end).toBe(text.length);
+  });
+
   test("HTTP/1.0 and Connection: close mark the connection as not reusable", () => {
     expect(head("HTTP/1.0 200 OK\r\nContent-Length: 0").close).toBe(true);
     expect(head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close").close).toBe(true);

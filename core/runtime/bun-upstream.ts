@@ -197,7 +197,11 @@ function part(buf: Buffer, start: number, end: number): Uint8Array<ArrayBuffer> 
 
 const BODYLESS = (status: number) => status === 204 || status === 304;
 
+/** A read this large is not held by the head for the length of the response (ResponseHead.detach). */
+const DETACH_ABOVE = 16 * 1024;
+
 function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): void {
+  if (buf.length > DETACH_ABOVE) head.detach();
   ex.head = head;
   const req = ex.req;
   if (req.method === "HEAD" || BODYLESS(head.status)) {
