@@ -14,7 +14,8 @@ import { reuseBackend } from "./plugins/reload.ts";
 import { Backend, Pool } from "./pool.ts";
 import { realClock, type Clock } from "./clock.ts";
 import { errorResponse, proxyToPool, requestIncoming, toResponse, type Exchange, type Incoming, type ProxyResult, type RouteOptions } from "./proxy.ts";
-import { upstreamHeadersRaw } from "./headers.ts";
+import { upstreamHeadersBlock, upstreamHeadersRaw } from "./headers.ts";
+import type { HeaderBlock } from "./http1/bytes.ts";
 import type { RawExchange } from "./runtime/types.ts";
 import type { Registry } from "./registry.ts";
 import { NOOP_PLUGIN_TRACER, type ObservedRequest, type Observer } from "./observer.ts";
@@ -163,6 +164,11 @@ class RawIncoming implements Incoming, ObservedRequest {
   }
   forwardHeaders(clientIp: string): Record<string, string> {
     return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
+  }
+  forwardBlock(clientIp: string): { headers: Record<string, string>; block: HeaderBlock } | undefined {
+    const f = this.raw.forward;
+    if (f === undefined) return undefined;
+    return { headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }), block: f.block };
   }
   bodyFault(): number {
     return this.raw.bodyFault();

@@ -60,6 +60,20 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
 }
 
 /**
+ * The headers the proxy writes itself next to a request's lines forwarded as bytes
+ * (RawExchange.forward): Host, X-Forwarded-For/-Proto/-Host as {@link upstreamHeaders} sets
+ * them, and Content-Length, which is not among the lines.
+ */
+export function upstreamHeadersBlock(hostLine: string, forwardedFor: string, contentLength: number, info: ForwardInfo): Record<string, string> {
+  const out: Record<string, string> = { host: info.hostOverride ?? hostLine };
+  out["x-forwarded-for"] = forwardedFor ? `${forwardedFor}, ${info.clientIp}` : info.clientIp;
+  out["x-forwarded-proto"] = info.proto;
+  if (hostLine) out["x-forwarded-host"] = hostLine;
+  if (contentLength >= 0) out["content-length"] = String(contentLength);
+  return out;
+}
+
+/**
  * Upstream request headers from raw name/value pairs (names lower-cased), as
  * {@link upstreamHeaders} does for a `Headers` object. Repeated headers are joined with ", ".
  */

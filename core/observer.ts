@@ -28,6 +28,8 @@ export interface ObservedRequest extends RequestHead {
 }
 
 export interface Observer {
+  /** Tracing is on: upstream attempts get trace context headers written into their headers. */
+  readonly tracing: boolean;
   /** The request was routed (`ex.route` is "" when no route matched). Starts the SERVER span. */
   requestStart(ex: Exchange, request: Request | ObservedRequest): void;
   /**
@@ -120,6 +122,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
   const parents = new WeakMap<Headers, SpanHandle>();
 
   return {
+    tracing,
     requestStart(ex, request) {
       if (!tracing) return;
       const span = tel.startServerSpan(request, ex.route, ex.clientIp);

@@ -67,6 +67,11 @@ export interface Incoming {
   readonly headers: Headers;
   /** The headers to send upstream: hop-by-hop dropped, X-Forwarded-* set (headers.ts). */
   forwardHeaders(clientIp: string): Record<string, string>;
+  /**
+   * The same as the client's lines kept as bytes (`block`) plus the headers the proxy writes
+   * itself; undefined when only {@link forwardHeaders} can say it (see RawExchange.forward).
+   */
+  forwardBlock?(clientIp: string): { headers: Record<string, string>; block: HeaderBlock } | undefined;
   /** A client-side body failure the listener saw, as the status to answer (413, 400); 0 if none. */
   bodyFault(): number;
   /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
@@ -269,6 +274,7 @@ class Attempt implements UpstreamRequest {
     readonly method: string,
     readonly path: string,
     readonly headers: Record<string, string>,
+    readonly block: HeaderBlock | undefined,
     readonly body: ReadableStream<Uint8Array> | Uint8Array | null,
     readonly signal: AbortLike,
     readonly connectTimeoutMs: number,
@@ -351,7 +357,11 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   }
 
   const path = request.target;
-  const headers = request.forwardHeaders(ex.clientIp);
+  // The client's lines as bytes, unless tracing writes trace context headers that would have to
+  // replace some of them.
+  const fwd = ex.observer?.tracing ? undefined : request.forwardBlock?.(ex.clientIp);
+  const headers = fwd === undefined ? request.forwardHeaders(ex.clientIp) : fwd.headers;
+  const lines = fwd?.block;
   const info = new ProxyRequestInfo(method, ex.path, request.host, ex.clientIp, request);
   const deadline = cfg.timeouts.request > 0 ? ex.start + cfg.timeouts.request : Infinity;
   const perTry = retry.per_try_timeout || cfg.timeouts.response;
@@ -373,7 +383,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     ex.backend = backend.id;
     ex.attempts = n;
     if (cfg.host_header === "backend") headers.host = backend.hostHeader;
-    const attempt = new Attempt(pool, backend, ex, method, path, headers, body, request.signal, cfg.timeouts.connect, Math.min(perTry, remaining));
+    const attempt = new Attempt(pool, backend, ex, method, path, headers, lines, body, request.signal, cfg.timeouts.connect, Math.min(perTry, remaining));
     const trial = pool.acquire(backend);
     const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;

@@ -2,6 +2,7 @@
  * The upstream client on node:http, present in Bun and Deno. node:http sends exactly the
  * headers given and keeps a pool per backend (an `Agent`) whose size we set.
  */
+import type { HeaderBlock } from "./http1/bytes.ts";
 import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
@@ -38,6 +39,21 @@ export function nodeUpstreamClient(target: UpstreamTarget, options: PoolOptions)
   };
 }
 
+/** `headers` and the lines of `block` as one object (repeated names joined with ", ", as headers.ts does). */
+function withLines(headers: Record<string, string>, block: HeaderBlock): Record<string, string> {
+  const out = { ...headers };
+  const runs = block.runs;
+  for (let r = 0; r < runs.length; r += 2) {
+    for (const line of block.buf.toString("latin1", runs[r]!, runs[r + 1]! - 2).split("\r\n")) {
+      const colon = line.indexOf(":");
+      const name = line.slice(0, colon).toLowerCase();
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+    }
+  }
+  return out;
+}
+
 function attempt(target: UpstreamTarget, agent: http.Agent | false, req: UpstreamRequest, mayRetryStale: boolean) {
   return new Promise<UpstreamResponse>((resolve, reject) => {
     const mod = target.protocol === "https:" ? https : http;
@@ -50,7 +66,7 @@ function attempt(target: UpstreamTarget, agent: http.Agent | false, req: Upstrea
       port: target.port,
       method: req.method,
       path: target.basePath + req.path,
-      headers: req.headers,
+      headers: req.block === undefined ? req.headers : withLines(req.headers, req.block),
       agent,
       setHost: false,
     });

@@ -51,6 +51,8 @@ export interface UpstreamRequest {
   /** Path and query, starting with `/`. */
   path: string;
   headers: Record<string, string>;
+  /** More header lines, as bytes (the client's, see RawExchange.forward), sent after `headers`. */
+  block?: HeaderBlock;
   /** A stream is sent once the connection is up, so a connect failure leaves it unread (retryable). */
   body: ReadableStream<Uint8Array> | Uint8Array | null;
   /** Aborted when the client goes away. */

@@ -692,6 +692,43 @@ describe("slow clients", () => {
   });
 });
 
+describe("request headers", () => {
+  test("the client's lines reach the backend byte for byte in order; hop-by-hop dropped, Host and X-Forwarded-* ours", async () => {
+    const c = await client();
+    c.write(
+      "POST /fwd-lines HTTP/1.1\r\nKeep-Alive: timeout=5\r\nX-First:one\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.7\r\n" +
+        "Accept: a\r\naccept: b  \r\nTE: trailers\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nX-Latin: caf\xe9\r\n" +
+        "Proxy-Authorization: Basic x\r\nx-forwarded-for: 198.51.100.1\r\nX-Forwarded-Host: elsewhere\r\nConnection: keep-alive\r\n" +
+        "Upgrade: h2c\r\nCookie: a=1\r\nX-Last: \t tab\r\n\r\nok",
+    );
+    expect(outcome(await c.readResponse())).toBe(200);
+    const req = be.requests.find((q) => q.target === "/fwd-lines")!;
+    expect(req.body.toString()).toBe("ok");
+    const head = be.allBytes().split("\r\n\r\n")[0]!.split("\r\n");
+    const ours = /^(host|x-forwarded-(for|proto|host)|content-length):/i;
+    expect(head.slice(1).filter((l) => !ours.test(l))).toEqual(["X-First:one", "Accept: a", "accept: b  ", "X-Latin: caf\xe9", "Cookie: a=1", "X-Last: \t tab"]);
+    expect(req.all("host")).toEqual(["shop.example"]);
+    expect(req.all("x-forwarded-for")).toEqual(["203.0.113.7, 198.51.100.1, 127.0.0.1"]);
+    expect(req.all("x-forwarded-proto")).toEqual(["http"]);
+    expect(req.all("x-forwarded-host")).toEqual(["shop.example"]);
+    expect(req.all("content-length")).toEqual(["2"]);
+  });
+
+  test("Cookie sent twice is joined into one line; a header named in Connection is dropped", async () => {
+    const c = await client();
+    c.write("GET /cookies HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nX-Keep: 1\r\nCookie: b=2\r\n\r\n");
+    expect(outcome(await c.readResponse())).toBe(200);
+    c.write("GET /named HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nX-Keep: 2\r\nConnection: keep-alive, X-Drop\r\n\r\n");
+    expect(outcome(await c.readResponse())).toBe(200);
+    const cookies = be.requests.find((q) => q.target === "/cookies")!;
+    expect(cookies.all("cookie")).toEqual(["a=1; b=2"]);
+    expect(cookies.all("x-keep")).toEqual(["1"]);
+    const named = be.requests.find((q) => q.target === "/named")!;
+    expect(named.all("x-drop")).toEqual([]);
+    expect(named.all("x-keep")).toEqual(["2"]);
+  });
+});
+
 describe("response headers", () => {
   test("forwarded byte for byte in order, names in the backend's case; framing and hop-by-hop lines dropped", async () => {
     const c = await client();

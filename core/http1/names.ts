@@ -69,3 +69,33 @@ export class NameSet {
     return -1;
   }
 }
+
+/**
+ * The header lines of a head already checked by a parser (`buf[from, end)`: start line, header
+ * lines, empty line) as name, value, … strings: names lower-cased, values without surrounding
+ * spaces and tabs. For the heads whose strings are made only when something asks.
+ */
+export function headerPairs(buf: Uint8Array & { toString(encoding: "latin1", start: number, end: number): string }, from: number, end: number): string[] {
+  const text = buf.toString("latin1", from, end);
+  const out: string[] = [];
+  const last = text.length - 2;
+  for (let i = text.indexOf("\r\n") + 2; i < last; ) {
+    const eol = text.indexOf("\r\n", i);
+    const colon = text.indexOf(":", i);
+    out.push(headerName(buf, from + i, from + colon, text, from));
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
+    out.push(text.slice(vs, ve));
+    i = eol + 2;
+  }
+  return out;
+}
+
+/** Whether `buf[start..end)` is `lower` (lower-case ASCII letters, digits and `-`) in any case. */
+export function bytesAre(buf: Uint8Array, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let j = 0; j < lower.length; j++) if ((buf[start + j]! | 0x20) !== lower.charCodeAt(j)) return false;
+  return true;
+}

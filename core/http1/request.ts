@@ -8,7 +8,9 @@
  * control bytes) is an error with the status the client should get.
  */
 import type { Buffer } from "node:buffer";
-import { headerName, NameSet } from "./names.ts";
+import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
+import type { HeaderBlock } from "./bytes.ts";
+import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest request header section accepted (request line, headers, final CRLF). */
 export const MAX_REQUEST_HEAD = 64 * 1024;
@@ -28,25 +30,71 @@ export class RequestError extends Error {
   }
 }
 
-export interface RequestHead {
-  method: string;
-  /** Origin-form path and query (`/p?q`), or `*` for `OPTIONS *`. */
-  target: string;
-  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
-  minor: number;
+/**
+ * A parsed request head. Header strings are made only when asked for (`rawHeaders`): what the
+ * proxy forwards stays bytes in the buffer the head came in (`runs`, a HeaderBlock).
+ */
+export class RequestHead {
+  #raw: string[] | undefined;
+  constructor(
+    readonly method: string,
+    /** Origin-form path and query (`/p?q`), or `*` for `OPTIONS *`. */
+    readonly target: string,
+    /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+    readonly minor: number,
+    /** The Host header, or the authority of an absolute-form target; "" when neither (HTTP/1.0). */
+    readonly host: string,
+    /** Content-Length, -1 when absent. */
+    readonly contentLength: number,
+    readonly chunked: boolean,
+    /** The connection stays open after this exchange (HTTP/1.1 without `close`, or 1.0 with `keep-alive`). */
+    readonly keepAlive: boolean,
+    /** `Expect: 100-continue` was sent. */
+    readonly expectContinue: boolean,
+    /** The buffer, where the request line starts, and the index just after the head (its final CRLF). */
+    readonly buf: Buffer,
+    readonly from: number,
+    readonly end: number,
+    /**
+     * The header lines to forward as they came (HeaderBlock): all but the hop-by-hop ones, Host,
+     * Content-Length and X-Forwarded-For/-Proto/-Host, which the proxy writes itself (see
+     * {@link forwardedFor}, {@link hostLine}). Undefined when Connection names other headers or
+     * Cookie comes more than once: those need the strings (headers.ts).
+     */
+    readonly runs: number[] | undefined,
+    readonly size: number,
+    /** The Host header line's value ("" when absent), as the proxy forwards it. */
+    readonly hostLine: string,
+    /** The X-Forwarded-For values received, joined with ", " ("" when none). */
+    readonly forwardedFor: string,
+  ) {}
+
   /** name, value, name, value… with names lower-cased, in order. */
-  rawHeaders: string[];
-  /** The Host header, or the authority of an absolute-form target; "" when neither (HTTP/1.0). */
-  host: string;
-  /** Content-Length, -1 when absent. */
-  contentLength: number;
-  chunked: boolean;
-  /** The connection stays open after this exchange (HTTP/1.1 without `close`, or 1.0 with `keep-alive`). */
-  keepAlive: boolean;
-  /** `Expect: 100-continue` was sent. */
-  expectContinue: boolean;
-  /** Index in the buffer just after the head (its final CRLF). */
-  end: number;
+  get rawHeaders(): string[] {
+    return (this.#raw ??= headerPairs(this.buf, this.from, this.end));
+  }
+
+  /** HeaderBlock's flag, for responses only: a request's lines carry no Date the listener adds. */
+  readonly hasDate = false;
+
+  /** The lines to forward as bytes, or undefined (see `runs`). */
+  get block(): HeaderBlock | undefined {
+    return this.runs === undefined ? undefined : (this as HeaderBlock);
+  }
+
+  /**
+   * Keep a copy of the head's own bytes, not the read it came in: a large read (a body or
+   * pipelined requests behind the head) is not held for the whole exchange (as ResponseHead.detach).
+   */
+  detach(): void {
+    const from = this.from;
+    // A copy, and a Buffer (slice makes one through the species constructor).
+    (this as { buf: Buffer }).buf = Uint8Array.prototype.slice.call(this.buf, from, this.end) as Buffer;
+    const runs = this.runs;
+    if (runs !== undefined) for (let i = 0; i < runs.length; i++) runs[i]! -= from;
+    (this as { end: number }).end -= from;
+    (this as { from: number }).from = 0;
+  }
 }
 
 // tchar (RFC 9110 §5.6.2) by byte value.
@@ -56,6 +104,14 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
 let marks = new Int32Array(4 * 64);
 
 const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
+
+/** Names the head's reading looks for; the hop-by-hop ones after them are never forwarded. */
+const NAMES = new NameSet([
+  "host", "content-length", "transfer-encoding", "connection", "expect", "cookie",
+  "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+  ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
+]);
+const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPECT = 4, COOKIE = 5, X_FORWARDED_FOR = 6;
 
 /** Methods read without a string made per request (and hashed once, for IDEMPOTENT.has). */
 const METHODS = new NameSet(["get", "head", "post", "put", "delete", "options", "patch"]);
@@ -166,52 +222,77 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     i += 2;
   }
 
-  // latin1, so obs-text keeps its bytes; for ASCII it is the same string. Measured in the server,
-  // TextDecoder on a subarray cost twice as much (the subarray is a new Buffer each time).
-  const text = buf.toString("latin1", from, headEnd);
+  // The request line as a string (latin1, so a target's bytes are kept as they came); header
+  // values only for the few headers read here: the rest are strings only if asked for.
+  const line = buf.toString("latin1", from, versionEnd);
   // Methods are case-sensitive: a known one only in upper case (`| 0x20` in NameSet folds).
   const known = METHODS.indexOf(buf, from, methodEnd);
-  const method = known >= 0 && isUpper(buf, from, methodEnd) ? METHOD_NAMES[known]! : text.slice(0, methodEnd - from);
-  let target = text.slice(targetStart - from, targetEnd - from);
+  const method = known >= 0 && isUpper(buf, from, methodEnd) ? METHOD_NAMES[known]! : line.slice(0, methodEnd - from);
+  let target = line.slice(targetStart - from, targetEnd - from);
   const minor = http1Minor(buf, versionStart, versionEnd);
   if (minor !== 0 && minor !== 1) {
-    const version = text.slice(versionStart - from, versionEnd - from);
+    const version = line.slice(versionStart - from, versionEnd - from);
     if (/^HTTP\/\d(\.\d)?$/.test(version)) throw new RequestError(505, `HTTP version not supported: ${version}`);
     throw new RequestError(400, "malformed request line");
   }
 
-  const rawHeaders: string[] = new Array(count * 2);
   let contentLength = -1;
   let te: string | undefined;
   let connection = "";
   let host: string | undefined;
   let expect: string | undefined;
+  let xff = "";
+  let cookies = 0;
+  // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
+  const runs: number[] = [];
+  let runStart = -1;
+  let size = 0;
   for (let k = 0; k < count; k++) {
-    const lower = headerName(buf, from + marks[k * 4]!, from + marks[k * 4 + 1]!, text, from);
-    const value = text.slice(marks[k * 4 + 2]!, marks[k * 4 + 3]!);
-    rawHeaders[k * 2] = lower;
-    rawHeaders[k * 2 + 1] = value;
-    switch (lower) {
-      case "host":
+    const nameStart = from + marks[k * 4]!;
+    const id = NAMES.indexOf(buf, nameStart, from + marks[k * 4 + 1]!);
+    const vs = from + marks[k * 4 + 2]!, ve = from + marks[k * 4 + 3]!;
+    if (id < 0 || id === COOKIE || id === EXPECT) {
+      if (id === COOKIE) cookies++;
+      else if (id === EXPECT) expect = buf.toString("latin1", vs, ve);
+      if (runStart < 0) runStart = nameStart;
+      continue;
+    }
+    if (runStart >= 0) {
+      runs.push(runStart, nameStart);
+      size += nameStart - runStart;
+      runStart = -1;
+    }
+    switch (id) {
+      case HOST:
         if (host !== undefined) throw new RequestError(400, "more than one Host header");
-        host = value;
+        host = buf.toString("latin1", vs, ve);
         break;
-      case "content-length":
+      case CONTENT_LENGTH:
         // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
         if (contentLength !== -1) throw new RequestError(400, "more than one Content-Length");
-        if (!/^\d{1,15}$/.test(value)) throw new RequestError(400, "invalid Content-Length");
-        contentLength = Number(value);
+        contentLength = digits(buf, vs, ve);
         break;
-      case "transfer-encoding":
+      case TRANSFER_ENCODING: {
+        const value = buf.toString("latin1", vs, ve);
         te = te === undefined ? value : `${te}, ${value}`;
         break;
-      case "connection":
+      }
+      case CONNECTION: {
+        // What nearly every client sends, without a string.
+        const value = bytesAre(buf, vs, ve, "keep-alive") ? "keep-alive" : bytesAre(buf, vs, ve, "close") ? "close" : buf.toString("latin1", vs, ve);
         connection = connection ? `${connection},${value}` : value;
         break;
-      case "expect":
-        expect = value;
+      }
+      case X_FORWARDED_FOR: {
+        const value = buf.toString("latin1", vs, ve);
+        xff = xff ? `${xff}, ${value}` : value;
         break;
+      }
     }
+  }
+  if (runStart >= 0) {
+    runs.push(runStart, headEnd - 2);
+    size += headEnd - 2 - runStart;
   }
   let chunked = false;
   if (te !== undefined) {
@@ -224,6 +305,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (contentLength !== -1) throw new RequestError(400, "both Transfer-Encoding and Content-Length");
     chunked = true;
   }
+  const hostLine = host ?? "";
   if (target.charCodeAt(0) !== 47) {
     if (target === "*") {
       if (method !== "OPTIONS") throw new RequestError(400, "asterisk-form target for a method other than OPTIONS");
@@ -259,7 +341,21 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (expect.toLowerCase() !== "100-continue") throw new RequestError(417, "unsupported Expect");
     expectContinue = minor === 1;
   }
-  return { method, target, minor, rawHeaders, host, contentLength, chunked, keepAlive, expectContinue, end: headEnd };
+  // Headers named in Connection are dropped by name, and Cookie lines joined: from the strings.
+  const forward = cookies <= 1 && connectionTokens(connection.toLowerCase()) === undefined ? runs : undefined;
+  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, size, hostLine, xff);
+}
+
+/** A Content-Length value: 1 to 15 digits. */
+function digits(buf: Buffer, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+    if (i === end - 1 && end - start <= 15) return n;
+  }
+  throw new RequestError(400, "invalid Content-Length");
 }
 
 const DOT = /^(?:\.|%2e)$/i;

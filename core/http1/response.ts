@@ -8,7 +8,7 @@
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
 import type { HeaderBlock } from "./bytes.ts";
-import { headerName, NameSet } from "./names.ts";
+import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest response header section accepted (status line, headers, final CRLF). */
 export const MAX_HEAD = 64 * 1024;
@@ -74,34 +74,8 @@ export class ResponseHead {
 
   /** name, value, name, value… with names lower-cased, values without surrounding whitespace. */
   get rawHeaders(): string[] {
-    return (this.#raw ??= readHeaders(this.buf, this.from, this.end));
+    return (this.#raw ??= headerPairs(this.buf, this.from, this.end));
   }
-}
-
-/** The header lines of a head already checked by {@link parseHead}, as strings. */
-function readHeaders(buf: Buffer, from: number, end: number): string[] {
-  const text = buf.toString("latin1", from, end);
-  const out: string[] = [];
-  const last = text.length - 2;
-  for (let i = text.indexOf("\r\n") + 2; i < last; ) {
-    const eol = text.indexOf("\r\n", i);
-    const colon = text.indexOf(":", i);
-    out.push(headerName(buf, from + i, from + colon, text, from));
-    let vs = colon + 1;
-    let ve = eol;
-    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
-    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
-    out.push(text.slice(vs, ve));
-    i = eol + 2;
-  }
-  return out;
-}
-
-/** Whether `buf[start..end)` is `lower` (lower-case ASCII letters and `-`) in any case. */
-function bytesAre(buf: Buffer, start: number, end: number, lower: string): boolean {
-  if (end - start !== lower.length) return false;
-  for (let j = 0; j < lower.length; j++) if ((buf[start + j]! | 0x20) !== lower.charCodeAt(j)) return false;
-  return true;
 }
 
 // tchar (RFC 9110 §5.6.2) by byte value.

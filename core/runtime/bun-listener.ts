@@ -16,12 +16,14 @@ import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { Buffer } from "node:buffer";
 import { ChunkedDecoder, LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
-import type { Listener, RawExchange, ServeOptions } from "./types.ts";
+import type { ForwardLines, Listener, RawExchange, ServeOptions } from "./types.ts";
 import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 /** Request body bytes received ahead of the reader before reading pauses. */
 const MAX_BODY_AHEAD = 64 * 1024;
+/** A read with more than this behind the head is not held by the head (RequestHead.detach). */
+const DETACH_ABOVE = 16 * 1024;
 /** Unparsed bytes kept for a pipelined request before reading pauses. */
 const MAX_PENDING = MAX_REQUEST_HEAD;
 
@@ -224,6 +226,8 @@ class ClientConn {
       }
       this.headSince = 0;
       this.pending = head.end < buf.length ? buf.subarray(head.end) : undefined;
+      // A body or pipelined requests behind the head: the head keeps only its own bytes.
+      if (buf.length - head.end > DETACH_ABOVE) head.detach();
       this.dispatch(head);
     }
     // Too much waiting behind the current request (or an answer not yet read): stop reading until it is answered.
@@ -297,7 +301,8 @@ class Exchange implements RawExchange {
   readonly method: string;
   readonly target: string;
   readonly host: string;
-  readonly rawHeaders: readonly string[];
+  /** The parsed head: its header strings are made on first read, its lines forwarded as bytes. */
+  readonly head: RequestHead;
   readonly clientIp: string;
   readonly bodyLength: number;
   /**
@@ -339,7 +344,7 @@ class Exchange implements RawExchange {
     this.method = head.method;
     this.target = head.target;
     this.host = head.host;
-    this.rawHeaders = head.rawHeaders;
+    this.head = head;
     this.clientIp = conn.clientIp;
     this.minor = head.minor;
     this.expectContinue = head.expectContinue;
@@ -355,6 +360,17 @@ class Exchange implements RawExchange {
       this.bodyLength = 0;
       this.bodyState = Body.None;
     }
+  }
+
+  get rawHeaders(): readonly string[] {
+    return this.head.rawHeaders;
+  }
+
+  /** The client's header lines to forward as bytes (RawExchange.forwardBlock). */
+  get forward(): ForwardLines | undefined {
+    const head = this.head;
+    const block = head.block;
+    return block === undefined ? undefined : { block, hostLine: head.hostLine, forwardedFor: head.forwardedFor, contentLength: head.contentLength };
   }
 
   /** The request body as a stream (null when there is none, or it was taken whole). */

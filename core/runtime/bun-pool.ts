@@ -16,7 +16,7 @@ import {
 import { Conn, Exchange } from "./bun-conn.ts";
 import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
-import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putInt, TE_CHUNKED } from "../http1/bytes.ts";
+import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED } from "../http1/bytes.ts";
 
 const ascii = (s: string) => Buffer.from(s, "latin1");
 const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
@@ -122,6 +122,8 @@ export class BunPool implements UpstreamAgent {
     const basePath = this.target.basePath;
     let size = req.method.length + basePath.length + req.path.length + 96;
     for (const name in h) size += name.length + h[name]!.length + 4;
+    const block = req.block;
+    if (block !== undefined) size += block.size;
     if (body instanceof Uint8Array) size += body.length;
     const buf = size <= SCRATCH_SIZE ? (scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(size);
     let p = latin1(buf, 0, req.method);
@@ -137,6 +139,7 @@ export class BunPool implements UpstreamAgent {
       buf[p++] = 13;
       buf[p++] = 10;
     }
+    if (block !== undefined) p = putBlock(buf, p, block);
     let chunked = false;
     if (body instanceof Uint8Array) {
       if (h["content-length"] === undefined) {

@@ -22,6 +22,12 @@ export interface RawExchange {
   readonly host: string;
   /** name, value, … with names lower-cased, in the order received. */
   readonly rawHeaders: readonly string[];
+  /**
+   * The header lines to forward as they came, when the listener kept them as bytes: all but the
+   * hop-by-hop ones, Host, Content-Length and X-Forwarded-*; undefined when strings are needed
+   * (Connection naming headers, repeated Cookie). See headers.ts upstreamHeadersBlock.
+   */
+  readonly forward?: ForwardLines;
   readonly clientIp: string;
   /** Declared body length: 0 for none, -1 when chunked (unknown until it ends). */
   readonly bodyLength: number;
@@ -170,4 +176,15 @@ export interface Processes {
   spawnSelf(args: readonly string[], env: Record<string, string>, onMessage: (message: unknown) => void): WorkerProcess;
   /** The channel to the process that spawned this one, if it was spawned by {@link spawnSelf}. */
   parent(): ParentChannel | undefined;
+}
+
+/** A request's header lines kept as bytes (RawExchange.forward), and what the proxy writes itself from them. */
+export interface ForwardLines {
+  readonly block: HeaderBlock;
+  /** The Host line's value ("" when absent). */
+  readonly hostLine: string;
+  /** The X-Forwarded-For values received, joined with ", " ("" when none). */
+  readonly forwardedFor: string;
+  /** Content-Length, -1 when absent (not among the lines). */
+  readonly contentLength: number;
 }
