@@ -65,12 +65,35 @@ export function keepsTraceId(traceId: string, upperBound: number): boolean {
   return acc < upperBound;
 }
 
-// Ids: random 32-bit words (Math.random, as the SDK's generator), hex-encoded through a table;
-// ~4x cheaper than toString(16) + padStart per word.
-const HEX: string[] = [];
-for (let i = 0; i < 256; i++) HEX.push((i < 16 ? "0" : "") + i.toString(16));
+// Ids: random 32-bit words (Math.random, as the SDK's generator), hex digits written as bytes
+// through a table and decoded once: a flat string. Concatenating two-digit strings made a rope of
+// 16 pieces, flattened later where the id was first read (the access log, traceparent): 200 ns
+// an id against 60 here (tight loop).
+const HEX = new Uint8Array(512);
+for (let i = 0; i < 256; i++) {
+  const h = (i < 16 ? "0" : "") + i.toString(16);
+  HEX[2 * i] = h.charCodeAt(0);
+  HEX[2 * i + 1] = h.charCodeAt(1);
+}
 const word = () => (Math.random() * 4294967296) >>> 0;
-const hex32 = (w: number) => HEX[w >>> 24]! + HEX[(w >>> 16) & 255]! + HEX[(w >>> 8) & 255]! + HEX[w & 255]!;
+const traceHex = new Uint8Array(32);
+const spanHex = new Uint8Array(16);
+const ascii = new TextDecoder();
+/** `w` as 8 hex digits at `a[p]`. */
+function putHex(a: Uint8Array, p: number, w: number): void {
+  let b = (w >>> 23) & 510;
+  a[p] = HEX[b]!;
+  a[p + 1] = HEX[b + 1]!;
+  b = (w >>> 15) & 510;
+  a[p + 2] = HEX[b]!;
+  a[p + 3] = HEX[b + 1]!;
+  b = (w >>> 7) & 510;
+  a[p + 4] = HEX[b]!;
+  a[p + 5] = HEX[b + 1]!;
+  b = (w << 1) & 510;
+  a[p + 6] = HEX[b]!;
+  a[p + 7] = HEX[b + 1]!;
+}
 
 /** XOR of the last trace id's four words: the SDK ratio test's accumulator, without re-parsing the hex. */
 let lastTraceIdXor = 0;
@@ -90,7 +113,11 @@ export function newTraceId(): string {
   tw1 = b;
   tw2 = c;
   tw3 = d;
-  return hex32(a) + hex32(b) + hex32(c) + hex32(d);
+  putHex(traceHex, 0, a);
+  putHex(traceHex, 8, b);
+  putHex(traceHex, 16, c);
+  putHex(traceHex, 24, d);
+  return ascii.decode(traceHex);
 }
 /** 8 random bytes as 16 hex digits, never all zero. */
 export function newSpanId(): string {
@@ -101,7 +128,9 @@ export function newSpanId(): string {
   } while ((a | b) === 0);
   sw0 = a;
   sw1 = b;
-  return hex32(a) + hex32(b);
+  putHex(spanHex, 0, a);
+  putHex(spanHex, 8, b);
+  return ascii.decode(spanHex);
 }
 
 /** Epoch milliseconds (with fractions) to [seconds, nanoseconds], as the SDK's millisToHrTime. */
