@@ -165,9 +165,9 @@ class RawIncoming implements Incoming, ObservedRequest {
   forwardHeaders(clientIp: string): Record<string, string> {
     return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
   }
-  forwardBlock(clientIp: string): { headers: Record<string, string>; block: HeaderBlock } | undefined {
+  forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
     const f = this.raw.forward;
-    if (f === undefined) return undefined;
+    if (f === undefined || (tracing && f.traceContext)) return undefined;
     return { headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }), block: f.block };
   }
   bodyFault(): number {

@@ -69,9 +69,10 @@ export interface Incoming {
   forwardHeaders(clientIp: string): Record<string, string>;
   /**
    * The same as the client's lines kept as bytes (`block`) plus the headers the proxy writes
-   * itself; undefined when only {@link forwardHeaders} can say it (see RawExchange.forward).
+   * itself; undefined when only {@link forwardHeaders} can say it (see RawExchange.forward), or
+   * when `tracing` will write trace context headers and the client sent some (they are replaced).
    */
-  forwardBlock?(clientIp: string): { headers: Record<string, string>; block: HeaderBlock } | undefined;
+  forwardBlock?(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined;
   /** A client-side body failure the listener saw, as the status to answer (413, 400); 0 if none. */
   bodyFault(): number;
   /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
@@ -357,9 +358,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   }
 
   const path = request.target;
-  // The client's lines as bytes, unless tracing writes trace context headers that would have to
-  // replace some of them.
-  const fwd = ex.observer?.tracing ? undefined : request.forwardBlock?.(ex.clientIp);
+  // The client's lines as bytes, unless tracing's headers must replace some of them.
+  const fwd = request.forwardBlock?.(ex.clientIp, ex.observer?.tracing === true);
   const headers = fwd === undefined ? request.forwardHeaders(ex.clientIp) : fwd.headers;
   const lines = fwd?.block;
   const info = new ProxyRequestInfo(method, ex.path, request.host, ex.clientIp, request);

@@ -1,7 +1,8 @@
 // Tracing through the real request path: Fulcrum in-process on loopback, real backends, and the
 // OTLP receiver as the collector.
 import { describe, expect, test } from "bun:test";
-import { closedPort, type TestBackend } from "./helpers/backends.ts";
+import { closedPort, startRawBackend, type TestBackend } from "./helpers/backends.ts";
+import { outcome, RawClient } from "./helpers/raw-client.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 import { createTelemetry } from "../core/telemetry.ts";
 import { createObserver } from "../core/observer.ts";
@@ -107,6 +108,31 @@ describe("a traced request through Fulcrum", () => {
 
     // The access log joins the trace.
     expect(f.access()[0]).toMatchObject({ trace_id: server.traceId, span_id: server.spanId, status: 200, attempts: 2 });
+  });
+
+  test("the client's header lines still pass as bytes; one traceparent reaches the backend, Fulcrum's", async () => {
+    const r = await receiver();
+    const b = startRawBackend((_head, s) => void s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    cleanups.push(() => b.stop());
+    const f = await fulcrum(config([b.url], `endpoint: "${r.url}", scheduled_delay: 20ms`));
+    const c = await RawClient.connect(f.server.listener.port);
+    cleanups.push(() => c.destroy());
+    const trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    c.write("GET /a HTTP/1.1\r\nHost: x\r\nX-Case: 1\r\n\r\n");
+    expect(outcome(await c.readResponse())).toBe(200);
+    c.write(`GET /b HTTP/1.1\r\nHost: x\r\nX-Case: 2\r\nTraceParent: 00-${trace}-00f067aa0ba902b7-01\r\n\r\n`);
+    expect(outcome(await c.readResponse())).toBe(200);
+    const [a, bHead] = b.heads.map((h) => h.head.split("\r\n"));
+    // No trace context from the client: its lines as bytes (the name's case kept), ours added.
+    expect(a).toContain("X-Case: 1");
+    expect(a!.filter((l) => /^traceparent:/i.test(l))).toHaveLength(1);
+    // The client's traceparent is replaced by Fulcrum's, which continues its trace.
+    const tps = bHead!.filter((l) => /^traceparent:/i.test(l));
+    expect(tps).toHaveLength(1);
+    const tp = traceparent(tps[0]!.slice(tps[0]!.indexOf(":") + 1).trim());
+    expect(tp.traceId).toBe(trace);
+    expect(tp.parentId).not.toBe("00f067aa0ba902b7");
+    expect(bHead!.filter((l) => /^x-case:/i.test(l))).toHaveLength(1);
   });
 
   test("an incoming traceparent and tracestate are continued (exported as http/protobuf)", async () => {

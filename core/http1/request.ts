@@ -67,6 +67,8 @@ export class RequestHead {
     readonly hostLine: string,
     /** The X-Forwarded-For values received, joined with ", " ("" when none). */
     readonly forwardedFor: string,
+    /** A trace context header is among the lines (traceparent, tracestate, baggage, B3). */
+    readonly traceContext: boolean,
   ) {}
 
   /** name, value, name, value… with names lower-cased, in order. */
@@ -107,11 +109,14 @@ const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
 
 /** Names the head's reading looks for; the hop-by-hop ones after them are never forwarded. */
 const NAMES = new NameSet([
-  "host", "content-length", "transfer-encoding", "connection", "expect", "cookie",
-  "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+  "host", "content-length", "transfer-encoding", "connection", "expect", "cookie", "x-forwarded-for",
+  // Trace context headers (the propagators tracing may write): forwarded, but counted.
+  "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags",
+  "x-forwarded-proto", "x-forwarded-host",
   ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
 ]);
 const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPECT = 4, COOKIE = 5, X_FORWARDED_FOR = 6;
+const TRACE_FIRST = 7, TRACE_LAST = 15;
 
 /** Methods read without a string made per request (and hashed once, for IDEMPOTENT.has). */
 const METHODS = new NameSet(["get", "head", "post", "put", "delete", "options", "patch"]);
@@ -243,6 +248,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   let expect: string | undefined;
   let xff = "";
   let cookies = 0;
+  let traceContext = false;
   // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
   const runs: number[] = [];
   let runStart = -1;
@@ -251,9 +257,10 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     const nameStart = from + marks[k * 4]!;
     const id = NAMES.indexOf(buf, nameStart, from + marks[k * 4 + 1]!);
     const vs = from + marks[k * 4 + 2]!, ve = from + marks[k * 4 + 3]!;
-    if (id < 0 || id === COOKIE || id === EXPECT) {
+    if (id < 0 || id === COOKIE || id === EXPECT || (id >= TRACE_FIRST && id <= TRACE_LAST)) {
       if (id === COOKIE) cookies++;
       else if (id === EXPECT) expect = buf.toString("latin1", vs, ve);
+      else if (id >= 0) traceContext = true;
       if (runStart < 0) runStart = nameStart;
       continue;
     }
@@ -343,7 +350,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   }
   // Headers named in Connection are dropped by name, and Cookie lines joined: from the strings.
   const forward = cookies <= 1 && connectionTokens(connection.toLowerCase()) === undefined ? runs : undefined;
-  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, size, hostLine, xff);
+  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, size, hostLine, xff, traceContext);
 }
 
 /** A Content-Length value: 1 to 15 digits. */

@@ -370,7 +370,7 @@ class Exchange implements RawExchange {
   get forward(): ForwardLines | undefined {
     const head = this.head;
     const block = head.block;
-    return block === undefined ? undefined : { block, hostLine: head.hostLine, forwardedFor: head.forwardedFor, contentLength: head.contentLength };
+    return block === undefined ? undefined : { block, hostLine: head.hostLine, forwardedFor: head.forwardedFor, contentLength: head.contentLength, traceContext: head.traceContext };
   }
 
   /** The request body as a stream (null when there is none, or it was taken whole). */

@@ -187,4 +187,6 @@ export interface ForwardLines {
   readonly forwardedFor: string;
   /** Content-Length, -1 when absent (not among the lines). */
   readonly contentLength: number;
+  /** A trace context header is among the lines: tracing, which writes its own, needs the strings. */
+  readonly traceContext: boolean;
 }
