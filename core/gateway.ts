@@ -111,6 +111,7 @@ class RawIncoming implements Incoming, ObservedRequest {
   #keyedValue: unknown;
   constructor(readonly raw: RawExchange) {}
   header(name: string): string | null {
+    if (this.raw.header !== undefined) return this.raw.header(name);
     const raw = this.raw.rawHeaders;
     let value: string | null = null;
     for (let i = 0; i < raw.length; i += 2) {

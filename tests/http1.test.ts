@@ -274,7 +274,7 @@ describe("request head parsing (the client-facing listener)", () => {
 
   test("the lines forwarded as bytes with the proxy's own headers say what upstreamHeadersRaw says (5000 generated heads)", () => {
     const names = ["X-A", "x-a", "Accept", "Cookie", "Keep-Alive", "TE", "Upgrade", "Trailer", "Proxy-Connection", "Proxy-Authorization",
-      "X-Forwarded-For", "x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Content-Length", "Connection", "Expect", "User-Agent"];
+      "X-Forwarded-For", "x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Content-Length", "Connection", "Expect", "User-Agent", "TraceParent"];
     const values: Record<string, string[]> = {
       "Content-Length": ["0", "12", "007"], Connection: ["keep-alive", "close", "Keep-Alive", "keep-alive, X-A", "x-a"],
       Expect: ["100-continue"], default: ["v", "", " spaced ", "\tx\t", "caf\xe9", "a, b", "1.2.3.4"],
@@ -297,6 +297,16 @@ describe("request head parsing (the client-facing listener)", () => {
       } catch {
         continue; // refused framing (two Content-Lengths, Expect on 1.0…): the same either way
       }
+      // header() read from the bytes (before rawHeaders exist), then from the strings.
+      const asked = ["x-a", "accept", "cookie", "host", "user-agent", "traceparent", "x-forwarded-for", "absent", "keep-alive"];
+      const fromBytes = asked.map((n) => h!.header(n));
+      const fromStrings = asked.map((n) => {
+        const r = h!.rawHeaders;
+        const v = r.filter((_, k) => k % 2 === 1 && r[k - 1] === n);
+        return v.length ? v.join(", ") : null;
+      });
+      expect({ text, fromBytes }).toEqual({ text, fromBytes: fromStrings });
+      expect(asked.map((n) => h!.header(n))).toEqual(fromStrings);
       const info = { clientIp: "10.0.0.9", proto: "http", hostOverride: undefined };
       const expected = upstreamHeadersRaw(h!.rawHeaders, info);
       const block = h!.block;

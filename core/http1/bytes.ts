@@ -58,3 +58,24 @@ export function putBlock(buf: Buffer, at: number, block: HeaderBlock): number {
   for (let i = 0; i < runs.length; i += 2) at += block.buf.copy(buf, at, runs[i], runs[i + 1]);
   return at;
 }
+
+/** `buf[start, end)` as a decimal of 1 to 15 digits (a Content-Length), or -1 if it is not one. */
+export function decimal(buf: Uint8Array, start: number, end: number): number {
+  if (end <= start || end - start > 15) return -1;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * A copy of a head's bytes `buf[from, end)` (a Buffer: `slice` makes one through the species
+ * constructor), with `runs` moved to it; for a head that should not hold the larger read it came in.
+ */
+export function ownCopy(buf: Buffer, from: number, end: number, runs: number[] | undefined): Buffer {
+  if (runs !== undefined) for (let i = 0; i < runs.length; i++) runs[i]! -= from;
+  return Uint8Array.prototype.slice.call(buf, from, end) as Buffer;
+}

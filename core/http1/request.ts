@@ -9,7 +9,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
-import type { HeaderBlock } from "./bytes.ts";
+import { decimal, ownCopy, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest request header section accepted (request line, headers, final CRLF). */
@@ -52,9 +52,9 @@ export class RequestHead {
     /** `Expect: 100-continue` was sent. */
     readonly expectContinue: boolean,
     /** The buffer, where the request line starts, and the index just after the head (its final CRLF). */
-    readonly buf: Buffer,
-    readonly from: number,
-    readonly end: number,
+    public buf: Buffer,
+    public from: number,
+    public end: number,
     /**
      * The header lines to forward as they came (HeaderBlock): all but the hop-by-hop ones, Host,
      * Content-Length and X-Forwarded-For/-Proto/-Host, which the proxy writes itself (see
@@ -76,6 +76,43 @@ export class RequestHead {
     return (this.#raw ??= headerPairs(this.buf, this.from, this.end));
   }
 
+  /**
+   * The value of header `name` (lower-case), several lines joined with ", "; null when absent.
+   * Read from the bytes when the strings were not made: tracing looks up a few names a request
+   * (its propagators and, for sampled ones, User-Agent), which must not make them all.
+   */
+  header(name: string): string | null {
+    const raw = this.#raw;
+    if (raw !== undefined) {
+      let value: string | null = null;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
+      return value;
+    }
+    if (!this.traceContext && TRACE_HEADERS.has(name)) return null;
+    const buf = this.buf;
+    const last = this.end - 2;
+    let i = this.from;
+    while (buf[i] !== 10) i++; // past the request line (the head was checked: CRLF ends each line)
+    i++;
+    let value: string | null = null;
+    while (i < last) {
+      let colon = i;
+      while (buf[colon] !== 58) colon++;
+      let eol = colon;
+      while (buf[eol] !== 13) eol++;
+      if (colon - i === name.length && sameName(buf, i, name)) {
+        let vs = colon + 1;
+        let ve = eol;
+        while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+        while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+        const v = buf.toString("latin1", vs, ve);
+        value = value === null ? v : `${value}, ${v}`;
+      }
+      i = eol + 2;
+    }
+    return value;
+  }
+
   /** HeaderBlock's flag, for responses only: a request's lines carry no Date the listener adds. */
   readonly hasDate = false;
 
@@ -89,13 +126,9 @@ export class RequestHead {
    * pipelined requests behind the head) is not held for the whole exchange (as ResponseHead.detach).
    */
   detach(): void {
-    const from = this.from;
-    // A copy, and a Buffer (slice makes one through the species constructor).
-    (this as { buf: Buffer }).buf = Uint8Array.prototype.slice.call(this.buf, from, this.end) as Buffer;
-    const runs = this.runs;
-    if (runs !== undefined) for (let i = 0; i < runs.length; i++) runs[i]! -= from;
-    (this as { end: number }).end -= from;
-    (this as { from: number }).from = 0;
+    this.buf = ownCopy(this.buf, this.from, this.end, this.runs);
+    this.end -= this.from;
+    this.from = 0;
   }
 }
 
@@ -107,16 +140,29 @@ let marks = new Int32Array(4 * 64);
 
 const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
 
+/** The headers of the propagators tracing can use (W3C trace context and baggage, B3). */
+const TRACE_NAMES = ["traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags"];
 /** Names the head's reading looks for; the hop-by-hop ones after them are never forwarded. */
 const NAMES = new NameSet([
   "host", "content-length", "transfer-encoding", "connection", "expect", "cookie", "x-forwarded-for",
   // Trace context headers (the propagators tracing may write): forwarded, but counted.
-  "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags",
+  ...TRACE_NAMES,
   "x-forwarded-proto", "x-forwarded-host",
   ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
 ]);
 const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPECT = 4, COOKIE = 5, X_FORWARDED_FOR = 6;
-const TRACE_FIRST = 7, TRACE_LAST = 15;
+const TRACE_FIRST = 7, TRACE_LAST = TRACE_FIRST + TRACE_NAMES.length - 1;
+const TRACE_HEADERS: ReadonlySet<string> = new Set(TRACE_NAMES);
+
+/** Whether the header name at `buf[at]` (token bytes, as long as `lower`) is `lower` in any case. */
+function sameName(buf: Buffer, at: number, lower: string): boolean {
+  for (let j = 0; j < lower.length; j++) {
+    let c = buf[at + j]!;
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(j)) return false;
+  }
+  return true;
+}
 
 /** Methods read without a string made per request (and hashed once, for IDEMPOTENT.has). */
 const METHODS = new NameSet(["get", "head", "post", "put", "delete", "options", "patch"]);
@@ -277,7 +323,8 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       case CONTENT_LENGTH:
         // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
         if (contentLength !== -1) throw new RequestError(400, "more than one Content-Length");
-        contentLength = digits(buf, vs, ve);
+        contentLength = decimal(buf, vs, ve);
+        if (contentLength < 0) throw new RequestError(400, "invalid Content-Length");
         break;
       case TRANSFER_ENCODING: {
         const value = buf.toString("latin1", vs, ve);
@@ -351,18 +398,6 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   // Headers named in Connection are dropped by name, and Cookie lines joined: from the strings.
   const forward = cookies <= 1 && connectionTokens(connection.toLowerCase()) === undefined ? runs : undefined;
   return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, size, hostLine, xff, traceContext);
-}
-
-/** A Content-Length value: 1 to 15 digits. */
-function digits(buf: Buffer, start: number, end: number): number {
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    const d = buf[i]! - 48;
-    if (d < 0 || d > 9) break;
-    n = n * 10 + d;
-    if (i === end - 1 && end - start <= 15) return n;
-  }
-  throw new RequestError(400, "invalid Content-Length");
 }
 
 const DOT = /^(?:\.|%2e)$/i;

@@ -7,7 +7,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
-import type { HeaderBlock } from "./bytes.ts";
+import { decimal, ownCopy, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest response header section accepted (status line, headers, final CRLF). */
@@ -58,12 +58,8 @@ export class ResponseHead {
    * cost 2x the CPU (4x the page faults: memory the allocator could not reuse).
    */
   detach(): void {
-    const from = this.from;
-    // A copy, and a Buffer (slice makes one through the species constructor).
-    this.buf = Uint8Array.prototype.slice.call(this.buf, from, this.end) as Buffer;
-    const runs = this.runs;
-    if (runs !== undefined) for (let i = 0; i < runs.length; i++) runs[i]! -= from;
-    this.end -= from;
+    this.buf = ownCopy(this.buf, this.from, this.end, this.runs);
+    this.end -= this.from;
     this.from = 0;
   }
 
@@ -194,7 +190,8 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
     if (id === CONTENT_LENGTH) {
       // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
       if (contentLength !== -1) throw new ParseError("duplicate Content-Length in response");
-      contentLength = digits(buf, vs, ve);
+      contentLength = decimal(buf, vs, ve);
+      if (contentLength < 0) throw new ParseError(`invalid Content-Length: ${JSON.stringify(buf.toString("latin1", vs, Math.min(ve, vs + 40)))}`);
     } else if (id === TRANSFER_ENCODING) {
       const value = buf.toString("latin1", vs, ve);
       te = te === undefined ? value : `${te}, ${value}`;
@@ -220,18 +217,6 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   // Headers named in Connection are dropped by name (downstreamRaw), from the strings.
   const forward = connectionTokens(connection) === undefined ? runs : undefined;
   return new ResponseHead(status, statusText, contentLength, chunked, close, buf, from, headEnd, forward, size, hasDate);
-}
-
-/** A Content-Length value: 1 to 15 digits. */
-function digits(buf: Buffer, start: number, end: number): number {
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    const d = buf[i]! - 48;
-    if (d < 0 || d > 9) break;
-    n = n * 10 + d;
-    if (i === end - 1 && end - start <= 15) return n;
-  }
-  throw new ParseError(`invalid Content-Length: ${JSON.stringify(buf.toString("latin1", start, Math.min(end, start + 40)))}`);
 }
 
 /** "HTTP/1." at `at`. */

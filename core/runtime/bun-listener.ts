@@ -366,6 +366,10 @@ class Exchange implements RawExchange {
     return this.head.rawHeaders;
   }
 
+  header(name: string): string | null {
+    return this.head.header(name);
+  }
+
   /** The client's header lines to forward as bytes (RawExchange.forwardBlock). */
   get forward(): ForwardLines | undefined {
     const head = this.head;
