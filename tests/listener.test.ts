@@ -601,6 +601,27 @@ ownListener("response headers", () => {
   }
 });
 
+ownListener("a request slower than client_idle_timeout", () => {
+  test("is answered: the idle timer, left running, is ignored while a request is in flight", async () => {
+    // Bun checks socket timeouts on a 4 s tick: a 1 s timer armed at connect fires within 4 s,
+    // while the backend takes 5 s to answer.
+    const be = await backend((req) => async (s: Socket) => {
+      if (req.target === "/slow") await new Promise((r) => setTimeout(r, 5000));
+      s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${req.target.length}\r\n\r\n${req.target}`);
+    });
+    const p = await proxy(be, { limits: "  client_idle_timeout: 1s" });
+    const c = await RawClient.connect(p.port);
+    cleanups.push(() => c.destroy());
+    c.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    const slow = await c.readResponse({ timeoutMs: 10_000 });
+    expect(slow === "closed" ? "closed" : slow.body.toString()).toBe("/slow");
+    // The connection still serves.
+    c.write("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    const after = await c.readResponse();
+    expect(after === "closed" ? "closed" : after.body.toString()).toBe("/after");
+  }, 15_000);
+});
+
 ownListener("a client that stops reading", () => {
   test("is cut after client_idle_timeout and its backend released; one that reads slowly is not cut", async () => {
     // Bun checks socket timeouts on a 4 s tick ((seconds + 3) >> 2 ticks): 5 s fires 4 to 8 s

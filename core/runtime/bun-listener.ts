@@ -254,9 +254,9 @@ class ClientConn {
     const ex = new Exchange(this, head);
     this.current = ex;
     if (server.closing || !head.keepAlive) this.closeAfter = true;
-    // A request in flight is bounded by the pool's timeouts, not the idle timer; unless an earlier
-    // answer is still waiting for the client to read it.
-    if (this.out === undefined) this.socket?.timeout(0);
+    // A request in flight is bounded by the pool's timeouts, not the idle timer: the timer is left
+    // running (disarming it cost a native call a request) and the `timeout` handler ignores it
+    // while a request is in flight, unless an earlier answer is still waiting to be read.
     if (ex.bodyState !== Body.None && this.pending !== undefined) {
       const rest = this.pending;
       this.pending = undefined;
