@@ -109,10 +109,12 @@ export function upstreamHeadersRaw(raw: readonly string[], info: ForwardInfo): R
  * and Content-Length dropped (the listener frames the body itself), the declared length returned.
  */
 export function downstreamRaw(raw: readonly string[]): { headers: string[]; length: number } {
-  let named: Set<string> | undefined;
+  // Every Connection line's tokens (a second line must not hide the first's).
+  let connection = "";
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i] === "connection") named = connectionTokens(raw[i + 1]);
+    if (raw[i] === "connection") connection = connection ? `${connection},${raw[i + 1]}` : raw[i + 1]!;
   }
+  const named = connectionTokens(connection);
   const headers: string[] = [];
   let length = -1;
   for (let i = 0; i < raw.length; i += 2) {

@@ -45,7 +45,7 @@ export interface RouteOptions {
   readonly retryNonIdempotent: boolean;
   /** Longest wait for the next piece of the request body (limits.client_body_timeout). */
   readonly bodyTimeoutMs: number;
-  /** No middleware runs first: the first attempt starts when the request did (`Exchange.start`). */
+  /** No middleware runs first: the first attempt may start when the request did (`Exchange.start`). */
   readonly direct: boolean;
 }
 
@@ -340,8 +340,12 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   let body: ReadableStream<Uint8Array> | Uint8Array | null = whole ?? request.body;
   let replayable = body === null || whole !== undefined;
   let bodyStalled = false;
+  // Whether the first attempt starts in the request's turn (Exchange.start): not after middleware,
+  // nor after waiting for a body to buffer.
+  let sameTurn = route.direct;
   if (body instanceof ReadableStream) {
     if (retry.attempts > 1 && length >= 0 && length <= retry.buffer_body_limit) {
+      sameTurn = false;
       try {
         body = await bufferBody(body, route.bodyTimeoutMs);
       } catch (e) {
@@ -373,8 +377,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
       return errorResponse(503, "no backend available");
     }
-    // Without middleware the first attempt starts in the request's turn (a clock read is a native call).
-    const started = n === 1 && route.direct ? ex.start : performance.now();
+    // A clock read is a native call: the first attempt reuses the request's when nothing was awaited.
+    const started = n === 1 && sameTurn ? ex.start : performance.now();
     const remaining = deadline - started;
     if (remaining <= 0) {
       ex.error = "request deadline passed";

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { closedPort, startBackend, type TestBackend } from "../helpers/backends.ts";
 import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
+import { outcome, RawClient } from "../helpers/raw-client.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -146,6 +147,33 @@ describe("retries", () => {
     const t0 = performance.now();
     expect((await fetch(f.url)).status).toBe(504);
     expect(performance.now() - t0).toBeLessThan(2000);
+  });
+});
+
+describe("a body that is slow to arrive", () => {
+  /** POST a 10-byte body: half with the head, the rest `laterMs` later (a slow client). */
+  async function slowPost(f: InProcess, laterMs: number) {
+    const c = await RawClient.connect(f.server.listener.port);
+    cleanups.push(() => c.destroy());
+    c.write("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello");
+    const timer = setTimeout(() => c.write("world"), laterMs);
+    cleanups.push(() => clearTimeout(timer));
+    return outcome(await c.readResponse({ timeoutMs: 5000 }));
+  }
+
+  test("counts toward timeouts.request: 504 when it arrives after the deadline, and the backend never sees it", async () => {
+    const b = answering("b", 200);
+    const f = await serve([b.url], "    timeouts: { request: 300ms }");
+    expect(await slowPost(f, 800)).toBe(504);
+    expect(b.requests).toHaveLength(0);
+  });
+
+  test("does not count as the attempt's latency (the backend's latency average)", async () => {
+    const b = answering("b", 200);
+    const f = await serve([b.url]);
+    expect(await slowPost(f, 400)).toBe(200);
+    // The upload took 400 ms; the backend answered at once.
+    expect(f.server.gateway.pools.get("web")!.backends[0]!.latencyEwma).toBeLessThan(200);
   });
 });
 
