@@ -273,16 +273,15 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     i += 2;
   }
 
-  // The request line as a string (latin1, so a target's bytes are kept as they came); header
-  // values only for the few headers read here: the rest are strings only if asked for.
-  const line = buf.toString("latin1", from, versionEnd);
+  // Strings only for the target (latin1, so its bytes are kept as they came), an unknown method,
+  // and the few headers read here: the rest are strings only if asked for.
   // Methods are case-sensitive: a known one only in upper case (`| 0x20` in NameSet folds).
   const known = METHODS.indexOf(buf, from, methodEnd);
-  const method = known >= 0 && isUpper(buf, from, methodEnd) ? METHOD_NAMES[known]! : line.slice(0, methodEnd - from);
-  let target = line.slice(targetStart - from, targetEnd - from);
+  const method = known >= 0 && isUpper(buf, from, methodEnd) ? METHOD_NAMES[known]! : buf.toString("latin1", from, methodEnd);
+  let target = buf.toString("latin1", targetStart, targetEnd);
   const minor = http1Minor(buf, versionStart, versionEnd);
   if (minor !== 0 && minor !== 1) {
-    const version = line.slice(versionStart - from, versionEnd - from);
+    const version = buf.toString("latin1", versionStart, versionEnd);
     if (/^HTTP\/\d(\.\d)?$/.test(version)) throw new RequestError(505, `HTTP version not supported: ${version}`);
     throw new RequestError(400, "malformed request line");
   }
