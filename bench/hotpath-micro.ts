@@ -54,6 +54,7 @@ const rawExchange = () => ({
   target: "/100b",
   host: "127.0.0.1:8080",
   rawHeaders: rawHeadersIn,
+  header: (name: string) => (rawHeadersIn.indexOf(name) >= 0 ? rawHeadersIn[rawHeadersIn.indexOf(name) + 1]! : null),
   clientIp: "127.0.0.1",
   bodyLength: 0,
   body: null,

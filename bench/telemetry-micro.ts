@@ -108,7 +108,7 @@ const rawHeaders = ["host", "127.0.0.1:8080", "user-agent", "wrk/4.2"];
 const noSignal = { aborted: false, addEventListener() {}, removeEventListener() {} };
 let answered = 0;
 const rawExchange = () => ({
-  method: "GET", target: "/100b", host: "127.0.0.1:8080", rawHeaders, clientIp: "10.0.0.9", bodyLength: 0, body: null,
+  method: "GET", target: "/100b", host: "127.0.0.1:8080", rawHeaders, header: (name: string) => (rawHeaders.indexOf(name) >= 0 ? rawHeaders[rawHeaders.indexOf(name) + 1]! : null), clientIp: "10.0.0.9", bodyLength: 0, body: null,
   signal: noSignal, bodyFault: () => 0,
   respond(status: number) {
     answered += status;

@@ -111,13 +111,7 @@ class RawIncoming implements Incoming, ObservedRequest {
   #keyedValue: unknown;
   constructor(readonly raw: RawExchange) {}
   header(name: string): string | null {
-    if (this.raw.header !== undefined) return this.raw.header(name);
-    const raw = this.raw.rawHeaders;
-    let value: string | null = null;
-    for (let i = 0; i < raw.length; i += 2) {
-      if (raw[i] === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
-    }
-    return value;
+    return this.raw.header(name);
   }
   keyByHeaders<T>(map: WeakMap<Headers, T>, value: T): void {
     this.#keyed = map as WeakMap<Headers, unknown>;

@@ -52,6 +52,22 @@ export interface HeaderBlock {
   readonly hasDate: boolean;
 }
 
+/**
+ * Close the run of forwarded lines open since `start` (-1: none open) at `end`, where a dropped
+ * line begins or the head ends; returns -1, the new `start`. The parsers build HeaderBlock runs so.
+ */
+export function endRun(runs: number[], start: number, end: number): number {
+  if (start >= 0) runs.push(start, end);
+  return -1;
+}
+
+/** The bytes in `runs` (HeaderBlock.size). */
+export function runsSize(runs: readonly number[]): number {
+  let n = 0;
+  for (let i = 0; i < runs.length; i += 2) n += runs[i + 1]! - runs[i]!;
+  return n;
+}
+
 /** The lines of `block` at `at`; returns the end. */
 export function putBlock(buf: Buffer, at: number, block: HeaderBlock): number {
   const runs = block.runs;

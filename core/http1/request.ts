@@ -9,7 +9,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
-import { decimal, ownCopy, type HeaderBlock } from "./bytes.ts";
+import { decimal, endRun, ownCopy, runsSize, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest request header section accepted (request line, headers, final CRLF). */
@@ -297,7 +297,6 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
   const runs: number[] = [];
   let runStart = -1;
-  let size = 0;
   for (let k = 0; k < count; k++) {
     const nameStart = from + marks[k * 4]!;
     const id = NAMES.indexOf(buf, nameStart, from + marks[k * 4 + 1]!);
@@ -309,11 +308,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       if (runStart < 0) runStart = nameStart;
       continue;
     }
-    if (runStart >= 0) {
-      runs.push(runStart, nameStart);
-      size += nameStart - runStart;
-      runStart = -1;
-    }
+    runStart = endRun(runs, runStart, nameStart);
     switch (id) {
       case HOST:
         if (host !== undefined) throw new RequestError(400, "more than one Host header");
@@ -343,10 +338,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       }
     }
   }
-  if (runStart >= 0) {
-    runs.push(runStart, headEnd - 2);
-    size += headEnd - 2 - runStart;
-  }
+  endRun(runs, runStart, headEnd - 2);
   let chunked = false;
   if (te !== undefined) {
     // RFC 9112 §6.1: chunked must be the final coding, else the length is unknowable (400);
@@ -396,7 +388,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   }
   // Headers named in Connection are dropped by name, and Cookie lines joined: from the strings.
   const forward = cookies <= 1 && connectionTokens(connection.toLowerCase()) === undefined ? runs : undefined;
-  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, size, hostLine, xff, traceContext);
+  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, runsSize(runs), hostLine, xff, traceContext);
 }
 
 const DOT = /^(?:\.|%2e)$/i;

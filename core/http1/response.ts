@@ -7,7 +7,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
-import { decimal, ownCopy, type HeaderBlock } from "./bytes.ts";
+import { decimal, endRun, ownCopy, runsSize, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 
 /** The largest response header section accepted (status line, headers, final CRLF). */
@@ -172,7 +172,6 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
   const runs: number[] = [];
   let runStart = -1;
-  let size = 0;
   for (let k = 0; k < count; k++) {
     const nameStart = from + marks[k * 4]!;
     const id = NAMES.indexOf(buf, nameStart, from + marks[k * 4 + 1]!);
@@ -181,11 +180,7 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
       if (runStart < 0) runStart = nameStart;
       continue;
     }
-    if (runStart >= 0) {
-      runs.push(runStart, nameStart);
-      size += nameStart - runStart;
-      runStart = -1;
-    }
+    runStart = endRun(runs, runStart, nameStart);
     const vs = from + marks[k * 4 + 2]!, ve = from + marks[k * 4 + 3]!;
     if (id === CONTENT_LENGTH) {
       // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
@@ -201,10 +196,7 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
       connection = connection ? `${connection}, ${value}` : value;
     }
   }
-  if (runStart >= 0) {
-    runs.push(runStart, headEnd - 2);
-    size += headEnd - 2 - runStart;
-  }
+  endRun(runs, runStart, headEnd - 2);
   let chunked = false;
   if (te !== undefined) {
     // Only plain `chunked` is accepted: other codings cannot be forwarded (the header is hop-by-hop).
@@ -216,7 +208,7 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   const close = http10 || (connection !== "keep-alive" && hasToken(connection, "close"));
   // Headers named in Connection are dropped by name (downstreamRaw), from the strings.
   const forward = connectionTokens(connection) === undefined ? runs : undefined;
-  return new ResponseHead(status, statusText, contentLength, chunked, close, buf, from, headEnd, forward, size, hasDate);
+  return new ResponseHead(status, statusText, contentLength, chunked, close, buf, from, headEnd, forward, runsSize(runs), hasDate);
 }
 
 /** "HTTP/1." at `at`. */

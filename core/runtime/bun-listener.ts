@@ -370,7 +370,7 @@ class Exchange implements RawExchange {
     return this.head.header(name);
   }
 
-  /** The client's header lines to forward as bytes (RawExchange.forwardBlock). */
+  /** The client's header lines to forward as bytes (RawExchange.forward). */
   get forward(): ForwardLines | undefined {
     const head = this.head;
     const block = head.block;

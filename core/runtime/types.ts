@@ -23,7 +23,7 @@ export interface RawExchange {
   /** name, value, … with names lower-cased, in the order received. */
   readonly rawHeaders: readonly string[];
   /** One header's value (`name` lower-case; several lines joined with ", "), null when absent; may avoid making {@link rawHeaders}. */
-  header?(name: string): string | null;
+  header(name: string): string | null;
   /**
    * The header lines to forward as they came, when the listener kept them as bytes: all but the
    * hop-by-hop ones, Host, Content-Length and X-Forwarded-*; undefined when strings are needed
