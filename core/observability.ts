@@ -51,6 +51,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   const telemetry = await createTelemetry(config.telemetry, {
     serviceVersion: o.serviceVersion,
     env,
+    upstreamClient: runtime.upstreamClient,
     logger: { warn: (m, f) => tlog.warning(m, f ?? {}), error: (m, f) => tlog.error(m, f ?? {}) },
   });
   const metrics = config.admin.enabled && config.admin.metrics ? createMetrics() : undefined;

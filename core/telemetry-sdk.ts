@@ -31,7 +31,8 @@ import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelpe
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import { EncodingBatchSpanProcessor } from "./otlp-batch.ts";
 import { type EncodedSpans, encodeSpansRequest } from "./otlp-proto.ts";
-import { createFetchTransport, withRetries } from "./otlp-transport.ts";
+import { createFetchTransport, createUpstreamTransport, withRetries } from "./otlp-transport.ts";
+import type { UpstreamClient } from "./upstream.ts";
 import { SpanFactory } from "./otlp-spans.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./telemetry-config.ts";
 import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./telemetry.ts";
@@ -51,6 +52,7 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     timeoutMillis: cfg.exportTimeoutMs,
     // One batch at a time in steady state, but a flush sends the whole queue at once: let it.
     concurrencyLimit: Math.ceil(cfg.maxQueueSize / cfg.maxExportBatchSize) + 1,
+    upstreamClient: opts.upstreamClient,
   };
   const batchOptions = {
     maxQueueSize: cfg.maxQueueSize,
@@ -112,28 +114,34 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
   };
 }
 
-type ExporterOptions = { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number };
+type ExporterOptions = { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number; upstreamClient?: UpstreamClient };
+
+/** The runtime's upstream client for a plain `http:` endpoint, else fetch (TLS, or no client of our own). */
+function transport(config: Parameters<typeof createFetchTransport>[0], client: UpstreamClient | undefined) {
+  const t = client !== undefined && /^http:/i.test(config.url) ? createUpstreamTransport(config, client) : createFetchTransport(config);
+  return withRetries(t);
+}
 
 /**
  * The OTLP/HTTP exporter as @opentelemetry/exporter-trace-otlp-{proto,http} assemble it (the
  * same configuration merge with OTEL_EXPORTER_OTLP_* variables, concurrency limit, timeout,
  * partial-success logging and self-metrics), with two parts of ours: the protobuf encoding
- * (core/otlp-proto.ts, batches already encoded) and a fetch transport (core/otlp-transport.ts) in
- * place of node:http.
+ * (core/otlp-proto.ts, batches already encoded) and a transport of ours (core/otlp-transport.ts:
+ * the runtime's upstream client, or fetch) in place of node:http.
  */
 function otlpProtoExporter(options: ExporterOptions): OTLPExporterBase<EncodedSpans> {
   const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/x-protobuf" });
   const serializer = { serializeRequest: encodeSpansRequest, deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
   const helper = { name: "span" as const, countItems: (b: EncodedSpans) => b.count };
   const metrics = createOtlpHttpExporterMetrics("otlp_http_span_exporter", helper, config.url, undefined);
-  return new OTLPExporterBase(createOtlpNetworkExportDelegate(config, serializer, metrics, withRetries(createFetchTransport(config))));
+  return new OTLPExporterBase(createOtlpNetworkExportDelegate(config, serializer, metrics, transport(config, options.upstreamClient)));
 }
 
 /** The same with the SDK's JSON serializer, for `protocol: http/json`. */
 function otlpJsonExporter(options: ExporterOptions): SpanExporter {
   const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/json" });
   const metrics = createOtlpHttpExporterMetrics("otlp_http_json_span_exporter", TraceExporterMetricsHelper, config.url, undefined);
-  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, JsonTraceSerializer, metrics, withRetries(createFetchTransport(config))));
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, JsonTraceSerializer, metrics, transport(config, options.upstreamClient)));
 }
 
 function sampler(ratio: number): Sampler {

@@ -19,6 +19,7 @@ import {
 } from "@opentelemetry/api";
 import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp-spans.ts";
 import { resolveTraces, type Env, type TelemetryConfig } from "./telemetry-config.ts";
+import type { UpstreamClient } from "./upstream.ts";
 
 export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./telemetry-config.ts";
 export { resolveTraces, parseHeaders } from "./telemetry-config.ts";
@@ -96,6 +97,11 @@ export interface TelemetryOptions {
   logger?: TelemetryLogger;
   /** Environment for OTEL_* variables. @default process.env */
   env?: Env;
+  /**
+   * The runtime's own upstream HTTP/1.1 client (Bun's): span exports to an `http:` endpoint go
+   * through it rather than `fetch`, which costs more per export. Absent: `fetch`.
+   */
+  upstreamClient?: UpstreamClient;
 }
 
 /** What `telemetry-sdk.ts` hands back: the few objects the hot path needs. */

@@ -13,6 +13,7 @@ import { EncodedSpans, encodeSpansRequest } from "../core/otlp-proto.ts";
 import { EncodingBatchSpanProcessor } from "../core/otlp-batch.ts";
 import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
 import { createTelemetry } from "../core/telemetry.ts";
+import { bunUpstreamClient } from "../core/runtime/bun-pool.ts";
 import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 
@@ -412,64 +413,121 @@ describe("the request path's spans through Telemetry", () => {
   });
 });
 
-describe("the export transport (fetch)", () => {
-  /** A collector answering each export with the next of `statuses` (then 200), counting requests. */
-  function scripted(statuses: { status: number; headers?: Record<string, string> }[]) {
-    const bodies: Uint8Array[] = [];
-    const server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      async fetch(req) {
-        bodies.push(new Uint8Array(await req.arrayBuffer()));
-        const next = statuses.shift() ?? { status: 200 };
-        return new Response(next.status === 200 ? new Uint8Array(0) : "no", next);
-      },
-    });
-    cleanups.push(() => server.stop(true));
-    return { url: `http://127.0.0.1:${server.port}/v1/traces`, bodies };
-  }
-  const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
-
-  test("a 503 with Retry-After is retried and the retry delivers the batch; nothing is counted lost", async () => {
-    const c = scripted([{ status: 503, headers: { "retry-after": "0" } }, { status: 429, headers: { "retry-after": "0" } }]);
-    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
-    oneSpan(tel);
-    await tel.shutdown(3000);
-    expect(c.bodies).toHaveLength(3);
-    expect(Buffer.from(c.bodies[2]!)).toEqual(Buffer.from(c.bodies[0]!));
-    expect(decodeExportTraceServiceRequest(c.bodies[2]!)[0]!.scopes[0]!.spans).toHaveLength(1);
-    expect(tel.droppedSpans()).toBe(0);
-  });
-
-  test("a 400 fails the export at once (no retry) and its spans are counted lost", async () => {
-    const c = scripted([{ status: 400 }]);
-    const tel = await createTelemetry({ traces: { endpoint: c.url, scheduled_delay: 10 } }, { serviceVersion: "1", env: {} });
-    oneSpan(tel);
-    oneSpan(tel);
-    await tel.shutdown(3000);
-    expect(c.bodies).toHaveLength(1);
-    expect(tel.droppedSpans()).toBe(2);
-  });
-
-  test("OTEL_EXPORTER_OTLP_COMPRESSION=gzip gzips the body; configured headers and the OTLP user agent are sent", async () => {
-    const r = await startOtlpReceiver();
-    cleanups.push(() => r.stop());
-    const before = process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
-    process.env.OTEL_EXPORTER_OTLP_COMPRESSION = "gzip"; // read by the library's config merge, as before
-    try {
-      const tel = await createTelemetry({ traces: { endpoint: r.url, scheduled_delay: 10, headers: { authorization: "Bearer t" } } }, { serviceVersion: "1", env: {} });
-      oneSpan(tel);
-      await r.waitForSpans(1);
-      await tel.shutdown(1000);
-    } finally {
-      if (before === undefined) delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
-      else process.env.OTEL_EXPORTER_OTLP_COMPRESSION = before;
+// Both transports: fetch, and the runtime's own upstream client (Bun's, for plain http: endpoints).
+for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upstream client", bunUpstreamClient]] as const) {
+  describe(`the export transport (${name})`, () => {
+    /** A collector answering each export with the next of `statuses` (then 200), counting requests and connections. */
+    function scripted(statuses: { status: number; headers?: Record<string, string>; body?: Uint8Array }[]) {
+      const bodies: Uint8Array[] = [];
+      const ports = new Set<number>();
+      let waiter: { n: number; resolve: () => void } | undefined;
+      const server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        async fetch(req, srv) {
+          ports.add(srv.requestIP(req)!.port);
+          bodies.push(new Uint8Array(await req.arrayBuffer()));
+          if (waiter !== undefined && bodies.length >= waiter.n) waiter.resolve();
+          const next = statuses.shift() ?? { status: 200 };
+          return new Response((next.body as Uint8Array<ArrayBuffer> | undefined) ?? (next.status === 200 ? new Uint8Array(0) : "no"), next);
+        },
+      });
+      cleanups.push(() => server.stop(true));
+      /** Resolves once `n` exports have arrived. */
+      const arrived = (n: number) => (bodies.length >= n ? Promise.resolve() : new Promise<void>((resolve) => (waiter = { n, resolve })));
+      return { url: `http://127.0.0.1:${server.port}/v1/traces`, bodies, ports, arrived };
     }
-    const h = r.requests[0]!.headers;
-    expect(h.get("content-encoding")).toBe("gzip");
-    expect(h.get("content-type")).toBe("application/x-protobuf");
-    expect(h.get("authorization")).toBe("Bearer t");
-    expect(h.get("user-agent")).toStartWith("OTel-OTLP-Exporter-JavaScript");
-    expect(r.spans[0]!.kind).toBe("SERVER");
+    const telemetry = (traces: Record<string, unknown>) => createTelemetry({ traces }, { serviceVersion: "1", env: {}, upstreamClient });
+    const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+
+    test("a 503 with Retry-After is retried and the retry delivers the batch; nothing is counted lost", async () => {
+      const c = scripted([{ status: 503, headers: { "retry-after": "0" } }, { status: 429, headers: { "retry-after": "0" } }]);
+      const tel = await telemetry({ endpoint: c.url, scheduled_delay: 10 });
+      oneSpan(tel);
+      await tel.shutdown(3000);
+      expect(c.bodies).toHaveLength(3);
+      expect(Buffer.from(c.bodies[2]!)).toEqual(Buffer.from(c.bodies[0]!));
+      expect(decodeExportTraceServiceRequest(c.bodies[2]!)[0]!.scopes[0]!.spans).toHaveLength(1);
+      expect(tel.droppedSpans()).toBe(0);
+    });
+
+    test("a 400 fails the export at once (no retry) and its spans are counted lost", async () => {
+      const c = scripted([{ status: 400 }]);
+      const tel = await telemetry({ endpoint: c.url, scheduled_delay: 10 });
+      oneSpan(tel);
+      oneSpan(tel);
+      await tel.shutdown(3000);
+      expect(c.bodies).toHaveLength(1);
+      expect(tel.droppedSpans()).toBe(2);
+    });
+
+    test("a reply body over 4 MiB fails the export (the library's limit) and its spans are counted lost", async () => {
+      const c = scripted([{ status: 200, body: new Uint8Array(4 * 1024 * 1024 + 1) }]);
+      const tel = await telemetry({ endpoint: c.url, scheduled_delay: 10 });
+      oneSpan(tel);
+      await tel.shutdown(3000);
+      expect(c.bodies).toHaveLength(1);
+      expect(tel.droppedSpans()).toBe(1);
+    });
+
+    test("exports one after another share one keep-alive connection, each body whole", async () => {
+      const c = scripted([]);
+      const tel = await telemetry({ endpoint: c.url, scheduled_delay: 10_000 });
+      // Four full batches: the processor sends each once the one before has its reply. Each body
+      // (~80 KB) is larger than the client's reused buffer, so it leaves in a write of its own.
+      for (let j = 0; j < 4 * 512; j++) oneSpan(tel);
+      await c.arrived(4);
+      await tel.shutdown(3000);
+      expect(Math.min(...c.bodies.map((b) => b.length))).toBeGreaterThan(64 * 1024);
+      expect(c.ports.size).toBe(1);
+      expect(c.bodies.map((b) => decodeExportTraceServiceRequest(b)[0]!.scopes[0]!.spans.length)).toEqual([512, 512, 512, 512]);
+      expect(tel.droppedSpans()).toBe(0);
+    });
+
+    test("a header that cannot be sent (CR LF from OTEL_EXPORTER_OTLP_HEADERS) fails the export without sending anything", async () => {
+      const c = scripted([]);
+      const tel = await createTelemetry(
+        { traces: { endpoint: c.url, scheduled_delay: 10 } },
+        { serviceVersion: "1", env: { OTEL_EXPORTER_OTLP_HEADERS: "x-tenant=a%0D%0AX-Injected: 1" }, upstreamClient },
+      );
+      oneSpan(tel);
+      await tel.shutdown(3000);
+      expect(c.bodies).toHaveLength(0);
+      expect(tel.droppedSpans()).toBe(1);
+    });
+
+    test("a collector that accepts but never answers fails the export at export_timeout; the spans are counted lost", async () => {
+      const r = await startOtlpReceiver({ mode: "hang" });
+      cleanups.push(() => r.stop());
+      const tel = await telemetry({ endpoint: r.url, scheduled_delay: 10, export_timeout: 300 });
+      oneSpan(tel);
+      await r.waitForRequests(1);
+      const t0 = performance.now();
+      await tel.shutdown(5000);
+      expect(performance.now() - t0).toBeLessThan(4000); // the export gave up by itself, not the shutdown bound
+      expect(tel.droppedSpans()).toBe(1);
+    });
+
+    test("OTEL_EXPORTER_OTLP_COMPRESSION=gzip gzips the body; configured headers and the OTLP user agent are sent", async () => {
+      const r = await startOtlpReceiver();
+      cleanups.push(() => r.stop());
+      const before = process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+      process.env.OTEL_EXPORTER_OTLP_COMPRESSION = "gzip"; // read by the library's config merge, as before
+      try {
+        const tel = await telemetry({ endpoint: r.url, scheduled_delay: 10, headers: { authorization: "Bearer t" } });
+        oneSpan(tel);
+        await r.waitForSpans(1);
+        await tel.shutdown(1000);
+      } finally {
+        if (before === undefined) delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+        else process.env.OTEL_EXPORTER_OTLP_COMPRESSION = before;
+      }
+      const h = r.requests[0]!.headers;
+      expect(h.get("content-encoding")).toBe("gzip");
+      expect(h.get("content-type")).toBe("application/x-protobuf");
+      expect(h.get("authorization")).toBe("Bearer t");
+      expect(h.get("user-agent")).toStartWith("OTel-OTLP-Exporter-JavaScript");
+      expect(r.spans[0]!.kind).toBe("SERVER");
+    });
   });
-});
+}

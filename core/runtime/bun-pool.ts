@@ -124,7 +124,11 @@ export class BunPool implements UpstreamAgent {
     for (const name in h) size += name.length + h[name]!.length + 4;
     const block = req.block;
     if (block !== undefined) size += block.size;
-    if (body instanceof Uint8Array) size += body.length;
+    // A buffered body goes out with the head from the reused buffer; a larger one is written
+    // after it as it is (an OTLP export's ~200 KB body was copied into a fresh buffer each time).
+    const bytes = body instanceof Uint8Array ? body : undefined;
+    const inline = bytes !== undefined && size + bytes.length <= SCRATCH_SIZE;
+    if (inline) size += bytes.length;
     const buf = size <= SCRATCH_SIZE ? (scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(size);
     let p = latin1(buf, 0, req.method);
     buf[p++] = 32;
@@ -141,10 +145,10 @@ export class BunPool implements UpstreamAgent {
     }
     if (block !== undefined) p = putBlock(buf, p, block);
     let chunked = false;
-    if (body instanceof Uint8Array) {
+    if (bytes !== undefined) {
       if (h["content-length"] === undefined) {
         p = put(buf, p, CONTENT_LENGTH);
-        p = putInt(buf, p, body.length);
+        p = putInt(buf, p, bytes.length);
         buf[p++] = 13;
         buf[p++] = 10;
       }
@@ -155,14 +159,15 @@ export class BunPool implements UpstreamAgent {
     if (!this.keepAlive) p = put(buf, p, CONNECTION_CLOSE);
     buf[p++] = 13;
     buf[p++] = 10;
-    if (body instanceof Uint8Array) {
-      buf.set(body, p);
-      p += body.length;
+    if (inline) {
+      buf.set(bytes, p);
+      p += bytes.length;
     }
     if (buf === scratch) conn.writeScratch(buf, p);
     else conn.write(buf.subarray(0, p));
-    if (body === null || body instanceof Uint8Array) ex.bodySent = true;
-    else void pump(conn, ex, body, chunked);
+    if (bytes !== undefined && !inline) conn.write(bytes);
+    if (body === null || bytes !== undefined) ex.bodySent = true;
+    else void pump(conn, ex, body as ReadableStream<Uint8Array>, chunked);
   }
 
   /** A response ended: keep the connection for the next request, or close it. */
