@@ -15,6 +15,7 @@
 // stream per reply); the proxy's own client writes the body from one buffer on the JS thread.
 import { diag } from "@opentelemetry/api";
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from "@opentelemetry/otlp-exporter-base";
+import { releaseRequest } from "./otlp-proto.ts";
 import { UpstreamError, type UpstreamAgent, type UpstreamClient, type UpstreamResponse } from "./upstream.ts";
 
 export interface FetchTransportOptions {
@@ -200,32 +201,43 @@ export function createUpstreamTransport(opts: FetchTransportOptions, client: Ups
   };
 }
 
-/** Retries "retryable" outcomes as otlp-exporter-base's RetryingTransport does, within the export's timeout. */
+/**
+ * Retries "retryable" outcomes as otlp-exporter-base's RetryingTransport does, within the export's
+ * timeout. A request the collector took (2xx) has been read whole: its buffer goes back to the
+ * encoder (releaseRequest). After a timeout or a reset a client may still hold a part of it, so
+ * that one is left to the garbage collector.
+ */
 export function withRetries(transport: IExporterTransport): IExporterTransport {
   return {
-    async send(data, timeoutMillis) {
-      let attempts = MAX_ATTEMPTS;
-      let nextBackoff = INITIAL_BACKOFF;
-      const deadline = Date.now() + timeoutMillis;
-      let result = await transport.send(data, timeoutMillis);
-      while (result.status === "retryable" && attempts > 0) {
-        attempts--;
-        const jitter = Math.random() * (2 * JITTER) - JITTER;
-        const backoff = Math.max(Math.min(nextBackoff * (1 + jitter), MAX_BACKOFF), 0);
-        nextBackoff *= BACKOFF_MULTIPLIER;
-        const retryIn = result.retryInMillis ?? backoff;
-        const remaining = deadline - Date.now();
-        if (retryIn > remaining) {
-          diag.info(`Export retry time ${Math.round(retryIn)}ms exceeds remaining timeout ${Math.round(remaining)}ms, not retrying further.`);
-          return result;
-        }
-        await new Promise((r) => setTimeout(r, Math.max(0, retryIn))); // -1 means "now" (Retry-After: 0)
-        result = await transport.send(data, remaining);
-      }
-      if (result.status === "retryable") diag.info(`Export failed after maximum retry attempts (${MAX_ATTEMPTS}).`);
-      else if (result.status === "failure") diag.info(`Export failed with non-retryable error: ${result.error}`);
+    send: async (data, timeoutMillis) => {
+      const result = await retrying(transport, data, timeoutMillis);
+      if (result.status === "success") releaseRequest(data);
       return result;
     },
     shutdown: () => transport.shutdown(),
   };
+}
+
+async function retrying(transport: IExporterTransport, data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {
+  let attempts = MAX_ATTEMPTS;
+  let nextBackoff = INITIAL_BACKOFF;
+  const deadline = Date.now() + timeoutMillis;
+  let result = await transport.send(data, timeoutMillis);
+  while (result.status === "retryable" && attempts > 0) {
+    attempts--;
+    const jitter = Math.random() * (2 * JITTER) - JITTER;
+    const backoff = Math.max(Math.min(nextBackoff * (1 + jitter), MAX_BACKOFF), 0);
+    nextBackoff *= BACKOFF_MULTIPLIER;
+    const retryIn = result.retryInMillis ?? backoff;
+    const remaining = deadline - Date.now();
+    if (retryIn > remaining) {
+      diag.info(`Export retry time ${Math.round(retryIn)}ms exceeds remaining timeout ${Math.round(remaining)}ms, not retrying further.`);
+      return result;
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, retryIn))); // -1 means "now" (Retry-After: 0)
+    result = await transport.send(data, remaining);
+  }
+  if (result.status === "retryable") diag.info(`Export failed after maximum retry attempts (${MAX_ATTEMPTS}).`);
+  else if (result.status === "failure") diag.info(`Export failed with non-retryable error: ${result.error}`);
+  return result;
 }

@@ -9,7 +9,7 @@ import { ExportResultCode, TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
-import { EncodedSpans, encodeSpansRequest } from "../core/otlp-proto.ts";
+import { EncodedSpans, encodeSpansRequest, releaseRequest } from "../core/otlp-proto.ts";
 import { EncodingBatchSpanProcessor } from "../core/otlp-batch.ts";
 import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
 import { createTelemetry } from "../core/telemetry.ts";
@@ -173,6 +173,35 @@ describe("EncodedSpans and encodeSpansRequest()", () => {
     for (const s of ended.slice(0, 3)) next.add(s);
     encodeSpansRequest(next);
     expect(Buffer.from(first)).toEqual(copy);
+  });
+
+  test("a request's buffer is written over only once given back (releaseRequest), and given back once however often it is released", () => {
+    const { spans, ended } = factory();
+    for (let i = 0; i < 3; i++) spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER).end();
+    const request = (from: ReadableSpan[]) => {
+      const batch = new EncodedSpans();
+      for (const s of from) batch.add(s);
+      const out = encodeSpansRequest(batch);
+      batch.release();
+      return out;
+    };
+    // Take whatever earlier exports in this process gave back, so the spares start empty.
+    const held = Array.from({ length: 5 }, () => request(ended));
+    expect(new Set(held.map((r) => r.buffer)).size).toBe(5);
+    const a = request(ended.slice(0, 1));
+    const aBytes = Buffer.from(a);
+    const b = request(ended.slice(1, 2)); // a is still held: b must not be written into it
+    expect(b.buffer).not.toBe(a.buffer);
+    expect(Buffer.from(a)).toEqual(aBytes);
+    releaseRequest(new Uint8Array(100_000)); // not the encoder's: ignored
+    releaseRequest(a);
+    releaseRequest(a);
+    const c = request(ended);
+    expect(c.buffer).toBe(a.buffer);
+    expect(Buffer.from(c)).toEqual(libraryBytes(ended));
+    const d = request(ended); // a was given back once, and c holds it now
+    expect(d.buffer).not.toBe(c.buffer);
+    expect(d.buffer).not.toBe(b.buffer);
   });
 });
 
