@@ -3,7 +3,11 @@
 // the Fulcrum process's own CPU time (utime + stime from /proc) and divide by the requests it
 // served. CPU µs per request is much steadier than req/s when other work shares the cores.
 //
-//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--warmup 2] [--connections 64] [--variants a,b,...]  (the first is the baseline)
+//   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--warmup 2] [--connections 64] [--variants a,b,...] [--resident]
+// (the first variant is the baseline). By default each round starts every variant afresh; with
+// `--resident` each is started and warmed up once and the rounds alternate between the running
+// processes: the steady state of a long-running proxy, without each process's first seconds
+// (JIT compilation, which with tracing at 0.01 made fresh rounds bimodal).
 // Each round runs every variant back to back, so besides the medians of each variant it reports
 // the median over rounds of the ratio to the baseline in the same round: when the load of other
 // work on the machine drifts, that ratio holds better than the two medians apart.
@@ -30,6 +34,7 @@ const duration = arg("--duration", 5);
 // that one-time cost per request.
 const warmup = arg("--warmup", 2);
 const connections = arg("--connections", 64);
+const resident = process.argv.includes("--resident");
 const only = process.argv.indexOf("--variants");
 const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
@@ -40,20 +45,35 @@ const tool = pickTool();
 const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
 const sink = await startOtlpSink();
 const results = new Map<string, { rps: number; cpuUs: number }[]>(VARIANTS.map((v) => [v, []]));
+type Started = Awaited<ReturnType<typeof startProxy>>;
+const running = new Map<string, Started>();
 try {
+  if (resident) {
+    for (const name of VARIANTS) {
+      const def = PROXIES.find((p) => p.name === name)!;
+      const r = await startProxy(def, { dir, backendUrls: backends.urls });
+      running.set(name, r);
+      await runLoad(tool, { url: `http://127.0.0.1:${def.port}/100b`, connections, durationSec: warmup }, dir);
+    }
+  }
   for (let round = 0; round < runs; round++) {
     const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
     for (const name of order) {
       const def = PROXIES.find((p) => p.name === name)!;
-      const r = await startProxy(def, { dir, backendUrls: backends.urls });
       const url = `http://127.0.0.1:${def.port}/100b`;
-      await runLoad(tool, { url, connections, durationSec: warmup }, dir); // warm-up (JIT, connections)
+      let r = running.get(name);
+      if (r === undefined) {
+        r = await startProxy(def, { dir, backendUrls: backends.urls });
+        await runLoad(tool, { url, connections, durationSec: warmup }, dir); // warm-up (JIT, connections)
+      } else {
+        await runLoad(tool, { url, connections, durationSec: 1 }, dir); // connections back up after the others' turns
+      }
       const cpu0 = cpuSeconds(r.proc.pid);
       const res = await runLoad(tool, { url, connections, durationSec: duration }, dir);
       const cpuUs = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
       results.get(name)!.push({ rps: res.rps, cpuUs });
       log(`round ${round + 1} ${name}: ${Math.round(res.rps)} req/s, ${cpuUs.toFixed(1)} µs CPU/request, errors ${res.errors}`);
-      await stop(r.proc);
+      if (!resident) await stop(r.proc);
     }
   }
 } finally {
@@ -64,7 +84,8 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const base = results.get(VARIANTS[0]!)!;
-console.log(`\n${tool}, ${connections} connections, GET 100 B, ${runs} rounds × ${duration} s after ${warmup} s of warm-up, median of rounds; OTLP requests ${sink.requests()}`);
+const how = resident ? `processes started once and warmed up ${warmup} s, then ${runs} alternating rounds × ${duration} s` : `${runs} rounds × ${duration} s, each in a fresh process after ${warmup} s of warm-up`;
+console.log(`\n${tool}, ${connections} connections, GET 100 B, ${how}, median of rounds; OTLP requests ${sink.requests()}`);
 console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU");
 const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(0)}%`;
 for (const [name, rs] of results) {
