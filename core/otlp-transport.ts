@@ -142,11 +142,15 @@ export function createFetchTransport(opts: FetchTransportOptions): IExporterTran
   };
 }
 
+/** Headers the upstream client writes itself; configured ones are dropped. */
+const OWN_HEADERS = new Set(["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"]);
+
 /**
  * One POST through the runtime's own upstream client, no retries: what {@link createFetchTransport}
  * does, for an `http:` endpoint. Keeps up to two keep-alive connections, idle at most 4 s: less
  * than Node's 5 s server default, so a reused connection is seldom one the collector is closing
  * (a body is never re-sent on its own; the retrying transport retries the reset after backoff).
+ * Redirects are not followed, as the library's node transport does not follow them.
  */
 export function createUpstreamTransport(opts: FetchTransportOptions, client: UpstreamClient): IExporterTransport {
   const userAgent = opts.userAgent ? `${opts.userAgent} ${DEFAULT_USER_AGENT}` : DEFAULT_USER_AGENT;
@@ -154,6 +158,10 @@ export function createUpstreamTransport(opts: FetchTransportOptions, client: Ups
   if (url.protocol !== "http:") throw new Error(`createUpstreamTransport: ${url.protocol} endpoints go through fetch`);
   const target = { protocol: "http:", hostname: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) || 80, basePath: "" } as const;
   const path = url.pathname + url.search;
+  // Credentials in the URL become Basic auth, as fetch and the library's node transport send them.
+  const basic = url.username || url.password
+    ? "Basic " + btoa(decodeURIComponent(url.username) + ":" + decodeURIComponent(url.password))
+    : undefined;
   let agent: UpstreamAgent | undefined;
   const noop = () => {};
   return {
@@ -161,8 +169,18 @@ export function createUpstreamTransport(opts: FetchTransportOptions, client: Ups
       const prepared = await prepare(opts, userAgent, data);
       if (typeof prepared === "string") return { status: "failure", error: new Error(prepared) };
       const headers: Record<string, string> = { host: url.host };
-      // Lower case: the client adds Content-Length only when "content-length" is not given.
-      for (const name in prepared.headers) headers[name.toLowerCase()] = String(prepared.headers[name]);
+      if (basic !== undefined) headers.authorization = basic;
+      for (const name in prepared.headers) {
+        // Lower case: the client adds Content-Length only when "content-length" is not given.
+        const key = name.toLowerCase();
+        // Framing and connection handling are the client's (fetch ignores these too).
+        if (OWN_HEADERS.has(key)) continue;
+        const value = String(prepared.headers[name]);
+        const prev = headers[key];
+        // A configured Authorization replaces the URL's; names differing only in case are one
+        // header, their values joined as fetch's Headers joins them.
+        headers[key] = prev === undefined || (key === "authorization" && prev === basic) ? value : prev + ", " + value;
+      }
       const signal = AbortSignal.timeout(timeoutMillis);
       let res: UpstreamResponse;
       try {

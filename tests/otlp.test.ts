@@ -14,6 +14,7 @@ import { EncodingBatchSpanProcessor } from "../core/otlp-batch.ts";
 import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
 import { createTelemetry } from "../core/telemetry.ts";
 import { bunUpstreamClient } from "../core/runtime/bun-pool.ts";
+import type { UpstreamClient } from "../core/upstream.ts";
 import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 
@@ -442,12 +443,21 @@ describe("the request path's spans through Telemetry", () => {
   });
 });
 
-// Both transports: fetch, and the runtime's own upstream client (Bun's, for plain http: endpoints).
-for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upstream client", bunUpstreamClient]] as const) {
+// Both transports: fetch, and the runtime's own upstream client (Bun's, for plain http: endpoints),
+// counted so that a test can tell which one sent.
+let upstreamSends = 0;
+const countingClient: UpstreamClient = (target, options) => {
+  const agent = bunUpstreamClient(target, options);
+  return { send: (req) => (upstreamSends++, agent.send(req)), destroy: () => agent.destroy() };
+};
+for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upstream client", countingClient]] as const) {
   describe(`the export transport (${name})`, () => {
     /** A collector answering each export with the next of `statuses` (then 200), counting requests and connections. */
-    function scripted(statuses: { status: number; headers?: Record<string, string>; body?: Uint8Array }[]) {
+    function scripted(statuses: { status: number; headers?: Record<string, string>; body?: Uint8Array }[], holdUntil = 0) {
       const bodies: Uint8Array[] = [];
+      const heads: Headers[] = [];
+      // With holdUntil, no reply leaves before that many exports have arrived: they are all in flight at once.
+      const held: (() => void)[] = [];
       const ports = new Set<number>();
       let waiter: { n: number; resolve: () => void } | undefined;
       const server = Bun.serve({
@@ -455,8 +465,11 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
         port: 0,
         async fetch(req, srv) {
           ports.add(srv.requestIP(req)!.port);
+          heads.push(req.headers);
           bodies.push(new Uint8Array(await req.arrayBuffer()));
           if (waiter !== undefined && bodies.length >= waiter.n) waiter.resolve();
+          if (bodies.length < holdUntil) await new Promise<void>((resolve) => held.push(resolve));
+          else for (const release of held.splice(0)) release();
           const next = statuses.shift() ?? { status: 200 };
           return new Response((next.body as Uint8Array<ArrayBuffer> | undefined) ?? (next.status === 200 ? new Uint8Array(0) : "no"), next);
         },
@@ -464,7 +477,7 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
       cleanups.push(() => server.stop(true));
       /** Resolves once `n` exports have arrived. */
       const arrived = (n: number) => (bodies.length >= n ? Promise.resolve() : new Promise<void>((resolve) => (waiter = { n, resolve })));
-      return { url: `http://127.0.0.1:${server.port}/v1/traces`, bodies, ports, arrived };
+      return { url: `http://127.0.0.1:${server.port}/v1/traces`, port: server.port, bodies, heads, ports, arrived };
     }
     const telemetry = (traces: Record<string, unknown>) => createTelemetry({ traces }, { serviceVersion: "1", env: {}, upstreamClient });
     const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
@@ -500,6 +513,7 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
     });
 
     test("exports one after another share one keep-alive connection, each body whole", async () => {
+      upstreamSends = 0;
       const c = scripted([]);
       const tel = await telemetry({ endpoint: c.url, scheduled_delay: 10_000 });
       // Four full batches: the processor sends each once the one before has its reply. Each body
@@ -510,6 +524,36 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
       expect(Math.min(...c.bodies.map((b) => b.length))).toBeGreaterThan(64 * 1024);
       expect(c.ports.size).toBe(1);
       expect(c.bodies.map((b) => decodeExportTraceServiceRequest(b)[0]!.scopes[0]!.spans.length)).toEqual([512, 512, 512, 512]);
+      expect(upstreamSends).toBe(upstreamClient === undefined ? 0 : 4);
+      expect(tel.droppedSpans()).toBe(0);
+    });
+
+    test("a flush sends every batch at once, each export with its own buffer: every span arrives exactly once", async () => {
+      const c = scripted([], 10); // the ten exports are all in flight before any is answered
+      const tel = await telemetry({ endpoint: c.url, scheduled_delay: 60_000, max_export_batch_size: 100, max_queue_size: 2000 });
+      for (let j = 0; j < 1000; j++) oneSpan(tel);
+      await tel.shutdown(5000);
+      expect(c.bodies).toHaveLength(10);
+      const ids = c.bodies.flatMap((b) => decodeExportTraceServiceRequest(b)[0]!.scopes[0]!.spans.map((sp) => sp.spanId));
+      expect(new Set(ids).size).toBe(1000);
+      expect(tel.droppedSpans()).toBe(0);
+    });
+
+    test("credentials in the endpoint URL are sent as Basic auth; framing headers in the config do not reach the wire; names differing in case are joined", async () => {
+      const c = scripted([]);
+      const tel = await telemetry({
+        endpoint: `http://us%20er:p%40ss@127.0.0.1:${c.port}/v1/traces`,
+        scheduled_delay: 10,
+        headers: { "content-length": "3", connection: "close", "X-Tenant": "a", "x-tenant": "b" },
+      });
+      oneSpan(tel);
+      await c.arrived(1);
+      await tel.shutdown(3000);
+      const h = c.heads[0]!;
+      expect(h.get("authorization")).toBe("Basic " + btoa("us er:p@ss"));
+      expect(h.get("x-tenant")).toBe("a, b");
+      expect(h.get("content-length")).toBe(String(c.bodies[0]!.length));
+      expect(decodeExportTraceServiceRequest(c.bodies[0]!)[0]!.scopes[0]!.spans).toHaveLength(1);
       expect(tel.droppedSpans()).toBe(0);
     });
 

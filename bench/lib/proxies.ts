@@ -148,6 +148,8 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
       const accessLog = join(dir, `${v.name}-access.log`);
       const base = {
         listen: `127.0.0.1:${port}`,
+        // An admin port per variant: obs-cost --resident runs them all at once.
+        admin: { listen: `127.0.0.1:${port + 1000}` },
         pools: { bench: { strategy: "round-robin", backends: backendUrls.map((url) => ({ url })) } },
         routes: [{ match: { path: "/" }, pool: "bench" }],
         log: { level: "warning", access_log: true, access_log_file: accessLog },
