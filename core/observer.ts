@@ -181,6 +181,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         a = { pool: pool.name, backend: backend.id, strategy: pool.strategyName, attempt, url: "", host: t.hostname, port: t.port, base: backend.url.replace(/\/+$/, "") };
         attrsOf.set(backend, a);
       }
+      // A reload may keep the backend and change its pool's strategy.
+      a.strategy = pool.strategyName;
       a.attempt = attempt;
       a.url = a.base + ex.path;
       a.retryReason = attempt > 1 ? ex.retryReason : undefined;

@@ -212,6 +212,24 @@ telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_dela
     expect(span!.attributes["http.route"]).toBeUndefined();
     expect(span!.attributes["http.response.status_code"]).toBe(404);
   });
+
+  test("a backend kept across a reload that changes its pool's strategy: its CLIENT spans name the new strategy", async () => {
+    const r = await receiver();
+    const b = backend("b1");
+    let strategy = "round-robin";
+    const yaml = () => `pools:\n  web: { strategy: ${strategy}, backends: ["${b.url}"] }\ntelemetry:\n  traces: { endpoint: "${r.url}", scheduled_delay: 10ms }\n`;
+    const f = await fulcrum(yaml(), { reload: yaml });
+    const kept = f.server.gateway.pools.get("web")!.backends[0]!;
+    expect((await fetch(`${f.url}/one`)).status).toBe(200);
+    await r.waitForSpans(2);
+    strategy = "least-connections";
+    expect((await f.server.reload()).ok).toBe(true);
+    expect(f.server.gateway.pools.get("web")!.backends[0]).toBe(kept); // the same object, whose span attributes are cached
+    expect((await fetch(`${f.url}/two`)).status).toBe(200);
+    const spans = await r.waitForSpans(4);
+    const clients = spans.filter((s) => s.kind === "CLIENT").map((s) => [s.attributes["url.full"], s.attributes["fulcrum.strategy"]]);
+    expect(clients).toEqual([[`${b.url}/one`, "round-robin"], [`${b.url}/two`, "least-connections"]]);
+  });
 });
 
 describe("a dead collector", () => {

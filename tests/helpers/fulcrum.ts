@@ -54,11 +54,17 @@ export async function captureLogs(accessLog: boolean): Promise<{ records: LogRec
   };
 }
 
-export async function startFulcrum(yaml: string, opts: { env?: Record<string, string> } = {}): Promise<InProcess> {
+/** `reload` gives the YAML that `server.reload()` reads. */
+export async function startFulcrum(yaml: string, opts: { env?: Record<string, string>; reload?: () => string } = {}): Promise<InProcess> {
   const registry = builtinRegistry();
-  const config = parseConfig(yaml, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
-  config.listen = { hostname: "127.0.0.1", port: 0 };
-  config.admin.listen = { hostname: "127.0.0.1", port: 0 };
+  const parse = (text: string) => {
+    const c = parseConfig(text, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
+    c.listen = { hostname: "127.0.0.1", port: 0 };
+    c.admin.listen = { hostname: "127.0.0.1", port: 0 };
+    return c;
+  };
+  const config = parse(yaml);
+  const reload = opts.reload;
   const { records, logging } = await captureLogs(config.log.access_log);
   const env = opts.env ?? {};
   const obs = await startObservability(bunRuntime, config, { logging, serviceVersion: "0.0.0-test", env: (n) => env[n], flushTimeoutMs: 2000 });
@@ -68,6 +74,7 @@ export async function startFulcrum(yaml: string, opts: { env?: Record<string, st
     observer: obs.observer,
     metrics: obs.metrics,
     beforeListen: () => obs.listen(),
+    loadConfig: reload === undefined ? undefined : async () => parse(reload()),
   });
   obs.attach(server);
   return {
