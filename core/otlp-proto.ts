@@ -10,7 +10,7 @@
 import type { Attributes, HrTime, Link, SpanContext } from "@opentelemetry/api";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace";
 import type { Resource } from "@opentelemetry/resources";
-import { RecordedSpan, type SharedAttributes } from "./otlp-spans.ts";
+import { RecordedSpan } from "./otlp-spans.ts";
 
 type Scope = ReadableSpan["instrumentationScope"];
 
@@ -378,32 +378,6 @@ function attributes(attrs: Attributes, field: number): void {
   }
 }
 
-/** Span attributes many spans share: encoded once per object, then copied. */
-function sharedAttributes(shared: SharedAttributes): void {
-  let bytes = shared.encoded;
-  if (bytes === undefined) {
-    const savedBuf = buf, savedView = view, savedPos = pos;
-    buf = new Uint8Array(256);
-    view = new DataView(buf.buffer);
-    pos = 0;
-    try {
-      attributes(shared.attributes, 9);
-      bytes = shared.encoded = buf.slice(0, pos);
-    } finally {
-      buf = savedBuf;
-      view = savedView;
-      pos = savedPos;
-    }
-  }
-  const n = bytes.length;
-  ensure(n);
-  // A loop: a native copy call costs more than these ~150 bytes.
-  const b = buf;
-  const p = pos;
-  for (let i = 0; i < n; i++) b[p + i] = bytes[i]!;
-  pos = p + n;
-}
-
 function flags(traceFlags: number, isRemote: boolean | undefined): number {
   return (traceFlags & 0xff) | FLAGS_HAS_IS_REMOTE | (isRemote ? FLAGS_IS_REMOTE : 0);
 }
@@ -482,11 +456,7 @@ function span(s: ReadableSpan): void {
     tag(8, 1);
     hrTime(s.endTime);
   }
-  if (own !== undefined) {
-    const shared = own.sharedAttributes;
-    if (shared !== undefined) sharedAttributes(shared);
-    attributes(own.ownAttributes, 9);
-  } else if (s.attributes) attributes(s.attributes, 9);
+  if (s.attributes) attributes(s.attributes, 9);
   tag(10, 0);
   int64(s.droppedAttributesCount);
   for (const e of s.events) {

@@ -177,17 +177,6 @@ function cleanAttributes(attrs: Attributes | undefined): Attributes {
   return out;
 }
 
-/**
- * Attributes that many spans carry alike (a backend's, on its CLIENT spans), held once: a span
- * made with {@link RecordedSpan.initShared} points at them, and the protobuf encoder writes
- * their bytes once per object rather than once per span.
- */
-export class SharedAttributes {
-  /** Their encoding as Span.attributes fields, made by the encoder on first use. */
-  encoded: Uint8Array | undefined = undefined;
-  constructor(readonly attributes: Readonly<Attributes>) {}
-}
-
 /** What both span classes share: they are their own span context and their own request-path handle. */
 abstract class LeanSpan {
   // SpanContext fields (spanContext() returns the span itself: one object, not two).
@@ -261,9 +250,7 @@ export class UnsampledSpan extends LeanSpan implements Span {
 export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   readonly traceFlags = 1;
   name = "";
-  #attributes: Attributes = {};
-  /** Attributes shared with other spans, merged into #attributes only when `attributes` is read. */
-  #shared: SharedAttributes | undefined = undefined;
+  attributes: Attributes = {};
   events: TimedEvent[] = EMPTY_EVENTS;
   links: Link[] = EMPTY_LINKS;
   status: SpanStatus = UNSET_STATUS;
@@ -334,35 +321,9 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   /** Name and attributes in one step, for the request path: `attributes` is taken as is (trusted values, not copied). */
   init(name: string, attributes: Attributes): this {
     this.name = name;
-    this.#attributes = attributes;
+    this.attributes = attributes;
     this.#count = INIT_ATTRIBUTES_MAX;
     return this;
-  }
-
-  /** As {@link init}, with attributes shared with other spans as well; `own` must not repeat their keys. */
-  initShared(name: string, shared: SharedAttributes, own: Attributes): this {
-    this.name = name;
-    this.#attributes = own;
-    this.#shared = shared;
-    this.#count = INIT_ATTRIBUTES_MAX;
-    return this;
-  }
-
-  /** All the attributes (ReadableSpan): shared ones first, merged in on this first read. */
-  get attributes(): Attributes {
-    const shared = this.#shared;
-    if (shared !== undefined) {
-      this.#shared = undefined;
-      this.#attributes = Object.assign({}, shared.attributes, this.#attributes);
-    }
-    return this.#attributes;
-  }
-  /** For the encoder: the shared attributes while not merged in, then {@link ownAttributes}. */
-  get sharedAttributes(): SharedAttributes | undefined {
-    return this.#shared;
-  }
-  get ownAttributes(): Attributes {
-    return this.#attributes;
   }
 
   #now(): number {
@@ -395,12 +356,9 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
       diag.warn(`Invalid attribute value set for key: ${key}`);
       return this;
     }
-    const shared = this.#shared;
-    // A key the shared attributes hold: merge them in first, so the key keeps one value.
-    let attrs = shared !== undefined && Object.prototype.hasOwnProperty.call(shared.attributes, key) ? this.attributes : this.#attributes;
+    const attrs = this.attributes;
     if (!Object.prototype.hasOwnProperty.call(attrs, key)) {
       if (this.#count >= ATTRIBUTE_COUNT_LIMIT) {
-        attrs = this.attributes; // the exact count includes shared ones
         let exact = 0;
         for (const _ in attrs) exact++;
         this.#count = exact;
@@ -534,11 +492,6 @@ export class SpanFactory {
     if (!sampled) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
     const o = this.opts;
     return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink, valid === undefined);
-  }
-
-  /** Attributes for {@link RecordedSpan.initShared}: keep one per set of values and reuse it. */
-  shared(attributes: Attributes): SharedAttributes {
-    return new SharedAttributes(attributes);
   }
 
   /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */

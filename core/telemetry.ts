@@ -17,7 +17,7 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { RecordedSpan, SharedAttributes, SpanFactory, UnsampledSpan } from "./otlp-spans.ts";
+import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp-spans.ts";
 import { resolveTraces, type Env, type TelemetryConfig } from "./telemetry-config.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
@@ -37,11 +37,7 @@ export interface SpanHandle {
   readonly method: string;
 }
 
-/**
- * Attributes of one upstream attempt. Reuse one object per backend, mutating `attempt`/`url`: the
- * backend's own attributes (address, port, pool, backend, strategy) are then held and encoded
- * once for all its spans (a fresh object each time costs an extra object per span).
- */
+/** Attributes of one upstream attempt. Callers may reuse one object per backend and mutate `attempt`/`url`. */
 export interface ClientSpanAttrs {
   pool: string;
   /** Backend id. */
@@ -179,8 +175,6 @@ const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT"
 /** The tracing-on implementation over the SDK's pieces (telemetry-sdk.ts). */
 export function createActiveTelemetry(backend: TracingBackend): Telemetry {
   const { spans, propagator, w3c } = backend;
-  // Per ClientSpanAttrs object (the observer keeps one per backend): its shared attributes.
-  const sharedOf = new WeakMap<ClientSpanAttrs, SharedAttributes>();
 
   function injectInto(h: LeanHandle, headers: Headers | Record<string, string>): void {
     if (w3c === undefined) {
@@ -255,27 +249,23 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
         host ??= u ? u.hostname.replace(/^\[|\]$/g, "") : "";
         port ??= u ? Number(u.port) || (u.protocol === "https:" ? 443 : 80) : 0;
       }
-      // The backend's attributes are the same on each of its spans: held (and encoded) once.
-      let shared = sharedOf.get(a);
-      const v = shared?.attributes;
-      if (v === undefined || v["server.address"] !== host || v["server.port"] !== port || v["fulcrum.pool"] !== a.pool || v["fulcrum.backend"] !== a.backend || v["fulcrum.strategy"] !== a.strategy) {
-        shared = spans.shared({
-          "server.address": host,
-          "server.port": port,
-          "network.peer.address": host,
-          "network.peer.port": port,
-          "fulcrum.pool": a.pool,
-          "fulcrum.backend": a.backend,
-          "fulcrum.strategy": a.strategy,
-        });
-        sharedOf.set(a, shared);
-      }
-      const attrs: Attributes = { "http.request.method": method, "url.full": a.url, "fulcrum.attempt": a.attempt };
+      const attrs: Attributes = {
+        "http.request.method": method,
+        "url.full": a.url,
+        "server.address": host,
+        "server.port": port,
+        "network.peer.address": host,
+        "network.peer.port": port,
+        "fulcrum.pool": a.pool,
+        "fulcrum.backend": a.backend,
+        "fulcrum.strategy": a.strategy,
+        "fulcrum.attempt": a.attempt,
+      };
       if (a.attempt > 1) {
         attrs["http.request.resend_count"] = a.attempt - 1;
         if (a.retryReason) attrs["fulcrum.retry_reason"] = a.retryReason;
       }
-      return span.initShared(method + " " + a.pool, shared!, attrs);
+      return span.init(method + " " + a.pool, attrs);
     },
 
     inject(h, headers) {

@@ -176,36 +176,6 @@ describe("EncodedSpans and encodeSpansRequest()", () => {
     expect(Buffer.from(first)).toEqual(copy);
   });
 
-  test("spans with shared attributes (a backend's) encode as the library encodes their merged attributes; a shared key set again has one value", () => {
-    const { spans, ended } = factory();
-    const root = (spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init("GET /", { "http.request.method": "GET" });
-    const shared = spans.shared({ "server.address": "10.0.0.7", "server.port": 8080, "fulcrum.pool": "api", "fulcrum.strategy": "round-robin" });
-    const c1 = spans.child(root, SpanKind.CLIENT).initShared("GET api", shared, { "url.full": "http://10.0.0.7:8080/a", "fulcrum.attempt": 1 });
-    c1.setAttribute("http.response.status_code", 200);
-    c1.end();
-    const c2 = spans.child(root, SpanKind.CLIENT).initShared("GET api", shared, { "url.full": "http://10.0.0.7:8080/b", "fulcrum.attempt": 2 });
-    c2.setAttribute("server.port", 9090); // a shared key: the span's own value wins, once
-    c2.end();
-    const c3 = spans.child(root, SpanKind.CLIENT).initShared("GET api", shared, { "url.full": "http://10.0.0.7:8080/c", "fulcrum.attempt": 1 });
-    expect(c3.attributes["fulcrum.pool"]).toBe("api"); // read before export: merged in
-    c3.end();
-    root.end();
-    const ours = ourBytes(ended); // first: the library's reading of `attributes` merges them in
-    expect(shared.encoded).toBeDefined();
-    expect(ours).toEqual(libraryBytes(ended));
-    const decoded = decodeExportTraceServiceRequest(ours)[0]!.scopes[0]!.spans;
-    expect(decoded[0]!.attributes).toEqual({ "server.address": "10.0.0.7", "server.port": 8080, "fulcrum.pool": "api", "fulcrum.strategy": "round-robin", "url.full": "http://10.0.0.7:8080/a", "fulcrum.attempt": 1, "http.response.status_code": 200 });
-    expect(decoded[1]!.attributes["server.port"]).toBe(9090);
-    expect(decoded[2]!.attributes["fulcrum.pool"]).toBe("api");
-    // Encoded again from the shared bytes: the same.
-    const again = new EncodedSpans();
-    const c4 = spans.child(root, SpanKind.CLIENT).initShared("GET api", shared, { "url.full": "http://10.0.0.7:8080/d", "fulcrum.attempt": 1 });
-    c4.end();
-    again.add(c4);
-    const bytes = Buffer.from(encodeSpansRequest(again));
-    expect(bytes).toEqual(libraryBytes([c4]));
-  });
-
   test("a request's buffer is written over only once given back (releaseRequest), and given back once however often it is released", () => {
     const { spans, ended } = factory();
     for (let i = 0; i < 3; i++) spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER).end();
