@@ -629,9 +629,10 @@ function strFieldSize(s: string | undefined): number {
 }
 
 // Request buffers are reused as well: at 1.0 sampling a fresh ~200 KB array per export (~80 a
-// second) cost 10-20% of a traced request's CPU, side by side against reusing one (such arrays
-// count towards the garbage collector's budget). The transport gives a request back with
-// releaseRequest() once its send has settled; one never given back is simply not reused.
+// second) cost 4-17% of a traced request's CPU, side by side against reusing them (wrk
+// alternating / both processes loaded at once); large arrays likely count towards the garbage
+// collector's budget, not measured. The transport gives a request back with releaseRequest()
+// once the collector has taken it; one never given back is simply not reused.
 const spareRequests: Uint8Array<ArrayBuffer>[] = [];
 const ownRequests = new WeakSet<ArrayBuffer>();
 const SPARE_REQUESTS_MAX = 4;
