@@ -33,11 +33,11 @@ const path = arg("--path", "/100b");
 const connections = Number(arg("--connections", "64"));
 
 const calibration: ProxyDef = {
-  name: "calibration", port: 18099,
+  name: "calibration", port: 18089,
   unavailable: () => undefined,
   prepare({ dir, backendUrls }) {
     return {
-      cmd: ["/usr/bin/env", `CAL_PORT=18099`, `CAL_BACKENDS=${backendUrls.join(",")}`, process.execPath, join(import.meta.dir, "lib", "calibration-proxy.ts")],
+      cmd: ["/usr/bin/env", `CAL_PORT=18089`, `CAL_BACKENDS=${backendUrls.join(",")}`, process.execPath, join(import.meta.dir, "lib", "calibration-proxy.ts")],
       stderr: join(dir, "calibration.stderr"), accessLog: "",
     };
   },

@@ -2,10 +2,10 @@
 // Fulcrum against (bench/cpu-ladder.ts). Raw TCP both sides (Bun.listen, Bun.connect), a keep-alive
 // pool per backend, round robin. NOT a proxy to use: no header handling, no validation, only
 // GETs without a body, only responses with a Content-Length, one request at a time per connection.
-//   CAL_PORT=18099 CAL_BACKENDS=http://127.0.0.1:19001,... bun bench/lib/calibration-proxy.ts
+//   CAL_PORT=18089 CAL_BACKENDS=http://127.0.0.1:19001,... bun bench/lib/calibration-proxy.ts
 import type { Socket } from "bun";
 
-const port = Number(process.env.CAL_PORT ?? 18099);
+const port = Number(process.env.CAL_PORT ?? 18089);
 const backends = (process.env.CAL_BACKENDS ?? "http://127.0.0.1:19001").split(",").map((u) => new URL(u));
 type Up = { client: Socket<unknown> | undefined; need: number; idle: Up[]; socket: Socket<Up> | undefined };
 const pools: Up[][] = backends.map(() => []);

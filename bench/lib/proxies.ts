@@ -131,6 +131,8 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
   // One process, nothing but proxying (no access log, metrics or admin): bench/cpu-ladder.ts.
   { name: "fulcrum-bare", overlay: { workers: 1, admin: false, log: { access_log: false } }, optional: true },
+  // Tracing on with nothing sampled: every request pays for ids and traceparent, none for spans.
+  { name: "fulcrum-trace-0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0 } } }, optional: true, otlp: true },
 ];
 
 function merge(a: any, b: any): any {
