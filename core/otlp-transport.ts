@@ -13,6 +13,7 @@
 // Measured at 1.0 sampling under load (one worker, side by side): fetch cost ~13% of a traced
 // request's CPU, mostly per export (its copy of the body, its HTTP thread, a Response and a
 // stream per reply); the proxy's own client writes the body from one buffer on the JS thread.
+import { Buffer } from "node:buffer";
 import { diag } from "@opentelemetry/api";
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from "@opentelemetry/otlp-exporter-base";
 import { releaseRequest } from "./otlp-proto.ts";
@@ -142,6 +143,15 @@ export function createFetchTransport(opts: FetchTransportOptions): IExporterTran
   };
 }
 
+/** A URL's user or password as written, when its %-escapes are not valid UTF-8. */
+function percentDecoded(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 /** Headers the upstream client writes itself; configured ones are dropped. */
 const OWN_HEADERS = new Set(["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"]);
 
@@ -159,8 +169,9 @@ export function createUpstreamTransport(opts: FetchTransportOptions, client: Ups
   const target = { protocol: "http:", hostname: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) || 80, basePath: "" } as const;
   const path = url.pathname + url.search;
   // Credentials in the URL become Basic auth, as fetch and the library's node transport send them.
+  // UTF-8 before base64, as fetch does (btoa would throw on a non-latin1 character).
   const basic = url.username || url.password
-    ? "Basic " + btoa(decodeURIComponent(url.username) + ":" + decodeURIComponent(url.password))
+    ? "Basic " + Buffer.from(percentDecoded(url.username) + ":" + percentDecoded(url.password), "utf8").toString("base64")
     : undefined;
   let agent: UpstreamAgent | undefined;
   const noop = () => {};

@@ -542,7 +542,7 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
     test("credentials in the endpoint URL are sent as Basic auth; framing headers in the config do not reach the wire; names differing in case are joined", async () => {
       const c = scripted([]);
       const tel = await telemetry({
-        endpoint: `http://us%20er:p%40ss@127.0.0.1:${c.port}/v1/traces`,
+        endpoint: `http://us%20er:p%40ss%E2%82%AC@127.0.0.1:${c.port}/v1/traces`,
         scheduled_delay: 10,
         headers: { "content-length": "3", connection: "close", "X-Tenant": "a", "x-tenant": "b" },
       });
@@ -550,7 +550,7 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
       await c.arrived(1);
       await tel.shutdown(3000);
       const h = c.heads[0]!;
-      expect(h.get("authorization")).toBe("Basic " + btoa("us er:p@ss"));
+      expect(h.get("authorization")).toBe("Basic " + Buffer.from("us er:p@ss€", "utf8").toString("base64"));
       expect(h.get("x-tenant")).toBe("a, b");
       expect(h.get("content-length")).toBe(String(c.bodies[0]!.length));
       expect(decodeExportTraceServiceRequest(c.bodies[0]!)[0]!.scopes[0]!.spans).toHaveLength(1);
