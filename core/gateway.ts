@@ -158,7 +158,8 @@ class RawIncoming implements Incoming, ObservedRequest {
     return this.#headers;
   }
   forwardHeaders(clientIp: string): Record<string, string> {
-    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
+    // raw.host is the Host line's value, or the absolute-form authority that replaces it.
+    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: this.raw.host });
   }
   forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
     const f = this.raw.forward;

@@ -33,7 +33,10 @@ export interface ForwardInfo {
   clientIp: string;
   /** `http` or `https`, as the client reached us. */
   proto: string;
-  /** The Host to send upstream; `undefined` keeps the client's. */
+  /**
+   * The Host to send upstream (and as X-Forwarded-Host) when it is not the Host line: an
+   * absolute-form target's authority replaces the line (RFC 9112 §3.2.2). `undefined` keeps the line.
+   */
   hostOverride: string | undefined;
 }
 
@@ -52,7 +55,8 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
     else if (name === "x-forwarded-for") xff = value;
     else if (name !== "x-forwarded-proto" && name !== "x-forwarded-host") out[name] = value;
   }
-  out.host = info.hostOverride ?? host;
+  if (info.hostOverride !== undefined) host = info.hostOverride;
+  out.host = host;
   out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (host) out["x-forwarded-host"] = host;
@@ -65,7 +69,8 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
  * them, and Content-Length, which is not among the lines.
  */
 export function upstreamHeadersBlock(hostLine: string, forwardedFor: string, contentLength: number, info: ForwardInfo): Record<string, string> {
-  const out: Record<string, string> = { host: info.hostOverride ?? hostLine };
+  if (info.hostOverride !== undefined) hostLine = info.hostOverride;
+  const out: Record<string, string> = { host: hostLine };
   out["x-forwarded-for"] = forwardedFor ? `${forwardedFor}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (hostLine) out["x-forwarded-host"] = hostLine;
@@ -97,7 +102,8 @@ export function upstreamHeadersRaw(raw: readonly string[], info: ForwardInfo): R
       out[name] = prev === undefined ? value : `${prev}${name === "cookie" ? "; " : ", "}${value}`;
     }
   }
-  out.host = info.hostOverride ?? host;
+  if (info.hostOverride !== undefined) host = info.hostOverride;
+  out.host = host;
   out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (host) out["x-forwarded-host"] = host;

@@ -382,6 +382,19 @@ describe("request line", () => {
     expect(fwd.get("host")).toBe("example.com");
     expect(bodyText(ex.sentinel!)).toBe("GET /sentinel");
   });
+
+  // RFC 9112 §3.2.2: the target's authority replaces the Host line; nginx's $host does the same.
+  // Both header paths: lines forwarded as bytes, and strings (Connection naming a header).
+  for (const [path, extra] of [["/abs-bytes", ""], ["/abs-strings", "Connection: x-drop\r\nX-Drop: 1\r\n"]] as const) {
+    test(`an absolute-form target's authority replaces a different Host line (${path})`, async () => {
+      const ex = await exchange(`GET http://authority.test:8080${path} HTTP/1.1\r\nHost: other.test\r\n${extra}\r\n`);
+      expect(ex.outcome).toBe(200);
+      const fwd = be.requests.find((q) => q.target === path)!;
+      expect(fwd.get("host")).toBe("authority.test:8080");
+      expect(fwd.get("x-forwarded-host")).toBe("authority.test:8080");
+      expect(fwd.get("x-drop")).toBeUndefined();
+    });
+  }
 });
 
 describe("limits", () => {

@@ -63,7 +63,7 @@ export class RequestHead {
      */
     readonly runs: number[] | undefined,
     readonly size: number,
-    /** The Host header line's value ("" when absent), as the proxy forwards it. */
+    /** The Host the proxy forwards: the Host line's value, or an absolute-form target's authority, which replaces it (RFC 9112 §3.2.2); "" when neither. */
     readonly hostLine: string,
     /** The X-Forwarded-For values received, joined with ", " ("" when none). */
     readonly forwardedFor: string,
@@ -350,7 +350,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (contentLength !== -1) throw new RequestError(400, "both Transfer-Encoding and Content-Length");
     chunked = true;
   }
-  const hostLine = host ?? "";
+  let hostLine = host ?? "";
   if (target.charCodeAt(0) !== 47) {
     if (target === "*") {
       if (method !== "OPTIONS") throw new RequestError(400, "asterisk-form target for a method other than OPTIONS");
@@ -360,7 +360,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       // Absolute form (RFC 9112 §3.2.2): its authority replaces the Host header.
       const m = /^https?:\/\/([^/?#]+)([^#]*)$/i.exec(target);
       if (m === null) throw new RequestError(400, "invalid request target");
-      host = m[1]!;
+      host = hostLine = m[1]!;
       target = m[2] === "" ? "/" : m[2]!.charCodeAt(0) === 47 ? m[2]! : `/${m[2]}`;
     }
   }
