@@ -1,11 +1,8 @@
 // `npm run backends -- --count 3 --base-port 9001 [--kind auto|nginx|bun] [--duration S]`
 // Starts N example backends on 127.0.0.1 (each names itself in `x-backend`; paths /, /healthz,
 // /100b, /16k, /1m, POST /upload) and prints traffic every 2 s until Ctrl-C or --duration.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
-import { log, sleep, stopAll } from "./lib/proc.ts";
+import { log, sleep, stopAll, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1]! : d; };
@@ -18,7 +15,7 @@ if (!(count >= 1 && count <= 64) || !(basePort > 1024 && basePort + count < 6553
   process.exit(2);
 }
 
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-backends-"));
+const dir = workDir("fulcrum-backends-"); // removed by stopAll(), also on Ctrl-C
 let code = 0;
 try {
   log(`starting ${count} backend(s) on ports ${basePort}..${basePort + count - 1} (kind ${kind})`);
@@ -42,7 +39,6 @@ try {
   code = 1;
 } finally {
   await stopAll();
-  rmSync(dir, { recursive: true, force: true });
   log("backends stopped");
 }
 process.exit(code);

@@ -14,12 +14,10 @@
 // bench/lib/proxies.ts (Fulcrum variants run one process here), e.g. `--rungs fulcrum,fulcrum-plugin-rr`
 // for a user strategy plugin against the identical built-in.
 process.env.BENCH_PEER_WORKERS ??= "1";
-const { mkdtempSync } = await import("node:fs");
-const { tmpdir } = await import("node:os");
 const { join } = await import("node:path");
 const { startBackends } = await import("./lib/backends.ts");
 const { pickTool, runLoad } = await import("./lib/loadgen.ts");
-const { cpuSeconds, log, stopAll } = await import("./lib/proc.ts");
+const { cpuSeconds, log, stopAll, workDir } = await import("./lib/proc.ts");
 const { PROXIES, startProxy } = await import("./lib/proxies.ts");
 type ProxyDef = (typeof PROXIES)[number];
 
@@ -43,7 +41,7 @@ const calibration: ProxyDef = {
   },
 };
 
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-cpu-ladder-"));
+const dir = workDir("fulcrum-cpu-ladder-");
 const tool = pickTool("wrk");
 const rungNames = arg("--rungs", "nginx,calibration,fulcrum-bare,fulcrum-1w").split(",");
 const rungs = rungNames
@@ -86,7 +84,7 @@ try {
     }
   }
 } finally {
-  await stopAll();
+  await stopAll(); // and removes the work dir
   await backends.stop();
 }
 console.log(`\n${tool}, ${connections} connections, GET ${path}, ${runs} interleaved rounds × ${duration} s; CPU µs per request of the proxy's processes`);

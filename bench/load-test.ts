@@ -6,8 +6,7 @@
 // runs wrk in 1 s slices for more load (a count is then checked once per slice).
 import { join } from "node:path";
 import { runLoad, type LoadResult } from "./lib/loadgen.ts";
-import { log, spawn, stopAll, which } from "./lib/proc.ts";
-import { tmpdir } from "node:os";
+import { log, spawn, stopAll, which, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1]! : d; };
@@ -24,6 +23,7 @@ if (!/^https?:\/\//.test(url) || !(connections >= 1) || !(durationSec > 0) || ![
 }
 
 async function main(): Promise<number> {
+  const dir = workDir("fulcrum-load-test-"); // the result file, wrk's POST script; removed by stopAll()
   try {
     const r = await fetch(url, { signal: AbortSignal.timeout(2000), method, body: method === "POST" ? "x".repeat(bodySize) : undefined });
     await r.arrayBuffer();
@@ -34,14 +34,12 @@ async function main(): Promise<number> {
   }
   log(`load: ${method} ${url}, ${connections} connections, ${requests ? `${requests} requests (at most ${durationSec} s)` : `${durationSec} s`}, generator ${tool}`);
   if (tool === "bun") {
-    const out = join(tmpdir(), `fulcrum-load-test-${process.pid}.json`);
+    const out = join(dir, "result.json");
     const p = spawn("loadgen", [process.execPath, join(import.meta.dir, "lib", "loadgen-bun.ts"), "--url", url,
       "--connections", String(connections), "--duration", String(durationSec), "--requests", String(requests),
       "--method", method, "--body-size", String(bodySize), "--progress", "--json"], { stdout: out, stderr: "inherit" });
     await p.exited;
-    const f = Bun.file(out);
-    const res = (await f.json()) as LoadResult & { backends: Record<string, number> };
-    await f.delete();
+    const res = (await Bun.file(out).json()) as LoadResult & { backends: Record<string, number> };
     summary(res, res.backends);
     return res.errors ? 1 : 0;
   }
@@ -49,7 +47,7 @@ async function main(): Promise<number> {
   let total = 0, errors = 0, elapsed = 0;
   const all: LoadResult[] = [];
   while (elapsed < durationSec && (!requests || total < requests)) {
-    const r = await runLoad("wrk", { url, method, bodySize, connections, durationSec: 1 }, tmpdir());
+    const r = await runLoad("wrk", { url, method, bodySize, connections, durationSec: 1 }, dir);
     all.push(r); total += r.requests; errors += r.errors; elapsed += 1;
     log(`  t=${elapsed}s  requests=${total}  ${Math.round(r.rps)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  errors=${errors}`);
   }

@@ -15,12 +15,10 @@
 // Variants (bench/lib/proxies.ts): fulcrum-noadmin (no metrics, no tracing), fulcrum (metrics
 // on: the default), fulcrum-trace-0.01 and fulcrum-trace-1.0 (metrics + tracing to a local sink,
 // the default http/protobuf), fulcrum-trace-1.0-json (http/json).
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { cpuSeconds, log, stop, stopAll } from "./lib/proc.ts";
+import { cpuSeconds, log, stop, stopAll, workDir } from "./lib/proc.ts";
 import { PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -40,7 +38,7 @@ const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
   : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-json"];
 
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-cost-"));
+const dir = workDir("fulcrum-obs-cost-");
 const tool = pickTool();
 const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
 const sink = await startOtlpSink();
@@ -77,7 +75,7 @@ try {
     }
   }
 } finally {
-  await stopAll();
+  await stopAll(); // and removes the work dir
   sink.stop();
   await backends.stop();
 }

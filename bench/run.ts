@@ -3,12 +3,11 @@
 // machine drift hits all of them alike. Options: --duration S --runs N --tool wrk|autocannon|bun
 // --backends auto|nginx|bun --proxies a,b --scenarios a,b --variants a,b|all --idle-conns N
 // --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { isInterrupted, log, onCleanup, sleep, spawn, stop, stopAll, treeRss, which } from "./lib/proc.ts";
+import { isInterrupted, log, sleep, spawn, stop, stopAll, treeRss, which, workDir } from "./lib/proc.ts";
 import { PROXIES, startOtlpSink, startProxy, type Running } from "./lib/proxies.ts";
 import { aggregate, formatCells, formatSummaries, svgChart, type ProxySummary, type RunRecord } from "./lib/report.ts";
 import { SCENARIOS } from "./lib/scenarios.ts";
@@ -30,9 +29,8 @@ const onlyScenarios = list("--scenarios");
 const MB = 1024 * 1024;
 
 const tool = pickTool(opt("--tool"));
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-bench-"));
+const dir = workDir("fulcrum-bench-", flag("--keep-tmp"));
 const resultsDir = join(import.meta.dir, "results");
-onCleanup(() => { if (!flag("--keep-tmp")) rmSync(dir, { recursive: true, force: true }); else log(`kept ${dir}`); });
 
 async function main(): Promise<void> {
   const bunVersion = Bun.version;
@@ -167,6 +165,7 @@ try {
   if (!isInterrupted()) console.error(`bench failed: ${(e as Error).stack ?? e}`);
   code = 1;
 } finally {
-  await stopAll(); // also removes the work dir (registered above)
+  await stopAll(); // also removes the work dir, once the proxies writing into it have stopped
+  if (flag("--keep-tmp")) log(`kept ${dir}`);
 }
 process.exit(code);

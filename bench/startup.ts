@@ -4,16 +4,17 @@
  *   npm run bench:startup [-- --runs 10]
  * Everything runs on 127.0.0.1 and every process started is stopped by its PID.
  */
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { removeWhenDone, workDir } from "./lib/proc.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1] || 10) || 10;
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-startup-"));
+const dir = workDir("fulcrum-startup-"); // removed at exit (a compiled binary: ~100 MB)
 const backend = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
 const PORT = 18_700;
 const config = join(ROOT, ".tmp", "startup.yaml");
+removeWhenDone(config);
 await Bun.write(config, `listen: 127.0.0.1:${PORT}\npools:\n  web: { backends: ["http://127.0.0.1:${backend.port}"] }\nlog: { access_log: false, level: warning }\n`);
 
 const bin = join(dir, "fulcrum");

@@ -5,9 +5,9 @@
 // from the primary's flip to the last request any worker still sent to the failed backend, and
 // the health probes the backends received per second (one prober, whatever the worker count).
 // Everything on 127.0.0.1; every process started is stopped by its pid.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { stop, track, workDir } from "./lib/proc.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -33,12 +33,13 @@ const b = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => {
   return new Response("b");
 } });
 
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-workers-health-"));
+const dir = workDir("fulcrum-workers-health-"); // removed at exit, or on Ctrl-C once Fulcrum is stopped
 const file = join(dir, "fulcrum.yaml");
 writeFileSync(file, `listen: 127.0.0.1:0\nworkers: ${workers}\nadmin: false\nlog: { access_log: false }\npools:\n  web:\n` +
   `    backends: ["http://127.0.0.1:${a.port}", "http://127.0.0.1:${b.port}"]\n` +
   `    health: { path: /healthz, interval: ${INTERVAL_MS}ms, jitter: 0ms, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }\n`);
 const proc = Bun.spawn([process.execPath, "main.ts", "run", "--config", file], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "inherit" });
+track("fulcrum", proc);
 const lines: string[] = [];
 const waiters: { needle: string; from: number; resolve: (l: string) => void }[] = [];
 void (async () => {
@@ -93,8 +94,7 @@ try {
   console.log(`flip → last request to the failed backend (ms, per round): ${lags.join(", ")}`);
   console.log(`health probes received: ${perSec.toFixed(1)}/s for 2 backends (one prober: ${(2000 / INTERVAL_MS).toFixed(1)}/s expected)`);
 } finally {
-  proc.kill("SIGTERM");
-  await proc.exited;
+  await stop(proc);
   a.stop(true);
   b.stop(true);
 }

@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { startBackend, type TestBackend } from "./helpers/backends.ts";
 import { runCli, spawnFulcrum } from "./helpers/fulcrum.ts";
+import { tempDir } from "./helpers/plugins.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "fulcrum-cli-"));
+const { dir } = tempDir("fulcrum-cli-");
 let n = 0;
 function configFile(text: string): string {
   const file = join(dir, `c${++n}.yaml`);

@@ -1,9 +1,8 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { closedPort } from "./helpers/backends.ts";
 import { spawnFulcrum, type Child } from "./helpers/fulcrum.ts";
+import { tempDir } from "./helpers/plugins.ts";
 
 let child: Child | undefined;
 afterAll(async () => {
@@ -20,8 +19,7 @@ test("fulcrum demo starts three backends and rotates requests across them", asyn
     .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0")
     .replace(/127\.0\.0\.1:900\d/g, () => `127.0.0.1:${ports[i++]}`);
   expect(i).toBe(3);
-  const file = join(mkdtempSync(join(tmpdir(), "fulcrum-demo-")), "demo.yaml");
-  writeFileSync(file, text);
+  const file = tempDir("fulcrum-demo-").write("demo.yaml", text);
   child = await spawnFulcrum(["demo", "--config", file]);
   const seen: string[] = [];
   for (let n = 0; n < 6; n++) {

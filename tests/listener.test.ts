@@ -835,6 +835,7 @@ describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS 
   let child: Child;
   let server: import("node:net").Server;
   let uploaded = 0;
+  const dir = tempDir("fulcrum-listener-rss-"); // out here: one made in beforeAll is removed when the hook ends
 
   /** A backend on node:net: GET /big streams 100 MB, POST reads its body slowly. */
   beforeAll(async () => {
@@ -895,7 +896,6 @@ describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS 
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
-    const dir = tempDir("fulcrum-listener-rss-");
     const file = dir.write(
       "fulcrum.yaml",
       `listen: 127.0.0.1:0\nworkers: 1\npools:\n  web:\n    backends: ["http://127.0.0.1:${port}"]\n    retry: { attempts: 1 }\nlog: { access_log: false }\nadmin: false\n`,

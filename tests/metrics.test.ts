@@ -2,9 +2,6 @@
 // requests sent. Also: the observability config keys and their file:line:col errors, and the
 // compiled-in wiring through the real CLI (admin port, spans flushed on SIGTERM).
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { spawnFulcrum, type InProcess } from "./helpers/fulcrum.ts";
 import { parsePrometheus, sum } from "./helpers/prometheus.ts";
 import { tempDir } from "./helpers/plugins.ts";
@@ -164,10 +161,8 @@ describe("through the CLI", () => {
     const r = await startOtlpReceiver();
     cleanups.push(() => r.stop());
     const b = backend("b1");
-    const dir = mkdtempSync(join(tmpdir(), "fulcrum-obs-"));
-    const file = join(dir, "f.yaml");
     // A long export delay: only the shutdown flush can deliver the spans.
-    writeFileSync(file, `listen: 127.0.0.1:0
+    const file = tempDir("fulcrum-obs-").write("f.yaml", `listen: 127.0.0.1:0
 admin: { listen: 127.0.0.1:0 }
 pools: { web: { backends: ["${b.url}"] } }
 telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_delay: 1m } }

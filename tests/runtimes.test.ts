@@ -46,6 +46,7 @@ afterAll(async () => {
     await c.exited;
   }
   for (const b of backends) await b.stop();
+  if (binDir) rmSync(binDir, { recursive: true, force: true }); // two copies of the compiled binary
 });
 
 describe("compiled binary (./compile.sh)", () => {

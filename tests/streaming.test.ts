@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackend, type TestBackend } from "./helpers/backends.ts";
@@ -43,6 +43,7 @@ async function peakRss<T>(pid: number, work: Promise<T>): Promise<{ result: T; p
 let backend: TestBackend;
 let fulcrum: Child;
 let uploaded = 0;
+let dir = "";
 
 beforeAll(async () => {
   backend = startBackend("big", async (req) => {
@@ -52,7 +53,7 @@ beforeAll(async () => {
     }
     return new Response(generated(SIZE), { headers: { "content-type": "application/octet-stream" } });
   });
-  const dir = mkdtempSync(join(tmpdir(), "fulcrum-stream-"));
+  dir = mkdtempSync(join(tmpdir(), "fulcrum-stream-"));
   const file = join(dir, "fulcrum.yaml");
   // workers: 1 — the RSS measured must be the process that streams the bodies (with workers it would
   // be the primary, which serves no traffic).
@@ -66,6 +67,7 @@ afterAll(async () => {
   fulcrum?.kill("SIGKILL");
   await fulcrum?.exited;
   await backend?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("streaming large bodies", () => {

@@ -25,8 +25,7 @@ interface Cluster extends ChildFulcrum {
 
 const BASE = "listen: 127.0.0.1:0\nworkers: 2\nadmin: { listen: 127.0.0.1:0 }\n";
 
-async function startCluster(yaml: string, register = cleanups): Promise<Cluster> {
-  const dir = tempDir("fulcrum-workers-");
+async function startCluster(yaml: string, register = cleanups, dir = tempDir("fulcrum-workers-")): Promise<Cluster> {
   const file = dir.write("fulcrum.yaml", BASE + yaml);
   const child = await spawnRun([process.execPath, "main.ts", "run", "--config", file]);
   register.push(async () => {
@@ -81,10 +80,11 @@ describe("workers: 2 (one cluster for the read-only checks)", () => {
   let c: Cluster;
   let backends: TestBackend[];
   const shared: (() => unknown)[] = [];
+  const dir = tempDir("fulcrum-workers-"); // out here: one made in beforeAll is removed when the hook ends
   beforeAll(async () => {
     backends = startBackends(2);
     shared.push(() => Promise.all(backends.map((b) => b.stop())));
-    c = await startCluster(`pools:\n  web: { backends: ["${backends[0]!.url}", "${backends[1]!.url}"] }\n`, shared);
+    c = await startCluster(`pools:\n  web: { backends: ["${backends[0]!.url}", "${backends[1]!.url}"] }\n`, shared, dir);
   });
   afterAll(async () => {
     while (shared.length) await shared.pop()!();

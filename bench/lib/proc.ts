@@ -1,11 +1,15 @@
 // Process bookkeeping for the harness: every child is registered here and killed by PID on
-// exit, error or Ctrl-C, so a crashed or interrupted run never leaves a proxy on a port.
+// exit, error or Ctrl-C, so a crashed or interrupted run never leaves a proxy on a port (nor,
+// after them, its temp folder).
 import type { Subprocess } from "bun";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 interface Tracked { name: string; proc: Subprocess }
 const tracked: Tracked[] = [];
-const cleanups: (() => void | Promise<void>)[] = [];
+/** Temp folders and files to remove once the children writing into them have stopped. */
+const removals: string[] = [];
 let installed = false;
 let interrupted = false;
 /** True once a signal started the shutdown: errors from killed children are then expected. */
@@ -38,7 +42,23 @@ export function spawn(name: string, cmd: string[], opts: SpawnOpts = {}): Subpro
 export function track(name: string, proc: Subprocess): void { installSignalHandlers(); tracked.push({ name, proc }); }
 export function untrack(proc: Subprocess): void { const i = tracked.findIndex((t) => t.proc === proc); if (i >= 0) tracked.splice(i, 1); }
 
-export function onCleanup(fn: () => void | Promise<void>): void { cleanups.push(fn); }
+/**
+ * A fresh folder in the system temp dir for a run's configs, logs and sockets (the proxies' access
+ * logs there reach GBs). Removed, unless `keep`, after the children are stopped: by stopAll() (end,
+ * error, Ctrl-C) or, failing that, at exit.
+ */
+export function workDir(prefix: string, keep = false): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (!keep) removeWhenDone(dir);
+  return dir;
+}
+
+/** Remove `path` (a file or a folder) like a workDir. */
+export function removeWhenDone(path: string): void { installSignalHandlers(); removals.push(path); }
+
+function removeAll(): void {
+  for (const p of removals.splice(0)) { try { rmSync(p, { recursive: true, force: true }); } catch {} }
+}
 
 /** SIGTERM by PID, then SIGKILL after a grace period; returns when the child has exited. */
 export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
@@ -52,8 +72,8 @@ export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
 }
 
 export async function stopAll(): Promise<void> {
-  for (const fn of cleanups.splice(0).reverse()) { try { await fn(); } catch {} }
   await Promise.all(tracked.slice().reverse().map((t) => stop(t.proc)));
+  removeAll();
 }
 
 function installSignalHandlers(): void {
@@ -69,7 +89,7 @@ function installSignalHandlers(): void {
     });
   }
   // Last resort if the event loop dies with children alive: synchronous SIGKILL by PID.
-  process.on("exit", () => { for (const t of tracked) { try { process.kill(t.proc.pid, "SIGKILL"); } catch {} } });
+  process.on("exit", () => { for (const t of tracked) { try { process.kill(t.proc.pid, "SIGKILL"); } catch {} } removeAll(); });
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

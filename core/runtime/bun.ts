@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
@@ -113,8 +113,8 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   const code = await build.outputs[0].text();
   const hash = Bun.hash(code);
   if (previous && previous.hash === hash) return previous;
-  const dir = join(tmpdir(), `fulcrum-plugins-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
+  // A folder of its own, removed once imported: nothing is left in the temp dir.
+  const dir = mkdtempSync(join(tmpdir(), "fulcrum-plugin-"));
   const file = join(dir, `${basename(absPath).replace(/\.[^.]+$/, "")}-${++bundles}.js`);
   await Bun.write(file, code);
   let module: Record<string, unknown>;
@@ -123,7 +123,7 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   } catch (e) {
     throw new PluginImportError("load", `failed while loading: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   } finally {
-    rmSync(file, { force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
   const inputs = Object.keys(build.metafile?.inputs ?? {}).map((p) => resolve(process.cwd(), p));
   const result = { module, files: inputs.length ? inputs : [absPath], hash };

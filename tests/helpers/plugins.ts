@@ -1,6 +1,7 @@
 /** Helpers for plugin tests: temp folders with config and plugin files, Fulcrum from a config file. */
+import { afterAll, onTestFinished } from "bun:test";
 import type { LogRecord } from "@logtape/logtape";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { loadConfigFile } from "../../core/config/load.ts";
@@ -11,9 +12,19 @@ import { builtinRegistry } from "../../main.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 
-/** A fresh temp folder; `write(name, text)` creates files (and folders) in it. */
+/**
+ * A fresh temp folder; `write(name, text)` creates files (and folders) in it. Made in a test, it is
+ * removed when the test has finished (after its afterEach hooks); made at file or describe level,
+ * after the tests there. Not in a beforeAll: Bun would remove it when the hook ends.
+ */
 export function tempDir(prefix = "fulcrum-plugins-"): { dir: string; write(name: string, text: string): string } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    onTestFinished(remove);
+  } catch {
+    afterAll(remove); // at file or describe level, where onTestFinished throws
+  }
   return {
     dir,
     write(name, text) {
