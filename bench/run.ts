@@ -2,7 +2,7 @@
 // (1 run × 5 s). Same backends, same load generator, proxies alternated in every round so
 // machine drift hits all of them alike. Options: --duration S --runs N --tool wrk|autocannon|bun
 // --backends auto|nginx|bun --proxies a,b --scenarios a,b --variants a,b|all --idle-conns N
-// --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
+// --warmup S --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
 import { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
@@ -21,7 +21,12 @@ const quick = flag("--quick");
 if (opt("--fulcrum-root")) process.env.FULCRUM_ROOT = opt("--fulcrum-root");
 const durationSec = Number(opt("--duration") ?? (quick ? 5 : 10));
 const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
-const warmupSec = quick ? 1 : 3;
+// Load before the measured rounds, for every proxy alike: Bun compiles Fulcrum's request path in
+// tiers over its first seconds of load (a 3 s warm-up left round 1 of a full run at 0.5–0.7 of
+// round 3 for every Fulcrum variant), which nginx and HAProxy do not need. Then each scenario's
+// path gets a short warm-up of its own (streaming and uploads take other code).
+const warmupSec = Number(opt("--warmup") ?? (quick ? 1 : 15));
+const scenarioWarmupSec = Math.min(warmupSec, 3);
 const idleConns = Number(opt("--idle-conns") ?? 10_000);
 const variants = list("--variants") ?? [];
 const onlyProxies = list("--proxies");
@@ -37,7 +42,7 @@ async function main(): Promise<void> {
   log(`machine: ${navigator.hardwareConcurrency} cores, bun ${bunVersion}, ${process.platform}; work dir ${dir}`);
   const why = opt("--tool") ? "chosen with --tool" : tool === "wrk" ? "installed" : tool === "autocannon" ? "wrk not found" : "wrk and autocannon not found: built-in Bun generator";
   log(`load generator: ${tool} (${why})`);
-  log(`mode: ${quick ? "quick" : "full"}: ${rounds} run(s) × ${durationSec} s per scenario and proxy`);
+  log(`mode: ${quick ? "quick" : "full"}: ${rounds} run(s) × ${durationSec} s per scenario and proxy, after ${warmupSec} s of warm-up each (${scenarioWarmupSec} s per other scenario)`);
 
   // Which proxies run, and which are skipped (and why).
   const wanted = PROXIES.filter((p) => (onlyProxies ? onlyProxies.includes(p.name) : !p.optional || variants.includes("all") || variants.includes(p.name)));
@@ -74,6 +79,15 @@ async function main(): Promise<void> {
   for (const r of running) {
     log(`warm-up ${r.def.name} (${warmupSec} s)`);
     await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}/100b`, connections: 64, durationSec: warmupSec }, dir);
+  }
+  if (scenarioWarmupSec > 0) {
+    for (const sc of scenarios) {
+      if (sc.path === "/100b" && sc.method === undefined) continue; // the warm-up above
+      for (const r of running.filter((r) => sc.variants || !r.def.optional)) {
+        log(`warm-up ${r.def.name} on ${sc.id} (${scenarioWarmupSec} s)`);
+        await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${sc.path}`, method: sc.method, bodySize: sc.bodySize, connections: sc.connections, durationSec: scenarioWarmupSec }, dir);
+      }
+    }
   }
 
   const records: RunRecord[] = [];
