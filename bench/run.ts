@@ -26,6 +26,7 @@ const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
 // round 3 for every Fulcrum variant), which nginx and HAProxy do not need. Then each scenario's
 // path gets a short warm-up of its own (streaming and uploads take other code).
 const warmupSec = Number(opt("--warmup") ?? (quick ? 1 : 15));
+if (!(warmupSec >= 0)) throw new Error(`--warmup takes seconds (0 or more), got ${opt("--warmup")}`);
 const scenarioWarmupSec = Math.min(warmupSec, 3);
 const idleConns = Number(opt("--idle-conns") ?? 10_000);
 const variants = list("--variants") ?? [];
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
   }
   if (!running.length) throw new Error("no proxy started");
 
-  for (const r of running) {
+  for (const r of warmupSec > 0 ? running : []) {
     log(`warm-up ${r.def.name} (${warmupSec} s)`);
     await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}/100b`, connections: 64, durationSec: warmupSec }, dir);
   }

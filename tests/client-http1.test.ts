@@ -108,6 +108,10 @@ beforeAll(async () => {
   fulcrum = await startFulcrum(`pools:
   web:
     backends: ["${be.url}"]
+routes:
+  - { match: { path: / }, pool: web }
+  # A route with middleware: its requests go through the web Request (toRequest), not the bytes.
+  - { match: { path: /abs-mw }, pool: web, middleware: [{ rate-limit: { rate: 1000000/s } }] }
 limits:
   max_request_body: ${MAX_BODY}
   client_idle_timeout: ${IDLE_MS}ms
@@ -385,7 +389,7 @@ describe("request line", () => {
 
   // RFC 9112 §3.2.2: the target's authority replaces the Host line; nginx's $host does the same.
   // Both header paths: lines forwarded as bytes, and strings (Connection naming a header).
-  for (const [path, extra] of [["/abs-bytes", ""], ["/abs-strings", "Connection: x-drop\r\nX-Drop: 1\r\n"]] as const) {
+  for (const [path, extra] of [["/abs-bytes", ""], ["/abs-strings", "Connection: x-drop\r\nX-Drop: 1\r\n"], ["/abs-mw", ""]] as const) {
     test(`an absolute-form target's authority replaces a different Host line (${path})`, async () => {
       const ex = await exchange(`GET http://authority.test:8080${path} HTTP/1.1\r\nHost: other.test\r\n${extra}\r\n`);
       expect(ex.outcome).toBe(200);

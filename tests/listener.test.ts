@@ -835,7 +835,6 @@ describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS 
   let child: Child;
   let server: import("node:net").Server;
   let uploaded = 0;
-  const dir = tempDir("fulcrum-listener-rss-"); // out here: one made in beforeAll is removed when the hook ends
 
   /** A backend on node:net: GET /big streams 100 MB, POST reads its body slowly. */
   beforeAll(async () => {
@@ -910,6 +909,9 @@ describe("memory stays bounded with slow peers (Fulcrum in its own process, RSS 
     await child?.exited;
     await new Promise((r) => server?.close(r));
   });
+  // Made here, after the afterAll above, so that it is removed after the child is stopped (afterAll
+  // hooks run in order), and not in beforeAll: one made there is removed when the hook ends.
+  const dir = tempDir("fulcrum-listener-rss-");
 
   /** Peak RSS of the child while `work` runs (sampled every 20 ms). */
   async function peakRss<T>(work: Promise<T>): Promise<{ result: T; growth: number }> {

@@ -80,7 +80,6 @@ describe("workers: 2 (one cluster for the read-only checks)", () => {
   let c: Cluster;
   let backends: TestBackend[];
   const shared: (() => unknown)[] = [];
-  const dir = tempDir("fulcrum-workers-"); // out here: one made in beforeAll is removed when the hook ends
   beforeAll(async () => {
     backends = startBackends(2);
     shared.push(() => Promise.all(backends.map((b) => b.stop())));
@@ -89,6 +88,9 @@ describe("workers: 2 (one cluster for the read-only checks)", () => {
   afterAll(async () => {
     while (shared.length) await shared.pop()!();
   });
+  // Made after the afterAll above, so that it is removed after the cluster stops (afterAll hooks
+  // run in order), and not in beforeAll: one made there is removed when the hook ends.
+  const dir = tempDir("fulcrum-workers-");
 
   test("two worker processes, children of the primary, serve the port; the access log names the worker", async () => {
     const pids = [...c.workers.values()];

@@ -116,9 +116,9 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   // A folder of its own, removed once imported: nothing is left in the temp dir.
   const dir = mkdtempSync(join(tmpdir(), "fulcrum-plugin-"));
   const file = join(dir, `${basename(absPath).replace(/\.[^.]+$/, "")}-${++bundles}.js`);
-  await Bun.write(file, code);
   let module: Record<string, unknown>;
   try {
+    await Bun.write(file, code);
     module = await import(file);
   } catch (e) {
     throw new PluginImportError("load", `failed while loading: ${(e as Error)?.message ?? String(e)}`, { cause: e });

@@ -183,7 +183,7 @@ export interface Processes {
 /** A request's header lines kept as bytes (RawExchange.forward), and what the proxy writes itself from them. */
 export interface ForwardLines {
   readonly block: HeaderBlock;
-  /** The Host line's value ("" when absent). */
+  /** The Host to forward: the Host line's value, or an absolute-form target's authority ("" when neither). */
   readonly hostLine: string;
   /** The X-Forwarded-For values received, joined with ", " ("" when none). */
   readonly forwardedFor: string;
