@@ -23,6 +23,18 @@ pools:
 `;
 }
 
+/** Raw bytes to a port, the whole reply back (the request asks the server to close). */
+async function rawExchange(port: number, request: string): Promise<string> {
+  const { connect } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const s = connect(port, "127.0.0.1", () => s.write(request));
+    s.on("data", (d) => (out += d.toString("latin1")));
+    s.on("end", () => resolve(out));
+    s.on("error", reject);
+  });
+}
+
 async function rotation(url: string): Promise<string[]> {
   const seen: string[] = [];
   for (let i = 0; i < 4; i++) seen.push((await fetch(url)).headers.get("x-backend") ?? "?");
@@ -208,11 +220,17 @@ describe("Deno (deno task start)", () => {
     // Deno has no IPC for worker processes: one process serves, and says so.
     expect(child.lines.some((l) => l.includes("is not supported on") && l.includes('"workers":2'))).toBe(true);
     expect(await rotation(child.url)).toEqual(["b2", "b2", "b2", "b2"]);
+    // An absolute-form target's authority replaces the Host line here too (as on Bun's listener).
+    const reply = await rawExchange(Number(new URL(child.url).port), "GET http://authority.test:8080/abs-deno HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n");
+    expect(reply.startsWith("HTTP/1.1 200")).toBe(true);
+    const seen = backends[1]!.requests.find((r) => r.path === "/abs-deno")!;
+    expect(seen.headers.get("host")).toBe("authority.test:8080");
+    expect(seen.headers.get("x-forwarded-host")).toBe("authority.test:8080");
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
-    // Tracing works under Deno too: 4 requests, a SERVER and a CLIENT span each, flushed at exit.
-    await receiver.waitForSpans(8);
-    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(4);
+    // Tracing works under Deno too: 5 requests, a SERVER and a CLIENT span each, flushed at exit.
+    await receiver.waitForSpans(10);
+    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(5);
     await receiver.stop();
   }, 60_000);
 });

@@ -18,7 +18,7 @@ async function serve(options: ServeOptions): Promise<Listener> {
       onListen: resolveListening,
     },
     // deno-lint-ignore no-explicit-any
-    (request: Request, info: any) => options.fetch(request, info.remoteAddr?.hostname ?? ""),
+    (request: Request, info: any) => options.fetch(withTargetHost(request), info.remoteAddr?.hostname ?? ""),
   );
   const addr = await listening;
   return {
@@ -32,6 +32,24 @@ async function serve(options: ServeOptions): Promise<Listener> {
       await server.finished;
     },
   };
+}
+
+/**
+ * Deno builds `request.url` from the Host line for an origin-form target and from the target for
+ * an absolute-form one (`GET http://a.test/p`), leaving the Host header as sent. Where the two
+ * differ, the target's authority replaces the Host line (RFC 9112 §3.2.2), as on Bun's listener.
+ */
+function withTargetHost(request: Request): Request {
+  const host = request.headers.get("host");
+  if (host === null) return request;
+  const url = request.url;
+  const start = url.indexOf("//") + 2;
+  let end = start;
+  while (end < url.length && url[end] !== "/" && url[end] !== "?") end++;
+  if (end - start === host.length && url.startsWith(host, start)) return request;
+  const headers = new Headers(request.headers);
+  headers.set("host", url.slice(start, end));
+  return new Request(request, { headers });
 }
 
 function openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer {
