@@ -1,5 +1,5 @@
 // Fulcrum benchmark harness: `npm run bench` (3 runs × 10 s) or `npm run bench -- --quick`
-// (1 run × 5 s). Same backends, same load generator, proxies alternated in every round so
+// (1 run × 4 s). Same backends, same load generator, proxies alternated in every round so
 // machine drift hits all of them alike. Options: --duration S --runs N --tool wrk|autocannon|bun
 // --backends auto|nginx|bun --proxies a,b --scenarios a,b --variants a,b|all --idle-conns N
 // --warmup S --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
@@ -19,7 +19,7 @@ const list = (k: string) => opt(k)?.split(",").map((s) => s.trim()).filter(Boole
 
 const quick = flag("--quick");
 if (opt("--fulcrum-root")) process.env.FULCRUM_ROOT = opt("--fulcrum-root");
-const durationSec = Number(opt("--duration") ?? (quick ? 5 : 10));
+const durationSec = Number(opt("--duration") ?? (quick ? 4 : 10));
 const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
 // Load before the measured rounds, for every proxy alike: Bun compiles Fulcrum's request path in
 // tiers over its first seconds of load (a 3 s warm-up left round 1 of a full run at 0.5–0.7 of
@@ -27,7 +27,7 @@ const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
 // path gets a short warm-up of its own (streaming and uploads take other code).
 const warmupSec = Number(opt("--warmup") ?? (quick ? 1 : 15));
 if (!(warmupSec >= 0)) throw new Error(`--warmup takes seconds (0 or more), got ${opt("--warmup")}`);
-const scenarioWarmupSec = Math.min(warmupSec, 3);
+const scenarioWarmupSec = quick ? 0 : Math.min(warmupSec, 3); // --quick stays about a minute of load
 const idleConns = Number(opt("--idle-conns") ?? 10_000);
 const variants = list("--variants") ?? [];
 const onlyProxies = list("--proxies");
