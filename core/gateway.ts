@@ -158,8 +158,7 @@ class RawIncoming implements Incoming, ObservedRequest {
     return this.#headers;
   }
   forwardHeaders(clientIp: string): Record<string, string> {
-    // raw.host is the Host line's value, or the absolute-form authority that replaces it.
-    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: this.raw.host });
+    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
   }
   forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
     const f = this.raw.forward;

@@ -33,10 +33,7 @@ export interface ForwardInfo {
   clientIp: string;
   /** `http` or `https`, as the client reached us. */
   proto: string;
-  /**
-   * The Host to send upstream (and as X-Forwarded-Host) when it is not the Host line: an
-   * absolute-form target's authority replaces the line (RFC 9112 §3.2.2). `undefined` keeps the line.
-   */
+  /** The Host to send upstream; `undefined` keeps the client's. */
   hostOverride: string | undefined;
 }
 
@@ -55,8 +52,7 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
     else if (name === "x-forwarded-for") xff = value;
     else if (name !== "x-forwarded-proto" && name !== "x-forwarded-host") out[name] = value;
   }
-  if (info.hostOverride !== undefined) host = info.hostOverride;
-  out.host = host;
+  out.host = info.hostOverride ?? host;
   out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (host) out["x-forwarded-host"] = host;
@@ -69,8 +65,7 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
  * them, and Content-Length, which is not among the lines.
  */
 export function upstreamHeadersBlock(hostLine: string, forwardedFor: string, contentLength: number, info: ForwardInfo): Record<string, string> {
-  if (info.hostOverride !== undefined) hostLine = info.hostOverride;
-  const out: Record<string, string> = { host: hostLine };
+  const out: Record<string, string> = { host: info.hostOverride ?? hostLine };
   out["x-forwarded-for"] = forwardedFor ? `${forwardedFor}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (hostLine) out["x-forwarded-host"] = hostLine;
@@ -102,8 +97,7 @@ export function upstreamHeadersRaw(raw: readonly string[], info: ForwardInfo): R
       out[name] = prev === undefined ? value : `${prev}${name === "cookie" ? "; " : ", "}${value}`;
     }
   }
-  if (info.hostOverride !== undefined) host = info.hostOverride;
-  out.host = host;
+  out.host = info.hostOverride ?? host;
   out["x-forwarded-for"] = xff ? `${xff}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;
   if (host) out["x-forwarded-host"] = host;

@@ -71,17 +71,35 @@ export class RequestHead {
     readonly traceContext: boolean,
   ) {}
 
-  /** name, value, name, value… with names lower-cased, in order. */
+  /**
+   * name, value, name, value… with names lower-cased, in order. Host is {@link host}: an
+   * absolute-form target's authority replaces the Host line (RFC 9112 §3.2.2) for everything
+   * that reads the headers (upstream headers, middleware, strategies, tracing).
+   */
   get rawHeaders(): string[] {
-    return (this.#raw ??= headerPairs(this.buf, this.from, this.end));
+    if (this.#raw !== undefined) return this.#raw;
+    const raw = headerPairs(this.buf, this.from, this.end);
+    if (this.host !== "") {
+      let found = false;
+      for (let i = 0; i < raw.length; i += 2) {
+        if (raw[i] === "host") {
+          raw[i + 1] = this.host;
+          found = true;
+        }
+      }
+      if (!found) raw.push("host", this.host);
+    }
+    return (this.#raw = raw);
   }
 
   /**
-   * The value of header `name` (lower-case), several lines joined with ", "; null when absent.
+   * The value of header `name` (lower-case), several lines joined with ", "; null when absent
+   * (Host as in {@link rawHeaders}).
    * Read from the bytes when the strings were not made: tracing looks up a few names a request
    * (its propagators and, for sampled ones, User-Agent), which must not make them all.
    */
   header(name: string): string | null {
+    if (name === "host" && this.host !== "") return this.host;
     const raw = this.#raw;
     if (raw !== undefined) {
       let value: string | null = null;

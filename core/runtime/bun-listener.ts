@@ -537,9 +537,6 @@ class Exchange implements RawExchange {
     const headers = new Headers();
     const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-    // An absolute-form target's authority replaces the Host line (RFC 9112 §3.2.2), for middleware,
-    // strategies and the backend alike.
-    if (this.host !== "") headers.set("host", this.host);
     // A real AbortSignal for the web Request (middleware may hand it to fetch), linked to ours.
     const controller = new AbortController();
     if (this.aborted) controller.abort();
