@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bunRuntime } from "../core/runtime/bun.ts";
 import pkg from "../package.json" with { type: "json" };
 import { pluginFailureCounts } from "../core/plugins/isolate.ts";
 import { runCli } from "./helpers/fulcrum.ts";
@@ -34,6 +37,17 @@ const middlewares = {
 };
 
 describe("loading plugins from files", () => {
+  test("an import, loaded or failed, leaves nothing in the temp folder", async () => {
+    const bundles = () => readdirSync(tmpdir()).filter((n) => /^fulcrum-plugins?-/.test(n));
+    const t = tempDir("fulcrum-test-");
+    const before = new Set(bundles());
+    const good = t.write("good.ts", `export default { kind: "strategy", name: "g", create: () => ({ pick: (bs) => bs[0] }) };`);
+    const bad = t.write("bad.ts", `throw new Error("boom at load");\nexport default {};`);
+    expect((await bunRuntime.importPlugin(good, { fresh: true })).module.default).toBeDefined();
+    await expect(bunRuntime.importPlugin(bad, { fresh: true })).rejects.toThrow("boom at load");
+    expect(bundles().filter((n) => !before.has(n))).toEqual([]);
+  });
+
   for (const [how, source] of Object.entries(strategies)) {
     test(`a strategy from ${how}`, async () => {
       const [a, b] = backends(2);
