@@ -7,6 +7,7 @@ import { startBackends, type TestBackend } from "./helpers/backends.ts";
 import { spawnListening, type Child } from "./helpers/fulcrum.ts";
 import { spawnRun, tempDir } from "./helpers/plugins.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
+import { RawClient } from "./helpers/raw-client.ts";
 
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
@@ -21,18 +22,6 @@ pools:
   web:
     backends: [${backends.map((b) => `"${b.url}"`).join(", ")}]
 `;
-}
-
-/** Raw bytes to a port, the whole reply back (the request asks the server to close). */
-async function rawExchange(port: number, request: string): Promise<string> {
-  const { connect } = await import("node:net");
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const s = connect(port, "127.0.0.1", () => s.write(request));
-    s.on("data", (d) => (out += d.toString("latin1")));
-    s.on("end", () => resolve(out));
-    s.on("error", reject);
-  });
 }
 
 async function rotation(url: string): Promise<string[]> {
@@ -221,8 +210,11 @@ describe("Deno (deno task start)", () => {
     expect(child.lines.some((l) => l.includes("is not supported on") && l.includes('"workers":2'))).toBe(true);
     expect(await rotation(child.url)).toEqual(["b2", "b2", "b2", "b2"]);
     // An absolute-form target's authority replaces the Host line here too (as on Bun's listener).
-    const reply = await rawExchange(Number(new URL(child.url).port), "GET http://authority.test:8080/abs-deno HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n");
-    expect(reply.startsWith("HTTP/1.1 200")).toBe(true);
+    const raw = await RawClient.connect(Number(new URL(child.url).port));
+    raw.write("GET http://authority.test:8080/abs-deno HTTP/1.1\r\nHost: other.test\r\n\r\n");
+    const reply = await raw.readResponse();
+    raw.destroy();
+    expect(reply !== "closed" && reply.status).toBe(200);
     const seen = backends[1]!.requests.find((r) => r.path === "/abs-deno")!;
     expect(seen.headers.get("host")).toBe("authority.test:8080");
     expect(seen.headers.get("x-forwarded-host")).toBe("authority.test:8080");
