@@ -18,13 +18,13 @@ import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts"
 // Embedded so that `fulcrum demo` works from the compiled binary too.
 import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
-import { startDemoBackends } from "./core/demo.ts";
-import { setupLogging } from "./core/log.ts";
-import { Registry } from "./core/registry.ts";
-import { buildGateway } from "./core/gateway.ts";
-import { startServer, type RunningServer } from "./core/server.ts";
+import { startDemoBackends } from "./core/proxy/demo.ts";
+import { setupLogging } from "./core/telemetry/log.ts";
+import { Registry } from "./core/pool/registry.ts";
+import { buildGateway } from "./core/proxy/gateway.ts";
+import { startServer, type RunningServer } from "./core/proxy/server.ts";
 import { formatRanges } from "./core/resilience/health.ts";
-import { startObservability } from "./core/observability.ts";
+import { startObservability } from "./core/telemetry/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 import { loadPlugins } from "./core/plugins/load.ts";
 import { pluginApiDts } from "./core/plugins/types-dts.ts";
@@ -252,12 +252,12 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, sourc
 /** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
 async function pluginApiSource(runtime: Runtime): Promise<string> {
   try {
-    const mod = (await import("./core/plugin-api.ts", { with: { type: "text" } })) as unknown as { default: string };
+    const mod = (await import("./core/plugins/api.ts", { with: { type: "text" } })) as unknown as { default: string };
     if (typeof mod.default === "string") return mod.default;
   } catch {
     // Deno without --unstable-raw-imports: read the file instead.
   }
-  return runtime.readTextFile(fileURLToPath(new URL("./core/plugin-api.ts", import.meta.url)));
+  return runtime.readTextFile(fileURLToPath(new URL("./core/plugins/api.ts", import.meta.url)));
 }
 
 function summarize(config: Config): string {

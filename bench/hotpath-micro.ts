@@ -3,13 +3,13 @@
 // ns per request for the whole gateway (access log off/on) and for the hot pieces alone.
 import { Buffer } from "node:buffer";
 import { configure, getJsonLinesFormatter, getLogger } from "@logtape/logtape";
-import { useUpstreamClient, type UpstreamAgent } from "../core/upstream.ts";
+import { useUpstreamClient, type UpstreamAgent } from "../core/upstream/client.ts";
 import { parseConfig } from "../core/config/load.ts";
-import { buildGateway } from "../core/gateway.ts";
-import { downstreamRaw, upstreamHeaders, upstreamHeadersRaw } from "../core/headers.ts";
+import { buildGateway } from "../core/proxy/gateway.ts";
+import { downstreamRaw, upstreamHeaders, upstreamHeadersRaw } from "../core/http1/headers.ts";
 import { parseHead } from "../core/http1/response.ts";
 import { builtinRegistry } from "../main.ts";
-import { accessLog } from "../core/log.ts";
+import { accessLog } from "../core/telemetry/log.ts";
 import { BatchingWriter } from "../core/runtime/batching-writer.ts";
 
 const HEAD = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 21:45:18 GMT\r\nContent-Type: text/plain\r\n" +
@@ -37,7 +37,7 @@ const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered
 let sink = 0;
 await configure({
   reset: true,
-  // The formatter core/log.ts uses for operational records (access lines use accessLog, below).
+  // The formatter core/telemetry/log.ts uses for operational records (access lines use accessLog, below).
   sinks: { mem: (r) => void (sink += format(r).length) },
   loggers: [
     { category: ["fulcrum"], sinks: ["mem"], lowestLevel: "info" },

@@ -15,7 +15,7 @@
 //   cpu   - CPU time of this process per request, all threads (export, JIT, GC helpers): the
 //           whole cost, and the steadiest number on a machine shared with other work
 // The collector is a separate process that only drains bodies.
-import { createTelemetry, type ClientSpanAttrs, type Telemetry } from "../core/telemetry.ts";
+import { createTelemetry, type ClientSpanAttrs, type Telemetry } from "../core/telemetry/tracing.ts";
 
 const GATEWAY = process.argv.includes("--gateway");
 const N = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? (GATEWAY ? 30_000 : 50_000));
@@ -99,7 +99,7 @@ async function measure(variants: Variant[]) {
   }
 }
 
-// --gateway: the request path of core/gateway.ts with a canned 100-byte upstream response.
+// --gateway: the request path of core/proxy/gateway.ts with a canned 100-byte upstream response.
 type Gateway = { fetch(request: Request, clientIp: string): Promise<Response>; handle(raw: never): Promise<void>; close(): void };
 const gatewayRequest = () => new Request("http://127.0.0.1:8080/100b", { headers: { host: "127.0.0.1:8080", "user-agent": "wrk/4.2" } });
 /** --raw: the request as Fulcrum's own listener hands it over (parsed header list, no Request), answered into the void. */
@@ -121,15 +121,15 @@ const rawExchange = () => ({
 async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   const { Buffer } = await import("node:buffer");
   const { configure, getLogger } = await import("@logtape/logtape");
-  const { useUpstreamClient } = await import("../core/upstream.ts");
+  const { useUpstreamClient } = await import("../core/upstream/client.ts");
   const { parseConfig } = await import("../core/config/load.ts");
-  const { buildGateway } = await import("../core/gateway.ts");
+  const { buildGateway } = await import("../core/proxy/gateway.ts");
   const { parseHead } = await import("../core/http1/response.ts");
   const { builtinRegistry } = await import("../main.ts");
-  const { accessLog } = await import("../core/log.ts");
+  const { accessLog } = await import("../core/telemetry/log.ts");
   const { BatchingWriter } = await import("../core/runtime/batching-writer.ts");
-  const { createObserver } = await import("../core/observer.ts");
-  const { createMetrics } = await import("../core/metrics.ts");
+  const { createObserver } = await import("../core/telemetry/observer.ts");
+  const { createMetrics } = await import("../core/telemetry/metrics.ts");
   const head = parseHead(Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"), 0)!;
   const body = new Uint8Array(100).fill(97);
   useUpstreamClient(() => ({
@@ -154,7 +154,7 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   return buildGateway(config, {
     registry,
     observer: createObserver(tel, createMetrics()),
-    // Access lines as core/log.ts writes them (encoded into a batching writer's buffer), counted instead of written.
+    // Access lines as core/telemetry/log.ts writes them (encoded into a batching writer's buffer), counted instead of written.
     logging: { logger: getLogger(["fulcrum"]), access: accessLog(new BatchingWriter({ write: (b) => void (logged += b.length), flush() {}, close: async () => {} })), close: async () => {} },
   });
 }

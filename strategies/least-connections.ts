@@ -1,4 +1,4 @@
-import type { BackendView, StrategyPlugin } from "../core/plugin-api.ts";
+import type { BackendView, StrategyPlugin } from "../core/plugins/api.ts";
 
 /**
  * Weighted least connections: the backend with the fewest in-flight requests per unit of weight.

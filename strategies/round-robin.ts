@@ -1,4 +1,4 @@
-import type { BackendView, StrategyPlugin } from "../core/plugin-api.ts";
+import type { BackendView, StrategyPlugin } from "../core/plugins/api.ts";
 
 /** Round robin: a counter and a modulo, as Caddy's and Pingora's do it. */
 export default {

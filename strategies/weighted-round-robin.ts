@@ -1,4 +1,4 @@
-import type { BackendView, StrategyPlugin } from "../core/plugin-api.ts";
+import type { BackendView, StrategyPlugin } from "../core/plugins/api.ts";
 
 /**
  * Smooth weighted round robin, nginx's algorithm (ngx_http_upstream_get_peer): weights 5,1,1

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { accessLine, accessLog, type AccessEntry } from "../core/log.ts";
+import { accessLine, accessLog, type AccessEntry } from "../core/telemetry/log.ts";
 import { BatchingWriter } from "../core/runtime/batching-writer.ts";
 
 const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({

@@ -1,6 +1,6 @@
 import { afterEach, expect, test } from "bun:test";
-import { createMetrics } from "../core/metrics.ts";
-import { startMetricsExport, toOtlp } from "../core/metrics-otlp.ts";
+import { createMetrics } from "../core/telemetry/metrics.ts";
+import { startMetricsExport, toOtlp } from "../core/telemetry/metrics-otlp.ts";
 
 const stops: (() => unknown)[] = [];
 afterEach(async () => {

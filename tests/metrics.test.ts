@@ -7,7 +7,7 @@ import { parsePrometheus, sum } from "./helpers/prometheus.ts";
 import { tempDir } from "./helpers/plugins.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 import { ConfigError, parseConfig } from "../core/config/load.ts";
-import { createMetrics } from "../core/metrics.ts";
+import { createMetrics } from "../core/telemetry/metrics.ts";
 import { testScope } from "./helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();

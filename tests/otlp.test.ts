@@ -1,5 +1,5 @@
-// The request path's own spans (core/otlp-spans.ts), protobuf encoder (core/otlp-proto.ts) and
-// export transport (core/otlp-transport.ts), checked against the OpenTelemetry libraries they
+// The request path's own spans (core/telemetry/otlp/spans.ts), protobuf encoder (core/telemetry/otlp/proto.ts) and
+// export transport (core/telemetry/otlp/transport.ts), checked against the OpenTelemetry libraries they
 // stand in for: the encoder must write exactly the bytes of @opentelemetry/otlp-transformer's
 // ProtobufTraceSerializer, the span factory must sample as the SDK's ParentBased(TraceIdRatioBased)
 // sampler does, and the transport must retry, fail and compress as otlp-exporter-base's does.
@@ -9,12 +9,12 @@ import { ExportResultCode, TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
-import { EncodedSpans, encodeSpansRequest, releaseRequest } from "../core/otlp-proto.ts";
-import { EncodingBatchSpanProcessor } from "../core/otlp-batch.ts";
-import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/otlp-spans.ts";
-import { createTelemetry } from "../core/telemetry.ts";
-import { bunUpstreamClient } from "../core/runtime/bun-pool.ts";
-import type { UpstreamClient } from "../core/upstream.ts";
+import { EncodedSpans, encodeSpansRequest, releaseRequest } from "../core/telemetry/otlp/proto.ts";
+import { EncodingBatchSpanProcessor } from "../core/telemetry/otlp/batch.ts";
+import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/telemetry/otlp/spans.ts";
+import { createTelemetry } from "../core/telemetry/tracing.ts";
+import { bunUpstreamClient } from "../core/upstream/pool.ts";
+import type { UpstreamClient } from "../core/upstream/client.ts";
 import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 

@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../core/plugin-api.ts";
+import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../core/plugins/api.ts";
 import roundRobin from "../strategies/round-robin.ts";
 import weightedRoundRobin from "../strategies/weighted-round-robin.ts";
 import leastConnections from "../strategies/least-connections.ts";
 import { bunRuntime } from "../core/runtime/bun.ts";
-import { isPlugin } from "../core/registry.ts";
+import { isPlugin } from "../core/pool/registry.ts";
 
 /** Load an example plugin the way Fulcrum does (bundled, "fulcrum" served by the host). */
 async function loadExample(file: string): Promise<StrategyPlugin<never>> {

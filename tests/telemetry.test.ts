@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { createTelemetry, NOOP_TELEMETRY, pathOf, resolveTraces, type Telemetry, type TelemetryConfig } from "../core/telemetry.ts";
+import { createTelemetry, NOOP_TELEMETRY, pathOf, resolveTraces, type Telemetry, type TelemetryConfig } from "../core/telemetry/tracing.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 import { startBackend, startTestProxy, type RecordingBackend } from "./helpers/trace-proxy.ts";
 

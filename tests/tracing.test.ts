@@ -4,9 +4,9 @@ import { describe, expect, test } from "bun:test";
 import { closedPort, startRawBackend, type TestBackend } from "./helpers/backends.ts";
 import { outcome, RawClient } from "./helpers/raw-client.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
-import { createTelemetry } from "../core/telemetry.ts";
-import { createObserver } from "../core/observer.ts";
-import type { Exchange } from "../core/proxy.ts";
+import { createTelemetry } from "../core/telemetry/tracing.ts";
+import { createObserver } from "../core/telemetry/observer.ts";
+import type { Exchange } from "../core/proxy/proxy.ts";
 import { testScope } from "./helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();

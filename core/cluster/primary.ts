@@ -9,15 +9,15 @@ import { rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Counter, Gauge } from "prom-client";
 import type { Config } from "../config/schema.ts";
-import { setupLogging } from "../log.ts";
-import { startObservability } from "../observability.ts";
+import { setupLogging } from "../telemetry/log.ts";
+import { startObservability } from "../telemetry/observability.ts";
 import { loadPlugins } from "../plugins/load.ts";
 import { createReloader, type ServingState } from "../plugins/reload.ts";
 import { watchFiles } from "../plugins/watch.ts";
-import type { Registry } from "../registry.ts";
+import type { Registry } from "../pool/registry.ts";
 import type { Runtime, WorkerProcess } from "../runtime/types.ts";
-import { buildGateway } from "../gateway.ts";
-import type { ServerDeps } from "../server.ts";
+import { buildGateway } from "../proxy/gateway.ts";
+import type { ServerDeps } from "../proxy/server.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 
 export interface PrimaryOptions {

@@ -3,10 +3,10 @@
  * share. Shared (one view, set by the primary): active health, drain, weight. Per worker (each
  * sees its own share of the traffic): circuit breaker, passive ejection, in-flight, latency.
  */
-import { poolStatus } from "../admin.ts";
-import type { MetricsJson } from "../metrics.ts";
-import type { Backend, Pool } from "../pool.ts";
-import type { Gateway } from "../gateway.ts";
+import { poolStatus } from "../admin/admin.ts";
+import type { MetricsJson } from "../telemetry/metrics.ts";
+import type { Backend, Pool } from "../pool/pool.ts";
+import type { Gateway } from "../proxy/gateway.ts";
 
 /** Set on a worker's environment: its number, 1..N. */
 export const WORKER_ENV = "FULCRUM_WORKER";

@@ -5,12 +5,12 @@
  * active health checks of its own. It exits when the primary goes away.
  */
 import type { Config } from "../config/schema.ts";
-import { setupLogging } from "../log.ts";
-import { startObservability } from "../observability.ts";
-import type { Registry } from "../registry.ts";
+import { setupLogging } from "../telemetry/log.ts";
+import { startObservability } from "../telemetry/observability.ts";
+import type { Registry } from "../pool/registry.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { Gateway } from "../gateway.ts";
-import { startServer, type RunningServer } from "../server.ts";
+import type { Gateway } from "../proxy/gateway.ts";
+import { startServer, type RunningServer } from "../proxy/server.ts";
 import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {

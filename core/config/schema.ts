@@ -271,7 +271,7 @@ const limits = z.strictObject(
 
 // ---- observability (issue 5) -------------------------------------------------------------
 // Trace keys stay optional without defaults: unset ones fall back to OTEL_* variables, then to
-// the defaults in core/telemetry-config.ts (documented in config/reference.yaml).
+// the defaults in core/telemetry/config.ts (documented in config/reference.yaml).
 const PROPAGATORS = ["tracecontext", "baggage", "b3", "b3multi"] as const;
 const traces = z
   .strictObject(

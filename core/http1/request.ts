@@ -8,7 +8,7 @@
  * control bytes) is an error with the status the client should get.
  */
 import type { Buffer } from "node:buffer";
-import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
+import { connectionTokens, HOP_BY_HOP } from "./headers.ts";
 import { decimal, endRun, ownCopy, runsSize, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 

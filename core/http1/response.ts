@@ -6,7 +6,7 @@
  * different message boundary than the backend meant (response smuggling). Anything odd → error.
  */
 import type { Buffer } from "node:buffer";
-import { connectionTokens, HOP_BY_HOP } from "../headers.ts";
+import { connectionTokens, HOP_BY_HOP } from "./headers.ts";
 import { decimal, endRun, ownCopy, runsSize, type HeaderBlock } from "./bytes.ts";
 import { bytesAre, headerPairs, NameSet } from "./names.ts";
 

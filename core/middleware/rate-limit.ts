@@ -9,7 +9,7 @@
  * headers (draft-ietf-httpapi-ratelimit-headers-10/11 syntax: `"default";q=200;w=2` and
  * `"default";r=0;t=2`); allowed responses carry them too unless `headers: false`.
  */
-import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugin-api.ts";
+import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugins/api.ts";
 import { parseDuration } from "../config/units.ts";
 import { FailureReporter } from "../plugins/isolate.ts";
 import { clientAddress } from "./client-ip.ts";

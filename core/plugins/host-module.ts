@@ -1,7 +1,7 @@
 /**
  * The run-time values of the `"fulcrum"` module that plugins import: the host's own Hono and a
  * few helpers. Bun serves this object as a virtual module; Deno maps `"fulcrum"` to this file with
- * an import map. Its types are declared in `core/plugin-api.ts` (keep the two in step).
+ * an import map. Its types are declared in `core/plugins/api.ts` (keep the two in step).
  */
 import pkg from "../../package.json" with { type: "json" };
 export { Hono } from "hono";

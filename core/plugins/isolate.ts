@@ -7,7 +7,7 @@
  * What cannot be isolated in-process: an infinite loop or a blocking call in a plugin stalls the
  * whole event loop (JavaScript has no pre-emption), and a plugin can still mutate globals.
  */
-import type { BackendView, Middleware, RequestInfo, Strategy } from "../plugin-api.ts";
+import type { BackendView, Middleware, RequestInfo, Strategy } from "./api.ts";
 
 /** Failures of user plugins since start, by plugin name (survives reloads; for metrics). */
 export const pluginFailureCounts = new Map<string, number>();

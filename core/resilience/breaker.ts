@@ -3,7 +3,7 @@
  * over a sliding window with a minimum request count; open for `open_for`; then half-open,
  * admitting K trial requests: K successes close it, any failure re-opens it.
  */
-import type { Clock, Timer } from "../clock.ts";
+import type { Clock, Timer } from "../lib/clock.ts";
 import { SlidingCounts } from "./window.ts";
 
 export type CircuitState = "closed" | "open" | "half-open";

@@ -6,8 +6,8 @@
  */
 import http from "node:http";
 import https from "node:https";
-import type { Clock, Timer } from "../clock.ts";
-import type { UpstreamTarget } from "../upstream.ts";
+import type { Clock, Timer } from "../lib/clock.ts";
+import type { UpstreamTarget } from "../upstream/client.ts";
 
 export interface HealthConfig {
   method: string;

@@ -3,7 +3,7 @@
  * (exponential with full jitter), and a budget that caps retries at a share of traffic so a
  * failing pool cannot multiply its own load (Envoy's retry budgets, Finagle's RetryBudget).
  */
-import type { Clock } from "../clock.ts";
+import type { Clock } from "../lib/clock.ts";
 import { SlidingCounts } from "./window.ts";
 
 /** Methods RFC 9110 §9.2.2 calls idempotent: safe to send twice. */

@@ -3,7 +3,7 @@
  * 50 ms or `chunk` bytes, in whole lines. A log line need not reach its file sooner than nginx's
  * `buffer=` would have it there, and one write(2) per line cost Bun's FileSink a syscall a request
  * (strace: 5194 writes for ~5200 requests). Bytes rather than a string: the access log encodes its
- * lines straight into the buffer (core/log.ts), with no string, rope or UTF-8 pass per request.
+ * lines straight into the buffer (core/telemetry/log.ts), with no string, rope or UTF-8 pass per request.
  */
 import type { ByteSource, Writer } from "./types.ts";
 

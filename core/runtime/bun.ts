@@ -5,9 +5,9 @@ import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
 import { BatchingWriter } from "./batching-writer.ts";
-import { bunUpstreamClient } from "./bun-pool.ts";
+import { bunUpstreamClient } from "../upstream/pool.ts";
 import { serveRaw } from "./bun-listener.ts";
-import { setWholeResponseLimit } from "./bun-upstream.ts";
+import { setWholeResponseLimit } from "../upstream/raw-client.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.

@@ -3,7 +3,7 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
-import type { AbortLike, UpstreamClient } from "../upstream.ts";
+import type { AbortLike, UpstreamClient } from "../upstream/client.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
@@ -143,7 +143,7 @@ export interface Runtime {
   importPlugin(absPath: string, options: { fresh: boolean }): Promise<ImportedPlugin>;
   /** Send a signal to another process (`fulcrum reload`). */
   kill(pid: number, signal: "SIGHUP" | "SIGTERM"): void;
-  /** This runtime's own upstream HTTP client; node:http (core/upstream-node.ts) when absent. */
+  /** This runtime's own upstream HTTP client; node:http (core/upstream/node.ts) when absent. */
   readonly upstreamClient?: UpstreamClient;
   /** Worker processes (`workers: N`); undefined where the runtime has no IPC for it (Deno). */
   readonly processes?: Processes;

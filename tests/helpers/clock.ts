@@ -1,4 +1,4 @@
-import type { Clock, Timer } from "../../core/clock.ts";
+import type { Clock, Timer } from "../../core/lib/clock.ts";
 
 /** A clock that only moves when told to: `advance(ms)` fires due timers in order. */
 export class ManualClock implements Clock {

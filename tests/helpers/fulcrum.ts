@@ -2,10 +2,10 @@
 import { configure, getLogger, type LogRecord } from "@logtape/logtape";
 import { parseConfig } from "../../core/config/load.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
-import { startServer, type RunningServer } from "../../core/server.ts";
-import { accessLine, type Logging } from "../../core/log.ts";
+import { startServer, type RunningServer } from "../../core/proxy/server.ts";
+import { accessLine, type Logging } from "../../core/telemetry/log.ts";
 import { builtinRegistry } from "../../main.ts";
-import { startObservability, type Observability } from "../../core/observability.ts";
+import { startObservability, type Observability } from "../../core/telemetry/observability.ts";
 
 export interface InProcess {
   readonly url: string;

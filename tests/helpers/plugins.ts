@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { loadConfigFile } from "../../core/config/load.ts";
 import { captureLogs, watchLines, type LineWatcher } from "./fulcrum.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
-import { startServer, type RunningServer } from "../../core/server.ts";
+import { startServer, type RunningServer } from "../../core/proxy/server.ts";
 import { builtinRegistry } from "../../main.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 // A tiny proxy loop and backends for the telemetry tests: just enough of the real request path
 // (server span, one client span per attempt, inject, retry on 503) to exercise the tracing API.
-import type { Telemetry } from "../../core/telemetry.ts";
+import type { Telemetry } from "../../core/telemetry/tracing.ts";
 
 export interface RecordingBackend {
   url: string;

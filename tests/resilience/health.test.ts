@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { getLogger } from "@logtape/logtape";
 import { parseConfig } from "../../core/config/load.ts";
-import { Backend, Pool } from "../../core/pool.ts";
+import { Backend, Pool } from "../../core/pool/pool.ts";
 import { closedPort, startBackend, type TestBackend } from "../helpers/backends.ts";
 import { ManualClock } from "../helpers/clock.ts";
 import roundRobin from "../../strategies/round-robin.ts";

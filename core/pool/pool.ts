@@ -3,14 +3,14 @@
  * something changes (health flip, ejection, circuit transition, drain), never per request.
  */
 import type { Logger } from "@logtape/logtape";
-import type { BackendView, Outcome, RequestInfo, Strategy } from "./plugin-api.ts";
-import type { BackendConfig, PoolConfig } from "./config/schema.ts";
-import { backendId } from "./config/load.ts";
-import type { Clock, Timer } from "./clock.ts";
-import { createAgent, type UpstreamAgent, type UpstreamTarget } from "./upstream.ts";
-import { CircuitBreaker, type CircuitState } from "./resilience/breaker.ts";
-import { HealthChecker, type ProbeResult } from "./resilience/health.ts";
-import { RetryBudget } from "./resilience/retry.ts";
+import type { BackendView, Outcome, RequestInfo, Strategy } from "../plugins/api.ts";
+import type { BackendConfig, PoolConfig } from "../config/schema.ts";
+import { backendId } from "../config/load.ts";
+import type { Clock, Timer } from "../lib/clock.ts";
+import { createAgent, type UpstreamAgent, type UpstreamTarget } from "../upstream/client.ts";
+import { CircuitBreaker, type CircuitState } from "../resilience/breaker.ts";
+import { HealthChecker, type ProbeResult } from "../resilience/health.ts";
+import { RetryBudget } from "../resilience/retry.ts";
 
 /** A backend with the state the proxy keeps about it. Plugins see it through {@link BackendView}. */
 export class Backend implements BackendView {

@@ -3,14 +3,14 @@
  * safe to retry on another backend, stream the response back, and turn failures into the
  * right status: no backend → 503, refused/reset → 502, timeout → 504, client gone → 499.
  */
-import type { Backend, Pool } from "./pool.ts";
-import type { RequestInfo } from "./plugin-api.ts";
-import { downstreamRaw, upstreamHeaders } from "./headers.ts";
-import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type UpstreamResponse } from "./upstream.ts";
-import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "./resilience/retry.ts";
-import type { Observer } from "./observer.ts";
-import type { SpanHandle } from "./telemetry.ts";
-import type { HeaderBlock } from "./http1/bytes.ts";
+import type { Backend, Pool } from "../pool/pool.ts";
+import type { RequestInfo } from "../plugins/api.ts";
+import { downstreamRaw, upstreamHeaders } from "../http1/headers.ts";
+import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type UpstreamResponse } from "../upstream/client.ts";
+import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "../resilience/retry.ts";
+import type { Observer } from "../telemetry/observer.ts";
+import type { SpanHandle } from "../telemetry/tracing.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
 
 /** What the access log and the request counters need to know about one request. */
 export interface Exchange {

@@ -11,8 +11,8 @@
  */
 import type { SocketHandler } from "bun";
 import { Buffer } from "node:buffer";
-import { UpstreamError, type UpstreamResponse } from "../upstream.ts";
-import { Conn, Exchange, Framing, Phase } from "./bun-conn.ts";
+import { UpstreamError, type UpstreamResponse } from "./client.ts";
+import { Conn, Exchange, Framing, Phase } from "./conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 

@@ -1,26 +1,26 @@
 /**
  * The gateway: a validated config wired into pools with their strategies, routes as Hono apps
- * with their middleware, and the access log. core/server.ts puts it behind a listener.
+ * with their middleware, and the access log. core/proxy/server.ts puts it behind a listener.
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { Config, RouteConfig } from "./config/schema.ts";
-import { ConfigError, configSource } from "./config/load.ts";
-import type { Logging } from "./log.ts";
-import type { Middleware, PluginApi, PluginLogger } from "./plugin-api.ts";
-import { FailureReporter, isolateMiddleware, isolateStrategy, PluginFailure } from "./plugins/isolate.ts";
-import type { loadPlugins } from "./plugins/load.ts";
-import { reuseBackend } from "./plugins/reload.ts";
-import { Backend, Pool } from "./pool.ts";
-import { realClock, type Clock } from "./clock.ts";
+import type { Config, RouteConfig } from "../config/schema.ts";
+import { ConfigError, configSource } from "../config/load.ts";
+import type { Logging } from "../telemetry/log.ts";
+import type { Middleware, PluginApi, PluginLogger } from "../plugins/api.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy, PluginFailure } from "../plugins/isolate.ts";
+import type { loadPlugins } from "../plugins/load.ts";
+import { reuseBackend } from "../plugins/reload.ts";
+import { Backend, Pool } from "../pool/pool.ts";
+import { realClock, type Clock } from "../lib/clock.ts";
 import { errorResponse, proxyToPool, requestIncoming, toResponse, type Exchange, type Incoming, type ProxyResult, type RouteOptions } from "./proxy.ts";
-import { upstreamHeadersBlock, upstreamHeadersRaw } from "./headers.ts";
-import type { HeaderBlock } from "./http1/bytes.ts";
-import type { RawExchange } from "./runtime/types.ts";
-import type { Registry } from "./registry.ts";
-import { NOOP_PLUGIN_TRACER, type ObservedRequest, type Observer } from "./observer.ts";
-import type { GatewayMetrics } from "./metrics.ts";
-import type { SpanHandle } from "./telemetry.ts";
+import { upstreamHeadersBlock, upstreamHeadersRaw } from "../http1/headers.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
+import type { RawExchange } from "../runtime/types.ts";
+import type { Registry } from "../pool/registry.ts";
+import { NOOP_PLUGIN_TRACER, type ObservedRequest, type Observer } from "../telemetry/observer.ts";
+import type { GatewayMetrics } from "../telemetry/metrics.ts";
+import type { SpanHandle } from "../telemetry/tracing.ts";
 
 type Env = { Bindings: { ex: Exchange; raw?: RawExchange } };
 
@@ -63,9 +63,9 @@ export interface GatewayDeps {
   clock?: Clock;
   /** The gateway being replaced on reload: its backends with the same pool and id are reused. */
   previous?: Gateway;
-  /** Tracing and metrics hooks (core/observer.ts); omitted when both are off. */
+  /** Tracing and metrics hooks (core/telemetry/observer.ts); omitted when both are off. */
   observer?: Observer;
-  /** Counters other parts increment (rate limiting, plugin errors); see core/metrics.ts. */
+  /** Counters other parts increment (rate limiting, plugin errors); see core/telemetry/metrics.ts. */
   metrics?: GatewayMetrics;
   /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
   onHealthChange?: (pool: Pool, backend: Backend) => void;

@@ -9,8 +9,8 @@
  * Both send exactly the headers given, never retry on their own except the one deliberate
  * stale-connection retry (see `sendUpstream`), and keep a pool per backend whose size we set.
  */
-import { nodeUpstreamClient } from "./upstream-node.ts";
-import type { HeaderBlock } from "./http1/bytes.ts";
+import { nodeUpstreamClient } from "./node.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
 
 export type UpstreamErrorKind = "connect" | "reset" | "timeout" | "aborted";
 

@@ -2,7 +2,7 @@
  * The upstream client on node:http, present in Bun and Deno. node:http sends exactly the
  * headers given and keeps a pool per backend (an `Agent`) whose size we set.
  */
-import type { HeaderBlock } from "./http1/bytes.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
 import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
@@ -14,7 +14,7 @@ import {
   type UpstreamRequest,
   type UpstreamResponse,
   type UpstreamTarget,
-} from "./upstream.ts";
+} from "./client.ts";
 
 /** node:http's keep-alive pool for one backend. */
 function createNodeAgent(target: UpstreamTarget, options: PoolOptions): http.Agent {

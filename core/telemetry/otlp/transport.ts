@@ -8,7 +8,7 @@
 // export timeout; other statuses fail with an OTLPExporterError; a response body over 4 MiB
 // fails; `compression: gzip` gzips the body (OTEL_EXPORTER_OTLP_COMPRESSION).
 //
-// Where the runtime has its own upstream HTTP/1.1 client (Bun: core/runtime/bun-pool.ts), a plain
+// Where the runtime has its own upstream HTTP/1.1 client (Bun: core/upstream/pool.ts), a plain
 // `http:` endpoint is sent through that instead (createUpstreamTransport), with the same semantics.
 // Measured at 1.0 sampling under load (one worker, side by side): fetch cost ~13% of a traced
 // request's CPU, mostly per export (its copy of the body, its HTTP thread, a Response and a
@@ -16,8 +16,8 @@
 import { Buffer } from "node:buffer";
 import { diag } from "@opentelemetry/api";
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from "@opentelemetry/otlp-exporter-base";
-import { releaseRequest } from "./otlp-proto.ts";
-import { UpstreamError, type UpstreamAgent, type UpstreamClient, type UpstreamResponse } from "./upstream.ts";
+import { releaseRequest } from "./proto.ts";
+import { UpstreamError, type UpstreamAgent, type UpstreamClient, type UpstreamResponse } from "../../upstream/client.ts";
 
 export interface FetchTransportOptions {
   url: string;

@@ -1,5 +1,5 @@
 /** Example backends for `fulcrum demo`: each names itself in `x-backend` and echoes the request. */
-import type { Listener, Runtime } from "./runtime/types.ts";
+import type { Listener, Runtime } from "../runtime/types.ts";
 
 export async function startDemoBackends(runtime: Runtime, ports: readonly number[]): Promise<Listener[]> {
   const listeners: Listener[] = [];

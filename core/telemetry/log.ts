@@ -3,8 +3,8 @@
  * records (one a request) go to stdout too, or to `log.access_log_file`.
  */
 import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
-import type { ByteSource, Runtime, Writer } from "./runtime/types.ts";
-import { put as putBytes, putInt } from "./http1/bytes.ts";
+import type { ByteSource, Runtime, Writer } from "../runtime/types.ts";
+import { put as putBytes, putInt } from "../http1/bytes.ts";
 
 export type { Logger };
 

@@ -2,7 +2,7 @@
 // Bun: the SDK's startSpan + setAttributes + end costs ~1.7 µs a span (two attribute-cleaning
 // passes, hrtime arrays, self-metrics objects, a context copy); this costs a fraction of it, and an
 // unsampled request allocates one object instead of a span, a span context and two contexts.
-// Finished spans are ReadableSpans handed to the batch span processor (core/otlp-batch.ts for
+// Finished spans are ReadableSpans handed to the batch span processor (core/telemetry/otlp/batch.ts for
 // protobuf, the SDK's for JSON), the same one plugin spans from the SDK's Tracer end in.
 // Only `@opentelemetry/api` is imported at run time; `telemetry-sdk.ts` loads this module.
 import {

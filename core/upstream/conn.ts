@@ -5,10 +5,10 @@
  */
 import type { Socket } from "bun";
 import { Buffer } from "node:buffer";
-import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "../upstream.ts";
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "./client.ts";
 import type { ResponseHead } from "../http1/response.ts";
 import type { ChunkedDecoder } from "../http1/chunked.ts";
-import type { BunPool } from "./bun-pool.ts";
+import type { BunPool } from "./pool.ts";
 
 export enum Phase {
   Head,

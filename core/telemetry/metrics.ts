@@ -6,7 +6,7 @@
  * read at scrape time only, so it costs nothing per request.
  */
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry, type Aggregator, type Metric, type MetricObjectWithValues, type MetricValue } from "prom-client";
-import type { Pool } from "./pool.ts";
+import type { Pool } from "../pool/pool.ts";
 
 /** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */
 export interface CounterChild {

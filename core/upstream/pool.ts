@@ -12,9 +12,9 @@ import {
   type UpstreamRequest,
   type UpstreamResponse,
   type UpstreamTarget,
-} from "../upstream.ts";
-import { Conn, Exchange } from "./bun-conn.ts";
-import { connectTimedOut, handlers, responseTimedOut } from "./bun-upstream.ts";
+} from "./client.ts";
+import { Conn, Exchange } from "./conn.ts";
+import { connectTimedOut, handlers, responseTimedOut } from "./raw-client.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED } from "../http1/bytes.ts";
 

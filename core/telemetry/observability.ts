@@ -4,15 +4,15 @@
  * the admin listener (/ready 503), then the proxy listener, then ready; on shutdown, /ready 503
  * at once, and pending spans flushed at the end.
  */
-import type { Config } from "./config/schema.ts";
+import type { Config } from "../config/schema.ts";
 import type { Logging } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { createObserver, type Observer } from "./observer.ts";
-import { startAdmin, type AdminListener, type AdminState, type AdminTarget } from "./admin.ts";
-import { createTelemetry, type Telemetry } from "./telemetry.ts";
+import { startAdmin, type AdminListener, type AdminState, type AdminTarget } from "../admin/admin.ts";
+import { createTelemetry, type Telemetry } from "./tracing.ts";
 import { startMetricsExport, type MetricsExporter } from "./metrics-otlp.ts";
 import { hostname } from "node:os";
-import type { Runtime } from "./runtime/types.ts";
+import type { Runtime } from "../runtime/types.ts";
 
 /** Environment variable that supplies the admin token when `admin.token` is not set. */
 export const ADMIN_TOKEN_ENV = "FULCRUM_ADMIN_TOKEN";

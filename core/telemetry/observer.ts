@@ -1,15 +1,15 @@
 /**
  * The request path's observability hooks: the server calls them at request start and end, the
- * proxy at each upstream attempt's start and end. One object joins tracing (core/telemetry.ts)
- * and metrics (core/metrics.ts). With both off there is no observer at all, and the hooks cost
+ * proxy at each upstream attempt's start and end. One object joins tracing (core/telemetry/tracing.ts)
+ * and metrics (core/telemetry/metrics.ts). With both off there is no observer at all, and the hooks cost
  * one property read. With metrics only, an update is a few additions on cached children.
  */
 import { ROOT_CONTEXT, SpanKind, type Attributes } from "@opentelemetry/api";
-import type { Backend, Pool } from "./pool.ts";
-import type { Exchange } from "./proxy.ts";
-import type { PluginSpan, PluginTracer } from "./plugin-api.ts";
+import type { Backend, Pool } from "../pool/pool.ts";
+import type { Exchange } from "../proxy/proxy.ts";
+import type { PluginSpan, PluginTracer } from "../plugins/api.ts";
 import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
-import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./telemetry.ts";
+import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./tracing.ts";
 
 /** trace_id and span_id for the access-log line. */
 export type TraceIds = { trace_id: string; span_id: string };
@@ -21,7 +21,7 @@ export interface AttemptTrace {
   readonly ejected: boolean;
 }
 
-/** The proxy's own parsed request (core/gateway.ts RawIncoming): headers looked up, `Headers` built only on demand. */
+/** The proxy's own parsed request (core/proxy/gateway.ts RawIncoming): headers looked up, `Headers` built only on demand. */
 export interface ObservedRequest extends RequestHead {
   /** Sets `map`'s entry for this request's `Headers` object now, or when (if ever) it is built. */
   keyByHeaders<T>(map: WeakMap<Headers, T>, value: T): void;

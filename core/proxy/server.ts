@@ -2,12 +2,12 @@
  * A gateway behind a listener: start-up (plugins, then the gateway, then the port), reload
  * without dropping connections, and graceful shutdown.
  */
-import type { Config } from "./config/schema.ts";
-import { loadPlugins } from "./plugins/load.ts";
-import { createReloader, type ReloadResult } from "./plugins/reload.ts";
+import type { Config } from "../config/schema.ts";
+import { loadPlugins } from "../plugins/load.ts";
+import { createReloader, type ReloadResult } from "../plugins/reload.ts";
 import { buildGateway, type Gateway, type GatewayDeps } from "./gateway.ts";
-import { useUpstreamClient } from "./upstream.ts";
-import type { Listener, Runtime } from "./runtime/types.ts";
+import { useUpstreamClient } from "../upstream/client.ts";
+import type { Listener, Runtime } from "../runtime/types.ts";
 
 export interface RunningServer {
   readonly listener: Listener;

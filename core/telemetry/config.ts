@@ -1,5 +1,5 @@
 // Resolves `telemetry.traces` plus the standard OTEL_* environment variables into one settings
-// object. Pure functions: no SDK here, so `core/telemetry.ts` can decide "tracing off" without
+// object. Pure functions: no SDK here, so `core/telemetry/tracing.ts` can decide "tracing off" without
 // loading anything.
 //
 // Precedence (documented for operators): the config file wins over the environment, and the

@@ -6,10 +6,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Hono, type Context } from "hono";
 import type { Logger } from "@logtape/logtape";
-import type { Config } from "./config/schema.ts";
-import type { Metrics } from "./metrics.ts";
-import type { Backend, Pool } from "./pool.ts";
-import type { Listener, Runtime } from "./runtime/types.ts";
+import type { Config } from "../config/schema.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import type { Backend, Pool } from "../pool/pool.ts";
+import type { Listener, Runtime } from "../runtime/types.ts";
 
 /** Where the admin listener goes when `admin.listen` is not set. */
 export const DEFAULT_ADMIN_LISTEN = { hostname: "127.0.0.1", port: 9090 };

@@ -1,7 +1,7 @@
 // The tracing API the proxy calls on every request. Only `@opentelemetry/api` is imported here;
 // the SDK and exporters live in `telemetry-sdk.ts`, loaded by `createTelemetry()` only when tracing
 // is on. Contexts are passed explicitly (no AsyncLocalStorage): cheaper, and nothing global.
-// The request's spans are core/otlp-spans.ts's: an unsampled request costs one small object and
+// The request's spans are core/telemetry/otlp/spans.ts's: an unsampled request costs one small object and
 // its traceparent string; a sampled one two spans whose attributes are set in one literal each.
 import {
   type Context,
@@ -17,12 +17,12 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp-spans.ts";
-import { resolveTraces, type Env, type TelemetryConfig } from "./telemetry-config.ts";
-import type { UpstreamClient } from "./upstream.ts";
+import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp/spans.ts";
+import { resolveTraces, type Env, type TelemetryConfig } from "./config.ts";
+import type { UpstreamClient } from "../upstream/client.ts";
 
-export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./telemetry-config.ts";
-export { resolveTraces, parseHeaders } from "./telemetry-config.ts";
+export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./config.ts";
+export { resolveTraces, parseHeaders } from "./config.ts";
 
 export interface TelemetryLogger {
   warn(message: string, fields?: Record<string, unknown>): void;
@@ -153,7 +153,7 @@ export async function createTelemetry(config: TelemetryConfig | undefined, opts:
   const env = opts.env ?? (globalThis as { process?: { env: Env } }).process?.env ?? {};
   const resolved = resolveTraces(config, env);
   if (!resolved) return NOOP_TELEMETRY;
-  const { startTracingBackend } = await import("./telemetry-sdk.ts");
+  const { startTracingBackend } = await import("./sdk.ts");
   const backend = startTracingBackend(resolved, opts);
   return createActiveTelemetry(backend);
 }

@@ -5,12 +5,12 @@
 // 127 bytes; this makes one pass, writes ids and strings in place, encodes the resource and
 // scope once, and is several times cheaper per span (bench/telemetry-micro.ts). The output is
 // byte-for-byte the library's (tests/otlp.test.ts checks it), and the library still decodes
-// the collector's response. The batch processor (core/otlp-batch.ts) encodes each span as it ends
+// the collector's response. The batch processor (core/telemetry/otlp/batch.ts) encodes each span as it ends
 // (EncodedSpans) and wraps a batch at export (encodeSpansRequest).
 import type { Attributes, HrTime, Link, SpanContext } from "@opentelemetry/api";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace";
 import type { Resource } from "@opentelemetry/resources";
-import { RecordedSpan } from "./otlp-spans.ts";
+import { RecordedSpan } from "./spans.ts";
 
 type Scope = ReadableSpan["instrumentationScope"];
 
