@@ -4,7 +4,7 @@ import { getLogger } from "@logtape/logtape";
 import { type TestBackend } from "./helpers/backends.ts";
 import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
 import { parseConfig } from "../core/config/load.ts";
-import { startObservability } from "../core/telemetry/observability.ts";
+import { startObservability } from "../core/admin/observability.ts";
 import { bunRuntime } from "../core/runtime/bun.ts";
 import type { BackendStatus } from "../core/pool/pool.ts";
 import { testScope } from "./helpers/scope.ts";

@@ -4,7 +4,7 @@ import roundRobin from "../strategies/round-robin.ts";
 import weightedRoundRobin from "../strategies/weighted-round-robin.ts";
 import leastConnections from "../strategies/least-connections.ts";
 import { bunRuntime } from "../core/runtime/bun.ts";
-import { isPlugin } from "../core/pool/registry.ts";
+import { isPlugin } from "../core/plugins/registry.ts";
 
 /** Load an example plugin the way Fulcrum does (bundled, "fulcrum" served by the host). */
 async function loadExample(file: string): Promise<StrategyPlugin<never>> {

@@ -6,8 +6,8 @@
  */
 import type { Config } from "../config/schema.ts";
 import { setupLogging } from "../telemetry/log.ts";
-import { startObservability } from "../telemetry/observability.ts";
-import type { Registry } from "../pool/registry.ts";
+import { startObservability } from "../admin/observability.ts";
+import type { Registry } from "../plugins/registry.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { startServer, type RunningServer } from "../proxy/server.ts";

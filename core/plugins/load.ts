@@ -8,7 +8,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Plugin } from "./api.ts";
-import { isPlugin, type Registry } from "../pool/registry.ts";
+import { isPlugin, type Registry } from "./registry.ts";
 import { PluginImportError, type Runtime } from "../runtime/types.ts";
 
 type Kind = Plugin["kind"];

@@ -192,3 +192,42 @@ export interface ForwardLines {
   /** A trace context header is among the lines: tracing, which writes its own, needs the strings. */
   readonly traceContext: boolean;
 }
+
+// ---- Raw TCP (our HTTP/1.1 listener and upstream client) --------------------------------------
+
+/**
+ * A TCP connection as the runtime hands it to core/listener/ and core/upstream/ (the shape of
+ * Bun's `Socket`, so the Bun runtime passes its sockets through without a wrapper). `data` is the
+ * connection's state object, set by the code that owns the connection.
+ */
+export interface TcpSocket<T> {
+  data: T;
+  readonly remoteAddress?: string;
+  /** Write what the kernel takes now; returns the bytes written (the rest waits for `drain`). */
+  write(data: Uint8Array | string, byteOffset?: number, byteLength?: number): number;
+  /** Flush buffered writes, then close. */
+  end(): void;
+  /** Close now, discarding what is unwritten. */
+  terminate(): void;
+  flush(): void;
+  /** Call `timeout` after this many idle seconds (0: never). */
+  timeout(seconds: number): void;
+  pause(): void;
+  resume(): void;
+  setNoDelay?(noDelay?: boolean): boolean;
+}
+
+/** A TCP connection's events, as the runtime delivers them. */
+export interface TcpHandlers<T> {
+  open?(socket: TcpSocket<T>): void;
+  data?(socket: TcpSocket<T>, data: Buffer): void;
+  drain?(socket: TcpSocket<T>): void;
+  close?(socket: TcpSocket<T>, error?: Error): void;
+  end?(socket: TcpSocket<T>): void;
+  error?(socket: TcpSocket<T>, error: Error): void;
+  timeout?(socket: TcpSocket<T>): void;
+  connectError?(socket: TcpSocket<T>, error: Error): void;
+}
+
+/** Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`. */
+export type TcpConnect = <T>(options: { hostname: string; port: number; tls: boolean; handlers: TcpHandlers<T>; data: T }) => Promise<TcpSocket<T>>;

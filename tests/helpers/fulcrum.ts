@@ -5,7 +5,7 @@ import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/proxy/server.ts";
 import { accessLine, type Logging } from "../../core/telemetry/log.ts";
 import { builtinRegistry } from "../../main.ts";
-import { startObservability, type Observability } from "../../core/telemetry/observability.ts";
+import { startObservability, type Observability } from "../../core/admin/observability.ts";
 
 export interface InProcess {
   readonly url: string;

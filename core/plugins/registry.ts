@@ -2,7 +2,7 @@
  * Plugins registered by name: built-ins and user plugins go through the same door. A config's
  * user plugins go into a {@link Registry.fork} of the built-ins, so a reload starts clean.
  */
-import type { KeyPlugin, Middleware, MiddlewarePlugin, Plugin, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../plugins/api.ts";
+import type { KeyPlugin, Middleware, MiddlewarePlugin, Plugin, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "./api.ts";
 import { didYouMean } from "../config/units.ts";
 
 type Kind = Plugin["kind"];

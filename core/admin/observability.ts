@@ -5,12 +5,12 @@
  * at once, and pending spans flushed at the end.
  */
 import type { Config } from "../config/schema.ts";
-import type { Logging } from "./log.ts";
-import { createMetrics, type Metrics } from "./metrics.ts";
-import { createObserver, type Observer } from "./observer.ts";
-import { startAdmin, type AdminListener, type AdminState, type AdminTarget } from "../admin/admin.ts";
-import { createTelemetry, type Telemetry } from "./tracing.ts";
-import { startMetricsExport, type MetricsExporter } from "./metrics-otlp.ts";
+import type { Logging } from "../telemetry/log.ts";
+import { createMetrics, type Metrics } from "../telemetry/metrics.ts";
+import { createObserver, type Observer } from "../telemetry/observer.ts";
+import { startAdmin, type AdminListener, type AdminState, type AdminTarget } from "./admin.ts";
+import { createTelemetry, type Telemetry } from "../telemetry/tracing.ts";
+import { startMetricsExport, type MetricsExporter } from "../telemetry/metrics-otlp.ts";
 import { hostname } from "node:os";
 import type { Runtime } from "../runtime/types.ts";
 

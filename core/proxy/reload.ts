@@ -8,9 +8,9 @@ import { backendId, ConfigError } from "../config/load.ts";
 import type { BackendConfig, Config, PoolConfig } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { Gateway, GatewayDeps } from "../proxy/gateway.ts";
-import type { ServerDeps } from "../proxy/server.ts";
-import { loadPlugins } from "./load.ts";
+import type { Gateway, GatewayDeps } from "./gateway.ts";
+import type { ServerDeps } from "./server.ts";
+import { loadPlugins } from "../plugins/load.ts";
 
 export interface ReloadResult {
   readonly ok: boolean;
