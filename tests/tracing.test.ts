@@ -6,7 +6,7 @@ import { outcome, RawClient } from "./helpers/raw-client.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 import { createTelemetry } from "../core/telemetry/tracing.ts";
 import { createObserver } from "../core/telemetry/observer.ts";
-import type { Exchange } from "../core/proxy/proxy.ts";
+import type { Exchange } from "../core/proxy/exchange.ts";
 import { testScope } from "./helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();

@@ -3,8 +3,7 @@
  * message. `load.ts` turns the issues it reports into `file:line:col` messages.
  */
 import { z } from "zod";
-import { parseDuration, parseListen, parseSize } from "./units.ts";
-import { parseStatusRanges } from "../resilience/health.ts";
+import { parseDuration, parseListen, parseSize, parseStatusRanges } from "./units.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
 const SIZE = "must be a size like 512kb or 10mb (0 for no limit)";

@@ -62,3 +62,17 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
   }
   return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
+
+/** `200-399`, `200,204`, `200-299,404` → ranges; undefined if malformed. */
+export function parseStatusRanges(text: string | number): [number, number][] | undefined {
+  const out: [number, number][] = [];
+  for (const part of String(text).split(",")) {
+    const m = /^\s*(\d{3})\s*(?:-\s*(\d{3}))?\s*$/.exec(part);
+    if (!m) return undefined;
+    const lo = Number(m[1]);
+    const hi = Number(m[2] ?? m[1]);
+    if (lo < 100 || hi > 599 || hi < lo) return undefined;
+    out.push([lo, hi]);
+  }
+  return out;
+}

@@ -2,41 +2,25 @@
  * The gateway: a validated config wired into pools with their strategies, routes as Hono apps
  * with their middleware, and the access log. core/proxy/server.ts puts it behind a listener.
  */
-import { Hono, type MiddlewareHandler } from "hono";
-import { HTTPException } from "hono/http-exception";
 import type { Config, RouteConfig } from "../config/schema.ts";
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Logging } from "../telemetry/log.ts";
-import type { Middleware, PluginApi, PluginLogger } from "../plugins/api.ts";
-import { FailureReporter, isolateMiddleware, isolateStrategy, PluginFailure } from "../plugins/isolate.ts";
+import type { Middleware } from "../plugins/api.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy } from "../plugins/isolate.ts";
 import type { loadPlugins } from "../plugins/load.ts";
-import { reuseBackend } from "./reload.ts";
+import type { Registry } from "../plugins/registry.ts";
 import { Backend, Pool } from "../pool/pool.ts";
 import { realClock, type Clock } from "../lib/clock.ts";
-import { errorResponse, proxyToPool, requestIncoming, toResponse, type Exchange, type Incoming, type ProxyResult, type RouteOptions } from "./proxy.ts";
-import { upstreamHeadersBlock, upstreamHeadersRaw } from "../http1/headers.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
 import type { RawExchange } from "../runtime/types.ts";
-import type { Registry } from "../plugins/registry.ts";
-import { NOOP_PLUGIN_TRACER, type ObservedRequest, type Observer } from "../telemetry/observer.ts";
+import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
-import type { SpanHandle } from "../telemetry/tracing.ts";
-
-type Env = { Bindings: { ex: Exchange; raw?: RawExchange } };
-
-interface Route {
-  /** Low-cardinality name for logs and spans: `host/path → pool`. */
-  readonly name: string;
-  readonly host: string | undefined;
-  /** `*.example.com` stored as `.example.com`. */
-  readonly hostSuffix: string | undefined;
-  readonly path: string;
-  readonly pool: Pool;
-  readonly app: Hono<Env>;
-  /** No middleware: the raw listener's requests go straight to the proxy, no Request/Response made. */
-  readonly direct: boolean;
-  readonly options: RouteOptions;
-}
+import { HTTPException } from "hono/http-exception";
+import { proxyToPool } from "./proxy.ts";
+import { RawIncoming, RequestRecord } from "./exchange.ts";
+import { errorResponse, type ProxyResult } from "./response.ts";
+import { hostRank, makeRoute, matchRoute } from "./routes.ts";
+import { pluginApi } from "./plugin-context.ts";
+import { reuseBackend } from "./reuse.ts";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -69,129 +53,6 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
   /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
   onHealthChange?: (pool: Pool, backend: Backend) => void;
-}
-
-class RequestRecord implements Exchange {
-  route = "";
-  pool = "";
-  backend = "";
-  status = 0;
-  bytes = 0;
-  attempts = 0;
-  retryReason: string | undefined = undefined;
-  streaming = false;
-  upstreamBody: ReadableStream<Uint8Array> | undefined = undefined;
-  error: string | undefined = undefined;
-  span: SpanHandle | undefined = undefined;
-  #finished = false;
-
-  constructor(
-    private readonly finish: (ex: RequestRecord) => void,
-    readonly start: number,
-    readonly method: string,
-    readonly path: string,
-    readonly clientIp: string,
-    readonly observer: Observer | undefined,
-  ) {}
-
-  done(): void {
-    if (this.#finished) return;
-    this.#finished = true;
-    this.finish(this);
-  }
-}
-
-/**
- * {@link Incoming} over the raw listener's request. Headers are built only when something reads
- * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
- */
-class RawIncoming implements Incoming, ObservedRequest {
-  #headers: Headers | undefined;
-  #keyed: WeakMap<Headers, unknown> | undefined;
-  #keyedValue: unknown;
-  constructor(readonly raw: RawExchange) {}
-  header(name: string): string | null {
-    return this.raw.header(name);
-  }
-  keyByHeaders<T>(map: WeakMap<Headers, T>, value: T): void {
-    this.#keyed = map as WeakMap<Headers, unknown>;
-    this.#keyedValue = value;
-    if (this.#headers !== undefined) map.set(this.#headers, value);
-  }
-  /** The web Request for middleware; its Headers (a copy of ours) is keyed as well, so `c.req.raw` finds the span too. */
-  toRequest(): Request {
-    const request = this.raw.toRequest();
-    this.#keyed?.set(request.headers, this.#keyedValue);
-    return request;
-  }
-  get method() {
-    return this.raw.method;
-  }
-  get target() {
-    return this.raw.target;
-  }
-  get host() {
-    return this.raw.host;
-  }
-  get proto(): "http" {
-    return "http";
-  }
-  get bodyLength() {
-    return this.raw.bodyLength;
-  }
-  get body() {
-    return this.raw.body;
-  }
-  get signal() {
-    return this.raw.signal;
-  }
-  get url() {
-    return `http://${this.raw.host || "localhost"}${this.raw.target}`;
-  }
-  get headers(): Headers {
-    if (this.#headers === undefined) {
-      const h = (this.#headers = new Headers());
-      const raw = this.raw.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) h.append(raw[i]!, raw[i + 1]!);
-      this.#keyed?.set(h, this.#keyedValue);
-    }
-    return this.#headers;
-  }
-  forwardHeaders(clientIp: string): Record<string, string> {
-    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
-  }
-  forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
-    const f = this.raw.forward;
-    if (f === undefined || (tracing && f.traceContext)) return undefined;
-    return { headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }), block: f.block };
-  }
-  bodyFault(): number {
-    return this.raw.bodyFault();
-  }
-  wholeBody(): Uint8Array | undefined {
-    return this.raw.wholeBody?.();
-  }
-}
-
-function pluginLogger(logging: Logging, name: string): PluginLogger {
-  const l = logging.logger.getChild(["plugin", name]);
-  return {
-    debug: (m, p) => l.debug(m, p ?? {}),
-    info: (m, p) => l.info(m, p ?? {}),
-    warn: (m, p) => l.warn(m, p ?? {}),
-    error: (m, p) => l.error(m, p ?? {}),
-  };
-}
-
-/** The `api` argument of a plugin's create(): other plugins by name, and a logger with its name. */
-export function pluginApi(registry: Registry, logging: Logging, name: string, observer?: Observer): PluginApi {
-  const api: PluginApi = {
-    strategy: (n, options) => registry.createStrategy(n, options ?? {}, api),
-    key: (n, options) => registry.createKey(n, options ?? {}, api),
-    log: pluginLogger(logging, name),
-    tracer: observer?.pluginTracer(name) ?? NOOP_PLUGIN_TRACER,
-  };
-  return api;
 }
 
 /**
@@ -384,57 +245,3 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   };
 }
 
-function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[], bodyTimeoutMs: number): Route {
-  const host = rc.match.host?.toLowerCase();
-  const app = new Hono<Env>();
-  app.onError((err, c) => {
-    // A middleware's deliberate answer (401, 403, 429, …).
-    if (err instanceof HTTPException) return err.getResponse();
-    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
-    if (!(err instanceof PluginFailure)) logging.logger.error("route failed", { route: c.env.ex.route, error: String(err) });
-    c.env.ex.error = String(err);
-    return errorResponse(500, "internal error");
-  });
-  // No middleware, no extra work: the route is one handler, as before.
-  for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
-  const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs, direct: middleware.length === 0 };
-  app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw, c.env.raw), c.env.ex, options), c.env.ex));
-  return {
-    name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
-    host: host?.startsWith("*.") ? undefined : host,
-    hostSuffix: host?.startsWith("*.") ? host.slice(1) : undefined,
-    path: rc.match.path,
-    pool,
-    app,
-    direct: middleware.length === 0,
-    options,
-  };
-}
-
-function hostRank(r: Route): number {
-  return r.host ? 2 : r.hostSuffix ? 1 : 0;
-}
-
-function matchRoute(routes: readonly Route[], hostHeader: string | null, path: string): Route | undefined {
-  // The Host is read only if a route asks for one (routes with a host sort first).
-  const first = routes[0];
-  if (first === undefined || (first.host === undefined && first.hostSuffix === undefined)) {
-    for (const r of routes) if (pathMatches(r.path, path)) return r;
-    return undefined;
-  }
-  let host = hostHeader?.toLowerCase() ?? "";
-  const colon = host.lastIndexOf(":");
-  if (colon > 0 && host.indexOf("]", colon) < 0) host = host.slice(0, colon);
-  for (const r of routes) {
-    if (r.host !== undefined && r.host !== host) continue;
-    if (r.hostSuffix !== undefined && !host.endsWith(r.hostSuffix)) continue;
-    if (pathMatches(r.path, path)) return r;
-  }
-  return undefined;
-}
-
-/** `/api` matches `/api` and `/api/x` but not `/apix`; a prefix ending in `/` matches anything below it. */
-function pathMatches(prefix: string, path: string): boolean {
-  if (!path.startsWith(prefix)) return false;
-  return prefix.endsWith("/") || path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
-}

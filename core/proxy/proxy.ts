@@ -5,179 +5,14 @@
  */
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { RequestInfo } from "../plugins/api.ts";
-import { downstreamRaw, upstreamHeaders } from "../http1/headers.ts";
+import { downstreamRaw } from "../http1/headers.ts";
 import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type UpstreamResponse } from "../upstream/client.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "../resilience/retry.ts";
-import type { Observer } from "../telemetry/observer.ts";
-import type { SpanHandle } from "../telemetry/tracing.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
+import type { Exchange, Incoming, RouteOptions } from "./exchange.ts";
+import { bufferBody, withBodyTimeout, BodyTimeout } from "./body.ts";
+import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "./response.ts";
 
-/** What the access log and the request counters need to know about one request. */
-export interface Exchange {
-  readonly start: number;
-  readonly method: string;
-  readonly path: string;
-  readonly clientIp: string;
-  route: string;
-  pool: string;
-  backend: string;
-  status: number;
-  bytes: number;
-  /** Upstream attempts made (0 when none was). */
-  attempts: number;
-  /** Why the last retry happened, e.g. `connect`, `503`. */
-  retryReason: string | undefined;
-  /** True while the response body is still streaming; {@link Exchange.done} runs when it ends. */
-  streaming: boolean;
-  /** The backend's body being streamed, so it can be cancelled if a middleware does not pass it on. */
-  upstreamBody: ReadableStream<Uint8Array> | undefined;
-  error: string | undefined;
-  /** Tracing and metrics hooks; undefined when both are off. */
-  readonly observer: Observer | undefined;
-  /** The request's SERVER span, when traced (set by the observer). */
-  span: SpanHandle | undefined;
-  /** Called exactly once when the request is over (body finished, failed or cancelled). */
-  done(): void;
-}
-
-/** Per-route proxy settings. */
-export interface RouteOptions {
-  readonly retryNonIdempotent: boolean;
-  /** Longest wait for the next piece of the request body (limits.client_body_timeout). */
-  readonly bodyTimeoutMs: number;
-  /** No middleware runs first: the first attempt may start when the request did (`Exchange.start`). */
-  readonly direct: boolean;
-}
-
-/**
- * The request as the proxy needs it: from a web `Request` ({@link requestIncoming}, Hono and
- * Deno) or from Bun's raw listener (gateway.ts), where nothing is built that is not used.
- */
-export interface Incoming {
-  readonly method: string;
-  /** Path and query, origin-form. */
-  readonly target: string;
-  readonly host: string;
-  readonly proto: "http" | "https";
-  /** Declared body length: 0 for none, -1 when unknown (chunked). */
-  readonly bodyLength: number;
-  readonly body: ReadableStream<Uint8Array> | null;
-  readonly signal: AbortLike;
-  /** The request headers as `Headers` (a strategy's `RequestInfo.headers`); may be built on first use. */
-  readonly headers: Headers;
-  /** The headers to send upstream: hop-by-hop dropped, X-Forwarded-* set (headers.ts). */
-  forwardHeaders(clientIp: string): Record<string, string>;
-  /**
-   * The same as the client's lines kept as bytes (`block`) plus the headers the proxy writes
-   * itself; undefined when only {@link forwardHeaders} can say it (see RawExchange.forward), or
-   * when `tracing` will write trace context headers and the client sent some (they are replaced).
-   */
-  forwardBlock?(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined;
-  /** A client-side body failure the listener saw, as the status to answer (413, 400); 0 if none. */
-  bodyFault(): number;
-  /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
-  wholeBody?(): Uint8Array | undefined;
-}
-
-/**
- * {@link Incoming} over a web `Request`. `listener` is the raw listener's exchange it was made
- * from (a route with middleware), which knows why its body failed (413, 400).
- */
-export function requestIncoming(request: Request, listener?: { bodyFault(): number }): Incoming {
-  const url = request.url;
-  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-  const length = request.body === null ? "0" : request.headers.get("content-length");
-  const proto = url.startsWith("https:") ? "https" : "http";
-  return {
-    method: request.method,
-    target: pathStart < 0 ? "/" : url.slice(pathStart),
-    host: request.headers.get("host") ?? "",
-    proto,
-    bodyLength: length === null ? -1 : Number(length),
-    body: request.body,
-    signal: request.signal,
-    headers: request.headers,
-    forwardHeaders: (clientIp) => upstreamHeaders(request.headers, { clientIp, proto, hostOverride: undefined }),
-    bodyFault: listener === undefined ? () => 0 : () => listener.bodyFault(),
-  };
-}
-
-/** The client stopped sending its request body: answered 408, as nginx's client_body_timeout does. */
-class BodyTimeout extends Error {
-  constructor(ms: number) {
-    super(`no request body data for ${ms}ms`);
-    this.name = "BodyTimeout";
-  }
-}
-
-/** Read one chunk, or fail with {@link BodyTimeout} if none comes within `ms`. */
-async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      reader.read(),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new BodyTimeout(ms)), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The whole body, bounded by an idle timeout between chunks. */
-async function bufferBody(body: ReadableStream<Uint8Array>, ms: number): Promise<Uint8Array> {
-  const reader = body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await readWithin(reader, ms);
-      if (done) break;
-      parts.push(value);
-      size += value.byteLength;
-    }
-  } catch (e) {
-    reader.cancel(e).catch(() => {});
-    throw e;
-  }
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
-/** A streamed body that errors with {@link BodyTimeout} when the client stalls (pulled lazily). */
-function withBodyTimeout(body: ReadableStream<Uint8Array>, ms: number, onTimeout: () => void): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const { done, value } = await readWithin(reader, ms);
-          if (done) controller.close();
-          else controller.enqueue(value);
-        } catch (e) {
-          if (e instanceof BodyTimeout) onTimeout();
-          reader.cancel(e).catch(() => {});
-          controller.error(e);
-        }
-      },
-      cancel: (reason) => reader.cancel(reason),
-    },
-    { highWaterMark: 0 },
-  );
-}
-
-/** A short plain-text error response; never a stack trace. */
-export function errorResponse(status: number, message: string, headers?: Record<string, string>): Response {
-  return new Response(`${message}\n`, {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers },
-  });
-}
 
 class ProxyRequestInfo implements RequestInfo {
   constructor(
@@ -191,69 +26,6 @@ class ProxyRequestInfo implements RequestInfo {
   /** Built on first use: the built-in strategies never read it. */
   get headers(): Headers {
     return this.incoming.headers;
-  }
-}
-
-/**
- * A backend's response on its way to the client: hop-by-hop headers dropped, the body as bytes
- * or a stream. `length` is the body's declared length (-1 when unknown), also for HEAD.
- */
-export interface Proxied {
-  readonly kind: "proxied";
-  readonly status: number;
-  readonly statusText: string;
-  /** name, value, … lower-cased, without hop-by-hop or Content-Length (made on first read when `block` is given). */
-  readonly headers: string[];
-  /** The same headers as the backend's bytes, when its client kept them (see UpstreamResponse.block). */
-  readonly block: HeaderBlock | undefined;
-  readonly length: number;
-  readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
-}
-
-/** {@link Proxied} over an upstream response: forwarded as bytes, as strings only when read (middleware). */
-class ProxiedResponse implements Proxied {
-  readonly kind = "proxied";
-  #headers: string[] | undefined;
-  constructor(
-    readonly res: UpstreamResponse,
-    readonly block: HeaderBlock | undefined,
-    readonly length: number,
-    headers: string[] | undefined,
-  ) {
-    this.#headers = headers;
-  }
-  get status() {
-    return this.res.status;
-  }
-  get statusText() {
-    return this.res.statusText;
-  }
-  get body() {
-    return this.res.body;
-  }
-  get headers(): string[] {
-    return (this.#headers ??= downstreamRaw(this.res.rawHeaders).headers);
-  }
-}
-
-/** What {@link proxyToPool} answers: the backend's response, or an answer of ours (errors). */
-export type ProxyResult = Proxied | Response;
-
-/** As a web `Response` (for middleware); a header the runtime refuses makes it a 502. */
-export function toResponse(result: ProxyResult, ex: Exchange): Response {
-  if (result instanceof Response) return result;
-  const headers = new Headers();
-  const h = result.headers;
-  try {
-    for (let i = 0; i < h.length; i += 2) headers.append(h[i]!, h[i + 1]!);
-    if (result.length >= 0) headers.set("content-length", String(result.length));
-    return new Response(result.body, { status: result.status, statusText: result.statusText, headers });
-  } catch (e) {
-    // A response the runtime refuses to carry (a header value it rejects): the backend's fault.
-    if (result.body instanceof ReadableStream) result.body.cancel().catch(() => {});
-    ex.error = `unusable response: ${e instanceof Error ? e.message : String(e)}`;
-    ex.status = 502;
-    return errorResponse(502, "bad gateway");
   }
 }
 
@@ -516,3 +288,4 @@ async function mayRetry(
   if (delay > 0 && !(await sleep(delay, signal))) return false;
   return true;
 }
+export type { Exchange } from "./exchange.ts"; // for importers not yet moved to exchange.ts

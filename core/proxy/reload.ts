@@ -4,12 +4,10 @@
  * running configuration keeps serving. Backends that stay (same pool, same id and URL) are the
  * same objects, so their in-flight counts, health and latency carry over.
  */
-import { backendId, ConfigError } from "../config/load.ts";
-import type { BackendConfig, Config, PoolConfig } from "../config/schema.ts";
-import type { Backend, Pool } from "../pool/pool.ts";
+import { ConfigError } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Gateway, GatewayDeps } from "./gateway.ts";
-import type { ServerDeps } from "./server.ts";
 import { loadPlugins } from "../plugins/load.ts";
 
 export interface ReloadResult {
@@ -24,19 +22,6 @@ export interface ServingState {
   readonly files: readonly string[];
 }
 
-/** The backend of `previous` that `config` describes again (same id, URL and pool settings); else undefined. */
-export function reuseBackend(previous: Pool | undefined, config: BackendConfig, pool: PoolConfig): Backend | undefined {
-  if (!previous) return undefined;
-  const id = backendId(config);
-  const old = previous.backends.find((b) => b.id === id);
-  if (!old || old.url !== config.url) return undefined;
-  // The upstream connection pool is built with these; a change needs a new Backend.
-  const ka = previous.config.keepalive;
-  if (ka.max_idle !== pool.keepalive.max_idle || ka.idle_timeout !== pool.keepalive.idle_timeout) return undefined;
-  // Its new weight and labels are applied when the new pool goes live (Pool.activate).
-  return old;
-}
-
 /** Settings bound to the listener or the process: changing them needs a restart. */
 function restartNeeded(running: Config, next: Config): string[] {
   const out: string[] = [];
@@ -48,9 +33,17 @@ function restartNeeded(running: Config, next: Config): string[] {
   return out;
 }
 
+/** What a reload needs of the server's dependencies (core/proxy/server.ts ServerDeps extends it). */
+export interface ReloadDeps extends GatewayDeps {
+  /** Reads the config again; without it, a reload re-uses the running config. */
+  loadConfig?: () => Promise<Config>;
+  /** A worker: its reloads are reported once, by the primary. */
+  worker?: boolean;
+}
+
 export interface ReloaderOptions {
   runtime: Pick<Runtime, "importPlugin" | "cwd">;
-  deps: ServerDeps;
+  deps: ReloadDeps;
   build: (config: Config, deps: GatewayDeps) => Gateway;
   current: () => ServingState;
   /** Switch to the new state; may finish asynchronously (the primary waits for its workers) and

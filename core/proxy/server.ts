@@ -4,7 +4,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { loadPlugins } from "../plugins/load.ts";
-import { createReloader, type ReloadResult } from "./reload.ts";
+import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts";
 import { buildGateway, type Gateway, type GatewayDeps } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
 import type { Listener, Runtime } from "../runtime/types.ts";
@@ -27,7 +27,7 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-export interface ServerDeps extends GatewayDeps {
+export interface ServerDeps extends ReloadDeps {
   /** Reads the config again for {@link RunningServer.reload}; without it, reload re-uses the first config. */
   loadConfig?: () => Promise<Config>;
   /** Called after each successful reload (e.g. to update the files being watched). */

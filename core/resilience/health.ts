@@ -198,17 +198,3 @@ export class HealthChecker<B extends Probed> {
 export function formatRanges(ranges: readonly (readonly [number, number])[]): string {
   return ranges.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(",");
 }
-
-/** `200-399`, `200,204`, `200-299,404` → ranges; undefined if malformed. */
-export function parseStatusRanges(text: string | number): [number, number][] | undefined {
-  const out: [number, number][] = [];
-  for (const part of String(text).split(",")) {
-    const m = /^\s*(\d{3})\s*(?:-\s*(\d{3}))?\s*$/.exec(part);
-    if (!m) return undefined;
-    const lo = Number(m[1]);
-    const hi = Number(m[2] ?? m[1]);
-    if (lo < 100 || hi > 599 || hi < lo) return undefined;
-    out.push([lo, hi]);
-  }
-  return out;
-}

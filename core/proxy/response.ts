@@ -1,0 +1,80 @@
+/**
+ * What the proxy answers: a backend's response on its way to the client (forwarded as bytes,
+ * made into strings or a web Response only when middleware reads it), or a short error of ours.
+ */
+import { downstreamRaw } from "../http1/headers.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
+import type { UpstreamResponse } from "../upstream/client.ts";
+import type { Exchange } from "./exchange.ts";
+
+
+/** A short plain-text error response; never a stack trace. */
+export function errorResponse(status: number, message: string, headers?: Record<string, string>): Response {
+  return new Response(`${message}\n`, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+/**
+ * A backend's response on its way to the client: hop-by-hop headers dropped, the body as bytes
+ * or a stream. `length` is the body's declared length (-1 when unknown), also for HEAD.
+ */
+export interface Proxied {
+  readonly kind: "proxied";
+  readonly status: number;
+  readonly statusText: string;
+  /** name, value, … lower-cased, without hop-by-hop or Content-Length (made on first read when `block` is given). */
+  readonly headers: string[];
+  /** The same headers as the backend's bytes, when its client kept them (see UpstreamResponse.block). */
+  readonly block: HeaderBlock | undefined;
+  readonly length: number;
+  readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+}
+
+/** {@link Proxied} over an upstream response: forwarded as bytes, as strings only when read (middleware). */
+export class ProxiedResponse implements Proxied {
+  readonly kind = "proxied";
+  #headers: string[] | undefined;
+  constructor(
+    readonly res: UpstreamResponse,
+    readonly block: HeaderBlock | undefined,
+    readonly length: number,
+    headers: string[] | undefined,
+  ) {
+    this.#headers = headers;
+  }
+  get status() {
+    return this.res.status;
+  }
+  get statusText() {
+    return this.res.statusText;
+  }
+  get body() {
+    return this.res.body;
+  }
+  get headers(): string[] {
+    return (this.#headers ??= downstreamRaw(this.res.rawHeaders).headers);
+  }
+}
+
+/** What {@link proxyToPool} answers: the backend's response, or an answer of ours (errors). */
+export type ProxyResult = Proxied | Response;
+
+/** As a web `Response` (for middleware); a header the runtime refuses makes it a 502. */
+export function toResponse(result: ProxyResult, ex: Exchange): Response {
+  if (result instanceof Response) return result;
+  const headers = new Headers();
+  const h = result.headers;
+  try {
+    for (let i = 0; i < h.length; i += 2) headers.append(h[i]!, h[i + 1]!);
+    if (result.length >= 0) headers.set("content-length", String(result.length));
+    return new Response(result.body, { status: result.status, statusText: result.statusText, headers });
+  } catch (e) {
+    // A response the runtime refuses to carry (a header value it rejects): the backend's fault.
+    if (result.body instanceof ReadableStream) result.body.cancel().catch(() => {});
+    ex.error = `unusable response: ${e instanceof Error ? e.message : String(e)}`;
+    ex.status = 502;
+    return errorResponse(502, "bad gateway");
+  }
+}
