@@ -5,9 +5,9 @@ import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
 import { BatchingWriter } from "./batching-writer.ts";
-import { bunUpstreamClient } from "../upstream/pool.ts";
+import { rawUpstreamClient, setWholeResponseLimit } from "../upstream/raw-client.ts";
+import type { TcpConnect, TcpSocket } from "./types.ts";
 import { serveRaw } from "./bun-listener.ts";
-import { setWholeResponseLimit } from "../upstream/raw-client.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
@@ -17,7 +17,7 @@ function serve(options: ServeOptions): Promise<Listener> {
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
   // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
-  // buffer (bun-upstream.ts). Not for the admin listener (no `raw`): it proxies nothing.
+  // buffer (core/upstream/raw-response.ts). Not for the admin listener (no `raw`): it proxies nothing.
   if (options.raw !== undefined) setWholeResponseLimit(16 * 1024 - 512);
   const server = Bun.serve({
     hostname: options.hostname,
@@ -130,6 +130,15 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   imported.set(absPath, result);
   return result;
 }
+
+/** The raw upstream client's TCP connect: Bun's sockets and handlers have the shape of TcpSocket and TcpHandlers. */
+const bunConnect: TcpConnect = (o) =>
+  Bun.connect({ hostname: o.hostname, port: o.port, socket: o.handlers as Bun.SocketHandler<typeof o.data>, data: o.data, tls: o.tls }) as Promise<
+    TcpSocket<typeof o.data>
+  >;
+
+/** Our HTTP/1.1 client on raw TCP (core/upstream/raw-client.ts), the runtime's upstream client. */
+export const bunUpstreamClient = rawUpstreamClient(bunConnect);
 
 export const bunRuntime: Runtime = {
   name: "bun",

@@ -1,104 +1,20 @@
 /**
- * The upstream HTTP/1.1 client: its contract, and the choice of implementation.
+ * The upstream HTTP/1.1 client: the choice of implementation (its contract is in types.ts,
+ * re-exported here for the proxy, the pools, telemetry and the runtimes).
  *
  * Why not `fetch`: Bun's fetch invents `User-Agent` and `Accept` headers, silently re-sends
  * GET/HEAD/PUT/DELETE on a dead pooled connection, shares 64 idle connections among all
  * backends and has no connect timeout. Two clients keep this contract instead:
- * - `runtime/bun-upstream.ts`: our own HTTP/1.1 client on raw TCP (`Bun.connect`), the fast path;
- * - `upstream-node.ts`: node:http (Bun and Deno both provide it), the default elsewhere.
+ * - `raw-client.ts`: our own HTTP/1.1 client on the runtime's raw TCP (Bun's), the fast path;
+ * - `node.ts`: node:http (Bun and Deno both provide it), the default elsewhere.
  * Both send exactly the headers given, never retry on their own except the one deliberate
  * stale-connection retry (see `sendUpstream`), and keep a pool per backend whose size we set.
  */
 import { nodeUpstreamClient } from "./node.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import { UpstreamError, type PoolOptions, type UpstreamAgent, type UpstreamClient, type UpstreamRequest, type UpstreamResponse, type UpstreamTarget } from "./types.ts";
 
-export type UpstreamErrorKind = "connect" | "reset" | "timeout" | "aborted";
-
-/** An attempt that got no response. `kind` decides the status: connect/reset → 502, timeout → 504. */
-export class UpstreamError extends Error {
-  constructor(
-    readonly kind: UpstreamErrorKind,
-    message: string,
-    /** False when the request provably never reached the backend (connect failure). */
-    readonly maybeSent: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = "UpstreamError";
-  }
-}
-
-export interface UpstreamTarget {
-  readonly protocol: "http:" | "https:";
-  readonly hostname: string;
-  readonly port: number;
-  /** Path prefix from the backend URL, without a trailing slash ("" for none). */
-  readonly basePath: string;
-}
-
-/**
- * The part of `AbortSignal` the proxy and the upstream clients use. An `AbortSignal` is one; Bun's
- * raw listener implements it without an EventTarget (one fewer object graph per request).
- */
-export interface AbortLike {
-  readonly aborted: boolean;
-  addEventListener(type: "abort", listener: EventListenerObject | (() => void), options?: { once?: boolean }): void;
-  removeEventListener(type: "abort", listener: EventListenerObject | (() => void)): void;
-}
-
-export interface UpstreamRequest {
-  method: string;
-  /** Path and query, starting with `/`. */
-  path: string;
-  headers: Record<string, string>;
-  /** More header lines, as bytes (the client's, see RawExchange.forward), sent after `headers`. */
-  block?: HeaderBlock;
-  /** A stream is sent once the connection is up, so a connect failure leaves it unread (retryable). */
-  body: ReadableStream<Uint8Array> | Uint8Array | null;
-  /** Aborted when the client goes away. */
-  signal: AbortLike;
-  connectTimeoutMs: number;
-  responseTimeoutMs: number;
-  /**
-   * Called once when the response body has been fully sent, failed, or was cancelled by the
-   * client, with the bytes passed and an error message if it did not complete.
-   */
-  onBodyEnd: (bytes: number, error?: string) => void;
-}
-
-export interface UpstreamResponse {
-  readonly status: number;
-  readonly statusText: string;
-  /** name, value, … with names lower-cased (may be made on first read). */
-  readonly rawHeaders: string[];
-  /**
-   * The header lines to forward as the backend sent them, hop-by-hop ones and Content-Length left
-   * out, when the client kept them as bytes (Bun's); then `contentLength` is the declared length.
-   */
-  readonly block?: HeaderBlock;
-  /** Content-Length (-1 when absent); given with `block`. */
-  readonly contentLength?: number;
-  /**
-   * The body as a web stream; or as bytes when it was small and already read whole (then
-   * `onBodyEnd` has been called); or null for HEAD, 204 and 304 (then `onBodyEnd` is not called).
-   */
-  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
-}
-
-export interface PoolOptions {
-  maxIdle: number;
-  idleTimeoutMs: number;
-}
-
-/** Keep-alive connection pool for one backend, and the way requests go through it. */
-export interface UpstreamAgent {
-  send(req: UpstreamRequest): Promise<UpstreamResponse>;
-  /** Close idle connections now; in-flight ones close when done. */
-  destroy(): void;
-}
-
-/** Makes the pool of one backend. A runtime may bring its own (see `Runtime.upstreamClient`). */
-export type UpstreamClient = (target: UpstreamTarget, options: PoolOptions) => UpstreamAgent;
+export { UpstreamError };
+export type { AbortLike, PoolOptions, UpstreamAgent, UpstreamClient, UpstreamErrorKind, UpstreamRequest, UpstreamResponse, UpstreamTarget } from "./types.ts";
 
 let client: UpstreamClient = nodeUpstreamClient;
 

@@ -14,7 +14,7 @@ import {
   type UpstreamRequest,
   type UpstreamResponse,
   type UpstreamTarget,
-} from "./client.ts";
+} from "./types.ts";
 
 /** node:http's keep-alive pool for one backend. */
 function createNodeAgent(target: UpstreamTarget, options: PoolOptions): http.Agent {

@@ -1,14 +1,30 @@
 /**
- * A connection of the Bun upstream client and the exchange (one request/response) it carries.
+ * A connection of the raw upstream client and the exchange (one request/response) it carries.
  * Per-exchange state lives on its own object so that a late callback of a finished exchange
  * (a stream cancelled after its end) cannot touch the next one on the same connection.
+ *
+ * The bottom of the raw client: it sees the pool only through {@link ConnPool}, which the pool
+ * (raw-pool.ts) implements, so the dependency goes one way (conn ← response ← pool ← client).
  */
-import type { Socket } from "bun";
 import { Buffer } from "node:buffer";
-import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "./client.ts";
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "./types.ts";
 import type { ResponseHead } from "../http1/response.ts";
 import type { ChunkedDecoder } from "../http1/chunked.ts";
-import type { BunPool } from "./pool.ts";
+import type { TcpSocket } from "../runtime/types.ts";
+
+/** The pool as its connections, exchanges and socket handlers see it (RawPool in raw-pool.ts). */
+export interface ConnPool {
+  /** Exchanges waiting for their response head. */
+  readonly waiting: WaitList;
+  /** Write the request of `ex` on a connection that is ready. */
+  start(conn: Conn, ex: Exchange): void;
+  /** Open a new connection for `ex`. */
+  connect(ex: Exchange): void;
+  /** A response ended: keep the connection for the next request, or close it. */
+  release(conn: Conn, reusable: boolean): void;
+  /** Close a connection that misbehaved or was closed while idle. */
+  drop(conn: Conn): void;
+}
 
 export enum Phase {
   Head,
@@ -25,7 +41,7 @@ export enum Framing {
   UntilClose,
 }
 
-type Sock = Socket<Conn>;
+type Sock = TcpSocket<Conn>;
 
 export class Conn {
   socket: Sock | undefined;
@@ -39,7 +55,7 @@ export class Conn {
   out: Uint8Array[] | undefined;
   onDrain: (() => void) | undefined;
   paused = false;
-  constructor(readonly pool: BunPool) {}
+  constructor(readonly pool: ConnPool) {}
 
   /**
    * Write now, or queue what the kernel did not take. A string must be ASCII (1 byte a char).
@@ -117,7 +133,7 @@ export class Exchange {
   mayRetryStale = true;
   /** When the response head is due (performance.now() ms); the pool's interval checks it. */
   deadline = 0;
-  /** In the pool's {@link BunPool.waiting} list, and its neighbours there. */
+  /** In the pool's {@link ConnPool.waiting} list, and its neighbours there. */
   waiting = false;
   prevWaiting: Exchange | undefined = undefined;
   nextWaiting: Exchange | undefined = undefined;
@@ -132,7 +148,7 @@ export class Exchange {
   bytes = 0;
 
   constructor(
-    readonly pool: BunPool,
+    readonly pool: ConnPool,
     readonly req: UpstreamRequest,
     readonly resolve: (r: UpstreamResponse) => void,
     readonly reject: (e: UpstreamError) => void,
@@ -196,5 +212,30 @@ export class Exchange {
       // already closed or cancelled
     }
     this.endBody(message);
+  }
+}
+
+/** Exchanges linked through their own fields: adding and removing allocate nothing and leave no reference behind. */
+export class WaitList {
+  head: Exchange | undefined;
+
+  add(ex: Exchange): void {
+    if (ex.waiting) return;
+    ex.waiting = true;
+    ex.nextWaiting = this.head;
+    if (this.head !== undefined) this.head.prevWaiting = ex;
+    this.head = ex;
+  }
+
+  delete(ex: Exchange): void {
+    if (!ex.waiting) return;
+    ex.waiting = false;
+    const prev = ex.prevWaiting;
+    const next = ex.nextWaiting;
+    if (prev !== undefined) prev.nextWaiting = next;
+    else this.head = next;
+    if (next !== undefined) next.prevWaiting = prev;
+    ex.prevWaiting = undefined;
+    ex.nextWaiting = undefined;
   }
 }

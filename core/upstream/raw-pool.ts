@@ -1,22 +1,16 @@
 /**
- * The keep-alive pool of one backend for the Bun upstream client (bun-upstream.ts): idle
+ * The keep-alive pool of one backend for the raw upstream client (raw-client.ts): idle
  * connections reused last-in first-out (the warmest first; the coldest age out), at most
- * `maxIdle` kept, each closed after `idleTimeoutMs` idle by one timer per pool.
+ * `maxIdle` kept, each closed after `idleTimeoutMs` idle by one timer per pool. It writes the
+ * requests; raw-response.ts reads the responses.
  */
 import { Buffer } from "node:buffer";
-import {
-  UpstreamError,
-  type PoolOptions,
-  type UpstreamAgent,
-  type UpstreamClient,
-  type UpstreamRequest,
-  type UpstreamResponse,
-  type UpstreamTarget,
-} from "./client.ts";
-import { Conn, Exchange } from "./conn.ts";
-import { connectTimedOut, handlers, responseTimedOut } from "./raw-client.ts";
+import { UpstreamError, type PoolOptions, type UpstreamAgent, type UpstreamRequest, type UpstreamResponse, type UpstreamTarget } from "./types.ts";
+import { Conn, Exchange, WaitList, type ConnPool } from "./raw-conn.ts";
+import { connectTimedOut, handlers, responseTimedOut } from "./raw-response.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED } from "../http1/bytes.ts";
+import type { TcpConnect } from "../runtime/types.ts";
 
 const ascii = (s: string) => Buffer.from(s, "latin1");
 const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
@@ -24,7 +18,7 @@ const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
 const SCRATCH_SIZE = 64 * 1024;
 let scratch: Buffer | undefined;
 
-export class BunPool implements UpstreamAgent {
+export class RawPool implements UpstreamAgent, ConnPool {
   /** Oldest first (idle times ascend), so expiry takes a prefix and reuse pops the warmest. */
   idle: Conn[] = [];
   closed = false;
@@ -44,6 +38,8 @@ export class BunPool implements UpstreamAgent {
   constructor(
     readonly target: UpstreamTarget,
     readonly options: PoolOptions,
+    /** The runtime's TCP connect (Bun.connect on Bun), called once per new connection. */
+    readonly tcpConnect: TcpConnect,
   ) {
     this.keepAlive = options.maxIdle > 0;
   }
@@ -104,7 +100,7 @@ export class BunPool implements UpstreamAgent {
       conn.ex?.fail(new UpstreamError("connect", e.message, false, { cause: e }));
     };
     try {
-      Bun.connect<Conn>({ hostname: t.hostname, port: t.port, socket: handlers, data: conn, tls: t.protocol === "https:" }).catch(failed);
+      this.tcpConnect<Conn>({ hostname: t.hostname, port: t.port, handlers, data: conn, tls: t.protocol === "https:" }).catch(failed);
     } catch (e) {
       failed(e as Error);
     }
@@ -224,36 +220,11 @@ export class BunPool implements UpstreamAgent {
   }
 }
 
-/** Exchanges linked through their own fields: adding and removing allocate nothing and leave no reference behind. */
-export class WaitList {
-  head: Exchange | undefined;
-
-  add(ex: Exchange): void {
-    if (ex.waiting) return;
-    ex.waiting = true;
-    ex.nextWaiting = this.head;
-    if (this.head !== undefined) this.head.prevWaiting = ex;
-    this.head = ex;
-  }
-
-  delete(ex: Exchange): void {
-    if (!ex.waiting) return;
-    ex.waiting = false;
-    const prev = ex.prevWaiting;
-    const next = ex.nextWaiting;
-    if (prev !== undefined) prev.nextWaiting = next;
-    else this.head = next;
-    if (next !== undefined) next.prevWaiting = prev;
-    ex.prevWaiting = undefined;
-    ex.nextWaiting = undefined;
-  }
-}
-
-function sweep(pool: BunPool): void {
+function sweep(pool: RawPool): void {
   pool.expire();
 }
 
-function checkDeadlines(pool: BunPool): void {
+function checkDeadlines(pool: RawPool): void {
   pool.checkDeadlines();
 }
 
@@ -297,6 +268,3 @@ async function pump(conn: Conn, ex: Exchange, body: ReadableStream<Uint8Array>, 
     reader.releaseLock();
   }
 }
-
-/** The Bun upstream client: one {@link BunPool} per backend. */
-export const bunUpstreamClient: UpstreamClient = (target: UpstreamTarget, options: PoolOptions) => new BunPool(target, options);

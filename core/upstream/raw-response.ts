@@ -1,20 +1,14 @@
 /**
- * The upstream HTTP/1.1 client for Bun, on raw TCP (`Bun.connect`): a keep-alive pool per
- * backend, strict response parsing (../http1/), streaming both ways with backpressure.
- *
- * Why our own: node:http on Bun cost ~190 µs of CPU a request in a profile, and Bun's fetch
- * cannot be made to send exactly our headers or to pool per backend (see ../upstream.ts).
- *
- * One request at a time per connection (no pipelining). A connection goes back to the pool
- * only after its response was read to the end with nothing after it, the request body was
- * fully sent, and neither side asked to close.
+ * The receiving side of the raw upstream client: the socket handlers (given to the runtime's
+ * connect function by raw-pool.ts) and the strict reading of responses (../http1/), handed over
+ * whole when small or streamed with backpressure.
  */
-import type { SocketHandler } from "bun";
 import { Buffer } from "node:buffer";
-import { UpstreamError, type UpstreamResponse } from "./client.ts";
-import { Conn, Exchange, Framing, Phase } from "./conn.ts";
+import { UpstreamError, type UpstreamResponse } from "./types.ts";
+import { Conn, Exchange, Framing, Phase } from "./raw-conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
+import type { TcpHandlers } from "../runtime/types.ts";
 
 /**
  * A response whose head and body fit `wholeLimit` bytes is read whole and handed over as bytes:
@@ -40,7 +34,7 @@ function fitsCork(head: ResponseHead, length: number): boolean {
 }
 
 /** The response as the proxy sees it; header strings are made only if something reads them. */
-class BunResponse implements UpstreamResponse {
+class RawResponse implements UpstreamResponse {
   constructor(
     readonly head: ResponseHead,
     readonly body: UpstreamResponse["body"],
@@ -81,7 +75,7 @@ function connectTimedOut(conn: Conn): void {
   conn.destroy();
 }
 
-const handlers: SocketHandler<Conn> = {
+const handlers: TcpHandlers<Conn> = {
   open(s) {
     const conn = s.data;
     conn.socket = s;
@@ -103,7 +97,7 @@ const handlers: SocketHandler<Conn> = {
     if (ex === undefined) return conn.pool.drop(conn);
     ex.gotBytes = true;
     try {
-      onData(ex, chunk as Buffer);
+      onData(ex, chunk);
     } catch (e) {
       if (!(e instanceof ParseError)) throw e;
       if (!ex.settled) ex.fail(new UpstreamError("reset", `invalid response: ${e.message}`, true, { cause: e }));
@@ -286,7 +280,7 @@ function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {
   ex.cleanup();
   if (ex.phase !== Phase.Body) ex.req.signal.removeEventListener("abort", ex);
   const head = ex.head!;
-  ex.resolve(new BunResponse(head, body));
+  ex.resolve(new RawResponse(head, body));
 }
 
 function startStream(ex: Exchange): void {

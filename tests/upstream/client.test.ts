@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { startBackend, startRawBackend, type RawBackend } from "./helpers/backends.ts";
-import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { startBackend, startRawBackend, type RawBackend } from "../helpers/backends.ts";
+import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
 
 // The upstream client as a strict HTTP/1.1 client, seen end to end: a raw TCP backend sends
 // exact bytes, Fulcrum proxies, a client checks what comes out and how connections are used.

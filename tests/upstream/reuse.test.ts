@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { startRawBackend, type RawBackend } from "./helpers/backends.ts";
-import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
+import { startRawBackend, type RawBackend } from "../helpers/backends.ts";
+import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
 
 // Fulcrum's answer to Bun fetch's hidden retries: its own client re-sends only a bodyless
 // request, only once, and only when a reused keep-alive connection died before any response.
