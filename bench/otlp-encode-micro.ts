@@ -5,8 +5,9 @@
 // Several rounds: the first ones include JIT warm-up; compare the last ones, on a quiet machine.
 import { ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { EncodedSpans, encodeSpansRequest } from "../core/telemetry/otlp/proto.ts";
-import { RecordedSpan, SpanFactory } from "../core/telemetry/otlp/spans.ts";
+import { EncodedSpans, encodeSpansRequest } from "../core/telemetry/otlp/request.ts";
+import { RecordedSpan } from "../core/telemetry/otlp/spans.ts";
+import { SpanFactory } from "../core/telemetry/otlp/factory.ts";
 
 const resource = resourceFromAttributes({ "service.name": "fulcrum" });
 const ended: RecordedSpan[] = [];

@@ -6,10 +6,33 @@
  */
 import { ROOT_CONTEXT, SpanKind, type Attributes } from "@opentelemetry/api";
 import type { Backend, Pool } from "../pool/pool.ts";
-import type { Exchange } from "../proxy/proxy.ts";
 import type { PluginSpan, PluginTracer } from "../plugins/api.ts";
 import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
 import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./tracing.ts";
+
+/**
+ * What the observer reads of a request (and the one field it writes, `span`): the proxy's
+ * Exchange (core/proxy/proxy.ts) has these fields, so it is passed as is; declared here so that
+ * telemetry imports nothing from the proxy.
+ */
+export interface ObservedExchange {
+  readonly method: string;
+  /** Path and query, appended to the backend's URL for the CLIENT span's url.full. */
+  readonly path: string;
+  readonly clientIp: string;
+  /** "" when no route matched. */
+  readonly route: string;
+  /** "" when no pool was chosen. */
+  readonly pool: string;
+  readonly backend: string;
+  readonly status: number;
+  readonly bytes: number;
+  readonly attempts: number;
+  readonly retryReason: string | undefined;
+  readonly error: string | undefined;
+  /** The request's SERVER span, set by {@link Observer.requestStart}. */
+  span: SpanHandle | undefined;
+}
 
 /** trace_id and span_id for the access-log line. */
 export type TraceIds = { trace_id: string; span_id: string };
@@ -31,19 +54,19 @@ export interface Observer {
   /** Tracing is on: upstream attempts get trace context headers written into their headers. */
   readonly tracing: boolean;
   /** The request was routed (`ex.route` is "" when no route matched). Starts the SERVER span. */
-  requestStart(ex: Exchange, request: Request | ObservedRequest): void;
+  requestStart(ex: ObservedExchange, request: Request | ObservedRequest): void;
   /**
-   * The request is over (body finished or failed), `durationMs` after `ex.start`. Ends the SERVER
+   * The request is over (body finished or failed), `durationMs` after it started. Ends the SERVER
    * span; returns ids for the access log.
    */
-  requestEnd(ex: Exchange, durationMs: number): TraceIds | undefined;
+  requestEnd(ex: ObservedExchange, durationMs: number): TraceIds | undefined;
   /**
    * An upstream attempt starts: starts its CLIENT span and writes its context (traceparent…)
    * into `headers`. `ex.retryReason` says why, for attempt 2 and later.
    */
-  attemptStart(ex: Exchange, pool: Pool, backend: Backend, attempt: number, headers: Record<string, string>): AttemptTrace | undefined;
+  attemptStart(ex: ObservedExchange, pool: Pool, backend: Backend, attempt: number, headers: Record<string, string>): AttemptTrace | undefined;
   /** The attempt has response headers (`status`), or failed (`status` 0 and `error`). */
-  attemptEnd(ex: Exchange, trace: AttemptTrace | undefined, pool: Pool, backend: Backend, status: number, latencyMs: number, error?: { kind: string } & Error): void;
+  attemptEnd(ex: ObservedExchange, trace: AttemptTrace | undefined, pool: Pool, backend: Backend, status: number, latencyMs: number, error?: { kind: string } & Error): void;
   /** The tracer handed to a plugin through `PluginApi.tracer`. */
   pluginTracer(name: string, version?: string): PluginTracer;
 }

@@ -30,12 +30,12 @@ import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opente
 import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from "@opentelemetry/otlp-transformer";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import { EncodingBatchSpanProcessor } from "./otlp/batch.ts";
-import { type EncodedSpans, encodeSpansRequest } from "./otlp/proto.ts";
+import { type EncodedSpans, encodeSpansRequest } from "./otlp/request.ts";
 import { createFetchTransport, createUpstreamTransport, withRetries } from "./otlp/transport.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
-import { SpanFactory } from "./otlp/spans.ts";
+import { SpanFactory } from "./otlp/factory.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./config.ts";
-import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./tracing.ts";
+import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./types.ts";
 
 // Name of the SDK's self-observability counter (semconv `otel.sdk.processor.span.processed`); the
 // batch processor adds to it with error.type=queue_full for each span it drops.
@@ -86,7 +86,7 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     "host.name": hostname(),
   });
   // The provider makes the plugins' spans; the request path's own spans come from the
-  // SpanFactory (core/telemetry/otlp/spans.ts). Both end in the same batch processor, under the same
+  // SpanFactory (core/telemetry/otlp/factory.ts). Both end in the same batch processor, under the same
   // resource, and sample alike (the factory applies the same parent-based trace-id ratio test).
   const provider = new TracerProvider({ resource, sampler: sampler(cfg.sampleRatio), spanProcessors: [processor] });
   const scope = { name: "fulcrum", version: opts.serviceVersion };
@@ -126,7 +126,7 @@ function transport(config: Parameters<typeof createFetchTransport>[0], client: U
  * The OTLP/HTTP exporter as @opentelemetry/exporter-trace-otlp-{proto,http} assemble it (the
  * same configuration merge with OTEL_EXPORTER_OTLP_* variables, concurrency limit, timeout,
  * partial-success logging and self-metrics), with two parts of ours: the protobuf encoding
- * (core/telemetry/otlp/proto.ts, batches already encoded) and a transport of ours (core/telemetry/otlp/transport.ts:
+ * (core/telemetry/otlp/request.ts, batches already encoded) and a transport of ours (core/telemetry/otlp/transport.ts:
  * the runtime's upstream client, or fetch) in place of node:http.
  */
 function otlpProtoExporter(options: ExporterOptions): OTLPExporterBase<EncodedSpans> {

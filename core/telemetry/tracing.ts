@@ -1,5 +1,5 @@
 // The tracing API the proxy calls on every request. Only `@opentelemetry/api` is imported here;
-// the SDK and exporters live in `telemetry-sdk.ts`, loaded by `createTelemetry()` only when tracing
+// the SDK and exporters live in `sdk.ts`, loaded by `createTelemetry()` only when tracing
 // is on. Contexts are passed explicitly (no AsyncLocalStorage): cheaper, and nothing global.
 // The request's spans are core/telemetry/otlp/spans.ts's: an unsampled request costs one small object and
 // its traceparent string; a sampled one two spans whose attributes are set in one literal each.
@@ -7,7 +7,6 @@ import {
   type Context,
   type Span,
   type Tracer,
-  type TextMapPropagator,
   type TextMapGetter,
   type TextMapSetter,
   type Attributes,
@@ -17,17 +16,13 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { RecordedSpan, SpanFactory, UnsampledSpan } from "./otlp/spans.ts";
+import type { RecordedSpan, UnsampledSpan } from "./otlp/spans.ts";
 import { resolveTraces, type Env, type TelemetryConfig } from "./config.ts";
-import type { UpstreamClient } from "../upstream/client.ts";
+import type { TelemetryOptions, TracingBackend } from "./types.ts";
 
 export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./config.ts";
+export type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./types.ts";
 export { resolveTraces, parseHeaders } from "./config.ts";
-
-export interface TelemetryLogger {
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
 
 /** A started SERVER or CLIENT span and the context that carries it (parent for children, source for inject). */
 export interface SpanHandle {
@@ -92,34 +87,6 @@ export interface Telemetry {
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
-export interface TelemetryOptions {
-  serviceVersion: string;
-  logger?: TelemetryLogger;
-  /** Environment for OTEL_* variables. @default process.env */
-  env?: Env;
-  /**
-   * The runtime's own upstream HTTP/1.1 client (Bun's): span exports to an `http:` endpoint go
-   * through it rather than `fetch`, which costs more per export. Absent: `fetch`.
-   */
-  upstreamClient?: UpstreamClient;
-}
-
-/** What `telemetry-sdk.ts` hands back: the few objects the hot path needs. */
-export interface TracingBackend {
-  /** Starts the request's SERVER and CLIENT spans (sampling decided once per request). */
-  spans: SpanFactory;
-  /** The SDK's tracers, for plugins. */
-  tracerFor(name: string, version?: string): Tracer;
-  propagator: TextMapPropagator;
-  /**
-   * Set when the propagators are W3C only (tracecontext, optionally baggage): inject then writes
-   * traceparent/tracestate itself, without building a context per request.
-   */
-  w3c?: { baggage: TextMapPropagator | undefined };
-  droppedSpans(): number;
-  shutdown(timeoutMs: number): Promise<void>;
-}
-
 /** A handle from startServerSpan/startClientSpan: our spans are their own handles. */
 type LeanHandle = (RecordedSpan | UnsampledSpan) & SpanHandle;
 
@@ -172,7 +139,7 @@ const recordSetter: TextMapSetter<Record<string, string>> = { set: (r, k, v) => 
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"]);
 
-/** The tracing-on implementation over the SDK's pieces (telemetry-sdk.ts). */
+/** The tracing-on implementation over the SDK's pieces (sdk.ts). */
 export function createActiveTelemetry(backend: TracingBackend): Telemetry {
   const { spans, propagator, w3c } = backend;
 

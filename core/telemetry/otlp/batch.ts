@@ -1,5 +1,5 @@
 // The batch span processor for OTLP/protobuf export: the SDK's BatchSpanProcessor, except that a
-// span is encoded when it ends and the queue holds its bytes (core/telemetry/otlp/proto.ts EncodedSpans).
+// span is encoded when it ends and the queue holds its bytes (core/telemetry/otlp/request.ts EncodedSpans).
 // Queued span objects cost the request path in garbage collection: at 1.0 sampling on Bun a queue
 // of ReadableSpans grew the heap ~0.8 MB per young collection and tripled full collections.
 // Everything else follows the SDK's BatchSpanProcessorBase (sdk-trace 3.1): sampled spans only,
@@ -10,7 +10,7 @@
 import { type Context, context, diag, TraceFlags } from "@opentelemetry/api";
 import { type ExportResult, ExportResultCode, globalErrorHandler, suppressTracing } from "@opentelemetry/core";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace";
-import { EncodedSpans } from "./proto.ts";
+import { EncodedSpans } from "./request.ts";
 
 /**
  * What the processor exports to: the OTLP exporter, fed encoded batches. `export` must have

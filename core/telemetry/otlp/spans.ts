@@ -4,7 +4,8 @@
 // unsampled request allocates one object instead of a span, a span context and two contexts.
 // Finished spans are ReadableSpans handed to the batch span processor (core/telemetry/otlp/batch.ts for
 // protobuf, the SDK's for JSON), the same one plugin spans from the SDK's Tracer end in.
-// Only `@opentelemetry/api` is imported at run time; `telemetry-sdk.ts` loads this module.
+// Only `@opentelemetry/api` is imported at run time; sdk.ts loads this module (through factory.ts).
+// Ids and sampling are in ids.ts, span creation in factory.ts.
 import {
   type Attributes,
   type AttributeValue,
@@ -24,6 +25,7 @@ import {
 } from "@opentelemetry/api";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace";
 import type { Resource } from "@opentelemetry/resources";
+import { sw0, sw1, tw0, tw1, tw2, tw3 } from "./ids.ts";
 
 /** Where ended spans go: the SDK's span processor. */
 export interface SpanSink {
@@ -41,97 +43,6 @@ const INIT_ATTRIBUTES_MAX = 16;
 const EMPTY_EVENTS: TimedEvent[] = [];
 const EMPTY_LINKS: Link[] = [];
 const UNSET_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
-
-/**
- * Upper bound of the trace-id ratio test, exactly as the SDK's TraceIdRatioBasedSampler computes it,
- * so that a root span here and a plugin's root span in the SDK decide alike for the same trace id.
- */
-export function ratioUpperBound(ratio: number): number {
-  const r = typeof ratio !== "number" || Number.isNaN(ratio) ? 0 : ratio >= 1 ? 1 : ratio <= 0 ? 0 : ratio;
-  return r === 1 ? 4294967296 : Math.floor(r * 4294967295);
-}
-
-/** The SDK's TraceIdRatioBasedSampler test: XOR of the id's four 32-bit words, below the bound. */
-export function keepsTraceId(traceId: string, upperBound: number): boolean {
-  let acc = 0;
-  for (let i = 0; i < 32; i += 8) {
-    let part = 0;
-    for (let j = 0; j < 8; j++) {
-      const c = traceId.charCodeAt(i + j);
-      part = (part << 4) | (c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87);
-    }
-    acc = (acc ^ part) >>> 0;
-  }
-  return acc < upperBound;
-}
-
-// Ids: random 32-bit words (Math.random, as the SDK's generator), hex digits written as bytes
-// through a table and decoded once: a flat string. Concatenating two-digit strings made a rope of
-// 16 pieces, flattened later where the id was first read (the access log, traceparent): 200 ns
-// an id against 60 here (tight loop).
-const HEX = new Uint8Array(512);
-for (let i = 0; i < 256; i++) {
-  const h = (i < 16 ? "0" : "") + i.toString(16);
-  HEX[2 * i] = h.charCodeAt(0);
-  HEX[2 * i + 1] = h.charCodeAt(1);
-}
-const word = () => (Math.random() * 4294967296) >>> 0;
-const traceHex = new Uint8Array(32);
-const spanHex = new Uint8Array(16);
-const ascii = new TextDecoder();
-/** `w` as 8 hex digits at `a[p]`. */
-function putHex(a: Uint8Array, p: number, w: number): void {
-  let b = (w >>> 23) & 510;
-  a[p] = HEX[b]!;
-  a[p + 1] = HEX[b + 1]!;
-  b = (w >>> 15) & 510;
-  a[p + 2] = HEX[b]!;
-  a[p + 3] = HEX[b + 1]!;
-  b = (w >>> 7) & 510;
-  a[p + 4] = HEX[b]!;
-  a[p + 5] = HEX[b + 1]!;
-  b = (w << 1) & 510;
-  a[p + 6] = HEX[b]!;
-  a[p + 7] = HEX[b + 1]!;
-}
-
-/** XOR of the last trace id's four words: the SDK ratio test's accumulator, without re-parsing the hex. */
-let lastTraceIdXor = 0;
-// The words of the last ids made, kept on recorded spans so the encoder writes bytes, not hex.
-let tw0 = 0, tw1 = 0, tw2 = 0, tw3 = 0, sw0 = 0, sw1 = 0;
-/** 16 random bytes as 32 hex digits, never all zero (invalid per W3C). */
-export function newTraceId(): string {
-  let a: number, b: number, c: number, d: number;
-  do {
-    a = word();
-    b = word();
-    c = word();
-    d = word();
-  } while ((a | b | c | d) === 0);
-  lastTraceIdXor = (a ^ b ^ c ^ d) >>> 0;
-  tw0 = a;
-  tw1 = b;
-  tw2 = c;
-  tw3 = d;
-  putHex(traceHex, 0, a);
-  putHex(traceHex, 8, b);
-  putHex(traceHex, 16, c);
-  putHex(traceHex, 24, d);
-  return ascii.decode(traceHex);
-}
-/** 8 random bytes as 16 hex digits, never all zero. */
-export function newSpanId(): string {
-  let a: number, b: number;
-  do {
-    a = word();
-    b = word();
-  } while ((a | b) === 0);
-  sw0 = a;
-  sw1 = b;
-  putHex(spanHex, 0, a);
-  putHex(spanHex, 8, b);
-  return ascii.decode(spanHex);
-}
 
 /** Epoch milliseconds (with fractions) to [seconds, nanoseconds], as the SDK's millisToHrTime. */
 function toHrTime(ms: number): HrTime {
@@ -450,59 +361,5 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     const end = endTime === undefined ? this.#now() : timeInputToMs(endTime);
     this.endMs = end < this.startMs ? this.startMs : end;
     this.sink.onEnd(this);
-  }
-}
-
-export interface SpanFactoryOptions {
-  sink: SpanSink;
-  resource: Resource;
-  /** Instrumentation scope of the request-path spans. */
-  scope: ReadableSpan["instrumentationScope"];
-  /** Probability of keeping a new trace (the SDK's TraceIdRatioBasedSampler test). */
-  sampleRatio: number;
-}
-
-/**
- * Starts request-path spans. The sampling decision is made once, here, before anything else is
- * built: parent-based (a valid parent's sampled flag is obeyed, remote or local), else the
- * trace-id ratio.
- */
-export class SpanFactory {
-  readonly #bound: number;
-  constructor(readonly opts: SpanFactoryOptions) {
-    this.#bound = ratioUpperBound(opts.sampleRatio);
-  }
-
-  /** A span under `parent` (the span context in `requestCtx`), or the root of a new trace when it is invalid. */
-  start(requestCtx: Context, parent: SpanContext | undefined, kind: SpanKind): RecordedSpan | UnsampledSpan {
-    let traceId: string;
-    let traceState: TraceState | undefined;
-    let sampled: boolean;
-    let valid: SpanContext | undefined;
-    if (parent !== undefined && trace.isSpanContextValid(parent)) {
-      valid = parent;
-      traceId = parent.traceId;
-      traceState = parent.traceState;
-      sampled = (parent.traceFlags & 1) === 1;
-    } else {
-      traceId = newTraceId();
-      // keepsTraceId(traceId, bound), from the words the id was made of.
-      sampled = lastTraceIdXor < this.#bound;
-    }
-    if (!sampled) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
-    const o = this.opts;
-    return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink, valid === undefined);
-  }
-
-  /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */
-  child(parent: RecordedSpan, kind: SpanKind): RecordedSpan {
-    const o = this.opts;
-    const span = new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
-    span.anchorTo(parent);
-    span.t0 = parent.t0;
-    span.t1 = parent.t1;
-    span.t2 = parent.t2;
-    span.t3 = parent.t3;
-    return span;
   }
 }

@@ -16,7 +16,7 @@
 import { Buffer } from "node:buffer";
 import { diag } from "@opentelemetry/api";
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from "@opentelemetry/otlp-exporter-base";
-import { releaseRequest } from "./proto.ts";
+import { releaseRequest } from "./request.ts";
 import { UpstreamError, type UpstreamAgent, type UpstreamClient, type UpstreamResponse } from "../../upstream/client.ts";
 
 export interface FetchTransportOptions {

@@ -1,13 +1,12 @@
 // Tracing through the real request path: Fulcrum in-process on loopback, real backends, and the
 // OTLP receiver as the collector.
 import { describe, expect, test } from "bun:test";
-import { closedPort, startRawBackend, type TestBackend } from "./helpers/backends.ts";
-import { outcome, RawClient } from "./helpers/raw-client.ts";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
-import { createTelemetry } from "../core/telemetry/tracing.ts";
-import { createObserver } from "../core/telemetry/observer.ts";
-import type { Exchange } from "../core/proxy/exchange.ts";
-import { testScope } from "./helpers/scope.ts";
+import { closedPort, startRawBackend, type TestBackend } from "../helpers/backends.ts";
+import { outcome, RawClient } from "../helpers/raw-client.ts";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.ts";
+import { createTelemetry } from "../../core/telemetry/tracing.ts";
+import { createObserver, type ObservedExchange } from "../../core/telemetry/observer.ts";
+import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();
 
@@ -271,12 +270,13 @@ describe("plugins", () => {
     cleanups.push(() => tel.shutdown(1000));
     const obs = createObserver(tel, undefined)!;
     const request = new Request("http://h/x");
-    const ex = { route: "r", clientIp: "127.0.0.1", start: performance.now(), method: "GET", path: "/x", pool: "", backend: "", status: 200, attempts: 0, bytes: 0 } as unknown as Exchange;
+    const start = performance.now();
+    const ex = { route: "r", clientIp: "127.0.0.1", start, method: "GET", path: "/x", pool: "", backend: "", status: 200, attempts: 0, bytes: 0 } as unknown as ObservedExchange;
     obs.requestStart(ex, request);
     const tracer = obs.pluginTracer("my-plugin", "1.2.3");
     tracer.startSpan("check-key", { parent: { headers: request.headers }, attributes: { tenant: "acme" } }).end();
     tracer.startSpan("background").end();
-    obs.requestEnd(ex, performance.now() - ex.start);
+    obs.requestEnd(ex, performance.now() - start);
 
     const spans = await r.waitForSpans(3);
     const server = spans.find((s) => s.kind === "SERVER")!;
@@ -291,8 +291,8 @@ describe("plugins", () => {
 
 describe("plugin spans through Fulcrum's own listener", () => {
   test("a strategy's and a middleware's spans, parented by the request they were given, are children of its SERVER span", async () => {
-    const { spawnFulcrum } = await import("./helpers/fulcrum.ts");
-    const { tempDir } = await import("./helpers/plugins.ts");
+    const { spawnFulcrum } = await import("../helpers/fulcrum.ts");
+    const { tempDir } = await import("../helpers/plugins.ts");
     const r = await receiver();
     const b = backend("b1");
     const t = tempDir("fulcrum-plugin-spans-");

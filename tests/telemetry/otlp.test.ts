@@ -1,4 +1,4 @@
-// The request path's own spans (core/telemetry/otlp/spans.ts), protobuf encoder (core/telemetry/otlp/proto.ts) and
+// The request path's own spans (core/telemetry/otlp/spans.ts, factory.ts, ids.ts), protobuf encoder (core/telemetry/otlp/request.ts, messages.ts, writer.ts) and
 // export transport (core/telemetry/otlp/transport.ts), checked against the OpenTelemetry libraries they
 // stand in for: the encoder must write exactly the bytes of @opentelemetry/otlp-transformer's
 // ProtobufTraceSerializer, the span factory must sample as the SDK's ParentBased(TraceIdRatioBased)
@@ -9,14 +9,16 @@ import { ExportResultCode, TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
-import { EncodedSpans, encodeSpansRequest, releaseRequest } from "../core/telemetry/otlp/proto.ts";
-import { EncodingBatchSpanProcessor } from "../core/telemetry/otlp/batch.ts";
-import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound, RecordedSpan, SpanFactory } from "../core/telemetry/otlp/spans.ts";
-import { createTelemetry } from "../core/telemetry/tracing.ts";
-import { bunUpstreamClient } from "../core/upstream/pool.ts";
-import type { UpstreamClient } from "../core/upstream/client.ts";
-import { decodeExportTraceServiceRequest, hex } from "./helpers/otlp-proto.ts";
-import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
+import { EncodedSpans, encodeSpansRequest, releaseRequest } from "../../core/telemetry/otlp/request.ts";
+import { EncodingBatchSpanProcessor } from "../../core/telemetry/otlp/batch.ts";
+import { keepsTraceId, newSpanId, newTraceId, ratioUpperBound } from "../../core/telemetry/otlp/ids.ts";
+import { RecordedSpan } from "../../core/telemetry/otlp/spans.ts";
+import { SpanFactory } from "../../core/telemetry/otlp/factory.ts";
+import { createTelemetry } from "../../core/telemetry/tracing.ts";
+import { bunUpstreamClient } from "../../core/runtime/bun.ts";
+import type { UpstreamClient } from "../../core/upstream/client.ts";
+import { decodeExportTraceServiceRequest, hex } from "../helpers/otlp-proto.ts";
+import { startOtlpReceiver } from "../helpers/otlp-receiver.ts";
 
 let cleanups: (() => unknown)[] = [];
 afterEach(async () => {

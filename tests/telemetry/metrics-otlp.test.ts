@@ -1,6 +1,6 @@
 import { afterEach, expect, test } from "bun:test";
-import { createMetrics } from "../core/telemetry/metrics.ts";
-import { startMetricsExport, toOtlp } from "../core/telemetry/metrics-otlp.ts";
+import { createMetrics } from "../../core/telemetry/metrics.ts";
+import { startMetricsExport, toOtlp } from "../../core/telemetry/metrics-otlp.ts";
 
 const stops: (() => unknown)[] = [];
 afterEach(async () => {
@@ -86,8 +86,8 @@ test("startMetricsExport posts OTLP/JSON on its interval with the configured hea
 });
 
 test("end to end: telemetry.metrics exports the requests Fulcrum served", async () => {
-  const { startFulcrum } = await import("./helpers/fulcrum.ts");
-  const { startBackend } = await import("./helpers/backends.ts");
+  const { startFulcrum } = await import("../helpers/fulcrum.ts");
+  const { startBackend } = await import("../helpers/backends.ts");
   const backend = startBackend("b1");
   stops.push(() => backend.stop());
   const seen: Body[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { accessLine, accessLog, type AccessEntry } from "../core/telemetry/log.ts";
-import { BatchingWriter } from "../core/runtime/batching-writer.ts";
+import { accessLine, accessLog, type AccessEntry } from "../../core/telemetry/log.ts";
+import { BatchingWriter } from "../../core/runtime/batching-writer.ts";
 
 const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({
   method: "GET",
@@ -48,7 +48,7 @@ test("optional fields appear only when set; the worker number is added; the cloc
 });
 
 test("a log file gets its lines in batches (not one write per line), all of them by close()", async () => {
-  const { bunRuntime } = await import("../core/runtime/bun.ts");
+  const { bunRuntime } = await import("../../core/runtime/bun.ts");
   const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");

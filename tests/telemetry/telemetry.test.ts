@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { createTelemetry, NOOP_TELEMETRY, pathOf, resolveTraces, type Telemetry, type TelemetryConfig } from "../core/telemetry/tracing.ts";
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
-import { startBackend, startTestProxy, type RecordingBackend } from "./helpers/trace-proxy.ts";
+import { createTelemetry, NOOP_TELEMETRY, pathOf, resolveTraces, type Telemetry, type TelemetryConfig } from "../../core/telemetry/tracing.ts";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.ts";
+import { startBackend, startTestProxy, type RecordingBackend } from "../helpers/trace-proxy.ts";
 
 const INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c";
 const INCOMING_PARENT = "b7ad6b7169203331";

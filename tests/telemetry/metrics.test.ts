@@ -2,13 +2,13 @@
 // requests sent. Also: the observability config keys and their file:line:col errors, and the
 // compiled-in wiring through the real CLI (admin port, spans flushed on SIGTERM).
 import { describe, expect, test } from "bun:test";
-import { spawnFulcrum, type InProcess } from "./helpers/fulcrum.ts";
-import { parsePrometheus, sum } from "./helpers/prometheus.ts";
-import { tempDir } from "./helpers/plugins.ts";
-import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
-import { ConfigError, parseConfig } from "../core/config/load.ts";
-import { createMetrics } from "../core/telemetry/metrics.ts";
-import { testScope } from "./helpers/scope.ts";
+import { spawnFulcrum, type InProcess } from "../helpers/fulcrum.ts";
+import { parsePrometheus, sum } from "../helpers/prometheus.ts";
+import { tempDir } from "../helpers/plugins.ts";
+import { startOtlpReceiver } from "../helpers/otlp-receiver.ts";
+import { ConfigError, parseConfig } from "../../core/config/load.ts";
+import { createMetrics } from "../../core/telemetry/metrics.ts";
+import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();
 async function scrape(f: InProcess) {

@@ -1,0 +1,60 @@
+// Starts the request path's spans: the sampling decision (parent-based, else the trace-id ratio) is made here, once, before any span object is built.
+import { type Context, type SpanContext, type SpanKind, type TraceState, trace } from "@opentelemetry/api";
+import type { ReadableSpan } from "@opentelemetry/sdk-trace";
+import type { Resource } from "@opentelemetry/resources";
+import { lastTraceIdXor, newSpanId, newTraceId, ratioUpperBound } from "./ids.ts";
+import { RecordedSpan, type SpanSink, UnsampledSpan } from "./spans.ts";
+
+export interface SpanFactoryOptions {
+  sink: SpanSink;
+  resource: Resource;
+  /** Instrumentation scope of the request-path spans. */
+  scope: ReadableSpan["instrumentationScope"];
+  /** Probability of keeping a new trace (the SDK's TraceIdRatioBasedSampler test). */
+  sampleRatio: number;
+}
+
+/**
+ * Starts request-path spans. The sampling decision is made once, here, before anything else is
+ * built: parent-based (a valid parent's sampled flag is obeyed, remote or local), else the
+ * trace-id ratio.
+ */
+export class SpanFactory {
+  readonly #bound: number;
+  constructor(readonly opts: SpanFactoryOptions) {
+    this.#bound = ratioUpperBound(opts.sampleRatio);
+  }
+
+  /** A span under `parent` (the span context in `requestCtx`), or the root of a new trace when it is invalid. */
+  start(requestCtx: Context, parent: SpanContext | undefined, kind: SpanKind): RecordedSpan | UnsampledSpan {
+    let traceId: string;
+    let traceState: TraceState | undefined;
+    let sampled: boolean;
+    let valid: SpanContext | undefined;
+    if (parent !== undefined && trace.isSpanContextValid(parent)) {
+      valid = parent;
+      traceId = parent.traceId;
+      traceState = parent.traceState;
+      sampled = (parent.traceFlags & 1) === 1;
+    } else {
+      traceId = newTraceId();
+      // keepsTraceId(traceId, bound), from the words the id was made of.
+      sampled = lastTraceIdXor < this.#bound;
+    }
+    if (!sampled) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
+    const o = this.opts;
+    return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink, valid === undefined);
+  }
+
+  /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */
+  child(parent: RecordedSpan, kind: SpanKind): RecordedSpan {
+    const o = this.opts;
+    const span = new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
+    span.anchorTo(parent);
+    span.t0 = parent.t0;
+    span.t1 = parent.t1;
+    span.t2 = parent.t2;
+    span.t3 = parent.t3;
+    return span;
+  }
+}
