@@ -1,0 +1,126 @@
+// A port's connections, limits and close, with the socket events; the runtime binds them to its sockets (Listen), so nothing here touches Bun.
+import { Buffer } from "node:buffer";
+import type { RawExchange, TcpHandlers } from "../runtime/types.ts";
+import { ClientConn, MAX_PENDING, type ConnServer, type Limits } from "./connection.ts";
+import { Body } from "./request.ts";
+
+/** A bound port, as the runtime's listen function returns it (Bun's `TCPSocketListener` has this shape). */
+export interface BoundListener {
+  readonly hostname: string;
+  readonly port: number;
+  /** Stop accepting; `true` also closes the open connections. */
+  stop(closeActiveConnections?: boolean): void;
+}
+
+/**
+ * The runtime's listen (core/runtime/bun-listener.ts): bind the port, deliver the sockets' events
+ * to `handlers`. Half-open (a client that shuts down its sending side after its request still
+ * gets the answer), `data` left for the `open` handler to set.
+ */
+export type Listen = (handlers: TcpHandlers<ClientConn>) => BoundListener;
+
+export class RawServer implements ConnServer {
+  readonly conns = new Set<ClientConn>();
+  closing = false;
+  #listener: BoundListener | undefined;
+  #closed: (() => void) | undefined;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly handler: (ex: RawExchange) => void,
+    readonly limits: Limits,
+    readonly onError: (e: unknown) => void,
+  ) {}
+
+  listen(listen: Listen): BoundListener {
+    const server = this;
+    const handlers: TcpHandlers<ClientConn> = {
+      open(s) {
+        const conn = new ClientConn(server);
+        conn.socket = s;
+        conn.clientIp = s.remoteAddress ?? "";
+        s.data = conn;
+        s.setNoDelay?.(true);
+        s.timeout(server.limits.idleSeconds);
+        server.conns.add(conn);
+        if (server.closing) conn.end();
+      },
+      data(s, chunk) {
+        const conn = s.data;
+        const buf = chunk as Buffer;
+        const ex = conn.current;
+        if (ex !== undefined && (ex.bodyState === Body.Length || ex.bodyState === Body.Chunked || ex.bodyState === Body.Failed) && conn.pending === undefined) {
+          return ex.feed(buf);
+        }
+        conn.pending = conn.pending === undefined ? buf : Buffer.concat([conn.pending, buf]);
+        if (conn.current === undefined) conn.drive();
+        else if (conn.pending.length > MAX_PENDING) conn.pause();
+      },
+      drain(s) {
+        s.data.flush();
+      },
+      end(s) {
+        // The client's FIN. A client that closed (gave up, timed out, cancelled) sends the same FIN
+        // as one that only half-closed, and only a write would tell them apart, so a request still
+        // being answered is aborted now, as Bun.serve and nginx do: its backend is released at
+        // once instead of when it answers (a long poll, an idle event stream: maybe never).
+        // Without a request in flight, what was already written still goes out, then the close.
+        const conn = s.data;
+        if (conn.current !== undefined) return conn.destroy();
+        conn.end();
+      },
+      close(s) {
+        s.data?.destroy();
+      },
+      error(s) {
+        s.data?.destroy();
+      },
+      timeout(s) {
+        const conn = s.data;
+        // Nothing written could leave for client_idle_timeout: the client stopped reading.
+        if (conn.out !== undefined) return conn.destroy();
+        if (conn.current !== undefined) return;
+        if (conn.pending !== undefined) return conn.reject(408, "request head timeout");
+        conn.destroy();
+      },
+    };
+    const listener = listen(handlers);
+    this.#listener = listener;
+    // A head trickling in byte by byte keeps the idle timer happy: bound it by a deadline.
+    if (this.limits.headerTimeoutMs === 0) return listener; // client_idle_timeout: 0, no timeouts
+    this.#sweep = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.conns) if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs) c.reject(408, "request head timeout");
+    }, 1000);
+    (this.#sweep as { unref?: () => void }).unref?.();
+    return listener;
+  }
+
+  checkClosed(): void {
+    if (this.closing && this.conns.size === 0 && this.#closed) {
+      const f = this.#closed;
+      this.#closed = undefined;
+      f();
+    }
+  }
+
+  /** Stop accepting; idle connections close now, busy ones after their answer. */
+  close(): Promise<void> {
+    this.closing = true;
+    this.#listener?.stop(false);
+    clearInterval(this.#sweep);
+    const done = new Promise<void>((r) => (this.#closed = r));
+    for (const c of [...this.conns]) if (c.current === undefined) c.end();
+    this.checkClosed();
+    return done;
+  }
+
+  forceClose(): Promise<void> {
+    this.closing = true;
+    this.#listener?.stop(true);
+    clearInterval(this.#sweep);
+    for (const c of [...this.conns]) c.destroy();
+    this.checkClosed();
+    return Promise.resolve();
+  }
+}
