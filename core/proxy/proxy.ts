@@ -288,4 +288,3 @@ async function mayRetry(
   if (delay > 0 && !(await sleep(delay, signal))) return false;
   return true;
 }
-export type { Exchange } from "./exchange.ts"; // for importers not yet moved to exchange.ts
