@@ -123,7 +123,10 @@ async function main(runtime: Runtime): Promise<number> {
         const config = await load(file);
         // Load the plugins and create every strategy and middleware, without listening.
         const plugins = await loadPlugins(config, { runtime, registry, fresh: false });
-        buildGateway(config, { registry: plugins.registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } })
+        buildGateway(config, {
+          registry: plugins.registry,
+          logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} },
+        })
           .close();
         print(`${file}: OK`);
         print(summarize(config));
@@ -156,8 +159,16 @@ async function main(runtime: Runtime): Promise<number> {
         // Workers serve the port; the demo backends run once, in the primary.
         if (!workerId(runtime)) await startDemoBackends(runtime, ports);
         // The embedded demo config has no file to re-read: a reload re-uses it.
-        return await serve(runtime, registry, config, { file: values.config, load }, (url) =>
-          print(`\nFulcrum demo: ${ports.length} backends behind ${url}\nTry: curl -i ${url}/  (repeat it; the x-backend header rotates)\n`));
+        return await serve(
+          runtime,
+          registry,
+          config,
+          { file: values.config, load },
+          (url) =>
+            print(
+              `\nFulcrum demo: ${ports.length} backends behind ${url}\nTry: curl -i ${url}/  (repeat it; the x-backend header rotates)\n`,
+            ),
+        );
       }
       default:
         fail(`unknown command "${command}"\n\n${HELP}`);
@@ -193,14 +204,30 @@ function workerId(runtime: Runtime): number | undefined {
  * Run until SIGTERM/SIGINT, then drain and exit 0. SIGHUP (and file changes, with plugins.watch)
  * reload. With `workers` > 1, this process becomes the primary of that many workers.
  */
-async function serve(runtime: Runtime, registry: Registry, config: Config, source: Source, onReady?: (url: string) => void): Promise<number> {
+async function serve(
+  runtime: Runtime,
+  registry: Registry,
+  config: Config,
+  source: Source,
+  onReady?: (url: string) => void,
+): Promise<number> {
   const loadConfig = source.file ? () => source.load(source.file!) : undefined;
   const serviceVersion = pkg.version;
   const worker = workerId(runtime);
   if (worker !== undefined) return runWorker({ runtime, registry, config, id: worker, loadConfig, serviceVersion });
   const workers = config.workers === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : config.workers;
   if (workers > 1 && runtime.processes) {
-    return runPrimary({ runtime, registry, config, workers, loadConfig, configFile: source.file, pidFile: source.pidFile, serviceVersion, onReady });
+    return runPrimary({
+      runtime,
+      registry,
+      config,
+      workers,
+      loadConfig,
+      configFile: source.file,
+      pidFile: source.pidFile,
+      serviceVersion,
+      onReady,
+    });
   }
   const logging = await setupLogging(runtime, config.log);
   if (workers > 1) {
@@ -230,7 +257,9 @@ async function serve(runtime: Runtime, registry: Registry, config: Config, sourc
   rewatch(server);
   const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
   if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
-  const url = `http://${server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname}:${server.listener.port}`;
+  const url = `http://${
+    server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname
+  }:${server.listener.port}`;
   logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name, pid: process.pid });
   onReady?.(url);
   await new Promise<void>((resolve) => {
@@ -278,41 +307,68 @@ function summarize(config: Config): string {
     lines.push(`  timeouts: connect ${ms(p.timeouts.connect)}, response ${ms(p.timeouts.response)}, request ${ms(p.timeouts.request)}`);
     lines.push(`  keepalive: max_idle ${p.keepalive.max_idle}, idle_timeout ${ms(p.keepalive.idle_timeout)}`);
     const h = p.health;
-    lines.push(h
-      ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
-        `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
-        `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
-      : "  health: no active checks");
+    lines.push(
+      h
+        ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
+          `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
+          `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
+        : "  health: no active checks",
+    );
     const od = p.outlier_detection;
-    lines.push(od
-      ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
-        `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
-      : "  outlier_detection: off");
+    lines.push(
+      od
+        ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
+          `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
+        : "  outlier_detection: off",
+    );
     const cb = p.circuit_breaker;
-    lines.push(cb
-      ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
-        `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
-        `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
-      : "  circuit_breaker: off");
+    lines.push(
+      cb
+        ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
+          `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
+          `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
+        : "  circuit_breaker: off",
+    );
     const r = p.retry;
-    lines.push(`  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
-      `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
-      `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`);
+    lines.push(
+      `  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
+        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
+        `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`,
+    );
     lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
   }
   for (const r of config.routes ?? []) {
     const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
-    lines.push(`route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
-      `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`);
+    lines.push(
+      `route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
+        `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`,
+    );
   }
   if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
   const admin = config.admin;
-  lines.push(admin.enabled ? `admin: ${admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"}, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}` : "admin: off");
+  lines.push(
+    admin.enabled
+      ? `admin: ${
+        admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"
+      }, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}`
+      : "admin: off",
+  );
   const traces = config.telemetry?.traces;
   const mx = config.telemetry?.metrics;
   if (mx) lines.push(`metrics export: OTLP/JSON to ${mx.endpoint} every ${ms(mx.interval)}`);
-  if (traces) lines.push(`tracing: ${traces.enabled === false ? "off" : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`}`);
-  lines.push(`log: level ${config.log.level}, access_log ${config.log.access_log}${config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""}`);
+  if (traces)
+    lines.push(
+      `tracing: ${
+        traces.enabled === false
+          ? "off"
+          : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`
+      }`,
+    );
+  lines.push(
+    `log: level ${config.log.level}, access_log ${config.log.access_log}${
+      config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""
+    }`,
+  );
   return lines.join("\n");
 }
 

@@ -7,7 +7,10 @@ import { unlinkSync } from "node:fs";
 import { body, BODY_SIZES, POST_PATH } from "./lib/backends.ts";
 
 const args = process.argv.slice(2);
-const arg = (k: string, d?: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1]! : d; };
+const arg = (k: string, d?: string) => {
+  const i = args.indexOf(k);
+  return i >= 0 ? args[i + 1]! : d;
+};
 const port = Number(arg("--port", "19001"));
 const name = arg("--name", `b${port}`)!;
 const statsSock = arg("--stats");
@@ -21,7 +24,9 @@ const server = createServer((req, res) => {
   if (req.method === "POST" || req.method === "PUT") {
     // Drain the whole request body before answering, as a real upload handler would.
     let n = 0;
-    req.on("data", (c: Buffer) => { n += c.length; });
+    req.on("data", (c: Buffer) => {
+      n += c.length;
+    });
     req.on("end", () => {
       res.writeHead(req.url === POST_PATH ? 200 : 404, { "x-backend": name, "content-type": "text/plain", "content-length": ok.length });
       res.end(ok);
@@ -35,16 +40,30 @@ const server = createServer((req, res) => {
     return;
   }
   const b = bodies.get(req.url ?? "");
-  if (!b) { res.writeHead(404, { "x-backend": name, "content-length": 0 }); res.end(); return; }
+  if (!b) {
+    res.writeHead(404, { "x-backend": name, "content-length": 0 });
+    res.end();
+    return;
+  }
   res.writeHead(200, { "x-backend": name, "content-type": "text/plain", "content-length": b.length });
   res.end(b);
 });
 server.keepAliveTimeout = 120_000;
-server.on("connection", () => { accepts++; });
+server.on("connection", () => {
+  accepts++;
+});
 server.listen(port, "127.0.0.1", () => process.stderr.write(`backend ${name} listening on http://127.0.0.1:${port}\n`));
 
 if (statsSock) {
-  try { unlinkSync(statsSock); } catch {}
+  try {
+    unlinkSync(statsSock);
+  } catch {}
   Bun.serve({ unix: statsSock, fetch: () => Response.json({ name, accepts, requests }) });
 }
-for (const s of ["SIGTERM", "SIGINT"] as const) process.on(s, () => { try { if (statsSock) unlinkSync(statsSock); } catch {} process.exit(0); });
+for (const s of ["SIGTERM", "SIGINT"] as const)
+  process.on(s, () => {
+    try {
+      if (statsSock) unlinkSync(statsSock);
+    } catch {}
+    process.exit(0);
+  });

@@ -5,7 +5,10 @@ import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { log, sleep, stopAll, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
-const opt = (k: string, d: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1]! : d; };
+const opt = (k: string, d: string) => {
+  const i = argv.indexOf(k);
+  return i >= 0 ? argv[i + 1]! : d;
+};
 const count = Number(opt("--count", "3"));
 const basePort = Number(opt("--base-port", "9001"));
 const kind = opt("--kind", "auto") as BackendKind;
@@ -30,7 +33,9 @@ try {
     const cur = await b.stats();
     const secs = (performance.now() - t) / 1000;
     t = performance.now();
-    const parts = cur.map((s, i) => `${s.name} ${((s.requests - (prev[i]?.requests ?? 0)) / secs).toFixed(0)} req/s (total ${s.requests}, conns ${s.accepts})`);
+    const parts = cur.map((s, i) =>
+      `${s.name} ${((s.requests - (prev[i]?.requests ?? 0)) / secs).toFixed(0)} req/s (total ${s.requests}, conns ${s.accepts})`
+    );
     log(parts.join(" | "));
     prev = cur;
   }

@@ -31,12 +31,20 @@ const path = arg("--path", "/100b");
 const connections = Number(arg("--connections", "64"));
 
 const calibration: ProxyDef = {
-  name: "calibration", port: 18089,
+  name: "calibration",
+  port: 18089,
   unavailable: () => undefined,
   prepare({ dir, backendUrls }) {
     return {
-      cmd: ["/usr/bin/env", `CAL_PORT=18089`, `CAL_BACKENDS=${backendUrls.join(",")}`, process.execPath, join(import.meta.dir, "lib", "calibration-proxy.ts")],
-      stderr: join(dir, "calibration.stderr"), accessLog: "",
+      cmd: [
+        "/usr/bin/env",
+        `CAL_PORT=18089`,
+        `CAL_BACKENDS=${backendUrls.join(",")}`,
+        process.execPath,
+        join(import.meta.dir, "lib", "calibration-proxy.ts"),
+      ],
+      stderr: join(dir, "calibration.stderr"),
+      accessLog: "",
     };
   },
 };
@@ -68,26 +76,37 @@ const rounds: Map<string, number>[] = [];
 try {
   const running = [];
   for (const def of rungs) running.push(await startProxy(def, { dir, backendUrls: backends.urls }));
-  for (const r of running) await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: 2, threads: 1 }, dir);
+  for (const r of running)
+    await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: 2, threads: 1 }, dir);
   for (let round = 0; round < runs; round++) {
     const thisRound = new Map<string, number>();
     rounds.push(thisRound);
     for (let i = 0; i < running.length; i++) {
       const r = running[(i + round) % running.length]!;
       const cpu0 = cpuSeconds(r.proc.pid);
-      const res = await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: duration, threads: 1 }, dir);
+      const res = await runLoad(
+        tool,
+        { url: `http://127.0.0.1:${r.def.port}${path}`, connections, durationSec: duration, threads: 1 },
+        dir,
+      );
       const us = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
       (results.get(r.def.name) ?? results.set(r.def.name, []).get(r.def.name)!).push(us);
       thisRound.set(r.def.name, us);
       (p99s.get(r.def.name) ?? p99s.set(r.def.name, []).get(r.def.name)!).push(res.p99Ms);
-      log(`round ${round + 1} ${r.def.name}: ${Math.round(res.rps)} req/s, ${us.toFixed(1)} µs CPU/request, p99 ${res.p99Ms.toFixed(2)} ms, errors ${res.errors}`);
+      log(
+        `round ${round + 1} ${r.def.name}: ${Math.round(res.rps)} req/s, ${us.toFixed(1)} µs CPU/request, p99 ${
+          res.p99Ms.toFixed(2)
+        } ms, errors ${res.errors}`,
+      );
     }
   }
 } finally {
   await stopAll(); // and removes the work dir
   await backends.stop();
 }
-console.log(`\n${tool}, ${connections} connections, GET ${path}, ${runs} interleaved rounds × ${duration} s; CPU µs per request of the proxy's processes`);
+console.log(
+  `\n${tool}, ${connections} connections, GET ${path}, ${runs} interleaved rounds × ${duration} s; CPU µs per request of the proxy's processes`,
+);
 const first = rungs[0]!.name;
 console.log(`rung                    median    min    max   p99 ms (median)   vs ${first} in the same round: median (min … max)`);
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -95,7 +114,13 @@ for (const [name, xs] of results) {
   const s = sorted(xs);
   const ratios = sorted(rounds.filter((r) => r.has(name) && r.has(first)).map((r) => r.get(name)! / r.get(first)!));
   const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(1)}%`;
-  const vs = name === first || ratios.length === 0 ? "" : `${pct(ratios[ratios.length >> 1]!)} (${pct(ratios[0]!)} … ${pct(ratios[ratios.length - 1]!)})`;
+  const vs = name === first || ratios.length === 0
+    ? ""
+    : `${pct(ratios[ratios.length >> 1]!)} (${pct(ratios[0]!)} … ${pct(ratios[ratios.length - 1]!)})`;
   const p99 = sorted(p99s.get(name) ?? []);
-  console.log(`${name.padEnd(22)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${s[s.length - 1]!.toFixed(1).padStart(6)}   ${(p99[p99.length >> 1] ?? NaN).toFixed(2).padStart(14)}   ${vs}`);
+  console.log(
+    `${name.padEnd(22)} ${s[s.length >> 1]!.toFixed(1).padStart(6)} ${s[0]!.toFixed(1).padStart(6)} ${
+      s[s.length - 1]!.toFixed(1).padStart(6)
+    }   ${(p99[p99.length >> 1] ?? NaN).toFixed(2).padStart(14)}   ${vs}`,
+  );
 }

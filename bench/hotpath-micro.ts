@@ -13,7 +13,7 @@ import { accessLog } from "../core/telemetry/log.ts";
 import { BatchingWriter } from "../core/runtime/batching-writer.ts";
 
 const HEAD = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 21:45:18 GMT\r\nContent-Type: text/plain\r\n" +
-  "Content-Length: 100\r\nLast-Modified: Thu, 26 Nov 2026 21:32:42 GMT\r\nConnection: keep-alive\r\nETag: \"6b08a57a-64\"\r\n" +
+  'Content-Length: 100\r\nLast-Modified: Thu, 26 Nov 2026 21:32:42 GMT\r\nConnection: keep-alive\r\nETag: "6b08a57a-64"\r\n' +
   "x-backend: b1\r\nAccept-Ranges: bytes\r\n\r\n";
 const wire = Buffer.from(HEAD + "a".repeat(100));
 const head = parseHead(wire, 0)!;
@@ -26,13 +26,15 @@ async function time(name: string, n: number, fn: () => unknown): Promise<void> {
   console.log(`${name.padEnd(36)} ${(((performance.now() - t) * 1e6) / n).toFixed(0).padStart(6)} ns`);
 }
 
-useUpstreamClient(() => ({
-  send(req) {
-    req.onBodyEnd(body.length);
-    return Promise.resolve({ status: 200, statusText: "OK", rawHeaders: head.rawHeaders, body });
-  },
-  destroy() {},
-}) as UpstreamAgent);
+useUpstreamClient(() =>
+  ({
+    send(req) {
+      req.onBodyEnd(body.length);
+      return Promise.resolve({ status: 200, statusText: "OK", rawHeaders: head.rawHeaders, body });
+    },
+    destroy() {},
+  }) as UpstreamAgent
+);
 const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
 let sink = 0;
 await configure({
@@ -90,7 +92,8 @@ for (const log of [false, true]) {
   const rr = (await import("./plugins/rr-plugin.ts")).default;
   registry.register(rr as never, "bench/plugins/rr-plugin.ts");
   const gw = (strategy: string) => {
-    const yaml = `pools:\n  web:\n    strategy: ${strategy}\n    backends: ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]\nlog: { access_log: false }\n`;
+    const yaml =
+      `pools:\n  web:\n    strategy: ${strategy}\n    backends: ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]\nlog: { access_log: false }\n`;
     const config = parseConfig(yaml, { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
     return buildGateway(config, { registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } });
   };
@@ -106,17 +109,32 @@ for (const log of [false, true]) {
     }
   }
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-  for (let v = 0; v < 2; v++) console.log(`gateway.handle, ${variants[v]![0]}`.padEnd(40) + ` ${med(ns[v]!).toFixed(0).padStart(6)} ns (median of 10 alternating rounds)`);
+  for (let v = 0; v < 2; v++)
+    console.log(
+      `gateway.handle, ${variants[v]![0]}`.padEnd(40) + ` ${med(ns[v]!).toFixed(0).padStart(6)} ns (median of 10 alternating rounds)`,
+    );
   const diffs = ns[1]!.map((x, i) => x - ns[0]![i]!);
-  console.log(`  plugin − built-in, same round: median ${med(diffs).toFixed(0)} ns, range ${Math.min(...diffs).toFixed(0)} … ${Math.max(...diffs).toFixed(0)} ns`);
+  console.log(
+    `  plugin − built-in, same round: median ${med(diffs).toFixed(0)} ns, range ${Math.min(...diffs).toFixed(0)} … ${
+      Math.max(...diffs).toFixed(0)
+    } ns`,
+  );
   for (const [, g] of variants) g.close();
 }
 
 const req = request();
 await time("parseHead (nginx head, 9 headers)", 200_000, () => parseHead(wire, 0));
-await time("upstreamHeaders (Headers)", 200_000, () => upstreamHeaders(req.headers, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }));
+await time(
+  "upstreamHeaders (Headers)",
+  200_000,
+  () => upstreamHeaders(req.headers, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }),
+);
 const rawReq: string[] = [];
 req.headers.forEach((v, k) => rawReq.push(k, v));
-await time("upstreamHeadersRaw (raw listener path)", 200_000, () => upstreamHeadersRaw(rawReq, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }));
+await time(
+  "upstreamHeadersRaw (raw listener path)",
+  200_000,
+  () => upstreamHeadersRaw(rawReq, { clientIp: "127.0.0.1", proto: "http", hostOverride: undefined }),
+);
 await time("downstreamRaw (raw listener path)", 200_000, () => downstreamRaw(head.rawHeaders));
 process.exit(0);

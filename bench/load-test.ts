@@ -9,7 +9,10 @@ import { runLoad, type LoadResult } from "./lib/loadgen.ts";
 import { log, spawn, stopAll, which, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
-const opt = (k: string, d: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1]! : d; };
+const opt = (k: string, d: string) => {
+  const i = argv.indexOf(k);
+  return i >= 0 ? argv[i + 1]! : d;
+};
 const url = opt("--url", "http://127.0.0.1:8080/");
 const connections = Number(opt("--connections", "64"));
 const requests = Number(opt("--requests", "0"));
@@ -18,7 +21,9 @@ const method = opt("--method", "GET").toUpperCase() as "GET" | "POST";
 const bodySize = Number(opt("--body-size", method === "POST" ? "4096" : "0"));
 const tool = opt("--tool", "bun");
 if (!/^https?:\/\//.test(url) || !(connections >= 1) || !(durationSec > 0) || !["bun", "wrk"].includes(tool)) {
-  console.error("usage: npm run load-test -- --url URL [--duration S | --requests N] [--connections N] [--method GET|POST] [--body-size B] [--tool bun|wrk]");
+  console.error(
+    "usage: npm run load-test -- --url URL [--duration S | --requests N] [--connections N] [--method GET|POST] [--body-size B] [--tool bun|wrk]",
+  );
   process.exit(2);
 }
 
@@ -32,24 +37,53 @@ async function main(): Promise<number> {
     console.error(`nothing answers at ${url} (${(e as Error).message}). Start Fulcrum first, e.g. bun main.ts run --config fulcrum.yaml`);
     return 1;
   }
-  log(`load: ${method} ${url}, ${connections} connections, ${requests ? `${requests} requests (at most ${durationSec} s)` : `${durationSec} s`}, generator ${tool}`);
+  log(
+    `load: ${method} ${url}, ${connections} connections, ${
+      requests ? `${requests} requests (at most ${durationSec} s)` : `${durationSec} s`
+    }, generator ${tool}`,
+  );
   if (tool === "bun") {
     const out = join(dir, "result.json");
-    const p = spawn("loadgen", [process.execPath, join(import.meta.dir, "lib", "loadgen-bun.ts"), "--url", url,
-      "--connections", String(connections), "--duration", String(durationSec), "--requests", String(requests),
-      "--method", method, "--body-size", String(bodySize), "--progress", "--json"], { stdout: out, stderr: "inherit" });
+    const p = spawn("loadgen", [
+      process.execPath,
+      join(import.meta.dir, "lib", "loadgen-bun.ts"),
+      "--url",
+      url,
+      "--connections",
+      String(connections),
+      "--duration",
+      String(durationSec),
+      "--requests",
+      String(requests),
+      "--method",
+      method,
+      "--body-size",
+      String(bodySize),
+      "--progress",
+      "--json",
+    ], { stdout: out, stderr: "inherit" });
     await p.exited;
     const res = (await Bun.file(out).json()) as LoadResult & { backends: Record<string, number> };
     summary(res, res.backends);
     return res.errors ? 1 : 0;
   }
-  if (!which("wrk")) { console.error("wrk is not installed"); return 1; }
+  if (!which("wrk")) {
+    console.error("wrk is not installed");
+    return 1;
+  }
   let total = 0, errors = 0, elapsed = 0;
   const all: LoadResult[] = [];
   while (elapsed < durationSec && (!requests || total < requests)) {
     const r = await runLoad("wrk", { url, method, bodySize, connections, durationSec: 1 }, dir);
-    all.push(r); total += r.requests; errors += r.errors; elapsed += 1;
-    log(`  t=${elapsed}s  requests=${total}  ${Math.round(r.rps)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  errors=${errors}`);
+    all.push(r);
+    total += r.requests;
+    errors += r.errors;
+    elapsed += 1;
+    log(
+      `  t=${elapsed}s  requests=${total}  ${Math.round(r.rps)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${
+        r.p99Ms.toFixed(2)
+      } ms  errors=${errors}`,
+    );
   }
   const spread: Record<string, number> = {};
   for (let i = 0; i < 30; i++) {
@@ -59,16 +93,44 @@ async function main(): Promise<number> {
     spread[b] = (spread[b] ?? 0) + 1;
   }
   const p = (k: "p50Ms" | "p99Ms") => all.map((r) => r[k]).sort((a, b) => a - b)[all.length >> 1]!;
-  summary({ tool: "wrk", requests: total, durationSec: elapsed, rps: total / elapsed, bytesPerSec: NaN, p50Ms: p("p50Ms"), p90Ms: NaN, p99Ms: p("p99Ms"), maxMs: NaN, errors, detail: "" }, spread, "of 30 sequential requests");
+  summary(
+    {
+      tool: "wrk",
+      requests: total,
+      durationSec: elapsed,
+      rps: total / elapsed,
+      bytesPerSec: NaN,
+      p50Ms: p("p50Ms"),
+      p90Ms: NaN,
+      p99Ms: p("p99Ms"),
+      maxMs: NaN,
+      errors,
+      detail: "",
+    },
+    spread,
+    "of 30 sequential requests",
+  );
   return errors ? 1 : 0;
 }
 
 function summary(r: LoadResult, backends: Record<string, number>, note = "of all responses"): void {
-  console.log(`\n${r.requests} requests in ${r.durationSec.toFixed(1)} s = ${Math.round(r.rps)} req/s; p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms; errors ${r.errors}${r.detail ? ` (${r.detail})` : ""}`);
+  console.log(
+    `\n${r.requests} requests in ${r.durationSec.toFixed(1)} s = ${Math.round(r.rps)} req/s; p50 ${r.p50Ms.toFixed(2)} ms, p99 ${
+      r.p99Ms.toFixed(2)
+    } ms; errors ${r.errors}${r.detail ? ` (${r.detail})` : ""}`,
+  );
   const n = Object.values(backends).reduce((a, b) => a + b, 0);
-  console.log(`backends (${note}): ${Object.entries(backends).sort().map(([k, v]) => `${k} ${((100 * v) / n).toFixed(1)}%`).join(", ") || "no x-backend header seen"}`);
+  console.log(
+    `backends (${note}): ${
+      Object.entries(backends).sort().map(([k, v]) => `${k} ${((100 * v) / n).toFixed(1)}%`).join(", ") || "no x-backend header seen"
+    }`,
+  );
 }
 
 let code = 1;
-try { code = await main(); } finally { await stopAll(); }
+try {
+  code = await main();
+} finally {
+  await stopAll();
+}
 process.exit(code);

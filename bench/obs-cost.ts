@@ -82,7 +82,9 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const base = results.get(VARIANTS[0]!)!;
-const how = resident ? `processes started once and warmed up ${warmup} s, then ${runs} alternating rounds × ${duration} s` : `${runs} rounds × ${duration} s, each in a fresh process after ${warmup} s of warm-up`;
+const how = resident
+  ? `processes started once and warmed up ${warmup} s, then ${runs} alternating rounds × ${duration} s`
+  : `${runs} rounds × ${duration} s, each in a fresh process after ${warmup} s of warm-up`;
 console.log(`\n${tool}, ${connections} connections, GET 100 B, ${how}, median of rounds; OTLP requests ${sink.requests()}`);
 console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU");
 const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(0)}%`;
@@ -93,5 +95,7 @@ for (const [name, rs] of results) {
   const cpuRatio = median(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs));
   const vs = name === VARIANTS[0] ? "-".padEnd(10) : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`.padEnd(10);
   const perRound = name === VARIANTS[0] ? "" : `${pct(rpsRatio).padStart(22)} ${pct(cpuRatio).padStart(6)}`;
-  console.log(`${name.padEnd(24)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${vs}${perRound}`);
+  console.log(
+    `${name.padEnd(24)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${vs}${perRound}`,
+  );
 }

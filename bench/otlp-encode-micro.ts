@@ -11,18 +11,41 @@ import { SpanFactory } from "../core/telemetry/otlp/factory.ts";
 
 const resource = resourceFromAttributes({ "service.name": "fulcrum" });
 const ended: RecordedSpan[] = [];
-const f = new SpanFactory({ sink: { onEnd: (s) => ended.push(s as RecordedSpan) }, resource, scope: { name: "fulcrum", version: "1" }, sampleRatio: 1 });
+const f = new SpanFactory({
+  sink: { onEnd: (s) => ended.push(s as RecordedSpan) },
+  resource,
+  scope: { name: "fulcrum", version: "1" },
+  sampleRatio: 1,
+});
 for (let i = 0; i < 1000; i++) {
   const server = (f.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init("GET web", {
-    "http.request.method": "GET", "url.path": `/users/${i}`, "url.scheme": "http", "server.address": "127.0.0.1", "client.address": "127.0.0.1", "http.route": "web",
+    "http.request.method": "GET",
+    "url.path": `/users/${i}`,
+    "url.scheme": "http",
+    "server.address": "127.0.0.1",
+    "client.address": "127.0.0.1",
+    "http.route": "web",
   });
   const client = f.child(server, SpanKind.CLIENT).init("GET web", {
-    "http.request.method": "GET", "url.full": `http://127.0.0.1:7501/users/${i}`, "server.address": "127.0.0.1", "server.port": 7501,
-    "network.peer.address": "127.0.0.1", "network.peer.port": 7501, "fulcrum.pool": "web", "fulcrum.backend": "b1", "fulcrum.strategy": "round-robin", "fulcrum.attempt": 1,
+    "http.request.method": "GET",
+    "url.full": `http://127.0.0.1:7501/users/${i}`,
+    "server.address": "127.0.0.1",
+    "server.port": 7501,
+    "network.peer.address": "127.0.0.1",
+    "network.peer.port": 7501,
+    "fulcrum.pool": "web",
+    "fulcrum.backend": "b1",
+    "fulcrum.strategy": "round-robin",
+    "fulcrum.attempt": 1,
   });
   client.setAttribute("http.response.status_code", 200);
   client.end();
-  for (const [k, v] of [["fulcrum.pool", "web"], ["fulcrum.backend", "b1"], ["fulcrum.attempts", 1], ["http.response.body.size", 100], ["http.response.status_code", 200]] as const) server.setAttribute(k, v);
+  for (
+    const [k, v] of [["fulcrum.pool", "web"], ["fulcrum.backend", "b1"], ["fulcrum.attempts", 1], ["http.response.body.size", 100], [
+      "http.response.status_code",
+      200,
+    ]] as const
+  ) server.setAttribute(k, v);
   server.end();
 }
 

@@ -16,7 +16,11 @@ if (!file) {
   console.error("usage: bun bench/profile-report.ts PROFILE.json [--top N] [--callers a,b]");
   process.exit(2);
 }
-interface Frame { name: string; sourceID?: number; line?: number }
+interface Frame {
+  name: string;
+  sourceID?: number;
+  line?: number;
+}
 const st = JSON.parse(await Bun.file(file).text()) as { traces: { frames: Frame[] }[]; sources: { sourceID: number; url?: string }[] };
 const root = `${process.cwd()}/`;
 const src = new Map(st.sources.map((s) => [s.sourceID, (s.url ?? "?").replace(root, "")]));

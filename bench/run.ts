@@ -14,7 +14,10 @@ import { SCENARIOS } from "./lib/scenarios.ts";
 
 const argv = process.argv.slice(2);
 const flag = (k: string) => argv.includes(k);
-const opt = (k: string) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : undefined; };
+const opt = (k: string) => {
+  const i = argv.indexOf(k);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
 const list = (k: string) => opt(k)?.split(",").map((s) => s.trim()).filter(Boolean);
 
 const quick = flag("--quick");
@@ -41,22 +44,40 @@ const resultsDir = join(import.meta.dir, "results");
 async function main(): Promise<void> {
   const bunVersion = Bun.version;
   log(`machine: ${navigator.hardwareConcurrency} cores, bun ${bunVersion}, ${process.platform}; work dir ${dir}`);
-  const why = opt("--tool") ? "chosen with --tool" : tool === "wrk" ? "installed" : tool === "autocannon" ? "wrk not found" : "wrk and autocannon not found: built-in Bun generator";
+  const why = opt("--tool")
+    ? "chosen with --tool"
+    : tool === "wrk"
+    ? "installed"
+    : tool === "autocannon"
+    ? "wrk not found"
+    : "wrk and autocannon not found: built-in Bun generator";
   log(`load generator: ${tool} (${why})`);
-  log(`mode: ${quick ? "quick" : "full"}: ${rounds} run(s) × ${durationSec} s per scenario and proxy, after ${warmupSec} s of warm-up each (${scenarioWarmupSec} s per other scenario)`);
+  log(
+    `mode: ${
+      quick ? "quick" : "full"
+    }: ${rounds} run(s) × ${durationSec} s per scenario and proxy, after ${warmupSec} s of warm-up each (${scenarioWarmupSec} s per other scenario)`,
+  );
 
   // Which proxies run, and which are skipped (and why).
-  const wanted = PROXIES.filter((p) => (onlyProxies ? onlyProxies.includes(p.name) : !p.optional || variants.includes("all") || variants.includes(p.name)));
+  const wanted = PROXIES.filter((
+    p,
+  ) => (onlyProxies ? onlyProxies.includes(p.name) : !p.optional || variants.includes("all") || variants.includes(p.name)));
   const selected = wanted.filter((p) => {
     const why = p.unavailable();
     if (why) log(`SKIPPED ${p.name}: ${why}`);
     return !why;
   });
-  if (!selected.some((p) => p.name === "nginx") || !selected.some((p) => p.name === "haproxy")) log("peers skipped where not installed: ratios to nginx are shown only when nginx ran");
+  if (!selected.some((p) => p.name === "nginx") || !selected.some((p) => p.name === "haproxy"))
+    log("peers skipped where not installed: ratios to nginx are shown only when nginx ran");
   if (!selected.length) throw new Error("no proxy can run here");
   const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
 
-  const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends"), kind: (opt("--backends") ?? "auto") as BackendKind });
+  const backends = await startBackends({
+    count: 3,
+    basePort: 19001,
+    dir: join(dir, "backends"),
+    kind: (opt("--backends") ?? "auto") as BackendKind,
+  });
   log(`backends: ${backends.kind} on ${backends.urls.join(", ")}`);
   const otlp = selected.some((p) => p.otlp) ? await startOtlpSink() : undefined;
 
@@ -67,9 +88,17 @@ async function main(): Promise<void> {
       const r = await startProxy(def, { dir, backendUrls: backends.urls });
       await sleep(300);
       const seen = new Set<string>();
-      for (let i = 0; i < 6; i++) { const res = await fetch(`http://127.0.0.1:${def.port}/100b`); await res.arrayBuffer(); seen.add(res.headers.get("x-backend") ?? "?"); }
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`http://127.0.0.1:${def.port}/100b`);
+        await res.arrayBuffer();
+        seen.add(res.headers.get("x-backend") ?? "?");
+      }
       summaries.set(def.name, { proxy: def.name, startupMs: r.startupMs, rssIdleMB: treeRss(r.proc.pid) / MB });
-      log(`started ${def.name} on 127.0.0.1:${def.port} (pid ${r.proc.pid}) in ${r.startupMs.toFixed(0)} ms to first proxied response; backends seen: ${[...seen].sort().join(",")}`);
+      log(
+        `started ${def.name} on 127.0.0.1:${def.port} (pid ${r.proc.pid}) in ${
+          r.startupMs.toFixed(0)
+        } ms to first proxied response; backends seen: ${[...seen].sort().join(",")}`,
+      );
       running.push(r);
     } catch (e) {
       log(`FAILED to start ${def.name}, leaving it out: ${(e as Error).message}`);
@@ -86,7 +115,13 @@ async function main(): Promise<void> {
       if (sc.path === "/100b" && sc.method === undefined) continue; // the warm-up above
       for (const r of running.filter((r) => sc.variants || !r.def.optional)) {
         log(`warm-up ${r.def.name} on ${sc.id} (${scenarioWarmupSec} s)`);
-        await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${sc.path}`, method: sc.method, bodySize: sc.bodySize, connections: sc.connections, durationSec: scenarioWarmupSec }, dir);
+        await runLoad(tool, {
+          url: `http://127.0.0.1:${r.def.port}${sc.path}`,
+          method: sc.method,
+          bodySize: sc.bodySize,
+          connections: sc.connections,
+          durationSec: scenarioWarmupSec,
+        }, dir);
       }
     }
   }
@@ -100,27 +135,46 @@ async function main(): Promise<void> {
       const shift = (round + si) % these.length; // rotate the order every round and scenario
       for (const r of [...these.slice(shift), ...these.slice(0, shift)]) {
         const a0 = await backends.accepts();
-        const res = await runLoad(tool, { url: `http://127.0.0.1:${r.def.port}${sc.path}`, method: sc.method, bodySize: sc.bodySize, connections: sc.connections, durationSec }, dir);
+        const res = await runLoad(tool, {
+          url: `http://127.0.0.1:${r.def.port}${sc.path}`,
+          method: sc.method,
+          bodySize: sc.bodySize,
+          connections: sc.connections,
+          durationSec,
+        }, dir);
         const upstreamConns = (await backends.accepts()) - a0;
         records.push({ ...res, scenario: sc.id, proxy: r.def.name, round, upstreamConns });
         done++;
-        log(`[${done}/${total}] round ${round + 1} ${sc.id} ${r.def.name}: ${Math.round(res.rps)} req/s, p50 ${res.p50Ms.toFixed(2)} ms, p99 ${res.p99Ms.toFixed(2)} ms, errors ${res.errors}, upstream conns ${upstreamConns}`);
+        log(
+          `[${done}/${total}] round ${round + 1} ${sc.id} ${r.def.name}: ${Math.round(res.rps)} req/s, p50 ${
+            res.p50Ms.toFixed(2)
+          } ms, p99 ${res.p99Ms.toFixed(2)} ms, errors ${res.errors}, upstream conns ${upstreamConns}`,
+        );
       }
     }
   }
 
   await sleep(1000);
   for (const r of running) summaries.get(r.def.name)!.rssAfterLoadMB = treeRss(r.proc.pid) / MB;
-  if (idleConns > 0) for (const r of running) await measureIdleConns(r, summaries.get(r.def.name)!);
+  if (idleConns > 0) { for (const r of running) await measureIdleConns(r, summaries.get(r.def.name)!); }
 
   const cells = aggregate(records, scenarios, running.map((r) => r.def.name));
   const sums = running.map((r) => summaries.get(r.def.name)!);
   const accessLogs = Object.fromEntries(running.map((r) => [r.def.name, existsSync(r.accessLog) ? statSync(r.accessLog).size : 0]));
 
-  console.log(`\nFulcrum benchmark — ${new Date().toISOString()} — ${navigator.hardwareConcurrency} cores, load generator ${tool}, backends ${backends.kind}, ${rounds} run(s) × ${durationSec} s (median of runs)\n`);
+  console.log(
+    `\nFulcrum benchmark — ${
+      new Date().toISOString()
+    } — ${navigator.hardwareConcurrency} cores, load generator ${tool}, backends ${backends.kind}, ${rounds} run(s) × ${durationSec} s (median of runs)\n`,
+  );
   console.log(formatCells(cells));
   const byBytes = scenarios.filter((s) => s.byBytes).map((s) => s.id);
-  if (byBytes.length) console.log(`(x nginx is the ratio of bytes/s for ${byBytes.join(", ")}, of req/s elsewhere; upstream conns: most opened in one run, and × client connections)`);
+  if (byBytes.length)
+    console.log(
+      `(x nginx is the ratio of bytes/s for ${
+        byBytes.join(", ")
+      }, of req/s elsewhere; upstream conns: most opened in one run, and × client connections)`,
+    );
   console.log("\n" + formatSummaries(sums));
   console.log(`\naccess log bytes written: ${Object.entries(accessLogs).map(([k, v]) => `${k} ${(v / MB).toFixed(1)} MiB`).join(", ")}`);
   if (otlp) console.log(`OTLP export requests received: ${otlp.requests()}`);
@@ -129,12 +183,29 @@ async function main(): Promise<void> {
 
   mkdirSync(resultsDir, { recursive: true });
   const json = {
-    date: new Date().toISOString(), mode: quick ? "quick" : "full", rounds, durationSec, tool,
+    date: new Date().toISOString(),
+    mode: quick ? "quick" : "full",
+    rounds,
+    durationSec,
+    tool,
     machine: { cores: navigator.hardwareConcurrency, bun: bunVersion, kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim() },
-    versions: peerVersions(), backends: backends.kind, skipped, cells, proxies: sums, accessLogBytes: accessLogs, runs: records,
+    versions: peerVersions(),
+    backends: backends.kind,
+    skipped,
+    cells,
+    proxies: sums,
+    accessLogBytes: accessLogs,
+    runs: records,
   };
   writeFileSync(join(resultsDir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
-  writeFileSync(join(resultsDir, "latest.svg"), svgChart(cells, `Fulcrum vs peers — ${json.date.slice(0, 10)}, ${json.machine.cores} cores, ${tool}`, new Set(scenarios.filter((s) => s.byBytes).map((s) => s.id))));
+  writeFileSync(
+    join(resultsDir, "latest.svg"),
+    svgChart(
+      cells,
+      `Fulcrum vs peers — ${json.date.slice(0, 10)}, ${json.machine.cores} cores, ${tool}`,
+      new Set(scenarios.filter((s) => s.byBytes).map((s) => s.id)),
+    ),
+  );
   console.log(`\nwrote ${join(resultsDir, "latest.json")} and latest.svg`);
 }
 
@@ -142,7 +213,16 @@ async function main(): Promise<void> {
 async function measureIdleConns(r: Running, s: ProxySummary): Promise<void> {
   const out = join(dir, `idle-${r.def.name}.out`);
   writeFileSync(out, "");
-  const p = spawn(`idle-${r.def.name}`, [process.execPath, join(import.meta.dir, "lib", "idle-conns.ts"), "--port", String(r.def.port), "--count", String(idleConns), "--hold", "30"], { stdout: out, raiseNofile: true });
+  const p = spawn(`idle-${r.def.name}`, [
+    process.execPath,
+    join(import.meta.dir, "lib", "idle-conns.ts"),
+    "--port",
+    String(r.def.port),
+    "--count",
+    String(idleConns),
+    "--hold",
+    "30",
+  ], { stdout: out, raiseNofile: true });
   const lines = async (n: number, ms: number) => {
     for (const end = performance.now() + ms; performance.now() < end; await sleep(100)) {
       const ls = readFileSync(out, "utf8").split("\n").filter(Boolean);
@@ -152,12 +232,19 @@ async function measureIdleConns(r: Running, s: ProxySummary): Promise<void> {
   };
   try {
     const opened = await lines(1, 25_000);
-    if (!opened) { log(`idle connections to ${r.def.name}: timed out opening`); return; }
+    if (!opened) {
+      log(`idle connections to ${r.def.name}: timed out opening`);
+      return;
+    }
     await sleep(1500); // let the proxy accept the backlog and settle
     s.rssIdleConnsMB = treeRss(r.proc.pid) / MB;
     const held = await lines(2, 5000);
     s.idleConns = { requested: idleConns, open: opened[0].open, held: held?.[1]?.stillOpen ?? -1 };
-    log(`${r.def.name}: ${opened[0].open}/${idleConns} idle connections open in ${opened[0].ms} ms, RSS ${s.rssIdleConnsMB.toFixed(1)} MB, still open after 2 s: ${s.idleConns.held}`);
+    log(
+      `${r.def.name}: ${opened[0].open}/${idleConns} idle connections open in ${opened[0].ms} ms, RSS ${
+        s.rssIdleConnsMB.toFixed(1)
+      } MB, still open after 2 s: ${s.idleConns.held}`,
+    );
   } finally {
     await stop(p);
     await sleep(500); // let the proxy see the closes before the next one is measured
@@ -166,7 +253,10 @@ async function measureIdleConns(r: Running, s: ProxySummary): Promise<void> {
 
 function peerVersions(): Record<string, string> {
   const v: Record<string, string> = {};
-  const run = (cmd: string[]) => { const r = Bun.spawnSync(cmd); return (r.stdout.toString() + r.stderr.toString()).split("\n")[0]!.trim(); };
+  const run = (cmd: string[]) => {
+    const r = Bun.spawnSync(cmd);
+    return (r.stdout.toString() + r.stderr.toString()).split("\n")[0]!.trim();
+  };
   if (which("nginx")) v.nginx = run(["nginx", "-v"]);
   if (which("haproxy")) v.haproxy = run(["haproxy", "-v"]);
   if (which("wrk")) v.wrk = run(["wrk", "--version"]).slice(0, 40);

@@ -15,7 +15,10 @@ const backend = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Res
 const PORT = 18_700;
 const config = join(ROOT, ".tmp", "startup.yaml");
 removeWhenDone(config);
-await Bun.write(config, `listen: 127.0.0.1:${PORT}\npools:\n  web: { backends: ["http://127.0.0.1:${backend.port}"] }\nlog: { access_log: false, level: warning }\n`);
+await Bun.write(
+  config,
+  `listen: 127.0.0.1:${PORT}\npools:\n  web: { backends: ["http://127.0.0.1:${backend.port}"] }\nlog: { access_log: false, level: warning }\n`,
+);
 
 const bin = join(dir, "fulcrum");
 const build = Bun.spawnSync(["./compile.sh", "--outfile", bin], { cwd: ROOT });
@@ -25,7 +28,19 @@ const denoBin = join(ROOT, "node_modules", ".bin", "deno");
 const variants: [string, string[]][] = [
   ["compiled binary", [bin, "run", "--config", config]],
   ["bun main.ts", [process.execPath, "main.ts", "run", "--config", config]],
-  ["deno run", [denoBin, "run", "--allow-read=.", "--allow-net", "--allow-env", "--allow-sys=hostname", "--unstable-no-legacy-abort", "main.ts", "run", "--config", config]],
+  ["deno run", [
+    denoBin,
+    "run",
+    "--allow-read=.",
+    "--allow-net",
+    "--allow-env",
+    "--allow-sys=hostname",
+    "--unstable-no-legacy-abort",
+    "main.ts",
+    "run",
+    "--config",
+    config,
+  ]],
 ];
 
 async function once(cmd: string[]): Promise<number> {
@@ -53,9 +68,15 @@ for (const [name, cmd] of variants) {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) times.push(await once(cmd));
   times.sort((a, b) => a - b);
-  rows.push(`${name.padEnd(16)} median ${times[Math.floor(times.length / 2)]!.toFixed(0).padStart(5)} ms   min ${times[0]!.toFixed(0).padStart(5)} ms`);
+  rows.push(
+    `${name.padEnd(16)} median ${times[Math.floor(times.length / 2)]!.toFixed(0).padStart(5)} ms   min ${
+      times[0]!.toFixed(0).padStart(5)
+    } ms`,
+  );
 }
 backend.stop(true);
-console.log(`start-up to first proxied response (${runs} runs each, ${new Date().toISOString().slice(0, 10)}, ${process.platform}/${process.arch}):`);
+console.log(
+  `start-up to first proxied response (${runs} runs each, ${new Date().toISOString().slice(0, 10)}, ${process.platform}/${process.arch}):`,
+);
 for (const r of rows) console.log(`  ${r}`);
 console.log(`binary size: ${(statSync(bin).size / 2 ** 20).toFixed(1)} MiB (${bin})`);

@@ -29,8 +29,13 @@ const request = new Request("http://example.com:8080/api/users/42?x=1", {
 const upstreamHeaders = new Headers({ "x-forwarded-for": "10.0.0.9" });
 // One attrs object per backend, as the proxy is expected to keep it.
 const attrs: ClientSpanAttrs = {
-  pool: "web", backend: "b1", strategy: "round-robin", attempt: 1,
-  url: "http://10.0.0.11:8000/api/users/42", host: "10.0.0.11", port: 8000,
+  pool: "web",
+  backend: "b1",
+  strategy: "round-robin",
+  attempt: 1,
+  url: "http://10.0.0.11:8000/api/users/42",
+  host: "10.0.0.11",
+  port: 8000,
 };
 
 function oneRequest(tel: Telemetry): unknown {
@@ -59,7 +64,9 @@ async function round(tel: Telemetry, n: number, gateway?: Gateway): Promise<Roun
     if (gateway) {
       const inFlight: Promise<unknown>[] = [];
       for (let i = 0; i < chunk; i++) {
-        inFlight.push(RAW ? gateway.handle(rawExchange() as never) : gateway.fetch(gatewayRequest(), "10.0.0.9").then((r) => r.arrayBuffer()));
+        inFlight.push(
+          RAW ? gateway.handle(rawExchange() as never) : gateway.fetch(gatewayRequest(), "10.0.0.9").then((r) => r.arrayBuffer()),
+        );
       }
       await Promise.all(inFlight);
     } else for (let i = 0; i < chunk; i++) sink = oneRequest(tel);
@@ -92,7 +99,9 @@ async function measure(variants: Variant[]) {
     // CPU over the first variant's, per round (same moment), then the median.
     const delta = med(v.rounds.map((x, i) => x.cpu - base.rounds[i]!.cpu));
     console.log(
-      `${v.label.padEnd(22)} ${GATEWAY ? "" : `api ${med(v.rounds.map((x) => x.api)).toFixed(2).padStart(6)} µs/req   `}cpu ${med(v.rounds.map((x) => x.cpu)).toFixed(2).padStart(6)} µs/req` +
+      `${v.label.padEnd(22)} ${GATEWAY ? "" : `api ${med(v.rounds.map((x) => x.api)).toFixed(2).padStart(6)} µs/req   `}cpu ${
+        med(v.rounds.map((x) => x.cpu)).toFixed(2).padStart(6)
+      } µs/req` +
         (v === base ? "" : `   ${delta >= 0 ? "+" : ""}${delta.toFixed(2)} µs vs ${base.label}`) +
         (v.tel.enabled ? `   dropped spans ${v.tel.droppedSpans()}` : ""),
     );
@@ -108,8 +117,16 @@ const rawHeaders = ["host", "127.0.0.1:8080", "user-agent", "wrk/4.2"];
 const noSignal = { aborted: false, addEventListener() {}, removeEventListener() {} };
 let answered = 0;
 const rawExchange = () => ({
-  method: "GET", target: "/100b", host: "127.0.0.1:8080", rawHeaders, header: (name: string) => (rawHeaders.indexOf(name) >= 0 ? rawHeaders[rawHeaders.indexOf(name) + 1]! : null), clientIp: "10.0.0.9", bodyLength: 0, body: null,
-  signal: noSignal, bodyFault: () => 0,
+  method: "GET",
+  target: "/100b",
+  host: "127.0.0.1:8080",
+  rawHeaders,
+  header: (name: string) => (rawHeaders.indexOf(name) >= 0 ? rawHeaders[rawHeaders.indexOf(name) + 1]! : null),
+  clientIp: "10.0.0.9",
+  bodyLength: 0,
+  body: null,
+  signal: noSignal,
+  bodyFault: () => 0,
   respond(status: number) {
     answered += status;
   },
@@ -130,15 +147,20 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
   const { BatchingWriter } = await import("../core/runtime/batching-writer.ts");
   const { createObserver } = await import("../core/telemetry/observer.ts");
   const { createMetrics } = await import("../core/telemetry/metrics.ts");
-  const head = parseHead(Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"), 0)!;
+  const head = parseHead(
+    Buffer.from("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"),
+    0,
+  )!;
   const body = new Uint8Array(100).fill(97);
-  useUpstreamClient(() => ({
-    send(req: { onBodyEnd(n: number): void }) {
-      req.onBodyEnd(body.length);
-      return Promise.resolve({ status: 200, statusText: "OK", rawHeaders: head.rawHeaders, body });
-    },
-    destroy() {},
-  }) as never);
+  useUpstreamClient(() =>
+    ({
+      send(req: { onBodyEnd(n: number): void }) {
+        req.onBodyEnd(body.length);
+        return Promise.resolve({ status: 200, statusText: "OK", rawHeaders: head.rawHeaders, body });
+      },
+      destroy() {},
+    }) as never
+  );
   let logged = 0;
   await configure({
     reset: true,
@@ -155,24 +177,38 @@ async function buildBenchGateway(tel: Telemetry): Promise<Gateway> {
     registry,
     observer: createObserver(tel, createMetrics()),
     // Access lines as core/telemetry/log.ts writes them (encoded into a batching writer's buffer), counted instead of written.
-    logging: { logger: getLogger(["fulcrum"]), access: accessLog(new BatchingWriter({ write: (b) => void (logged += b.length), flush() {}, close: async () => {} })), close: async () => {} },
+    logging: {
+      logger: getLogger(["fulcrum"]),
+      access: accessLog(new BatchingWriter({ write: (b) => void (logged += b.length), flush() {}, close: async () => {} })),
+      close: async () => {},
+    },
   });
 }
 
-const collector = Bun.spawn([process.execPath, "-e", `
+const collector = Bun.spawn([
+  process.execPath,
+  "-e",
+  `
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, async fetch(req) {
     await req.arrayBuffer();
     return new Response(new Uint8Array(0), { headers: { "content-type": "application/x-protobuf" } });
   } });
   console.log(s.port);
-`], { stdout: "pipe" });
+`,
+], { stdout: "pipe" });
 const firstLine = await collector.stdout.getReader().read();
 const endpoint = `http://127.0.0.1:${new TextDecoder().decode(firstLine.value).trim()}/v1/traces`;
 
 // Production-like batching: the defaults, except a queue sized for this load.
-const traces = (sample_ratio: number) => ({ traces: { endpoint, sample_ratio, max_queue_size: 16_384, max_export_batch_size: Number(process.env.BATCH ?? 512) } });
+const traces = (sample_ratio: number) => ({
+  traces: { endpoint, sample_ratio, max_queue_size: 16_384, max_export_batch_size: Number(process.env.BATCH ?? 512) },
+});
 
-console.log(`bun ${Bun.version}, ${GATEWAY ? "whole gateway path, " : ""}${N} requests x ${ROUNDS} rounds at ${RATE}/s (interleaved, median shown), 2 spans per sampled request`);
+console.log(
+  `bun ${Bun.version}, ${
+    GATEWAY ? "whole gateway path, " : ""
+  }${N} requests x ${ROUNDS} rounds at ${RATE}/s (interleaved, median shown), 2 spans per sampled request`,
+);
 try {
   // ONLY=off|1.0|0.01|0 (comma-separated) runs those variants only; 0 is tracing on with nothing
   // sampled (the unsampled path alone, no recorded spans).

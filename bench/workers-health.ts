@@ -20,25 +20,40 @@ const INTERVAL_MS = 200;
 let healthy = true;
 const hits: number[] = [];
 let probes = 0;
-const a = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => {
-  if (new URL(req.url).pathname === "/healthz") probes++;
-  return new Response("a");
-} });
-const b = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => {
-  if (new URL(req.url).pathname === "/healthz") {
-    probes++;
-    return new Response(null, { status: healthy ? 200 : 503 });
-  }
-  hits.push(Date.now());
-  return new Response("b");
-} });
+const a = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch: (req) => {
+    if (new URL(req.url).pathname === "/healthz") probes++;
+    return new Response("a");
+  },
+});
+const b = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch: (req) => {
+    if (new URL(req.url).pathname === "/healthz") {
+      probes++;
+      return new Response(null, { status: healthy ? 200 : 503 });
+    }
+    hits.push(Date.now());
+    return new Response("b");
+  },
+});
 
 const dir = workDir("fulcrum-workers-health-"); // removed at exit, or on Ctrl-C once Fulcrum is stopped
 const file = join(dir, "fulcrum.yaml");
-writeFileSync(file, `listen: 127.0.0.1:0\nworkers: ${workers}\nadmin: false\nlog: { access_log: false }\npools:\n  web:\n` +
-  `    backends: ["http://127.0.0.1:${a.port}", "http://127.0.0.1:${b.port}"]\n` +
-  `    health: { path: /healthz, interval: ${INTERVAL_MS}ms, jitter: 0ms, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }\n`);
-const proc = Bun.spawn([process.execPath, "main.ts", "run", "--config", file], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "inherit" });
+writeFileSync(
+  file,
+  `listen: 127.0.0.1:0\nworkers: ${workers}\nadmin: false\nlog: { access_log: false }\npools:\n  web:\n` +
+    `    backends: ["http://127.0.0.1:${a.port}", "http://127.0.0.1:${b.port}"]\n` +
+    `    health: { path: /healthz, interval: ${INTERVAL_MS}ms, jitter: 0ms, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }\n`,
+);
+const proc = Bun.spawn([process.execPath, "main.ts", "run", "--config", file], {
+  cwd: join(import.meta.dir, ".."),
+  stdout: "pipe",
+  stderr: "inherit",
+});
 track("fulcrum", proc);
 const lines: string[] = [];
 const waiters: { needle: string; from: number; resolve: (l: string) => void }[] = [];

@@ -28,7 +28,8 @@ export default {
     const header = (options.header ?? "x-canary").toLowerCase();
     const value = options.value ?? "1";
     const label = options.label ?? "canary";
-    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header)) throw new TypeError(`header must be a header name, got ${JSON.stringify(options.header)}`);
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header))
+      throw new TypeError(`header must be a header name, got ${JSON.stringify(options.header)}`);
     if (typeof value !== "string") throw new TypeError(`value must be a string, got ${JSON.stringify(options.value)}`);
 
     let members: readonly BackendView[] | undefined;
@@ -50,7 +51,9 @@ export default {
         if (backends !== members) update(backends);
         const wantsCanary = request.headers.get(header) === value;
         const first = wantsCanary ? canary : stable;
-        return first.length ? (wantsCanary ? pickCanary : pickStable)(first) : (wantsCanary ? pickStable : pickCanary)(wantsCanary ? stable : canary);
+        return first.length
+          ? (wantsCanary ? pickCanary : pickStable)(first)
+          : (wantsCanary ? pickStable : pickCanary)(wantsCanary ? stable : canary);
       },
     };
   },

@@ -26,7 +26,10 @@ ${opts.extra ?? ""}
 }
 const get = (f: InProcess, path: string, init?: RequestInit) => fetch(`${f.adminUrl}${path}`, init);
 const post = (f: InProcess, path: string, body?: unknown) =>
-  fetch(`${f.adminUrl}${path}`, { method: "POST", ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }) });
+  fetch(`${f.adminUrl}${path}`, {
+    method: "POST",
+    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+  });
 async function hits(f: InProcess, n: number, path = "/"): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
@@ -67,8 +70,13 @@ describe("liveness and readiness", () => {
 describe("backends", () => {
   test("GET /backends lists every pool's backends with health, circuit, in-flight, weight and probe results with reasons", async () => {
     const ok = backend("b1");
-    const sick = backend("b2", (req, name) => (new URL(req.url).pathname === "/healthz" ? new Response("no", { status: 503 }) : new Response(name)));
-    const f = await fulcrum(pool([ok, sick], { extra: "    health: { path: /healthz, interval: 1h }\n    circuit_breaker: { failures: 3 }" }));
+    const sick = backend(
+      "b2",
+      (req, name) => (new URL(req.url).pathname === "/healthz" ? new Response("no", { status: 503 }) : new Response(name)),
+    );
+    const f = await fulcrum(
+      pool([ok, sick], { extra: "    health: { path: /healthz, interval: 1h }\n    circuit_breaker: { failures: 3 }" }),
+    );
     const web = f.server.gateway.pools.get("web")!;
     for (const b of web.backends) await web.health!.runOnce(b);
 
@@ -76,7 +84,16 @@ describe("backends", () => {
     expect(Object.keys(body.pools)).toEqual(["web"]);
     expect(body.pools.web!.strategy).toBe("round-robin");
     const [b1, b2] = body.pools.web!.backends;
-    expect(b1).toMatchObject({ id: "b1", url: ok.url, weight: 1, healthy: true, available: true, circuit: "closed", inflight: 0, draining: false });
+    expect(b1).toMatchObject({
+      id: "b1",
+      url: ok.url,
+      weight: 1,
+      healthy: true,
+      available: true,
+      circuit: "closed",
+      inflight: 0,
+      draining: false,
+    });
     expect(b1!.probes[0]).toMatchObject({ ok: true, status: 200, reason: "status 200" });
     expect(b2!.probes[0]).toMatchObject({ ok: false, status: 503, reason: "status 503 not in 200-399" });
     expect((await (await get(f, "/backends/web/b2")).json()) as BackendStatus).toMatchObject({ id: "b2", probes: [{ ok: false }] });

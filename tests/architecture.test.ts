@@ -173,7 +173,9 @@ describe("the layout", () => {
       for (const d of deps) if (d !== "core/plugins/api.ts") bad.push(`${f} → ${d}`);
     }
     for (const [f, deps] of GRAPH) {
-      if (f.startsWith("core/")) for (const d of deps) if (d.startsWith("strategies/") || d.startsWith("plugins/")) bad.push(`${f} → ${d}`);
+      if (f.startsWith("core/")) {
+        for (const d of deps) if (d.startsWith("strategies/") || d.startsWith("plugins/")) bad.push(`${f} → ${d}`);
+      }
     }
     expect(bad).toEqual([]);
   });

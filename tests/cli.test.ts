@@ -55,7 +55,9 @@ describe("fulcrum CLI", () => {
   });
 
   test("check prints a summary with the effective settings and exits 0", async () => {
-    const file = configFile(`pools:\n  web:\n    strategy: least-connections\n    backends:\n      - { url: http://127.0.0.1:9, weight: 2 }\n`);
+    const file = configFile(
+      `pools:\n  web:\n    strategy: least-connections\n    backends:\n      - { url: http://127.0.0.1:9, weight: 2 }\n`,
+    );
     const r = await runCli(["check", "--config", file]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`${file}: OK`);
@@ -77,14 +79,42 @@ describe("fulcrum CLI", () => {
 describe("bad config files: every problem reported as file:line:col, exit 2, nothing started", () => {
   const cases: [string, string, string][] = [
     ["YAML syntax", "pools:\n  web: [\n", ":3:1: YAML syntax error: Flow sequence"],
-    ["wrong type", "pools:\n  web:\n    backends: http://a:1\n    timeouts: { response: 5 }\n", ":4:27: pools.web.timeouts.response must be a duration like 250ms, 5s or 1m, got 5"],
-    ["unknown key", "pools:\n  web:\n    backends:\n      - { url: http://a:1, wieght: 3 }\n", ':4:28: pools.web.backends[0].wieght is not a known key; did you mean "weight"?'],
-    ["negative weight", "pools:\n  web:\n    backends:\n      - { url: http://a:1, weight: -3 }\n", ":4:36: pools.web.backends[0].weight must be a positive integer, got -3"],
-    ["bad URL", "pools:\n  web:\n    backends:\n      - url: ftp//a\n", ':4:14: pools.web.backends[0].url must be an http:// or https:// URL with a host and no query, got "ftp//a"'],
+    [
+      "wrong type",
+      "pools:\n  web:\n    backends: http://a:1\n    timeouts: { response: 5 }\n",
+      ":4:27: pools.web.timeouts.response must be a duration like 250ms, 5s or 1m, got 5",
+    ],
+    [
+      "unknown key",
+      "pools:\n  web:\n    backends:\n      - { url: http://a:1, wieght: 3 }\n",
+      ':4:28: pools.web.backends[0].wieght is not a known key; did you mean "weight"?',
+    ],
+    [
+      "negative weight",
+      "pools:\n  web:\n    backends:\n      - { url: http://a:1, weight: -3 }\n",
+      ":4:36: pools.web.backends[0].weight must be a positive integer, got -3",
+    ],
+    [
+      "bad URL",
+      "pools:\n  web:\n    backends:\n      - url: ftp//a\n",
+      ':4:14: pools.web.backends[0].url must be an http:// or https:// URL with a host and no query, got "ftp//a"',
+    ],
     ["duplicate pool", "pools:\n  web:\n    backends: [http://a:1]\n  web:\n    backends: [http://b:1]\n", ":4:3: duplicate key"],
-    ["unknown strategy", "pools:\n  web:\n    strategy: round-robbin\n    backends: [http://a:1]\n", ':3:15: pools.web.strategy is not a known strategy, got "round-robbin"; did you mean "round-robin"?'],
-    ["route to a missing pool", "pools:\n  web: { backends: [http://a:1] }\nroutes:\n  - { pool: wbe }\n", ':4:13: routes[0].pool names no pool, got "wbe"; did you mean "web"?'],
-    ["zero timeout", "pools:\n  web:\n    backends: [http://a:1]\n    timeouts: { response: 0s }\n", ':4:27: pools.web.timeouts.response must be more than 0, got "0s"'],
+    [
+      "unknown strategy",
+      "pools:\n  web:\n    strategy: round-robbin\n    backends: [http://a:1]\n",
+      ':3:15: pools.web.strategy is not a known strategy, got "round-robbin"; did you mean "round-robin"?',
+    ],
+    [
+      "route to a missing pool",
+      "pools:\n  web: { backends: [http://a:1] }\nroutes:\n  - { pool: wbe }\n",
+      ':4:13: routes[0].pool names no pool, got "wbe"; did you mean "web"?',
+    ],
+    [
+      "zero timeout",
+      "pools:\n  web:\n    backends: [http://a:1]\n    timeouts: { response: 0s }\n",
+      ':4:27: pools.web.timeouts.response must be more than 0, got "0s"',
+    ],
     ["missing env var", 'pools:\n  web: { backends: ["${NOPE_NOT_SET}"] }\n', ":2:21: ${NOPE_NOT_SET} is not set in the environment"],
   ];
   for (const [name, text, expected] of cases) {

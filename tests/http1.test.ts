@@ -39,7 +39,27 @@ describe("response head parsing", () => {
 
   test("status lines are read as RFC 9112's grammar says (checked against a regular expression of it)", () => {
     const grammar = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: (.*))?$/s;
-    const pieces = ["HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "HTTP/1", "http/1.1", " ", "  ", "200", "599", "600", "099", "1", "20", "2000", "OK", "Not Found", "\xe9", "x", ""];
+    const pieces = [
+      "HTTP/1.1",
+      "HTTP/1.0",
+      "HTTP/1.2",
+      "HTTP/1",
+      "http/1.1",
+      " ",
+      "  ",
+      "200",
+      "599",
+      "600",
+      "099",
+      "1",
+      "20",
+      "2000",
+      "OK",
+      "Not Found",
+      "\xe9",
+      "x",
+      "",
+    ];
     let seed = 11;
     const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), seed >>> 0);
     for (let i = 0; i < 5000; i++) {
@@ -59,9 +79,42 @@ describe("response head parsing", () => {
   });
 
   test("the lines to forward as bytes are the headers downstreamRaw keeps; rawHeaders are read as the grammar says (5000 generated heads)", () => {
-    const names = ["X-A", "x-b", "Content-Type", "Date", "DATE", "Set-Cookie", "Keep-Alive", "keep-alive", "TE", "Trailer", "Upgrade",
-      "Proxy-Connection", "Proxy-Authenticate", "proxy-authorization", "Transfer-Encoding", "Content-Length", "Connection", "Server", "X-Hop"];
-    const values = ["v", "", " spaced ", "\tx\t", "caf\xe9", "a, b", "keep-alive", "Keep-Alive", "close", "x-hop", "X-A, x-b", "3", "chunked"];
+    const names = [
+      "X-A",
+      "x-b",
+      "Content-Type",
+      "Date",
+      "DATE",
+      "Set-Cookie",
+      "Keep-Alive",
+      "keep-alive",
+      "TE",
+      "Trailer",
+      "Upgrade",
+      "Proxy-Connection",
+      "Proxy-Authenticate",
+      "proxy-authorization",
+      "Transfer-Encoding",
+      "Content-Length",
+      "Connection",
+      "Server",
+      "X-Hop",
+    ];
+    const values = [
+      "v",
+      "",
+      " spaced ",
+      "\tx\t",
+      "caf\xe9",
+      "a, b",
+      "keep-alive",
+      "Keep-Alive",
+      "close",
+      "x-hop",
+      "X-A, x-b",
+      "3",
+      "chunked",
+    ];
     let seed = 29;
     const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), seed >>> 0);
     let viaBytes = 0;
@@ -104,7 +157,8 @@ describe("response head parsing", () => {
     const text = "HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\nX-Y: z\r\n\r\n";
     const chunk = Buffer.from(`junk${text}${"b".repeat(100_000)}`, "latin1");
     const h = parseHead(chunk, 4)!;
-    const lines = (b: NonNullable<typeof h.block>) => b.runs.map((_, i) => (i % 2 ? "" : b.buf.toString("latin1", b.runs[i], b.runs[i + 1]))).join("");
+    const lines = (b: NonNullable<typeof h.block>) =>
+      b.runs.map((_, i) => (i % 2 ? "" : b.buf.toString("latin1", b.runs[i], b.runs[i + 1]))).join("");
     const before = lines(h.block!);
     h.detach();
     expect(h.buf.length).toBe(text.length);
@@ -226,7 +280,15 @@ describe("request head parsing (the client-facing listener)", () => {
 
   test("request line, lower-cased headers in order, framing and keep-alive", () => {
     const h = req("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc")!;
-    expect([h.method, h.target, h.minor, h.host, h.contentLength, h.chunked, h.keepAlive]).toEqual(["POST", "/a?b=1", 1, "x", 3, false, true]);
+    expect([h.method, h.target, h.minor, h.host, h.contentLength, h.chunked, h.keepAlive]).toEqual([
+      "POST",
+      "/a?b=1",
+      1,
+      "x",
+      3,
+      false,
+      true,
+    ]);
     expect(h.rawHeaders).toEqual(["host", "x", "content-length", "3", "x-a", "v"]);
     expect(h.end).toBe("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\n".length); // the body is not the head's
     expect(req("GET / HTTP/1.0\r\n\r\n")!.keepAlive).toBe(false);
@@ -273,15 +335,36 @@ describe("request head parsing (the client-facing listener)", () => {
   });
 
   test("the lines forwarded as bytes with the proxy's own headers say what upstreamHeadersRaw says (5000 generated heads)", () => {
-    const names = ["X-A", "x-a", "Accept", "Cookie", "Keep-Alive", "TE", "Upgrade", "Trailer", "Proxy-Connection", "Proxy-Authorization",
-      "X-Forwarded-For", "x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Content-Length", "Connection", "Expect", "User-Agent", "TraceParent"];
+    const names = [
+      "X-A",
+      "x-a",
+      "Accept",
+      "Cookie",
+      "Keep-Alive",
+      "TE",
+      "Upgrade",
+      "Trailer",
+      "Proxy-Connection",
+      "Proxy-Authorization",
+      "X-Forwarded-For",
+      "x-forwarded-for",
+      "X-Forwarded-Proto",
+      "X-Forwarded-Host",
+      "Content-Length",
+      "Connection",
+      "Expect",
+      "User-Agent",
+      "TraceParent",
+    ];
     const values: Record<string, string[]> = {
-      "Content-Length": ["0", "12", "007"], Connection: ["keep-alive", "close", "Keep-Alive", "keep-alive, X-A", "x-a"],
-      Expect: ["100-continue"], default: ["v", "", " spaced ", "\tx\t", "caf\xe9", "a, b", "1.2.3.4"],
+      "Content-Length": ["0", "12", "007"],
+      Connection: ["keep-alive", "close", "Keep-Alive", "keep-alive, X-A", "x-a"],
+      Expect: ["100-continue"],
+      default: ["v", "", " spaced ", "\tx\t", "caf\xe9", "a, b", "1.2.3.4"],
     };
     let seed = 47;
     const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), seed >>> 0);
-    const pick = <T,>(a: T[]) => a[next() % a.length]!;
+    const pick = <T>(a: T[]) => a[next() % a.length]!;
     let viaBytes = 0;
     for (let i = 0; i < 5000; i++) {
       const lines: string[] = [];

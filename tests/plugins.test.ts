@@ -25,13 +25,16 @@ async function get(url: string, headers: Record<string, string> = {}) {
 // A strategy that always picks the second backend, so its effect is unmistakable.
 const strategies = {
   "a path relative to the config": `export default { kind: "strategy", name: "second", create: () => ({ pick: (bs) => bs[1] }) };`,
-  "a plugin importing a relative helper": `import { second } from "./lib/pick.ts";\nexport default { kind: "strategy", name: "second", create: () => ({ pick: second }) };`,
+  "a plugin importing a relative helper":
+    `import { second } from "./lib/pick.ts";\nexport default { kind: "strategy", name: "second", create: () => ({ pick: second }) };`,
   'a plugin importing "fulcrum"': `import { version, type StrategyPlugin } from "fulcrum";\n` +
     `export default { kind: "strategy", name: "second", create: () => ({ pick: (bs) => (version === "${pkg.version}" ? bs[1] : bs[0]) }) } satisfies StrategyPlugin;`,
 };
 const middlewares = {
-  "a path relative to the config": `export default { kind: "middleware", name: "tag", create: (o) => async (c, next) => { await next(); c.header("x-tag", o.tag); } };`,
-  "a plugin importing a relative helper": `import { tag } from "./lib/tag.ts";\nexport default { kind: "middleware", name: "tag", create: (o) => tag(o.tag) };`,
+  "a path relative to the config":
+    `export default { kind: "middleware", name: "tag", create: (o) => async (c, next) => { await next(); c.header("x-tag", o.tag); } };`,
+  "a plugin importing a relative helper":
+    `import { tag } from "./lib/tag.ts";\nexport default { kind: "middleware", name: "tag", create: (o) => tag(o.tag) };`,
   'a plugin importing "fulcrum"': `import { clientIp, version, type MiddlewarePlugin } from "fulcrum";\n` +
     `export default { kind: "middleware", name: "tag", create: (o: { tag: string }) => async (c, next) => { await next(); c.header("x-tag", o.tag + " " + version + " " + clientIp(c)); } } satisfies MiddlewarePlugin<{ tag: string }>;`,
 };
@@ -54,7 +57,10 @@ describe("loading plugins from files", () => {
       const t = tempDir();
       t.write("plugins/lib/pick.ts", "export const second = (bs: readonly unknown[]) => bs[1];\n");
       t.write("plugins/second.ts", source);
-      const cfg = t.write("conf/../fulcrum.yaml", `pools:\n  web:\n    strategy: { plugin: ./plugins/second.ts }\n    backends: ["${a!.url}", "${b!.url}"]\n`);
+      const cfg = t.write(
+        "conf/../fulcrum.yaml",
+        `pools:\n  web:\n    strategy: { plugin: ./plugins/second.ts }\n    backends: ["${a!.url}", "${b!.url}"]\n`,
+      );
       const f = await serveFile(cfg);
       for (let i = 0; i < 4; i++) expect((await get(f.url)).backend).toBe("b2");
     });
@@ -64,9 +70,17 @@ describe("loading plugins from files", () => {
     test(`a middleware from ${how}`, async () => {
       const [a] = backends(1);
       const t = tempDir();
-      t.write("plugins/lib/tag.ts", "export const tag = (v: string) => async (c: any, next: () => Promise<void>) => { await next(); c.header('x-tag', v); };\n");
+      t.write(
+        "plugins/lib/tag.ts",
+        "export const tag = (v: string) => async (c: any, next: () => Promise<void>) => { await next(); c.header('x-tag', v); };\n",
+      );
       t.write("plugins/tag.ts", source);
-      const cfg = t.write("fulcrum.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - pool: web\n    middleware:\n      - plugin: ./plugins/tag.ts\n        options: { tag: hello }\n`);
+      const cfg = t.write(
+        "fulcrum.yaml",
+        `pools:\n  web: { backends: ["${
+          a!.url
+        }"] }\nroutes:\n  - pool: web\n    middleware:\n      - plugin: ./plugins/tag.ts\n        options: { tag: hello }\n`,
+      );
       const f = await serveFile(cfg);
       const r = await get(f.url);
       expect(r.status).toBe(200);
@@ -80,8 +94,13 @@ describe("loading plugins from files", () => {
     const [a, b] = backends(2);
     const t = tempDir();
     t.write("second.ts", strategies["a path relative to the config"]);
-    const cfg = t.write("f.yaml", `pools:\n  one: { strategy: { plugin: ./second.ts }, backends: ["${a!.url}", "${b!.url}"] }\n` +
-      `  two: { strategy: { plugin: second.ts }, backends: ["${b!.url}", "${a!.url}"] }\nroutes:\n  - { match: { path: /one }, pool: one }\n  - { match: { path: /two }, pool: two }\n`);
+    const cfg = t.write(
+      "f.yaml",
+      `pools:\n  one: { strategy: { plugin: ./second.ts }, backends: ["${a!.url}", "${b!.url}"] }\n` +
+        `  two: { strategy: { plugin: second.ts }, backends: ["${b!.url}", "${
+          a!.url
+        }"] }\nroutes:\n  - { match: { path: /one }, pool: one }\n  - { match: { path: /two }, pool: two }\n`,
+    );
     const f = await serveFile(cfg);
     expect((await get(`${f.url}/one`)).backend).toBe("b2");
     expect((await get(`${f.url}/two`)).backend).toBe("b1");
@@ -95,28 +114,63 @@ describe("bad plugins: message with the config line and the plugin path, non-zer
   t.write("no-default.ts", `export const plugin = { kind: "strategy", name: "x", create() {} };\n`);
   t.write("wrong-shape.ts", `export default { kind: "strategy", name: "x" };\n`);
   t.write("throws-on-load.ts", `throw new Error("top-level boom");\nexport default {};\n`);
-  t.write("bad-helper.ts", `import { x } from "./nowhere.ts";\nexport default { kind: "strategy", name: "x", create: () => ({ pick: () => x }) };\n`);
-  t.write("strict-options.ts", `export default { kind: "strategy", name: "strict", create(o) { if (typeof o.header !== "string") throw new TypeError("header must be a string, got " + JSON.stringify(o.header)); return { pick: (bs) => bs[0] }; } };\n`);
+  t.write(
+    "bad-helper.ts",
+    `import { x } from "./nowhere.ts";\nexport default { kind: "strategy", name: "x", create: () => ({ pick: () => x }) };\n`,
+  );
+  t.write(
+    "strict-options.ts",
+    `export default { kind: "strategy", name: "strict", create(o) { if (typeof o.header !== "string") throw new TypeError("header must be a string, got " + JSON.stringify(o.header)); return { pick: (bs) => bs[0] }; } };\n`,
+  );
   t.write("dup-a.ts", `export default { kind: "strategy", name: "same", create: () => ({ pick: (bs) => bs[0] }) };\n`);
   t.write("dup-b.ts", `export default { kind: "strategy", name: "same", create: () => ({ pick: (bs) => bs[0] }) };\n`);
   t.write("named-rr.ts", `export default { kind: "strategy", name: "round-robin", create: () => ({ pick: (bs) => bs[0] }) };\n`);
-  const pool = (plugin: string, opts = "") => `pools:\n  web:\n    strategy: { plugin: ${plugin}${opts} }\n    backends: [http://127.0.0.1:9]\n`;
+  const pool = (plugin: string, opts = "") =>
+    `pools:\n  web:\n    strategy: { plugin: ${plugin}${opts} }\n    backends: [http://127.0.0.1:9]\n`;
   const cases: [string, string, string[]][] = [
-    ["file not found", pool("./missing.ts"), [":3:15: pools.web.strategy: plugin ./missing.ts: cannot find the file", join(t.dir, "missing.ts")]],
-    ["syntax error, with line:col inside the plugin", pool("./bad-syntax.ts"), [":3:15: pools.web.strategy: plugin ./bad-syntax.ts: syntax error at", `${join(t.dir, "bad-syntax.ts")}:3:14`]],
-    ["an import that does not resolve", pool("./bad-helper.ts"), [`plugin ./bad-helper.ts: cannot resolve an import at ${join(t.dir, "bad-helper.ts")}:1:`, "nowhere.ts"]],
-    ["no default export", pool("./no-default.ts"), [":3:15: pools.web.strategy: plugin ./no-default.ts: has no default export", "found named exports: plugin"]],
-    ["default export of the wrong shape", pool("./wrong-shape.ts"), ['plugin ./wrong-shape.ts: default export must be { kind: "strategy" | "middleware" | "key", name: string, create: function }, got { kind: "strategy", name: "x", create: undefined }']],
-    ["the wrong kind of plugin", pool("./ok-mw.ts"), ['plugin ./ok-mw.ts: is a middleware plugin ("ok-mw"), but a strategy plugin is needed here']],
+    ["file not found", pool("./missing.ts"), [
+      ":3:15: pools.web.strategy: plugin ./missing.ts: cannot find the file",
+      join(t.dir, "missing.ts"),
+    ]],
+    ["syntax error, with line:col inside the plugin", pool("./bad-syntax.ts"), [
+      ":3:15: pools.web.strategy: plugin ./bad-syntax.ts: syntax error at",
+      `${join(t.dir, "bad-syntax.ts")}:3:14`,
+    ]],
+    ["an import that does not resolve", pool("./bad-helper.ts"), [
+      `plugin ./bad-helper.ts: cannot resolve an import at ${join(t.dir, "bad-helper.ts")}:1:`,
+      "nowhere.ts",
+    ]],
+    ["no default export", pool("./no-default.ts"), [
+      ":3:15: pools.web.strategy: plugin ./no-default.ts: has no default export",
+      "found named exports: plugin",
+    ]],
+    ["default export of the wrong shape", pool("./wrong-shape.ts"), [
+      'plugin ./wrong-shape.ts: default export must be { kind: "strategy" | "middleware" | "key", name: string, create: function }, got { kind: "strategy", name: "x", create: undefined }',
+    ]],
+    ["the wrong kind of plugin", pool("./ok-mw.ts"), [
+      'plugin ./ok-mw.ts: is a middleware plugin ("ok-mw"), but a strategy plugin is needed here',
+    ]],
     ["module evaluation throwing", pool("./throws-on-load.ts"), ["plugin ./throws-on-load.ts: failed while loading: top-level boom"]],
-    ["create() throwing on bad options", pool("./strict-options.ts", ", options: { header: 3 }"), [":3:15: pools.web.strategy: plugin ./strict-options.ts: create() failed: header must be a string, got 3"]],
-    ["two plugins with the same name", pool("./dup-a.ts") + `  api:\n    strategy: { plugin: ./dup-b.ts }\n    backends: [http://127.0.0.1:9]\nroutes:\n  - { pool: web }\n  - { match: { path: /api }, pool: api }\n`,
-      [':6:15: pools.api.strategy: plugin ./dup-b.ts: a strategy named "same" is already registered (./dup-a.ts)']],
+    ["create() throwing on bad options", pool("./strict-options.ts", ", options: { header: 3 }"), [
+      ":3:15: pools.web.strategy: plugin ./strict-options.ts: create() failed: header must be a string, got 3",
+    ]],
+    [
+      "two plugins with the same name",
+      pool("./dup-a.ts") +
+      `  api:\n    strategy: { plugin: ./dup-b.ts }\n    backends: [http://127.0.0.1:9]\nroutes:\n  - { pool: web }\n  - { match: { path: /api }, pool: api }\n`,
+      [':6:15: pools.api.strategy: plugin ./dup-b.ts: a strategy named "same" is already registered (./dup-a.ts)'],
+    ],
     ["a plugin named like a built-in", pool("./named-rr.ts"), ['a strategy named "round-robin" is already registered (built-in)']],
-    ["an unknown built-in middleware", `pools:\n  web: { backends: [http://127.0.0.1:9] }\nroutes:\n  - pool: web\n    middleware:\n      - rate-limt: { rate: 1/s }\n`,
-      [':6:9: routes[0].middleware[0] names no known middleware, got "rate-limt"; did you mean "rate-limit"?']],
-    ["a built-in middleware rejecting its options", `pools:\n  web: { backends: [http://127.0.0.1:9] }\nroutes:\n  - pool: web\n    middleware:\n      - rate-limit: { rate: lots }\n`,
-      [':6:9: routes[0].middleware[0]: rate-limit: create() failed: rate must be like 100/s, 6000/m or 10/30s, got "lots"']],
+    [
+      "an unknown built-in middleware",
+      `pools:\n  web: { backends: [http://127.0.0.1:9] }\nroutes:\n  - pool: web\n    middleware:\n      - rate-limt: { rate: 1/s }\n`,
+      [':6:9: routes[0].middleware[0] names no known middleware, got "rate-limt"; did you mean "rate-limit"?'],
+    ],
+    [
+      "a built-in middleware rejecting its options",
+      `pools:\n  web: { backends: [http://127.0.0.1:9] }\nroutes:\n  - pool: web\n    middleware:\n      - rate-limit: { rate: lots }\n`,
+      [':6:9: routes[0].middleware[0]: rate-limit: create() failed: rate must be like 100/s, 6000/m or 10/30s, got "lots"'],
+    ],
   ];
   let n = 0;
   for (const [name, yaml, expected] of cases) {
@@ -131,8 +185,11 @@ describe("bad plugins: message with the config line and the plugin path, non-zer
   }
 
   test("check reports every plugin problem at once", async () => {
-    const cfg = t.write("all.yaml", `pools:\n  web: { strategy: { plugin: ./missing.ts }, backends: [http://127.0.0.1:9] }\n` +
-      `routes:\n  - pool: web\n    middleware:\n      - plugin: ./no-default.ts\n      - plugin: ./bad-syntax.ts\n`);
+    const cfg = t.write(
+      "all.yaml",
+      `pools:\n  web: { strategy: { plugin: ./missing.ts }, backends: [http://127.0.0.1:9] }\n` +
+        `routes:\n  - pool: web\n    middleware:\n      - plugin: ./no-default.ts\n      - plugin: ./bad-syntax.ts\n`,
+    );
     const r = await runCli(["check", "--config", cfg]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("3 problem(s)");
@@ -146,8 +203,13 @@ describe("isolation: a failing plugin costs only its own requests", () => {
   test("pick() that throws: the request falls back to round robin, logged once per interval, counted", async () => {
     const [a, b] = backends(2);
     const t = tempDir();
-    t.write("flaky.ts", `export default { kind: "strategy", name: "flaky", create: () => ({ pick(bs, req) { if (req.path === "/boom") throw new Error("kaboom"); return bs[1]; } }) };`);
-    const f = await serveFile(t.write("f.yaml", `pools:\n  web: { strategy: { plugin: ./flaky.ts }, backends: ["${a!.url}", "${b!.url}"] }\n`));
+    t.write(
+      "flaky.ts",
+      `export default { kind: "strategy", name: "flaky", create: () => ({ pick(bs, req) { if (req.path === "/boom") throw new Error("kaboom"); return bs[1]; } }) };`,
+    );
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web: { strategy: { plugin: ./flaky.ts }, backends: ["${a!.url}", "${b!.url}"] }\n`),
+    );
     const before = pluginFailureCounts.get("flaky") ?? 0;
     const seen = new Set<string>();
     for (let i = 0; i < 20; i++) {
@@ -166,8 +228,13 @@ describe("isolation: a failing plugin costs only its own requests", () => {
   test("pick() that returns something that is not an available backend falls back too", async () => {
     const [a, b] = backends(2);
     const t = tempDir();
-    t.write("liar.ts", `export default { kind: "strategy", name: "liar", create: () => ({ pick: () => ({ id: "10.9.9.9:80", url: "http://10.9.9.9" }) }) };`);
-    const f = await serveFile(t.write("f.yaml", `pools:\n  web: { strategy: { plugin: ./liar.ts }, backends: ["${a!.url}", "${b!.url}"] }\n`));
+    t.write(
+      "liar.ts",
+      `export default { kind: "strategy", name: "liar", create: () => ({ pick: () => ({ id: "10.9.9.9:80", url: "http://10.9.9.9" }) }) };`,
+    );
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web: { strategy: { plugin: ./liar.ts }, backends: ["${a!.url}", "${b!.url}"] }\n`),
+    );
     const got = [(await get(f.url)).backend, (await get(f.url)).backend];
     expect(got.sort()).toEqual(["b1", "b2"]);
     expect(f.logged("plugin failed")[0]!.properties.what).toBe("pick() returned something that is not an available backend");
@@ -176,9 +243,14 @@ describe("isolation: a failing plugin costs only its own requests", () => {
   test("a middleware that throws: 500 for that request, the others are served", async () => {
     const [a] = backends(1);
     const t = tempDir();
-    t.write("boom.ts", `import { HTTPException } from "fulcrum";\nexport default { kind: "middleware", name: "boom", create: () => async (c, next) => {\n` +
-      `  if (c.req.path === "/boom") throw new Error("middleware kaboom");\n  if (c.req.path === "/teapot") throw new HTTPException(418, { message: "short and stout" });\n  await next();\n} };`);
-    const f = await serveFile(t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - { pool: web, middleware: [ { plugin: ./boom.ts } ] }\n`));
+    t.write(
+      "boom.ts",
+      `import { HTTPException } from "fulcrum";\nexport default { kind: "middleware", name: "boom", create: () => async (c, next) => {\n` +
+        `  if (c.req.path === "/boom") throw new Error("middleware kaboom");\n  if (c.req.path === "/teapot") throw new HTTPException(418, { message: "short and stout" });\n  await next();\n} };`,
+    );
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - { pool: web, middleware: [ { plugin: ./boom.ts } ] }\n`),
+    );
     for (let i = 0; i < 5; i++) expect((await get(`${f.url}/boom`)).status).toBe(500);
     expect((await get(`${f.url}/ok`)).status).toBe(200);
     const tea = await get(`${f.url}/teapot`);
@@ -194,13 +266,35 @@ test("fulcrum types prints a .d.ts that type-checks a plugin outside this reposi
   expect(r.stdout).toContain('declare module "fulcrum" {');
   const t = tempDir();
   t.write("fulcrum.d.ts", r.stdout);
-  t.write("canary.ts", `import { version, type StrategyPlugin, type MiddlewarePlugin } from "fulcrum";\n` +
-    `export default { kind: "strategy", name: "c", create: (o: { header: string }, api) => {\n` +
-    `  const fb = api.strategy("round-robin");\n  return { pick: (bs, req) => (req.headers.get(o.header) ? bs[0] : fb.pick(bs, req)) };\n} } satisfies StrategyPlugin<{ header: string }>;\n` +
-    `export const mw = { kind: "middleware", name: "m", create: () => async (c, next) => { await next(); c.header("via", version); } } satisfies MiddlewarePlugin;\n`);
-  t.write("wrong.ts", `import type { StrategyPlugin } from "fulcrum";\nexport default { kind: "strategy", name: "w", create: () => ({ pick: (bs) => bs.length }) } satisfies StrategyPlugin;\n`);
-  const tsc = (file: string) => Bun.spawn([join(ROOT, "node_modules/.bin/tsc"), "--noEmit", "--strict", "--target", "es2022", "--module", "esnext",
-    "--moduleResolution", "bundler", "--lib", "es2022,dom", "--types", "", "fulcrum.d.ts", file], { cwd: t.dir, stdout: "pipe" });
+  t.write(
+    "canary.ts",
+    `import { version, type StrategyPlugin, type MiddlewarePlugin } from "fulcrum";\n` +
+      `export default { kind: "strategy", name: "c", create: (o: { header: string }, api) => {\n` +
+      `  const fb = api.strategy("round-robin");\n  return { pick: (bs, req) => (req.headers.get(o.header) ? bs[0] : fb.pick(bs, req)) };\n} } satisfies StrategyPlugin<{ header: string }>;\n` +
+      `export const mw = { kind: "middleware", name: "m", create: () => async (c, next) => { await next(); c.header("via", version); } } satisfies MiddlewarePlugin;\n`,
+  );
+  t.write(
+    "wrong.ts",
+    `import type { StrategyPlugin } from "fulcrum";\nexport default { kind: "strategy", name: "w", create: () => ({ pick: (bs) => bs.length }) } satisfies StrategyPlugin;\n`,
+  );
+  const tsc = (file: string) =>
+    Bun.spawn([
+      join(ROOT, "node_modules/.bin/tsc"),
+      "--noEmit",
+      "--strict",
+      "--target",
+      "es2022",
+      "--module",
+      "esnext",
+      "--moduleResolution",
+      "bundler",
+      "--lib",
+      "es2022,dom",
+      "--types",
+      "",
+      "fulcrum.d.ts",
+      file,
+    ], { cwd: t.dir, stdout: "pipe" });
   const ok = tsc("canary.ts");
   expect(await ok.exited).toBe(0);
   const bad = tsc("wrong.ts");

@@ -157,7 +157,9 @@ describe("header handling", () => {
 
   test("a gzip body arrives byte-identical with its Content-Encoding", async () => {
     const payload = gzipSync(Buffer.from("compress me ".repeat(5000)));
-    const [b] = track(startBackend("gz", () => new Response(payload, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } })));
+    const [b] = track(
+      startBackend("gz", () => new Response(payload, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } })),
+    );
     const f = await serve(poolYaml([b!]));
     const r = await fetch(f.url, { headers: { "accept-encoding": "gzip" }, decompress: false });
     expect(r.headers.get("content-encoding")).toBe("gzip");
@@ -229,11 +231,14 @@ describe("responses that are not passed on", () => {
 
   test("a middleware that replaces or fails after a streaming response releases the backend's body", async () => {
     const t = tempDir();
-    const plugin = t.write("after-next.ts", `export default { kind: "middleware", name: "after-next", create: () => async (c, next) => {
+    const plugin = t.write(
+      "after-next.ts",
+      `export default { kind: "middleware", name: "after-next", create: () => async (c, next) => {
   await next();
   if (c.req.header("x-mode") === "replace") c.res = new Response("custom page\\n", { status: 404 });
   if (c.req.header("x-mode") === "throw") throw new Error("post-processing failed");
-} };\n`);
+} };\n`,
+    );
     // A body large enough to still be streaming when the middleware runs.
     const big = new Uint8Array(4 * 1024 * 1024);
     const [b] = track(startBackend("big", () => new Response(big, { status: 404 })));

@@ -118,7 +118,9 @@ describe("rate-limit: keys", () => {
     expect(addr("2001:db8:1::1", "2001:db8::2, 2001:db9::1")).toBe("2001:db9::1");
     expect(addr("192.169.0.1", "1.2.3.4")).toBe("192.169.0.1");
     expect(() => parseCidr("10.0.0.0/33")).toThrow(RangeError);
-    expect(() => parseCidr("nope")).toThrow('trusted_proxies: each entry must be an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, got "nope"');
+    expect(() => parseCidr("nope")).toThrow(
+      'trusted_proxies: each entry must be an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, got "nope"',
+    );
   });
 
   test("header:NAME keys by the header, falling back to the client IP", async () => {
@@ -189,9 +191,15 @@ test("end to end: rate-limit with a key plugin in front of a real backend", asyn
   const [a] = startBackends(1);
   cleanups.push(() => a!.stop());
   const t = tempDir();
-  t.write("tenant.ts", `import type { KeyPlugin } from "fulcrum";\nexport default { kind: "key", name: "tenant", create: () => (req) => req.headers.get("x-tenant") ?? undefined } satisfies KeyPlugin;\n`);
-  const f = await startFromFile(t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - pool: web\n    middleware:\n` +
-    `      - rate-limit: { rate: 1/m, burst: 2, key: { plugin: ./tenant.ts } }\n`));
+  t.write(
+    "tenant.ts",
+    `import type { KeyPlugin } from "fulcrum";\nexport default { kind: "key", name: "tenant", create: () => (req) => req.headers.get("x-tenant") ?? undefined } satisfies KeyPlugin;\n`,
+  );
+  const f = await startFromFile(t.write(
+    "f.yaml",
+    `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - pool: web\n    middleware:\n` +
+      `      - rate-limit: { rate: 1/m, burst: 2, key: { plugin: ./tenant.ts } }\n`,
+  ));
   cleanups.push(() => f.stop());
   const send = (tenant: string) => fetch(f.url, { headers: { "x-tenant": tenant } });
   expect([(await send("a")).status, (await send("a")).status, (await send("b")).status]).toEqual([200, 200, 200]);

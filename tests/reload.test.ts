@@ -7,7 +7,8 @@ import { testScope } from "./helpers/scope.ts";
 const { cleanups, backends } = testScope();
 
 // The strategy reads its choice from a helper file, so a reload must re-read helpers too.
-const STRATEGY = `import { choice } from "./lib/choice.ts";\nexport default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) };\n`;
+const STRATEGY =
+  `import { choice } from "./lib/choice.ts";\nexport default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) };\n`;
 const choice = (i: number) => `export const choice = ${i};\n`;
 
 async function startChild(yaml: (dir: string) => string, extraArgs: string[] = []) {
@@ -24,7 +25,10 @@ describe("reload under load (child process, SIGHUP)", () => {
   test("2,000+ requests at concurrency 20: all answered; after the reload, the new helper code decides; a broken edit changes nothing", async () => {
     const [a, b] = backends(2);
     const { t, child } = await startChild(() =>
-      `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\nlog: { access_log: false }\n`);
+      `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${
+        b!.url
+      }"] }\nlog: { access_log: false }\n`
+    );
 
     // At least 2,000, and on until 100 have started after the reload (a reload bundles the plugin,
     // which can outlast 1,500 requests), bounded at 20,000.
@@ -99,9 +103,14 @@ describe("reload (in-process)", () => {
     const [other] = backends(1);
     cleanups.push(() => slow.stop());
     const t = tempDir();
-    t.write("tag.ts", `export default { kind: "middleware", name: "tag", create: (o) => async (c, next) => { await next(); c.header("x-gen", String(o.gen)); } };\n`);
+    t.write(
+      "tag.ts",
+      `export default { kind: "middleware", name: "tag", create: (o) => async (c, next) => { await next(); c.header("x-gen", String(o.gen)); } };\n`,
+    );
     const yaml = (gen: number, urls: string[]) =>
-      `pools:\n  web: { backends: [${urls.map((u) => `"${u}"`).join(", ")}] }\nroutes:\n  - { pool: web, middleware: [ { plugin: ./tag.ts, options: { gen: ${gen} } } ] }\n`;
+      `pools:\n  web: { backends: [${
+        urls.map((u) => `"${u}"`).join(", ")
+      }] }\nroutes:\n  - { pool: web, middleware: [ { plugin: ./tag.ts, options: { gen: ${gen} } } ] }\n`;
     const cfg = t.write("f.yaml", yaml(1, [slow.url, other!.url]));
     const f = await startFromFile(cfg);
     cleanups.push(() => f.stop());
@@ -156,7 +165,10 @@ describe("reload triggers", () => {
   test("plugins.watch: true reloads when a plugin's helper file changes", async () => {
     const [a, b] = backends(2);
     const { t, child } = await startChild(() =>
-      `listen: 127.0.0.1:0\nplugins: { watch: true }\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\n`);
+      `listen: 127.0.0.1:0\nplugins: { watch: true }\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${
+        b!.url
+      }"] }\n`
+    );
     expect((await fetch(child.url)).headers.get("x-backend")).toBe("b1");
     const from = child.lines.length;
     t.write("lib/choice.ts", choice(1));

@@ -33,7 +33,11 @@ async function rotation(url: string): Promise<string[]> {
 beforeAll(async () => {
   backends = startBackends(2);
   binDir = mkdtempSync(join(tmpdir(), "fulcrum-bin-"));
-  const build = Bun.spawnSync(["./compile.sh", "--outfile", join(binDir, "build", "fulcrum")], { cwd: ROOT, stderr: "pipe", stdout: "pipe" });
+  const build = Bun.spawnSync(["./compile.sh", "--outfile", join(binDir, "build", "fulcrum")], {
+    cwd: ROOT,
+    stderr: "pipe",
+    stdout: "pipe",
+  });
   if (build.exitCode !== 0) throw new Error(`compile.sh failed: ${build.stderr.toString()}`);
   // Only the binary and a config: no node_modules, no sources.
   mkdirSync(join(binDir, "app"));
@@ -84,7 +88,10 @@ describe("compiled binary (./compile.sh)", () => {
     const receiver = await startOtlpReceiver();
     try {
       const app = join(binDir, "app");
-      writeFileSync(join(app, "traced.yaml"), `${configText()}telemetry:\n  traces: { endpoint: "${receiver.url}", sample_ratio: 1.0 }\nadmin: false\n`);
+      writeFileSync(
+        join(app, "traced.yaml"),
+        `${configText()}telemetry:\n  traces: { endpoint: "${receiver.url}", sample_ratio: 1.0 }\nadmin: false\n`,
+      );
       const child = await spawnListening(["./fulcrum", "run", "--config", "traced.yaml"], { cwd: app, env: {} });
       children.push(child);
       expect((await fetch(`${child.url}/traced`)).status).toBe(200);
@@ -130,17 +137,26 @@ describe("compiled binary (./compile.sh)", () => {
     expect(await child.exited).toBe(0);
   });
 
-  test("runs a strategy and a middleware plugin importing \"fulcrum\" from an empty folder, reloads them, prints types", async () => {
+  test('runs a strategy and a middleware plugin importing "fulcrum" from an empty folder, reloads them, prints types', async () => {
     const bin = join(binDir, "app", "fulcrum");
     const [a, b] = backends;
     const site = tempDir("fulcrum-site-");
     site.write("lib/choice.ts", "export const choice = 0;\n");
-    site.write("chooser.ts", `import type { StrategyPlugin } from "fulcrum";\nimport { choice } from "./lib/choice.ts";\n` +
-      `export default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) } satisfies StrategyPlugin;\n`);
-    site.write("stamp.ts", `import { Hono, version, type MiddlewarePlugin } from "fulcrum";\n` +
-      `export default { kind: "middleware", name: "stamp", create: () => async (c, next) => { await next(); c.header("x-stamp", version + (typeof Hono)); } } satisfies MiddlewarePlugin;\n`);
-    site.write("fulcrum.yaml", `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\n` +
-      `routes:\n  - { pool: web, middleware: [ { plugin: ./stamp.ts }, { rate-limit: { rate: 1000/s } } ] }\n`);
+    site.write(
+      "chooser.ts",
+      `import type { StrategyPlugin } from "fulcrum";\nimport { choice } from "./lib/choice.ts";\n` +
+        `export default { kind: "strategy", name: "chooser", create: () => ({ pick: (bs) => bs[choice] }) } satisfies StrategyPlugin;\n`,
+    );
+    site.write(
+      "stamp.ts",
+      `import { Hono, version, type MiddlewarePlugin } from "fulcrum";\n` +
+        `export default { kind: "middleware", name: "stamp", create: () => async (c, next) => { await next(); c.header("x-stamp", version + (typeof Hono)); } } satisfies MiddlewarePlugin;\n`,
+    );
+    site.write(
+      "fulcrum.yaml",
+      `listen: 127.0.0.1:0\npools:\n  web: { strategy: { plugin: ./chooser.ts }, backends: ["${a!.url}", "${b!.url}"] }\n` +
+        `routes:\n  - { pool: web, middleware: [ { plugin: ./stamp.ts }, { rate-limit: { rate: 1000/s } } ] }\n`,
+    );
 
     const child = await spawnRun(["env", "-i", bin, "run", "--config", "fulcrum.yaml"], site.dir);
     try {
@@ -194,11 +210,17 @@ describe("Deno (deno task start)", () => {
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `deno-${process.pid}.yaml`);
     // A user strategy importing "fulcrum" (resolved by deno.json's import map): always the second backend.
-    writeFileSync(join(dir, `second-${process.pid}.ts`), `import { version, type StrategyPlugin } from "fulcrum";\n` +
-      `export default { kind: "strategy", name: "second-" + version, create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`);
+    writeFileSync(
+      join(dir, `second-${process.pid}.ts`),
+      `import { version, type StrategyPlugin } from "fulcrum";\n` +
+        `export default { kind: "strategy", name: "second-" + version, create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`,
+    );
     const receiver = await startOtlpReceiver();
-    writeFileSync(file, configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`) +
-      `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\nworkers: 2\n`);
+    writeFileSync(
+      file,
+      configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`) +
+        `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\nworkers: 2\n`,
+    );
     const deno = join(ROOT, "node_modules", ".bin", "deno");
     const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
       cwd: ROOT,

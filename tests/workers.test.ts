@@ -207,10 +207,13 @@ describe("workers: 2 supervision", () => {
   test("a backend failing its checks (run by the primary) is removed in every worker", async () => {
     let healthy = true;
     const a = startBackend("a");
-    const b = startBackend("b", (req) =>
-      new URL(req.url).pathname === "/healthz"
-        ? new Response(null, { status: healthy ? 200 : 503 })
-        : new Response("b", { headers: { "x-backend": "b" } }));
+    const b = startBackend(
+      "b",
+      (req) =>
+        new URL(req.url).pathname === "/healthz"
+          ? new Response(null, { status: healthy ? 200 : 503 })
+          : new Response("b", { headers: { "x-backend": "b" } }),
+    );
     cleanups.push(() => a.stop(), () => b.stop());
     const c = await startCluster(
       `pools:\n  web:\n    backends: ["${a.url}", "${b.url}"]\n` +
@@ -227,7 +230,9 @@ describe("workers: 2 supervision", () => {
     expect(workersIn(await accessRecords(c, 40, after))).toEqual([1, 2]);
     expect(b.requests.filter((r) => r.path !== "/healthz").length).toBe(served);
     // Only the primary probes: workers send no health checks of their own.
-    expect(new Set(b.requests.filter((r) => r.path === "/healthz").map((r) => r.headers.get("user-agent")))).toEqual(new Set(["fulcrum-health-check"]));
+    expect(new Set(b.requests.filter((r) => r.path === "/healthz").map((r) => r.headers.get("user-agent")))).toEqual(
+      new Set(["fulcrum-health-check"]),
+    );
   });
 
   test("SIGTERM drains: an in-flight slow request finishes, new connections are refused, exit 0, no worker left", async () => {
@@ -275,7 +280,10 @@ describe("workers: 2 supervision", () => {
     expect(r.stdout).not.toContain("listening");
 
     dir.write("broken.ts", "export default { kind: 'strategy', name: 'x', create: () => ({ pick: (bs) => bs[ }) };\n");
-    const plugin = dir.write("plugin.yaml", `${head}pools:\n  web: { strategy: { plugin: ./broken.ts }, backends: ["http://127.0.0.1:1"] }\n`);
+    const plugin = dir.write(
+      "plugin.yaml",
+      `${head}pools:\n  web: { strategy: { plugin: ./broken.ts }, backends: ["http://127.0.0.1:1"] }\n`,
+    );
     const p = await runCli(["run", "--config", plugin]);
     expect(p.code).toBe(2);
     expect(p.stderr).toContain("plugin ./broken.ts: syntax error at");
@@ -288,7 +296,9 @@ test("workers is validated like every key (file:line:col)", () => {
   const yaml = (w: string) => `workers: ${w}\npools:\n  web: { backends: ["http://127.0.0.1:1"] }\n`;
   expect(parseConfig(yaml("auto"), { file: "f.yaml", env: () => undefined }).workers).toBe("auto");
   expect(parseConfig(yaml("4"), { file: "f.yaml", env: () => undefined }).workers).toBe(4);
-  expect(parseConfig("pools:\n  web: { backends: [\"http://127.0.0.1:1\"] }\n", { file: "f.yaml", env: () => undefined }).workers).toBe("auto");
+  expect(parseConfig('pools:\n  web: { backends: ["http://127.0.0.1:1"] }\n', { file: "f.yaml", env: () => undefined }).workers).toBe(
+    "auto",
+  );
   for (const bad of ["0", "2.5", "many", "-1"]) {
     expect(() => parseConfig(yaml(bad), { file: "f.yaml", env: () => undefined })).toThrow(
       `f.yaml:1:10: workers must be "auto" (one per CPU core) or a whole number of processes from 1 to 1024, got`,

@@ -44,7 +44,10 @@ export async function startBackends(opts: { count: number; basePort: number; dir
   const b = useNginx ? await startNginx(ports, opts.dir) : await startBun(ports, opts.dir);
   for (const p of ports) {
     const ok = await waitFor(async () => (await fetch(`http://127.0.0.1:${p}/100b`)).ok || undefined, 10_000, 20);
-    if (!ok) { await b.stop(); throw new Error(`backend on port ${p} did not come up (logs in ${opts.dir})`); }
+    if (!ok) {
+      await b.stop();
+      throw new Error(`backend on port ${p} did not come up (logs in ${opts.dir})`);
+    }
   }
   return b;
 }
@@ -87,8 +90,9 @@ http {
 `;
   const confPath = join(dir, "backend-nginx.conf");
   writeFileSync(confPath, conf);
-  const proc = spawn("backend-nginx", [which("nginx")!, "-c", confPath, "-e", `${dir}/backend-error.log`],
-    { stderr: join(dir, "backend-nginx.stderr") });
+  const proc = spawn("backend-nginx", [which("nginx")!, "-c", confPath, "-e", `${dir}/backend-error.log`], {
+    stderr: join(dir, "backend-nginx.stderr"),
+  });
   const status = async () => {
     const text = await (await fetch("http://localhost/", { unix: sock } as RequestInit)).text();
     // "Active connections: 1 \nserver accepts handled requests\n 10 10 20 \n..."
@@ -97,7 +101,9 @@ http {
     return { accepts: Number(m[1]), requests: Number(m[3]) };
   };
   return {
-    kind: "nginx", ports, urls: ports.map((p) => `http://127.0.0.1:${p}`),
+    kind: "nginx",
+    ports,
+    urls: ports.map((p) => `http://127.0.0.1:${p}`),
     accepts: async () => (await status()).accepts,
     requests: async () => (await status()).requests,
     stats: async () => [{ name: "all", ...(await status()) }],
@@ -110,19 +116,34 @@ async function startBun(ports: number[], dir: string): Promise<Backends> {
   const bun = process.execPath;
   const script = join(import.meta.dir, "..", "backend-server.ts");
   // One process per backend so backends do not share one event loop (and one core).
-  const procs: Subprocess[] = ports.map((p, i) => spawn(`backend-b${i + 1}`,
-    [bun, script, "--port", String(p), "--name", `b${i + 1}`, "--stats", join(dir, `b${i + 1}.sock`)],
-    { stderr: join(dir, `backend-b${i + 1}.stderr`) }));
-  const each = () => Promise.all(ports.map(async (_, i) =>
-    (await (await fetch("http://localhost/", { unix: join(dir, `b${i + 1}.sock`) } as RequestInit)).json()) as { name: string; accepts: number; requests: number }));
-  const stats = async () => (await each()).reduce((a, s) => ({ accepts: a.accepts + s.accepts, requests: a.requests + s.requests }), { accepts: 0, requests: 0 });
+  const procs: Subprocess[] = ports.map((p, i) =>
+    spawn(`backend-b${i + 1}`, [bun, script, "--port", String(p), "--name", `b${i + 1}`, "--stats", join(dir, `b${i + 1}.sock`)], {
+      stderr: join(dir, `backend-b${i + 1}.stderr`),
+    })
+  );
+  const each = () =>
+    Promise.all(
+      ports.map(async (_, i) =>
+        (await (await fetch("http://localhost/", { unix: join(dir, `b${i + 1}.sock`) } as RequestInit)).json()) as {
+          name: string;
+          accepts: number;
+          requests: number;
+        }
+      ),
+    );
+  const stats = async () =>
+    (await each()).reduce((a, s) => ({ accepts: a.accepts + s.accepts, requests: a.requests + s.requests }), { accepts: 0, requests: 0 });
   return {
-    kind: "bun", ports, urls: ports.map((p) => `http://127.0.0.1:${p}`),
+    kind: "bun",
+    ports,
+    urls: ports.map((p) => `http://127.0.0.1:${p}`),
     accepts: async () => (await stats()).accepts,
     requests: async () => (await stats()).requests,
     stats: each,
     pids: () => procs.map((p) => p.pid),
-    stop: async () => { await Promise.all(procs.map((p) => stop(p))); },
+    stop: async () => {
+      await Promise.all(procs.map((p) => stop(p)));
+    },
   };
 }
 

@@ -4,7 +4,10 @@
 // Prints one JSON line when opened and another 2 s later with how many are still open;
 // exits on SIGTERM or after --hold seconds, whichever is first.
 const args = process.argv.slice(2);
-const arg = (k: string, d: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1]! : d; };
+const arg = (k: string, d: string) => {
+  const i = args.indexOf(k);
+  return i >= 0 ? args[i + 1]! : d;
+};
 const port = Number(arg("--port", "18080"));
 const count = Number(arg("--count", "10000"));
 const holdSec = Number(arg("--hold", "30"));
@@ -16,13 +19,35 @@ const sockets: { end(): void }[] = [];
 
 function connectOne(): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(() => { failed++; resolve(); }, 5000);
-    Bun.connect({ hostname: "127.0.0.1", port, socket: {
-      open(s) { clearTimeout(t); opened++; sockets.push(s); resolve(); },
-      close() { closedByPeer++; },
-      connectError() { clearTimeout(t); failed++; resolve(); },
-      data() {},
-    } }).catch(() => { clearTimeout(t); failed++; resolve(); });
+    const t = setTimeout(() => {
+      failed++;
+      resolve();
+    }, 5000);
+    Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        open(s) {
+          clearTimeout(t);
+          opened++;
+          sockets.push(s);
+          resolve();
+        },
+        close() {
+          closedByPeer++;
+        },
+        connectError() {
+          clearTimeout(t);
+          failed++;
+          resolve();
+        },
+        data() {},
+      },
+    }).catch(() => {
+      clearTimeout(t);
+      failed++;
+      resolve();
+    });
   });
 }
 
@@ -32,7 +57,10 @@ for (let i = 0; i < count; i += batch) {
 }
 process.stdout.write(JSON.stringify({ phase: "opened", open: opened, failed, ms: Math.round(performance.now() - t0) }) + "\n");
 setTimeout(() => process.stdout.write(JSON.stringify({ phase: "held", stillOpen: opened - closedByPeer }) + "\n"), 2000);
-const bye = () => { for (const s of sockets) s.end(); process.exit(0); };
+const bye = () => {
+  for (const s of sockets) s.end();
+  process.exit(0);
+};
 setTimeout(bye, holdSec * 1000);
 process.on("SIGTERM", bye);
 process.on("SIGINT", bye);

@@ -5,7 +5,10 @@
 import type { Socket } from "bun";
 
 const args = process.argv.slice(2);
-const arg = (k: string, d: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1]! : d; };
+const arg = (k: string, d: string) => {
+  const i = args.indexOf(k);
+  return i >= 0 ? args[i + 1]! : d;
+};
 const url = new URL(arg("--url", "http://127.0.0.1:18080/100b"));
 const connections = Number(arg("--connections", "64"));
 const durationSec = Number(arg("--duration", "10"));
@@ -18,8 +21,9 @@ const progress = args.includes("--progress");
 const reqBody = "x".repeat(bodySize);
 const request = Buffer.from(
   `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: fulcrum-bench\r\n` +
-  (bodySize || method === "POST" ? `Content-Type: application/octet-stream\r\nContent-Length: ${bodySize}\r\n` : "") +
-  `\r\n${reqBody}`);
+    (bodySize || method === "POST" ? `Content-Type: application/octet-stream\r\nContent-Length: ${bodySize}\r\n` : "") +
+    `\r\n${reqBody}`,
+);
 
 const latencies: number[] = [];
 const statuses = new Map<number, number>();
@@ -30,10 +34,19 @@ const deadline = started + durationSec * 1000;
 let stopping = false;
 let lastDone = started;
 
-interface Conn { buf: Buffer; t0: number; state: "head" | "body" | "chunk" | "idle"; remaining: number; status: number }
+interface Conn {
+  buf: Buffer;
+  t0: number;
+  state: "head" | "body" | "chunk" | "idle";
+  remaining: number;
+  status: number;
+}
 
 function next(s: Socket<Conn>): void {
-  if (stopping || performance.now() >= deadline || issued >= maxRequests) { s.end(); return; }
+  if (stopping || performance.now() >= deadline || issued >= maxRequests) {
+    s.end();
+    return;
+  }
   issued++;
   s.data.t0 = performance.now();
   s.data.state = "head";
@@ -48,7 +61,10 @@ function done(s: Socket<Conn>): void {
   if (c.status >= 400) errors++;
   c.state = "idle";
   lastDone = performance.now();
-  if (completed >= maxRequests || (lastDone >= deadline && completed + errors >= issued)) { finish(); return; }
+  if (completed >= maxRequests || (lastDone >= deadline && completed + errors >= issued)) {
+    finish();
+    return;
+  }
   next(s);
 }
 
@@ -66,14 +82,22 @@ function parse(s: Socket<Conn>): boolean {
       const be = /\r\nx-backend:\s*([^\r]*)/.exec(lower);
       if (be) backends.set(be[1]!, (backends.get(be[1]!) ?? 0) + 1);
       const cl = /\r\ncontent-length:\s*(\d+)/.exec(lower);
-      if (/\r\ntransfer-encoding:[^\r]*chunked/.test(lower)) { c.state = "chunk"; c.remaining = -1; }
-      else if (cl) { c.state = "body"; c.remaining = Number(cl[1]); }
-      else if (c.status === 204 || c.status === 304 || method === "HEAD") { c.state = "body"; c.remaining = 0; }
-      else return false; // read-until-close bodies are not used by any proxy under test
+      if (/\r\ntransfer-encoding:[^\r]*chunked/.test(lower)) {
+        c.state = "chunk";
+        c.remaining = -1;
+      } else if (cl) {
+        c.state = "body";
+        c.remaining = Number(cl[1]);
+      } else if (c.status === 204 || c.status === 304 || method === "HEAD") {
+        c.state = "body";
+        c.remaining = 0;
+      } else return false; // read-until-close bodies are not used by any proxy under test
     }
     if (c.state === "body") {
       const n = Math.min(c.remaining, c.buf.length);
-      c.remaining -= n; bytes += n; c.buf = c.buf.subarray(n);
+      c.remaining -= n;
+      bytes += n;
+      c.buf = c.buf.subarray(n);
       if (c.remaining > 0) return true;
       done(s);
       if ((c.state as string) !== "head") return true; // done() may have issued the next request
@@ -82,7 +106,9 @@ function parse(s: Socket<Conn>): boolean {
     if (c.state === "chunk") {
       if (c.remaining > 0) { // inside chunk data (+2 for its CRLF)
         const n = Math.min(c.remaining, c.buf.length);
-        c.remaining -= n; bytes += n; c.buf = c.buf.subarray(n);
+        c.remaining -= n;
+        bytes += n;
+        c.buf = c.buf.subarray(n);
         if (c.remaining > 0) return true;
         c.remaining = -1;
       }
@@ -109,18 +135,34 @@ function open(): void {
   if (stopping || performance.now() >= deadline || issued >= maxRequests) return;
   connects++;
   Bun.connect<Conn>({
-    hostname: url.hostname, port: Number(url.port || 80),
+    hostname: url.hostname,
+    port: Number(url.port || 80),
     data: { buf: Buffer.alloc(0), t0: 0, state: "idle", remaining: 0, status: 0 },
     socket: {
-      open(s) { next(s); },
+      open(s) {
+        next(s);
+      },
       data(s, chunk) {
         s.data.buf = s.data.buf.length ? Buffer.concat([s.data.buf, chunk]) : chunk;
-        if (!parse(s)) { errors++; s.data.state = "idle"; s.end(); }
+        if (!parse(s)) {
+          errors++;
+          s.data.state = "idle";
+          s.end();
+        }
       },
-      close(s) { if (s.data.state !== "idle") errors++; setTimeout(open, 0); },
-      connectError() { errors++; setTimeout(open, 10); },
+      close(s) {
+        if (s.data.state !== "idle") errors++;
+        setTimeout(open, 0);
+      },
+      connectError() {
+        errors++;
+        setTimeout(open, 10);
+      },
     },
-  }).catch(() => { errors++; setTimeout(open, 10); });
+  }).catch(() => {
+    errors++;
+    setTimeout(open, 10);
+  });
 }
 
 function pctl(sorted: number[], p: number): number {
@@ -135,7 +177,8 @@ const tick = setInterval(() => {
     const r = (completed - last) / ((now - lastT) / 1000);
     process.stderr.write(`  t=${((now - started) / 1000).toFixed(0)}s  requests=${completed}  ${Math.round(r)}/s  errors=${errors}\n`);
   }
-  last = completed; lastT = now;
+  last = completed;
+  lastT = now;
   if (now >= deadline + 2000 || (now >= deadline && completed + errors >= issued)) finish();
 }, 1000);
 
@@ -146,9 +189,17 @@ function finish(): void {
   const secs = Math.max(1, Math.min(lastDone, deadline) - started);
   const sorted = latencies.sort((a, b) => a - b);
   const result = {
-    tool: "bun", requests: completed, durationSec: secs / 1000, rps: completed / (secs / 1000),
-    bytesPerSec: bytes / (secs / 1000), p50Ms: pctl(sorted, 50), p90Ms: pctl(sorted, 90), p99Ms: pctl(sorted, 99),
-    maxMs: sorted.at(-1) ?? NaN, errors, connects,
+    tool: "bun",
+    requests: completed,
+    durationSec: secs / 1000,
+    rps: completed / (secs / 1000),
+    bytesPerSec: bytes / (secs / 1000),
+    p50Ms: pctl(sorted, 50),
+    p90Ms: pctl(sorted, 90),
+    p99Ms: pctl(sorted, 99),
+    maxMs: sorted.at(-1) ?? NaN,
+    errors,
+    connects,
     detail: `status=${JSON.stringify(Object.fromEntries(statuses))} connects=${connects}`,
     backends: Object.fromEntries(backends),
   };

@@ -53,7 +53,11 @@ export async function runLoad(tool: ToolName, spec: LoadSpec, tmpDir: string): P
 async function exec(cmd: string[], timeoutMs: number): Promise<string> {
   const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   track(cmd[0]!, p);
-  const timer = setTimeout(() => { try { process.kill(p.pid, "SIGKILL"); } catch {} }, timeoutMs);
+  const timer = setTimeout(() => {
+    try {
+      process.kill(p.pid, "SIGKILL");
+    } catch {}
+  }, timeoutMs);
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;
   clearTimeout(timer);
@@ -67,19 +71,29 @@ async function exec(cmd: string[], timeoutMs: number): Promise<string> {
 function wrkScript(spec: LoadSpec, tmpDir: string): string | undefined {
   if ((spec.method ?? "GET") === "GET") return undefined;
   const path = join(tmpDir, `wrk-${spec.method}-${spec.bodySize ?? 0}.lua`);
-  writeFileSync(path, [
-    `wrk.method = "${spec.method}"`,
-    `wrk.body = string.rep("x", ${spec.bodySize ?? 0})`,
-    `wrk.headers["Content-Type"] = "application/octet-stream"`,
-    "",
-  ].join("\n"));
+  writeFileSync(
+    path,
+    [
+      `wrk.method = "${spec.method}"`,
+      `wrk.body = string.rep("x", ${spec.bodySize ?? 0})`,
+      `wrk.headers["Content-Type"] = "application/octet-stream"`,
+      "",
+    ].join("\n"),
+  );
   return path;
 }
 
 async function runWrk(spec: LoadSpec, tmpDir: string): Promise<LoadResult> {
   const threads = Math.min(spec.threads ?? navigator.hardwareConcurrency, spec.connections);
-  const cmd = ["wrk", `-t${threads}`, `-c${spec.connections}`, `-d${spec.durationSec}s`,
-    `--timeout`, `${spec.timeoutSec ?? 5}s`, "--latency"];
+  const cmd = [
+    "wrk",
+    `-t${threads}`,
+    `-c${spec.connections}`,
+    `-d${spec.durationSec}s`,
+    `--timeout`,
+    `${spec.timeoutSec ?? 5}s`,
+    "--latency",
+  ];
   const script = wrkScript(spec, tmpDir);
   if (script) cmd.push("-s", script);
   cmd.push(spec.url);
@@ -110,7 +124,9 @@ export function parseWrk(out: string, durationSec: number): LoadResult {
     durationSec: dur(`${reqs[2]}${reqs[3]}`) / 1000 || durationSec,
     rps,
     bytesPerSec: tr ? Number(tr[1]) * SIZE[tr[2]!]! : NaN,
-    p50Ms: pct("50"), p90Ms: pct("90"), p99Ms: pct("99"),
+    p50Ms: pct("50"),
+    p90Ms: pct("90"),
+    p99Ms: pct("99"),
     maxMs: dur(/Latency\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1]),
     errors: non2xx + c! + r! + w! + t!,
     detail: `non2xx=${non2xx} connect=${c} read=${r} write=${w} timeout=${t}`,
@@ -120,17 +136,35 @@ export function parseWrk(out: string, durationSec: number): LoadResult {
 // ---- autocannon ---------------------------------------------------------------------------
 
 async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
-  const cmd = [autocannonPath()!, "-j", "-c", String(spec.connections), "-d", String(spec.durationSec),
-    "-t", String(spec.timeoutSec ?? 5), "-w", String(Math.min(navigator.hardwareConcurrency, 4))];
+  const cmd = [
+    autocannonPath()!,
+    "-j",
+    "-c",
+    String(spec.connections),
+    "-d",
+    String(spec.durationSec),
+    "-t",
+    String(spec.timeoutSec ?? 5),
+    "-w",
+    String(Math.min(navigator.hardwareConcurrency, 4)),
+  ];
   if (spec.method === "POST") cmd.push("-m", "POST", "-b", "x".repeat(spec.bodySize ?? 0), "-H", "content-type=application/octet-stream");
   cmd.push(spec.url);
   const j = JSON.parse(await exec(cmd, (spec.durationSec + 30) * 1000));
   const d = j.duration ?? spec.durationSec;
   const errors = (j.errors ?? 0) + (j.timeouts ?? 0) + (j.non2xx ?? 0);
   return {
-    tool: "autocannon", requests: j.requests.total, durationSec: d, rps: j.requests.total / d,
-    bytesPerSec: j.throughput.total / d, p50Ms: j.latency.p50, p90Ms: j.latency.p90, p99Ms: j.latency.p99,
-    maxMs: j.latency.max, errors, detail: `errors=${j.errors} timeouts=${j.timeouts} non2xx=${j.non2xx}`,
+    tool: "autocannon",
+    requests: j.requests.total,
+    durationSec: d,
+    rps: j.requests.total / d,
+    bytesPerSec: j.throughput.total / d,
+    p50Ms: j.latency.p50,
+    p90Ms: j.latency.p90,
+    p99Ms: j.latency.p99,
+    maxMs: j.latency.max,
+    errors,
+    detail: `errors=${j.errors} timeouts=${j.timeouts} non2xx=${j.non2xx}`,
   };
 }
 
@@ -138,7 +172,20 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
 
 async function runBunGen(spec: LoadSpec): Promise<LoadResult> {
   const script = join(import.meta.dir, "loadgen-bun.ts");
-  const cmd = [process.execPath, script, "--url", spec.url, "--connections", String(spec.connections),
-    "--duration", String(spec.durationSec), "--method", spec.method ?? "GET", "--body-size", String(spec.bodySize ?? 0), "--json"];
+  const cmd = [
+    process.execPath,
+    script,
+    "--url",
+    spec.url,
+    "--connections",
+    String(spec.connections),
+    "--duration",
+    String(spec.durationSec),
+    "--method",
+    spec.method ?? "GET",
+    "--body-size",
+    String(spec.bodySize ?? 0),
+    "--json",
+  ];
   return JSON.parse(await exec(cmd, (spec.durationSec + 30) * 1000)) as LoadResult;
 }

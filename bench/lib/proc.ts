@@ -6,7 +6,10 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-interface Tracked { name: string; proc: Subprocess }
+interface Tracked {
+  name: string;
+  proc: Subprocess;
+}
 const tracked: Tracked[] = [];
 /** Temp folders and files to remove once the children writing into them have stopped. */
 const removals: string[] = [];
@@ -39,8 +42,14 @@ export function spawn(name: string, cmd: string[], opts: SpawnOpts = {}): Subpro
 }
 
 /** Register a child spawned elsewhere (e.g. a load generator reading pipes) for cleanup. */
-export function track(name: string, proc: Subprocess): void { installSignalHandlers(); tracked.push({ name, proc }); }
-export function untrack(proc: Subprocess): void { const i = tracked.findIndex((t) => t.proc === proc); if (i >= 0) tracked.splice(i, 1); }
+export function track(name: string, proc: Subprocess): void {
+  installSignalHandlers();
+  tracked.push({ name, proc });
+}
+export function untrack(proc: Subprocess): void {
+  const i = tracked.findIndex((t) => t.proc === proc);
+  if (i >= 0) tracked.splice(i, 1);
+}
 
 /**
  * A fresh folder in the system temp dir for a run's configs, logs and sockets (the proxies' access
@@ -54,10 +63,17 @@ export function workDir(prefix: string, keep = false): string {
 }
 
 /** Remove `path` (a file or a folder) like a workDir. */
-export function removeWhenDone(path: string): void { installSignalHandlers(); removals.push(path); }
+export function removeWhenDone(path: string): void {
+  installSignalHandlers();
+  removals.push(path);
+}
 
 function removeAll(): void {
-  for (const p of removals.splice(0)) { try { rmSync(p, { recursive: true, force: true }); } catch {} }
+  for (const p of removals.splice(0)) {
+    try {
+      rmSync(p, { recursive: true, force: true });
+    } catch {}
+  }
 }
 
 /** SIGTERM by PID, then SIGKILL after a grace period; returns when the child has exited. */
@@ -65,8 +81,16 @@ export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
   const i = tracked.findIndex((t) => t.proc === proc);
   if (i >= 0) tracked.splice(i, 1);
   if (proc.exitCode !== null || proc.signalCode !== null) return;
-  try { process.kill(proc.pid, "SIGTERM"); } catch { return; }
-  const timer = setTimeout(() => { try { process.kill(proc.pid, "SIGKILL"); } catch {} }, graceMs);
+  try {
+    process.kill(proc.pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(proc.pid, "SIGKILL");
+    } catch {}
+  }, graceMs);
   await proc.exited;
   clearTimeout(timer);
 }
@@ -89,7 +113,14 @@ function installSignalHandlers(): void {
     });
   }
   // Last resort if the event loop dies with children alive: synchronous SIGKILL by PID.
-  process.on("exit", () => { for (const t of tracked) { try { process.kill(t.proc.pid, "SIGKILL"); } catch {} } removeAll(); });
+  process.on("exit", () => {
+    for (const t of tracked) {
+      try {
+        process.kill(t.proc.pid, "SIGKILL");
+      } catch {}
+    }
+    removeAll();
+  });
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -98,7 +129,10 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: number, stepMs = 5): Promise<T | undefined> {
   const end = performance.now() + timeoutMs;
   while (performance.now() < end) {
-    try { const v = await fn(); if (v !== undefined) return v; } catch {}
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch {}
     await sleep(stepMs);
   }
   return undefined;
@@ -115,11 +149,25 @@ export async function assertFree(ports: number[]): Promise<void> {
 export async function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), 500);
-    Bun.connect({ hostname: host, port, socket: {
-      open(s) { clearTimeout(t); s.end(); resolve(true); },
-      connectError() { clearTimeout(t); resolve(false); },
-      data() {},
-    } }).catch(() => { clearTimeout(t); resolve(false); });
+    Bun.connect({
+      hostname: host,
+      port,
+      socket: {
+        open(s) {
+          clearTimeout(t);
+          s.end();
+          resolve(true);
+        },
+        connectError() {
+          clearTimeout(t);
+          resolve(false);
+        },
+        data() {},
+      },
+    }).catch(() => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 

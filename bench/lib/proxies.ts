@@ -15,8 +15,17 @@ const cores = navigator.hardwareConcurrency;
 /** BENCH_PEER_WORKERS=1 runs nginx and HAProxy single-process/thread, like for like with one Fulcrum process. */
 const peerWorkers = process.env.BENCH_PEER_WORKERS ? Number(process.env.BENCH_PEER_WORKERS) : undefined;
 
-export interface Ctx { dir: string; backendUrls: string[] }
-export interface Launch { cmd: string[]; cwd?: string; stdout?: string; stderr: string; accessLog: string }
+export interface Ctx {
+  dir: string;
+  backendUrls: string[];
+}
+export interface Launch {
+  cmd: string[];
+  cwd?: string;
+  stdout?: string;
+  stderr: string;
+  accessLog: string;
+}
 
 export interface ProxyDef {
   name: string;
@@ -34,13 +43,16 @@ export interface ProxyDef {
 // ---- nginx -------------------------------------------------------------------------------
 
 const nginx: ProxyDef = {
-  name: "nginx", port: 18081,
+  name: "nginx",
+  port: 18081,
   unavailable: () => (which("nginx") ? undefined : "nginx not installed (apt-get install nginx)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "nginx-access.log");
     const servers = backendUrls.map((u) => `server ${new URL(u).host};`).join(" ");
     // Access log unbuffered (nginx's default): one write per request, like HAProxy's stdout log.
-    writeFileSync(join(dir, "nginx-proxy.conf"), `
+    writeFileSync(
+      join(dir, "nginx-proxy.conf"),
+      `
 daemon off;
 worker_processes ${peerWorkers ?? "auto"};
 ${process.getuid?.() === 0 ? "user root;" : ""}
@@ -63,16 +75,21 @@ http {
     }
   }
 }
-`);
-    return { cmd: [which("nginx")!, "-c", join(dir, "nginx-proxy.conf"), "-e", `${dir}/nginx-proxy-error.log`],
-      stderr: join(dir, "nginx-proxy.stderr"), accessLog };
+`,
+    );
+    return {
+      cmd: [which("nginx")!, "-c", join(dir, "nginx-proxy.conf"), "-e", `${dir}/nginx-proxy-error.log`],
+      stderr: join(dir, "nginx-proxy.stderr"),
+      accessLog,
+    };
   },
 };
 
 // ---- HAProxy -----------------------------------------------------------------------------
 
 const haproxy: ProxyDef = {
-  name: "haproxy", port: 18082,
+  name: "haproxy",
+  port: 18082,
   unavailable: () => (which("haproxy") ? undefined : "haproxy not installed (apt-get install haproxy)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "haproxy-access.log");
@@ -82,7 +99,9 @@ const haproxy: ProxyDef = {
     // so a maxconn near the hard rlimit still admits 10,000 idle connections.
     const maxconn = Math.min(40000, hardNofile() - 500);
     // `log stdout` + stdout redirected to a file = access log in a file without a syslog daemon.
-    writeFileSync(join(dir, "haproxy.cfg"), `
+    writeFileSync(
+      join(dir, "haproxy.cfg"),
+      `
 global
   nbthread ${peerWorkers ?? cores}
   no strict-limits
@@ -104,9 +123,14 @@ frontend fe
 backend bench
   balance roundrobin
 ${servers}
-`);
-    return { cmd: [which("haproxy")!, "-db", "-f", join(dir, "haproxy.cfg")],
-      stdout: accessLog, stderr: join(dir, "haproxy.stderr"), accessLog };
+`,
+    );
+    return {
+      cmd: [which("haproxy")!, "-db", "-f", join(dir, "haproxy.cfg")],
+      stdout: accessLog,
+      stderr: join(dir, "haproxy.stderr"),
+      accessLog,
+    };
   },
 };
 
@@ -125,7 +149,12 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-trace-0.01", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0.01 } } }, optional: true, otlp: true },
   { name: "fulcrum-trace-1.0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 1.0 } } }, optional: true, otlp: true },
   // The other encoding, http/json (the SDK's serializer and batch processor).
-  { name: "fulcrum-trace-1.0-json", overlay: { telemetry: { traces: { ...otlp, protocol: "http/json", sample_ratio: 1.0 } } }, optional: true, otlp: true },
+  {
+    name: "fulcrum-trace-1.0-json",
+    overlay: { telemetry: { traces: { ...otlp, protocol: "http/json", sample_ratio: 1.0 } } },
+    optional: true,
+    otlp: true,
+  },
   { name: "fulcrum-nolog", overlay: { log: { access_log: false } }, optional: true },
   { name: "fulcrum-noadmin", overlay: { admin: false }, optional: true }, // no metrics, no admin listener: nothing observes requests
   { name: "fulcrum-plugin-rr", overlay: { pools: { bench: { strategy: { plugin: "./rr-plugin.ts" } } } }, optional: true },
@@ -144,8 +173,12 @@ function merge(a: any, b: any): any {
 
 function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
   return {
-    name: v.name, port, optional: v.optional, otlp: v.otlp,
-    unavailable: () => (existsSync(join(repoRoot(), "main.ts")) ? undefined : `main.ts not found in ${repoRoot()} (the core is not merged yet)`),
+    name: v.name,
+    port,
+    optional: v.optional,
+    otlp: v.otlp,
+    unavailable:
+      () => (existsSync(join(repoRoot(), "main.ts")) ? undefined : `main.ts not found in ${repoRoot()} (the core is not merged yet)`),
     prepare({ dir, backendUrls }) {
       const accessLog = join(dir, `${v.name}-access.log`);
       const base = {
@@ -160,8 +193,13 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
       // Plugin paths are written relative (the documented form) and resolve against the config's folder.
       copyFileSync(join(import.meta.dir, "..", "plugins", "rr-plugin.ts"), join(dir, "rr-plugin.ts"));
       writeFileSync(cfgPath, YAML.stringify(merge(merge(base, FULCRUM_BASE), v.overlay)));
-      return { cmd: [process.execPath, "main.ts", "run", "--config", cfgPath], cwd: repoRoot(),
-        stdout: join(dir, `${v.name}.stdout`), stderr: join(dir, `${v.name}.stderr`), accessLog };
+      return {
+        cmd: [process.execPath, "main.ts", "run", "--config", cfgPath],
+        cwd: repoRoot(),
+        stdout: join(dir, `${v.name}.stdout`),
+        stderr: join(dir, `${v.name}.stderr`),
+        accessLog,
+      };
     },
   };
 }
@@ -173,7 +211,12 @@ export const PROXIES: ProxyDef[] = [
   haproxy,
 ];
 
-export interface Running { def: ProxyDef; proc: Subprocess; startupMs: number; accessLog: string }
+export interface Running {
+  def: ProxyDef;
+  proc: Subprocess;
+  startupMs: number;
+  accessLog: string;
+}
 
 /** Start and wait (bounded) for the first proxied response; start-up time is measured to it. */
 export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): Promise<Running> {
@@ -181,12 +224,16 @@ export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): P
   const l = def.prepare(ctx);
   const t0 = performance.now();
   const proc = spawn(def.name, l.cmd, { cwd: l.cwd, stdout: l.stdout, stderr: l.stderr, raiseNofile: true });
-  const ok = await waitFor(async () => {
-    if (proc.exitCode !== null) return false; // died: stop polling
-    const r = await fetch(`http://127.0.0.1:${def.port}/100b`, { signal: AbortSignal.timeout(500) });
-    await r.arrayBuffer();
-    return r.status === 200 && r.headers.has("x-backend") ? true : undefined;
-  }, timeoutMs, 2);
+  const ok = await waitFor(
+    async () => {
+      if (proc.exitCode !== null) return false; // died: stop polling
+      const r = await fetch(`http://127.0.0.1:${def.port}/100b`, { signal: AbortSignal.timeout(500) });
+      await r.arrayBuffer();
+      return r.status === 200 && r.headers.has("x-backend") ? true : undefined;
+    },
+    timeoutMs,
+    2,
+  );
   const startupMs = performance.now() - t0;
   if (ok !== true) {
     await stop(proc);
@@ -201,11 +248,17 @@ export async function startProxy(def: ProxyDef, ctx: Ctx, timeoutMs = 10_000): P
 export async function startOtlpSink(): Promise<{ requests: () => number; stop: () => void }> {
   await assertFree([OTLP_PORT]);
   let n = 0;
-  const server = Bun.serve({ hostname: "127.0.0.1", port: OTLP_PORT, async fetch(req) {
-    await req.arrayBuffer(); n++;
-    // An empty ExportTraceServiceResponse in the encoding that was sent.
-    if (req.headers.get("content-type")?.includes("protobuf")) return new Response(new Uint8Array(0), { headers: { "content-type": "application/x-protobuf" } });
-    return Response.json({ partialSuccess: {} });
-  } });
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: OTLP_PORT,
+    async fetch(req) {
+      await req.arrayBuffer();
+      n++;
+      // An empty ExportTraceServiceResponse in the encoding that was sent.
+      if (req.headers.get("content-type")?.includes("protobuf"))
+        return new Response(new Uint8Array(0), { headers: { "content-type": "application/x-protobuf" } });
+      return Response.json({ partialSuccess: {} });
+    },
+  });
   return { requests: () => n, stop: () => server.stop(true) };
 }

@@ -60,7 +60,7 @@ const ENDPOINTS = [
   "GET /backends/{pool}/{id}",
   "POST /backends/{pool}/{id}/drain",
   "POST /backends/{pool}/{id}/enable",
-  "PUT /backends/{pool}/{id}/weight  {\"weight\": N}",
+  'PUT /backends/{pool}/{id}/weight  {"weight": N}',
   "POST /reload",
   "GET /config",
 ];
@@ -180,9 +180,10 @@ export function createAdminApp(o: AdminOptions): Hono {
     }
   });
 
-  app.get("/config", (c) => c.body(JSON.stringify(maskSecrets(o.target()?.config ?? o.config), jsonReplacer, 2), 200, {
-    "content-type": "application/json",
-  }));
+  app.get("/config", (c) =>
+    c.body(JSON.stringify(maskSecrets(o.target()?.config ?? o.config), jsonReplacer, 2), 200, {
+      "content-type": "application/json",
+    }));
 
   app.notFound((c) => c.json({ error: "not found", endpoints: ENDPOINTS }, 404));
   app.onError((err, c) => {

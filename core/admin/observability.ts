@@ -59,7 +59,8 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   let target: (AdminTarget & { gateway: { inflight(): number } }) | undefined;
   let admin: AdminListener | undefined;
   let exporter: MetricsExporter | undefined;
-  if (telemetry.enabled) log.info("tracing on", { endpoint: config.telemetry?.traces?.endpoint ?? "from OTEL_EXPORTER_OTLP_* or the default" });
+  if (telemetry.enabled)
+    log.info("tracing on", { endpoint: config.telemetry?.traces?.endpoint ?? "from OTEL_EXPORTER_OTLP_* or the default" });
   let closing: Promise<void> | undefined;
 
   return {

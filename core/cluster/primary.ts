@@ -64,7 +64,14 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const log = logging.logger;
   const obs = await startObservability(runtime, config, { logging, serviceVersion: o.serviceVersion, env: runtime.env });
   const slots: Slot[] = Array.from({ length: o.workers }, (_, i) => ({
-    id: i + 1, proc: undefined, attached: false, startedAt: 0, crashes: 0, restartTimer: undefined, leaving: undefined, waiter: undefined,
+    id: i + 1,
+    proc: undefined,
+    attached: false,
+    startedAt: 0,
+    crashes: 0,
+    restartTimer: undefined,
+    leaving: undefined,
+    waiter: undefined,
   }));
   const broadcast = (m: ToWorker) => {
     for (const s of slots) if (s.attached) s.proc!.send(m);
@@ -168,7 +175,10 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   };
   const start = (slot: Slot) =>
     new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${slot.id} did not listen within ${START_TIMEOUT_MS / 1000}s`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`worker ${slot.id} did not listen within ${START_TIMEOUT_MS / 1000}s`)),
+        START_TIMEOUT_MS,
+      );
       slot.waiter = { resolve: (p) => (clearTimeout(timer), resolve(p)), reject: (e) => (clearTimeout(timer), reject(e)) };
       spawn(slot);
     });
@@ -179,7 +189,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = await Promise.race([exits.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
     clearTimeout(timer);
-    if (late) for (const s of slots) s.proc?.kill("SIGKILL");
+    if (late) { for (const s of slots) s.proc?.kill("SIGKILL"); }
     await exits;
   };
 
@@ -223,7 +233,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       broadcast({ t: "snapshot", snapshot: snapshot(current.gateway) });
       const problems: string[] = [];
       replies.forEach((r, i) => {
-        if (r && !r.ok) for (const p of r.problems ?? []) problems.push(`worker ${slots[i]!.id}: ${p}`);
+        if (r && !r.ok) { for (const p of r.problems ?? []) problems.push(`worker ${slots[i]!.id}: ${p}`); }
       });
       return problems;
     },
@@ -293,5 +303,9 @@ function clusterMetrics(registry: import("prom-client").Registry, slots: readonl
       this.set(slots.filter((s) => s.attached).length);
     },
   });
-  return new Counter({ name: "fulcrum_worker_restarts_total", help: "Workers restarted after exiting unexpectedly.", registers: [registry] });
+  return new Counter({
+    name: "fulcrum_worker_restarts_total",
+    help: "Workers restarted after exiting unexpectedly.",
+    registers: [registry],
+  });
 }

@@ -56,8 +56,14 @@ export function parseConfig(text: string, options: ParseOptions): Config {
   }
 
   const problems: { offset: number; text: string }[] = [];
-  substituteEnv(doc, options.env, (node, name) =>
-    problems.push({ offset: node.range?.[0] ?? 0, text: `\${${name}} is not set in the environment and has no default (\${${name}:-default})` }),
+  substituteEnv(
+    doc,
+    options.env,
+    (node, name) =>
+      problems.push({
+        offset: node.range?.[0] ?? 0,
+        text: `\${${name}} is not set in the environment and has no default (\${${name}:-default})`,
+      }),
   );
   const data: unknown = doc.toJS();
   if (data === null || data === undefined) throw new ConfigError([`${at(0)}: the config is empty`]);
@@ -130,10 +136,9 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, data: unknown): {
   if (value === undefined && parent !== undefined && (parent === null || typeof parent !== "object")) {
     return { offset: nodeOffset(doc, path.slice(0, -1)), text: `${formatPath(path.slice(0, -1))} ${issue.message}, got ${show(parent)}` };
   }
-  const text =
-    value === undefined
-      ? `${formatPath(path)} is required (${issue.message.replace(/^must /, "it must ")})`
-      : `${formatPath(path)} ${issue.message}, got ${show(value)}`;
+  const text = value === undefined
+    ? `${formatPath(path)} is required (${issue.message.replace(/^must /, "it must ")})`
+    : `${formatPath(path)} ${issue.message}, got ${show(value)}`;
   return { offset: nodeOffset(doc, path), text };
 }
 
@@ -169,7 +174,9 @@ function semanticChecks(config: Config, options: ParseOptions): { path: Path; me
       const hint = didYouMean(s.name, options.strategyNames);
       out.push({
         path: ["pools", name, "strategy"],
-        message: `is not a known strategy, got ${show(s.name)}${hint ? `; did you mean "${hint}"?` : ""} (known: ${options.strategyNames.join(", ")})`,
+        message: `is not a known strategy, got ${show(s.name)}${hint ? `; did you mean "${hint}"?` : ""} (known: ${
+          options.strategyNames.join(", ")
+        })`,
       });
     }
     const seen = new Set<string>();

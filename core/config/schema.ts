@@ -18,8 +18,7 @@ const size = z
   .refine((s) => parseSize(s) !== undefined, { error: SIZE })
   .transform((s) => parseSize(s)!);
 
-const positiveInt = (what = "must be a positive integer") =>
-  z.number({ error: what }).int({ error: what }).positive({ error: what });
+const positiveInt = (what = "must be a positive integer") => z.number({ error: what }).int({ error: what }).positive({ error: what });
 
 const RATIO = "must be a percentage like 20% or a ratio like 0.2";
 const ratio = z
@@ -149,7 +148,9 @@ const outlier = z.strictObject(
     on: z.array(z.enum(FAILURE_KINDS, { error: `must be one of ${FAILURE_KINDS.join(", ")}` })).default([...FAILURE_KINDS]),
     ejection_time: duration.default(30_000),
     max_ejection_time: duration.default(300_000),
-    max_ejected_percent: z.number({ error: "must be a percentage 0-100" }).min(0).max(100, { error: "must be a percentage 0-100" }).default(50),
+    max_ejected_percent: z.number({ error: "must be a percentage 0-100" }).min(0).max(100, { error: "must be a percentage 0-100" }).default(
+      50,
+    ),
   },
   { error: "must be a map of outlier detection settings" },
 );

@@ -92,6 +92,6 @@ export function decimal(buf: Uint8Array, start: number, end: number): number {
  * constructor), with `runs` moved to it; for a head that should not hold the larger read it came in.
  */
 export function ownCopy(buf: Buffer, from: number, end: number, runs: number[] | undefined): Buffer {
-  if (runs !== undefined) for (let i = 0; i < runs.length; i++) runs[i]! -= from;
+  if (runs !== undefined) { for (let i = 0; i < runs.length; i++) runs[i]! -= from; }
   return Uint8Array.prototype.slice.call(buf, from, end) as Buffer;
 }

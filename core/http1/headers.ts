@@ -64,7 +64,12 @@ export function upstreamHeaders(incoming: Headers, info: ForwardInfo): Record<st
  * (RawExchange.forward): Host, X-Forwarded-For/-Proto/-Host as {@link upstreamHeaders} sets
  * them, and Content-Length, which is not among the lines.
  */
-export function upstreamHeadersBlock(hostLine: string, forwardedFor: string, contentLength: number, info: ForwardInfo): Record<string, string> {
+export function upstreamHeadersBlock(
+  hostLine: string,
+  forwardedFor: string,
+  contentLength: number,
+  info: ForwardInfo,
+): Record<string, string> {
   const out: Record<string, string> = { host: info.hostOverride ?? hostLine };
   out["x-forwarded-for"] = forwardedFor ? `${forwardedFor}, ${info.clientIp}` : info.clientIp;
   out["x-forwarded-proto"] = info.proto;

@@ -6,15 +6,63 @@
 
 /** Names seen in most requests and responses, lower-case. Only letters, digits and `-`. */
 const COMMON = [
-  "accept", "accept-encoding", "accept-language", "accept-ranges", "access-control-allow-origin", "age",
-  "alt-svc", "authorization", "cache-control", "connection", "content-disposition", "content-encoding",
-  "content-language", "content-length", "content-security-policy", "content-type", "cookie", "date", "etag",
-  "expect", "expires", "host", "if-modified-since", "if-none-match", "keep-alive", "last-modified", "link",
-  "location", "origin", "pragma", "referer", "retry-after", "sec-fetch-dest", "sec-fetch-mode", "sec-fetch-site",
-  "server", "set-cookie", "strict-transport-security", "te", "traceparent", "tracestate", "trailer",
-  "transfer-encoding", "upgrade", "upgrade-insecure-requests", "user-agent", "vary", "via", "www-authenticate",
-  "x-content-type-options", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-frame-options",
-  "x-powered-by", "x-real-ip", "x-request-id",
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "accept-ranges",
+  "access-control-allow-origin",
+  "age",
+  "alt-svc",
+  "authorization",
+  "cache-control",
+  "connection",
+  "content-disposition",
+  "content-encoding",
+  "content-language",
+  "content-length",
+  "content-security-policy",
+  "content-type",
+  "cookie",
+  "date",
+  "etag",
+  "expect",
+  "expires",
+  "host",
+  "if-modified-since",
+  "if-none-match",
+  "keep-alive",
+  "last-modified",
+  "link",
+  "location",
+  "origin",
+  "pragma",
+  "referer",
+  "retry-after",
+  "sec-fetch-dest",
+  "sec-fetch-mode",
+  "sec-fetch-site",
+  "server",
+  "set-cookie",
+  "strict-transport-security",
+  "te",
+  "traceparent",
+  "tracestate",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "upgrade-insecure-requests",
+  "user-agent",
+  "vary",
+  "via",
+  "www-authenticate",
+  "x-content-type-options",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-frame-options",
+  "x-powered-by",
+  "x-real-ip",
+  "x-request-id",
 ];
 
 /** By length: the common names of that length, and their bytes. */
@@ -75,11 +123,15 @@ export class NameSet {
  * lines, empty line) as name, value, … strings: names lower-cased, values without surrounding
  * spaces and tabs. For the heads whose strings are made only when something asks.
  */
-export function headerPairs(buf: Uint8Array & { toString(encoding: "latin1", start: number, end: number): string }, from: number, end: number): string[] {
+export function headerPairs(
+  buf: Uint8Array & { toString(encoding: "latin1", start: number, end: number): string },
+  from: number,
+  end: number,
+): string[] {
   const text = buf.toString("latin1", from, end);
   const out: string[] = [];
   const last = text.length - 2;
-  for (let i = text.indexOf("\r\n") + 2; i < last; ) {
+  for (let i = text.indexOf("\r\n") + 2; i < last;) {
     const eol = text.indexOf("\r\n", i);
     const colon = text.indexOf(":", i);
     out.push(headerName(buf, from + i, from + colon, text, from));

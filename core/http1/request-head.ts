@@ -144,9 +144,18 @@ export class RequestHead {
   }
 }
 
-
 /** The headers of the propagators tracing can use (W3C trace context and baggage, B3). */
-export const TRACE_NAMES = ["traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid", "x-b3-flags"];
+export const TRACE_NAMES = [
+  "traceparent",
+  "tracestate",
+  "baggage",
+  "b3",
+  "x-b3-traceid",
+  "x-b3-spanid",
+  "x-b3-sampled",
+  "x-b3-parentspanid",
+  "x-b3-flags",
+];
 const TRACE_HEADERS: ReadonlySet<string> = new Set(TRACE_NAMES);
 
 /** Whether the header name at `buf[at]` (token bytes, as long as `lower`) is `lower` in any case. */
@@ -158,4 +167,3 @@ export function sameName(buf: Buffer, at: number, lower: string): boolean {
   }
   return true;
 }
-

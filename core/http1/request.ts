@@ -26,10 +26,17 @@ const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
 
 /** Names the head's reading looks for; the hop-by-hop ones after them are never forwarded. */
 const NAMES = new NameSet([
-  "host", "content-length", "transfer-encoding", "connection", "expect", "cookie", "x-forwarded-for",
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "expect",
+  "cookie",
+  "x-forwarded-for",
   // Trace context headers (the propagators tracing may write): forwarded, but counted.
   ...TRACE_NAMES,
-  "x-forwarded-proto", "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-host",
   ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
 ]);
 const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPECT = 4, COOKIE = 5, X_FORWARDED_FOR = 6;
@@ -85,7 +92,8 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   for (; i < limit && (c = buf[i]!) !== 32; i++) {
     // Visible ASCII only: a raw space, control byte or non-ASCII byte does not belong in a URL;
     // nor does a fragment (`#`), which a backend may strip to see a path our routing did not.
-    if (c <= 32 || c >= 127 || c === 35) throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
+    if (c <= 32 || c >= 127 || c === 35)
+      throw new RequestError(400, c === 13 || c === 10 ? "malformed request line" : "invalid character in request target");
     if (i - targetStart >= MAX_TARGET) throw new RequestError(414, `request target longer than ${MAX_TARGET} bytes`);
   }
   if (i >= limit) return more(start, n);
@@ -114,7 +122,8 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (c === 32 || c === 9) throw new RequestError(400, "obsolete line folding in request header");
     const nameStart = i;
     for (; i < limit && (c = buf[i]!) !== 58; i++) {
-      if (c >= 128 || TCHAR[c] === 0) throw new RequestError(400, c === 13 || c === 10 ? "request header line without a colon" : "invalid request header name");
+      if (c >= 128 || TCHAR[c] === 0)
+        throw new RequestError(400, c === 13 || c === 10 ? "request header line without a colon" : "invalid request header name");
     }
     if (i >= limit) return more(start, n);
     if (i === nameStart) throw new RequestError(400, "empty request header name");
@@ -126,7 +135,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       c = buf[i]!;
       if (c === 13) break;
       if (isCtl(c)) throw new RequestError(400, c === 10 ? "bare LF in request head" : "control character in request header value");
-        if (c !== 32 && c !== 9) valueEnd = i + 1;
+      if (c !== 32 && c !== 9) valueEnd = i + 1;
     }
     if (i + 1 >= limit) return more(start, n);
     if (buf[i + 1] !== 10) throw new RequestError(400, "bare CR in request head");
@@ -198,7 +207,11 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       }
       case CONNECTION: {
         // What nearly every client sends, without a string.
-        const value = bytesAre(buf, vs, ve, "keep-alive") ? "keep-alive" : bytesAre(buf, vs, ve, "close") ? "close" : buf.toString("latin1", vs, ve);
+        const value = bytesAre(buf, vs, ve, "keep-alive")
+          ? "keep-alive"
+          : bytesAre(buf, vs, ve, "close")
+          ? "close"
+          : buf.toString("latin1", vs, ve);
         connection = connection ? `${connection},${value}` : value;
         break;
       }
@@ -259,5 +272,22 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   }
   // Headers named in Connection are dropped by name, and Cookie lines joined: from the strings.
   const forward = cookies <= 1 && connectionTokens(connection.toLowerCase()) === undefined ? runs : undefined;
-  return new RequestHead(method, target, minor, host, contentLength, chunked, keepAlive, expectContinue, buf, from, headEnd, forward, runsSize(runs), hostLine, xff, traceContext);
+  return new RequestHead(
+    method,
+    target,
+    minor,
+    host,
+    contentLength,
+    chunked,
+    keepAlive,
+    expectContinue,
+    buf,
+    from,
+    headEnd,
+    forward,
+    runsSize(runs),
+    hostLine,
+    xff,
+    traceContext,
+  );
 }

@@ -21,7 +21,13 @@ export class ParseError extends Error {
 }
 
 /** Names the head's reading looks for: framing, Date, and the hop-by-hop ones never forwarded. */
-const NAMES = new NameSet(["content-length", "transfer-encoding", "connection", "date", ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding")]);
+const NAMES = new NameSet([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "date",
+  ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
+]);
 const CONTENT_LENGTH = 0, TRANSFER_ENCODING = 1, CONNECTION = 2, DATE = 3;
 
 /**
@@ -121,7 +127,8 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
     if (c === 32 || c === 9) throw new ParseError("obsolete line folding in response header");
     const nameStart = i;
     for (; i < limit && (c = buf[i]!) !== 58; i++) {
-      if (c >= 128 || TCHAR[c] === 0) throw new ParseError(c === 13 || c === 10 ? "response header line without a colon" : "invalid response header name");
+      if (c >= 128 || TCHAR[c] === 0)
+        throw new ParseError(c === 13 || c === 10 ? "response header line without a colon" : "invalid response header name");
     }
     if (i >= limit) return more(from, n);
     if (i === nameStart) throw new ParseError("empty response header name");
@@ -133,7 +140,7 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
       c = buf[i]!;
       if (c === 13) break;
       if (isCtl(c)) throw new ParseError(c === 10 ? "bare LF in response head" : "control character in response header value");
-        if (c !== 32 && c !== 9) valueEnd = i + 1;
+      if (c !== 32 && c !== 9) valueEnd = i + 1;
     }
     if (i + 1 >= limit) return more(from, n);
     if (buf[i + 1] !== 10) throw new ParseError("bare CR in response head");
@@ -163,8 +170,11 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
   const http10 = minor === 48;
   const status = d0 * 100 + d1 * 10 + d2;
   // latin1, so obs-text keeps its bytes.
-  const statusText =
-    lineLen === 15 && buf[from + 13] === 79 && buf[from + 14] === 75 ? "OK" : lineLen > 13 ? buf.toString("latin1", from + 13, statusEnd) : "";
+  const statusText = lineLen === 15 && buf[from + 13] === 79 && buf[from + 14] === 75
+    ? "OK"
+    : lineLen > 13
+    ? buf.toString("latin1", from + 13, statusEnd)
+    : "";
   let contentLength = -1;
   let te: string | undefined;
   let connection = "";
@@ -186,13 +196,18 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
       // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
       if (contentLength !== -1) throw new ParseError("duplicate Content-Length in response");
       contentLength = decimal(buf, vs, ve);
-      if (contentLength < 0) throw new ParseError(`invalid Content-Length: ${JSON.stringify(buf.toString("latin1", vs, Math.min(ve, vs + 40)))}`);
+      if (contentLength < 0)
+        throw new ParseError(`invalid Content-Length: ${JSON.stringify(buf.toString("latin1", vs, Math.min(ve, vs + 40)))}`);
     } else if (id === TRANSFER_ENCODING) {
       const value = buf.toString("latin1", vs, ve);
       te = te === undefined ? value : `${te}, ${value}`;
     } else if (id === CONNECTION) {
       // What nearly every backend sends, without a string.
-      const value = bytesAre(buf, vs, ve, "keep-alive") ? "keep-alive" : bytesAre(buf, vs, ve, "close") ? "close" : buf.toString("latin1", vs, ve).toLowerCase();
+      const value = bytesAre(buf, vs, ve, "keep-alive")
+        ? "keep-alive"
+        : bytesAre(buf, vs, ve, "close")
+        ? "close"
+        : buf.toString("latin1", vs, ve).toLowerCase();
       connection = connection ? `${connection}, ${value}` : value;
     }
   }
@@ -213,7 +228,8 @@ export function parseHead(buf: Buffer, from: number): ResponseHead | undefined {
 
 /** "HTTP/1." at `at`. */
 function startsWithHttp1(buf: Buffer, at: number): boolean {
-  return buf[at] === 72 && buf[at + 1] === 84 && buf[at + 2] === 84 && buf[at + 3] === 80 && buf[at + 4] === 47 && buf[at + 5] === 49 && buf[at + 6] === 46;
+  return buf[at] === 72 && buf[at + 1] === 84 && buf[at + 2] === 84 && buf[at + 3] === 80 && buf[at + 4] === 47 && buf[at + 5] === 49 &&
+    buf[at + 6] === 46;
 }
 
 function hasToken(list: string, token: string): boolean {

@@ -181,7 +181,8 @@ export class ClientConn implements ExchangeConn {
       this.dispatch(head);
     }
     // Too much waiting behind the current request (or an answer not yet read): stop reading until it is answered.
-    if (this.pending !== undefined && this.pending.length > MAX_PENDING && (this.current !== undefined || this.out !== undefined)) this.pause();
+    if (this.pending !== undefined && this.pending.length > MAX_PENDING && (this.current !== undefined || this.out !== undefined))
+      this.pause();
   }
 
   /** An unusable request: answer its status and close (what follows cannot be framed). */

@@ -6,13 +6,37 @@ import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHU
 import { Body, IncomingRequest } from "./request.ts";
 
 export const REASONS: Record<number, string> = {
-  100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-  301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect",
-  308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-  405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
-  414: "URI Too Long", 417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-  499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-  503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+  100: "Continue",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  206: "Partial Content",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  417: "Expectation Failed",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  499: "Client Closed Request",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
 };
 
 /** The reused buffer for whole answers (see Exchange.respond); larger ones get their own. */
@@ -55,7 +79,14 @@ export class Exchange extends IncomingRequest implements RawExchange {
    * (room for {@link headBound}); returns its length. Written as bytes, not built as a string:
    * no rope of pieces per request, no flattening and no second copy into the buffer.
    */
-  #writeHead(buf: Buffer, status: number, statusText: string, headers: readonly string[] | HeaderBlock, length: number, chunked: boolean): number {
+  #writeHead(
+    buf: Buffer,
+    status: number,
+    statusText: string,
+    headers: readonly string[] | HeaderBlock,
+    length: number,
+    chunked: boolean,
+  ): number {
     let p = put(buf, 0, HTTP11);
     p = putInt(buf, p, status);
     buf[p++] = 32;
@@ -106,7 +137,14 @@ export class Exchange extends IncomingRequest implements RawExchange {
   }
 
   /** Writes the head (and `body`) in one send(), through the reused buffer when they fit. */
-  #send(status: number, statusText: string, headers: readonly string[] | HeaderBlock, length: number, chunked: boolean, body: Uint8Array | undefined): void {
+  #send(
+    status: number,
+    statusText: string,
+    headers: readonly string[] | HeaderBlock,
+    length: number,
+    chunked: boolean,
+    body: Uint8Array | undefined,
+  ): void {
     const total = headBound(statusText, headers) + (body === undefined ? 0 : body.length);
     const buf = total <= SCRATCH_SIZE ? (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(total);
     let end = this.#writeHead(buf, status, statusText, headers, length, chunked);
@@ -118,7 +156,13 @@ export class Exchange extends IncomingRequest implements RawExchange {
     else this.conn.write(buf.subarray(0, end));
   }
 
-  respond(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void {
+  respond(
+    status: number,
+    statusText: string,
+    headers: readonly string[] | HeaderBlock,
+    body: Uint8Array | ReadableStream<Uint8Array> | null,
+    length: number,
+  ): void {
     if (this.answered) return;
     this.answered = true;
     const conn = this.conn;

@@ -123,7 +123,13 @@ export abstract class IncomingRequest {
   get forward(): ForwardLines | undefined {
     const head = this.head;
     const block = head.block;
-    return block === undefined ? undefined : { block, hostLine: head.hostLine, forwardedFor: head.forwardedFor, contentLength: head.contentLength, traceContext: head.traceContext };
+    return block === undefined ? undefined : {
+      block,
+      hostLine: head.hostLine,
+      forwardedFor: head.forwardedFor,
+      contentLength: head.contentLength,
+      traceContext: head.traceContext,
+    };
   }
 
   /** The request body as a stream (null when there is none, or it was taken whole). */
@@ -138,7 +144,7 @@ export abstract class IncomingRequest {
           this.controller = c;
           const chunks = this.#chunks;
           this.#chunks = undefined;
-          if (chunks !== undefined) for (const chunk of chunks) c.enqueue(chunk);
+          if (chunks !== undefined) { for (const chunk of chunks) c.enqueue(chunk); }
           if (this.bodyState === Body.Done) c.close();
         },
         pull: () => {
@@ -269,7 +275,7 @@ export abstract class IncomingRequest {
     this.#listener = undefined;
     this.#listeners = undefined;
     if (first !== undefined) fire(first);
-    if (listeners !== undefined) for (const l of listeners) fire(l);
+    if (listeners !== undefined) { for (const l of listeners) fire(l); }
     if (this.bodyState === Body.Length || this.bodyState === Body.Chunked) {
       this.bodyState = Body.Failed;
       this.#chunks = undefined;

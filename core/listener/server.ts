@@ -49,7 +49,10 @@ export class RawServer implements ConnServer {
         const conn = s.data;
         const buf = chunk as Buffer;
         const ex = conn.current;
-        if (ex !== undefined && (ex.bodyState === Body.Length || ex.bodyState === Body.Chunked || ex.bodyState === Body.Failed) && conn.pending === undefined) {
+        if (
+          ex !== undefined && (ex.bodyState === Body.Length || ex.bodyState === Body.Chunked || ex.bodyState === Body.Failed) &&
+          conn.pending === undefined
+        ) {
           return ex.feed(buf);
         }
         conn.pending = conn.pending === undefined ? buf : Buffer.concat([conn.pending, buf]);
@@ -90,7 +93,9 @@ export class RawServer implements ConnServer {
     if (this.limits.headerTimeoutMs === 0) return listener; // client_idle_timeout: 0, no timeouts
     this.#sweep = setInterval(() => {
       const now = performance.now();
-      for (const c of this.conns) if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs) c.reject(408, "request head timeout");
+      for (const c of this.conns)
+        if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs)
+          c.reject(408, "request head timeout");
     }, 1000);
     (this.#sweep as { unref?: () => void }).unref?.();
     return listener;

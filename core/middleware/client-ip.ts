@@ -60,7 +60,9 @@ export function parseCidr(text: string): Cidr {
   const max = v4 ? 32 : 128;
   const bits = len === undefined ? max : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
   if (!bytes || extra !== undefined || !(bits >= 0 && bits <= max)) {
-    throw new RangeError(`trusted_proxies: each entry must be an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(text)}`);
+    throw new RangeError(
+      `trusted_proxies: each entry must be an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(text)}`,
+    );
   }
   return { bytes, bits: v4 ? bits + 96 : bits };
 }

@@ -60,11 +60,13 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
   const burst = options.burst ?? Math.max(1, Math.ceil(rate.count));
   if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`burst must be a positive integer, got ${JSON.stringify(options.burst)}`);
   const maxKeys = options.max_keys ?? 100_000;
-  if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new RangeError(`max_keys must be a positive integer, got ${JSON.stringify(options.max_keys)}`);
+  if (!Number.isInteger(maxKeys) || maxKeys < 1)
+    throw new RangeError(`max_keys must be a positive integer, got ${JSON.stringify(options.max_keys)}`);
   const trusted = options.trusted_proxies ?? [];
   if (!Array.isArray(trusted)) throw new TypeError(`trusted_proxies must be a list of IPs or CIDRs, got ${JSON.stringify(trusted)}`);
   const policy = options.policy ?? "default";
-  if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy)) throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
+  if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy))
+    throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
   const addHeaders = options.headers ?? true;
 
   const address = clientAddress(trusted);
@@ -96,7 +98,11 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
   };
 }
 
-function keyFunction(spec: RateLimitOptions["key"], ip: (c: MiddlewareContext) => string, api: PluginApi): (c: MiddlewareContext) => string {
+function keyFunction(
+  spec: RateLimitOptions["key"],
+  ip: (c: MiddlewareContext) => string,
+  api: PluginApi,
+): (c: MiddlewareContext) => string {
   if (spec === "client-ip") return ip;
   if (typeof spec === "string" && /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(spec)) {
     const name = spec.slice("header:".length).toLowerCase();
@@ -111,7 +117,13 @@ function keyFunction(spec: RateLimitOptions["key"], ip: (c: MiddlewareContext) =
     const failures = new FailureReporter(spec.name, api.log);
     return (c) => {
       const r = c.req.raw;
-      const info: RequestInfo = { method: r.method, path: c.req.path, host: r.headers.get("host") ?? "", clientIp: ip(c), headers: r.headers };
+      const info: RequestInfo = {
+        method: r.method,
+        path: c.req.path,
+        host: r.headers.get("host") ?? "",
+        clientIp: ip(c),
+        headers: r.headers,
+      };
       let k: string | undefined;
       try {
         k = fn(info);

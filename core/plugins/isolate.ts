@@ -66,8 +66,7 @@ export class FailureReporter {
 export function isolateStrategy(inner: Strategy, fallback: Strategy, failures: FailureReporter): Strategy {
   let members: readonly BackendView[] | undefined;
   let memberSet = new Set<BackendView>();
-  const isMember = (b: BackendView, backends: readonly BackendView[]) =>
-    backends === members ? memberSet.has(b) : backends.includes(b);
+  const isMember = (b: BackendView, backends: readonly BackendView[]) => backends === members ? memberSet.has(b) : backends.includes(b);
 
   return {
     pick(backends: readonly BackendView[], request: RequestInfo): BackendView | undefined {
@@ -105,7 +104,8 @@ export function isolateStrategy(inner: Strategy, fallback: Strategy, failures: F
 }
 
 function describeBackend(value: unknown): string {
-  if (value && typeof value === "object" && "id" in value) return `a backend-like object with id ${JSON.stringify((value as { id: unknown }).id)}`;
+  if (value && typeof value === "object" && "id" in value)
+    return `a backend-like object with id ${JSON.stringify((value as { id: unknown }).id)}`;
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {

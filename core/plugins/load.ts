@@ -52,7 +52,13 @@ export async function loadPlugins(config: Config, options: LoadOptions): Promise
   const refs: Reference[] = [];
   const ref = (kind: Kind, file: string, path: (string | number)[], bind: (name: string) => void) => {
     const label = path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join("");
-    refs.push({ kind, file, abs: isAbsolute(file) ? file : resolve(base, file), where: `${source.at(path)}: ${label}: plugin ${file}`, bind });
+    refs.push({
+      kind,
+      file,
+      abs: isAbsolute(file) ? file : resolve(base, file),
+      where: `${source.at(path)}: ${label}: plugin ${file}`,
+      bind,
+    });
   };
 
   for (const [name, pool] of Object.entries(config.pools)) {
@@ -65,7 +71,9 @@ export async function loadPlugins(config: Config, options: LoadOptions): Promise
       // A built-in middleware may take a key function from a plugin (rate-limit's `key`).
       const key = m.options.key as { plugin?: unknown; options?: unknown } | undefined;
       if (key && typeof key === "object" && typeof key.plugin === "string") {
-        const path = m.plugin === undefined ? ["routes", i, "middleware", j, m.name!, "key"] : ["routes", i, "middleware", j, "options", "key"];
+        const path = m.plugin === undefined
+          ? ["routes", i, "middleware", j, m.name!, "key"]
+          : ["routes", i, "middleware", j, "options", "key"];
         ref("key", key.plugin, path, (n) => (m.options.key = { name: n, options: key.options ?? {} }));
       }
     });
@@ -134,4 +142,3 @@ async function importOne(runtime: LoadOptions["runtime"], abs: string, fresh: bo
   }
   return plugin;
 }
-

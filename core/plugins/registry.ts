@@ -100,7 +100,8 @@ export class Registry {
   /** Instantiate a registered key function. */
   createKey(name: string, options: unknown, api: PluginApi): (request: RequestInfo) => string | undefined {
     const fn = create(() => (this.#get("key", name) as KeyPlugin<never>).create((options ?? {}) as never, api));
-    if (typeof fn !== "function") throw new TypeError(`key "${name}": create() must return a function (request) => string, got ${describe(fn)}`);
+    if (typeof fn !== "function")
+      throw new TypeError(`key "${name}": create() must return a function (request) => string, got ${describe(fn)}`);
     return fn;
   }
 }

@@ -13,12 +13,16 @@ export async function startDemoBackends(runtime: Runtime, ports: readonly number
         idleTimeoutSeconds: 30,
         fetch(request) {
           const url = new URL(request.url);
-          const body = JSON.stringify({
-            backend: name,
-            method: request.method,
-            path: url.pathname + url.search,
-            headers: Object.fromEntries(request.headers),
-          }, null, 2);
+          const body = JSON.stringify(
+            {
+              backend: name,
+              method: request.method,
+              path: url.pathname + url.search,
+              headers: Object.fromEntries(request.headers),
+            },
+            null,
+            2,
+          );
           return new Response(`${body}\n`, { headers: { "content-type": "application/json", "x-backend": name } });
         },
       }),

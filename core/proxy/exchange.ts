@@ -193,7 +193,10 @@ export class RawIncoming implements Incoming, ObservedRequest {
   forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
     const f = this.raw.forward;
     if (f === undefined || (tracing && f.traceContext)) return undefined;
-    return { headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }), block: f.block };
+    return {
+      headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }),
+      block: f.block,
+    };
   }
   bodyFault(): number {
     return this.raw.bodyFault();

@@ -90,7 +90,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         return old;
       });
       updates.set(name, poolUpdates);
-      pools.set(name, new Pool(name, pc, backends, strategy, strategyName, { clock: deps.clock ?? realClock, logger: logging.logger, onHealthChange: deps.onHealthChange }));
+      pools.set(
+        name,
+        new Pool(name, pc, backends, strategy, strategyName, {
+          clock: deps.clock ?? realClock,
+          logger: logging.logger,
+          onHealthChange: deps.onHealthChange,
+        }),
+      );
     } catch (e) {
       problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
     }
@@ -118,7 +125,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
     throw new ConfigError(problems);
   }
-  const routes = routeConfigs.map((rc, i) => makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[], config.limits.client_body_timeout));
+  const routes = routeConfigs.map((rc, i) =>
+    makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[], config.limits.client_body_timeout)
+  );
   // Most specific first: an exact host before a wildcard before none, then the longest path.
   routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
 
@@ -244,4 +253,3 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     },
   };
 }
-

@@ -13,7 +13,6 @@ import type { Exchange, Incoming, RouteOptions } from "./exchange.ts";
 import { bufferBody, withBodyTimeout, BodyTimeout } from "./body.ts";
 import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "./response.ts";
 
-
 class ProxyRequestInfo implements RequestInfo {
   constructor(
     readonly method: string,
@@ -124,7 +123,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
         if (request.signal.aborted) return clientGone(ex);
         ex.error = e instanceof Error ? e.message : String(e);
         const fault = request.bodyFault();
-        if (fault !== 0) return errorResponse(fault, fault === 413 ? "request body too large" : "bad request body", { connection: "close" });
+        if (fault !== 0)
+          return errorResponse(fault, fault === 413 ? "request body too large" : "bad request body", { connection: "close" });
         return errorResponse(e instanceof BodyTimeout ? 408 : 400, e instanceof BodyTimeout ? "request body timeout" : "bad request body");
       }
       replayable = true;
@@ -143,7 +143,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   const perTry = retry.per_try_timeout || cfg.timeouts.response;
   let tried: Backend[] | undefined;
 
-  for (let n = 1; ; n++) {
+  for (let n = 1;; n++) {
     const backend = pool.pick(info, tried);
     if (!backend) {
       ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
@@ -159,7 +159,19 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     ex.backend = backend.id;
     ex.attempts = n;
     if (cfg.host_header === "backend") headers.host = backend.hostHeader;
-    const attempt = new Attempt(pool, backend, ex, method, path, headers, lines, body, request.signal, cfg.timeouts.connect, Math.min(perTry, remaining));
+    const attempt = new Attempt(
+      pool,
+      backend,
+      ex,
+      method,
+      path,
+      headers,
+      lines,
+      body,
+      request.signal,
+      cfg.timeouts.connect,
+      Math.min(perTry, remaining),
+    );
     const trial = pool.acquire(backend);
     const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;

@@ -66,9 +66,12 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       const plugins = await loadPlugins(config, { runtime: o.runtime, registry: o.deps.registry, fresh: true });
       const fixed = restartNeeded(running.config, config);
       if (fixed.length) {
-        log[o.deps.worker ? "debug" : "warning"]("reload cannot change {keys} while running; keeping the running values (restart to apply)", {
-          keys: fixed.join(", "),
-        });
+        log[o.deps.worker ? "debug" : "warning"](
+          "reload cannot change {keys} while running; keeping the running values (restart to apply)",
+          {
+            keys: fixed.join(", "),
+          },
+        );
         config.listen = running.config.listen;
         config.limits = running.config.limits;
         config.log = running.config.log;
@@ -92,7 +95,9 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       return { ok: true, problems: [] };
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
-      log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", { problems: problems.join("\n") });
+      log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", {
+        problems: problems.join("\n"),
+      });
       return { ok: false, problems };
     }
   }

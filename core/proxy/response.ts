@@ -7,7 +7,6 @@ import type { HeaderBlock } from "../http1/bytes.ts";
 import type { UpstreamResponse } from "../upstream/client.ts";
 import type { Exchange } from "./exchange.ts";
 
-
 /** A short plain-text error response; never a stack trace. */
 export function errorResponse(status: number, message: string, headers?: Record<string, string>): Response {
   return new Response(`${message}\n`, {

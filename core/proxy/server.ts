@@ -60,7 +60,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     reusePort: deps.reusePort,
   });
   const checks = !deps.worker;
-  if (checks) for (const pool of current.gateway.pools.values()) pool.start();
+  if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }
   let stopping: Promise<void> | undefined;
   // Gateways replaced by a reload whose requests have not all finished yet.
   const retiring = new Set<Gateway>();
@@ -86,7 +86,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         current = next;
         // Health checks move to the new pools at once; the old ones would only probe twice.
         for (const p of old.pools.values()) p.stop();
-        if (checks) for (const p of next.gateway.pools.values()) p.start();
+        if (checks) { for (const p of next.gateway.pools.values()) p.start(); }
         // Close removed backends only once the requests that started on the old gateway are done.
         retiring.add(old);
         void old.drained().then(() => {

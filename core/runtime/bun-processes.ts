@@ -30,7 +30,10 @@ function spawnSelf(args: readonly string[], env: Record<string, string>, onMessa
       }
     },
     kill: (signal) => proc.kill(signal),
-    exited: proc.exited.then(() => ({ code: proc.signalCode ? null : proc.exitCode, signal: proc.signalCode ? String(proc.signalCode) : null })),
+    exited: proc.exited.then(() => ({
+      code: proc.signalCode ? null : proc.exitCode,
+      signal: proc.signalCode ? String(proc.signalCode) : null,
+    })),
   };
 }
 

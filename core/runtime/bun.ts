@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
-import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
+import {
+  PluginImportError,
+  type ImportedPlugin,
+  type Listener,
+  type Runtime,
+  type ServeOptions,
+  type Writer,
+  type WriterOptions,
+} from "./types.ts";
 import { BatchingWriter } from "./batching-writer.ts";
 import { rawUpstreamClient, setWholeResponseLimit } from "../upstream/raw-client.ts";
 import type { TcpConnect, TcpSocket } from "./types.ts";
@@ -133,7 +141,13 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
 
 /** The raw upstream client's TCP connect: Bun's sockets and handlers have the shape of TcpSocket and TcpHandlers. */
 const bunConnect: TcpConnect = (o) =>
-  Bun.connect({ hostname: o.hostname, port: o.port, socket: o.handlers as Bun.SocketHandler<typeof o.data>, data: o.data, tls: o.tls }) as Promise<
+  Bun.connect({
+    hostname: o.hostname,
+    port: o.port,
+    socket: o.handlers as Bun.SocketHandler<typeof o.data>,
+    data: o.data,
+    tls: o.tls,
+  }) as Promise<
     TcpSocket<typeof o.data>
   >;
 

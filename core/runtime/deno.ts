@@ -1,4 +1,12 @@
-import { PluginImportError, type ImportedPlugin, type Listener, type Runtime, type ServeOptions, type Writer, type WriterOptions } from "./types.ts";
+import {
+  PluginImportError,
+  type ImportedPlugin,
+  type Listener,
+  type Runtime,
+  type ServeOptions,
+  type Writer,
+  type WriterOptions,
+} from "./types.ts";
 import { BatchingWriter } from "./batching-writer.ts";
 
 // Deno's global is declared loosely so the Bun-typed project type-checks without Deno's lib.
@@ -93,7 +101,9 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   } catch (e) {
     const message = String((e as Error)?.message ?? e).replaceAll(url, absPath).replaceAll("file://", "");
     const syntax = /could not be parsed|SyntaxError|Expected|Unexpected/.test(message);
-    throw new PluginImportError(syntax ? "syntax" : "load", syntax ? `syntax error: ${message}` : `failed while loading: ${message}`, { cause: e });
+    throw new PluginImportError(syntax ? "syntax" : "load", syntax ? `syntax error: ${message}` : `failed while loading: ${message}`, {
+      cause: e,
+    });
   }
 }
 

@@ -49,7 +49,13 @@ export interface RawExchange {
    * framing headers (the listener writes Content-Length or chunked framing itself); `length` is the body's length when known, else -1
    * (for a HEAD request, the length the body would have).
    */
-  respond(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: Uint8Array | ReadableStream<Uint8Array> | null, length: number): void;
+  respond(
+    status: number,
+    statusText: string,
+    headers: readonly string[] | HeaderBlock,
+    body: Uint8Array | ReadableStream<Uint8Array> | null,
+    length: number,
+  ): void;
   /** Answer with a web `Response` (routes with middleware, error answers). */
   respondWith(response: Response): void;
   /** The same request as a web `Request` (built once; its body is {@link body}). */
@@ -230,4 +236,6 @@ export interface TcpHandlers<T> {
 }
 
 /** Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`. */
-export type TcpConnect = <T>(options: { hostname: string; port: number; tls: boolean; handlers: TcpHandlers<T>; data: T }) => Promise<TcpSocket<T>>;
+export type TcpConnect = <T>(
+  options: { hostname: string; port: number; tls: boolean; handlers: TcpHandlers<T>; data: T },
+) => Promise<TcpSocket<T>>;

@@ -100,9 +100,7 @@ export function resolveTraces(config: TelemetryConfig | undefined, env: Env): Re
       `telemetry.traces.max_export_batch_size (${maxExportBatchSize}) must not exceed max_queue_size (${maxQueueSize})`,
     );
   }
-  const serviceName = nonEmpty(env.OTEL_SERVICE_NAME) && !t?.service_name
-    ? env.OTEL_SERVICE_NAME!.trim()
-    : t?.service_name ?? "fulcrum";
+  const serviceName = nonEmpty(env.OTEL_SERVICE_NAME) && !t?.service_name ? env.OTEL_SERVICE_NAME!.trim() : t?.service_name ?? "fulcrum";
 
   return {
     url,

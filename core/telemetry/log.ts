@@ -54,14 +54,22 @@ const J = JSON.stringify;
  * LogTape's dispatch: at one a request its record, property snapshot and formatter cost ~4 µs
  * against ~1 µs for this (bench/hotpath-micro.ts). Operational records still do.
  */
-export function accessLine(e: AccessEntry, durationMs: number, ids: { trace_id: string; span_id: string } | undefined, worker?: number, now = Date.now()): string {
+export function accessLine(
+  e: AccessEntry,
+  durationMs: number,
+  ids: { trace_id: string; span_id: string } | undefined,
+  worker?: number,
+  now = Date.now(),
+): string {
   if (now !== lastMs) {
     lastMs = now;
     lastIso = new Date(now).toISOString();
   }
   let line =
     `{"@timestamp":"${lastIso}","level":"INFO","message":"access","logger":"fulcrum.access","method":${J(e.method)},"path":${J(e.path)},` +
-    `"status":${e.status},"route":${J(e.route)},"pool":${J(e.pool)},"backend":${J(e.backend)},"duration_ms":${Math.round(durationMs * 1000) / 1000},` +
+    `"status":${e.status},"route":${J(e.route)},"pool":${J(e.pool)},"backend":${J(e.backend)},"duration_ms":${
+      Math.round(durationMs * 1000) / 1000
+    },` +
     `"bytes":${e.bytes},"attempts":${e.attempts},"client_ip":${J(e.clientIp)}`;
   if (e.retryReason) line += `,"retry_reason":${J(e.retryReason)}`;
   if (e.error) line += `,"error":${J(e.error)}`;
@@ -143,7 +151,7 @@ function jsonName(s: string): void {
   let bytes = names.get(s);
   if (bytes === undefined) {
     if (names.size >= NAMES_MAX) names.clear();
-    names.set(s, (bytes = utf8.encode(JSON.stringify(s))));
+    names.set(s, bytes = utf8.encode(JSON.stringify(s)));
   }
   put(bytes);
 }
@@ -272,7 +280,11 @@ function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format
  * is worker N (core/cluster/): every record carries `"worker": N`. `sharedStdout`: other
  * processes write to the same stdout (a primary and its workers).
  */
-export async function setupLogging(runtime: Runtime, config: LogConfig, opts: { worker?: number; sharedStdout?: boolean } = {}): Promise<Logging> {
+export async function setupLogging(
+  runtime: Runtime,
+  config: LogConfig,
+  opts: { worker?: number; sharedStdout?: boolean } = {},
+): Promise<Logging> {
   // Several processes share stdout (workers): whole lines in writes of at most PIPE_BUF (4 KiB),
   // which the kernel never interleaves with another process's writes.
   const shared = opts.worker !== undefined || opts.sharedStdout === true;
@@ -290,9 +302,7 @@ export async function setupLogging(runtime: Runtime, config: LogConfig, opts: { 
   const context = opts.worker === undefined ? undefined : { worker: opts.worker };
   const logger = getLogger(["fulcrum"]);
   const worker = opts.worker;
-  const access: AccessLog | undefined = config.access_log
-    ? accessLog(accessWriter, worker)
-    : undefined;
+  const access: AccessLog | undefined = config.access_log ? accessLog(accessWriter, worker) : undefined;
   return {
     logger: context ? logger.with(context) : logger,
     access,

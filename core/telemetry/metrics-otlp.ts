@@ -52,9 +52,11 @@ export function toOtlp(
       const dataPoints = m.values
         .filter((v) => Number.isFinite(v.value))
         .map((v) => ({ attributes: attributes(v.labels as Labels), startTimeUnixNano: start, timeUnixNano: time, asDouble: v.value }));
-      out.push(type === "counter"
-        ? { ...base, sum: { dataPoints, aggregationTemporality: 2, isMonotonic: true } }
-        : { ...base, gauge: { dataPoints } });
+      out.push(
+        type === "counter"
+          ? { ...base, sum: { dataPoints, aggregationTemporality: 2, isMonotonic: true } }
+          : { ...base, gauge: { dataPoints } },
+      );
     } else if (type === "histogram") {
       // prom-client lists cumulative `_bucket{le}` rows, then `_sum` and `_count`, per label set.
       const series = new Map<string, { labels: Labels; bounds: number[]; cumulative: number[]; sum: number; count: number }>();
@@ -62,7 +64,7 @@ export function toOtlp(
         const labels = v.labels as Labels;
         const key = labelKey(labels, "le");
         let s = series.get(key);
-        if (!s) series.set(key, (s = { labels, bounds: [], cumulative: [], sum: 0, count: 0 }));
+        if (!s) series.set(key, s = { labels, bounds: [], cumulative: [], sum: 0, count: 0 });
         const name = (v as { metricName?: string }).metricName ?? "";
         if (name.endsWith("_bucket")) {
           if (labels.le !== "+Inf") {

@@ -5,7 +5,17 @@
  * `collect()` hooks. State that already lives elsewhere (backend health, circuit, in-flight) is
  * read at scrape time only, so it costs nothing per request.
  */
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry, type Aggregator, type Metric, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import {
+  AggregatorRegistry,
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Registry,
+  type Aggregator,
+  type Metric,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from "prom-client";
 import type { Pool } from "../pool/pool.ts";
 
 /** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */
@@ -49,7 +59,7 @@ export class FastCounter {
   child(...values: string[]): CounterChild {
     const key = values.join("\u0001");
     let c = this.#children.get(key);
-    if (!c) this.#children.set(key, (c = new Child(labelsOf(this.labelNames, values))));
+    if (!c) this.#children.set(key, c = new Child(labelsOf(this.labelNames, values)));
     return c;
   }
 
@@ -91,7 +101,13 @@ export class HistogramChild {
 export class FastHistogram {
   readonly #children = new Map<string, HistogramChild>();
 
-  constructor(registry: Registry, readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly bounds: readonly number[]) {
+  constructor(
+    registry: Registry,
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    readonly bounds: readonly number[],
+  ) {
     const values = () => this.#values();
     registry.registerMetric({
       name,
@@ -105,7 +121,7 @@ export class FastHistogram {
   child(...values: string[]): HistogramChild {
     const key = values.join("\u0001");
     let c = this.#children.get(key);
-    if (!c) this.#children.set(key, (c = new HistogramChild(labelsOf(this.labelNames, values), this.bounds)));
+    if (!c) this.#children.set(key, c = new HistogramChild(labelsOf(this.labelNames, values), this.bounds));
     return c;
   }
 
@@ -188,14 +204,42 @@ export function createMetrics(): Metrics {
   const m: Metrics = {
     registry,
     source: undefined,
-    requests: new FastCounter(registry, "fulcrum_requests_total", "Requests served, by pool, final backend, method and status class.", ["pool", "backend", "method", "status_class"]),
-    requestDuration: new FastHistogram(registry, "fulcrum_request_duration_seconds", "Time from a request's arrival to the end of its response body.", ["pool"], LATENCY_BUCKETS),
-    upstreamDuration: new FastHistogram(registry, "fulcrum_upstream_duration_seconds", "Time from sending an upstream attempt to its response headers or failure.", ["pool", "backend"], LATENCY_BUCKETS),
-    attempts: new FastCounter(registry, "fulcrum_upstream_attempts_total", "Upstream attempts by outcome: a status class, or connect, reset, timeout.", ["pool", "backend", "outcome"]),
+    requests: new FastCounter(registry, "fulcrum_requests_total", "Requests served, by pool, final backend, method and status class.", [
+      "pool",
+      "backend",
+      "method",
+      "status_class",
+    ]),
+    requestDuration: new FastHistogram(
+      registry,
+      "fulcrum_request_duration_seconds",
+      "Time from a request's arrival to the end of its response body.",
+      ["pool"],
+      LATENCY_BUCKETS,
+    ),
+    upstreamDuration: new FastHistogram(
+      registry,
+      "fulcrum_upstream_duration_seconds",
+      "Time from sending an upstream attempt to its response headers or failure.",
+      ["pool", "backend"],
+      LATENCY_BUCKETS,
+    ),
+    attempts: new FastCounter(
+      registry,
+      "fulcrum_upstream_attempts_total",
+      "Upstream attempts by outcome: a status class, or connect, reset, timeout.",
+      ["pool", "backend", "outcome"],
+    ),
     retries: new FastCounter(registry, "fulcrum_retries_total", "Retries, by pool and the failure that caused them.", ["pool", "reason"]),
     rateLimited: new FastCounter(registry, "fulcrum_rate_limited_total", "Requests answered 429 by rate limiting.", ["route"]),
-    pluginErrors: new FastCounter(registry, "fulcrum_plugin_errors_total", "Exceptions thrown by plugins (caught; the proxy kept serving).", ["plugin"]),
-    logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.").child(),
+    pluginErrors: new FastCounter(
+      registry,
+      "fulcrum_plugin_errors_total",
+      "Exceptions thrown by plugins (caught; the proxy kept serving).",
+      ["plugin"],
+    ),
+    logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.")
+      .child(),
     remote: undefined,
     async collect() {
       if (!m.remote) return registry;
@@ -203,7 +247,8 @@ export function createMetrics(): Metrics {
       const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
       const remote = await m.remote();
       // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
-      for (const metrics of remote) for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
+      for (const metrics of remote)
+        for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
       return AggregatorRegistry.aggregate([own, ...remote] as MetricObjectWithValues<MetricValue<string>>[][]);
     },
     async render() {
@@ -231,14 +276,25 @@ function registerStateGauges(m: Metrics): void {
         for (const p of m.source?.pools() ?? []) for (const b of p.backends) this.set({ pool: p.name, backend: b.id }, value(p, b));
       },
     });
-  perBackend("fulcrum_backend_up", "1 when the backend is healthy (active checks pass and not ejected), else 0.", "min", (_p, b) => (b.healthy ? 1 : 0));
-  perBackend("fulcrum_backend_available", "1 when strategies may pick the backend (healthy, circuit allows, not drained).", "min", (_p, b) => (b.isAvailable() ? 1 : 0));
+  perBackend(
+    "fulcrum_backend_up",
+    "1 when the backend is healthy (active checks pass and not ejected), else 0.",
+    "min",
+    (_p, b) => (b.healthy ? 1 : 0),
+  );
+  perBackend(
+    "fulcrum_backend_available",
+    "1 when strategies may pick the backend (healthy, circuit allows, not drained).",
+    "min",
+    (_p, b) => (b.isAvailable() ? 1 : 0),
+  );
   perBackend("fulcrum_backend_draining", "1 while an operator has drained the backend.", "max", (_p, b) => (b.draining ? 1 : 0));
   perBackend("fulcrum_backend_weight", "The backend's current weight.", "max", (_p, b) => b.weight);
   perBackend("fulcrum_backend_in_flight", "Upstream requests in flight to the backend.", "sum", (_p, b) => b.inflight);
   new Gauge({
     name: "fulcrum_backend_circuit_state",
-    help: "1 for the backend's current circuit state (closed, open, half-open), 0 for the others; with workers, how many are in each state.",
+    help:
+      "1 for the backend's current circuit state (closed, open, half-open), 0 for the others; with workers, how many are in each state.",
     labelNames: ["pool", "backend", "state"],
     registers,
     collect() {

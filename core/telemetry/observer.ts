@@ -64,9 +64,23 @@ export interface Observer {
    * An upstream attempt starts: starts its CLIENT span and writes its context (traceparent…)
    * into `headers`. `ex.retryReason` says why, for attempt 2 and later.
    */
-  attemptStart(ex: ObservedExchange, pool: Pool, backend: Backend, attempt: number, headers: Record<string, string>): AttemptTrace | undefined;
+  attemptStart(
+    ex: ObservedExchange,
+    pool: Pool,
+    backend: Backend,
+    attempt: number,
+    headers: Record<string, string>,
+  ): AttemptTrace | undefined;
   /** The attempt has response headers (`status`), or failed (`status` 0 and `error`). */
-  attemptEnd(ex: ObservedExchange, trace: AttemptTrace | undefined, pool: Pool, backend: Backend, status: number, latencyMs: number, error?: { kind: string } & Error): void;
+  attemptEnd(
+    ex: ObservedExchange,
+    trace: AttemptTrace | undefined,
+    pool: Pool,
+    backend: Backend,
+    status: number,
+    latencyMs: number,
+    error?: { kind: string } & Error,
+  ): void;
   /** The tracer handed to a plugin through `PluginApi.tracer`. */
   pluginTracer(name: string, version?: string): PluginTracer;
 }
@@ -104,15 +118,21 @@ class PoolSlot {
   }
   backend(id: string): BackendSlot {
     let s = this.backends.get(id);
-    if (!s) this.backends.set(id, (s = new BackendSlot(this.m, this.name, id)));
+    if (!s) this.backends.set(id, s = new BackendSlot(this.m, this.name, id));
     return s;
   }
 }
 
 const NOOP_SPAN: PluginSpan = {
-  setAttribute() { return this; },
-  addEvent() { return this; },
-  setStatus() { return this; },
+  setAttribute() {
+    return this;
+  },
+  addEvent() {
+    return this;
+  },
+  setStatus() {
+    return this;
+  },
   recordException() {},
   end() {},
   isRecording: () => false,
@@ -128,14 +148,14 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
   const pools = new Map<string, PoolSlot>();
   const poolSlot = (name: string) => {
     let s = pools.get(name);
-    if (!s) pools.set(name, (s = new PoolSlot(metrics!, name)));
+    if (!s) pools.set(name, s = new PoolSlot(metrics!, name));
     return s;
   };
   const noRoute: (CounterChild | undefined)[] = [];
   const backendSlots = new WeakMap<Backend, BackendSlot>();
   const backendSlot = (pool: Pool, b: Backend) => {
     let s = backendSlots.get(b);
-    if (!s) backendSlots.set(b, (s = poolSlot(pool.name).backend(b.id)));
+    if (!s) backendSlots.set(b, s = poolSlot(pool.name).backend(b.id));
     return s;
   };
   // Client-span attributes, one object per backend, mutated per attempt (read synchronously).
@@ -188,7 +208,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         const reason = ex.retryReason ?? "unknown";
         const ps = poolSlot(pool.name);
         let c = ps.retries.get(reason);
-        if (!c) ps.retries.set(reason, (c = metrics.retries.child(pool.name, reason)));
+        if (!c) ps.retries.set(reason, c = metrics.retries.child(pool.name, reason));
         c.inc();
       }
       const parent = ex.span;
@@ -201,7 +221,16 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       let a = attrsOf.get(backend);
       if (!a) {
         const t = backend.target;
-        a = { pool: pool.name, backend: backend.id, strategy: pool.strategyName, attempt, url: "", host: t.hostname, port: t.port, base: backend.url.replace(/\/+$/, "") };
+        a = {
+          pool: pool.name,
+          backend: backend.id,
+          strategy: pool.strategyName,
+          attempt,
+          url: "",
+          host: t.hostname,
+          port: t.port,
+          base: backend.url.replace(/\/+$/, ""),
+        };
         attrsOf.set(backend, a);
       }
       // A reload may keep the backend and change its pool's strategy.

@@ -105,16 +105,21 @@ export function startTracingBackend(cfg: ResolvedTraces, opts: TelemetryOptions)
     // Once only: a second call (e.g. signal handler and test cleanup) gets the same outcome.
     // The processor's flush gives up at the first failed batch; waiting for the exporter's
     // in-flight requests too settles every span's fate (and the drop count) before we return.
-    shutdown: (timeoutMs) =>
-      (shuttingDown ??= withTimeout(
-        provider.shutdown().finally(() => exporter.forceFlush?.().catch(() => {})),
-        timeoutMs,
-        opts.logger,
-      )),
+    shutdown: (timeoutMs) => (shuttingDown ??= withTimeout(
+      provider.shutdown().finally(() => exporter.forceFlush?.().catch(() => {})),
+      timeoutMs,
+      opts.logger,
+    )),
   };
 }
 
-type ExporterOptions = { url: string; headers: Record<string, string>; timeoutMillis: number; concurrencyLimit: number; upstreamClient?: UpstreamClient };
+type ExporterOptions = {
+  url: string;
+  headers: Record<string, string>;
+  timeoutMillis: number;
+  concurrencyLimit: number;
+  upstreamClient?: UpstreamClient;
+};
 
 /** The runtime's upstream client for a plain `http:` endpoint, else fetch (TLS, or no client of our own). */
 function transport(config: Parameters<typeof createFetchTransport>[0], client: UpstreamClient | undefined) {
@@ -141,7 +146,9 @@ function otlpProtoExporter(options: ExporterOptions): OTLPExporterBase<EncodedSp
 function otlpJsonExporter(options: ExporterOptions): SpanExporter {
   const config = convertLegacyHttpOptions(options, "TRACES", "v1/traces", { "Content-Type": "application/json" });
   const metrics = createOtlpHttpExporterMetrics("otlp_http_json_span_exporter", TraceExporterMetricsHelper, config.url, undefined);
-  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(config, JsonTraceSerializer, metrics, transport(config, options.upstreamClient)));
+  return new OTLPExporterBase<ReadableSpan[]>(
+    createOtlpNetworkExportDelegate(config, JsonTraceSerializer, metrics, transport(config, options.upstreamClient)),
+  );
 }
 
 function sampler(ratio: number): Sampler {
@@ -173,8 +180,8 @@ function dropCountingMeterProvider(drops: { queueFull: number; exportFailed: num
     },
   } as Counter;
   const meter: Meter = Object.create(base);
-  meter.createCounter = ((name: string, o?: object) =>
-    name === PROCESSED_METRIC ? processed : base.createCounter(name, o)) as Meter["createCounter"];
+  meter.createCounter =
+    ((name: string, o?: object) => name === PROCESSED_METRIC ? processed : base.createCounter(name, o)) as Meter["createCounter"];
   return { getMeter: () => meter };
 }
 

@@ -11,10 +11,27 @@
  * stale-connection retry (see `sendUpstream`), and keep a pool per backend whose size we set.
  */
 import { nodeUpstreamClient } from "./node.ts";
-import { UpstreamError, type PoolOptions, type UpstreamAgent, type UpstreamClient, type UpstreamRequest, type UpstreamResponse, type UpstreamTarget } from "./types.ts";
+import {
+  UpstreamError,
+  type PoolOptions,
+  type UpstreamAgent,
+  type UpstreamClient,
+  type UpstreamRequest,
+  type UpstreamResponse,
+  type UpstreamTarget,
+} from "./types.ts";
 
 export { UpstreamError };
-export type { AbortLike, PoolOptions, UpstreamAgent, UpstreamClient, UpstreamErrorKind, UpstreamRequest, UpstreamResponse, UpstreamTarget } from "./types.ts";
+export type {
+  AbortLike,
+  PoolOptions,
+  UpstreamAgent,
+  UpstreamClient,
+  UpstreamErrorKind,
+  UpstreamRequest,
+  UpstreamResponse,
+  UpstreamTarget,
+} from "./types.ts";
 
 let client: UpstreamClient = nodeUpstreamClient;
 

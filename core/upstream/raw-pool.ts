@@ -5,7 +5,14 @@
  * requests; raw-response.ts reads the responses.
  */
 import { Buffer } from "node:buffer";
-import { UpstreamError, type PoolOptions, type UpstreamAgent, type UpstreamRequest, type UpstreamResponse, type UpstreamTarget } from "./types.ts";
+import {
+  UpstreamError,
+  type PoolOptions,
+  type UpstreamAgent,
+  type UpstreamRequest,
+  type UpstreamResponse,
+  type UpstreamTarget,
+} from "./types.ts";
 import { Conn, Exchange, WaitList, type ConnPool } from "./raw-conn.ts";
 import { connectTimedOut, handlers, responseTimedOut } from "./raw-response.ts";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
@@ -80,7 +87,7 @@ export class RawPool implements UpstreamAgent, ConnPool {
     }
     const now = performance.now();
     // responseTimedOut unlinks the exchange: take the next one first.
-    for (let ex: Exchange | undefined = this.waiting.head; ex !== undefined; ) {
+    for (let ex: Exchange | undefined = this.waiting.head; ex !== undefined;) {
       const next: Exchange | undefined = ex.nextWaiting;
       if (now >= ex.deadline) responseTimedOut(ex);
       ex = next;
@@ -202,7 +209,7 @@ export class RawPool implements UpstreamAgent, ConnPool {
     const idle = this.idle;
     let k = 0;
     while (k < idle.length && idle[k]!.idleSince <= limit) k++;
-    if (k > 0) for (const c of idle.splice(0, k)) c.destroy();
+    if (k > 0) { for (const c of idle.splice(0, k)) c.destroy(); }
     if (idle.length > 0) this.#schedule(idle[0]!.idleSince + this.options.idleTimeoutMs - now);
   }
 

@@ -43,11 +43,20 @@ export async function captureLogs(accessLog: boolean): Promise<{ records: LogRec
       // The real access-line formatter, parsed back: tests see exactly the fields written.
       access: accessLog
         ? {
-            write(e, ms, ids) {
-              const { "@timestamp": _t, level: _l, message: _m, logger: _g, ...properties } = JSON.parse(accessLine(e, ms, ids));
-              records.push({ category: ["fulcrum", "access"], level: "info", message: ["access"], rawMessage: "access", properties, timestamp: Date.now() } as LogRecord);
-            },
-          }
+          write(e, ms, ids) {
+            const { "@timestamp": _t, level: _l, message: _m, logger: _g, ...properties } = JSON.parse(accessLine(e, ms, ids));
+            records.push(
+              {
+                category: ["fulcrum", "access"],
+                level: "info",
+                message: ["access"],
+                rawMessage: "access",
+                properties,
+                timestamp: Date.now(),
+              } as LogRecord,
+            );
+          },
+        }
         : undefined,
       close: async () => {},
     },
@@ -67,7 +76,12 @@ export async function startFulcrum(yaml: string, opts: { env?: Record<string, st
   const reload = opts.reload;
   const { records, logging } = await captureLogs(config.log.access_log);
   const env = opts.env ?? {};
-  const obs = await startObservability(bunRuntime, config, { logging, serviceVersion: "0.0.0-test", env: (n) => env[n], flushTimeoutMs: 2000 });
+  const obs = await startObservability(bunRuntime, config, {
+    logging,
+    serviceVersion: "0.0.0-test",
+    env: (n) => env[n],
+    flushTimeoutMs: 2000,
+  });
   const server = await startServer(bunRuntime, config, {
     registry,
     logging,
@@ -202,7 +216,6 @@ export function watchLines(stream: ReadableStream<Uint8Array>): LineWatcher {
     },
   };
 }
-
 
 /** Run `bun main.ts <args>` to completion. */
 export async function runCli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -67,8 +67,7 @@ class Reader {
       // Read the length first: `this.pos += this.uint()` reads pos before uint() moves it.
       const len = this.uint();
       this.pos += len;
-    }
-    else if (wireType === 5) this.pos += 4;
+    } else if (wireType === 5) this.pos += 4;
     else throw new RangeError(`protobuf: unsupported wire type ${wireType}`);
   }
   /** Iterates fields: calls fn(fieldNumber, wireType) which must consume the value or return false to skip. */
@@ -132,8 +131,17 @@ function keyValues(r: Reader, field: number): Record<string, AttrValue> {
 
 function span(r: Reader): DecodedSpan {
   const s: DecodedSpan = {
-    traceId: "", spanId: "", parentSpanId: "", traceState: "", name: "", kind: 0,
-    startTimeUnixNano: 0n, endTimeUnixNano: 0n, attributes: {}, events: [], status: { code: 0, message: "" },
+    traceId: "",
+    spanId: "",
+    parentSpanId: "",
+    traceState: "",
+    name: "",
+    kind: 0,
+    startTimeUnixNano: 0n,
+    endTimeUnixNano: 0n,
+    attributes: {},
+    events: [],
+    status: { code: 0, message: "" },
   };
   r.fields((f, w) => {
     if (f === 1 && w === 2) s.traceId = hex(r.bytes());

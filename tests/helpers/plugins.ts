@@ -87,7 +87,9 @@ export async function spawnRun(cmd: string[], cwd = ROOT): Promise<ChildFulcrum>
     line = await Promise.race([
       w.waitFor('"message":"listening"'),
       proc.exited.then(async (code) => {
-        throw new Error(`exited ${code} before listening:\n${w.lines.join("\n")}\n${await new Response(proc.stderr as ReadableStream).text()}`);
+        throw new Error(
+          `exited ${code} before listening:\n${w.lines.join("\n")}\n${await new Response(proc.stderr as ReadableStream).text()}`,
+        );
       }),
     ]);
   } catch (e) {

@@ -324,7 +324,9 @@ export interface RecordingBackend {
 /** A 200 whose body is the request target; Content-Length framed, keep-alive. */
 export function echoTarget(req: RecordedRequest): BackendReply {
   const body = `${req.method} ${req.target}`;
-  return `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body, "latin1")}\r\nx-seen-body: ${req.body.length}\r\n\r\n${body}`;
+  return `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${
+    Buffer.byteLength(body, "latin1")
+  }\r\nx-seen-body: ${req.body.length}\r\n\r\n${body}`;
 }
 
 /**

@@ -38,7 +38,9 @@ ownListener("streamed answers", () => {
     const be = await backend();
     const p = await proxy(be, { middleware: true });
     const c = await p.client();
-    c.write("GET /a-long-target-to-make-the-length-differ HTTP/1.1\r\nHost: x\r\nX-Replace: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.write(
+      "GET /a-long-target-to-make-the-length-differ HTTP/1.1\r\nHost: x\r\nX-Replace: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     const r = await c.readResponse();
     if (r === "closed") throw new Error("closed");
     expect(r.get("content-length")).toBe("9");
@@ -78,7 +80,9 @@ ownListener("HTTP/1.0, HEAD, Connection: close", () => {
 
   test("HEAD through a middleware route: the backend's length, no body, the connection stays in sync", async () => {
     const be = await backend((req) =>
-      req.method === "HEAD" ? "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nx-h: 1\r\n\r\n" : "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+      req.method === "HEAD"
+        ? "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nx-h: 1\r\n\r\n"
+        : "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world"
     );
     const p = await proxy(be, { middleware: true });
     const c = await p.client();
@@ -96,7 +100,9 @@ ownListener("HTTP/1.0, HEAD, Connection: close", () => {
 
   test("a 304 through a middleware route keeps the backend's Content-Length (never a made-up 0)", async () => {
     const be = await backend((req) =>
-      req.target === "/304" ? 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 10\r\n\r\n' : "HTTP/1.1 304 Not Modified\r\netag: \"v2\"\r\n\r\n",
+      req.target === "/304"
+        ? 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 10\r\n\r\n'
+        : 'HTTP/1.1 304 Not Modified\r\netag: "v2"\r\n\r\n'
     );
     const p = await proxy(be, { middleware: true });
     const c = await p.client();
@@ -130,11 +136,13 @@ ownListener("HTTP/1.0, HEAD, Connection: close", () => {
 });
 
 ownListener("response headers", () => {
-  for (const [what, req] of [
-    ["with a body", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
-    ["without a body (204)", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\nX-Status: 204\r\n\r\n"],
-    ["to HEAD", "HEAD /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
-  ] as const) {
+  for (
+    const [what, req] of [
+      ["with a body", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
+      ["without a body (204)", "GET /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\nX-Status: 204\r\n\r\n"],
+      ["to HEAD", "HEAD /c HTTP/1.1\r\nHost: x\r\nX-Cookies: 1\r\n\r\n"],
+    ] as const
+  ) {
     test(`a middleware's Response ${what}: every Set-Cookie separately, latin1 bytes kept`, async () => {
       const be = await backend();
       const p = await proxy(be, { middleware: true });
@@ -153,11 +161,13 @@ ownListener("response headers", () => {
     });
   }
 
-  for (const [what, target] of [
-    ["small", "/small"],
-    ["streamed", "/streamed"],
-    ["204", "/204"],
-  ] as const) {
+  for (
+    const [what, target] of [
+      ["small", "/small"],
+      ["streamed", "/streamed"],
+      ["204", "/204"],
+    ] as const
+  ) {
     test(`a backend header with bytes >= 0x80 reaches the client byte for byte (${what})`, async () => {
       const value = "caf\xe9 \xff\x80";
       const be = await backend((req) => {

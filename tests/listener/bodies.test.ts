@@ -86,7 +86,11 @@ ownListener("request bodies on a direct route", () => {
         const r = await c.readResponse();
         expect(r !== "closed" && r.body.toString()).toBe(want);
       }
-      expect(be.requests.map((r) => [r.target, r.body.length, r.framing])).toEqual([["/small", 4096, "length"], ["/big", big.length, "length"], ["/after", 0, "none"]]);
+      expect(be.requests.map((r) => [r.target, r.body.length, r.framing])).toEqual([["/small", 4096, "length"], [
+        "/big",
+        big.length,
+        "length",
+      ], ["/after", 0, "none"]]);
       expect(be.requests[0]!.body.toString()).toBe(small);
       expect(be.requests[1]!.body.equals(big)).toBe(true);
       await p.idle();

@@ -5,7 +5,18 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { RawClient, outcome, type Outcome, type RawResponse } from "../helpers/raw-client.ts";
-import { be, BINARY, bodyText, client, conformanceSuite, exchange, expectRejected, expectStillServingAndNoSmuggling, IDLE_MS, scope } from "./conformance.ts";
+import {
+  be,
+  BINARY,
+  bodyText,
+  client,
+  conformanceSuite,
+  exchange,
+  expectRejected,
+  expectStillServingAndNoSmuggling,
+  IDLE_MS,
+  scope,
+} from "./conformance.ts";
 
 conformanceSuite();
 

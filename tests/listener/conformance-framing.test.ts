@@ -5,7 +5,19 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { outcome, type Outcome, type RawResponse } from "../helpers/raw-client.ts";
-import { be, BINARY, bodyText, client, conformanceSuite, exchange, expectRejected, expectStillServingAndNoSmuggling, MAX_BODY, SENTINEL, SMUGGLED } from "./conformance.ts";
+import {
+  be,
+  BINARY,
+  bodyText,
+  client,
+  conformanceSuite,
+  exchange,
+  expectRejected,
+  expectStillServingAndNoSmuggling,
+  MAX_BODY,
+  SENTINEL,
+  SMUGGLED,
+} from "./conformance.ts";
 
 conformanceSuite();
 
@@ -62,17 +74,25 @@ describe("limits", () => {
   });
 
   test("Content-Length over max_request_body with the body and a request after it → 413, closed", async () => {
-    await expectRejected(`POST /too-big HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n${"z".repeat(MAX_BODY + 1)}${SMUGGLED}`, [413]);
+    await expectRejected(
+      `POST /too-big HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n${"z".repeat(MAX_BODY + 1)}${SMUGGLED}`,
+      [413],
+    );
   });
 
   test("a chunked body over max_request_body → 413, closed; the backend never gets a complete request", async () => {
     const chunk = `100\r\n${"y".repeat(256)}\r\n`;
-    await expectRejected(`POST /too-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.repeat(5)}0\r\n\r\n${SMUGGLED}`, [413]);
+    await expectRejected(`POST /too-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.repeat(5)}0\r\n\r\n${SMUGGLED}`, [
+      413,
+    ]);
   });
 
   test("a chunked body over max_request_body in one big chunk → 413, closed", async () => {
     const n = MAX_BODY * 4;
-    await expectRejected(`POST /too-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${n.toString(16)}\r\n${"y".repeat(n)}\r\n0\r\n\r\n`, [413]);
+    await expectRejected(
+      `POST /too-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${n.toString(16)}\r\n${"y".repeat(n)}\r\n0\r\n\r\n`,
+      [413],
+    );
   });
 });
 
@@ -216,10 +236,12 @@ describe("chunked request bodies", () => {
     expect(bodyText(ex.sentinel!)).toBe("GET /sentinel");
   });
 
-  for (const [what, ext] of [
-    ["a space", '"a b"'],
-    ["a semicolon", '"a;b"'],
-  ]) {
+  for (
+    const [what, ext] of [
+      ["a space", '"a b"'],
+      ["a semicolon", '"a;b"'],
+    ]
+  ) {
     test(`a quoted chunk extension value with ${what} in it: 400, or forwarded intact`, async () => {
       const ex = await exchange(`POST /qs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;q=${ext}\r\nhello\r\n0\r\n\r\n`);
       // Valid (RFC 9112 §7.1.1 quoted-string), but Bun.serve refuses it; refusing is safe.

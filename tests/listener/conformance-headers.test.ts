@@ -5,7 +5,17 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { outcome, type Outcome, type RawResponse } from "../helpers/raw-client.ts";
-import { be, BODY_TIMEOUT_MS, bodyText, client, conformanceSuite, expectStillServingAndNoSmuggling, SENTINEL, SMUGGLED, STREAMED } from "./conformance.ts";
+import {
+  be,
+  BODY_TIMEOUT_MS,
+  bodyText,
+  client,
+  conformanceSuite,
+  expectStillServingAndNoSmuggling,
+  SENTINEL,
+  SMUGGLED,
+  STREAMED,
+} from "./conformance.ts";
 
 conformanceSuite();
 
@@ -69,7 +79,14 @@ describe("request headers", () => {
     expect(req.body.toString()).toBe("ok");
     const head = be.allBytes().split("\r\n\r\n")[0]!.split("\r\n");
     const ours = /^(host|x-forwarded-(for|proto|host)|content-length):/i;
-    expect(head.slice(1).filter((l) => !ours.test(l))).toEqual(["X-First:one", "Accept: a", "accept: b  ", "X-Latin: caf\xe9", "Cookie: a=1", "X-Last: \t tab"]);
+    expect(head.slice(1).filter((l) => !ours.test(l))).toEqual([
+      "X-First:one",
+      "Accept: a",
+      "accept: b  ",
+      "X-Latin: caf\xe9",
+      "Cookie: a=1",
+      "X-Last: \t tab",
+    ]);
     expect(req.all("host")).toEqual(["shop.example"]);
     expect(req.all("x-forwarded-for")).toEqual(["203.0.113.7, 198.51.100.1, 127.0.0.1"]);
     expect(req.all("x-forwarded-proto")).toEqual(["http"]);

@@ -140,7 +140,9 @@ describe("header syntax", () => {
   }
 
   test("obs-fold before Transfer-Encoding cannot hide it → 400", async () => {
-    await expectRejected(`POST /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello${SMUGGLED}`);
+    await expectRejected(
+      `POST /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello${SMUGGLED}`,
+    );
   });
 
   test("obs-text (bytes 0x80-0xff) in a header value is accepted and passed on as is", async () => {

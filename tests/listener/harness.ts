@@ -11,7 +11,14 @@ import { afterEach, describe, expect } from "bun:test";
 import type { Socket } from "node:net";
 import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
 import { tempDir } from "../helpers/plugins.ts";
-import { RawClient, echoTarget, startRecordingBackend, type BackendReply, type RecordedRequest, type RecordingBackend } from "../helpers/raw-client.ts";
+import {
+  RawClient,
+  echoTarget,
+  startRecordingBackend,
+  type BackendReply,
+  type RecordedRequest,
+  type RecordingBackend,
+} from "../helpers/raw-client.ts";
 
 /** A promise that rejects after `ms` (bounds every wait). */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -148,7 +155,10 @@ export function listenerHarness() {
 } };\n`,
   );
 
-  async function proxy(be: RecordingBackend, opts: { middleware?: boolean; limits?: string; retries?: boolean; retry?: string } = {}): Promise<Proxy> {
+  async function proxy(
+    be: RecordingBackend,
+    opts: { middleware?: boolean; limits?: string; retries?: boolean; retry?: string } = {},
+  ): Promise<Proxy> {
     const route = opts.middleware ? `routes:\n  - { pool: web, middleware: [ { plugin: "${DENY}" } ] }\n` : "";
     const retry = opts.retry ?? (opts.retries ? "" : "    retry: { attempts: 1 }\n");
     const f = await startFulcrum(`pools:

@@ -17,11 +17,11 @@ ownListener("graceful shutdown", () => {
     const be = await backend((req) =>
       req.target === "/slow"
         ? async (s: Socket) => {
-            got.resolve(s);
-            await release.promise;
-            s.write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate");
-          }
-        : echoTarget(req),
+          got.resolve(s);
+          await release.promise;
+          s.write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate");
+        }
+        : echoTarget(req)
     );
     const p = await proxy(be);
     const idle = await p.client();
@@ -49,10 +49,10 @@ describe("FULCRUM_BUN_SERVE=1", () => {
     const be = await backend((req) =>
       req.target === "/stream"
         ? (s: Socket) => {
-            s.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
-            return new Promise<void>((r) => setImmediate(() => s.write("6\r\n world\r\n0\r\n\r\n", () => r())));
-          }
-        : `HTTP/1.1 200 OK\r\ncontent-length: ${req.body.length}\r\n\r\n${req.body.toString("latin1")}`,
+          s.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+          return new Promise<void>((r) => setImmediate(() => s.write("6\r\n world\r\n0\r\n\r\n", () => r())));
+        }
+        : `HTTP/1.1 200 OK\r\ncontent-length: ${req.body.length}\r\n\r\n${req.body.toString("latin1")}`
     );
     const previous = process.env.FULCRUM_BUN_SERVE;
     process.env.FULCRUM_BUN_SERVE = "1";

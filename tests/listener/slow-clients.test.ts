@@ -45,10 +45,11 @@ ownListener("a client that stops reading", () => {
       if (req.target === "/stalled") s.once("close", () => released.resolve());
       s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
       for (let sent = 0; sent < size && !s.destroyed; sent += big.length) {
-        if (!s.write(big)) await new Promise<void>((r) => {
-          const go = () => (s.off("drain", go), s.off("close", go), r());
-          s.on("drain", go).on("close", go);
-        });
+        if (!s.write(big))
+          await new Promise<void>((r) => {
+            const go = () => (s.off("drain", go), s.off("close", go), r());
+            s.on("drain", go).on("close", go);
+          });
       }
     });
     const p = await proxy(be, { limits: `  client_idle_timeout: ${IDLE_S}s` });
@@ -135,7 +136,6 @@ ownListener("pipelining", () => {
     await p.idle();
     await p.stopPromptly();
   });
-
 
   test("a slow reader's answers stay intact while other clients' answers go out (one shared write buffer)", async () => {
     // Whole answers go out through one reused buffer; what the kernel does not take at once must be

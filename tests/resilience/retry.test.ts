@@ -61,7 +61,10 @@ describe("retries", () => {
 
   test("each retry goes to a backend not yet tried", async () => {
     const bs = [answering("a", 503), answering("b", 503), answering("c", 503), answering("d", 200)];
-    const f = await serve(bs.map((b) => b.url), "    strategy: least-connections\n    retry: { attempts: 4, budget: { ratio: 100%, min_retries: 100 }, backoff: { base: 1ms, max: 2ms } }");
+    const f = await serve(
+      bs.map((b) => b.url),
+      "    strategy: least-connections\n    retry: { attempts: 4, budget: { ratio: 100%, min_retries: 100 }, backoff: { base: 1ms, max: 2ms } }",
+    );
     for (let i = 0; i < 5; i++) expect((await fetch(f.url)).status).toBe(200);
     for (const b of bs.slice(0, 3)) expect(b.requests.length).toBeLessThanOrEqual(5);
     expect(bs[3]!.requests.length).toBe(5);
@@ -89,14 +92,22 @@ describe("retries", () => {
   test("a route may opt in to retrying non-idempotent requests", async () => {
     const a = answering("a", 503);
     const b = answering("b", 200);
-    const f = await serve([a.url, b.url], "    retry: { attempts: 2, backoff: { base: 1ms, max: 2ms } }", "routes:\n  - { pool: web, retry_non_idempotent: true }");
+    const f = await serve(
+      [a.url, b.url],
+      "    retry: { attempts: 2, backoff: { base: 1ms, max: 2ms } }",
+      "routes:\n  - { pool: web, retry_non_idempotent: true }",
+    );
     expect((await fetch(f.url, { method: "POST", body: "x" })).status).toBe(200);
   });
 
   test("a streamed body larger than buffer_body_limit is not re-sent after it reached a backend", async () => {
     const a = answering("a", 503);
     const b = answering("b", 200);
-    const f = await serve([a.url, b.url], "    retry: { attempts: 2, buffer_body_limit: 1kb, backoff: { base: 1ms, max: 2ms } }", "routes:\n  - { pool: web, retry_non_idempotent: true }");
+    const f = await serve(
+      [a.url, b.url],
+      "    retry: { attempts: 2, buffer_body_limit: 1kb, backoff: { base: 1ms, max: 2ms } }",
+      "routes:\n  - { pool: web, retry_non_idempotent: true }",
+    );
     const r = await fetch(f.url, { method: "PUT", body: "x".repeat(4096) });
     expect(r.status).toBe(503);
     expect(a.requests.length + b.requests.length).toBe(1);
@@ -122,7 +133,10 @@ describe("retries", () => {
   test("the retry budget stops retries when exceeded", async () => {
     const a = answering("a", 503);
     const b = answering("b", 503);
-    const f = await serve([a.url, b.url], "    retry: { attempts: 2, budget: { ratio: 10%, min_retries: 2 }, backoff: { base: 1ms, max: 1ms } }");
+    const f = await serve(
+      [a.url, b.url],
+      "    retry: { attempts: 2, budget: { ratio: 10%, min_retries: 2 }, backoff: { base: 1ms, max: 1ms } }",
+    );
     for (let i = 0; i < 10; i++) await (await fetch(f.url)).text();
     // 10 requests: max(2, 10% of 10) = 2 retries allowed, so 12 upstream requests, not 20.
     expect(a.requests.length + b.requests.length).toBe(12);
@@ -132,7 +146,10 @@ describe("retries", () => {
   test("a per-try timeout moves on to the next backend inside the overall deadline", async () => {
     const slow = track(startBackend("slow", () => new Promise<Response>(() => {})));
     const fast = answering("fast", 200);
-    const f = await serve([slow.url, fast.url], "    timeouts: { request: 2s }\n    retry: { attempts: 2, per_try_timeout: 100ms, backoff: { base: 1ms, max: 1ms } }");
+    const f = await serve(
+      [slow.url, fast.url],
+      "    timeouts: { request: 2s }\n    retry: { attempts: 2, per_try_timeout: 100ms, backoff: { base: 1ms, max: 1ms } }",
+    );
     const t0 = performance.now();
     const r = await fetch(f.url);
     expect(r.status).toBe(200);
@@ -209,7 +226,10 @@ describe("limits, passive health and panic mode", () => {
     const bad = answering("bad", 500);
     const bad2 = answering("bad2", 500);
     const good = answering("good", 200);
-    const f = await serve([bad.url, bad2.url, good.url], "    retry: { attempts: 1 }\n    outlier_detection: { consecutive_failures: 2, ejection_time: 30s, max_ejected_percent: 34 }");
+    const f = await serve(
+      [bad.url, bad2.url, good.url],
+      "    retry: { attempts: 1 }\n    outlier_detection: { consecutive_failures: 2, ejection_time: 30s, max_ejected_percent: 34 }",
+    );
     for (let i = 0; i < 12; i++) await (await fetch(f.url)).text();
     const pool = f.server.gateway.pools.get("web")!;
     const ejected = pool.backends.filter((b) => b.status().ejected).map((b) => b.id);
@@ -276,7 +296,10 @@ describe("circuit breaker end to end", () => {
       }
       return new Response("yes", { headers: { "x-backend": "b" } });
     }));
-    const f = await serve([b.url], "    retry: { attempts: 1 }\n    circuit_breaker: { failures: 2, open_for: 100ms, half_open_requests: 1 }");
+    const f = await serve(
+      [b.url],
+      "    retry: { attempts: 1 }\n    circuit_breaker: { failures: 2, open_for: 100ms, half_open_requests: 1 }",
+    );
     for (let i = 0; i < 2; i++) expect((await fetch(f.url)).status).toBe(500);
     const backend = f.server.gateway.pools.get("web")!.backends[0]!;
     expect(backend.circuit).toBe("open");
@@ -304,10 +327,13 @@ describe("reload that is rejected", () => {
   test("leaves the running pool owning its backends: an ejection still ends and the backend comes back", async () => {
     const { startFromFile, tempDir } = await import("../helpers/plugins.ts");
     let failing = false;
-    const b1 = track(startBackend("b1", () => (failing ? new Response("no", { status: 500 }) : new Response("b1", { headers: { "x-backend": "b1" } }))));
+    const b1 = track(
+      startBackend("b1", () => (failing ? new Response("no", { status: 500 }) : new Response("b1", { headers: { "x-backend": "b1" } }))),
+    );
     const b2 = answering("b2", 200);
     const t = tempDir();
-    const good = `pools:\n  web:\n    backends: ["${b1.url}", "${b2.url}"]\n    retry: { attempts: 1 }\n    outlier_detection: { consecutive_failures: 1, ejection_time: 200ms }\n`;
+    const good =
+      `pools:\n  web:\n    backends: ["${b1.url}", "${b2.url}"]\n    retry: { attempts: 1 }\n    outlier_detection: { consecutive_failures: 1, ejection_time: 200ms }\n`;
     const file = t.write("f.yaml", good);
     const f = await startFromFile(file);
     cleanups.push(() => f.stop());

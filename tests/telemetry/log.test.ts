@@ -41,7 +41,9 @@ test("accessLine writes one JSON line with LogTape's envelope and the request's 
 });
 
 test("optional fields appear only when set; the worker number is added; the clock is followed", () => {
-  const line = JSON.parse(accessLine(entry({ retryReason: "503", error: 'x "y"' }), 2, { trace_id: "t1", span_id: "s1" }, 3, Date.UTC(2027, 0, 1)));
+  const line = JSON.parse(
+    accessLine(entry({ retryReason: "503", error: 'x "y"' }), 2, { trace_id: "t1", span_id: "s1" }, 3, Date.UTC(2027, 0, 1)),
+  );
   expect(line).toMatchObject({ retry_reason: "503", error: 'x "y"', trace_id: "t1", span_id: "s1", worker: 3 });
   expect(line["@timestamp"]).toBe("2027-01-01T00:00:00.000Z");
   expect(Object.keys(JSON.parse(accessLine(entry(), 1, undefined)))).not.toContain("error");
@@ -91,8 +93,37 @@ describe("the access log written as bytes", () => {
   };
 
   test("writes byte for byte what accessLine() writes, whatever the strings and numbers", () => {
-    const strings = ["", "/", "/100b?x=1", 'a"b\\c', "\u0001\u001f\u007f", "é→✓", "😀", "\ud800 lone", "x".repeat(300), "tab\there", "</script>"];
-    const durations = [0, 0.0004, 0.0005, 0.0015, 0.01, 0.1, 1, 1.23456, 12.5, 999.9995, 1234567.891, 86_400_000.001, -0, -1.5, 1e16, Number.NaN];
+    const strings = [
+      "",
+      "/",
+      "/100b?x=1",
+      'a"b\\c',
+      "\u0001\u001f\u007f",
+      "é→✓",
+      "😀",
+      "\ud800 lone",
+      "x".repeat(300),
+      "tab\there",
+      "</script>",
+    ];
+    const durations = [
+      0,
+      0.0004,
+      0.0005,
+      0.0015,
+      0.01,
+      0.1,
+      1,
+      1.23456,
+      12.5,
+      999.9995,
+      1234567.891,
+      86_400_000.001,
+      -0,
+      -1.5,
+      1e16,
+      Number.NaN,
+    ];
     const numbers = [0, 1, 9, 10, 99, 100, 65535, 1048576, 2 ** 53 - 1, 2 ** 53, -1, 1.5];
     let seed = 7;
     const seen = new Set<number>();

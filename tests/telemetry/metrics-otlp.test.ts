@@ -7,8 +7,20 @@ afterEach(async () => {
   while (stops.length) await stops.pop()!();
 });
 
-type Point = { attributes: { key: string; value: { stringValue: string } }[]; asDouble?: number; count?: string; bucketCounts?: string[]; explicitBounds?: number[]; sum?: number };
-type Metric = { name: string; sum?: { dataPoints: Point[]; isMonotonic: boolean; aggregationTemporality: number }; gauge?: { dataPoints: Point[] }; histogram?: { dataPoints: Point[] } };
+type Point = {
+  attributes: { key: string; value: { stringValue: string } }[];
+  asDouble?: number;
+  count?: string;
+  bucketCounts?: string[];
+  explicitBounds?: number[];
+  sum?: number;
+};
+type Metric = {
+  name: string;
+  sum?: { dataPoints: Point[]; isMonotonic: boolean; aggregationTemporality: number };
+  gauge?: { dataPoints: Point[] };
+  histogram?: { dataPoints: Point[] };
+};
 type Body = { resourceMetrics: { resource: { attributes: Point["attributes"] }; scopeMetrics: { metrics: Metric[] }[] }[] };
 
 const attr = (p: Point, k: string) => p.attributes.find((a) => a.key === k)?.value.stringValue;
@@ -29,7 +41,12 @@ test("toOtlp: counters become cumulative monotonic sums, histograms explicit-buc
   expect(requests.sum!.aggregationTemporality).toBe(2);
   const point = requests.sum!.dataPoints[0]!;
   expect(point.asDouble).toBe(3);
-  expect([attr(point, "pool"), attr(point, "backend"), attr(point, "method"), attr(point, "status_class")]).toEqual(["web", "b1", "GET", "2xx"]);
+  expect([attr(point, "pool"), attr(point, "backend"), attr(point, "method"), attr(point, "status_class")]).toEqual([
+    "web",
+    "b1",
+    "GET",
+    "2xx",
+  ]);
 
   const duration = metrics.find((x) => x.name === "fulcrum_request_duration_seconds")!.histogram!.dataPoints[0]!;
   expect(duration.count).toBe("3");
@@ -62,12 +79,17 @@ test("startMetricsExport posts OTLP/JSON on its interval with the configured hea
   const m = createMetrics();
   m.retries.child("web", "503").inc();
   const warnings: string[] = [];
-  const exporter = startMetricsExport(() => m.registry.getMetricsAsJSON(), {
-    endpoint: `http://127.0.0.1:${collector.port}/v1/metrics`,
-    headers: { authorization: "Bearer t" },
-    interval: 20,
-    timeout: 1000,
-  }, { "service.name": "fulcrum" }, { warn: (msg) => warnings.push(msg) });
+  const exporter = startMetricsExport(
+    () => m.registry.getMetricsAsJSON(),
+    {
+      endpoint: `http://127.0.0.1:${collector.port}/v1/metrics`,
+      headers: { authorization: "Bearer t" },
+      interval: 20,
+      timeout: 1000,
+    },
+    { "service.name": "fulcrum" },
+    { warn: (msg) => warnings.push(msg) },
+  );
   stops.push(() => exporter.stop());
   await enough;
   expect(auth[0]).toBe("Bearer t");
@@ -75,12 +97,17 @@ test("startMetricsExport posts OTLP/JSON on its interval with the configured hea
   expect(names).toContain("fulcrum_retries_total");
   expect(warnings).toEqual([]);
 
-  const dead = startMetricsExport(() => m.registry.getMetricsAsJSON(), {
-    endpoint: "http://127.0.0.1:9/v1/metrics",
-    headers: {},
-    interval: 60_000,
-    timeout: 500,
-  }, {}, { warn: (msg) => warnings.push(msg) });
+  const dead = startMetricsExport(
+    () => m.registry.getMetricsAsJSON(),
+    {
+      endpoint: "http://127.0.0.1:9/v1/metrics",
+      headers: {},
+      interval: 60_000,
+      timeout: 500,
+    },
+    {},
+    { warn: (msg) => warnings.push(msg) },
+  );
   await dead.stop(); // stop() flushes once
   expect(warnings).toEqual(["metrics export failed"]);
 });
@@ -107,7 +134,9 @@ test("end to end: telemetry.metrics exports the requests Fulcrum served", async 
     },
   });
   stops.push(() => collector.stop(true));
-  const f = await startFulcrum(`pools:\n  web: { backends: ["${backend.url}"] }\ntelemetry:\n  metrics: { endpoint: "http://127.0.0.1:${collector.port}/v1/metrics", interval: 50ms }\n`);
+  const f = await startFulcrum(
+    `pools:\n  web: { backends: ["${backend.url}"] }\ntelemetry:\n  metrics: { endpoint: "http://127.0.0.1:${collector.port}/v1/metrics", interval: 50ms }\n`,
+  );
   stops.push(() => f.stop());
   for (let i = 0; i < 5; i++) await (await fetch(f.url)).text();
   await gotFive;

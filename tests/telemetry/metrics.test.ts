@@ -35,7 +35,8 @@ routes:
 `);
     const web = f.server.gateway.pools.get("web")!;
     for (const b of web.backends) await web.health!.runOnce(b);
-    const send = async (path: string, method = "GET") => (await fetch(`${f.url}${path}`, { method, body: method === "POST" ? "x" : undefined })).text();
+    const send = async (path: string, method = "GET") =>
+      (await fetch(`${f.url}${path}`, { method, body: method === "POST" ? "x" : undefined })).text();
     for (let i = 0; i < 6; i++) await send("/api/x");
     for (let i = 0; i < 2; i++) await send("/api/x", "POST");
     await send("/api/flaky"); // 503 once, retried on the other backend
@@ -95,7 +96,10 @@ routes:
 
   test("end to end: 429s from rate limiting and a failing user plugin are counted", async () => {
     const t = tempDir();
-    const plugin = t.write("boom.ts", `export default { kind: "strategy", name: "boom", create: () => ({ pick() { throw new Error("boom"); } }) };\n`);
+    const plugin = t.write(
+      "boom.ts",
+      `export default { kind: "strategy", name: "boom", create: () => ({ pick() { throw new Error("boom"); } }) };\n`,
+    );
     const b = backend("b1");
     const f = await fulcrum(`pools:
   web: { strategy: { plugin: "${plugin}" }, backends: ["${b.url}"] }
@@ -142,7 +146,9 @@ describe("observability config", () => {
       'f.yaml:2:18: admin.listen must be host:port, :port or a port number (0-65535), got "nowhere"',
       'f.yaml:2:27: admin.tokn is not a known key; did you mean "token"?',
     ]);
-    expect(problems("telemetry: { traces: { max_queue_size: 10, max_export_batch_size: 20 } }\n")[0]).toContain("max_export_batch_size must not exceed max_queue_size");
+    expect(problems("telemetry: { traces: { max_queue_size: 10, max_export_batch_size: 20 } }\n")[0]).toContain(
+      "max_export_batch_size must not exceed max_queue_size",
+    );
   });
 
   test("defaults: admin on 127.0.0.1:9090 (unset listen), metrics on, tracing off; `admin: false` turns it off", () => {
@@ -151,7 +157,13 @@ describe("observability config", () => {
     expect(c.telemetry).toBeUndefined();
     const off = parseConfig("pools: { web: { backends: [http://127.0.0.1:1] } }\nadmin: false\n", { file: "f.yaml", env: () => undefined });
     expect(off.admin.enabled).toBe(false);
-    const t = parseConfig("pools: { web: { backends: [http://127.0.0.1:1] } }\ntelemetry: { traces: { sample_ratio: 1%, scheduled_delay: 2s } }\n", { file: "f.yaml", env: () => undefined });
+    const t = parseConfig(
+      "pools: { web: { backends: [http://127.0.0.1:1] } }\ntelemetry: { traces: { sample_ratio: 1%, scheduled_delay: 2s } }\n",
+      {
+        file: "f.yaml",
+        env: () => undefined,
+      },
+    );
     expect(t.telemetry!.traces).toEqual({ sample_ratio: 0.01, scheduled_delay: 2000 });
   });
 });
@@ -162,11 +174,14 @@ describe("through the CLI", () => {
     cleanups.push(() => r.stop());
     const b = backend("b1");
     // A long export delay: only the shutdown flush can deliver the spans.
-    const file = tempDir("fulcrum-obs-").write("f.yaml", `listen: 127.0.0.1:0
+    const file = tempDir("fulcrum-obs-").write(
+      "f.yaml",
+      `listen: 127.0.0.1:0
 admin: { listen: 127.0.0.1:0 }
 pools: { web: { backends: ["${b.url}"] } }
 telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_delay: 1m } }
-`);
+`,
+    );
     const child = await spawnFulcrum(["run", "--config", file]);
     cleanups.push(() => child.kill("SIGKILL"));
     const adminLine = child.lines.find((l) => l.includes('"message":"admin API listening"'));

@@ -4,7 +4,16 @@
 // ProtobufTraceSerializer, the span factory must sample as the SDK's ParentBased(TraceIdRatioBased)
 // sampler does, and the transport must retry, fail and compress as otlp-exporter-base's does.
 import { afterEach, describe, expect, test } from "bun:test";
-import { ROOT_CONTEXT, SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type SpanContext } from "@opentelemetry/api";
+import {
+  ROOT_CONTEXT,
+  SamplingDecision,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+  type Attributes,
+  type SpanContext,
+} from "@opentelemetry/api";
 import { ExportResultCode, TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
@@ -33,11 +42,21 @@ const REMOTE: SpanContext = {
   traceState: new TraceState("vendor=abc,other=1"),
   isRemote: true,
 };
-const resource = resourceFromAttributes({ "service.name": "fulcrum", "service.version": "1.2.3", "host.name": "box", "deployment.environment": "tëst" });
+const resource = resourceFromAttributes({
+  "service.name": "fulcrum",
+  "service.version": "1.2.3",
+  "host.name": "box",
+  "deployment.environment": "tëst",
+});
 
 function factory(sampleRatio = 1) {
   const ended: ReadableSpan[] = [];
-  const spans = new SpanFactory({ sink: { onEnd: (s) => ended.push(s) }, resource, scope: { name: "fulcrum", version: "1.2.3" }, sampleRatio });
+  const spans = new SpanFactory({
+    sink: { onEnd: (s) => ended.push(s) },
+    resource,
+    scope: { name: "fulcrum", version: "1.2.3" },
+    sampleRatio,
+  });
   return { spans, ended };
 }
 
@@ -87,7 +106,12 @@ describe("EncodedSpans and encodeSpansRequest()", () => {
 
     // And what a collector reads back from it.
     const [rs] = decodeExportTraceServiceRequest(ourBytes(ended));
-    expect(rs!.resource).toEqual({ "service.name": "fulcrum", "service.version": "1.2.3", "host.name": "box", "deployment.environment": "tëst" });
+    expect(rs!.resource).toEqual({
+      "service.name": "fulcrum",
+      "service.version": "1.2.3",
+      "host.name": "box",
+      "deployment.environment": "tëst",
+    });
     const [scope] = rs!.scopes;
     expect(scope!.name).toBe("fulcrum");
     expect(scope!.version).toBe("1.2.3");
@@ -101,7 +125,13 @@ describe("EncodedSpans and encodeSpansRequest()", () => {
     expect(s!.status.code).toBe(1); // OK
     expect(c!.parentSpanId).toBe(server.spanId);
     expect(c!.kind).toBe(3); // CLIENT
-    expect(c!.attributes).toMatchObject({ "a.big": 2 ** 40 + 3, "a.negative": -7, "a.double": 3.25, "a.numbers": [1, 2.5, -3], "a.with_null": ["a", null, "c"] });
+    expect(c!.attributes).toMatchObject({
+      "a.big": 2 ** 40 + 3,
+      "a.negative": -7,
+      "a.double": 3.25,
+      "a.numbers": [1, 2.5, -3],
+      "a.with_null": ["a", null, "c"],
+    });
     expect(c!.attributes["a.lone_surrogate"]).toBe("x\ufffdy");
     expect(c!.events.map((e) => e.name)).toEqual(["fulcrum.circuit_transition", "exception"]);
     expect(c!.events[1]!.attributes).toMatchObject({ "exception.type": "ECONNREFUSED", "exception.message": "connect ECONNREFUSED" });
@@ -281,13 +311,19 @@ describe("EncodingBatchSpanProcessor (the protobuf export queue)", () => {
     // A span of another scope whose attribute getter throws while it is encoded.
     const bad = make("bad");
     Object.defineProperty(bad, "instrumentationScope", { value: { name: "other" } });
-    Object.defineProperty(bad.attributes, "boom", { enumerable: true, get: () => { throw new Error("boom"); } });
+    Object.defineProperty(bad.attributes, "boom", {
+      enumerable: true,
+      get: () => {
+        throw new Error("boom");
+      },
+    });
     end("a");
     bad.end(); // through the processor: the request that ended it is not failed
     expect(lost).toEqual(["export_failed"]);
 
     const { spans: other, ended: good } = factory(); // ended spans collected, not processed
-    for (const name of ["before", "after"]) (other.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(name, { name }).end();
+    for (const name of ["before", "after"])
+      (other.start(ROOT_CONTEXT, undefined, SpanKind.SERVER) as RecordedSpan).init(name, { name }).end();
     const batch = new EncodedSpans();
     batch.add(good[0]!);
     expect(() => batch.add(bad)).toThrow("boom");
@@ -300,7 +336,12 @@ describe("EncodingBatchSpanProcessor (the protobuf export queue)", () => {
   test("an export that throws while encoding fails its batch, and its spans are counted lost once", async () => {
     const lost: [string, number][] = [];
     const p = new EncodingBatchSpanProcessor({
-      exporter: { export: () => { throw new Error("encoder broke"); }, shutdown: async () => {} },
+      exporter: {
+        export: () => {
+          throw new Error("encoder broke");
+        },
+        shutdown: async () => {},
+      },
       maxQueueSize: 100,
       maxExportBatchSize: 10,
       scheduledDelayMillis: 60_000,
@@ -395,7 +436,11 @@ describe("SpanFactory sampling", () => {
     expect(unsampled.spanContext()).toMatchObject({ traceId: REMOTE.traceId, traceFlags: 0, traceState: REMOTE.traceState });
     expect(unsampled.spanId).not.toBe(REMOTE.spanId);
     // An invalid parent (all-zero ids) starts a new trace.
-    const invalid = factory(1).spans.start(ROOT_CONTEXT, { traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 1 }, SpanKind.SERVER);
+    const invalid = factory(1).spans.start(
+      ROOT_CONTEXT,
+      { traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 1 },
+      SpanKind.SERVER,
+    );
     expect(invalid.traceId).not.toBe("0".repeat(32));
   });
 
@@ -409,10 +454,14 @@ describe("SpanFactory sampling", () => {
 });
 
 describe("the request path's spans through Telemetry", () => {
-  const request = (headers: Record<string, string> = {}) => new Request("http://example.com/x", { headers: { host: "example.com", ...headers } });
+  const request = (headers: Record<string, string> = {}) =>
+    new Request("http://example.com/x", { headers: { host: "example.com", ...headers } });
 
   test("an unsampled request is one non-recording span: traceparent 00 and the incoming baggage go upstream, no ids, nothing exported", async () => {
-    const tel = await createTelemetry({ traces: { endpoint: "http://127.0.0.1:9/v1/traces", sample_ratio: 0 } }, { serviceVersion: "1", env: {} });
+    const tel = await createTelemetry({ traces: { endpoint: "http://127.0.0.1:9/v1/traces", sample_ratio: 0 } }, {
+      serviceVersion: "1",
+      env: {},
+    });
     const server = tel.startServerSpan(request({ baggage: "tenant=a" }), "api", "10.0.0.1")!;
     expect(server.span.isRecording()).toBe(false);
     expect(tel.startClientSpan(server, { pool: "p", backend: "b", strategy: "s", attempt: 1, url: "http://b/" })).toBe(server);
@@ -427,14 +476,22 @@ describe("the request path's spans through Telemetry", () => {
 
   test("inject writes what the W3C propagators write (Headers and records, tracestate, baggage) for a sampled request", async () => {
     const tel = await createTelemetry({ traces: { endpoint: "http://127.0.0.1:9/v1/traces" } }, { serviceVersion: "1", env: {} });
-    const server = tel.startServerSpan(request({ traceparent: `00-${REMOTE.traceId}-${REMOTE.spanId}-01`, tracestate: "vendor=abc", baggage: "k=v" }), "api", "10.0.0.1")!;
+    const server = tel.startServerSpan(
+      request({ traceparent: `00-${REMOTE.traceId}-${REMOTE.spanId}-01`, tracestate: "vendor=abc", baggage: "k=v" }),
+      "api",
+      "10.0.0.1",
+    )!;
     const client = tel.startClientSpan(server, { pool: "p", backend: "b", strategy: "s", attempt: 1, url: "http://b:81/" })!;
     const h = new Headers();
     tel.inject(client, h);
     const rec: Record<string, string> = {};
     tel.inject(client, rec);
     const sc = client.span.spanContext();
-    expect(Object.fromEntries(h)).toEqual({ traceparent: `00-${REMOTE.traceId}-${sc.spanId}-01`, tracestate: "vendor=abc", baggage: "k=v" });
+    expect(Object.fromEntries(h)).toEqual({
+      traceparent: `00-${REMOTE.traceId}-${sc.spanId}-01`,
+      tracestate: "vendor=abc",
+      baggage: "k=v",
+    });
     expect(rec).toEqual(Object.fromEntries(h));
     expect(tel.ids(server)).toEqual({ trace_id: REMOTE.traceId, span_id: server.span.spanContext().spanId });
     // The context handed to plugins carries the span and the incoming baggage.
@@ -482,7 +539,8 @@ for (const [name, upstreamClient] of [["fetch", undefined], ["the runtime's upst
       return { url: `http://127.0.0.1:${server.port}/v1/traces`, port: server.port, bodies, heads, ports, arrived };
     }
     const telemetry = (traces: Record<string, unknown>) => createTelemetry({ traces }, { serviceVersion: "1", env: {}, upstreamClient });
-    const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) => tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
+    const oneSpan = (tel: Awaited<ReturnType<typeof createTelemetry>>) =>
+      tel.endServer(tel.startServerSpan(new Request("http://h/x"), "api", "10.0.0.1"), 200);
 
     test("a 503 with Retry-After is retried and the retry delivers the batch; nothing is counted lost", async () => {
       const c = scripted([{ status: 503, headers: { "retry-after": "0" } }, { status: 429, headers: { "retry-after": "0" } }]);

@@ -1,5 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { createTelemetry, NOOP_TELEMETRY, pathOf, resolveTraces, type Telemetry, type TelemetryConfig } from "../../core/telemetry/tracing.ts";
+import {
+  createTelemetry,
+  NOOP_TELEMETRY,
+  pathOf,
+  resolveTraces,
+  type Telemetry,
+  type TelemetryConfig,
+} from "../../core/telemetry/tracing.ts";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.ts";
 import { startBackend, startTestProxy, type RecordingBackend } from "../helpers/trace-proxy.ts";
 
@@ -56,7 +63,9 @@ describe("tracing through a proxy loop", () => {
       const spans = await r.waitForSpans(3);
       expect(r.requests[0]!.contentType).toBe(protocol === "http/json" ? "application/json" : "application/x-protobuf");
       const [server] = byKind(spans, "SERVER");
-      const clients = byKind(spans, "CLIENT").sort((a, b) => Number(a.attributes["fulcrum.attempt"]) - Number(b.attributes["fulcrum.attempt"]));
+      const clients = byKind(spans, "CLIENT").sort((a, b) =>
+        Number(a.attributes["fulcrum.attempt"]) - Number(b.attributes["fulcrum.attempt"])
+      );
       expect(byKind(spans, "SERVER")).toHaveLength(1);
       expect(clients).toHaveLength(2);
 
@@ -289,7 +298,9 @@ describe("tracing off", () => {
   test("createTelemetry() without a traces section or OTLP env returns the shared no-op", async () => {
     const tel = await createTelemetry(undefined, { serviceVersion: "1", env: {} });
     expect(tel).toBe(NOOP_TELEMETRY);
-    expect(await createTelemetry({ traces: { enabled: false } }, { serviceVersion: "1", env: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" } })).toBe(NOOP_TELEMETRY);
+    expect(
+      await createTelemetry({ traces: { enabled: false } }, { serviceVersion: "1", env: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" } }),
+    ).toBe(NOOP_TELEMETRY);
     const span = tel.startServerSpan(new Request("http://h/"), "api", "1.2.3.4");
     expect(span).toBeUndefined();
     const headers: Record<string, string> = {};
@@ -329,7 +340,9 @@ describe("resolveTraces()", () => {
   });
 
   test("bad values throw a RangeError naming the key and the value", () => {
-    expect(() => resolveTraces({ traces: { sample_ratio: 1.5 } }, {})).toThrow("telemetry.traces.sample_ratio must be a number from 0 to 1, got 1.5");
+    expect(() => resolveTraces({ traces: { sample_ratio: 1.5 } }, {})).toThrow(
+      "telemetry.traces.sample_ratio must be a number from 0 to 1, got 1.5",
+    );
     expect(() => resolveTraces({ traces: { protocol: "grpc" as "http/json" } }, {})).toThrow(RangeError);
     expect(() => resolveTraces({ traces: { max_queue_size: 0 } }, {})).toThrow("max_queue_size must be a positive integer, got 0");
     expect(() => resolveTraces({ traces: { endpoint: "collector:4318" } }, {})).toThrow("telemetry.traces.endpoint must be an http(s) URL");

@@ -53,7 +53,9 @@ describe("a traced request through Fulcrum", () => {
     const spans = await r.waitForSpans(3);
     expect(r.requests[0]!.contentType).toBe("application/json");
     const servers = byKind(spans, "SERVER");
-    const clients = byKind(spans, "CLIENT").sort((a, b) => Number(a.attributes["fulcrum.attempt"]) - Number(b.attributes["fulcrum.attempt"]));
+    const clients = byKind(spans, "CLIENT").sort((a, b) =>
+      Number(a.attributes["fulcrum.attempt"]) - Number(b.attributes["fulcrum.attempt"])
+    );
     expect(servers).toHaveLength(1);
     expect(clients).toHaveLength(2);
     const server = servers[0]!;
@@ -102,8 +104,16 @@ describe("a traced request through Fulcrum", () => {
     expect(second.status.code).toBe("UNSET");
 
     // Each backend got the context of the CLIENT span that called it.
-    expect(traceparent(failing.requests[0]!.headers.get("traceparent"))).toEqual({ traceId: server.traceId, parentId: first.spanId, flags: "01" });
-    expect(traceparent(healthy.requests[0]!.headers.get("traceparent"))).toEqual({ traceId: server.traceId, parentId: second.spanId, flags: "01" });
+    expect(traceparent(failing.requests[0]!.headers.get("traceparent"))).toEqual({
+      traceId: server.traceId,
+      parentId: first.spanId,
+      flags: "01",
+    });
+    expect(traceparent(healthy.requests[0]!.headers.get("traceparent"))).toEqual({
+      traceId: server.traceId,
+      parentId: second.spanId,
+      flags: "01",
+    });
 
     // The access log joins the trace.
     expect(f.access()[0]).toMatchObject({ trace_id: server.traceId, span_id: server.spanId, status: 200, attempts: 2 });
@@ -172,7 +182,9 @@ describe("a traced request through Fulcrum", () => {
   test("B3 is opt-in: with propagators [tracecontext, b3multi] the backend gets both", async () => {
     const r = await receiver();
     const b = backend("b1");
-    const f = await fulcrum(config([b], `endpoint: "${r.url}", protocol: http/json, propagators: [tracecontext, b3multi], scheduled_delay: 20ms`));
+    const f = await fulcrum(
+      config([b], `endpoint: "${r.url}", protocol: http/json, propagators: [tracecontext, b3multi], scheduled_delay: 20ms`),
+    );
     await (await fetch(`${f.url}/x`)).text();
     const client = byKind(await r.waitForSpans(2), "CLIENT")[0]!;
     const h = b.requests[0]!.headers;
@@ -184,7 +196,13 @@ describe("a traced request through Fulcrum", () => {
   test("a failed attempt that opens the breaker: ERROR client span with the exception and a circuit event; a 502 is an ERROR server span", async () => {
     const r = await receiver();
     const dead = `http://127.0.0.1:${closedPort()}`;
-    const f = await fulcrum(config([dead], `endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms`, "    circuit_breaker: { failures: 1 }\n    retry: { attempts: 1 }"));
+    const f = await fulcrum(
+      config(
+        [dead],
+        `endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms`,
+        "    circuit_breaker: { failures: 1 }\n    retry: { attempts: 1 }",
+      ),
+    );
     expect((await fetch(`${f.url}/x`)).status).toBe(502);
     const spans = await r.waitForSpans(2);
     const server = byKind(spans, "SERVER")[0]!;
@@ -216,7 +234,8 @@ telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_dela
     const r = await receiver();
     const b = backend("b1");
     let strategy = "round-robin";
-    const yaml = () => `pools:\n  web: { strategy: ${strategy}, backends: ["${b.url}"] }\ntelemetry:\n  traces: { endpoint: "${r.url}", scheduled_delay: 10ms }\n`;
+    const yaml = () =>
+      `pools:\n  web: { strategy: ${strategy}, backends: ["${b.url}"] }\ntelemetry:\n  traces: { endpoint: "${r.url}", scheduled_delay: 10ms }\n`;
     const f = await fulcrum(yaml(), { reload: yaml });
     const kept = f.server.gateway.pools.get("web")!.backends[0]!;
     expect((await fetch(`${f.url}/one`)).status).toBe(200);
@@ -266,12 +285,26 @@ describe("a dead collector", () => {
 describe("plugins", () => {
   test("PluginApi.tracer spans are children of the SERVER span of the request they are given", async () => {
     const r = await receiver();
-    const tel = await createTelemetry({ traces: { endpoint: r.url, protocol: "http/json", scheduled_delay: 20 } }, { serviceVersion: "1", env: {} });
+    const tel = await createTelemetry({ traces: { endpoint: r.url, protocol: "http/json", scheduled_delay: 20 } }, {
+      serviceVersion: "1",
+      env: {},
+    });
     cleanups.push(() => tel.shutdown(1000));
     const obs = createObserver(tel, undefined)!;
     const request = new Request("http://h/x");
     const start = performance.now();
-    const ex = { route: "r", clientIp: "127.0.0.1", start, method: "GET", path: "/x", pool: "", backend: "", status: 200, attempts: 0, bytes: 0 } as unknown as ObservedExchange;
+    const ex = {
+      route: "r",
+      clientIp: "127.0.0.1",
+      start,
+      method: "GET",
+      path: "/x",
+      pool: "",
+      backend: "",
+      status: 200,
+      attempts: 0,
+      bytes: 0,
+    } as unknown as ObservedExchange;
     obs.requestStart(ex, request);
     const tracer = obs.pluginTracer("my-plugin", "1.2.3");
     tracer.startSpan("check-key", { parent: { headers: request.headers }, attributes: { tenant: "acme" } }).end();
@@ -296,11 +329,19 @@ describe("plugin spans through Fulcrum's own listener", () => {
     const r = await receiver();
     const b = backend("b1");
     const t = tempDir("fulcrum-plugin-spans-");
-    t.write("pick.ts", `export default { kind: "strategy", name: "traced-first", create: (_o, api) => ({
-      pick(backends, request) { api.tracer?.startSpan("pick", { parent: request }).end(); return backends[0]; } }) };\n`);
-    t.write("mw.ts", `export default { kind: "middleware", name: "traced-mw", create: (_o, api) => async (c, next) => {
-      const span = api.tracer?.startSpan("mw", { parent: c.req.raw }); await next(); span?.end(); } };\n`);
-    const file = t.write("f.yaml", `listen: 127.0.0.1:0
+    t.write(
+      "pick.ts",
+      `export default { kind: "strategy", name: "traced-first", create: (_o, api) => ({
+      pick(backends, request) { api.tracer?.startSpan("pick", { parent: request }).end(); return backends[0]; } }) };\n`,
+    );
+    t.write(
+      "mw.ts",
+      `export default { kind: "middleware", name: "traced-mw", create: (_o, api) => async (c, next) => {
+      const span = api.tracer?.startSpan("mw", { parent: c.req.raw }); await next(); span?.end(); } };\n`,
+    );
+    const file = t.write(
+      "f.yaml",
+      `listen: 127.0.0.1:0
 workers: 1
 admin: false
 pools: { web: { backends: ["${b.url}"], strategy: { plugin: ./pick.ts } } }
@@ -308,7 +349,8 @@ routes:
   - { match: { path: /mw }, pool: web, middleware: [{ plugin: ./mw.ts }] }
   - { match: { path: / }, pool: web }
 telemetry: { traces: { endpoint: "${r.url}", scheduled_delay: 1m } }
-`);
+`,
+    );
     const child = await spawnFulcrum(["run", "--config", file]);
     cleanups.push(() => child.kill("SIGKILL"));
     expect((await fetch(`${child.url}/direct`)).status).toBe(200);

@@ -25,7 +25,9 @@ function writeAll(s: Socket<unknown>, text: string): void {
 async function via(respond: Respond, pool = ""): Promise<{ b: RawBackend; f: InProcess }> {
   const b = startRawBackend(respond);
   cleanups.push(() => b.stop());
-  const f = await startFulcrum(`pools:\n  web:\n    backends: ["${b.url}"]\n    retry: { attempts: 1 }\n${pool}log: { access_log: true }\n`);
+  const f = await startFulcrum(
+    `pools:\n  web:\n    backends: ["${b.url}"]\n    retry: { attempts: 1 }\n${pool}log: { access_log: true }\n`,
+  );
   cleanups.push(() => f.stop());
   return { b, f };
 }
@@ -37,7 +39,10 @@ describe("malformed responses are refused with 502", () => {
     ["a space before the colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"],
     ["conflicting Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"],
     ["duplicate Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"],
-    ["Transfer-Encoding and Content-Length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
+    [
+      "Transfer-Encoding and Content-Length",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ],
     ["a bad status line", "HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok"],
     ["bare LF line endings", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok"],
     ["a header section over 64 KiB", `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(70 * 1024)}\r\nContent-Length: 2\r\n\r\nok`],
@@ -138,7 +143,7 @@ describe("message framing", () => {
 
   test("1xx interim responses (100 Continue, 103 Early Hints) are skipped", async () => {
     const { f } = await via((_h, s) =>
-      s.write(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n${ok("final")}`),
+      s.write(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n${ok("final")}`)
     );
     const r = await fetch(f.url);
     expect(r.status).toBe(200);
@@ -171,7 +176,7 @@ describe("connection reuse", () => {
 
   test("bytes after a complete response are never served: the connection is closed (no smuggling)", async () => {
     const { b, f } = await via((_h, s, at) =>
-      s.write(at.conn === 1 ? ok("ok") + "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil" : ok("ok")),
+      s.write(at.conn === 1 ? ok("ok") + "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil" : ok("ok"))
     );
     expect(await (await fetch(f.url)).text()).toBe("ok");
     expect(await (await fetch(f.url)).text()).toBe("ok");

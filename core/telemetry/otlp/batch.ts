@@ -48,7 +48,9 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     this.#o = options;
     this.#maxBatch = options.maxExportBatchSize;
     if (this.#maxBatch > options.maxQueueSize) {
-      diag.warn("BatchSpanProcessor: maxExportBatchSize must be smaller or equal to maxQueueSize, setting maxExportBatchSize to match maxQueueSize");
+      diag.warn(
+        "BatchSpanProcessor: maxExportBatchSize must be smaller or equal to maxQueueSize, setting maxExportBatchSize to match maxQueueSize",
+      );
       this.#maxBatch = options.maxQueueSize;
     }
   }
@@ -128,7 +130,8 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
       const doExport = () => {
         try {
           this.#o.exporter.export(batch, (result) => {
-            if (result.code !== ExportResultCode.SUCCESS) return failed(result.error ?? new Error("BatchSpanProcessor: span export failed"));
+            if (result.code !== ExportResultCode.SUCCESS)
+              return failed(result.error ?? new Error("BatchSpanProcessor: span export failed"));
             if (settled) return;
             settled = true;
             clearTimeout(timer);
@@ -150,10 +153,10 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
         }
         if (pending === undefined) doExport();
         else Promise.all(pending).then(doExport, (err) => {
-          globalErrorHandler(err);
-          failed(err);
-          batch.release();
-        });
+            globalErrorHandler(err);
+            failed(err);
+            batch.release();
+          });
       });
     });
   }

@@ -49,7 +49,18 @@ export class SpanFactory {
   /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */
   child(parent: RecordedSpan, kind: SpanKind): RecordedSpan {
     const o = this.opts;
-    const span = new RecordedSpan(parent.traceId, newSpanId(), parent.traceState, parent.requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
+    const span = new RecordedSpan(
+      parent.traceId,
+      newSpanId(),
+      parent.traceState,
+      parent.requestCtx,
+      kind,
+      parent,
+      o.resource,
+      o.scope,
+      o.sink,
+      false,
+    );
     span.anchorTo(parent);
     span.t0 = parent.t0;
     span.t1 = parent.t1;

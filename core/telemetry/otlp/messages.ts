@@ -4,8 +4,28 @@ import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace";
 import type { Resource } from "@opentelemetry/resources";
 import { RecordedSpan } from "./spans.ts";
 import {
-  begin, buf, byte, bytes, double, end, ensure, epochMs, fixed32, hexId, hrTime, idWords, int64, pos, raw, setPos, setTarget, str, tag, u32,
-  varintSize, view,
+  begin,
+  buf,
+  byte,
+  bytes,
+  double,
+  end,
+  ensure,
+  epochMs,
+  fixed32,
+  hexId,
+  hrTime,
+  idWords,
+  int64,
+  pos,
+  raw,
+  setPos,
+  setTarget,
+  str,
+  tag,
+  u32,
+  varintSize,
+  view,
 } from "./writer.ts";
 
 export type Scope = ReadableSpan["instrumentationScope"];
@@ -299,4 +319,3 @@ export function scope(sc: Scope): void {
   }
   end(at, 1);
 }
-

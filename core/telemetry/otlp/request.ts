@@ -51,7 +51,7 @@ export class EncodedSpans {
     if (g === undefined || g.scope !== s.instrumentationScope || g.resource !== s.resource) {
       g = this.groups.find((x) => x.scope === s.instrumentationScope && x.resource === s.resource);
       if (g === undefined) {
-        this.groups.push((g = new SpanGroup(s.resource, s.instrumentationScope)));
+        this.groups.push(g = new SpanGroup(s.resource, s.instrumentationScope));
         fresh = true;
       }
       this.#last = g;

@@ -82,7 +82,12 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, declared: nu
 }
 
 /** The export's outcome from the collector's reply (status, Retry-After, body), as the library's transport reads it. */
-async function outcome(status: number, statusText: string, retryAfter: string | null, payload: Promise<Uint8Array | undefined>): Promise<ExportResponse> {
+async function outcome(
+  status: number,
+  statusText: string,
+  retryAfter: string | null,
+  payload: Promise<Uint8Array | undefined>,
+): Promise<ExportResponse> {
   let data: Uint8Array | undefined;
   try {
     data = await payload;
@@ -109,10 +114,15 @@ const BAD_VALUE = /[\r\n\0\u0100-\uffff]/;
  * The body to send and the headers that go with it (gzip when configured); an error message
  * instead when a configured header cannot be sent (OTEL_EXPORTER_OTLP_HEADERS is URL-decoded).
  */
-async function prepare(opts: FetchTransportOptions, userAgent: string, data: Uint8Array): Promise<{ headers: Record<string, string>; body: Uint8Array } | string> {
+async function prepare(
+  opts: FetchTransportOptions,
+  userAgent: string,
+  data: Uint8Array,
+): Promise<{ headers: Record<string, string>; body: Uint8Array } | string> {
   const headers: Record<string, string> = { ...(await opts.headers()), "User-Agent": userAgent };
   for (const name in headers) {
-    if (!TOKEN.test(name) || BAD_VALUE.test(String(headers[name]))) return `OTLP export header ${JSON.stringify(name)} is not a valid HTTP header`;
+    if (!TOKEN.test(name) || BAD_VALUE.test(String(headers[name])))
+      return `OTLP export header ${JSON.stringify(name)} is not a valid HTTP header`;
   }
   if (opts.compression !== "gzip") return { headers, body: data };
   headers["Content-Encoding"] = "gzip";
@@ -129,7 +139,12 @@ export function createFetchTransport(opts: FetchTransportOptions): IExporterTran
       const { headers, body } = prepared;
       let res: Response;
       try {
-        res = await fetch(opts.url, { method: "POST", headers, body: body as Uint8Array<ArrayBuffer>, signal: AbortSignal.timeout(timeoutMillis) });
+        res = await fetch(opts.url, {
+          method: "POST",
+          headers,
+          body: body as Uint8Array<ArrayBuffer>,
+          signal: AbortSignal.timeout(timeoutMillis),
+        });
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
         if (e.name === "TimeoutError" || e.name === "AbortError") return { status: "retryable", error: new Error("Request timed out") };
@@ -207,7 +222,8 @@ export function createUpstreamTransport(opts: FetchTransportOptions, client: Ups
           onBodyEnd: noop,
         });
       } catch (err) {
-        if (err instanceof UpstreamError && (err.kind === "timeout" || err.kind === "aborted")) return { status: "retryable", error: new Error("Request timed out") };
+        if (err instanceof UpstreamError && (err.kind === "timeout" || err.kind === "aborted"))
+          return { status: "retryable", error: new Error("Request timed out") };
         return { status: "retryable", error: err instanceof Error ? err : new Error(String(err)) };
       }
       const raw = res.rawHeaders;

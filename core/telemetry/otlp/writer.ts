@@ -33,7 +33,6 @@ export function ensure(n: number): void {
   view = new DataView(buf.buffer);
 }
 
-
 export function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
