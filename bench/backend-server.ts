@@ -57,13 +57,13 @@ server.listen(port, "127.0.0.1", () => process.stderr.write(`backend ${name} lis
 if (statsSock) {
   try {
     unlinkSync(statsSock);
-  } catch {}
+  } catch { /* not there */ }
   Bun.serve({ unix: statsSock, fetch: () => Response.json({ name, accepts, requests }) });
 }
 for (const s of ["SIGTERM", "SIGINT"] as const)
   process.on(s, () => {
     try {
       if (statsSock) unlinkSync(statsSock);
-    } catch {}
+    } catch { /* not there */ }
     process.exit(0);
   });

@@ -4,7 +4,7 @@
  *   npm run bench:startup [-- --runs 10]
  * Everything runs on 127.0.0.1 and every process started is stopped by its PID.
  */
-import { statSync, writeFileSync } from "node:fs";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { removeWhenDone, workDir } from "./lib/proc.ts";
 

@@ -56,7 +56,7 @@ async function exec(cmd: string[], timeoutMs: number): Promise<string> {
   const timer = setTimeout(() => {
     try {
       process.kill(p.pid, "SIGKILL");
-    } catch {}
+    } catch { /* already exited */ }
   }, timeoutMs);
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;

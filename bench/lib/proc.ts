@@ -72,7 +72,7 @@ function removeAll(): void {
   for (const p of removals.splice(0)) {
     try {
       rmSync(p, { recursive: true, force: true });
-    } catch {}
+    } catch { /* best effort */ }
   }
 }
 
@@ -89,7 +89,7 @@ export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
   const timer = setTimeout(() => {
     try {
       process.kill(proc.pid, "SIGKILL");
-    } catch {}
+    } catch { /* already exited */ }
   }, graceMs);
   await proc.exited;
   clearTimeout(timer);
@@ -117,7 +117,7 @@ function installSignalHandlers(): void {
     for (const t of tracked) {
       try {
         process.kill(t.proc.pid, "SIGKILL");
-      } catch {}
+      } catch { /* already exited */ }
     }
     removeAll();
   });
@@ -132,7 +132,7 @@ export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: nu
     try {
       const v = await fn();
       if (v !== undefined) return v;
-    } catch {}
+    } catch { /* not ready yet: poll again */ }
     await sleep(stepMs);
   }
   return undefined;
@@ -180,7 +180,7 @@ export function processTree(pid: number): number[] {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8");
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(d));
-    } catch {}
+    } catch { /* the process ended meanwhile */ }
   }
   const out: number[] = [];
   const stack = [pid];
@@ -200,7 +200,7 @@ export function cpuSeconds(pid: number): number {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       total += (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-    } catch {}
+    } catch { /* the process ended meanwhile */ }
   }
   return total;
 }
@@ -212,7 +212,7 @@ export function treeRss(pid: number): number {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
       if (m) total += Number(m[1]) * 1024;
-    } catch {}
+    } catch { /* the process ended meanwhile */ }
   }
   return total;
 }

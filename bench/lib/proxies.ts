@@ -164,6 +164,7 @@ export const FULCRUM_VARIANTS: { name: string; overlay: Record<string, unknown>;
   { name: "fulcrum-trace-0", overlay: { telemetry: { traces: { ...otlp, sample_ratio: 0 } } }, optional: true, otlp: true },
 ];
 
+// deno-lint-ignore no-explicit-any
 function merge(a: any, b: any): any {
   if (typeof a !== "object" || typeof b !== "object" || !a || !b || Array.isArray(a) || Array.isArray(b)) return b;
   const out = { ...a };

@@ -33,6 +33,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   const log = logging.logger;
   const obs = await startObservability(runtime, config, { logging, serviceVersion: o.serviceVersion, env: runtime.env });
 
+  // Assigned once started; the closures above read it before then.
+  // deno-lint-ignore prefer-const
   let server: RunningServer | undefined;
   let starting: Gateway | undefined;
   const gateway = () => server?.gateway ?? starting;

@@ -9,9 +9,9 @@
  */
 import type { Buffer } from "node:buffer";
 import { connectionTokens, HOP_BY_HOP } from "./headers.ts";
-import { decimal, endRun, runsSize, type HeaderBlock } from "./bytes.ts";
+import { decimal, endRun, runsSize } from "./bytes.ts";
 import { bytesAre, NameSet } from "./names.ts";
-import { MAX_HEADERS, MAX_REQUEST_HEAD, MAX_TARGET, RequestError, RequestHead, sameName, TRACE_NAMES } from "./request-head.ts";
+import { MAX_HEADERS, MAX_REQUEST_HEAD, MAX_TARGET, RequestError, RequestHead, TRACE_NAMES } from "./request-head.ts";
 
 export { MAX_HEADERS, MAX_REQUEST_HEAD, MAX_TARGET, RequestError, RequestHead } from "./request-head.ts";
 import { normalizeTarget } from "./target.ts";

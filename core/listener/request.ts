@@ -248,7 +248,7 @@ export abstract class IncomingRequest {
     this.bodyState = Body.Done;
     try {
       this.controller?.close();
-    } catch {}
+    } catch { /* the reader cancelled the stream already */ }
   }
 
   bodyFailed(status: number, message: string): void {
@@ -260,7 +260,7 @@ export abstract class IncomingRequest {
     this.#bodyError = new RequestError(status, message);
     try {
       this.controller?.error(this.#bodyError);
-    } catch {}
+    } catch { /* the reader cancelled the stream already */ }
     // The body's reader gave up on it: answer now rather than leave the client waiting.
     if (!this.answered && this.#cancelled) this.respondWith(new Response(`${message}\n`, { status }));
   }
@@ -282,7 +282,7 @@ export abstract class IncomingRequest {
       this.#bodyError = new Error("client closed the connection");
       try {
         this.controller?.error(this.#bodyError);
-      } catch {}
+      } catch { /* the reader cancelled the stream already */ }
     }
     this.reader?.cancel("client closed the connection").catch(() => {});
   }

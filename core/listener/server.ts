@@ -33,6 +33,8 @@ export class RawServer implements ConnServer {
   ) {}
 
   listen(listen: Listen): BoundListener {
+    // The socket handlers reach the server through this name (they are not methods of it).
+    // deno-lint-ignore no-this-alias
     const server = this;
     const handlers: TcpHandlers<ClientConn> = {
       open(s) {

@@ -7,6 +7,7 @@ import { ConfigError, configSource } from "../config/load.ts";
 import type { Logging } from "../telemetry/log.ts";
 import type { Middleware } from "../plugins/api.ts";
 import { FailureReporter, isolateMiddleware, isolateStrategy } from "../plugins/isolate.ts";
+// deno-lint-ignore no-unused-vars -- named in the doc comments
 import type { loadPlugins } from "../plugins/load.ts";
 import type { Registry } from "../plugins/registry.ts";
 import { Backend, Pool } from "../pool/pool.ts";

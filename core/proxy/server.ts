@@ -5,7 +5,7 @@
 import type { Config } from "../config/schema.ts";
 import { loadPlugins } from "../plugins/load.ts";
 import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts";
-import { buildGateway, type Gateway, type GatewayDeps } from "./gateway.ts";
+import { buildGateway, type Gateway } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
 import type { Listener, Runtime } from "../runtime/types.ts";
 

@@ -38,7 +38,7 @@ function serve(options: ServeOptions): Promise<Listener> {
       srv.timeout(request, 0);
       return options.fetch(request, srv.requestIP(request)?.address ?? "");
     },
-    error(error) {
+    error(_error) {
       return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
     },
   });

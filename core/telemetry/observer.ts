@@ -244,7 +244,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       return { span, circuit: backend.circuit, ejected: backend.ejectedUntil !== 0 };
     },
 
-    attemptEnd(ex, trace, pool, backend, status, latencyMs, error) {
+    attemptEnd(_ex, trace, pool, backend, status, latencyMs, error) {
       if (metrics) {
         const s = backendSlot(pool, backend);
         s.upstream.observe(latencyMs / 1000);

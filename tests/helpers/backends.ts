@@ -12,7 +12,7 @@ export interface TestBackend {
 
 type Handler = (req: Request, name: string) => Response | Promise<Response>;
 
-const defaultHandler: Handler = (req, name) => new Response(`hello from ${name}\n`, { headers: { "x-backend": name } });
+const defaultHandler: Handler = (_req, name) => new Response(`hello from ${name}\n`, { headers: { "x-backend": name } });
 
 /** Start a Bun.serve backend on 127.0.0.1 with a random port. */
 export function startBackend(name: string, handler: Handler = defaultHandler): TestBackend {

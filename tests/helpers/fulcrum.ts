@@ -129,7 +129,7 @@ process.on("exit", () => {
   for (const pid of liveGroups) {
     try {
       process.kill(-pid, "SIGKILL");
-    } catch {}
+    } catch { /* already exited */ }
   }
 });
 
@@ -146,7 +146,7 @@ export async function spawnListening(
     if (signal !== "SIGKILL") return void proc.kill(signal); // graceful: the process forwards it itself
     try {
       process.kill(-proc.pid, "SIGKILL");
-    } catch {} // the group is gone already
+    } catch { /* the group is gone already */ }
   };
   // Out of the terminal's process group, a child would not get the Ctrl-C that stops the test run.
   liveGroups.add(proc.pid);

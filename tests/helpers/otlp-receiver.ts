@@ -158,7 +158,8 @@ function flatten(batches: DecodedResourceSpans[]): ReceivedSpan[] {
 
 // ---- OTLP/JSON (protobuf JSON mapping; ids are hex per the OTLP spec, base64 accepted too) ----
 
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+// deno-lint-ignore no-explicit-any
+type Json = any;
 
 function jsonId(v: unknown, bytes: number): string {
   if (typeof v !== "string" || v === "") return "";

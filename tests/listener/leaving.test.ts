@@ -57,7 +57,7 @@ describe("a client that leaves", () => {
 
     test(`while waiting for the backend ${where}`, async () => {
       const got = signal<Socket>();
-      const be = await backend((req) => (s: Socket) => {
+      const be = await backend((_req) => (s: Socket) => {
         got.resolve(s);
         return new Promise<void>((r) => s.once("close", () => r()));
       });

@@ -55,8 +55,10 @@ function putHex(a: Uint8Array, p: number, w: number): void {
 
 // `var` for the same reason as writer.ts's buffer: no temporal-dead-zone check on each read from spans.ts and factory.ts.
 /** XOR of the last trace id's four words: the SDK ratio test's accumulator, without re-parsing the hex. */
+// deno-lint-ignore no-var
 export var lastTraceIdXor = 0;
 // The words of the last ids made, kept on recorded spans so the encoder writes bytes, not hex.
+// deno-lint-ignore no-var
 export var tw0 = 0, tw1 = 0, tw2 = 0, tw3 = 0, sw0 = 0, sw1 = 0;
 /** 16 random bytes as 32 hex digits, never all zero (invalid per W3C). */
 export function newTraceId(): string {
