@@ -5,6 +5,19 @@ import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { log, sleep, stopAll, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
+if (argv.includes("--help") || argv.includes("-h")) {
+  console.log(`usage: npm run backends -- [options]
+
+Starts example backends on 127.0.0.1 (each names itself in the x-backend header; paths /,
+/healthz, /100b, /16k, /1m and POST /upload) and prints their traffic every 2 s until Ctrl-C.
+
+  --count N            how many (default 3, at most 64)
+  --base-port P        the first one's port (default 9001: ports P .. P+N-1, the demo config's)
+  --kind K             auto | nginx | bun (default auto: nginx if installed, else Bun servers)
+  --duration S         stop after S seconds (default 0: until Ctrl-C)
+  --help               this text`);
+  process.exit(0);
+}
 const opt = (k: string, d: string) => {
   const i = argv.indexOf(k);
   return i >= 0 ? argv[i + 1]! : d;

@@ -9,6 +9,24 @@ import { runLoad, type LoadResult } from "./lib/loadgen.ts";
 import { log, spawn, stopAll, which, workDir } from "./lib/proc.ts";
 
 const argv = process.argv.slice(2);
+if (argv.includes("--help") || argv.includes("-h")) {
+  console.log(`usage: npm run load-test -- [options]
+
+Drives an already running Fulcrum (or any HTTP server) for a bounded time or request count,
+printing progress every second and the spread over backends (the x-backend header) at the end.
+
+  --url URL            what to request (default http://127.0.0.1:8080/, the port npm start serves)
+  --duration S         stop after S seconds (default 10; 300 as the bound of a --requests run)
+  --requests N         stop after N requests
+  --connections N      concurrent connections (default 64)
+  --method GET|POST    default GET
+  --body-size B        request body bytes for POST (default 4096)
+  --tool bun|wrk       the built-in generator (default: live progress, exact counts) or wrk
+  --help               this text
+
+It opens no port of its own and sends traffic only to --url (keep it on 127.0.0.1).`);
+  process.exit(0);
+}
 const opt = (k: string, d: string) => {
   const i = argv.indexOf(k);
   return i >= 0 ? argv[i + 1]! : d;

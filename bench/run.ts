@@ -2,8 +2,9 @@
 // (1 run × 4 s). Same backends, same load generator, proxies alternated in every round so
 // machine drift hits all of them alike. Options: --duration S --runs N --tool wrk|autocannon|bun
 // --backends auto|nginx|bun --proxies a,b --scenarios a,b --variants a,b|all --idle-conns N
-// --warmup S --fulcrum-root DIR --keep-tmp. Results: table on stdout, bench/results/latest.{json,svg}.
-import { mkdirSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
+// --warmup S --fulcrum-root DIR --keep-tmp --save. Results: table on stdout and bench/out/ (ignored by
+// git); --save also copies them to bench/results/ (latest.{json,svg} and a dated table) to commit.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
@@ -14,6 +15,34 @@ import { SCENARIOS } from "./lib/scenarios.ts";
 
 const argv = process.argv.slice(2);
 const flag = (k: string) => argv.includes(k);
+const HELP = `usage: npm run bench -- [options]
+
+Starts example backends, Fulcrum, nginx and HAProxy (where installed) on 127.0.0.1, drives each
+with the same load generator, and prints req/s, bytes/s, p50/p99 and ratios against nginx, then
+idle RSS, start-up time and memory with 10,000 idle connections. Proxies alternate in every round.
+
+  --quick              1 run × 4 s per scenario and proxy, 1 s warm-up (about 80 s in all)
+  --runs N             rounds (default 3; quick 1)
+  --duration S         seconds per scenario, proxy and round (default 10; quick 4)
+  --warmup S           seconds of load per proxy before measuring (default 15; quick 1; 0 skips)
+  --tool T             wrk | autocannon | bun (default: wrk if installed, else the next)
+  --backends K         auto | nginx | bun (default auto: nginx if installed)
+  --proxies a,b        only these (fulcrum, nginx, haproxy, and variants' names)
+  --variants a,b|all   also Fulcrum variants (see bench/lib/proxies.ts FULCRUM_VARIANTS)
+  --scenarios a,b      only these (get-100b-c64, get-100b-c256, get-16k-c64, get-1m-c64, post-4k-c64)
+  --idle-conns N       idle connections for the memory test (default 10000; 0 skips)
+  --fulcrum-root DIR   benchmark another checkout's Fulcrum
+  --keep-tmp           keep the work folder (configs, logs)
+  --save               also copy the results into bench/results/ (tracked) to commit them
+  --help               this text
+
+Ports (127.0.0.1; each must be free): backends 19001-19003, Fulcrum 18080, nginx 18081,
+HAProxy 18082, Fulcrum variants 18091 and up, the calibration proxy 18089, the OTLP sink 19400.
+Results: the table on stdout, bench/out/latest.{json,svg,txt} (not tracked by git).`;
+if (flag("--help") || flag("-h")) {
+  console.log(HELP);
+  process.exit(0);
+}
 const opt = (k: string) => {
   const i = argv.indexOf(k);
   return i >= 0 ? argv[i + 1] : undefined;
@@ -39,6 +68,7 @@ const MB = 1024 * 1024;
 
 const tool = pickTool(opt("--tool"));
 const dir = workDir("fulcrum-bench-", flag("--keep-tmp"));
+const outDir = join(import.meta.dir, "out");
 const resultsDir = join(import.meta.dir, "results");
 
 async function main(): Promise<void> {
@@ -162,26 +192,31 @@ async function main(): Promise<void> {
   const sums = running.map((r) => summaries.get(r.def.name)!);
   const accessLogs = Object.fromEntries(running.map((r) => [r.def.name, existsSync(r.accessLog) ? statSync(r.accessLog).size : 0]));
 
-  console.log(
+  const report: string[] = [];
+  const print = (line: string) => {
+    report.push(line);
+    console.log(line);
+  };
+  print(
     `\nFulcrum benchmark — ${
       new Date().toISOString()
     } — ${navigator.hardwareConcurrency} cores, load generator ${tool}, backends ${backends.kind}, ${rounds} run(s) × ${durationSec} s (median of runs)\n`,
   );
-  console.log(formatCells(cells));
+  print(formatCells(cells));
   const byBytes = scenarios.filter((s) => s.byBytes).map((s) => s.id);
   if (byBytes.length)
-    console.log(
+    print(
       `(x nginx is the ratio of bytes/s for ${
         byBytes.join(", ")
       }, of req/s elsewhere; upstream conns: most opened in one run, and × client connections)`,
     );
-  console.log("\n" + formatSummaries(sums));
-  console.log(`\naccess log bytes written: ${Object.entries(accessLogs).map(([k, v]) => `${k} ${(v / MB).toFixed(1)} MiB`).join(", ")}`);
-  if (otlp) console.log(`OTLP export requests received: ${otlp.requests()}`);
+  print("\n" + formatSummaries(sums));
+  print(`\naccess log bytes written: ${Object.entries(accessLogs).map(([k, v]) => `${k} ${(v / MB).toFixed(1)} MiB`).join(", ")}`);
+  if (otlp) print(`OTLP export requests received: ${otlp.requests()}`);
   const skipped = wanted.filter((p) => !running.some((r) => r.def === p)).map((p) => p.name);
-  if (skipped.length) console.log(`skipped: ${skipped.join(", ")}`);
+  if (skipped.length) print(`skipped: ${skipped.join(", ")}`);
 
-  mkdirSync(resultsDir, { recursive: true });
+  mkdirSync(outDir, { recursive: true });
   const json = {
     date: new Date().toISOString(),
     mode: quick ? "quick" : "full",
@@ -197,16 +232,26 @@ async function main(): Promise<void> {
     accessLogBytes: accessLogs,
     runs: records,
   };
-  writeFileSync(join(resultsDir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
+  writeFileSync(join(outDir, "latest.json"), JSON.stringify(json, null, 2) + "\n");
+  writeFileSync(join(outDir, "latest.txt"), report.join("\n").trimStart() + "\n");
   writeFileSync(
-    join(resultsDir, "latest.svg"),
+    join(outDir, "latest.svg"),
     svgChart(
       cells,
       `Fulcrum vs peers — ${json.date.slice(0, 10)}, ${json.machine.cores} cores, ${tool}`,
       new Set(scenarios.filter((s) => s.byBytes).map((s) => s.id)),
     ),
   );
-  console.log(`\nwrote ${join(resultsDir, "latest.json")} and latest.svg`);
+  console.log(`\nwrote ${join(outDir, "latest.json")}, latest.svg and latest.txt`);
+  if (flag("--save")) {
+    // The tracked copies the README and docs/performance.md show, and the table as a dated data file.
+    mkdirSync(resultsDir, { recursive: true });
+    for (const f of ["latest.json", "latest.svg"]) copyFileSync(join(outDir, f), join(resultsDir, f));
+    const stamp = `${json.date.slice(0, 10)}T${json.date.slice(11, 16).replace(":", "")}`;
+    const saved = join(resultsDir, `${quick ? "quick" : "full"}-${stamp}.txt`);
+    copyFileSync(join(outDir, "latest.txt"), saved);
+    console.log(`saved to ${resultsDir}: latest.json, latest.svg, ${saved.slice(resultsDir.length + 1)}`);
+  }
 }
 
 /** RSS of the proxy with N idle client connections parked on it (then released). */
