@@ -48,6 +48,8 @@ export interface WorkerBackend {
   circuit: string;
   ejected: boolean;
   inflight: number;
+  /** Tunnels open (absent from a worker of an older version). */
+  tunnels?: number;
   latency_ewma_ms: number;
   recent_errors: number;
 }
@@ -95,6 +97,7 @@ export function workerView(g: Gateway, worker: number, pid: number): WorkerView 
         circuit: b.circuit,
         ejected: b.ejectedUntil !== 0,
         inflight: b.inflight,
+        tunnels: b.tunnels,
         latency_ewma_ms: Math.round(b.latencyEwma * 100) / 100,
         recent_errors: b.recentErrors,
       };
@@ -127,6 +130,7 @@ export function clusterView(views: readonly WorkerView[]) {
       ejected,
       circuit,
       inflight: seen.reduce((n, x) => n + x.inflight, 0),
+      tunnels: seen.reduce((n, x) => n + (x.tunnels ?? 0), 0),
       recent_errors: seen.reduce((n, x) => n + x.recent_errors, 0),
       workers: per,
     };

@@ -1,9 +1,10 @@
 // One client connection's state machine (heads, pipelining, backpressure, close): what happens between and around its requests (exchange.ts).
 import { Buffer } from "node:buffer";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
-import type { RawExchange, TcpSocket } from "../runtime/types.ts";
+import { CLOSED_BY_PROXY, type RawExchange, type TcpSocket } from "../runtime/types.ts";
 import { Exchange, httpDate, REASONS } from "./exchange.ts";
 import { Body, type ExchangeConn } from "./request.ts";
+import type { SocketOwner, UpgradableConn } from "./upgrade.ts";
 
 /** A read with more than this behind the head is not held by the head (RequestHead.detach). */
 const DETACH_ABOVE = 16 * 1024;
@@ -29,7 +30,7 @@ export interface ConnServer {
 }
 
 /** One client connection. */
-export class ClientConn implements ExchangeConn {
+export class ClientConn implements ExchangeConn, UpgradableConn {
   socket: Sock | undefined;
   clientIp = "";
   /** Received bytes not yet parsed (a partial head, or pipelined requests waiting their turn). */
@@ -44,7 +45,32 @@ export class ClientConn implements ExchangeConn {
   headSince = 0;
   out: Uint8Array[] | undefined;
   onDrain: (() => void) | undefined;
+  /** Set once the connection left HTTP/1.1 (a tunnel after 101, HTTP/2): the socket's events go there (server.ts). */
+  owner: SocketOwner | undefined;
   constructor(readonly server: ConnServer) {}
+
+  /** Hand the socket over to `owner` (upgrade.ts): no more requests are read; the idle timer is off. */
+  takeover(owner: SocketOwner): Sock | undefined {
+    if (this.closed || this.socket === undefined) return undefined;
+    this.owner = owner;
+    this.current = undefined;
+    this.headSince = 0;
+    this.out = undefined;
+    this.socket.timeout(0);
+    this.resume();
+    return this.socket;
+  }
+
+  /** The owner is done with the socket. */
+  closeTaken(graceful: boolean): void {
+    if (!this.closed) {
+      this.closed = true;
+      if (graceful) this.socket?.end();
+      else this.socket?.terminate();
+    }
+    this.server.conns.delete(this);
+    this.server.checkClosed();
+  }
 
   /**
    * Write bytes; a string is written as latin1 (a head: one byte per character). The shared
@@ -125,6 +151,11 @@ export class ClientConn implements ExchangeConn {
   }
 
   destroy(): void {
+    const owner = this.owner;
+    if (owner !== undefined) {
+      // Closed by the proxy (shutdown_timeout): the owner reports it and closes the socket (closeTaken).
+      return owner.onClose(CLOSED_BY_PROXY);
+    }
     if (!this.closed) {
       this.closed = true;
       this.socket?.terminate();

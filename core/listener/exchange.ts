@@ -1,7 +1,8 @@
 // The answer side of an exchange: heads and bodies written as bytes, so the proxy path builds no Response; the request side is request.ts.
 import { Buffer } from "node:buffer";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
-import type { RawExchange } from "../runtime/types.ts";
+import type { RawExchange, TunnelEnd } from "../runtime/types.ts";
+import { switchProtocols } from "./upgrade.ts";
 import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
 import { Body, IncomingRequest } from "./request.ts";
 
@@ -300,6 +301,13 @@ export class Exchange extends IncomingRequest implements RawExchange {
     };
     readAhead();
     setImmediate(stream);
+  }
+
+  /** Answer 101 and hand the connection to a tunnel (upgrade.ts); the exchange is over for HTTP/1.1. */
+  switchProtocols(protocol: string, headers: readonly string[] | HeaderBlock): TunnelEnd {
+    this.answered = true;
+    this.done = true;
+    return switchProtocols(this.conn, protocol, headers);
   }
 
   /** The handler failed: a 500 if nothing was written yet, else cut the connection. */

@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import { RequestError, type RequestHead } from "../http1/request.ts";
 import type { ForwardLines } from "../runtime/types.ts";
+import { upgradeOf, type UpgradableConn } from "./upgrade.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 /** Request body bytes received ahead of the reader before reading pauses. */
@@ -12,7 +13,7 @@ const MAX_BODY_AHEAD = 64 * 1024;
  * What an exchange needs of its connection (ClientConn, connection.ts): an interface, so that
  * connection.ts imports the exchange and not the other way round.
  */
-export interface ExchangeConn {
+export interface ExchangeConn extends UpgradableConn {
   readonly clientIp: string;
   /** Received bytes not yet parsed: bytes past a body's end belong to the next request. */
   pending: Buffer | undefined;
@@ -113,6 +114,15 @@ export abstract class IncomingRequest {
 
   get rawHeaders(): readonly string[] {
     return this.head.rawHeaders;
+  }
+
+  /** The protocols asked for by Upgrade (upgrade.ts); undefined for nearly every request. */
+  get upgrade(): string | undefined {
+    return upgradeOf(this.head);
+  }
+
+  get httpVersion(): string {
+    return this.minor === 1 ? "1.1" : "1.0";
   }
 
   header(name: string): string | null {

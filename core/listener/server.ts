@@ -50,6 +50,7 @@ export class RawServer implements ConnServer {
       data(s, chunk) {
         const conn = s.data;
         const buf = chunk as Buffer;
+        if (conn.owner !== undefined) return conn.owner.onData(buf);
         const ex = conn.current;
         if (
           ex !== undefined && (ex.bodyState === Body.Length || ex.bodyState === Body.Chunked || ex.bodyState === Body.Failed) &&
@@ -62,7 +63,9 @@ export class RawServer implements ConnServer {
         else if (conn.pending.length > MAX_PENDING) conn.pause();
       },
       drain(s) {
-        s.data.flush();
+        const conn = s.data;
+        if (conn.owner !== undefined) return conn.owner.onDrain();
+        conn.flush();
       },
       end(s) {
         // The client's FIN. A client that closed (gave up, timed out, cancelled) sends the same FIN
@@ -71,17 +74,23 @@ export class RawServer implements ConnServer {
         // once instead of when it answers (a long poll, an idle event stream: maybe never).
         // Without a request in flight, what was already written still goes out, then the close.
         const conn = s.data;
+        if (conn.owner !== undefined) return conn.owner.onEnd();
         if (conn.current !== undefined) return conn.destroy();
         conn.end();
       },
-      close(s) {
+      close(s, error) {
+        const owner = s.data?.owner;
+        if (owner !== undefined) return owner.onClose(error?.message);
         s.data?.destroy();
       },
-      error(s) {
+      error(s, error) {
+        const owner = s.data?.owner;
+        if (owner !== undefined) return owner.onClose(error.message);
         s.data?.destroy();
       },
       timeout(s) {
         const conn = s.data;
+        if (conn.owner !== undefined) return;
         // Nothing written could leave for client_idle_timeout: the client stopped reading.
         if (conn.out !== undefined) return conn.destroy();
         if (conn.current !== undefined) return;
@@ -117,16 +126,21 @@ export class RawServer implements ConnServer {
     this.#listener?.stop(false);
     clearInterval(this.#sweep);
     const done = new Promise<void>((r) => (this.#closed = r));
-    for (const c of [...this.conns]) if (c.current === undefined) c.end();
+    // Tunnels run on until they end or shutdown_timeout; an HTTP/2 session says GOAWAY.
+    for (const c of [...this.conns]) {
+      if (c.owner !== undefined) c.owner.onShutdown?.();
+      else if (c.current === undefined) c.end();
+    }
     this.checkClosed();
     return done;
   }
 
   forceClose(): Promise<void> {
     this.closing = true;
-    this.#listener?.stop(true);
     clearInterval(this.#sweep);
+    // Before the listener closes them itself, so that a tunnel learns it was the proxy.
     for (const c of [...this.conns]) c.destroy();
+    this.#listener?.stop(true);
     this.checkClosed();
     return Promise.resolve();
   }

@@ -36,6 +36,8 @@ export class Backend implements BackendView {
   /** Set by an operator (admin API) to take the backend out of rotation. */
   draining = false;
   inflight = 0;
+  /** Tunnels (WebSocket) open to this backend; each also counts in `inflight` until it closes. */
+  tunnels = 0;
   latencyEwma = 0;
   recentErrors = 0;
   readonly target: UpstreamTarget;
@@ -91,6 +93,7 @@ export class Backend implements BackendView {
       circuit: this.circuit,
       draining: this.draining,
       inflight: this.inflight,
+      tunnels: this.tunnels,
       latency_ewma_ms: Math.round(this.latencyEwma * 100) / 100,
       recent_errors: this.recentErrors,
       probes: [...this.health.probes],

@@ -30,6 +30,10 @@ export interface Exchange {
   /** The backend's body being streamed, so it can be cancelled if a middleware does not pass it on. */
   upstreamBody: ReadableStream<Uint8Array> | undefined;
   error: string | undefined;
+  /** "2" for HTTP/2, "1.0"; undefined for HTTP/1.1. */
+  protocol: string | undefined;
+  /** A tunnel (after 101): bytes from the client, and who closed it (client, backend, idle, proxy); `bytes` are those to the client. */
+  tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined;
   /** Tracing and metrics hooks; undefined when both are off. */
   readonly observer: Observer | undefined;
   /** The request's SERVER span, when traced (set by the observer). */
@@ -45,6 +49,10 @@ export interface RouteOptions {
   readonly bodyTimeoutMs: number;
   /** No middleware runs first: the first attempt may start when the request did (`Exchange.start`). */
   readonly direct: boolean;
+  /** Upgrade protocols passed through as tunnels (`websocket`, and the route's `upgrade` list). */
+  readonly upgrades: ReadonlySet<string>;
+  /** timeouts.tunnel_idle in ms. */
+  readonly tunnelIdleMs: number;
 }
 
 /**
@@ -75,6 +83,8 @@ export interface Incoming {
   bodyFault(): number;
   /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
   wholeBody?(): Uint8Array | undefined;
+  /** The Upgrade to ask the backend for (the route allows it: tunnel.ts); undefined for a plain request. */
+  upgrade?: string | undefined;
 }
 
 /**
@@ -113,6 +123,8 @@ export class RequestRecord implements Exchange {
   upstreamBody: ReadableStream<Uint8Array> | undefined = undefined;
   error: string | undefined = undefined;
   span: SpanHandle | undefined = undefined;
+  protocol: string | undefined = undefined;
+  tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined = undefined;
   #finished = false;
 
   constructor(
@@ -136,6 +148,7 @@ export class RequestRecord implements Exchange {
  * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
  */
 export class RawIncoming implements Incoming, ObservedRequest {
+  upgrade: string | undefined = undefined;
   #headers: Headers | undefined;
   #keyed: WeakMap<Headers, unknown> | undefined;
   #keyedValue: unknown;
@@ -165,6 +178,9 @@ export class RawIncoming implements Incoming, ObservedRequest {
   }
   get proto(): "http" {
     return "http";
+  }
+  get httpVersion(): string {
+    return this.raw.httpVersion ?? "1.1";
   }
   get bodyLength() {
     return this.raw.bodyLength;

@@ -2,7 +2,7 @@
  * The gateway: a validated config wired into pools with their strategies, routes as Hono apps
  * with their middleware, and the access log. core/proxy/server.ts puts it behind a listener.
  */
-import type { Config, RouteConfig } from "../config/schema.ts";
+import { TUNNEL_IDLE_DEFAULT, type Config, type RouteConfig } from "../config/schema.ts";
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Logging } from "../telemetry/log.ts";
 import type { Middleware } from "../plugins/api.ts";
@@ -22,6 +22,8 @@ import { errorResponse, type ProxyResult } from "./response.ts";
 import { hostRank, makeRoute, matchRoute } from "./routes.ts";
 import { pluginApi } from "./plugin-context.ts";
 import { reuseBackend } from "./reuse.ts";
+import { allowedUpgrade, openTunnel } from "./tunnel.ts";
+import type { Env } from "./routes.ts";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -105,7 +107,15 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   }
 
   const routeConfigs: RouteConfig[] = config.routes ?? [
-    { match: { path: "/" }, pool: [...pools.keys()][0]!, middleware: [], retry_non_idempotent: false },
+    {
+      match: { path: "/" },
+      pool: [...pools.keys()][0]!,
+      middleware: [],
+      retry_non_idempotent: false,
+      websocket: true,
+      upgrade: [],
+      timeouts: { tunnel_idle: TUNNEL_IDLE_DEFAULT },
+    },
   ];
   const chains = routeConfigs.map((rc, i) =>
     rc.middleware.map((m, j) => {
@@ -204,6 +214,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    const version = raw.httpVersion;
+    if (version !== undefined && version !== "1.1") ex.protocol = version;
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {
@@ -217,14 +229,31 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         response = errorResponse(404, "no route for this host and path");
       } else {
         ex.route = route.name;
+        // An Upgrade the route passes through (a WebSocket) becomes a tunnel after the backend's 101.
+        const upgrade = raw.upgrade;
+        if (upgrade !== undefined && raw.bodyLength === 0 && raw.switchProtocols !== undefined) {
+          incoming.upgrade = allowedUpgrade(upgrade, route.options);
+        }
         if (route.direct) {
           const result: ProxyResult = await proxyToPool(route.pool, incoming, ex, route.options);
           if (result instanceof Response) response = result;
+          else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
           else {
             raw.respond(result.status, result.statusText, result.block ?? result.headers, result.body, result.length);
             return settle(ex, undefined);
           }
-        } else response = await route.app.fetch(incoming.toRequest(), { ex, raw });
+        } else {
+          const env: Env["Bindings"] = { ex, raw, upgrade: incoming.upgrade };
+          response = await route.app.fetch(incoming.toRequest(), env);
+          const up = env.upgraded;
+          if (up !== undefined) {
+            if (response === env.tunnelAnswer) return openTunnel(raw, up, ex, route.options.tunnelIdleMs);
+            // A middleware answered in place of the backend's 101: that backend connection is not used.
+            ex.status = response.status;
+            up.backend.destroy();
+            up.done(0);
+          }
+        }
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
       }

@@ -12,6 +12,7 @@ import type { HeaderBlock } from "../http1/bytes.ts";
 import type { Exchange, Incoming, RouteOptions } from "./exchange.ts";
 import { bufferBody, withBodyTimeout, BodyTimeout } from "./body.ts";
 import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "./response.ts";
+import { switchedTo } from "./tunnel.ts";
 
 class ProxyRequestInfo implements RequestInfo {
   constructor(
@@ -39,6 +40,8 @@ class Attempt implements UpstreamRequest {
   final = false;
   bytes = 0;
   error: string | undefined;
+  /** The Upgrade to ask for (UpstreamRequest.upgrade). */
+  upgrade: string | undefined = undefined;
   constructor(
     readonly pool: Pool,
     readonly backend: Backend,
@@ -172,6 +175,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       cfg.timeouts.connect,
       Math.min(perTry, remaining),
     );
+    attempt.upgrade = request.upgrade;
     const trial = pool.acquire(backend);
     const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;
@@ -240,6 +244,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       const { headers, length } = downstreamRaw(res.rawHeaders);
       response = new ProxiedResponse(res, undefined, length, headers);
     }
+    if (res.tunnel !== undefined) return upgraded(res, request.upgrade!, response as ProxiedResponse, attempt, ex);
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;
@@ -249,6 +254,33 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     } else attempt.finish();
     return response;
   }
+}
+
+/** A 101: the backend's end of the tunnel, counted on the backend until the tunnel closes (tunnel.ts). */
+function upgraded(res: UpstreamResponse, asked: string, response: ProxiedResponse, attempt: Attempt, ex: Exchange): ProxyResult {
+  const tunnel = res.tunnel!;
+  const protocol = switchedTo(asked, res);
+  if (protocol === undefined) {
+    tunnel.destroy();
+    attempt.finish();
+    ex.error = "the backend switched to a protocol not asked for";
+    return errorResponse(502, "bad gateway");
+  }
+  attempt.final = true;
+  ex.status = 101;
+  ex.streaming = true;
+  const backend = attempt.backend;
+  backend.tunnels++;
+  response.upgraded = {
+    protocol,
+    headers: response.block ?? response.headers,
+    backend: tunnel,
+    done(bytes, error) {
+      backend.tunnels--;
+      attempt.onBodyEnd(bytes, error);
+    },
+  };
+  return response;
 }
 
 function clientGone(ex: Exchange): Response {

@@ -6,6 +6,7 @@ import { downstreamRaw } from "../http1/headers.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
 import type { UpstreamResponse } from "../upstream/client.ts";
 import type { Exchange } from "./exchange.ts";
+import type { Upgraded } from "./tunnel.ts";
 
 /** A short plain-text error response; never a stack trace. */
 export function errorResponse(status: number, message: string, headers?: Record<string, string>): Response {
@@ -29,11 +30,14 @@ export interface Proxied {
   readonly block: HeaderBlock | undefined;
   readonly length: number;
   readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /** A 101 to an upgrade: the tunnel to open (tunnel.ts). */
+  readonly upgraded?: Upgraded;
 }
 
 /** {@link Proxied} over an upstream response: forwarded as bytes, as strings only when read (middleware). */
 export class ProxiedResponse implements Proxied {
   readonly kind = "proxied";
+  upgraded: Upgraded | undefined = undefined;
   #headers: string[] | undefined;
   constructor(
     readonly res: UpstreamResponse,

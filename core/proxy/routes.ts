@@ -14,8 +14,19 @@ import type { Logging } from "../telemetry/log.ts";
 import { requestIncoming, type Exchange, type RouteOptions } from "./exchange.ts";
 import { proxyToPool } from "./proxy.ts";
 import { errorResponse, toResponse } from "./response.ts";
+import type { Upgraded } from "./tunnel.ts";
 
-export type Env = { Bindings: { ex: Exchange; raw?: RawExchange } };
+export type Env = {
+  Bindings: {
+    ex: Exchange;
+    raw?: RawExchange;
+    /** The Upgrade to ask the backend for (tunnel.ts allowedUpgrade). */
+    upgrade?: string;
+    /** Set when the backend answered 101: the gateway opens the tunnel if the chain returns {@link tunnelAnswer}. */
+    upgraded?: Upgraded;
+    tunnelAnswer?: Response;
+  };
+};
 
 export interface Route {
   /** Low-cardinality name for logs and spans: `host/path → pool`. */
@@ -44,8 +55,24 @@ export function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middlew
   });
   // No middleware, no extra work: the route is one handler, as before.
   for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
-  const options: RouteOptions = { retryNonIdempotent: rc.retry_non_idempotent, bodyTimeoutMs, direct: middleware.length === 0 };
-  app.all("*", async (c) => toResponse(await proxyToPool(pool, requestIncoming(c.req.raw, c.env.raw), c.env.ex, options), c.env.ex));
+  const upgrades = new Set(rc.upgrade);
+  if (rc.websocket) upgrades.add("websocket");
+  const options: RouteOptions = {
+    retryNonIdempotent: rc.retry_non_idempotent,
+    bodyTimeoutMs,
+    direct: middleware.length === 0,
+    upgrades,
+    tunnelIdleMs: rc.timeouts.tunnel_idle,
+  };
+  app.all("*", async (c) => {
+    const incoming = requestIncoming(c.req.raw, c.env.raw);
+    incoming.upgrade = c.env.upgrade;
+    const result = await proxyToPool(pool, incoming, c.env.ex, options);
+    if (result instanceof Response || result.upgraded === undefined) return toResponse(result, c.env.ex);
+    // A 101 cannot be a web Response: the chain gets a stand-in, and the gateway switches if it comes back.
+    c.env.upgraded = result.upgraded;
+    return (c.env.tunnelAnswer = new Response(null, { status: 200 }));
+  });
   return {
     name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
     host: host?.startsWith("*.") ? undefined : host,

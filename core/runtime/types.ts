@@ -3,7 +3,12 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
-import type { AbortLike, UpstreamClient } from "../upstream/client.ts";
+import type { AbortLike, TunnelEnd, UpstreamClient } from "../upstream/client.ts";
+
+export type { TunnelEnd, TunnelEvents } from "../upstream/client.ts";
+
+/** The `close` reason of a tunnel end the proxy itself closed (shutdown_timeout reached). */
+export const CLOSED_BY_PROXY = "closed by the proxy";
 import type { HeaderBlock } from "../http1/bytes.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
@@ -60,6 +65,20 @@ export interface RawExchange {
   respondWith(response: Response): void;
   /** The same request as a web `Request` (built once; its body is {@link body}). */
   toRequest(): Request;
+  /**
+   * The protocols the client asks to switch to (`Upgrade`, listed in `Connection`), lower-cased
+   * as sent ("websocket"); undefined when it asks for none. Where a listener cannot hand its
+   * connection over, undefined too (the Upgrade header is then dropped as hop-by-hop).
+   */
+  readonly upgrade?: string | undefined;
+  /** "1.1", "1.0" or "2"; undefined means "1.1". */
+  readonly httpVersion?: string;
+  /**
+   * Answer 101 Switching Protocols with `headers` (Connection and Upgrade written by the
+   * listener from `protocol`), and turn the connection into a byte pipe: the client's end of a
+   * tunnel (core/proxy/tunnel.ts). Bytes the client sent after its request come first.
+   */
+  switchProtocols?(protocol: string, headers: readonly string[] | HeaderBlock): TunnelEnd;
 }
 
 export interface ServeOptions {

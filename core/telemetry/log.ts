@@ -27,6 +27,19 @@ export interface AccessEntry {
   readonly clientIp: string;
   readonly retryReason: string | undefined;
   readonly error: string | undefined;
+  /** "2" for HTTP/2 (written as `protocol`); absent for HTTP/1.1. */
+  readonly protocol?: string | undefined;
+  /** A tunnel (WebSocket): written when it closes, as `upgrade`, `bytes_in` and `closed_by` (`bytes` are those sent to the client). */
+  readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
+}
+
+const PROTOCOL_2 = `,"protocol":"2"`;
+/** The fields only some lines have (HTTP/2, tunnels), as one JSON fragment; "" for a plain HTTP/1.1 request. */
+function rareFields(e: AccessEntry): string {
+  const t = e.tunnel;
+  const protocol = e.protocol === undefined ? "" : e.protocol === "2" ? PROTOCOL_2 : `,"protocol":${J(e.protocol)}`;
+  if (t === undefined) return protocol;
+  return `${protocol},"upgrade":${J(t.upgrade)},"bytes_in":${t.bytesIn},"closed_by":${J(t.closedBy)}`;
 }
 
 /** The access log: one JSON line a request. */
@@ -73,6 +86,7 @@ export function accessLine(
     `"bytes":${e.bytes},"attempts":${e.attempts},"client_ip":${J(e.clientIp)}`;
   if (e.retryReason) line += `,"retry_reason":${J(e.retryReason)}`;
   if (e.error) line += `,"error":${J(e.error)}`;
+  if (e.protocol !== undefined || e.tunnel !== undefined) line += rareFields(e);
   if (ids) line += `,"trace_id":"${ids.trace_id}","span_id":"${ids.span_id}"`;
   if (worker !== undefined) line += `,"worker":${worker}`;
   return `${line}}\n`;
@@ -193,6 +207,7 @@ class AccessLineSource implements ByteSource {
     let n = FIXED_MAX + jsonMax(e.method) + jsonMax(e.path) + jsonMax(e.route) + jsonMax(e.pool) + jsonMax(e.backend) + jsonMax(e.clientIp);
     if (e.retryReason) n += jsonMax(e.retryReason);
     if (e.error) n += jsonMax(e.error);
+    if (e.protocol !== undefined || e.tunnel !== undefined) n += 3 * rareFields(e).length;
     if (this.ids) n += 3 * (this.ids.trace_id.length + this.ids.span_id.length);
     return n;
   }
@@ -235,6 +250,7 @@ class AccessLineSource implements ByteSource {
       put(K_ERROR);
       jsonString(e.error);
     }
+    if (e.protocol !== undefined || e.tunnel !== undefined) raw(rareFields(e));
     if (this.ids) {
       put(K_TRACE);
       raw(this.ids.trace_id);

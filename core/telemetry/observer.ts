@@ -30,6 +30,8 @@ export interface ObservedExchange {
   readonly attempts: number;
   readonly retryReason: string | undefined;
   readonly error: string | undefined;
+  /** A tunnel (WebSocket) after 101, when it has closed: its bytes from the client and who closed it. */
+  readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
   /** The request's SERVER span, set by {@link Observer.requestStart}. */
   span: SpanHandle | undefined;
 }
@@ -197,6 +199,12 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         s.setAttribute("fulcrum.attempts", ex.attempts);
         if (ex.bytes) s.setAttribute("http.response.body.size", ex.bytes);
         if (ex.retryReason) s.setAttribute("fulcrum.retry_reason", ex.retryReason);
+        const t = ex.tunnel;
+        if (t !== undefined) {
+          s.setAttribute("fulcrum.tunnel.upgrade", t.upgrade);
+          s.setAttribute("fulcrum.tunnel.bytes_in", t.bytesIn);
+          s.setAttribute("fulcrum.tunnel.closed_by", t.closedBy);
+        }
       }
       const ids = tel.ids(span);
       tel.endServer(span, ex.status, ex.status >= 500 ? ex.error : undefined);

@@ -60,6 +60,8 @@ export interface RequestHead {
   readonly url: string;
   /** A header's value, several joined with ", " as `Headers.get` does; null when absent. `name` is lowercase. */
   header(name: string): string | null;
+  /** "1.1", "1.0" or "2" (`network.protocol.version`); absent means "1.1". */
+  readonly httpVersion?: string;
 }
 
 export interface Telemetry {
@@ -190,6 +192,7 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
           "url.scheme": url.charCodeAt(4) === 115 /* https */ ? "https" : "http",
           "server.address": stripPort(host),
           "client.address": clientIp,
+          "network.protocol.version": (web === undefined ? head.httpVersion : undefined) ?? "1.1",
         };
         if (route) attrs["http.route"] = route;
         if (!known) attrs["http.request.method_original"] = request.method;

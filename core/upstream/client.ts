@@ -12,7 +12,6 @@
  */
 import { nodeUpstreamClient } from "./node.ts";
 import {
-  UpstreamError,
   type PoolOptions,
   type UpstreamAgent,
   type UpstreamClient,
@@ -21,10 +20,12 @@ import {
   type UpstreamTarget,
 } from "./types.ts";
 
-export { UpstreamError };
+export { UpstreamError } from "./types.ts";
 export type {
   AbortLike,
   PoolOptions,
+  TunnelEnd,
+  TunnelEvents,
   UpstreamAgent,
   UpstreamClient,
   UpstreamErrorKind,

@@ -55,6 +55,8 @@ export class Conn {
   out: Uint8Array[] | undefined;
   onDrain: (() => void) | undefined;
   paused = false;
+  /** Set after a 101: the connection is a tunnel's end and its socket events go there (ConnTunnel, raw-tunnel.ts). */
+  tunnel: { onData(chunk: Uint8Array): void; onClose(why: string): void } | undefined;
   constructor(readonly pool: ConnPool) {}
 
   /**
@@ -198,7 +200,8 @@ export class Exchange {
     const conn = this.conn!;
     this.conn = undefined;
     // Bytes after a complete response were never asked for: never reuse such a connection.
-    this.pool.release(conn, !leftover && !this.head!.close && this.bodySent && conn.out === undefined);
+    // Nor one that asked for an upgrade the backend declined (its state is the backend's guess).
+    this.pool.release(conn, !leftover && !this.head!.close && this.bodySent && conn.out === undefined && this.req.upgrade === undefined);
   }
 
   bodyFailed(message: string, kind: "reset" | "aborted" = "reset"): void {

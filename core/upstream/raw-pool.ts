@@ -21,6 +21,7 @@ import type { TcpConnect } from "../runtime/types.ts";
 
 const ascii = (s: string) => Buffer.from(s, "latin1");
 const HTTP11_CRLF = ascii(" HTTP/1.1\r\n");
+const CONNECTION_UPGRADE = ascii("connection: upgrade\r\nupgrade: ");
 /** The reused buffer for request heads (with a buffered body); larger ones get their own. */
 const SCRATCH_SIZE = 64 * 1024;
 let scratch: Buffer | undefined;
@@ -59,6 +60,8 @@ export class RawPool implements UpstreamAgent, ConnPool {
       ex.deadline = performance.now() + req.responseTimeoutMs;
       this.waiting.add(ex);
       this.#watch(req.responseTimeoutMs);
+      // An upgrade gets a connection of its own: it never comes back to the pool.
+      if (req.upgrade !== undefined) return this.connect(ex);
       let conn: Conn | undefined;
       while ((conn = this.idle.pop()) !== undefined && conn.closed);
       if (conn === undefined) return this.connect(ex);
@@ -123,7 +126,7 @@ export class RawPool implements UpstreamAgent, ConnPool {
     const h = req.headers;
     const body = req.body;
     const basePath = this.target.basePath;
-    let size = req.method.length + basePath.length + req.path.length + 96;
+    let size = req.method.length + basePath.length + req.path.length + 96 + (req.upgrade?.length ?? 0);
     for (const name in h) size += name.length + h[name]!.length + 4;
     const block = req.block;
     if (block !== undefined) size += block.size;
@@ -159,7 +162,12 @@ export class RawPool implements UpstreamAgent, ConnPool {
       chunked = true;
       p = put(buf, p, TE_CHUNKED);
     }
-    if (!this.keepAlive) p = put(buf, p, CONNECTION_CLOSE);
+    if (req.upgrade !== undefined) {
+      p = put(buf, p, CONNECTION_UPGRADE);
+      p = latin1(buf, p, req.upgrade);
+      buf[p++] = 13;
+      buf[p++] = 10;
+    } else if (!this.keepAlive) p = put(buf, p, CONNECTION_CLOSE);
     buf[p++] = 13;
     buf[p++] = 10;
     if (inline) {

@@ -9,6 +9,7 @@ import { Conn, Exchange, Framing, Phase } from "./raw-conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import type { TcpHandlers } from "../runtime/types.ts";
+import { ConnTunnel } from "./raw-tunnel.ts";
 
 /**
  * A response whose head and body fit `wholeLimit` bytes is read whole and handed over as bytes:
@@ -38,6 +39,7 @@ class RawResponse implements UpstreamResponse {
   constructor(
     readonly head: ResponseHead,
     readonly body: UpstreamResponse["body"],
+    readonly tunnel?: ConnTunnel,
   ) {}
   get status() {
     return this.head.status;
@@ -92,6 +94,7 @@ const handlers: TcpHandlers<Conn> = {
   },
   data(s, chunk) {
     const conn = s.data;
+    if (conn.tunnel !== undefined) return conn.tunnel.onData(chunk);
     const ex = conn.ex;
     // Bytes on an idle connection were never asked for (no pipelining): drop the connection.
     if (ex === undefined) return conn.pool.drop(conn);
@@ -108,13 +111,20 @@ const handlers: TcpHandlers<Conn> = {
     s.data.flush();
   },
   end(s) {
+    const tunnel = s.data.tunnel;
+    if (tunnel !== undefined) return tunnel.onClose("backend closed the connection");
     onClosed(s.data, "backend closed the connection");
     s.terminate();
   },
   close(s, error) {
-    onClosed(s.data, error ? `connection error: ${error.message}` : "backend closed the connection");
+    const why = error ? `connection error: ${error.message}` : "backend closed the connection";
+    const tunnel = s.data.tunnel;
+    if (tunnel !== undefined) return tunnel.onClose(why);
+    onClosed(s.data, why);
   },
   error(s, error) {
+    const tunnel = s.data.tunnel;
+    if (tunnel !== undefined) return tunnel.onClose(`connection error: ${error.message}`);
     onClosed(s.data, `connection error: ${error.message}`);
   },
   timeout() {},
@@ -170,8 +180,11 @@ function onData(ex: Exchange, chunk: Buffer): void {
     head = h;
     off = h.end;
     if (head.status >= 200) break;
-    // 1xx interim responses (100 Continue, 103 Early Hints) are skipped; 101 was never asked for.
-    if (head.status === 101) throw new ParseError("unexpected 101 Switching Protocols");
+    // 1xx interim responses (100 Continue, 103 Early Hints) are skipped; a 101 only for an upgrade.
+    if (head.status === 101) {
+      if (ex.req.upgrade !== undefined) return switched(ex, h, buf, off);
+      throw new ParseError("unexpected 101 Switching Protocols");
+    }
   }
   onHead(ex, head, buf, off);
 }
@@ -273,6 +286,23 @@ function finishSmall(ex: Exchange, body: Uint8Array, leftover: boolean): void {
       },
     }),
   );
+}
+
+/** A 101 to an upgrade: the connection leaves the pool as a tunnel's end; bytes behind the head are its first. */
+function switched(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): void {
+  const conn = ex.conn!;
+  if (buf.length > DETACH_ABOVE) head.detach();
+  ex.head = head;
+  ex.phase = Phase.Done;
+  ex.settled = true;
+  ex.cleanup();
+  ex.req.signal.removeEventListener("abort", ex);
+  ex.conn = undefined;
+  conn.ex = undefined;
+  const tunnel = new ConnTunnel(conn);
+  conn.tunnel = tunnel;
+  if (off < buf.length) tunnel.early = [buf.subarray(off)];
+  ex.resolve(new RawResponse(head, null, tunnel));
 }
 
 function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {

@@ -53,6 +53,40 @@ export interface UpstreamRequest {
    * client, with the bytes passed and an error message if it did not complete.
    */
   onBodyEnd: (bytes: number, error?: string) => void;
+  /**
+   * Ask the backend to switch to this protocol (the `Upgrade` value to send, with `Connection:
+   * upgrade`), on a new connection that never returns to the pool. A 101 answer comes with
+   * {@link UpstreamResponse.tunnel}; any other answer is an ordinary response.
+   */
+  upgrade?: string;
+}
+
+/** What one end of a tunnel reports (core/proxy/tunnel.ts sets these). */
+export interface TunnelEvents {
+  data(chunk: Uint8Array): void;
+  /** What was queued has been written: reading from the other end may resume. */
+  drain(): void;
+  /** The peer finished (FIN), reset or failed: nothing more comes from this end. Once. `error` is CLOSED_BY_PROXY (core/runtime/types.ts) when the proxy closed it. */
+  close(error?: string): void;
+}
+
+/**
+ * One end of a byte tunnel (a WebSocket after 101): the client's connection, or the backend's
+ * connection taken out of its pool (defined here, where both the upstream client and the runtime
+ * boundary, core/runtime/types.ts, can name it without an import cycle). Writes never block:
+ * what the kernel does not take is queued and `write` returns false until `drain`.
+ */
+export interface TunnelEnd {
+  /** Start delivering events; bytes already received are delivered first. */
+  start(events: TunnelEvents): void;
+  /** false: the rest is queued; stop reading the other end until `drain`. */
+  write(data: Uint8Array): boolean;
+  pause(): void;
+  resume(): void;
+  /** Close once what is queued has been written. */
+  end(): void;
+  /** Close now. */
+  destroy(): void;
 }
 
 export interface UpstreamResponse {
@@ -72,6 +106,8 @@ export interface UpstreamResponse {
    * `onBodyEnd` has been called); or null for HEAD, 204 and 304 (then `onBodyEnd` is not called).
    */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /** A 101 to a request with `upgrade`: the backend's connection as a tunnel end (`body` is null). */
+  readonly tunnel?: TunnelEnd;
 }
 
 export interface PoolOptions {
