@@ -26,10 +26,11 @@ const ALLOWED: Record<string, readonly string[]> = {
   telemetry: ["config", "http1", "lib", "plugins", "pool", "upstream"],
   middleware: ["config", "lib", "plugins"],
   listener: ["http1", "lib"],
+  http2: ["http1", "lib"],
   proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "upstream"],
   admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry"],
   cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry"],
-  runtime: ["http1", "lib", "listener", "plugins", "upstream"],
+  runtime: ["http1", "http2", "lib", "listener", "plugins", "upstream"],
 };
 
 function walk(dir: string, out: string[] = []): string[] {

@@ -4,6 +4,9 @@
  */
 import { z } from "zod";
 import { parseDuration, parseListen, parseSize, parseStatusRanges } from "./units.ts";
+import { listenEntry, tunnelKeys } from "./protocols.ts";
+
+export { TUNNEL_IDLE_DEFAULT, type Http2Config } from "./protocols.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
 const SIZE = "must be a size like 512kb or 10mb (0 for no limit)";
@@ -112,9 +115,6 @@ const timeouts = z.strictObject(
   },
   { error: "must be a map with connect, response and request" },
 );
-
-/** timeouts.tunnel_idle of a route: 1h, like HAProxy's `timeout tunnel` set for WebSocket. */
-export const TUNNEL_IDLE_DEFAULT = 3_600_000;
 
 const STATUS = "must be status codes or ranges like 200-399 or 200,204";
 const health = z.strictObject(
@@ -245,26 +245,7 @@ const route = z.strictObject(
     /** Also retry non-idempotent requests (POST, PATCH) after they may have reached a backend. */
     retry_non_idempotent: z.boolean({ error: "must be true or false" }).default(false),
     middleware: z.array(middleware, { error: "must be a list of middleware" }).default([]),
-    /** Pass WebSocket upgrades through as tunnels (RFC 6455); false drops the Upgrade header. */
-    websocket: z.boolean({ error: "must be true or false" }).default(true),
-    /** Other Upgrade protocols passed through as tunnels (h2c, custom ones); any other is dropped as hop-by-hop. */
-    upgrade: z
-      .array(
-        z.string({ error: "must be a protocol name such as h2c" }).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, {
-          error: "must be a protocol name such as h2c (a token, without a version)",
-        }).transform((s) => s.toLowerCase()),
-        { error: "must be a list of protocol names" },
-      )
-      .default([]),
-    timeouts: z
-      .strictObject(
-        {
-          /** A tunnel (WebSocket) with no bytes either way for this long is closed; separate from request timeouts. */
-          tunnel_idle: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(TUNNEL_IDLE_DEFAULT),
-        },
-        { error: "must be a map with tunnel_idle" },
-      )
-      .prefault({}),
+    ...tunnelKeys(duration),
   },
   { error: "must be a map with match and pool" },
 );
@@ -366,7 +347,7 @@ const workers = z
 
 export const configSchema = z.strictObject(
   {
-    listen: listen.default({ hostname: "0.0.0.0", port: 8080 }),
+    listen: listenEntry(listen, size, positiveInt).prefault("0.0.0.0:8080"),
     workers,
     shutdown_timeout: duration.default(30_000),
     pools: z.record(z.string(), pool, { error: "must be a map of pool name: pool" }),

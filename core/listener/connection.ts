@@ -4,7 +4,7 @@ import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } fr
 import { CLOSED_BY_PROXY, type RawExchange, type TcpSocket } from "../runtime/types.ts";
 import { Exchange, httpDate, REASONS } from "./exchange.ts";
 import { Body, type ExchangeConn } from "./request.ts";
-import type { SocketOwner, UpgradableConn } from "./upgrade.ts";
+import { prefaceState, type SocketOwner, type UpgradableConn } from "./upgrade.ts";
 
 /** A read with more than this behind the head is not held by the head (RequestHead.detach). */
 const DETACH_ABOVE = 16 * 1024;
@@ -26,6 +26,8 @@ export interface ConnServer {
   readonly closing: boolean;
   readonly handler: (ex: RawExchange) => void;
   readonly onError: (e: unknown) => void;
+  /** Serve HTTP/2 on a connection whose first bytes are its preface (h2c with prior knowledge); undefined: HTTP/1.1 only. */
+  readonly h2c?: ((conn: ClientConn, first: Buffer) => void) | undefined;
   checkClosed(): void;
 }
 
@@ -47,6 +49,8 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
   onDrain: (() => void) | undefined;
   /** Set once the connection left HTTP/1.1 (a tunnel after 101, HTTP/2): the socket's events go there (server.ts). */
   owner: SocketOwner | undefined;
+  /** The first bytes are still to be checked for the HTTP/2 preface (an h2c listener). */
+  sniff = false;
   constructor(readonly server: ConnServer) {}
 
   /** Hand the socket over to `owner` (upgrade.ts): no more requests are read; the idle timer is off. */
@@ -190,6 +194,19 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
   drive(): void {
     while (this.current === undefined && this.out === undefined && !this.closed && this.pending !== undefined) {
       const buf = this.pending;
+      if (this.sniff) {
+        const preface = prefaceState(buf);
+        if (preface === 1) {
+          if (this.headSince === 0) this.headSince = performance.now();
+          return;
+        }
+        this.sniff = false;
+        if (preface === 2) {
+          this.pending = undefined;
+          this.headSince = 0;
+          return this.server.h2c!(this, buf);
+        }
+      }
       let head: RequestHead | undefined;
       try {
         head = parseRequestHead(buf, 0);

@@ -22,6 +22,8 @@ export type Listen = (handlers: TcpHandlers<ClientConn>) => BoundListener;
 export class RawServer implements ConnServer {
   readonly conns = new Set<ClientConn>();
   closing = false;
+  /** Set by the runtime on an h2c listener (core/http2/). */
+  h2c: ((conn: ClientConn, first: Buffer) => void) | undefined;
   #listener: BoundListener | undefined;
   #closed: (() => void) | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
@@ -42,6 +44,7 @@ export class RawServer implements ConnServer {
         conn.socket = s;
         conn.clientIp = s.remoteAddress ?? "";
         s.data = conn;
+        conn.sniff = server.h2c !== undefined;
         s.setNoDelay?.(true);
         s.timeout(server.limits.idleSeconds);
         server.conns.add(conn);

@@ -48,6 +48,18 @@ function hasToken(list: string, token: string): boolean {
   return false;
 }
 
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/**
+ * Whether a connection's first bytes are the HTTP/2 client preface (RFC 9113 §3.4): 2 yes, 1 not
+ * yet known (a prefix of it so far), 0 no. A listener with `h2c` hands such a connection to HTTP/2.
+ */
+export function prefaceState(buf: Uint8Array): 0 | 1 | 2 {
+  const n = Math.min(buf.length, PREFACE.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== PREFACE[i]) return 0;
+  return n === PREFACE.length ? 2 : 1;
+}
+
 const STATUS_101 = Buffer.from("HTTP/1.1 101 Switching Protocols\r\n", "latin1");
 const CONNECTION_UPGRADE = Buffer.from("connection: upgrade\r\nupgrade: ", "latin1");
 

@@ -7,7 +7,7 @@ import { loadPlugins } from "../plugins/load.ts";
 import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts";
 import { buildGateway, type Gateway } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
-import type { Listener, Runtime } from "../runtime/types.ts";
+import { HTTP2_DEFAULTS, type Http2Settings, type Listener, type Runtime } from "../runtime/types.ts";
 
 export interface RunningServer {
   readonly listener: Listener;
@@ -40,6 +40,17 @@ export interface ServerDeps extends ReloadDeps {
   worker?: boolean;
 }
 
+/** The listener's HTTP/2 settings from `listen.http2` (defaults when `listen` is a plain address). */
+function http2Settings(config: Config): Http2Settings {
+  const h = config.listen.http2;
+  if (h === undefined) return { ...HTTP2_DEFAULTS };
+  return {
+    maxConcurrentStreams: h.max_concurrent_streams,
+    initialWindowSize: h.initial_window_size,
+    maxHeaderListSize: h.max_header_list_size,
+  };
+}
+
 /** Load the config's plugins, build the gateway, and start listening. */
 export async function startServer(runtime: Runtime, config: Config, deps: ServerDeps): Promise<RunningServer> {
   // The runtime's own upstream client (Bun: raw TCP), chosen before any pool builds its agents.
@@ -58,6 +69,8 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
     idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
     reusePort: deps.reusePort,
+    h2c: config.listen.h2c ?? false,
+    http2: http2Settings(config),
   });
   const checks = !deps.worker;
   if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }

@@ -16,7 +16,8 @@
  */
 import type { ClientConn } from "../listener/connection.ts";
 import { RawServer, type Listen } from "../listener/server.ts";
-import type { Listener, RawExchange, ServeOptions } from "./types.ts";
+import { H2Front } from "../http2/session.ts";
+import { HTTP2_DEFAULTS, type Listener, type RawExchange, type ServeOptions } from "./types.ts";
 
 /** `Bun.listen` on this address, for {@link RawServer.listen}. */
 function bunListen(hostname: string, port: number, reusePort: boolean): Listen {
@@ -49,6 +50,20 @@ export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => voi
     },
     onError,
   );
+  if (options.h2c) {
+    // HTTP/2 with prior knowledge next to HTTP/1.1: a connection that opens with the preface is handed over.
+    const front = new H2Front(options.raw, {
+      settings: options.http2 ?? HTTP2_DEFAULTS,
+      maxBody: server.limits.maxBody,
+      idleMs: options.idleTimeoutSeconds * 1000,
+      onError,
+    });
+    server.h2c = (conn, first) =>
+      front.accept(conn.clientIp, (owner) => {
+        const socket = conn.takeover(owner);
+        return socket === undefined ? undefined : { socket, conn };
+      }, first);
+  }
   const listener = server.listen(bunListen(options.hostname, options.port, options.reusePort ?? false));
   return {
     hostname: listener.hostname,

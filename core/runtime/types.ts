@@ -97,7 +97,30 @@ export interface ServeOptions {
   idleTimeoutSeconds: number;
   /** Let several processes share the port (SO_REUSEPORT). */
   reusePort?: boolean;
+  /**
+   * Also serve HTTP/2 with prior knowledge (h2c) on this cleartext port: a connection whose first
+   * bytes are the HTTP/2 preface. Runtimes without their own listener ignore it.
+   */
+  h2c?: boolean;
+  /** The port's HTTP/2 settings (h2c, and ALPN "h2" on TLS). */
+  http2?: Http2Settings;
 }
+
+/** A listener's HTTP/2 settings, sent to clients in SETTINGS (config `listen.http2`). */
+export interface Http2Settings {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS. @default 100 */
+  maxConcurrentStreams: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE: how much of a request body a client may send ahead, per stream. @default 1 MiB */
+  initialWindowSize: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE; a larger request header list gets 431. @default 64 KiB */
+  maxHeaderListSize: number;
+}
+
+export const HTTP2_DEFAULTS: Readonly<Http2Settings> = {
+  maxConcurrentStreams: 100,
+  initialWindowSize: 1024 * 1024,
+  maxHeaderListSize: 64 * 1024,
+};
 
 export interface Listener {
   readonly hostname: string;

@@ -68,7 +68,7 @@ export async function startFulcrum(yaml: string, opts: { env?: Record<string, st
   const registry = builtinRegistry();
   const parse = (text: string) => {
     const c = parseConfig(text, { file: "test.yaml", env: (n) => process.env[n], strategyNames: registry.strategyNames() });
-    c.listen = { hostname: "127.0.0.1", port: 0 };
+    c.listen = { ...c.listen, hostname: "127.0.0.1", port: 0 };
     c.admin.listen = { hostname: "127.0.0.1", port: 0 };
     return c;
   };

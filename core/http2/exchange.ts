@@ -1,0 +1,284 @@
+/**
+ * One HTTP/2 stream as a `RawExchange`: the same gateway `handle()` that serves the HTTP/1.1
+ * listener serves it (routes, middleware, strategies, retries, breaker, rate limits, access log,
+ * metrics, spans), so HTTP/2 joins the request path instead of forking a second proxy. Bodies
+ * are streamed both ways with backpressure: the response waits for the stream's `drain` (and
+ * so for the client's flow-control window), the request body pauses the stream, which stops
+ * the WINDOW_UPDATEs that let the client send more.
+ */
+import { Buffer } from "node:buffer";
+import type { ServerHttp2Stream } from "node:http2";
+import type { HeaderBlock } from "../http1/bytes.ts";
+import type { RawExchange, TunnelEnd } from "../runtime/types.ts";
+import { responseHeaders, type H2Head } from "./headers.ts";
+import { StreamTunnel } from "./tunnel.ts";
+
+/** Request body bytes read ahead of the proxy before the stream is paused. */
+const BODY_AHEAD = 64 * 1024;
+
+/** What an exchange needs of its connection (H2Connection, session.ts). */
+export interface H2Conn {
+  readonly clientIp: string;
+  readonly maxBody: number;
+  /** Wait until the socket has room (the session's writes are not piling up in memory). */
+  roomToWrite(): Promise<void> | undefined;
+  /** The stream has been answered in full (for the abuse bounds' count of completed streams). */
+  completed(): void;
+  onError(e: unknown): void;
+}
+
+type Listener = EventListenerObject | (() => void);
+
+export class H2Exchange implements RawExchange {
+  readonly method: string;
+  readonly target: string;
+  readonly host: string;
+  readonly rawHeaders: readonly string[];
+  readonly clientIp: string;
+  readonly bodyLength: number;
+  readonly upgrade: string | undefined;
+  readonly httpVersion = "2";
+  aborted = false;
+  #answered = false;
+  #done = false;
+  #fault = 0;
+  #listeners: Listener[] | undefined;
+  #body: ReadableStream<Uint8Array> | null | undefined;
+  #request: Request | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+
+  constructor(
+    readonly stream: ServerHttp2Stream,
+    head: H2Head,
+    ended: boolean,
+    readonly conn: H2Conn,
+  ) {
+    this.method = head.method;
+    this.target = head.target;
+    this.host = head.host;
+    this.rawHeaders = head.rawHeaders;
+    this.clientIp = conn.clientIp;
+    // An extended CONNECT has no body: its DATA frames are the tunnel's bytes.
+    this.bodyLength = ended || head.connectProtocol !== undefined ? 0 : head.contentLength;
+    this.upgrade = head.connectProtocol;
+    stream.once("close", () => {
+      if (!this.#done) this.abort();
+    });
+  }
+
+  header(name: string): string | null {
+    const raw = this.rawHeaders;
+    let value: string | null = null;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
+    return value;
+  }
+
+  get signal(): this {
+    return this;
+  }
+
+  addEventListener(_type: "abort", listener: Listener): void {
+    (this.#listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: "abort", listener: Listener): void {
+    const l = this.#listeners;
+    const i = l === undefined ? -1 : l.indexOf(listener);
+    if (i >= 0) l!.splice(i, 1);
+  }
+
+  /** The client reset the stream or the connection went away before the answer was complete. */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.#done = true;
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners !== undefined) {
+      for (const l of listeners) typeof l === "function" ? l() : l.handleEvent(new Event("abort"));
+    }
+    this.#reader?.cancel("client reset the stream").catch(() => {});
+  }
+
+  bodyFault(): number {
+    return this.#fault;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#body !== undefined) return this.#body;
+    if (this.bodyLength === 0) return (this.#body = null);
+    const stream = this.stream;
+    const declared = this.bodyLength;
+    const limit = this.conn.maxBody;
+    let received = 0;
+    return (this.#body = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          const fail = (status: number, message: string) => {
+            this.#fault = status;
+            stream.removeAllListeners("data");
+            try {
+              c.error(new Error(message));
+            } catch { /* cancelled already */ }
+          };
+          stream.on("data", (chunk: Buffer) => {
+            received += chunk.length;
+            if (limit > 0 && received > limit) return fail(413, "request body too large");
+            if (declared >= 0 && received > declared) return fail(400, "request body longer than its Content-Length");
+            c.enqueue(chunk);
+            if ((c.desiredSize ?? 0) <= 0) stream.pause();
+          });
+          stream.once("end", () => {
+            if (declared >= 0 && received !== declared) return fail(400, "request body shorter than its Content-Length");
+            try {
+              c.close();
+            } catch { /* cancelled already */ }
+          });
+          stream.once("aborted", () => fail(400, "client reset the stream"));
+        },
+        pull: () => void stream.resume(),
+        cancel: () => {
+          stream.removeAllListeners("data");
+          stream.resume(); // discarded as it comes: flow control is not held up by a body nobody reads
+        },
+      },
+      { highWaterMark: BODY_AHEAD, size: (chunk) => chunk?.byteLength ?? 0 },
+    ));
+  }
+
+  respond(
+    status: number,
+    _statusText: string,
+    headers: readonly string[] | HeaderBlock,
+    body: Uint8Array | ReadableStream<Uint8Array> | null,
+    length: number,
+  ): void {
+    if (this.#answered) return;
+    this.#answered = true;
+    const stream = this.stream;
+    if (this.#done || stream.destroyed || stream.closed) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return;
+    }
+    const noBody = this.method === "HEAD" || status === 204 || status === 304;
+    const bytes = body instanceof Uint8Array ? body : undefined;
+    const len = noBody ? (this.method === "HEAD" || status === 304 ? length : -1) : bytes !== undefined ? bytes.length : length;
+    const endNow = noBody || body === null || (bytes !== undefined && bytes.length === 0);
+    try {
+      stream.respond(responseHeaders(status, headers, len), { endStream: endNow });
+    } catch (e) {
+      // A header node:http2 refuses (an invalid value from the backend): the stream is reset.
+      this.conn.onError(e);
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      stream.close(2 /* INTERNAL_ERROR */);
+      return this.#finish();
+    }
+    if (endNow) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return this.#finish();
+    }
+    if (bytes !== undefined) {
+      stream.end(bytes);
+      return this.#finish();
+    }
+    void this.#pump(body as ReadableStream<Uint8Array>);
+  }
+
+  async #pump(body: ReadableStream<Uint8Array>): Promise<void> {
+    const stream = this.stream;
+    const reader = body.getReader();
+    this.#reader = reader;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        if (this.#done) throw new Error("client reset the stream");
+        if (!stream.write(r.value)) {
+          await new Promise<void>((resolve) => {
+            const go = () => {
+              stream.off("drain", go);
+              stream.off("close", go);
+              resolve();
+            };
+            stream.on("drain", go);
+            stream.on("close", go);
+          });
+          if (this.#done || stream.destroyed) throw new Error("client reset the stream");
+        }
+        // The session's writes are waiting for the socket: do not hand it more of this body.
+        const room = this.conn.roomToWrite();
+        if (room !== undefined) await room;
+      }
+      this.#reader = undefined;
+      stream.end();
+      this.#finish();
+    } catch (e) {
+      this.#reader = undefined;
+      reader.cancel(e).catch(() => {});
+      if (!stream.destroyed) stream.close(8 /* CANCEL */);
+      this.#finish();
+    }
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.conn.completed();
+  }
+
+  respondWith(response: Response): void {
+    if (this.#answered) return;
+    const headers: string[] = [];
+    let length = -1;
+    response.headers.forEach((value, name) => {
+      if (name === "content-length") length = /^\d{1,15}$/.test(value) ? Number(value) : -1;
+      else headers.push(name, value);
+    });
+    const body = response.body;
+    if (body === null || this.method === "HEAD") {
+      body?.cancel().catch(() => {});
+      return this.respond(response.status, response.statusText, headers, null, length);
+    }
+    // A declared length is kept only if the body turns out to have it: checked by the stream itself.
+    this.respond(response.status, response.statusText, headers, body, -1);
+  }
+
+  toRequest(): Request {
+    if (this.#request !== undefined) return this.#request;
+    const headers = new Headers();
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+    if (this.upgrade !== undefined) {
+      headers.set("connection", "upgrade");
+      headers.set("upgrade", this.upgrade);
+    }
+    const controller = new AbortController();
+    if (this.aborted) controller.abort();
+    else this.addEventListener("abort", () => controller.abort());
+    const init: RequestInit & { duplex?: "half" } = { method: this.method, headers, signal: controller.signal };
+    if (this.body !== null) {
+      init.body = this.body;
+      init.duplex = "half";
+    }
+    return (this.#request = new Request(`http://${this.host || "localhost"}${this.target === "*" ? "/" : this.target}`, init));
+  }
+
+  /**
+   * RFC 8441: the backend's 101 becomes the 200 that opens the stream as a tunnel. What the
+   * client did not ask for over HTTP/2 (Sec-WebSocket-Accept) is not passed on.
+   */
+  switchProtocols(_protocol: string, headers: readonly string[] | HeaderBlock): TunnelEnd {
+    this.#answered = true;
+    this.#done = true;
+    const h = responseHeaders(200, headers, -1);
+    delete h["sec-websocket-accept"];
+    const tunnel = new StreamTunnel(this.stream);
+    try {
+      this.stream.respond(h, { endStream: false });
+    } catch (e) {
+      this.conn.onError(e);
+      tunnel.destroy();
+    }
+    return tunnel;
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * HTTP/2 header sections mapped to what the HTTP/1.1 side of the proxy reads and writes (RFC 9113
+ * §8.3, RFC 9110 §7.6.1): pseudo-headers to the request line and Host, connection-specific
+ * headers refused, cookies (split by HTTP/2) joined with "; ", and a backend's header lines
+ * turned back into an HTTP/2 header object.
+ */
+import { Buffer } from "node:buffer";
+import { RequestError } from "../http1/request-head.ts";
+import { MAX_TARGET } from "../http1/request-head.ts";
+import { normalizeTarget } from "../http1/target.ts";
+import type { HeaderBlock } from "../http1/bytes.ts";
+import { headerName } from "../http1/names.ts";
+
+/** Headers that describe one HTTP/1.1 connection: malformed in an HTTP/2 request (RFC 9113 §8.2.2), dropped from a response. */
+const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** An HTTP/2 request as the proxy reads it. */
+export interface H2Head {
+  method: string;
+  target: string;
+  host: string;
+  /** name, value, … lower-cased, `host` from :authority; no pseudo-headers. */
+  rawHeaders: string[];
+  /** Content-Length, -1 when absent. */
+  contentLength: number;
+  /** An extended CONNECT (RFC 8441) for this protocol (`websocket`), mapped to a GET with an Upgrade. */
+  connectProtocol: string | undefined;
+}
+
+const TARGET_OK = /^[\x21-\x7e]*$/;
+const HOST_OK = /^[\w.~!$&'()*+,;=:%[\]-]*$/;
+
+/**
+ * Map a request's header object (as node:http2 gives it: names lower-case, repeated ones joined
+ * with ", ", cookies with "; ") to an {@link H2Head}. Throws {@link RequestError} for a request the
+ * HTTP/1.1 listener would refuse too (its status: 400, 414, 431).
+ */
+export function requestHead(headers: Record<string, string | string[] | undefined>, maxHeaderList: number): H2Head {
+  let method = "";
+  let path = "";
+  let authority = "";
+  let protocol: string | undefined;
+  let size = 0;
+  let contentLength = -1;
+  let host: string | undefined;
+  const raw: string[] = [];
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined) continue;
+    const value = typeof v === "string" ? v : v.join(name === "cookie" ? "; " : ", ");
+    size += name.length + value.length + 32;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ":method") method = value;
+      else if (name === ":path") path = value;
+      else if (name === ":authority") authority = value;
+      else if (name === ":protocol") protocol = value;
+      continue;
+    }
+    if (CONNECTION_SPECIFIC.has(name)) throw new RequestError(400, `connection-specific header in an HTTP/2 request: ${name}`);
+    // TE is allowed with "trailers" only (RFC 9113 §8.2.2); it is hop-by-hop, never forwarded.
+    if (name === "te") {
+      if (value.trim().toLowerCase() !== "trailers") throw new RequestError(400, "TE other than trailers in an HTTP/2 request");
+      continue;
+    }
+    if (name === "host") {
+      host = value;
+      continue;
+    }
+    if (name === "content-length") {
+      if (!/^\d{1,15}$/.test(value)) throw new RequestError(400, "invalid Content-Length");
+      contentLength = Number(value);
+    }
+    raw.push(name, value);
+  }
+  if (maxHeaderList > 0 && size > maxHeaderList) {
+    throw new RequestError(431, `request header list larger than ${maxHeaderList} bytes`);
+  }
+  let connectProtocol: string | undefined;
+  if (method === "CONNECT") {
+    // Only the extended CONNECT of RFC 8441 is served; plain CONNECT (a proxy tunnel) is not.
+    if (protocol === undefined) throw new RequestError(501, "CONNECT is not supported");
+    connectProtocol = protocol.toLowerCase();
+    method = "GET";
+  } else if (method === "") throw new RequestError(400, "missing :method");
+  if (path === "" || path.length > MAX_TARGET) {
+    throw new RequestError(path === "" ? 400 : 414, path === "" ? "missing :path" : `request target longer than ${MAX_TARGET} bytes`);
+  }
+  if (!TARGET_OK.test(path) || path.includes("#")) throw new RequestError(400, "invalid character in request target");
+  let target: string;
+  if (path === "*") {
+    if (method !== "OPTIONS") throw new RequestError(400, "asterisk-form target for a method other than OPTIONS");
+    target = "*";
+  } else if (path.charCodeAt(0) !== 47) throw new RequestError(400, "invalid request target");
+  else target = normalizeTarget(path);
+  // :authority wins over a Host header (RFC 9113 §8.3.1); one of them is needed to route by host.
+  const hostValue = authority || host || "";
+  if (!HOST_OK.test(hostValue)) throw new RequestError(400, "invalid :authority");
+  if (hostValue !== "") raw.push("host", hostValue);
+  if (connectProtocol === "websocket") {
+    // The backend speaks RFC 6455, whose handshake needs a key and a version the HTTP/2 client does not send.
+    if (!raw.includes("sec-websocket-key"))
+      raw.push("sec-websocket-key", Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64"));
+    if (!raw.includes("sec-websocket-version")) raw.push("sec-websocket-version", "13");
+  }
+  return { method, target, host: hostValue, rawHeaders: raw, contentLength, connectProtocol };
+}
+
+type H2Headers = Record<string, string | string[] | number>;
+
+function add(out: H2Headers, name: string, value: string): void {
+  if (CONNECTION_SPECIFIC.has(name) || name === "content-length" || name === "te" || name.charCodeAt(0) === 58) return;
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else out[name] = name === "set-cookie" ? [prev as string, value] : `${prev}, ${value}`;
+}
+
+/**
+ * A backend's header lines kept as bytes (HeaderBlock, already checked by the response parser)
+ * into `out`: common names interned (no string made for them), one string per run for the rest.
+ */
+function addBlock(out: H2Headers, block: HeaderBlock): void {
+  const buf = block.buf;
+  const runs = block.runs;
+  for (let r = 0; r < runs.length; r += 2) {
+    const base = runs[r]!;
+    const end = runs[r + 1]!;
+    const text = buf.toString("latin1", base, end);
+    for (let i = base; i < end;) {
+      let colon = i;
+      while (buf[colon] !== 58) colon++;
+      let eol = colon;
+      while (eol < end && buf[eol] !== 13) eol++;
+      let vs = colon + 1;
+      let ve = eol;
+      while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+      while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+      add(out, headerName(buf, i, colon, text, base), text.slice(vs - base, ve - base));
+      i = eol + 2;
+    }
+  }
+}
+
+/**
+ * The response header object for node:http2: `:status`, the headers without connection-specific
+ * ones, repeated names as arrays (Set-Cookie), and `content-length` when `length` is known.
+ */
+export function responseHeaders(status: number, headers: readonly string[] | HeaderBlock, length: number): H2Headers {
+  const out: H2Headers = { ":status": status };
+  if (!Array.isArray(headers)) addBlock(out, headers as HeaderBlock);
+  else {
+    const pairs = headers as readonly string[];
+    for (let i = 0; i < pairs.length; i += 2) add(out, pairs[i]!.toLowerCase(), pairs[i + 1]!);
+  }
+  if (length >= 0 && status !== 204 && status !== 304) out["content-length"] = length;
+  return out;
+}
