@@ -24,6 +24,10 @@ export interface H2Conn {
   roomToWrite(): Promise<void> | undefined;
   /** The stream has been answered in full (for the abuse bounds' count of completed streams). */
   completed(): void;
+  /** The answer starts (true) or stops (false) waiting for the client's flow-control window. */
+  block(waiting: boolean): void;
+  /** The client reset the stream before its answer was complete (a premature reset). */
+  premature(): void;
   onError(e: unknown): void;
 }
 
@@ -62,7 +66,9 @@ export class H2Exchange implements RawExchange {
     this.bodyLength = ended || head.connectProtocol !== undefined ? 0 : head.contentLength;
     this.upgrade = head.connectProtocol;
     stream.once("close", () => {
-      if (!this.#done) this.abort();
+      if (this.#done) return;
+      this.abort();
+      conn.premature();
     });
   }
 
@@ -194,10 +200,12 @@ export class H2Exchange implements RawExchange {
         if (r.done) break;
         if (this.#done) throw new Error("client reset the stream");
         if (!stream.write(r.value)) {
+          this.conn.block(true);
           await new Promise<void>((resolve) => {
             const go = () => {
               stream.off("drain", go);
               stream.off("close", go);
+              this.conn.block(false);
               resolve();
             };
             stream.on("drain", go);

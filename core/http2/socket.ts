@@ -29,14 +29,24 @@ export class SocketDuplex extends Duplex {
   /** Bytes received, and bytes written to the socket (for the abuse bounds and tests). */
   bytesRead = 0;
   bytesWritten = 0;
-  /** Called with each chunk before the session sees it; returning false drops it (the connection is being closed). */
-  inspect: ((chunk: Buffer) => boolean) | undefined;
+  /**
+   * Called with each chunk before the session sees it: -1 passes it all, otherwise only the bytes
+   * before that index go on (the connection is being closed; nothing after is parsed).
+   */
+  inspect: ((chunk: Buffer) => number) | undefined;
   /** Called once when the socket is gone (closed by either side). */
   onGone: (() => void) | undefined;
   /** The server is shutting down gracefully (the session sends GOAWAY). */
   onShutdown: (() => void) | undefined;
   /** The socket took everything queued (bodies waiting for room may go on). */
   onWritten: (() => void) | undefined;
+  /**
+   * When the session is destroyed, keep reading (and dropping) what the client sends for this
+   * long before closing: closing with unread input makes the kernel answer with RST, which throws
+   * away the GOAWAY still unread on the client's side (nginx's lingering close). 0: close at once
+   * (set for connections closed for abuse or a protocol error, session.ts).
+   */
+  lingerMs = 0;
 
   constructor() {
     super({ allowHalfOpen: false, decodeStrings: true, highWaterMark: 64 * 1024 });
@@ -81,8 +91,12 @@ export class SocketDuplex extends Duplex {
   }
 
   override _final(cb: (error?: Error | null) => void): void {
-    this.#release(true);
-    cb();
+    // One turn later: a session that ends the socket on an error emits the error after this, and
+    // its handler writes the GOAWAY the session does not (session.ts H2Connection.failed).
+    setImmediate(() => {
+      this.#release(true);
+      cb();
+    });
   }
 
   override _destroy(error: Error | null, cb: (error?: Error | null) => void): void {
@@ -93,11 +107,16 @@ export class SocketDuplex extends Duplex {
   #release(graceful: boolean): void {
     if (this.#released) return;
     this.#released = true;
-    this.#out = undefined;
+    // What is queued still goes out while lingering (a GOAWAY among it); not when closing at once.
+    if (this.lingerMs === 0) this.#out = undefined;
     const cb = this.#outCb;
     this.#outCb = undefined;
     cb?.();
-    this.conn?.closeTaken(graceful);
+    const conn = this.conn;
+    if (this.lingerMs > 0 && conn !== undefined) {
+      const t = setTimeout(() => conn.closeTaken(graceful && this.#out === undefined), this.lingerMs);
+      (t as { unref?: () => void }).unref?.();
+    } else conn?.closeTaken(graceful);
     const gone = this.onGone;
     this.onGone = undefined;
     gone?.();
@@ -108,7 +127,13 @@ export class SocketDuplex extends Duplex {
   onData(chunk: Buffer): void {
     if (this.#released) return;
     this.bytesRead += chunk.length;
-    if (this.inspect !== undefined && !this.inspect(chunk)) return;
+    if (this.inspect !== undefined) {
+      const stop = this.inspect(chunk);
+      if (stop >= 0) {
+        if (stop > 0) this.push(chunk.subarray(0, stop));
+        return;
+      }
+    }
     if (!this.push(chunk) && !this.#paused) {
       this.#paused = true;
       this.socket?.pause();
@@ -119,6 +144,11 @@ export class SocketDuplex extends Duplex {
     const out = this.#out;
     const socket = this.socket;
     if (out === undefined || socket === undefined) return;
+    if (this.#released) {
+      const n = socket.write(out);
+      this.#out = n < out.length ? out.subarray(n > 0 ? n : 0) : undefined;
+      return;
+    }
     const n = socket.write(out);
     this.bytesWritten += n > 0 ? n : 0;
     if (n < out.length) {
@@ -132,13 +162,36 @@ export class SocketDuplex extends Duplex {
     this.onWritten?.();
   }
 
+  /**
+   * Write `bytes` on the socket after what is queued, even once the session is gone (a GOAWAY
+   * the session did not send). Frames are whole in each of the session's writes, so this lands
+   * between two frames.
+   */
+  writeRaw(bytes: Uint8Array): void {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    if (this.#out !== undefined) {
+      this.#out = Buffer.concat([this.#out, bytes]);
+      return;
+    }
+    const n = socket.write(bytes);
+    if (n < bytes.length) this.#out = Buffer.from(bytes.subarray(n > 0 ? n : 0));
+  }
+
   onEnd(): void {
     // The client's FIN: no more frames. The session closes; what it still writes may not arrive.
+    this.lingerMs = 0;
     this.push(null);
     this.destroy();
   }
 
   onClose(_error?: string): void {
+    if (this.#released && this.lingerMs > 0) {
+      // Lingering, and the client closed (or the proxy is closing everything): done now.
+      this.lingerMs = 0;
+      this.conn?.closeTaken(false);
+      return;
+    }
     this.destroy();
   }
 }

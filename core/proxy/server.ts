@@ -71,6 +71,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     reusePort: deps.reusePort,
     h2c: config.listen.h2c ?? false,
     http2: http2Settings(config),
+    onWarning: (message, properties) => deps.logging.logger.warning(message, properties),
   });
   const checks = !deps.worker;
   if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }

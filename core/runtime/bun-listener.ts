@@ -57,6 +57,7 @@ export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => voi
       maxBody: server.limits.maxBody,
       idleMs: options.idleTimeoutSeconds * 1000,
       onError,
+      onAbuse: (clientIp, reason) => options.onWarning?.("closed an abusive HTTP/2 connection: {reason}", { client_ip: clientIp, reason }),
     });
     server.h2c = (conn, first) =>
       front.accept(conn.clientIp, (owner) => {

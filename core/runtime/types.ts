@@ -104,6 +104,8 @@ export interface ServeOptions {
   h2c?: boolean;
   /** The port's HTTP/2 settings (h2c, and ALPN "h2" on TLS). */
   http2?: Http2Settings;
+  /** Told of what an operator should see: an HTTP/2 connection closed for abuse. */
+  onWarning?: (message: string, properties: Record<string, unknown>) => void;
 }
 
 /** A listener's HTTP/2 settings, sent to clients in SETTINGS (config `listen.http2`). */
