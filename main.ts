@@ -156,7 +156,9 @@ async function main(runtime: Runtime): Promise<number> {
       // A start stops at the first stage that fails; the full check then reports every problem.
       const file = "error" in cli ? undefined : cli.values.config ?? (cli.command === "run" ? "fulcrum.yaml" : undefined);
       const registry = builtinRegistry();
-      const checked = file ? await checkConfig(file, { runtime, registry, load: loader(runtime, registry) }) : undefined;
+      const checked = file
+        ? await checkConfig(file, { runtime, registry, load: loader(runtime, registry) }).catch(() => undefined)
+        : undefined;
       fail(problemReport(checked?.problems.length ? checked : e));
       return 2;
     }
