@@ -233,7 +233,7 @@ describe("Deno (deno task start)", () => {
   }, 60_000);
 
   test("serves the same config, with a user strategy plugin", async () => {
-    // --allow-read is scoped to the repository, so the config lives inside it.
+    // Started from the repository, which deno task start may read: the config lives inside it.
     const dir = join(ROOT, ".tmp");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `deno-${process.pid}.yaml`);
