@@ -66,6 +66,8 @@ export interface RequestHead {
   readonly target?: string;
   /** "1.0" or "1.1", when the listener parsed the request line (network.protocol.version). */
   readonly protocolVersion?: string;
+  /** The scheme the request came in on, with `target` (a web Request's is in its `url`). */
+  readonly proto?: "http" | "https";
   /** A header's value, several joined with ", " as `Headers.get` does; null when absent. `name` is lowercase. */
   header(name: string): string | null;
 }
@@ -195,7 +197,7 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
         // The proxy's own request has its target and Host at hand; a web Request has its URL.
         const target = web !== undefined ? undefined : head.target;
         const url = target ?? request.url;
-        const https = target === undefined && url.charCodeAt(4) === 115; /* https: */
+        const https = target === undefined ? url.charCodeAt(4) === 115 /* https: */ : head.proto === "https";
         // Path and query from the string's own indexes: no URL object, and no string at all for an absent query.
         const schemeEnd = target !== undefined ? -3 : url.indexOf("://");
         const pathStart = url.indexOf("/", schemeEnd + 3);
