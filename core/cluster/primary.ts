@@ -19,6 +19,7 @@ import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
   runtime: Runtime;
@@ -44,6 +45,8 @@ interface Slot {
   restartTimer: ReturnType<typeof setTimeout> | undefined;
   /** Why the worker said it is stopping on its own (a signal sent to it), if it did. */
   leaving: string | undefined;
+  /** Its metrics as it exited after draining: counted in the primary's totals (the last export) until it is replaced. */
+  final: MetricsJson | undefined;
   /** Start-up: settles when the worker listens, or fails if it exits first. */
   waiter: { resolve(port: number): void; reject(e: Error): void } | undefined;
 }
@@ -71,6 +74,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     crashes: 0,
     restartTimer: undefined,
     leaving: undefined,
+    final: undefined,
     waiter: undefined,
   }));
   const broadcast = (m: ToWorker) => {
@@ -133,6 +137,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       slot.waiter = undefined;
     } else if (m.t === "leaving") {
       slot.leaving = m.why;
+    } else if (m.t === "final") {
+      slot.final = m.metrics;
+      slot.proc?.send({ t: "final-ack" } satisfies ToWorker);
     } else if (m.t === "reply") {
       pending.get(m.rid)?.settle(m);
     }
@@ -143,6 +150,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     const proc = processes.spawnSelf(runtime.args(), { [WORKER_ENV]: String(slot.id) }, (m) => onMessage(slot, m as FromWorker));
     slot.proc = proc;
     slot.leaving = undefined;
+    slot.final = undefined;
     slot.startedAt = Date.now();
     void proc.exited.then((r) => exited(slot, proc, r));
   };
@@ -259,8 +267,10 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     },
   });
   if (obs.metrics) {
+    // A worker that has exited after draining counts with its final metrics: the last export, after
+    // every worker has exited, includes all they served.
     obs.metrics.remote = async () =>
-      (await Promise.all(slots.map((s) => call(s, { t: "metrics" })))).flatMap((r) => (r?.metrics ? [r.metrics] : []));
+      (await Promise.all(slots.map(async (s) => (await call(s, { t: "metrics" }))?.metrics ?? s.final))).flatMap((m) => (m ? [m] : []));
   }
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);

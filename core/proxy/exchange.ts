@@ -133,7 +133,7 @@ export class RequestRecord implements Exchange {
 
 /**
  * {@link Incoming} over the raw listener's request. Headers are built only when something reads
- * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
+ * them (a strategy plugin, tracing); the observer reads `method`, `target`, `protocolVersion` and headers only.
  */
 export class RawIncoming implements Incoming, ObservedRequest {
   #headers: Headers | undefined;
@@ -159,6 +159,11 @@ export class RawIncoming implements Incoming, ObservedRequest {
   }
   get target() {
     return this.raw.target;
+  }
+  /** network.protocol.version of the SERVER span. */
+  get protocolVersion(): string | undefined {
+    const minor = this.raw.minor;
+    return minor === undefined ? undefined : minor === 0 ? "1.0" : "1.1";
   }
   get host() {
     return this.raw.host;

@@ -18,6 +18,8 @@ export interface RawExchange {
   readonly method: string;
   /** Origin-form path and query (`/p?q`), or `*`. */
   readonly target: string;
+  /** The request line's HTTP/1.x minor version (0 or 1), when the listener parsed it. */
+  readonly minor?: number;
   /** The Host header (or an absolute-form target's authority); "" when absent (HTTP/1.0). */
   readonly host: string;
   /** name, value, … with names lower-cased, in the order received. */
