@@ -6,6 +6,7 @@ import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type
 import type { z } from "zod";
 import { configSchema, type Config } from "./schema.ts";
 import { didYouMean } from "./units.ts";
+import { adminExposure } from "./exposure.ts";
 
 /** A config that failed to load; `problems` holds one `file:line:col: …` line each. */
 export class ConfigError extends Error {
@@ -186,6 +187,7 @@ function semanticChecks(config: Config, options: ParseOptions): { path: Path; me
       seen.add(id);
     });
   }
+  out.push(...adminExposure(config, options.env));
   return out;
 }
 
