@@ -84,9 +84,10 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   let stateFile: string | undefined;
   /** Set by listen(): this process exports metrics (not a worker: the primary exports the sum). */
   let exports = false;
-  /** Spans dropped by tracers a reload replaced, and their shutdowns still under way. */
+  /** Spans dropped by tracers a reload replaced and shut down. */
   let droppedBefore = 0;
-  const retiring = new Set<Promise<void>>();
+  /** Tracers a reload replaced, waiting for their requests to finish: each with its (one) shutdown. */
+  const retiring = new Map<Telemetry, () => Promise<void>>();
   const extensions: ((m: Metrics) => void)[] = [];
   const logTracing = (t: Telemetry, c: Config) => {
     if (t.enabled) log.info("tracing on", { endpoint: c.telemetry?.traces?.endpoint ?? "from OTEL_EXPORTER_OTLP_* or the default" });
@@ -110,7 +111,11 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     m.source = {
       pools: () => target?.gateway.pools.values() ?? [],
       inflight: () => target?.gateway.inflight() ?? 0,
-      droppedSpans: () => droppedBefore + telemetry.droppedSpans(),
+      droppedSpans: () => {
+        let n = droppedBefore + telemetry.droppedSpans();
+        for (const t of retiring.keys()) n += t.droppedSpans();
+        return n;
+      },
     };
   };
   const startExport = () => {
@@ -190,11 +195,14 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
             if (!nextTelemetry.enabled && before.telemetry.enabled) log.info("tracing off");
             // Requests in flight on the old gateway end their spans first; then flush and stop.
             const old = before.telemetry;
-            const done = previous.then(() => old.shutdown(o.flushTimeoutMs ?? 5000)).then(() => {
-              droppedBefore += old.droppedSpans();
-              retiring.delete(done);
-            });
-            retiring.add(done);
+            let stopping: Promise<void> | undefined;
+            const stop = () =>
+              stopping ??= old.shutdown(o.flushTimeoutMs ?? 5000).then(() => {
+                droppedBefore += old.droppedSpans();
+                retiring.delete(old);
+              });
+            retiring.set(old, stop);
+            void previous.then(stop);
           }
           const exportChanged = JSON.stringify(next.telemetry?.metrics) !== JSON.stringify(before.config.telemetry?.metrics);
           if (exports && (exportChanged || nextMetrics !== before.metrics)) {
@@ -226,8 +234,13 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     close() {
       closing ??= (async () => {
         state.draining = true;
-        // Last export first: it reads the metrics the admin listener also serves.
-        await Promise.all([telemetry.shutdown(o.flushTimeoutMs ?? 5000), exporter?.stop(), ...retiring]);
+        // Last export first: it reads the metrics the admin listener also serves. Tracers a reload
+        // replaced are flushed now too, whether or not their last requests have finished.
+        await Promise.all([
+          telemetry.shutdown(o.flushTimeoutMs ?? 5000),
+          exporter?.stop(),
+          ...[...retiring.values()].map((stop) => stop()),
+        ]);
         await admin?.close();
       })();
       return closing;
