@@ -233,7 +233,11 @@ async function serve(
     metrics: obs.metrics,
     loadConfig,
     onReload: rewatch,
-    beforeListen: () => obs.listen(),
+    stage: obs.stage,
+    beforeListen: (gateway) => {
+      obs.restore(gateway); // state_file: drains and weights from before the restart
+      return obs.listen();
+    },
   });
   obs.attach(server);
   rewatch(server);

@@ -169,13 +169,13 @@ describe("reload, config, routing", () => {
     const before = f.server.gateway;
     const ok = await post(f, "/reload");
     expect(ok.status).toBe(200);
-    expect(await ok.json()).toEqual({ status: "reloaded" });
+    expect(await ok.json()).toEqual({ status: "reloaded", ok: true, problems: [], restart_required: [] });
     expect(f.server.gateway).not.toBe(before);
     const server = f.server as unknown as { reload: () => Promise<unknown> };
     server.reload = async () => ({ ok: false, problems: ["f.yaml:1:1: bad"] });
     const rejected = await post(f, "/reload");
     expect(rejected.status).toBe(422);
-    expect(await rejected.json()).toEqual({ status: "rejected", problems: ["f.yaml:1:1: bad"] });
+    expect(await rejected.json()).toEqual({ status: "rejected", ok: false, problems: ["f.yaml:1:1: bad"], restart_required: [] });
   });
 
   test("GET /config shows the effective config with secrets masked", async () => {

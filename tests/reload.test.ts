@@ -122,7 +122,7 @@ describe("reload (in-process)", () => {
     expect(oldBackend.inflight).toBe(1);
 
     t.write("f.yaml", yaml(2, [slow.url]));
-    expect(await f.server.reload()).toEqual({ ok: true, problems: [] });
+    expect(await f.server.reload()).toEqual({ ok: true, problems: [], restartRequired: [] });
     const pool = f.server.gateway.pools.get("web")!;
     expect(pool.backends[0]).toBe(oldBackend); // the same object: in-flight count, health, latency carried over
     expect(pool.backends.length).toBe(1);
@@ -155,7 +155,7 @@ describe("reload (in-process)", () => {
     t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nlog: { level: debug }\n`);
     expect((await f.server.reload()).ok).toBe(true);
     const warning = f.records.find((x) => x.level === "warning" && String(x.rawMessage).startsWith("reload cannot change"));
-    expect(warning?.properties.keys).toBe("log");
+    expect(warning?.properties.keys).toBe("log.level");
     expect(f.server.config.log.level).toBe("info");
     expect((await fetch(f.url)).status).toBe(200);
   });

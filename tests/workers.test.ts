@@ -200,7 +200,7 @@ describe("workers: 2 supervision", () => {
     // POST /reload goes through the same path.
     c.dir.write("fulcrum.yaml", `${BASE}pools:\n  web: { backends: ["${a!.url}"] }\n`);
     const r = await fetch(`${c.adminUrl}/reload`, { method: "POST" });
-    expect(await r.json()).toEqual({ status: "reloaded" });
+    expect(await r.json()).toEqual({ status: "reloaded", ok: true, problems: [], restart_required: [] });
     expect((await burst(c.url, 20)).every((r) => r.backend === "b1")).toBe(true);
   });
 

@@ -85,6 +85,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     logging,
     metrics: obs.metrics,
     loadConfig: o.loadConfig,
+    stage: obs.stage,
     onHealthChange: (p, b) => broadcast({ t: "backend", pool: p.name, id: b.id, state: sharedState(b) }),
   };
   // The primary builds the pools too, to health-check them and answer the admin API; it never
@@ -92,8 +93,17 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const plugins = await loadPlugins(config, { runtime, registry: o.registry, fresh: false });
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
+  obs.restore(current.gateway); // state_file: the primary owns the operator state; workers get it in their snapshot
   await obs.listen();
-  const restarts = obs.metrics && clusterMetrics(obs.metrics.registry, slots);
+  let restarts: Counter | undefined;
+  // Also on metrics a reload turns on.
+  obs.extendMetrics((m) => {
+    restarts = clusterMetrics(m.registry, slots);
+    // A worker that has exited after draining counts with its final metrics: the last export, after
+    // every worker has exited, includes all they served.
+    m.remote = async () =>
+      (await Promise.all(slots.map(async (s) => (await call(s, { t: "metrics" }))?.metrics ?? s.final))).flatMap((m) => (m ? [m] : []));
+  });
 
   // ---- talking to workers ----------------------------------------------------------------
   /** The proxy port; 0 until the first worker has bound one. */
@@ -266,12 +276,6 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       },
     },
   });
-  if (obs.metrics) {
-    // A worker that has exited after draining counts with its final metrics: the last export, after
-    // every worker has exited, includes all they served.
-    obs.metrics.remote = async () =>
-      (await Promise.all(slots.map(async (s) => (await call(s, { t: "metrics" }))?.metrics ?? s.final))).flatMap((m) => (m ? [m] : []));
-  }
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   const host = config.listen.hostname;

@@ -107,6 +107,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     observer: obs.observer,
     metrics: obs.metrics,
     loadConfig: o.loadConfig,
+    stage: obs.stage,
     reusePort: true,
     worker: true,
     async beforeListen(g) {

@@ -7,6 +7,7 @@ import type { z } from "zod";
 import { configSchema, type Config } from "./schema.ts";
 import { didYouMean } from "./units.ts";
 import { knownKeys, salvage, type Salvaged } from "./partial.ts";
+import { adminExposure } from "./exposure.ts";
 
 /** A config that failed to load; `problems` holds one `file:line:col: …` line each. */
 export class ConfigError extends Error {
@@ -210,6 +211,7 @@ function semanticChecks(config: Config, options: ParseOptions, salvaged?: Salvag
       seen.add(id);
     });
   }
+  out.push(...adminExposure(config, options.env));
   return out;
 }
 

@@ -21,7 +21,7 @@ import { RawIncoming, RequestRecord } from "./exchange.ts";
 import { errorResponse, type ProxyResult } from "./response.ts";
 import { hostRank, makeRoute, matchRoute } from "./routes.ts";
 import { pluginApi } from "./plugin-context.ts";
-import { reuseBackend } from "./reuse.ts";
+import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -68,7 +68,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const pools = new Map<string, Pool>();
   const reused = new Set<Backend>();
   // Weight and label changes of kept backends, applied only when this gateway goes live.
-  const updates = new Map<string, Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>>();
+  const updates = new Map<string, Map<Backend, BackendUpdate>>();
   const failureLog = logging.logger.getChild("plugins");
   const failures = (name: string) =>
     new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
@@ -82,7 +82,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       if (!registry.isBuiltin("strategy", strategyName)) {
         strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
       }
-      const poolUpdates = new Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>();
+      const poolUpdates = new Map<Backend, BackendUpdate>();
       const backends = pc.backends.map((b) => {
         const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
         if (!old) return new Backend(b, pc);
@@ -245,7 +245,11 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       for (const p of pools.values()) p.close();
     },
     activate() {
-      for (const [name, p] of pools) p.activate(updates.get(name));
+      for (const [name, p] of pools) {
+        // Drains and admin weights of the gateway being replaced, as they are at the swap.
+        carryOperatorState(deps.previous?.pools.get(name), p, updates.get(name), logging.logger);
+        p.activate(updates.get(name));
+      }
     },
     retire(successor) {
       const kept = new Set<Backend>();
