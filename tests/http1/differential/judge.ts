@@ -1,0 +1,157 @@
+/**
+ * One case through both parsers, and the verdict on the difference. The rules:
+ *
+ * - Fulcrum never forwards a request Node's server (llhttp, strict) did not parse and hand to
+ *   its application: not one it refused, not one it did not see the end of, not one after it.
+ * - For the requests both accept, Fulcrum forwards the same number, with the same method, target
+ *   (as Fulcrum rewrites it: absolute form to origin form, dot segments resolved), body, Host and
+ *   header fields (apart from those a proxy owns: hop-by-hop, Host, X-Forwarded-*, framing; Cookie
+ *   lines joined with "; ").
+ * - Fulcrum may refuse what llhttp accepts only for a reason listed in stricter.ts.
+ * - A method llhttp does not know (it has a fixed list; Fulcrum forwards any token, RFC 9110
+ *   §9.1, as nginx and HAProxy do) is not a framing difference: the request is sent to Node again
+ *   with the method replaced by PUT, and the rest of the case is compared on that.
+ * - The backend could parse everything Fulcrum forwarded, and Fulcrum forwarded what its own
+ *   parser (model.ts) says it would.
+ */
+import { Buffer } from "node:buffer";
+import { HOP_BY_HOP } from "../../../core/http1/headers.ts";
+import { normalizeTarget } from "../../../core/http1/target.ts";
+import { fulcrumModel, type ModelVerdict } from "./model.ts";
+import type { NodeMessage, NodeOracle, NodeVerdict } from "./oracle.ts";
+import { stricterRule, type StricterRule } from "./stricter.ts";
+import { MAX_BODY, type Forwarded, type Through, type ThroughFulcrum } from "./through-fulcrum.ts";
+
+export interface Judgement {
+  /** Node's verdict, after method substitutions. */
+  node: NodeVerdict;
+  /** The requests Node accepted (parsed whole and delivered), in order. */
+  accepted: NodeMessage[];
+  model: ModelVerdict;
+  through: Through;
+  /** Requests whose method llhttp does not know, by index: Fulcrum forwarded them (see above). */
+  extensionMethods: number;
+  /** Fulcrum refused a request Node accepted, for this listed reason. */
+  stricter?: StricterRule;
+  /** What is wrong; empty when the case passes. */
+  problems: string[];
+}
+
+/** The requests Node parsed whole and handed to its application, up to the first it did not. */
+export function acceptedOf(v: NodeVerdict): NodeMessage[] {
+  const out: NodeMessage[] = [];
+  for (const m of v.messages) {
+    if (!m.complete || !m.delivered) break;
+    out.push(m);
+  }
+  return out;
+}
+
+/** The target as Fulcrum forwards it: origin form, dot segments resolved. */
+function asForwarded(url: string): string {
+  const abs = /^https?:\/\/[^/?#]*([^#]*)$/i.exec(url);
+  let t = abs ? abs[1]! : url;
+  if (abs) t = t === "" ? "/" : t.startsWith("/") ? t : `/${t}`;
+  try {
+    return t === "*" ? t : normalizeTarget(t);
+  } catch {
+    return t;
+  }
+}
+
+const OWNED = new Set(["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "content-length", "transfer-encoding"]);
+
+/** Header fields as a proxy passes them on: sorted `name: value` lines, proxy-owned ones left out. */
+function fieldsOfNode(m: NodeMessage): string[] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < m.headers.length; i += 2) pairs.push([m.headers[i]!.toLowerCase(), m.headers[i + 1]!]);
+  const named = new Set(
+    pairs.filter(([n]) => n === "connection").flatMap(([, v]) => v.split(",").map((t) => t.trim().toLowerCase())),
+  );
+  const cookies = pairs.filter(([n]) => n === "cookie").map(([, v]) => v);
+  const out = pairs.filter(([n]) => !OWNED.has(n) && !HOP_BY_HOP.has(n) && !named.has(n) && n !== "cookie").map(([n, v]) => `${n}: ${v}`);
+  if (cookies.length > 0) out.push(`cookie: ${cookies.join("; ")}`);
+  return out.sort();
+}
+
+function fieldsOfForwarded(f: Forwarded): string[] {
+  return f.headers.filter(([n]) => !OWNED.has(n)).map(([n, v]) => `${n}: ${v}`).sort();
+}
+
+function hostOf(m: NodeMessage): string | undefined {
+  const abs = /^https?:\/\/([^/?#]*)/i.exec(m.url ?? "");
+  if (abs) return abs[1]!;
+  for (let i = 0; i < m.headers.length; i += 2) if (m.headers[i]!.toLowerCase() === "host") return m.headers[i + 1]!;
+  return undefined;
+}
+
+const show = (b: Buffer) => JSON.stringify(b.toString("latin1").slice(0, 80));
+
+export async function judge(bytes: Buffer, oracle: NodeOracle, fulcrum: ThroughFulcrum): Promise<Judgement> {
+  const model = fulcrumModel(bytes, MAX_BODY);
+  const [first, through] = await Promise.all([
+    oracle.verdict(bytes),
+    fulcrum.send(bytes, { forwarded: model.requests.length, waits: model.end === "incomplete" }),
+  ]);
+  // A method llhttp does not know, in the first request Node did not accept: again, as PUT. Where
+  // it starts is known from Fulcrum's parser, which forwarded it; the bytes before it are the same.
+  let node = first;
+  let nodeBytes = bytes;
+  let shift = 0;
+  const substituted = new Set<number>();
+  for (let round = 0; round < 8; round++) {
+    const k = acceptedOf(node).length;
+    const f = through.forwarded[k];
+    const m = model.requests[k];
+    if (f === undefined || m === undefined || oracle.methods.has(f.method) || m.method !== f.method) break;
+    const start = m.start + shift;
+    nodeBytes = Buffer.concat([nodeBytes.subarray(0, start), Buffer.from("PUT"), nodeBytes.subarray(start + f.method.length)]);
+    shift += 3 - f.method.length;
+    substituted.add(k);
+    node = await oracle.verdict(nodeBytes);
+  }
+  const accepted = acceptedOf(node);
+  const F = through.forwarded;
+  const problems: string[] = [];
+  const j: Judgement = { node, accepted, model, through, extensionMethods: substituted.size, problems };
+
+  if (through.timedOut) problems.push("Fulcrum did not settle (no close, no quiet) within the bound");
+  for (const e of through.backendErrors) problems.push(`the backend could not parse what Fulcrum forwarded: ${e}`);
+  for (let i = 0; i < Math.min(F.length, accepted.length); i++) {
+    const f = F[i]!, a = accepted[i]!;
+    const method = substituted.has(i) ? "PUT" : f.method;
+    if (method !== a.method) problems.push(`request ${i + 1}: method ${f.method}, Node parsed ${a.method}`);
+    if (f.target !== asForwarded(a.url ?? "")) problems.push(`request ${i + 1}: target ${f.target}, Node parsed ${a.url}`);
+    if (!f.body.equals(a.body)) problems.push(`request ${i + 1}: body ${show(f.body)}, Node parsed ${show(a.body)}`);
+    const host = f.headers.find(([n]) => n === "host")?.[1] ?? "";
+    const expected = hostOf(a);
+    if (host === "") problems.push(`request ${i + 1}: forwarded with an empty Host`);
+    else if (expected !== undefined && expected !== "" && host !== expected)
+      problems.push(`request ${i + 1}: Host ${host}, Node parsed ${expected}`);
+    const fields = fieldsOfForwarded(f), expectedFields = fieldsOfNode(a);
+    if (fields.join("\n") !== expectedFields.join("\n"))
+      problems.push(`request ${i + 1}: header fields ${JSON.stringify(fields)}, Node parsed ${JSON.stringify(expectedFields)}`);
+  }
+  if (F.length > accepted.length) {
+    const why = node.error ?? (node.messages[accepted.length] ? "parsed but not delivered whole" : "not parsed at all");
+    problems.push(
+      `Fulcrum forwarded ${F.length} request(s) where Node accepted ${accepted.length} (Node: ${why}); ` +
+        `the first of them: ${F[accepted.length]!.method} ${F[accepted.length]!.target}`,
+    );
+  } else if (F.length < accepted.length) {
+    const reason = model.error?.message ?? `connection ${model.end}`;
+    const at = model.error?.at ?? model.requests[F.length]?.start ?? 0;
+    const head = bytes.toString("latin1", at, Math.min(bytes.length, at + 8192)).split("\r\n\r\n")[0]!;
+    const rule = stricterRule(reason, head.split("\r\n")[0]!, head);
+    if (rule === undefined) {
+      problems.push(
+        `Fulcrum forwarded ${F.length} request(s) where Node accepted ${accepted.length}, and refused for a reason not listed ` +
+          `as stricter than llhttp: ${model.error ? `${model.error.status} ` : ""}${reason}`,
+      );
+    } else j.stricter = rule;
+  }
+  if (model.requests.length !== F.length || model.requests.some((r, i) => !r.body.equals(F[i]!.body))) {
+    problems.push(`Fulcrum's parser (model.ts) says ${model.requests.length} request(s) (${model.end}), the proxy forwarded ${F.length}`);
+  }
+  return j;
+}
