@@ -44,6 +44,17 @@ const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPEC
 const TRACE_FIRST = 7, TRACE_LAST = TRACE_FIRST + TRACE_NAMES.length - 1;
 const UPGRADE = NAME_LIST.indexOf("upgrade");
 
+/**
+ * Whether a tab follows a value (in the OWS before the line's CRLF; `next` is where the next line
+ * starts). Trailing OWS is not part of a value, but llhttp refuses a tab after Content-Length's
+ * digits and after a transfer coding: a parser in a chain that reads `chunked<TAB>` as another
+ * coding, or `5<TAB>` as no length, frames the body otherwise. Checked for those two fields only.
+ */
+function tabAfter(buf: Buffer, ve: number, next: number): boolean {
+  for (let j = ve; j < next - 2; j++) if (buf[j] === 9) return true;
+  return false;
+}
+
 /** `s` without the SP and HTAB around it (OWS, RFC 9110 §5.6.3): not String.trim, which also removes NBSP (0xA0) and more. */
 function trimOws(s: string): string {
   let a = 0, b = s.length;
@@ -208,14 +219,16 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       case CONTENT_LENGTH:
         // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
         if (contentLength !== -1) throw new RequestError(400, "more than one Content-Length");
+        if (tabAfter(buf, ve, k + 1 < count ? from + marks[(k + 1) * 4]! : headEnd - 2)) {
+          throw new RequestError(400, "tab after a Content-Length value");
+        }
         contentLength = decimal(buf, vs, ve);
         if (contentLength < 0) throw new RequestError(400, "invalid Content-Length");
         break;
       case TRANSFER_ENCODING: {
-        // Trailing OWS is not part of a value, but llhttp refuses a tab after a coding: a parser
-        // in the chain that reads `chunked<TAB>` as another coding frames the body otherwise.
-        const eol = k + 1 < count ? from + marks[(k + 1) * 4]! - 2 : headEnd - 4;
-        for (let j = ve; j < eol; j++) if (buf[j] === 9) throw new RequestError(400, "tab after a Transfer-Encoding value");
+        if (tabAfter(buf, ve, k + 1 < count ? from + marks[(k + 1) * 4]! : headEnd - 2)) {
+          throw new RequestError(400, "tab after a Transfer-Encoding value");
+        }
         const value = buf.toString("latin1", vs, ve);
         te = te === undefined ? value : `${te}, ${value}`;
         break;
@@ -252,6 +265,8 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     if (contentLength !== -1) throw new RequestError(400, "both Transfer-Encoding and Content-Length");
     chunked = true;
   }
+  // RFC 9112 §3.2: an HTTP/1.1 request without a Host line is refused, an absolute-form one too.
+  if (host === undefined && minor === 1) throw new RequestError(400, "missing Host header");
   let hostLine = host ?? "";
   if (target.charCodeAt(0) !== 47) {
     if (target === "*") {
@@ -268,7 +283,6 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   }
   if (target !== "*") target = normalizeTarget(target);
   if (host === undefined) {
-    if (minor === 1) throw new RequestError(400, "missing Host header");
     host = "";
   } else if (!/^[\w.~!$&'()*+,;=:%[\]-]*$/.test(host)) {
     throw new RequestError(400, "invalid Host header");

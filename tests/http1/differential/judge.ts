@@ -20,7 +20,7 @@ import { normalizeTarget } from "../../../core/http1/target.ts";
 import { fulcrumModel, type ModelVerdict } from "./model.ts";
 import type { NodeMessage, NodeOracle, NodeVerdict } from "./oracle.ts";
 import { stricterRule, type StricterRule } from "./stricter.ts";
-import { MAX_BODY, type Forwarded, type Through, type ThroughFulcrum } from "./through-fulcrum.ts";
+import { type Answer, type Forwarded, MAX_BODY, type Through, type ThroughFulcrum } from "./through-fulcrum.ts";
 
 export interface Judgement {
   /** Node's verdict, after method substitutions. */
@@ -91,67 +91,87 @@ export async function judge(bytes: Buffer, oracle: NodeOracle, fulcrum: ThroughF
   const model = fulcrumModel(bytes, MAX_BODY);
   const [first, through] = await Promise.all([
     oracle.verdict(bytes),
-    fulcrum.send(bytes, { forwarded: model.requests.length, waits: model.end === "incomplete" }),
+    fulcrum.send(bytes, {
+      requests: model.requests.length,
+      methods: model.requests.map((r) => r.method),
+      waits: model.end === "incomplete",
+    }),
   ]);
+  const R = model.requests;
+  const F = through.forwarded;
+  const problems: string[] = [];
+  // Which of the requests Fulcrum read it forwarded, and which it answered itself (in order: one
+  // answer a request). `forwardedAs[i]` is the backend's record of request i.
+  const forwardedAs: (Forwarded | undefined)[] = [];
+  const ownAnswer: (Answer | undefined)[] = [];
+  let fi = 0;
+  for (let i = 0; i < R.length; i++) {
+    const a = through.answers[i];
+    if (a !== undefined && !a.fromBackend) ownAnswer[i] = a;
+    else forwardedAs[i] = F[fi++];
+  }
+  if (fi !== F.length || R.some((r, i) => forwardedAs[i] !== undefined && !r.body.equals(forwardedAs[i]!.body))) {
+    problems.push(`Fulcrum's parser (model.ts) says ${R.length} request(s) (${model.end}), the proxy forwarded ${F.length}`);
+  }
+
   // A method llhttp does not know, in the first request Node did not accept: again, as PUT. Where
-  // it starts is known from Fulcrum's parser, which forwarded it; the bytes before it are the same.
+  // it starts is known from Fulcrum's parser; the bytes before it are the same.
   let node = first;
   let nodeBytes = bytes;
   let shift = 0;
   const substituted = new Set<number>();
   for (let round = 0; round < 8; round++) {
     const k = acceptedOf(node).length;
-    const f = through.forwarded[k];
-    const m = model.requests[k];
-    if (f === undefined || m === undefined || oracle.methods.has(f.method) || m.method !== f.method) break;
+    const m = R[k];
+    if (m === undefined || forwardedAs[k] === undefined || oracle.methods.has(m.method)) break;
     const start = m.start + shift;
-    nodeBytes = Buffer.concat([nodeBytes.subarray(0, start), Buffer.from("PUT"), nodeBytes.subarray(start + f.method.length)]);
-    shift += 3 - f.method.length;
+    nodeBytes = Buffer.concat([nodeBytes.subarray(0, start), Buffer.from("PUT"), nodeBytes.subarray(start + m.method.length)]);
+    shift += 3 - m.method.length;
     substituted.add(k);
     node = await oracle.verdict(nodeBytes);
   }
   const accepted = acceptedOf(node);
-  const F = through.forwarded;
-  const problems: string[] = [];
   const j: Judgement = { node, accepted, model, through, extensionMethods: substituted.size, problems };
+  const stricter = (reason: string, at: number) => {
+    const rest = bytes.toString("latin1", at, Math.min(bytes.length, at + 8192));
+    const rule = stricterRule(reason, rest.split("\r\n")[0]!, rest);
+    if (rule !== undefined) j.stricter = rule;
+    else problems.push(`Fulcrum refused a request Node accepted, for a reason not listed as stricter than llhttp: ${reason}`);
+  };
 
   if (through.timedOut) problems.push("Fulcrum did not settle (no close, no quiet) within the bound");
   for (const e of through.backendErrors) problems.push(`the backend could not parse what Fulcrum forwarded: ${e}`);
-  for (let i = 0; i < Math.min(F.length, accepted.length); i++) {
-    const f = F[i]!, a = accepted[i]!;
+  for (let i = 0; i < Math.max(R.length, accepted.length); i++) {
+    const f = forwardedAs[i], a = accepted[i], n = i + 1;
+    if (i >= R.length) {
+      // Fulcrum stopped before this request: its parser says why.
+      stricter(model.error ? `${model.error.status} ${model.error.message}` : `connection ${model.end}`, model.error?.at ?? bytes.length);
+      break;
+    }
+    if (a === undefined) {
+      if (f !== undefined) {
+        const why = node.error ?? (node.messages[i] ? "parsed but not delivered whole" : "not parsed at all");
+        problems.push(`Fulcrum forwarded request ${n} (${f.method} ${f.target}) where Node accepted ${accepted.length} (Node: ${why})`);
+      }
+      continue;
+    }
+    if (f === undefined) {
+      const own = ownAnswer[i];
+      stricter(own ? `${own.status} ${own.body}` : "not forwarded", R[i]!.start);
+      continue;
+    }
     const method = substituted.has(i) ? "PUT" : f.method;
-    if (method !== a.method) problems.push(`request ${i + 1}: method ${f.method}, Node parsed ${a.method}`);
-    if (f.target !== asForwarded(a.url ?? "")) problems.push(`request ${i + 1}: target ${f.target}, Node parsed ${a.url}`);
-    if (!f.body.equals(a.body)) problems.push(`request ${i + 1}: body ${show(f.body)}, Node parsed ${show(a.body)}`);
-    const host = f.headers.find(([n]) => n === "host")?.[1] ?? "";
+    if (method !== a.method) problems.push(`request ${n}: method ${f.method}, Node parsed ${a.method}`);
+    if (f.target !== asForwarded(a.url ?? "")) problems.push(`request ${n}: target ${f.target}, Node parsed ${a.url}`);
+    if (!f.body.equals(a.body)) problems.push(`request ${n}: body ${show(f.body)}, Node parsed ${show(a.body)}`);
+    const host = f.headers.find(([h]) => h === "host")?.[1] ?? "";
     const expected = hostOf(a);
-    if (host === "") problems.push(`request ${i + 1}: forwarded with an empty Host`);
+    if (host === "") problems.push(`request ${n}: forwarded with an empty Host`);
     else if (expected !== undefined && expected !== "" && host !== expected)
-      problems.push(`request ${i + 1}: Host ${host}, Node parsed ${expected}`);
+      problems.push(`request ${n}: Host ${host}, Node parsed ${expected}`);
     const fields = fieldsOfForwarded(f), expectedFields = fieldsOfNode(a);
     if (fields.join("\n") !== expectedFields.join("\n"))
-      problems.push(`request ${i + 1}: header fields ${JSON.stringify(fields)}, Node parsed ${JSON.stringify(expectedFields)}`);
-  }
-  if (F.length > accepted.length) {
-    const why = node.error ?? (node.messages[accepted.length] ? "parsed but not delivered whole" : "not parsed at all");
-    problems.push(
-      `Fulcrum forwarded ${F.length} request(s) where Node accepted ${accepted.length} (Node: ${why}); ` +
-        `the first of them: ${F[accepted.length]!.method} ${F[accepted.length]!.target}`,
-    );
-  } else if (F.length < accepted.length) {
-    const reason = model.error?.message ?? `connection ${model.end}`;
-    const at = model.error?.at ?? model.requests[F.length]?.start ?? 0;
-    const head = bytes.toString("latin1", at, Math.min(bytes.length, at + 8192)).split("\r\n\r\n")[0]!;
-    const rule = stricterRule(reason, head.split("\r\n")[0]!, head);
-    if (rule === undefined) {
-      problems.push(
-        `Fulcrum forwarded ${F.length} request(s) where Node accepted ${accepted.length}, and refused for a reason not listed ` +
-          `as stricter than llhttp: ${model.error ? `${model.error.status} ` : ""}${reason}`,
-      );
-    } else j.stricter = rule;
-  }
-  if (model.requests.length !== F.length || model.requests.some((r, i) => !r.body.equals(F[i]!.body))) {
-    problems.push(`Fulcrum's parser (model.ts) says ${model.requests.length} request(s) (${model.end}), the proxy forwarded ${F.length}`);
+      problems.push(`request ${n}: header fields ${JSON.stringify(fields)}, Node parsed ${JSON.stringify(expectedFields)}`);
   }
   return j;
 }

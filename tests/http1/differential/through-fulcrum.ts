@@ -17,6 +17,8 @@ import { decodeChunked, RawClient } from "../../helpers/raw-client.ts";
 import { startFulcrum, type InProcess } from "../../helpers/fulcrum.ts";
 
 export const MAX_BODY = 64 * 1024;
+/** What the backend answers every request: no body (so HEAD needs no care), a mark to tell it from Fulcrum's own answers. */
+const BACKEND_ANSWER = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-backend: yes\r\n\r\n";
 
 /** A request as the backend parsed it. */
 export interface Forwarded {
@@ -32,6 +34,8 @@ export interface Forwarded {
 export interface Answer {
   status: number;
   body: string;
+  /** The backend's answer (passed on), not Fulcrum's own. */
+  fromBackend: boolean;
 }
 
 export interface Through {
@@ -132,7 +136,7 @@ class Backend {
         next = end + 4 + n;
       }
       this.requests.push({ method: m[1]!, target: m[2]!, version: m[3]!, headers, body });
-      socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+      socket.write(BACKEND_ANSWER);
       buf = buf.subarray(next);
     }
   }
@@ -143,8 +147,11 @@ class Backend {
   }
 }
 
-/** The answers in `bytes` (Content-Length or chunked, as Fulcrum frames them); interim 1xx skipped. */
-export function answersIn(bytes: Buffer): Answer[] {
+/**
+ * The answers in `bytes` (Content-Length or chunked, as Fulcrum frames them); interim 1xx skipped.
+ * `methods` are the requests' in order: an answer to HEAD has no body whatever its head says.
+ */
+export function answersIn(bytes: Buffer, methods: readonly string[]): Answer[] {
   const out: Answer[] = [];
   let off = 0;
   for (;;) {
@@ -154,7 +161,7 @@ export function answersIn(bytes: Buffer): Answer[] {
     const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
     const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
     let body = "";
-    if (status >= 100 && status < 200) off = end + 4;
+    if ((status >= 100 && status < 200) || methods[out.length] === "HEAD") off = end + 4;
     else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
       const d = decodeChunked(bytes, end + 4);
       if (d === undefined) return out;
@@ -165,8 +172,18 @@ export function answersIn(bytes: Buffer): Answer[] {
       body = bytes.toString("latin1", end + 4, end + 4 + n);
       off = end + 4 + n;
     }
-    if (status >= 200 || status < 100) out.push({ status, body: body.trim() });
+    if (status >= 200 || status < 100) out.push({ status, body: body.trim(), fromBackend: /\r\nx-backend: yes/i.test(head) });
   }
+}
+
+/**
+ * What Fulcrum's own parser (model.ts) says of a case: how many requests it reads (each gets an
+ * answer, the backend's or Fulcrum's), their methods, and whether it then waits for more bytes.
+ */
+export interface Expect {
+  requests: number;
+  methods: readonly string[];
+  waits: boolean;
 }
 
 interface Slot {
@@ -218,7 +235,7 @@ admin: false
    * Send `bytes` on a new connection and collect what Fulcrum forwarded and answered. `expect` is
    * what its own parser says: how many requests it forwards and whether it then waits for more.
    */
-  async send(bytes: Uint8Array, expect: { forwarded: number; waits: boolean }): Promise<Through> {
+  async send(bytes: Uint8Array, expect: Expect): Promise<Through> {
     const slot = await this.#take();
     try {
       return await this.#send(slot, bytes, expect);
@@ -227,7 +244,7 @@ admin: false
     }
   }
 
-  async #send(slot: Slot, bytes: Uint8Array, expect: { forwarded: number; waits: boolean }): Promise<Through> {
+  async #send(slot: Slot, bytes: Uint8Array, expect: Expect): Promise<Through> {
     const { backend, fulcrum } = slot;
     const gateway = fulcrum.server.gateway;
     backend.reset();
@@ -238,6 +255,7 @@ admin: false
     let last = "";
     let quiet = 0;
     let timedOut = false;
+    let answered = 0;
     for (;;) {
       await turn();
       if (c.closed) break;
@@ -245,11 +263,12 @@ admin: false
       if (s !== last) {
         last = s;
         quiet = 0;
+        answered = answersIn(c.received, expect.methods).length;
         continue;
       }
       quiet++;
       const inflight = gateway.inflight();
-      const expected = backend.requests.length >= expect.forwarded && (inflight === 0 || expect.waits || backend.partial > 0);
+      const expected = answered >= expect.requests && (inflight === 0 || expect.waits || backend.partial > 0);
       if (quiet >= 3 && expected) break;
       // Not what Fulcrum's parser says it does: give it longer before taking what it did.
       if (quiet >= 40) break;
@@ -259,7 +278,7 @@ admin: false
       }
     }
     const closed = c.closed;
-    const answers = answersIn(c.received);
+    const answers = answersIn(c.received, expect.methods);
     c.destroy();
     // Whatever was in flight is aborted by the close: wait for it, so that nothing of this case
     // reaches the backend during the next one.
