@@ -63,12 +63,13 @@ const MAX_SIZE_DIGITS = 13;
 const MAX_LINE = 4096;
 
 /**
- * Trailer fields that must not be in a trailer section (RFC 9110 §6.5.1): framing and routing.
- * A parser that reads them as if they were in the header section (or a proxy that merges trailers
- * into it) would frame or route the message differently from one that ignores them; llhttp refuses
- * Content-Length and Transfer-Encoding there. Lower case; matched byte by byte as the name arrives.
+ * Fields refused in a trailer section: framing and routing (RFC 9110 §6.5.1), and Connection. A
+ * parser that reads them as if they were in the header section (or a proxy that merges trailers
+ * into it) frames, routes or ends the connection otherwise than one that ignores them: llhttp
+ * refuses Content-Length and Transfer-Encoding there, and applies a trailer `Connection: close`.
+ * Lower case; matched byte by byte as the name arrives.
  */
-const FORBIDDEN_TRAILERS = ["content-length", "transfer-encoding", "host"];
+const FORBIDDEN_TRAILERS = ["content-length", "transfer-encoding", "host", "connection"];
 const ALL_FORBIDDEN = (1 << FORBIDDEN_TRAILERS.length) - 1;
 
 function hexValue(c: number): number {
@@ -96,7 +97,7 @@ const isTchar = (c: number) => c < 128 && TCHAR[c] === 1;
  *   `=`. They are checked and dropped, in at most MAX_LINE bytes a line;
  * - trailer fields (§7.1.2): the field-line grammar of the header section (token name, a colon
  *   with no whitespace before it, no control bytes, no obs-fold), and none of Content-Length,
- *   Transfer-Encoding and Host. They are checked and dropped (a proxy may drop them).
+ *   Transfer-Encoding, Host and Connection. They are checked and dropped (a proxy may drop them).
  *
  * Extensions and trailers cost nothing when absent: their states are reached only from a `;` and
  * from a non-empty trailer line. Nothing is allocated per chunk; data is emitted as views.

@@ -61,22 +61,34 @@ function asForwarded(url: string): string {
 
 const OWNED = new Set(["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "content-length", "transfer-encoding"]);
 
-/** Header fields as a proxy passes them on: sorted `name: value` lines, proxy-owned ones left out. */
+/**
+ * Header fields as a proxy passes them on: lines of one name joined (", "; Cookie "; "), as
+ * `name: value` lines sorted; the fields a proxy owns and the hop-by-hop ones left out.
+ */
+function fields(pairs: [string, string][], connection: boolean): string[] {
+  const named = new Set(
+    connection
+      ? pairs.filter(([n]) => n === "connection").flatMap(([, v]) => v.split(",").map((t) => t.trim().toLowerCase()))
+        // Fulcrum drops the fields named in Connection but `close` and `keep-alive` (headers.ts).
+        .filter((t) => t !== "close" && t !== "keep-alive")
+      : [],
+  );
+  const joined = new Map<string, string>();
+  for (const [n, v] of pairs) {
+    if (OWNED.has(n) || HOP_BY_HOP.has(n) || named.has(n)) continue;
+    const prev = joined.get(n);
+    joined.set(n, prev === undefined ? v : `${prev}${n === "cookie" ? "; " : ", "}${v}`);
+  }
+  return [...joined].map(([n, v]) => `${n}: ${v.replace(/^[ \t]+|[ \t]+$/g, "")}`).sort();
+}
+
 function fieldsOfNode(m: NodeMessage): string[] {
   const pairs: [string, string][] = [];
   for (let i = 0; i < m.headers.length; i += 2) pairs.push([m.headers[i]!.toLowerCase(), m.headers[i + 1]!]);
-  const named = new Set(
-    pairs.filter(([n]) => n === "connection").flatMap(([, v]) => v.split(",").map((t) => t.trim().toLowerCase())),
-  );
-  const cookies = pairs.filter(([n]) => n === "cookie").map(([, v]) => v);
-  const out = pairs.filter(([n]) => !OWNED.has(n) && !HOP_BY_HOP.has(n) && !named.has(n) && n !== "cookie").map(([n, v]) => `${n}: ${v}`);
-  if (cookies.length > 0) out.push(`cookie: ${cookies.join("; ")}`);
-  return out.sort();
+  return fields(pairs, true);
 }
 
-function fieldsOfForwarded(f: Forwarded): string[] {
-  return f.headers.filter(([n]) => !OWNED.has(n)).map(([n, v]) => `${n}: ${v}`).sort();
-}
+const fieldsOfForwarded = (f: Forwarded): string[] => fields(f.headers, false);
 
 function hostOf(m: NodeMessage): string | undefined {
   const abs = /^https?:\/\/([^/?#]*)/i.exec(m.url ?? "");
@@ -134,7 +146,7 @@ export async function judge(bytes: Buffer, oracle: NodeOracle, fulcrum: ThroughF
   const j: Judgement = { node, accepted, model, through, extensionMethods: substituted.size, problems };
   const stricter = (reason: string, at: number) => {
     const rest = bytes.toString("latin1", at, Math.min(bytes.length, at + 8192));
-    const rule = stricterRule(reason, rest.split("\r\n")[0]!, rest);
+    const rule = stricterRule(reason, rest.split(/[\r\n]/)[0]!, rest);
     if (rule !== undefined) j.stricter = rule;
     else problems.push(`Fulcrum refused a request Node accepted, for a reason not listed as stricter than llhttp: ${reason}`);
   };
@@ -144,8 +156,10 @@ export async function judge(bytes: Buffer, oracle: NodeOracle, fulcrum: ThroughF
   for (let i = 0; i < Math.max(R.length, accepted.length); i++) {
     const f = forwardedAs[i], a = accepted[i], n = i + 1;
     if (i >= R.length) {
-      // Fulcrum stopped before this request: its parser says why.
-      stricter(model.error ? `${model.error.status} ${model.error.message}` : `connection ${model.end}`, model.error?.at ?? bytes.length);
+      // Fulcrum stopped before this request: its parser says why (a refusal of it, or the request
+      // before closed the connection).
+      if (model.error) stricter(`${model.error.status} ${model.error.message}`, model.error.at);
+      else stricter(`connection ${model.end}`, R[R.length - 1]?.start ?? 0);
       break;
     }
     if (a === undefined) {

@@ -35,9 +35,10 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 malformed request line$/,
-    when: (_, rest) => rest.startsWith("\n"),
-    why: "A bare LF is not a line ending anywhere in Fulcrum's parser, an empty line before the request line " +
-      "included (RFC 9112 §2.2 allows a recipient to take LF alone; Fulcrum never does). llhttp skips it.",
+    when: (_, rest) => rest.startsWith("\n") || rest.startsWith("\r"),
+    why: "A bare CR or LF is not a line ending anywhere in Fulcrum's parser, an empty line before the request " +
+      "line included (RFC 9112 §2.2 allows a recipient to take LF alone, never CR; Fulcrum takes neither). llhttp " +
+      "skips both.",
   },
   {
     message: /^400 asterisk-form target for a method other than OPTIONS$/,
@@ -57,9 +58,26 @@ export const STRICTER: readonly StricterRule[] = [
       "the one routing matched; llhttp passes the fragment on.",
   },
   {
+    message: /^400 invalid request target$/,
+    why: "Fulcrum takes the origin form, `*` for OPTIONS, and the absolute form of http and https URLs (RFC 9112 " +
+      "§3.2); llhttp parses any scheme (`ttp://…`, `ftp://…`) and leaves it to the application.",
+  },
+  {
+    message: /^connection closed$/,
+    when: (_, rest) => /\r\nconnection:[^\r\n]*close/i.test(rest.split("\r\n\r\n")[0]!),
+    why: "Fulcrum reads `close` in a Connection field that llhttp does not take for one (`close<TAB>`: trailing OWS " +
+      "is not part of a value, RFC 9110 §5.5) and closes after the answer; closing is always safe.",
+  },
+  {
     message: /^400 backslash in request path$/,
     why: "Some backends (Windows, some frameworks) read `\\` as `/`: routing would match another path than the " +
       "one served. llhttp passes it on.",
+  },
+  {
+    message: /^417 unsupported Expect$/,
+    when: (line) => line.endsWith(" HTTP/1.0"),
+    why: "RFC 9110 §10.1.1: a server may answer 417 to an expectation it cannot meet; Fulcrum does so in HTTP/1.0 " +
+      "as in HTTP/1.1, where Node's server looks at Expect in HTTP/1.1 requests only.",
   },
   // Host.
   {
@@ -75,6 +93,18 @@ export const STRICTER: readonly StricterRule[] = [
       "(it was likely forwarded by something that did not decode it). llhttp decodes it as chunked.",
   },
   {
+    message: /^400 Transfer-Encoding without chunked as the final coding$/,
+    why: "RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked cannot be framed and MUST be " +
+      "refused. llhttp refuses it too, except where it ignores the field (an empty value) or reads no body at all " +
+      "(an upgrade request: llhttp stops at its head).",
+  },
+  {
+    message: /^400 tab after a (Transfer-Encoding|Content-Length) value$/,
+    why: "Trailing OWS is not part of a value, but llhttp refuses a tab after a Content-Length or a coding, and so " +
+      "does Fulcrum (a parser that reads `chunked<TAB>` as another coding frames the body otherwise). llhttp " +
+      "overlooks it in a Transfer-Encoding line when a later line says chunked; Fulcrum refuses it in every line.",
+  },
+  {
     message: /^501 unsupported Transfer-Encoding/,
     why: "A coding before `chunked` (`gzip, chunked`), or an empty list element (`,chunked`): Fulcrum decodes " +
       "chunked only, and passing a body on without its other coding would change it (RFC 9112 §6.1: 501 for a " +
@@ -87,14 +117,20 @@ export const STRICTER: readonly StricterRule[] = [
       "llhttp takes `;a=` with nothing after the `=`.",
   },
   {
+    message: /^400 bad chunked request body: invalid chunk extension name$/,
+    when: (_, rest) => /\r\n[0-9a-fA-F]+(;[^\r\n]*)?;=/.test(rest),
+    why: "RFC 9112 §7.1.1: an extension's name is a token, never empty; llhttp takes `;=b`.",
+  },
+  {
     message: /^400 bad chunked request body: (chunk extension too long|chunk size line too long)$/,
     why: "A chunk-size line with its extensions is bounded to 4 KiB (extensions are dropped; unbounded ones are " +
       "a resource attack, CVE-2024-22019). Node allows up to 16 KiB.",
   },
   {
-    message: /^400 bad chunked request body: host in a trailer$/,
-    why: "RFC 9110 §6.5.1: routing fields do not belong in a trailer; a proxy that merges trailers into the " +
-      "header section would route by them. llhttp refuses Content-Length and Transfer-Encoding there, not Host.",
+    message: /^400 bad chunked request body: (host|connection) in a trailer$/,
+    why: "RFC 9110 §6.5.1: routing fields do not belong in a trailer (a proxy that merges trailers into the " +
+      "header section would route by them), and llhttp applies a trailer `Connection: close` where others ignore " +
+      "it. llhttp refuses Content-Length and Transfer-Encoding there, not these two.",
   },
 ];
 
