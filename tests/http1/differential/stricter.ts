@@ -30,7 +30,7 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 malformed request line$/,
-    when: (line) => / {2}|^[^ ]+\t/.test(line),
+    when: (line) => / {2}/.test(line),
     why: "RFC 9112 §3: one SP between the parts of the request line. llhttp also takes several spaces.",
   },
   {
@@ -75,9 +75,9 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^417 unsupported Expect$/,
-    when: (line) => line.endsWith(" HTTP/1.0"),
-    why: "RFC 9110 §10.1.1: a server may answer 417 to an expectation it cannot meet; Fulcrum does so in HTTP/1.0 " +
-      "as in HTTP/1.1, where Node's server looks at Expect in HTTP/1.1 requests only.",
+    why: "Fulcrum meets `Expect: 100-continue`, the whole value, and answers 417 to any other expectation (RFC 9110 " +
+      "§10.1.1 allows it). Node's server looks for `100-continue` anywhere in the value (`x100-continue` passes) " +
+      "and at Expect in HTTP/1.1 requests only.",
   },
   // Host.
   {
