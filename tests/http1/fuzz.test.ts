@@ -9,15 +9,19 @@ import { fuzz, fuzzSeed } from "./differential/fuzz.ts";
 import { type Sides, startSides } from "./differential/run.ts";
 
 const CASES = 10_000;
+// Of Fulcrum's own listener (the default front), whose parser (core/http1) the judge's model is:
+// skipped on the Bun.serve front (FULCRUM_BUN_SERVE=1), which is not held to llhttp.
+const ownListener = process.env.FULCRUM_BUN_SERVE === "1" ? test.skip : test;
+
 let sides: Sides;
 beforeAll(async () => {
-  sides = await startSides(6);
+  if (process.env.FULCRUM_BUN_SERVE !== "1") sides = await startSides(6);
 });
 afterAll(async () => {
   await sides?.stop();
 });
 
-test(`${CASES} mutated cases: Fulcrum never forwards what llhttp refuses, nor differs on what both accept`, async () => {
+ownListener(`${CASES} mutated cases: Fulcrum never forwards what llhttp refuses, nor differs on what both accept`, async () => {
   const seed = fuzzSeed();
   const only = process.env.FUZZ_CASE ? Number(process.env.FUZZ_CASE) : undefined;
   console.log(`fuzz: FUZZ_SEED=${seed}${only !== undefined ? ` FUZZ_CASE=${only}` : ""}`);

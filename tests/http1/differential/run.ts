@@ -3,6 +3,7 @@ import type { Buffer } from "node:buffer";
 import { encode } from "./corpus.ts";
 import type { Judgement } from "./judge.ts";
 import { NodeOracle } from "./oracle.ts";
+import { STRICTER } from "./stricter.ts";
 import { ThroughFulcrum } from "./through-fulcrum.ts";
 
 export interface Sides {
@@ -44,7 +45,7 @@ export interface Tally {
   forwarded: number;
   /** Both refused (or saw nothing whole) from the first request. */
   bothRefused: number;
-  /** Fulcrum refused what Node accepted, for a listed reason: count by reason. */
+  /** Fulcrum refused what Node accepted, for a listed reason: count by rule (`#n message`, n from 1 in stricter.ts). */
   stricter: Map<string, number>;
   /** Cases with a method llhttp does not know. */
   extensionMethods: number;
@@ -55,8 +56,10 @@ export function tally(judgements: readonly Judgement[]): Tally {
   const t: Tally = { cases: judgements.length, forwarded: 0, bothRefused: 0, stricter: new Map(), extensionMethods: 0, failed: 0 };
   for (const j of judgements) {
     if (j.problems.length > 0) t.failed++;
-    else if (j.stricter !== undefined) t.stricter.set(j.stricter.message.source, (t.stricter.get(j.stricter.message.source) ?? 0) + 1);
-    else if (j.through.forwarded.length > 0) t.forwarded++;
+    else if (j.stricter !== undefined) {
+      const key = `#${STRICTER.indexOf(j.stricter) + 1} ${j.stricter.message.source.replace(/^\^|\$$/g, "")}`;
+      t.stricter.set(key, (t.stricter.get(key) ?? 0) + 1);
+    } else if (j.through.forwarded.length > 0) t.forwarded++;
     else t.bothRefused++;
     if (j.extensionMethods > 0) t.extensionMethods++;
   }
@@ -64,7 +67,9 @@ export function tally(judgements: readonly Judgement[]): Tally {
 }
 
 export function summary(t: Tally): string {
-  const stricter = [...t.stricter].map(([m, n]) => `${n} × /${m}/`).join(", ");
+  const stricter = [...t.stricter].sort(([a], [b]) => parseInt(a.slice(1)) - parseInt(b.slice(1))).map(([m, n]) => `${n} × ${m}`).join(
+    ", ",
+  );
   return `${t.cases} cases: ${t.forwarded} forwarded alike, ${t.bothRefused} refused by both, ` +
     `${[...t.stricter.values()].reduce((a, b) => a + b, 0)} refused by Fulcrum only for a listed reason${
       stricter ? ` (${stricter})` : ""
