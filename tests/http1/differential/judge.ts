@@ -135,8 +135,9 @@ export async function judge(bytes: Buffer, oracle: NodeOracle, fulcrum: ThroughF
   for (let round = 0; round < 8; round++) {
     const k = acceptedOf(node).length;
     const m = R[k];
-    if (m === undefined || forwardedAs[k] === undefined || oracle.methods.has(m.method)) break;
+    if (m === undefined || oracle.methods.has(m.method)) break;
     const start = m.start + shift;
+    if (nodeBytes.toString("latin1", start, start + m.method.length) !== m.method) break;
     nodeBytes = Buffer.concat([nodeBytes.subarray(0, start), Buffer.from("PUT"), nodeBytes.subarray(start + m.method.length)]);
     shift += 3 - m.method.length;
     substituted.add(k);
