@@ -118,8 +118,9 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 bad chunked request body: invalid chunk extension name$/,
-    when: (_, rest) => /\r\n[0-9a-fA-F]+(;[^\r\n]*)?;=/.test(rest),
-    why: "RFC 9112 §7.1.1: an extension's name is a token, never empty; llhttp takes `;=b`.",
+    when: (_, rest) => /\r\n[0-9a-fA-F]+(;[^\r\n]*)?;[;=]/.test(rest),
+    why: "RFC 9112 §7.1.1: an extension's name is a token, never empty; llhttp takes `;=b`, and `;;a` (not `;;` " +
+      "alone).",
   },
   {
     message: /^400 bad chunked request body: (chunk extension too long|chunk size line too long)$/,
