@@ -386,7 +386,7 @@ describe("request head parsing (the client-facing listener)", () => {
       const fromStrings = asked.map((n) => {
         const r = h!.rawHeaders;
         const v = r.filter((_, k) => k % 2 === 1 && r[k - 1] === n);
-        return v.length ? v.join(", ") : null;
+        return v.length ? v.join(n === "cookie" ? "; " : ", ") : null;
       });
       expect({ text, fromBytes }).toEqual({ text, fromBytes: fromStrings });
       expect(asked.map((n) => h!.header(n))).toEqual(fromStrings);

@@ -267,11 +267,22 @@ describe("Deno (deno task start)", () => {
     const seen = backends[1]!.requests.find((r) => r.path === "/abs-deno")!;
     expect(seen.headers.get("host")).toBe("authority.test:8080");
     expect(seen.headers.get("x-forwarded-host")).toBe("authority.test:8080");
+    // Never an empty Host upstream (an HTTP/1.0 request without one gets the backend's), and
+    // Cookie lines joined with "; ", as on Bun's listener.
+    for (const text of ["GET /h10-deno HTTP/1.0\r\n\r\n", "GET /cookie-deno HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"]) {
+      const c = await RawClient.connect(Number(new URL(child.url).port));
+      c.write(text);
+      const r = await c.readResponse();
+      c.destroy();
+      expect(r !== "closed" && r.status).toBe(200);
+    }
+    expect(backends[1]!.requests.find((r) => r.path === "/h10-deno")!.headers.get("host")).toBe(`127.0.0.1:${backends[1]!.port}`);
+    expect(backends[1]!.requests.find((r) => r.path === "/cookie-deno")!.headers.get("cookie")).toBe("a=1; b=2");
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
-    // Tracing works under Deno too: 5 requests, a SERVER and a CLIENT span each, flushed at exit.
-    await receiver.waitForSpans(10);
-    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(5);
+    // Tracing works under Deno too: 7 requests, a SERVER and a CLIENT span each, flushed at exit.
+    await receiver.waitForSpans(14);
+    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(7);
     await receiver.stop();
   }, 60_000);
 });
