@@ -2,7 +2,7 @@
  * What a reload can apply. Every key of the config is applied by a reload except these, which
  * are bound to the listening socket or to the process: a reload that changes one keeps the
  * running value and names the key in its answer (`restart_required`) and its log line.
- * tests/reload-keys.test.ts walks every key of config/reference.yaml against this list.
+ * tests/proxy/reload-keys.test.ts walks every key of config/reference.yaml against this list.
  */
 import type { Config } from "./schema.ts";
 

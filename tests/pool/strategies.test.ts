@@ -1,14 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../core/plugins/api.ts";
-import roundRobin from "../strategies/round-robin.ts";
-import weightedRoundRobin from "../strategies/weighted-round-robin.ts";
-import leastConnections from "../strategies/least-connections.ts";
-import { bunRuntime } from "../core/runtime/bun.ts";
-import { isPlugin } from "../core/plugins/registry.ts";
+import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../../core/plugins/api.ts";
+import roundRobin from "../../strategies/round-robin.ts";
+import weightedRoundRobin from "../../strategies/weighted-round-robin.ts";
+import leastConnections from "../../strategies/least-connections.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import { isPlugin } from "../../core/plugins/registry.ts";
 
 /** Load an example plugin the way Fulcrum does (bundled, "fulcrum" served by the host). */
 async function loadExample(file: string): Promise<StrategyPlugin<never>> {
-  const { module } = await bunRuntime.importPlugin(new URL(`../plugins/${file}`, import.meta.url).pathname, { fresh: false });
+  const { module } = await bunRuntime.importPlugin(new URL(`../../plugins/${file}`, import.meta.url).pathname, { fresh: false });
   if (!isPlugin(module.default) || module.default.kind !== "strategy") throw new Error(`${file} is not a strategy plugin`);
   return module.default as StrategyPlugin<never>;
 }

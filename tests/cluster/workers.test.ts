@@ -2,11 +2,11 @@
 // would: requests, signals to the primary's pid, the admin API. Every process is stopped by pid.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { startBackend, startBackends, closedPort, type TestBackend } from "./helpers/backends.ts";
-import { runCli } from "./helpers/fulcrum.ts";
-import { spawnRun, tempDir, type ChildFulcrum } from "./helpers/plugins.ts";
-import { parsePrometheus } from "./helpers/prometheus.ts";
-import { parseConfig } from "../core/config/load.ts";
+import { startBackend, startBackends, closedPort, type TestBackend } from "../helpers/backends.ts";
+import { runCli } from "../helpers/fulcrum.ts";
+import { spawnRun, tempDir, type ChildFulcrum } from "../helpers/plugins.ts";
+import { parsePrometheus } from "../helpers/prometheus.ts";
+import { parseConfig } from "../../core/config/load.ts";
 
 // Each test starts three processes (a primary, two workers): more than the default 5 s when run alone.
 setDefaultTimeout(30_000);

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
-import { closedPort, startBackend, startBackends, startRawBackend, type TestBackend } from "./helpers/backends.ts";
-import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
-import { tempDir } from "./helpers/plugins.ts";
+import { closedPort, startBackend, startBackends, startRawBackend, type TestBackend } from "../helpers/backends.ts";
+import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
+import { tempDir } from "../helpers/plugins.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -5,23 +5,23 @@
 // rebuilt): the answer's `restart_required` must name exactly the restart keys, and the config
 // that goes live must be the new one (applied) or keep the running value (restart). How the
 // applied keys take effect is shown end to end for a representative set in
-// tests/reload-apply.test.ts (admin.token, admin.metrics, telemetry.traces, a pool key, a route
-// key, plugins.watch) and tests/operator-state.test.ts.
+// tests/proxy/reload-apply.test.ts (admin.token, admin.metrics, telemetry.traces, a pool key, a route
+// key, plugins.watch) and tests/admin/operator-state.test.ts.
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { getLogger } from "@logtape/logtape";
 import { parseDocument } from "yaml";
-import { parseConfig } from "../core/config/load.ts";
-import { RESTART_KEYS } from "../core/config/reloadable.ts";
-import type { Config } from "../core/config/schema.ts";
-import { buildGateway, type Gateway } from "../core/proxy/gateway.ts";
-import { createReloader, type ServingState } from "../core/proxy/reload.ts";
-import { loadPlugins } from "../core/plugins/load.ts";
-import { bunRuntime } from "../core/runtime/bun.ts";
-import { builtinRegistry } from "../main.ts";
-import { schemaKeys, yamlKeys } from "./helpers/config-keys.ts";
+import { parseConfig } from "../../core/config/load.ts";
+import { RESTART_KEYS } from "../../core/config/reloadable.ts";
+import type { Config } from "../../core/config/schema.ts";
+import { buildGateway, type Gateway } from "../../core/proxy/gateway.ts";
+import { createReloader, type ServingState } from "../../core/proxy/reload.ts";
+import { loadPlugins } from "../../core/plugins/load.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import { builtinRegistry } from "../../main.ts";
+import { schemaKeys, yamlKeys } from "../helpers/config-keys.ts";
 
-const FILE = new URL("../config/reference.yaml", import.meta.url).pathname;
+const FILE = new URL("../../config/reference.yaml", import.meta.url).pathname;
 const TEXT = readFileSync(FILE, "utf8");
 
 type Path = (string | number)[];

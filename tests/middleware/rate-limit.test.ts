@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Hono } from "hono";
-import { clientAddress, parseCidr } from "../core/middleware/client-ip.ts";
-import { createRateLimit, parseRate, type RateLimitOptions } from "../core/middleware/rate-limit.ts";
-import { TokenBuckets } from "../core/middleware/token-buckets.ts";
-import type { PluginApi } from "../core/plugins/api.ts";
-import { startBackends } from "./helpers/backends.ts";
-import { startFromFile, tempDir } from "./helpers/plugins.ts";
+import { clientAddress, parseCidr } from "../../core/middleware/client-ip.ts";
+import { createRateLimit, parseRate, type RateLimitOptions } from "../../core/middleware/rate-limit.ts";
+import { TokenBuckets } from "../../core/middleware/token-buckets.ts";
+import type { PluginApi } from "../../core/plugins/api.ts";
+import { startBackends } from "../helpers/backends.ts";
+import { startFromFile, tempDir } from "../helpers/plugins.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

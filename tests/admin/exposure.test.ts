@@ -2,11 +2,11 @@
 // explicit `admin.insecure: true`. Checked when the config is validated, so `fulcrum run` exits 2
 // before anything listens and `fulcrum check` reports it the same way.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { parseConfig } from "../core/config/load.ts";
-import { isLoopback } from "../core/config/exposure.ts";
-import { runCli } from "./helpers/fulcrum.ts";
-import { spawnRun, tempDir } from "./helpers/plugins.ts";
-import { testScope } from "./helpers/scope.ts";
+import { parseConfig } from "../../core/config/load.ts";
+import { isLoopback } from "../../core/config/exposure.ts";
+import { runCli } from "../helpers/fulcrum.ts";
+import { spawnRun, tempDir } from "../helpers/plugins.ts";
+import { testScope } from "../helpers/scope.ts";
 
 setDefaultTimeout(30_000);
 const { cleanups, backend } = testScope();

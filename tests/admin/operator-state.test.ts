@@ -4,11 +4,11 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { InProcess } from "./helpers/fulcrum.ts";
-import { spawnRun, tempDir, type ChildFulcrum } from "./helpers/plugins.ts";
-import { testScope } from "./helpers/scope.ts";
-import type { TestBackend } from "./helpers/backends.ts";
-import type { BackendStatus } from "../core/pool/pool.ts";
+import type { InProcess } from "../helpers/fulcrum.ts";
+import { spawnRun, tempDir, type ChildFulcrum } from "../helpers/plugins.ts";
+import { testScope } from "../helpers/scope.ts";
+import type { TestBackend } from "../helpers/backends.ts";
+import type { BackendStatus } from "../../core/pool/pool.ts";
 
 setDefaultTimeout(30_000);
 const { cleanups, backend, fulcrum } = testScope();

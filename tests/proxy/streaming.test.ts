@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBackend, type TestBackend } from "./helpers/backends.ts";
-import { rssOf, spawnFulcrum, type Child } from "./helpers/fulcrum.ts";
+import { startBackend, type TestBackend } from "../helpers/backends.ts";
+import { rssOf, spawnFulcrum, type Child } from "../helpers/fulcrum.ts";
 
 // Fulcrum runs as its own process here so that its RSS is measured alone.
 const SIZE = 200 * 1024 * 1024;

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { startBackend } from "./helpers/backends.ts";
-import { runCli } from "./helpers/fulcrum.ts";
-import { spawnRun, startFromFile, tempDir } from "./helpers/plugins.ts";
-import { testScope } from "./helpers/scope.ts";
+import { startBackend } from "../helpers/backends.ts";
+import { runCli } from "../helpers/fulcrum.ts";
+import { spawnRun, startFromFile, tempDir } from "../helpers/plugins.ts";
+import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backends } = testScope();
 

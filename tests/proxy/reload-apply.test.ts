@@ -1,12 +1,12 @@
 // What a reload applies, shown end to end: the admin token and metrics, tracing turned on, off and
 // changed (requests in flight keep their tracer; the old exporter is flushed), a route key, a pool
 // key and plugins.watch, in one process and with workers; and what it cannot apply, named in the
-// answer. tests/reload-keys.test.ts walks every key; this file shows the representative ones work.
+// answer. tests/proxy/reload-keys.test.ts walks every key; this file shows the representative ones work.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { startOtlpReceiver, type OtlpReceiver } from "./helpers/otlp-receiver.ts";
-import { spawnRun, tempDir, type ChildFulcrum } from "./helpers/plugins.ts";
-import { testScope } from "./helpers/scope.ts";
-import type { TestBackend } from "./helpers/backends.ts";
+import { startOtlpReceiver, type OtlpReceiver } from "../helpers/otlp-receiver.ts";
+import { spawnRun, tempDir, type ChildFulcrum } from "../helpers/plugins.ts";
+import { testScope } from "../helpers/scope.ts";
+import type { TestBackend } from "../helpers/backends.ts";
 
 setDefaultTimeout(30_000);
 const { cleanups, backend, backends, fulcrum } = testScope();

@@ -1,7 +1,7 @@
 // Deno resolves "fulcrum" through the import map in deno.json; a plugin importing its values loads.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { ROOT, tempDir } from "./helpers/plugins.ts";
+import { ROOT, tempDir } from "../helpers/plugins.ts";
 
 test('deno run main.ts check loads a strategy and a middleware plugin that import from "fulcrum"', async () => {
   const t = tempDir();

@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
-import { MAX_HEAD, ParseError, parseHead } from "../core/http1/response.ts";
-import { connectionTokens, downstreamRaw, upstreamHeadersBlock, upstreamHeadersRaw } from "../core/http1/headers.ts";
-import { ChunkedDecoder } from "../core/http1/chunked.ts";
-import { MAX_TARGET, normalizeTarget, parseRequestHead, type RequestError } from "../core/http1/request.ts";
+import { MAX_HEAD, ParseError, parseHead } from "../../core/http1/response.ts";
+import { connectionTokens, downstreamRaw, upstreamHeadersBlock, upstreamHeadersRaw } from "../../core/http1/headers.ts";
+import { ChunkedDecoder } from "../../core/http1/chunked.ts";
+import { MAX_TARGET, normalizeTarget, parseRequestHead, type RequestError } from "../../core/http1/request.ts";
 
 function head(text: string) {
   const buf = Buffer.from(`${text}\r\n\r\nBODY`, "latin1");

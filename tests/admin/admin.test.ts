@@ -1,13 +1,13 @@
 // The admin API on its own loopback listener, against a real Fulcrum and real backends.
 import { describe, expect, test } from "bun:test";
 import { getLogger } from "@logtape/logtape";
-import { type TestBackend } from "./helpers/backends.ts";
-import { startFulcrum, type InProcess } from "./helpers/fulcrum.ts";
-import { parseConfig } from "../core/config/load.ts";
-import { startObservability } from "../core/admin/observability.ts";
-import { bunRuntime } from "../core/runtime/bun.ts";
-import type { BackendStatus } from "../core/pool/pool.ts";
-import { testScope } from "./helpers/scope.ts";
+import { type TestBackend } from "../helpers/backends.ts";
+import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
+import { parseConfig } from "../../core/config/load.ts";
+import { startObservability } from "../../core/admin/observability.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import type { BackendStatus } from "../../core/pool/pool.ts";
+import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backend } = testScope();
 async function fulcrum(yaml: string, env?: Record<string, string>): Promise<InProcess> {

@@ -2,12 +2,12 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bunRuntime } from "../core/runtime/bun.ts";
-import pkg from "../package.json" with { type: "json" };
-import { pluginFailureCounts } from "../core/plugins/isolate.ts";
-import { runCli } from "./helpers/fulcrum.ts";
-import { ROOT, startFromFile, tempDir } from "./helpers/plugins.ts";
-import { testScope } from "./helpers/scope.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import pkg from "../../package.json" with { type: "json" };
+import { pluginFailureCounts } from "../../core/plugins/isolate.ts";
+import { runCli } from "../helpers/fulcrum.ts";
+import { ROOT, startFromFile, tempDir } from "../helpers/plugins.ts";
+import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backends } = testScope();
 
