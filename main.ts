@@ -8,25 +8,22 @@
  *   fulcrum types                 print the plugin API as a .d.ts
  *   fulcrum version
  */
-import { parseArgs } from "node:util";
-import { getLogger } from "@logtape/logtape";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import pkg from "./package.json" with { type: "json" };
 import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
+import { checkConfig, parseCommandLine, problemReport, USAGE } from "./cli.ts";
 // Embedded so that `fulcrum demo` works from the compiled binary too.
 import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
 import { startDemoBackends } from "./core/proxy/demo.ts";
 import { setupLogging } from "./core/telemetry/log.ts";
 import { Registry } from "./core/plugins/registry.ts";
-import { buildGateway } from "./core/proxy/gateway.ts";
 import { startServer, type RunningServer } from "./core/proxy/server.ts";
 import { formatRanges } from "./core/resilience/health.ts";
 import { startObservability } from "./core/admin/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
-import { loadPlugins } from "./core/plugins/load.ts";
 import { pluginApiDts } from "./core/plugins/types-dts.ts";
 import { watchFiles } from "./core/plugins/watch.ts";
 import { runPrimary } from "./core/cluster/primary.ts";
@@ -40,22 +37,6 @@ import leastConnections from "./strategies/least-connections.ts";
 // Stamped by compile.sh (`bun build --define`); absent when running from source.
 declare const FULCRUM_COMMIT: string | undefined;
 const COMMIT = typeof FULCRUM_COMMIT === "string" ? FULCRUM_COMMIT : "source";
-
-const HELP = `Fulcrum ${pkg.version}: HTTP load balancer and reverse proxy
-
-Usage:
-  fulcrum [run] [--config FILE]   serve with FILE (default: fulcrum.yaml)
-  fulcrum check [--config FILE]   validate FILE, print a summary; exit 2 if invalid
-  fulcrum demo                    start three example backends and Fulcrum (config/demo.yaml)
-  fulcrum healthcheck [--url URL] exit 0 if the admin /health answers 200 (for Docker HEALTHCHECK)
-  fulcrum reload --pid PID        make a running Fulcrum reload its config and plugins (sends SIGHUP)
-  fulcrum reload --pid-file FILE  the same, with the PID from FILE (written by run --pid-file FILE)
-  fulcrum types                   print the plugin API as a .d.ts: fulcrum types > fulcrum.d.ts
-  fulcrum version                 print the version
-  fulcrum --help                  this text
-
-From source, run the same commands as: bun main.ts <subcommand>
-`;
 
 async function detectRuntime(): Promise<Runtime> {
   if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") return (await import("./core/runtime/bun.ts")).bunRuntime;
@@ -71,36 +52,34 @@ export function builtinRegistry(): Registry {
   return registry;
 }
 
+function loader(runtime: Runtime, registry: Registry): (file: string) => Promise<Config> {
+  return (file) =>
+    loadConfigFile(file, {
+      readTextFile: runtime.readTextFile,
+      env: runtime.env,
+      strategyNames: registry.strategyNames(),
+      middlewareNames: registry.middlewareNames(),
+    });
+}
+
 async function main(runtime: Runtime): Promise<number> {
   const stdout = runtime.openWriter("stdout");
   const stderr = runtime.openWriter("stderr");
   const print = (s: string) => stdout.write(`${s}\n`);
   const fail = (s: string) => stderr.write(`${s}\n`);
+  const cli = parseCommandLine(runtime.args());
   try {
-    const { values, positionals } = parseArgs({
-      args: runtime.args(),
-      options: {
-        config: { type: "string", short: "c" },
-        url: { type: "string" },
-        pid: { type: "string" },
-        "pid-file": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-    });
-    const command = positionals[0] ?? "run";
-    if (values.help || command === "help") {
-      print(HELP);
+    if ("error" in cli) {
+      fail(`fulcrum: ${cli.error}\n\n${USAGE}`);
+      return 2;
+    }
+    const { command, values } = cli;
+    if (command === "help") {
+      print(USAGE);
       return 0;
     }
     const registry = builtinRegistry();
-    const load = (file: string) =>
-      loadConfigFile(file, {
-        readTextFile: runtime.readTextFile,
-        env: runtime.env,
-        strategyNames: registry.strategyNames(),
-        middlewareNames: registry.middlewareNames(),
-      });
+    const load = loader(runtime, registry);
 
     switch (command) {
       case "version":
@@ -120,16 +99,14 @@ async function main(runtime: Runtime): Promise<number> {
       }
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
-        const config = await load(file);
-        // Load the plugins and create every strategy and middleware, without listening.
-        const plugins = await loadPlugins(config, { runtime, registry, fresh: false });
-        buildGateway(config, {
-          registry: plugins.registry,
-          logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} },
-        })
-          .close();
+        // Every stage runs, the later ones on what passed the earlier ones: all problems at once.
+        const checked = await checkConfig(file, { runtime, registry, load });
+        if (!checked.config) {
+          fail(problemReport(checked));
+          return 2;
+        }
         print(`${file}: OK`);
-        print(summarize(config));
+        print(summarize(checked.config));
         return 0;
       }
       case "run": {
@@ -171,13 +148,18 @@ async function main(runtime: Runtime): Promise<number> {
         );
       }
       default:
-        fail(`unknown command "${command}"\n\n${HELP}`);
+        fail(`fulcrum: unknown command "${command}"\n\n${USAGE}`);
         return 2;
     }
   } catch (e) {
     if (e instanceof ConfigError) {
-      for (const p of e.problems) fail(p);
-      fail(`${e.problems.length} problem(s); nothing was started.`);
+      // A start stops at the first stage that fails; the full check then reports every problem.
+      const file = "error" in cli ? undefined : cli.values.config ?? (cli.command === "run" ? "fulcrum.yaml" : undefined);
+      const registry = builtinRegistry();
+      const checked = file
+        ? await checkConfig(file, { runtime, registry, load: loader(runtime, registry) }).catch(() => undefined)
+        : undefined;
+      fail(problemReport(checked?.problems.length ? checked : e));
       return 2;
     }
     fail(`fulcrum: ${e instanceof Error ? e.message : String(e)}`);
@@ -251,7 +233,11 @@ async function serve(
     metrics: obs.metrics,
     loadConfig,
     onReload: rewatch,
-    beforeListen: () => obs.listen(),
+    stage: obs.stage,
+    beforeListen: (gateway) => {
+      obs.restore(gateway); // state_file: drains and weights from before the restart
+      return obs.listen();
+    },
   });
   obs.attach(server);
   rewatch(server);

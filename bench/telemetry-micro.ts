@@ -119,6 +119,7 @@ let answered = 0;
 const rawExchange = () => ({
   method: "GET",
   target: "/100b",
+  minor: 1,
   host: "127.0.0.1:8080",
   rawHeaders,
   header: (name: string) => (rawHeaders.indexOf(name) >= 0 ? rawHeaders[rawHeaders.indexOf(name) + 1]! : null),

@@ -32,6 +32,38 @@ describe("fulcrum CLI", () => {
     for (const cmd of ["[run]", "check", "demo", "version"]) expect(r.stdout).toContain(`fulcrum ${cmd}`);
   });
 
+  test("--version and -v print what `version` prints; -h prints the usage", async () => {
+    const version = await runCli(["version"]);
+    for (const flag of ["--version", "-v"]) {
+      const r = await runCli([flag]);
+      expect([r.code, r.stdout, r.stderr]).toEqual([0, version.stdout, ""]);
+    }
+    const h = await runCli(["-h"]);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain("Usage:");
+  });
+
+  test("a bad command line is one line and the usage on stderr, exit 2", async () => {
+    const cases: [string[], string][] = [
+      [["--frobnicate"], "fulcrum: unknown option --frobnicate"],
+      [["check", "--confg", "x.yaml"], "fulcrum: unknown option --confg; did you mean --config?"],
+      [["-x"], "fulcrum: unknown option -x"],
+      [["check", "--config"], "fulcrum: --config needs a value"],
+      [["--help=yes"], "fulcrum: --help takes no value"],
+      [["run", "fulcrum.yaml"], 'fulcrum: unexpected argument "fulcrum.yaml" after run'],
+    ];
+    for (const [args, line] of cases) {
+      const r = await runCli(args);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      const lines = r.stderr.split("\n");
+      expect(lines[0]).toBe(line);
+      expect(lines[1]).toBe("");
+      expect(lines[2]).toStartWith("Fulcrum ");
+      expect(r.stderr).toContain("Usage:");
+    }
+  });
+
   test("a proxy port already in use exits 1, and the log lines written before it are not lost", async () => {
     // Log lines are gathered for up to 50 ms before they are written: an exit must write them.
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -48,10 +80,12 @@ describe("fulcrum CLI", () => {
     expect(r.stdout).toContain('"message":"admin API listening"');
   });
 
-  test("an unknown subcommand exits 2 with the help", async () => {
+  test("an unknown subcommand exits 2 with one line and the usage", async () => {
     const r = await runCli(["frobnicate"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('unknown command "frobnicate"');
+    expect(r.stderr).toStartWith('fulcrum: unknown command "frobnicate"\n\nFulcrum ');
+    expect(r.stderr).toContain("Usage:");
+    expect((await runCli(["chek"])).stderr).toStartWith('fulcrum: unknown command "chek"; did you mean "check"?\n');
   });
 
   test("check prints a summary with the effective settings and exits 0", async () => {
@@ -137,6 +171,76 @@ describe("bad config files: every problem reported as file:line:col, exit 2, not
     expect(r.stderr).toContain(`${file}:1:9: listen must be host:port`);
     expect(r.stderr).toContain(`${file}:5:36: pools.web.backends[0].weight must be a positive integer, got 0`);
     expect(r.stderr).toContain(`${file}:6:5: pools.web.colour is not a known key`);
+  });
+
+  test("one mistake of each kind: every stage runs and all of them are reported in one run", async () => {
+    // A middleware plugin whose create() rejects a bad option, as plugins are told to.
+    writeFileSync(
+      join(dir, "strict.ts"),
+      `export default { kind: "middleware", name: "strict", create(o: { mode?: unknown }) {\n` +
+        `  if (o.mode !== "on" && o.mode !== "off") throw new TypeError("mode must be on or off, got " + JSON.stringify(o.mode));\n` +
+        `  return async (_c: unknown, next: () => Promise<void>) => { await next(); };\n} };\n`,
+    );
+    const file = configFile(
+      [
+        "pools:",
+        "  web:",
+        "    backends:",
+        "      - { url: http://127.0.0.1:9001, wieght: 2 }", // 4: unknown key
+        "      - url: ftp//nowhere", // 5: bad URL
+        "    timeouts: { connect: soon }", // 6: bad duration
+        "  api:",
+        "    strategy: round-robbin", // 8: unknown strategy
+        "    backends: [http://127.0.0.1:9002]",
+        "  canary:",
+        "    strategy: { plugin: ./no-such-plugin.ts }", // 11: missing plugin file
+        "    backends: [http://127.0.0.1:9003]",
+        "routes:",
+        "  - { match: { path: /api }, pool: apii }", // 14: a route naming no pool
+        "  - pool: web",
+        "    middleware:",
+        "      - { plugin: ./strict.ts, options: { mode: maybe } }", // 17: a plugin with a bad option
+        "",
+      ].join("\n"),
+    );
+    const expected = [
+      `${file}:4:39: pools.web.backends[0].wieght is not a known key; did you mean "weight"?`,
+      `${file}:5:14: pools.web.backends[1].url must be an http:// or https:// URL with a host and no query, got "ftp//nowhere"`,
+      `${file}:6:26: pools.web.timeouts.connect must be a duration like 250ms, 5s or 1m, got "soon"`,
+      `${file}:8:15: pools.api.strategy is not a known strategy, got "round-robbin"; did you mean "round-robin"?`,
+      `${file}:11:15: pools.canary.strategy: plugin ./no-such-plugin.ts: cannot find the file ${join(dir, "no-such-plugin.ts")}`,
+      `${file}:14:36: routes[0].pool names no pool, got "apii"; did you mean "api"?`,
+      `${file}:17:9: routes[1].middleware[0]: plugin ./strict.ts: create() failed: mode must be on or off, got "maybe"`,
+    ];
+    for (const cmd of ["check", "run"]) {
+      const r = await runCli([cmd, "--config", file]);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trimEnd().split("\n");
+      // In file order, one line each, then what could not be checked, then the count.
+      expect(lines.filter((l) => /^\d+:\d+: /.test(l.slice(file.length + 1))).map((l) => l.split(" (known:")[0])).toEqual(expected);
+      expect(lines).toContain(
+        `${file}: not created because of the problems above, so their options are unchecked: pools.api.strategy, pools.canary.strategy`,
+      );
+      expect(lines.at(-1)).toBe("7 problem(s); nothing was started.");
+      expect(r.stdout).not.toContain("listening");
+    }
+  });
+
+  test("what cannot be checked is said, in one line", async () => {
+    const yaml = await runCli(["check", "--config", configFile("pools:\n  web: [\n")]);
+    expect(yaml.code).toBe(2);
+    expect(yaml.stderr).toContain(": YAML syntax error; nothing else could be checked\n1 problem(s); nothing was started.");
+    const pools = await runCli([
+      "check",
+      "--config",
+      configFile("pools: 3\nroutes:\n  - { pool: web, middleware: [ { rate-limit: { rate: banana } } ] }\n"),
+    ]);
+    expect(pools.code).toBe(2);
+    expect(pools.stderr).toContain("pools must be a map of pool name: pool, got 3");
+    // The routes' middleware is still created (and its bad option found); their pools cannot be checked.
+    expect(pools.stderr).toContain("routes[0].middleware[0]: rate-limit: create() failed: rate must be like 100/s");
+    expect(pools.stderr).toContain("pools is not a map, so no pool's strategy and no route's pool could be checked");
+    expect(pools.stderr).toContain("2 problem(s); nothing was started.");
   });
 
   test("a missing file is a clear error", async () => {

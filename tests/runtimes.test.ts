@@ -12,6 +12,7 @@ import { RawClient } from "./helpers/raw-client.ts";
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
 const ROOT = new URL("../", import.meta.url).pathname;
+const DENO = join(ROOT, "node_modules", ".bin", "deno");
 const children: Child[] = [];
 let backends: TestBackend[] = [];
 let binDir = "";
@@ -204,8 +205,35 @@ describe("Deno (deno task start)", () => {
     expect(r.stderr.toString()).toContain("deno compile failed");
   }, 100_000);
 
+  test("deno task start serves a config in a folder outside the repository, run from that folder", async () => {
+    const site = tempDir("fulcrum-deno-site-");
+    // A plugin next to the config, importing "fulcrum" from outside the repository: always the second backend.
+    site.write(
+      "second.ts",
+      `import type { StrategyPlugin } from "fulcrum";\n` +
+        `export default { kind: "strategy", name: "second", create: () => ({ pick: (bs) => bs[1] }) } satisfies StrategyPlugin;\n`,
+    );
+    site.write(
+      "fulcrum.yaml",
+      configText().replace("  web:\n", "  web:\n    strategy: { plugin: ./second.ts }\n") + "admin: false\nworkers: 1\n",
+    );
+    // As a user would type it in that folder (no INIT_CWD inherited from an npm run around the tests).
+    const { INIT_CWD: _, ...env } = process.env;
+    const child = await spawnListening([DENO, "task", "--config", join(ROOT, "deno.json"), "start", "run", "--config", "fulcrum.yaml"], {
+      cwd: site.dir,
+      env: { ...env, PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` } as Record<string, string>,
+    }, 30_000);
+    children.push(child);
+    expect(child.lines.some((l) => l.includes('"runtime":"deno"'))).toBe(true);
+    const r = await fetch(`${child.url}/from-elsewhere`);
+    expect([r.status, r.headers.get("x-backend")]).toEqual([200, "b2"]);
+    expect(backends[1]!.requests.some((q) => q.path === "/from-elsewhere")).toBe(true);
+    child.kill("SIGTERM"); // to the process we started, by its pid; `deno task` passes it on
+    expect(await child.exited).toBe(0);
+  }, 60_000);
+
   test("serves the same config, with a user strategy plugin", async () => {
-    // --allow-read is scoped to the repository, so the config lives inside it.
+    // Started from the repository, which deno task start may read: the config lives inside it.
     const dir = join(ROOT, ".tmp");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `deno-${process.pid}.yaml`);
@@ -221,8 +249,7 @@ describe("Deno (deno task start)", () => {
       configText().replace("  web:\n", `  web:\n    strategy: { plugin: ./second-${process.pid}.ts }\n`) +
         `telemetry:\n  traces: { endpoint: "${receiver.url}", protocol: http/json }\nadmin: false\nworkers: 2\n`,
     );
-    const deno = join(ROOT, "node_modules", ".bin", "deno");
-    const child = await spawnListening([deno, "task", "start", "run", "--config", file], {
+    const child = await spawnListening([DENO, "task", "start", "run", "--config", file], {
       cwd: ROOT,
       env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` } as Record<string, string>,
     }, 30_000);
@@ -240,11 +267,22 @@ describe("Deno (deno task start)", () => {
     const seen = backends[1]!.requests.find((r) => r.path === "/abs-deno")!;
     expect(seen.headers.get("host")).toBe("authority.test:8080");
     expect(seen.headers.get("x-forwarded-host")).toBe("authority.test:8080");
+    // Never an empty Host upstream (an HTTP/1.0 request without one gets the backend's), and
+    // Cookie lines joined with "; ", as on Bun's listener.
+    for (const text of ["GET /h10-deno HTTP/1.0\r\n\r\n", "GET /cookie-deno HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"]) {
+      const c = await RawClient.connect(Number(new URL(child.url).port));
+      c.write(text);
+      const r = await c.readResponse();
+      c.destroy();
+      expect(r !== "closed" && r.status).toBe(200);
+    }
+    expect(backends[1]!.requests.find((r) => r.path === "/h10-deno")!.headers.get("host")).toBe(`127.0.0.1:${backends[1]!.port}`);
+    expect(backends[1]!.requests.find((r) => r.path === "/cookie-deno")!.headers.get("cookie")).toBe("a=1; b=2");
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
-    // Tracing works under Deno too: 5 requests, a SERVER and a CLIENT span each, flushed at exit.
-    await receiver.waitForSpans(10);
-    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(5);
+    // Tracing works under Deno too: 7 requests, a SERVER and a CLIENT span each, flushed at exit.
+    await receiver.waitForSpans(14);
+    expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(7);
     await receiver.stop();
   }, 60_000);
 });

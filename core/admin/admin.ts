@@ -18,7 +18,7 @@ export const DEFAULT_ADMIN_LISTEN = { hostname: "127.0.0.1", port: 9090 };
 export interface AdminTarget {
   readonly gateway: { readonly pools: ReadonlyMap<string, Pool> };
   /** Re-read the config and plugins; a rejected one leaves the running configuration serving. */
-  reload?: () => Promise<{ readonly ok: boolean; readonly problems: readonly string[] }>;
+  reload?: () => Promise<{ readonly ok: boolean; readonly problems: readonly string[]; readonly restartRequired?: readonly string[] }>;
   /** The config in effect (after a reload, the new one). */
   readonly config?: Config;
   /** With several worker processes (core/cluster/): their view of the backends, and admin changes passed on. */
@@ -40,6 +40,7 @@ export interface AdminState {
   draining: boolean;
 }
 
+/** Read per request: a reload changes `config`, `metrics` and `token` in place (core/admin/observability.ts). */
 export interface AdminOptions {
   config: Config;
   metrics: Metrics | undefined;
@@ -49,6 +50,8 @@ export interface AdminOptions {
   /** The running server; undefined until it is up. */
   target: () => AdminTarget | undefined;
   logger: Logger;
+  /** An operator drained, enabled or re-weighted a backend, and every worker has applied it (the state file is saved). */
+  onOperatorChange?: () => void;
 }
 
 const OPEN_PATHS = new Set(["/health", "/ready"]);
@@ -69,9 +72,14 @@ const MAX_WEIGHT = 1_000_000;
 /** The admin app; serve it with {@link startAdmin}, or call `app.request()` in tests. */
 export function createAdminApp(o: AdminOptions): Hono {
   const app = new Hono();
-  const expected = o.token === undefined ? undefined : digest(o.token);
+  let token: string | undefined;
+  let expected: Buffer | undefined;
 
   app.use("*", async (c, next) => {
+    if (o.token !== token) {
+      token = o.token;
+      expected = token === undefined ? undefined : digest(token);
+    }
     if (expected === undefined || OPEN_PATHS.has(c.req.path)) return next();
     const auth = c.req.header("authorization") ?? "";
     const given = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
@@ -132,6 +140,7 @@ export function createAdminApp(o: AdminOptions): Hono {
     f.backend.draining = draining;
     f.pool.refresh();
     await o.target()?.cluster?.changed(f.pool, f.backend);
+    o.onOperatorChange?.();
     const props = { pool: f.pool.name, backend: f.backend.id };
     if (draining) o.logger.warning("backend {backend} drained by the admin API", props);
     else o.logger.info("backend {backend} enabled by the admin API", props);
@@ -158,6 +167,7 @@ export function createAdminApp(o: AdminOptions): Hono {
     // Same members, new weight: force the strategy to rebuild its tables.
     f.pool.refresh(true);
     await o.target()?.cluster?.changed(f.pool, f.backend);
+    o.onOperatorChange?.();
     o.logger.info("backend {backend} weight {from} → {to} by the admin API", { pool: f.pool.name, backend: f.backend.id, from, to: w });
     return c.json(f.backend.status());
   };
@@ -172,8 +182,9 @@ export function createAdminApp(o: AdminOptions): Hono {
     }
     try {
       const r = await t.reload();
-      if (r.ok) return c.json({ status: "reloaded" });
-      return c.json({ status: "rejected", problems: r.problems }, 422);
+      const answer = { ok: r.ok, problems: r.problems, restart_required: r.restartRequired ?? [] };
+      if (r.ok) return c.json({ status: "reloaded", ...answer });
+      return c.json({ status: "rejected", ...answer }, 422);
     } catch (e) {
       const problems = (e as { problems?: unknown }).problems;
       return c.json({ status: "failed", error: (e as Error).message, ...(Array.isArray(problems) ? { problems } : {}) }, 422);

@@ -19,6 +19,7 @@ import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
   runtime: Runtime;
@@ -44,6 +45,8 @@ interface Slot {
   restartTimer: ReturnType<typeof setTimeout> | undefined;
   /** Why the worker said it is stopping on its own (a signal sent to it), if it did. */
   leaving: string | undefined;
+  /** Its metrics as it exited after draining: counted in the primary's totals (the last export) until it is replaced. */
+  final: MetricsJson | undefined;
   /** Start-up: settles when the worker listens, or fails if it exits first. */
   waiter: { resolve(port: number): void; reject(e: Error): void } | undefined;
 }
@@ -71,6 +74,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     crashes: 0,
     restartTimer: undefined,
     leaving: undefined,
+    final: undefined,
     waiter: undefined,
   }));
   const broadcast = (m: ToWorker) => {
@@ -81,6 +85,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     logging,
     metrics: obs.metrics,
     loadConfig: o.loadConfig,
+    stage: obs.stage,
     onHealthChange: (p, b) => broadcast({ t: "backend", pool: p.name, id: b.id, state: sharedState(b) }),
   };
   // The primary builds the pools too, to health-check them and answer the admin API; it never
@@ -88,8 +93,17 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const plugins = await loadPlugins(config, { runtime, registry: o.registry, fresh: false });
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
+  obs.restore(current.gateway); // state_file: the primary owns the operator state; workers get it in their snapshot
   await obs.listen();
-  const restarts = obs.metrics && clusterMetrics(obs.metrics.registry, slots);
+  let restarts: Counter | undefined;
+  // Also on metrics a reload turns on.
+  obs.extendMetrics((m) => {
+    restarts = clusterMetrics(m.registry, slots);
+    // A worker that has exited after draining counts with its final metrics: the last export, after
+    // every worker has exited, includes all they served.
+    m.remote = async () =>
+      (await Promise.all(slots.map(async (s) => (await call(s, { t: "metrics" }))?.metrics ?? s.final))).flatMap((m) => (m ? [m] : []));
+  });
 
   // ---- talking to workers ----------------------------------------------------------------
   /** The proxy port; 0 until the first worker has bound one. */
@@ -133,6 +147,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       slot.waiter = undefined;
     } else if (m.t === "leaving") {
       slot.leaving = m.why;
+    } else if (m.t === "final") {
+      slot.final = m.metrics;
+      slot.proc?.send({ t: "final-ack" } satisfies ToWorker);
     } else if (m.t === "reply") {
       pending.get(m.rid)?.settle(m);
     }
@@ -143,6 +160,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     const proc = processes.spawnSelf(runtime.args(), { [WORKER_ENV]: String(slot.id) }, (m) => onMessage(slot, m as FromWorker));
     slot.proc = proc;
     slot.leaving = undefined;
+    slot.final = undefined;
     slot.startedAt = Date.now();
     void proc.exited.then((r) => exited(slot, proc, r));
   };
@@ -258,10 +276,6 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       },
     },
   });
-  if (obs.metrics) {
-    obs.metrics.remote = async () =>
-      (await Promise.all(slots.map((s) => call(s, { t: "metrics" })))).flatMap((r) => (r?.metrics ? [r.metrics] : []));
-  }
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   const host = config.listen.hostname;

@@ -27,13 +27,17 @@ export type ToWorker =
   /** `rid`: the primary waits for the worker's reply (an admin change). */
   | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
   | { t: "snapshot"; snapshot: Snapshot }
-  | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number };
+  | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
+  /** The primary holds the worker's final metrics: it may exit. */
+  | { t: "final-ack" };
 
 export type FromWorker =
   | { t: "hello" }
   | { t: "listening"; port: number }
   /** Stopping on its own account (a signal sent to it, the primary gone), not on the primary's request. */
   | { t: "leaving"; why: string }
+  /** Drained and about to exit: its metrics as they end, for the primary's last export. */
+  | { t: "final"; metrics: MetricsJson }
   | { t: "reply"; rid: number; ok?: boolean; problems?: readonly string[]; view?: WorkerView; metrics?: MetricsJson };
 
 /** A worker's own view of its backends, for the primary's GET /backends. */

@@ -24,6 +24,9 @@ export interface WorkerOptions {
   serviceVersion: string;
 }
 
+/** How long a drained worker waits for the primary to take its final metrics before exiting anyway. */
+const FINAL_ACK_MS = 2_000;
+
 export async function runWorker(o: WorkerOptions): Promise<number> {
   const { runtime, config, id } = o;
   const channel = runtime.processes?.parent();
@@ -43,6 +46,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   let draining: Promise<void> | undefined;
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
+  let primaryGone = false;
+  let finalAck: (() => void) | undefined;
   const shutdown = (why?: string) => {
     if (why && !draining) send({ t: "leaving", why });
     // Not listening yet: nothing to drain.
@@ -76,6 +81,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       }
       case "metrics":
         return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.registry.getMetricsAsJSON() : [] });
+      case "final-ack":
+        return finalAck?.();
       case "shutdown":
         // shutdown() stops accepting at once; the reply tells the primary the port is released here.
         shutdown();
@@ -83,6 +90,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     }
   });
   channel.onDisconnect(() => {
+    primaryGone = true;
+    finalAck?.();
     log.warning("the primary process is gone; shutting down");
     shutdown("primary gone");
   });
@@ -98,6 +107,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     observer: obs.observer,
     metrics: obs.metrics,
     loadConfig: o.loadConfig,
+    stage: obs.stage,
     reusePort: true,
     worker: true,
     async beforeListen(g) {
@@ -114,6 +124,15 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   log.info("worker listening", { pid: process.pid, port: server.listener.port });
   send({ t: "listening", port: server.listener.port });
   await stopped;
+  // The primary's last metrics export (at its shutdown, after the workers exit) must include what
+  // this worker served: hand over the final counts and wait, bounded, until the primary has them.
+  if (obs.metrics && !primaryGone) {
+    const acked = new Promise<void>((r) => (finalAck = r));
+    send({ t: "final", metrics: await obs.metrics.registry.getMetricsAsJSON() });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([acked, new Promise<void>((r) => (timer = setTimeout(r, FINAL_ACK_MS)))]);
+    clearTimeout(timer);
+  }
   await obs.close();
   await logging.close();
   return 0;

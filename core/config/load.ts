@@ -6,10 +6,18 @@ import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type
 import type { z } from "zod";
 import { configSchema, type Config } from "./schema.ts";
 import { didYouMean } from "./units.ts";
+import { knownKeys, salvage, type Salvaged } from "./partial.ts";
+import { adminExposure } from "./exposure.ts";
 
 /** A config that failed to load; `problems` holds one `file:line:col: …` line each. */
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** What could not be checked because of these problems, one line each (not problems themselves). */
+    readonly unchecked: readonly string[] = [],
+    /** The parts that did validate, for the checks that come after this one (`fulcrum check`). */
+    readonly partial?: Config,
+  ) {
     super(`invalid config:\n${problems.join("\n")}`);
     this.name = "ConfigError";
   }
@@ -42,7 +50,10 @@ export function configSource(config: Config): ConfigSource {
 
 type Path = readonly (string | number)[];
 
-/** Parse and validate config text. Throws {@link ConfigError} listing every problem. */
+/**
+ * Parse and validate config text. Throws {@link ConfigError} listing every problem: schema
+ * problems do not stop the checks of names and references in the parts that did validate.
+ */
 export function parseConfig(text: string, options: ParseOptions): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
@@ -52,7 +63,9 @@ export function parseConfig(text: string, options: ParseOptions): Config {
   };
 
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: ${yamlMessage(e.code, e.message)}`));
+    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: ${yamlMessage(e.code, e.message)}`), [
+      `${options.file}: YAML syntax error; nothing else could be checked`,
+    ]);
   }
 
   const problems: { offset: number; text: string }[] = [];
@@ -70,24 +83,29 @@ export function parseConfig(text: string, options: ParseOptions): Config {
 
   const envProblems = new Set(problems.map((p) => p.offset));
   const result = configSchema.safeParse(data);
+  let salvaged: Salvaged | undefined;
   if (!result.success) {
     for (const issue of result.error.issues) {
       const p = describeIssue(issue, doc, data);
       // A missing variable already explains why the value there is wrong.
       if (!envProblems.has(p.offset)) problems.push(p);
     }
-  } else {
-    for (const p of semanticChecks(result.data, options)) {
+    salvaged = salvage(data);
+  }
+  const config = result.success ? result.data : salvaged?.config;
+  if (config) {
+    for (const p of semanticChecks(config, options, salvaged)) {
       problems.push({ offset: nodeOffset(doc, p.path), text: `${formatPath(p.path)} ${p.message}` });
     }
+    const source: ConfigSource = { file: options.file, at: (path) => at(nodeOffset(doc, path)) };
+    Object.defineProperty(config, SOURCE, { value: source });
   }
   if (problems.length > 0) {
     problems.sort((a, b) => a.offset - b.offset);
-    throw new ConfigError(problems.map((p) => `${at(p.offset)}: ${p.text}`));
+    const unchecked = (salvaged?.notes ?? []).map((n) => `${options.file}: ${n}`);
+    throw new ConfigError(problems.map((p) => `${at(p.offset)}: ${p.text}`), unchecked, config);
   }
-  const source: ConfigSource = { file: options.file, at: (path) => at(nodeOffset(doc, path)) };
-  Object.defineProperty(result.data!, SOURCE, { value: source });
-  return result.data!;
+  return config!;
 }
 
 function yamlMessage(code: string, message: string): string {
@@ -142,12 +160,16 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, data: unknown): {
   return { offset: nodeOffset(doc, path), text };
 }
 
-/** Semantic checks the schema cannot express: cross references and registered names. */
-function semanticChecks(config: Config, options: ParseOptions): { path: Path; message: string }[] {
+/**
+ * Semantic checks the schema cannot express: cross references and registered names. On a
+ * salvaged config, references to what could not be read are not checked.
+ */
+function semanticChecks(config: Config, options: ParseOptions, salvaged?: Salvaged): { path: Path; message: string }[] {
   const out: { path: Path; message: string }[] = [];
   const poolNames = Object.keys(config.pools);
-  if (poolNames.length === 0) out.push({ path: ["pools"], message: "must define at least one pool" });
-  if (!config.routes && poolNames.length > 1) {
+  const pools = !salvaged?.poolsUnreadable;
+  if (pools && poolNames.length === 0) out.push({ path: ["pools"], message: "must define at least one pool" });
+  if (pools && !config.routes && poolNames.length > 1) {
     out.push({ path: ["pools"], message: "has more than one pool, so routes must say which requests go to which pool" });
   }
   config.routes?.forEach((r, i) => {
@@ -160,7 +182,7 @@ function semanticChecks(config: Config, options: ParseOptions): { path: Path; me
           `(known: ${options.middlewareNames.join(", ")}; or { plugin: ./file.ts })`,
       });
     });
-    if (!(r.pool in config.pools)) {
+    if (pools && !salvaged?.routesWithoutPool.has(r) && !(r.pool in config.pools)) {
       const hint = didYouMean(r.pool, poolNames);
       out.push({
         path: ["routes", i, "pool"],
@@ -180,12 +202,16 @@ function semanticChecks(config: Config, options: ParseOptions): { path: Path; me
       });
     }
     const seen = new Set<string>();
+    const index = salvaged?.backendIndex.get(pool.backends);
     pool.backends.forEach((b, i) => {
       const id = backendId(b);
-      if (seen.has(id)) out.push({ path: ["pools", name, "backends", i], message: `duplicates backend ${show(id)} in this pool` });
+      if (seen.has(id)) {
+        out.push({ path: ["pools", name, "backends", index?.[i] ?? i], message: `duplicates backend ${show(id)} in this pool` });
+      }
       seen.add(id);
     });
   }
+  out.push(...adminExposure(config, options.env));
   return out;
 }
 
@@ -233,32 +259,6 @@ function keyOffset(doc: Document, path: Path): number {
   return nodeOffset(doc, path.slice(0, -1));
 }
 
-/** Keys the schema accepts at `path`, for did-you-mean. */
-function knownKeys(path: Path): string[] {
-  // deno-lint-ignore no-explicit-any
-  let s: any = configSchema;
-  const unwrap = () => {
-    for (;;) {
-      const def = s?._zod?.def;
-      if (!def) return;
-      if (def.type === "pipe") s = def.in.type === "transform" ? def.out : def.in;
-      else if (["optional", "default", "prefault", "nullable"].includes(def.type)) s = def.innerType;
-      else return;
-    }
-  };
-  for (const p of path) {
-    unwrap();
-    const def = s?._zod?.def;
-    if (def?.type === "object") s = def.shape[p];
-    else if (def?.type === "array") s = def.element;
-    else if (def?.type === "record") s = def.valueType;
-    else return [];
-  }
-  unwrap();
-  const def = s?._zod?.def;
-  return def?.type === "object" ? Object.keys(def.shape) : [];
-}
-
 /** Read and parse a config file. */
 export async function loadConfigFile(
   path: string,
@@ -268,7 +268,9 @@ export async function loadConfigFile(
   try {
     text = await options.readTextFile(path);
   } catch (e) {
-    throw new ConfigError([`${path}:1:1: cannot read the config file (${(e as Error).message})`]);
+    // Deno's permission error: `deno task start` may read Fulcrum's folder and the one it was started from.
+    const hint = (e as Error)?.name === "NotCapable" ? "; with deno task start, run it from the config's folder" : "";
+    throw new ConfigError([`${path}:1:1: cannot read the config file (${(e as Error).message})${hint}`]);
   }
   return parseConfig(text, { ...options, file: path });
 }

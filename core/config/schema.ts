@@ -333,8 +333,10 @@ const admin = z.preprocess(
       token: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
       /** Serve Prometheus metrics at /metrics. */
       metrics: z.boolean({ error: "must be true or false" }).default(true),
+      /** Allow a non-loopback `listen` without a token (core/config/exposure.ts). */
+      insecure: z.boolean({ error: "must be true or false" }).optional(),
     },
-    { error: "must be false or a map with listen, token and metrics" },
+    { error: "must be false or a map with listen, token, metrics and insecure" },
   ),
 );
 
@@ -358,6 +360,8 @@ export const configSchema = z.strictObject(
     plugins: z.strictObject({ watch: z.boolean({ error: "must be true or false" }).default(false) }).prefault({}),
     admin: admin.prefault({}),
     telemetry: telemetry.optional(),
+    /** Operator state (drain, weight set through the admin API) kept across restarts; relative to the config's folder. */
+    state_file: z.string({ error: "must be a file path" }).min(1, { error: "must not be empty" }).optional(),
   },
   { error: "must be a map" },
 );

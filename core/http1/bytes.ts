@@ -75,9 +75,14 @@ export function putBlock(buf: Buffer, at: number, block: HeaderBlock): number {
   return at;
 }
 
-/** `buf[start, end)` as a decimal of 1 to 15 digits (a Content-Length), or -1 if it is not one. */
+/**
+ * `buf[start, end)` as a decimal (a Content-Length) of at most 15 digits after any leading zeros
+ * (`005` is 5, as llhttp and nginx read it), or -1 if it is not one.
+ */
 export function decimal(buf: Uint8Array, start: number, end: number): number {
-  if (end <= start || end - start > 15) return -1;
+  if (end <= start) return -1;
+  while (end - start > 1 && buf[start] === 48) start++;
+  if (end - start > 15) return -1;
   let n = 0;
   for (let i = start; i < end; i++) {
     const d = buf[i]! - 48;

@@ -95,6 +95,10 @@ export function headerName(buf: Uint8Array, start: number, end: number, text: st
   return name;
 }
 
+/** tchar (RFC 9110 §5.6.2) by byte value, for the bytes below 128 (none above is one). */
+export const TCHAR: Uint8Array = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
 /**
  * A few names looked up in bytes, with no string made: {@link NameSet.indexOf} is the index of a
  * header name in the list (matched case-insensitively, as {@link headerName} matches), or -1.

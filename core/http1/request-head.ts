@@ -87,8 +87,8 @@ export class RequestHead {
   }
 
   /**
-   * The value of header `name` (lower-case), several lines joined with ", "; null when absent
-   * (Host as in {@link rawHeaders}).
+   * The value of header `name` (lower-case), several lines joined with ", " (Cookie lines with
+   * "; ", RFC 6265 §5.4, as they are forwarded); null when absent (Host as in {@link rawHeaders}).
    * Read from the bytes when the strings were not made: tracing looks up a few names a request
    * (its propagators and, for sampled ones, User-Agent), which must not make them all.
    */
@@ -97,7 +97,8 @@ export class RequestHead {
     const raw = this.#raw;
     if (raw !== undefined) {
       let value: string | null = null;
-      for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
+      const sep = name === "cookie" ? "; " : ", ";
+      for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) value = value === null ? raw[i + 1]! : value + sep + raw[i + 1];
       return value;
     }
     if (!this.traceContext && TRACE_HEADERS.has(name)) return null;
@@ -118,7 +119,7 @@ export class RequestHead {
         while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
         while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
         const v = buf.toString("latin1", vs, ve);
-        value = value === null ? v : `${value}, ${v}`;
+        value = value === null ? v : value + (name === "cookie" ? "; " : ", ") + v;
       }
       i = eol + 2;
     }

@@ -25,7 +25,7 @@ let marks = new Int32Array(4 * 64);
 const isCtl = (c: number) => (c < 32 && c !== 9) || c === 127;
 
 /** Names the head's reading looks for; the hop-by-hop ones after them are never forwarded. */
-const NAMES = new NameSet([
+const NAME_LIST = [
   "host",
   "content-length",
   "transfer-encoding",
@@ -38,9 +38,30 @@ const NAMES = new NameSet([
   "x-forwarded-proto",
   "x-forwarded-host",
   ...[...HOP_BY_HOP].filter((n) => n !== "connection" && n !== "transfer-encoding"),
-]);
+];
+const NAMES = new NameSet(NAME_LIST);
 const HOST = 0, CONTENT_LENGTH = 1, TRANSFER_ENCODING = 2, CONNECTION = 3, EXPECT = 4, COOKIE = 5, X_FORWARDED_FOR = 6;
 const TRACE_FIRST = 7, TRACE_LAST = TRACE_FIRST + TRACE_NAMES.length - 1;
+const UPGRADE = NAME_LIST.indexOf("upgrade");
+
+/**
+ * Whether a tab follows a value (in the OWS before the line's CRLF; `next` is where the next line
+ * starts). Trailing OWS is not part of a value, but llhttp refuses a tab after Content-Length's
+ * digits and after a transfer coding: a parser in a chain that reads `chunked<TAB>` as another
+ * coding, or `5<TAB>` as no length, frames the body otherwise. Checked for those two fields only.
+ */
+function tabAfter(buf: Buffer, ve: number, next: number): boolean {
+  for (let j = ve; j < next - 2; j++) if (buf[j] === 9) return true;
+  return false;
+}
+
+/** `s` without the SP and HTAB around it (OWS, RFC 9110 §5.6.3): not String.trim, which also removes NBSP (0xA0) and more. */
+function trimOws(s: string): string {
+  let a = 0, b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
 
 /** Methods read without a string made per request (and hashed once, for IDEMPOTENT.has). */
 const METHODS = new NameSet(["get", "head", "post", "put", "delete", "options", "patch"]);
@@ -174,6 +195,7 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   let xff = "";
   let cookies = 0;
   let traceContext = false;
+  let upgrade = false;
   // Runs of header lines to forward: a line ends where the next begins (the last before the empty line).
   const runs: number[] = [];
   let runStart = -1;
@@ -197,10 +219,16 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
       case CONTENT_LENGTH:
         // A second Content-Length, even an equal one, or a list is a framing ambiguity: refuse.
         if (contentLength !== -1) throw new RequestError(400, "more than one Content-Length");
+        if (tabAfter(buf, ve, k + 1 < count ? from + marks[(k + 1) * 4]! : headEnd - 2)) {
+          throw new RequestError(400, "tab after a Content-Length value");
+        }
         contentLength = decimal(buf, vs, ve);
         if (contentLength < 0) throw new RequestError(400, "invalid Content-Length");
         break;
       case TRANSFER_ENCODING: {
+        if (tabAfter(buf, ve, k + 1 < count ? from + marks[(k + 1) * 4]! : headEnd - 2)) {
+          throw new RequestError(400, "tab after a Transfer-Encoding value");
+        }
         const value = buf.toString("latin1", vs, ve);
         te = te === undefined ? value : `${te}, ${value}`;
         break;
@@ -215,6 +243,9 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
         connection = connection ? `${connection},${value}` : value;
         break;
       }
+      case UPGRADE:
+        if (ve > vs) upgrade = true;
+        break;
       case X_FORWARDED_FOR: {
         const value = buf.toString("latin1", vs, ve);
         xff = xff ? `${xff}, ${value}` : value;
@@ -228,12 +259,14 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     // RFC 9112 §6.1: chunked must be the final coding, else the length is unknowable (400);
     // other codings we cannot decode (501). With a Content-Length too, refuse (§6.3 allows it).
     if (minor === 0) throw new RequestError(400, "Transfer-Encoding in an HTTP/1.0 request");
-    const codings = te.toLowerCase().split(",").map((s) => s.trim());
+    const codings = te.toLowerCase().split(",").map(trimOws);
     if (codings[codings.length - 1] !== "chunked") throw new RequestError(400, "Transfer-Encoding without chunked as the final coding");
     if (codings.length > 1) throw new RequestError(501, `unsupported Transfer-Encoding: ${te.slice(0, 40)}`);
     if (contentLength !== -1) throw new RequestError(400, "both Transfer-Encoding and Content-Length");
     chunked = true;
   }
+  // RFC 9112 §3.2: an HTTP/1.1 request without a Host line is refused, an absolute-form one too.
+  if (host === undefined && minor === 1) throw new RequestError(400, "missing Host header");
   let hostLine = host ?? "";
   if (target.charCodeAt(0) !== 47) {
     if (target === "*") {
@@ -250,7 +283,6 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
   }
   if (target !== "*") target = normalizeTarget(target);
   if (host === undefined) {
-    if (minor === 1) throw new RequestError(400, "missing Host header");
     host = "";
   } else if (!/^[\w.~!$&'()*+,;=:%[\]-]*$/.test(host)) {
     throw new RequestError(400, "invalid Host header");
@@ -264,6 +296,10 @@ export function parseRequestHead(buf: Buffer, from: number): RequestHead | undef
     }
     // `close` wins over `keep-alive` when both are listed.
     if (/(^|,)\s*close\s*(,|$)/i.test(connection)) keepAlive = false;
+    // An upgrade Fulcrum does not make (Upgrade is hop-by-hop, the backend never sees it): what
+    // follows on the connection is not HTTP to a front that tunnels it once it saw the request
+    // (llhttp stops parsing there). Serving it as pipelined requests would be a way to smuggle.
+    if (upgrade && /(^|,)[ \t]*upgrade[ \t]*(,|$)/i.test(connection)) keepAlive = false;
   }
   let expectContinue = false;
   if (expect !== undefined) {

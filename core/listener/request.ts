@@ -121,10 +121,6 @@ export abstract class IncomingRequest {
     return upgradeOf(this.head);
   }
 
-  get httpVersion(): string {
-    return this.minor === 1 ? "1.1" : "1.0";
-  }
-
   header(name: string): string | null {
     return this.head.header(name);
   }

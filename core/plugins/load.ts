@@ -33,6 +33,14 @@ export interface LoadedPlugins {
   readonly fromFile: ReadonlyMap<string, string>;
 }
 
+/** Plugins that failed to load; `loaded` holds those that did (their references are bound). */
+export class PluginLoadError extends ConfigError {
+  constructor(problems: string[], readonly loaded: LoadedPlugins) {
+    super(problems);
+    this.name = "PluginLoadError";
+  }
+}
+
 export interface LoadOptions {
   runtime: Pick<Runtime, "importPlugin" | "cwd">;
   /** The built-ins; it is forked, never changed. */
@@ -44,7 +52,7 @@ export interface LoadOptions {
 /**
  * Load the plugins `config` refers to. Binds each reference to the registered name in place
  * (`strategy.name`, `middleware[].name`, `key: { name }`), so building the gateway needs no paths.
- * Throws {@link ConfigError} listing every problem.
+ * Throws {@link PluginLoadError} listing every problem; the references that failed stay unbound.
  */
 export async function loadPlugins(config: Config, options: LoadOptions): Promise<LoadedPlugins> {
   const source = configSource(config);
@@ -112,7 +120,7 @@ export async function loadPlugins(config: Config, options: LoadOptions): Promise
     }
     r.bind(result.name);
   }
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length) throw new PluginLoadError(problems, { registry, files: [...files], fromFile });
   return { registry, files: [...files], fromFile };
 }
 

@@ -145,7 +145,7 @@ export class RequestRecord implements Exchange {
 
 /**
  * {@link Incoming} over the raw listener's request. Headers are built only when something reads
- * them (a strategy plugin, tracing); the observer reads `method`, `url` and `headers` only.
+ * them (a strategy plugin, tracing); the observer reads `method`, `target`, `protocolVersion` and headers only.
  */
 export class RawIncoming implements Incoming, ObservedRequest {
   upgrade: string | undefined = undefined;
@@ -173,14 +173,18 @@ export class RawIncoming implements Incoming, ObservedRequest {
   get target() {
     return this.raw.target;
   }
+  /** network.protocol.version of the SERVER span ("2" from the HTTP/2 front). */
+  get protocolVersion(): string | undefined {
+    const version = this.raw.httpVersion;
+    if (version !== undefined) return version;
+    const minor = this.raw.minor;
+    return minor === undefined ? undefined : minor === 0 ? "1.0" : "1.1";
+  }
   get host() {
     return this.raw.host;
   }
   get proto(): "http" {
     return "http";
-  }
-  get httpVersion(): string {
-    return this.raw.httpVersion ?? "1.1";
   }
   get bodyLength() {
     return this.raw.bodyLength;

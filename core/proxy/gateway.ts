@@ -21,7 +21,7 @@ import { RawIncoming, RequestRecord } from "./exchange.ts";
 import { errorResponse, type ProxyResult } from "./response.ts";
 import { hostRank, makeRoute, matchRoute } from "./routes.ts";
 import { pluginApi } from "./plugin-context.ts";
-import { reuseBackend } from "./reuse.ts";
+import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
 import type { Env } from "./routes.ts";
 
@@ -70,7 +70,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const pools = new Map<string, Pool>();
   const reused = new Set<Backend>();
   // Weight and label changes of kept backends, applied only when this gateway goes live.
-  const updates = new Map<string, Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>>();
+  const updates = new Map<string, Map<Backend, BackendUpdate>>();
   const failureLog = logging.logger.getChild("plugins");
   const failures = (name: string) =>
     new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
@@ -84,7 +84,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       if (!registry.isBuiltin("strategy", strategyName)) {
         strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
       }
-      const poolUpdates = new Map<Backend, { weight: number; labels: Readonly<Record<string, string>> }>();
+      const poolUpdates = new Map<Backend, BackendUpdate>();
       const backends = pc.backends.map((b) => {
         const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
         if (!old) return new Backend(b, pc);
@@ -214,8 +214,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
-    const version = raw.httpVersion;
-    if (version !== undefined && version !== "1.1") ex.protocol = version;
+    // The access log names the protocol when it is not HTTP/1.1.
+    const version = raw.httpVersion ?? (raw.minor === 0 ? "1.0" : undefined);
+    if (version !== undefined) ex.protocol = version;
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {
@@ -274,7 +275,11 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       for (const p of pools.values()) p.close();
     },
     activate() {
-      for (const [name, p] of pools) p.activate(updates.get(name));
+      for (const [name, p] of pools) {
+        // Drains and admin weights of the gateway being replaced, as they are at the swap.
+        carryOperatorState(deps.previous?.pools.get(name), p, updates.get(name), logging.logger);
+        p.activate(updates.get(name));
+      }
     },
     retire(successor) {
       const kept = new Set<Backend>();

@@ -141,6 +141,9 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   const fwd = request.forwardBlock?.(ex.clientIp, ex.observer?.tracing === true);
   const headers = fwd === undefined ? request.forwardHeaders(ex.clientIp) : fwd.headers;
   const lines = fwd?.block;
+  // Never an empty Host upstream: an HTTP/1.0 request may come without one; it gets the
+  // backend's, as with `host_header: backend`.
+  const backendHost = cfg.host_header === "backend" || !headers.host;
   const info = new ProxyRequestInfo(method, ex.path, request.host, ex.clientIp, request);
   const deadline = cfg.timeouts.request > 0 ? ex.start + cfg.timeouts.request : Infinity;
   const perTry = retry.per_try_timeout || cfg.timeouts.response;
@@ -161,7 +164,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     }
     ex.backend = backend.id;
     ex.attempts = n;
-    if (cfg.host_header === "backend") headers.host = backend.hostHeader;
+    if (backendHost) headers.host = backend.hostHeader;
     const attempt = new Attempt(
       pool,
       backend,

@@ -4,9 +4,13 @@
  * running configuration keeps serving. Backends that stay (same pool, same id and URL) are the
  * same objects, so their in-flight counts, health and latency carry over.
  */
-import { ConfigError } from "../config/load.ts";
+import { ConfigError, configSource } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
+import { keepRunningValues, restartRequired } from "../config/reloadable.ts";
+import { adminExposure } from "../config/exposure.ts";
 import type { Runtime } from "../runtime/types.ts";
+import type { Observer } from "../telemetry/observer.ts";
+import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import type { Gateway, GatewayDeps } from "./gateway.ts";
 import { loadPlugins } from "../plugins/load.ts";
 
@@ -14,6 +18,24 @@ export interface ReloadResult {
   readonly ok: boolean;
   /** Why the reload was rejected, one `file:line:col: …` line each. */
   readonly problems: readonly string[];
+  /**
+   * Keys the new config changes that cannot change while running (core/config/reloadable.ts):
+   * their running values stay until a restart. Everything else was applied.
+   */
+  readonly restartRequired: readonly string[];
+}
+
+/**
+ * Tracing, metrics and the admin settings for a new config, prepared next to the running ones
+ * (core/admin/observability.ts): the new gateway is built with `observer` and `metrics`; `commit`
+ * makes them current once it serves (the old tracer is flushed and shut down once `previous`,
+ * the old gateway's requests, have finished); `abort` discards them when the reload fails.
+ */
+export interface StagedObservability {
+  readonly observer: Observer | undefined;
+  readonly metrics: GatewayMetrics | undefined;
+  commit(previous: Promise<void>): void;
+  abort(): void;
 }
 
 export interface ServingState {
@@ -22,27 +44,18 @@ export interface ServingState {
   readonly files: readonly string[];
 }
 
-/** Settings bound to the listener or the process: changing them needs a restart. */
-function restartNeeded(running: Config, next: Config): string[] {
-  const out: string[] = [];
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (!same(running.listen, next.listen)) out.push("listen");
-  if (!same(running.limits, next.limits)) out.push("limits");
-  if (!same(running.log, next.log)) out.push("log");
-  if (!same(running.workers, next.workers)) out.push("workers");
-  return out;
-}
-
 /** What a reload needs of the server's dependencies (core/proxy/server.ts ServerDeps extends it). */
 export interface ReloadDeps extends GatewayDeps {
   /** Reads the config again; without it, a reload re-uses the running config. */
   loadConfig?: () => Promise<Config>;
   /** A worker: its reloads are reported once, by the primary. */
   worker?: boolean;
+  /** Prepares tracing, metrics and admin settings for the new config; without it they stay as they are. */
+  stage?: (config: Config) => Promise<StagedObservability>;
 }
 
 export interface ReloaderOptions {
-  runtime: Pick<Runtime, "importPlugin" | "cwd">;
+  runtime: Pick<Runtime, "importPlugin" | "cwd" | "env">;
   deps: ReloadDeps;
   build: (config: Config, deps: GatewayDeps) => Gateway;
   current: () => ServingState;
@@ -61,44 +74,55 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
   async function reloadOnce(): Promise<ReloadResult> {
     const started = performance.now();
     const running = o.current();
+    let staged: StagedObservability | undefined;
+    let restart: string[] = [];
     try {
       const config = o.deps.loadConfig ? await o.deps.loadConfig() : running.config;
       const plugins = await loadPlugins(config, { runtime: o.runtime, registry: o.deps.registry, fresh: true });
-      const fixed = restartNeeded(running.config, config);
-      if (fixed.length) {
+      restart = restartRequired(running.config, config);
+      if (restart.length) {
         log[o.deps.worker ? "debug" : "warning"](
           "reload cannot change {keys} while running; keeping the running values (restart to apply)",
-          {
-            keys: fixed.join(", "),
-          },
+          { keys: restart.join(", "), restart_required: restart },
         );
-        config.listen = running.config.listen;
-        config.limits = running.config.limits;
-        config.log = running.config.log;
-        config.workers = running.config.workers;
+        keepRunningValues(running.config, config, restart);
       }
-      const gateway = o.build(config, { ...o.deps, registry: plugins.registry, previous: running.gateway });
+      // With the running admin listener kept, a token the new config drops would leave it open.
+      const exposed = adminExposure(config, o.runtime.env);
+      if (exposed.length) {
+        const at = configSource(config).at(["admin"]);
+        throw new ConfigError(exposed.map((p) => `${at}: admin.listen (kept until a restart) ${p.message}`));
+      }
+      staged = await o.deps.stage?.(config);
+      const deps = staged ? { ...o.deps, observer: staged.observer, metrics: staged.metrics } : o.deps;
+      const gateway = o.build(config, { ...deps, registry: plugins.registry, previous: running.gateway });
       if (o.stopping()) {
         gateway.retire(running.gateway);
-        return { ok: false, problems: ["shutting down"] };
+        staged?.abort();
+        return { ok: false, problems: ["shutting down"], restartRequired: restart };
       }
       const failed = await o.swap({ config, gateway, files: plugins.files });
+      // Swapped (with workers, in the primary at least): the new settings are the running ones.
+      staged?.commit(running.gateway.drained());
+      staged = undefined;
       if (failed?.length) {
         log.error("reload incomplete: {problems}", { problems: failed.join("\n") });
-        return { ok: false, problems: failed };
+        return { ok: false, problems: failed, restartRequired: restart };
       }
       log[info]("reloaded", {
         pools: [...gateway.pools.keys()],
         plugins: [...plugins.fromFile.keys()],
+        restart_required: restart,
         duration_ms: Math.round(performance.now() - started),
       });
-      return { ok: true, problems: [] };
+      return { ok: true, problems: [], restartRequired: restart };
     } catch (e) {
+      staged?.abort();
       const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
       log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", {
         problems: problems.join("\n"),
       });
-      return { ok: false, problems };
+      return { ok: false, problems, restartRequired: [] };
     }
   }
 

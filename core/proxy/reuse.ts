@@ -1,4 +1,9 @@
-/** Backends kept across a reload: the same objects, so in-flight counts, health and latency carry over. */
+/**
+ * Backends across a reload: the ones that stay are the same objects, so in-flight counts, health
+ * and latency carry over; and an operator's drain and weight (admin API) carry over to every
+ * backend that stays in its pool under the same id, unless the new config changes that weight.
+ */
+import type { Logger } from "@logtape/logtape";
 import { backendId } from "../config/load.ts";
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
@@ -14,4 +19,45 @@ export function reuseBackend(previous: Pool | undefined, config: BackendConfig, 
   if (ka.max_idle !== pool.keepalive.max_idle || ka.idle_timeout !== pool.keepalive.idle_timeout) return undefined;
   // Its new weight and labels are applied when the new pool goes live (Pool.activate).
   return old;
+}
+
+/** A kept backend's config values, applied when its new pool goes live (Pool.activate). */
+export interface BackendUpdate {
+  weight: number;
+  labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * Carry the operator state of `previous` (the pool being replaced, read now, as it goes live) into
+ * `pool`: a drain, and a weight set through the admin API while the config's weight for that
+ * backend stays what it was. A new configured weight wins, and says so. Kept backends get the
+ * weight through `updates`; new objects (a changed URL or keepalive) directly.
+ */
+export function carryOperatorState(
+  previous: Pool | undefined,
+  pool: Pool,
+  updates: Map<Backend, BackendUpdate> | undefined,
+  log: Logger,
+): void {
+  if (!previous) return;
+  pool.backends.forEach((b, i) => {
+    const from = previous.backends.find((x) => x.id === b.id);
+    if (!from) return;
+    if (from !== b) b.draining = from.draining;
+    const before = previous.config.backends.find((c) => backendId(c) === b.id)?.weight;
+    const configured = pool.config.backends[i]!.weight;
+    if (before === undefined || from.weight === before) return; // no operator weight
+    if (configured === before) {
+      const u = updates?.get(b);
+      if (u) u.weight = from.weight;
+      else b.weight = from.weight;
+    } else {
+      log.info("backend {backend}: the config's new weight {weight} replaces the weight {operator} set through the admin API", {
+        pool: pool.name,
+        backend: b.id,
+        weight: configured,
+        operator: from.weight,
+      });
+    }
+  });
 }

@@ -23,6 +23,8 @@ export interface RawExchange {
   readonly method: string;
   /** Origin-form path and query (`/p?q`), or `*`. */
   readonly target: string;
+  /** The request line's HTTP/1.x minor version (0 or 1), when the listener parsed it. */
+  readonly minor?: number;
   /** The Host header (or an absolute-form target's authority); "" when absent (HTTP/1.0). */
   readonly host: string;
   /** name, value, … with names lower-cased, in the order received. */
@@ -71,7 +73,7 @@ export interface RawExchange {
    * connection over, undefined too (the Upgrade header is then dropped as hop-by-hop).
    */
   readonly upgrade?: string | undefined;
-  /** "1.1", "1.0" or "2"; undefined means "1.1". */
+  /** "2" from the HTTP/2 front; undefined from the HTTP/1.x listener (see {@link minor}). */
   readonly httpVersion?: string;
   /**
    * Answer 101 Switching Protocols with `headers` (Connection and Upgrade written by the

@@ -47,6 +47,31 @@ export interface ResolvedTraces {
   scheduledDelayMs: number;
   exportTimeoutMs: number;
   serviceName: string;
+  /** Methods named as sent; any other is `_OTHER` (OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS). */
+  knownMethods: ReadonlySet<string>;
+}
+
+/** The HTTP semantic conventions' known methods: RFC 9110's and PATCH (RFC 5789). */
+export const DEFAULT_KNOWN_METHODS: ReadonlySet<string> = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+]);
+
+/**
+ * `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`: a comma-separated, case-sensitive list that replaces
+ * the default one whole, as the conventions require of an instrumentation that could otherwise
+ * turn a valid method (PURGE, PROPFIND…) into `_OTHER`.
+ */
+export function knownMethods(raw: string | undefined): ReadonlySet<string> {
+  if (!nonEmpty(raw)) return DEFAULT_KNOWN_METHODS;
+  return new Set(raw!.split(",").map((m) => m.trim()).filter((m) => m !== ""));
 }
 
 export type Env = Record<string, string | undefined>;
@@ -113,6 +138,7 @@ export function resolveTraces(config: TelemetryConfig | undefined, env: Env): Re
     scheduledDelayMs: positiveInt(t?.scheduled_delay, 1000, "scheduled_delay"),
     exportTimeoutMs: positiveInt(t?.export_timeout, 10_000, "export_timeout"),
     serviceName,
+    knownMethods: knownMethods(env.OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS),
   };
 }
 

@@ -150,7 +150,9 @@ export function startMetricsExport(
     flush,
     async stop() {
       clearInterval(timer);
-      await flush();
+      // An export already under way read the metrics before stop(): the last one reads them now.
+      await running;
+      await exportOnce();
     },
   };
 }

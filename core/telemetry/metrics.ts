@@ -192,6 +192,7 @@ export interface Metrics extends GatewayMetrics {
 export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
 
 const PER_WORKER_ONLY = new Set(["fulcrum_backend_circuit_state"]);
+const GAUGES_NAMED_LIKE_COUNTERS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 /** Build the metrics registry (with process metrics: CPU, memory, event-loop lag). */
 export function createMetrics(): Metrics {
@@ -201,6 +202,10 @@ export function createMetrics(): Metrics {
   } catch {
     // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
   }
+  // prom-client also names three gauges `*_total`, which the exposition format keeps for counters
+  // (`promtool check metrics` rejects them); the per-type gauges without the suffix hold the same
+  // counts (their sum).
+  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
   const m: Metrics = {
     registry,
     source: undefined,

@@ -17,7 +17,7 @@ import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./trac
  */
 export interface ObservedExchange {
   readonly method: string;
-  /** Path and query, appended to the backend's URL for the CLIENT span's url.full. */
+  /** The path (no query), appended to the backend's URL for the CLIENT span's url.full. */
   readonly path: string;
   readonly clientIp: string;
   /** "" when no route matched. */
@@ -244,7 +244,9 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       // A reload may keep the backend and change its pool's strategy.
       a.strategy = pool.strategyName;
       a.attempt = attempt;
-      a.url = a.base + ex.path;
+      // What is sent upstream: the path and the query (kept by the SERVER span, sampled requests only).
+      const query = parent.query;
+      a.url = query === undefined ? a.base + ex.path : a.base + ex.path + "?" + query;
       a.retryReason = attempt > 1 ? ex.retryReason : undefined;
       const span = tel.startClientSpan(parent, a)!;
       if (backend.circuit !== "closed") span.span.setAttribute("fulcrum.circuit", backend.circuit);

@@ -17,7 +17,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { RecordedSpan, UnsampledSpan } from "./otlp/spans.ts";
-import { resolveTraces, type Env, type TelemetryConfig } from "./config.ts";
+import { DEFAULT_KNOWN_METHODS, resolveTraces, type Env, type TelemetryConfig } from "./config.ts";
 import type { TelemetryOptions, TracingBackend } from "./types.ts";
 
 export type { TelemetryConfig, PropagatorName, TraceProtocol } from "./config.ts";
@@ -28,8 +28,12 @@ export { resolveTraces, parseHeaders } from "./config.ts";
 export interface SpanHandle {
   readonly span: Span;
   readonly ctx: Context;
-  /** The HTTP method, reused by client spans of the same request. */
+  /** The HTTP method (`_OTHER` when not a known one), reused by client spans of the same request. */
   readonly method: string;
+  /** The method as sent, when `method` is `_OTHER` (http.request.method_original). */
+  readonly methodOriginal?: string;
+  /** The SERVER span's url.query (no `?`), when the request had a query: its CLIENT spans' url.full ends with it. */
+  readonly query?: string;
 }
 
 /** Attributes of one upstream attempt. Callers may reuse one object per backend and mutate `attempt`/`url`. */
@@ -58,10 +62,14 @@ export interface ClientSpanAttrs {
 export interface RequestHead {
   readonly method: string;
   readonly url: string;
+  /** Origin-form path and query, when known: read instead of `url`. */
+  readonly target?: string;
+  /** "1.0", "1.1" or "2", when the listener knows (network.protocol.version). */
+  readonly protocolVersion?: string;
+  /** The scheme the request came in on, with `target` (a web Request's is in its `url`). */
+  readonly proto?: "http" | "https";
   /** A header's value, several joined with ", " as `Headers.get` does; null when absent. `name` is lowercase. */
   header(name: string): string | null;
-  /** "1.1", "1.0" or "2" (`network.protocol.version`); absent means "1.1". */
-  readonly httpVersion?: string;
 }
 
 export interface Telemetry {
@@ -124,7 +132,7 @@ export async function createTelemetry(config: TelemetryConfig | undefined, opts:
   if (!resolved) return NOOP_TELEMETRY;
   const { startTracingBackend } = await import("./sdk.ts");
   const backend = startTracingBackend(resolved, opts);
-  return createActiveTelemetry(backend);
+  return createActiveTelemetry(backend, resolved.knownMethods);
 }
 
 const headersGetter: TextMapGetter<Headers> = {
@@ -139,10 +147,11 @@ const headGetter: TextMapGetter<RequestHead> = {
 const headersSetter: TextMapSetter<Headers> = { set: (h, k, v) => h.set(k, v) };
 const recordSetter: TextMapSetter<Record<string, string>> = { set: (r, k, v) => void (r[k] = v) };
 
-const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"]);
-
-/** The tracing-on implementation over the SDK's pieces (sdk.ts). */
-export function createActiveTelemetry(backend: TracingBackend): Telemetry {
+/**
+ * The tracing-on implementation over the SDK's pieces (sdk.ts). A method outside `knownMethods`
+ * is recorded as `_OTHER` with `http.request.method_original`, and its spans are named `HTTP …`.
+ */
+export function createActiveTelemetry(backend: TracingBackend, knownMethods: ReadonlySet<string> = DEFAULT_KNOWN_METHODS): Telemetry {
   const { spans, propagator, w3c } = backend;
 
   function injectInto(h: LeanHandle, headers: Headers | Record<string, string>): void {
@@ -181,21 +190,37 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
       // Name and attributes only for spans that will be exported: unsampled requests stay cheap.
       if (span.isRecording()) {
         const rec = span as RecordedSpan;
-        const known = KNOWN_METHODS.has(request.method);
-        const method = known ? request.method : "_OTHER";
+        const sent = request.method;
+        const known = knownMethods.has(sent);
+        const method = known ? sent : "_OTHER";
         rec.method = method;
-        const url = request.url;
-        const host = (web !== undefined ? web.get("host") : head.header("host")) ?? authorityOf(url);
+        // The proxy's own request has its target and Host at hand; a web Request has its URL.
+        const target = web !== undefined ? undefined : head.target;
+        const url = target ?? request.url;
+        const https = target === undefined ? url.charCodeAt(4) === 115 /* https: */ : head.proto === "https";
+        // Path and query from the string's own indexes: no URL object, and no string at all for an absent query.
+        const schemeEnd = target !== undefined ? -3 : url.indexOf("://");
+        const pathStart = url.indexOf("/", schemeEnd + 3);
+        let end = pathStart < 0 ? -1 : url.indexOf("#", pathStart);
+        if (end < 0) end = url.length;
+        const q = pathStart < 0 ? -1 : url.indexOf("?", pathStart);
+        const pathEnd = q >= 0 && q < end ? q : end;
         const attrs: Attributes = {
           "http.request.method": method,
-          "url.path": pathOf(url),
-          "url.scheme": url.charCodeAt(4) === 115 /* https */ ? "https" : "http",
-          "server.address": stripPort(host),
+          "url.path": pathStart < 0 ? "/" : url.slice(pathStart, pathEnd),
+          "url.scheme": https ? "https" : "http",
           "client.address": clientIp,
-          "network.protocol.version": (web === undefined ? head.httpVersion : undefined) ?? "1.1",
         };
+        if (pathEnd < end) attrs["url.query"] = rec.query = url.slice(pathEnd + 1, end);
+        const host = web !== undefined ? web.get("host") ?? authorityOf(url) : head.header("host");
+        if (host) {
+          attrs["server.address"] = stripPort(host);
+          const port = portOf(host, https ? 443 : 80);
+          if (port >= 0) attrs["server.port"] = port;
+        }
+        if (target !== undefined && head.protocolVersion !== undefined) attrs["network.protocol.version"] = head.protocolVersion;
         if (route) attrs["http.route"] = route;
-        if (!known) attrs["http.request.method_original"] = request.method;
+        if (!known) attrs["http.request.method_original"] = rec.methodOriginal = sent;
         const ua = web !== undefined ? web.get("user-agent") : head.header("user-agent");
         if (ua) attrs["user_agent.original"] = ua;
         // No route matched (404): the span is named by the method alone, as semconv says.
@@ -209,7 +234,13 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
       // Unsampled trace: nothing is exported, so the upstream can carry the server span's context
       // (sampled flag off) and we skip creating a second non-recording span.
       if (!parent.span.isRecording()) return parent;
-      const method = a.method ?? parent.method;
+      let method = parent.method;
+      let original = parent.methodOriginal;
+      if (a.method !== undefined) {
+        const known = knownMethods.has(a.method);
+        method = known ? a.method : "_OTHER";
+        original = known ? undefined : a.method;
+      }
       const span = spans.child(parent as RecordedSpan & SpanHandle, SpanKind.CLIENT);
       span.method = method;
       let host = a.host;
@@ -231,11 +262,13 @@ export function createActiveTelemetry(backend: TracingBackend): Telemetry {
         "fulcrum.strategy": a.strategy,
         "fulcrum.attempt": a.attempt,
       };
+      if (original !== undefined) attrs["http.request.method_original"] = span.methodOriginal = original;
       if (a.attempt > 1) {
         attrs["http.request.resend_count"] = a.attempt - 1;
         if (a.retryReason) attrs["fulcrum.retry_reason"] = a.retryReason;
       }
-      return span.init(method + " " + a.pool, attrs);
+      // An unknown method is named HTTP, as for the SERVER span.
+      return span.init((original === undefined ? method : "HTTP") + " " + a.pool, attrs);
     },
 
     inject(h, headers) {
@@ -286,22 +319,24 @@ function end(span: Span, status: number, error: unknown, errorFrom: number): voi
   span.end();
 }
 
-/** Path of an absolute URL string without allocating a URL object. */
-export function pathOf(url: string): string {
-  const schemeEnd = url.indexOf("://");
-  const start = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 3);
-  if (start < 0) return "/";
-  let end = url.indexOf("?", start);
-  const hash = url.indexOf("#", start);
-  if (end < 0 || (hash >= 0 && hash < end)) end = hash;
-  return end < 0 ? url.slice(start) : url.slice(start, end);
-}
-
 function authorityOf(url: string): string {
   const start = url.indexOf("://");
   if (start < 0) return "";
   const end = url.indexOf("/", start + 3);
   return end < 0 ? url.slice(start + 3) : url.slice(start + 3, end);
+}
+
+/** The port of a Host value (`h:8080`, `[::1]:8080`), else the scheme's default; -1 when not a port. */
+export function portOf(host: string, defaultPort: number): number {
+  const from = host.charCodeAt(0) === 91 /* [ */ ? host.indexOf("]") : 0;
+  const colon = host.indexOf(":", from < 0 ? 0 : from);
+  if (colon < 0 || colon === host.length - 1) return defaultPort;
+  let n = 0;
+  for (let i = colon + 1; i < host.length; i++) {
+    const d = host.charCodeAt(i) - 48;
+    if (d < 0 || d > 9 || (n = n * 10 + d) > 65535) return -1;
+  }
+  return n;
 }
 
 function stripPort(host: string): string {

@@ -87,6 +87,7 @@ export async function startFulcrum(yaml: string, opts: { env?: Record<string, st
     logging,
     observer: obs.observer,
     metrics: obs.metrics,
+    stage: obs.stage,
     beforeListen: () => obs.listen(),
     loadConfig: reload === undefined ? undefined : async () => parse(reload()),
   });

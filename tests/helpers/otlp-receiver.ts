@@ -1,7 +1,18 @@
-// A small OTLP/HTTP trace receiver on loopback for tests: POST /v1/traces in http/protobuf or
-// http/json (optionally gzip). Spans are flattened with hex ids and attributes as plain objects.
+// A small OTLP/HTTP receiver on loopback for tests: POST /v1/traces and /v1/metrics in http/protobuf
+// or http/json (optionally gzip), decoded with the official schema (otlp-proto.ts). Spans are
+// flattened with hex ids and attributes as plain objects; metric exports by metric name.
 // Modes simulate a dead collector: "hang" never answers, "refuse" closes the port, "error" answers 503.
-import { decodeExportTraceServiceRequest, type AttrValue, type DecodedResourceSpans } from "./otlp-proto.ts";
+import {
+  checkOtlpJson,
+  decodeExportTraceServiceRequest,
+  decodeMetricsJson,
+  ExportMetricsServiceRequest,
+  ExportTraceServiceRequest,
+  flattenMetrics,
+  type AttrValue,
+  type DecodedMetric,
+  type DecodedResourceSpans,
+} from "./otlp-proto.ts";
 
 export type ReceiverMode = "ok" | "hang" | "refuse" | "error";
 const KINDS = ["UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"] as const;
@@ -30,16 +41,28 @@ export interface ExportRequestInfo {
   spanCount: number;
 }
 
+/** One metrics export (POST /v1/metrics), in the order received. */
+export interface MetricsExport {
+  contentType: string;
+  resource: Record<string, AttrValue>;
+  metrics: Map<string, DecodedMetric>;
+}
+
 export interface OtlpReceiver {
   /** Full traces URL, e.g. http://127.0.0.1:PORT/v1/traces. */
   readonly url: string;
+  /** Full metrics URL, e.g. http://127.0.0.1:PORT/v1/metrics. */
+  readonly metricsUrl: string;
   readonly spans: ReceivedSpan[];
+  readonly metricExports: MetricsExport[];
   /** Every POST that was decoded (in "ok" mode) or received (other modes). */
   readonly requests: ExportRequestInfo[];
   /** Resolves when at least `n` spans arrived; rejects after `timeoutMs` listing what did. */
   waitForSpans(n: number, timeoutMs?: number): Promise<ReceivedSpan[]>;
   /** Resolves when at least `n` export requests arrived (useful in "hang" mode). */
   waitForRequests(n: number, timeoutMs?: number): Promise<void>;
+  /** Resolves when at least `n` metric exports arrived. */
+  waitForMetricExports(n: number, timeoutMs?: number): Promise<MetricsExport[]>;
   clear(): void;
   stop(): Promise<void>;
 }
@@ -47,6 +70,7 @@ export interface OtlpReceiver {
 export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Promise<OtlpReceiver> {
   const mode = opts.mode ?? "ok";
   const spans: ReceivedSpan[] = [];
+  const metricExports: MetricsExport[] = [];
   const requests: ExportRequestInfo[] = [];
   const waiters = new Set<() => void>();
   const hanging = new Set<(r: Response) => void>();
@@ -60,7 +84,8 @@ export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Pro
     idleTimeout: 0, // "hang" must outlive the exporter's timeout, not Bun's default 10 s
     async fetch(req) {
       const path = new URL(req.url).pathname;
-      if (req.method !== "POST" || path !== "/v1/traces") return new Response("not found", { status: 404 });
+      const metrics = path === "/v1/metrics";
+      if (req.method !== "POST" || (path !== "/v1/traces" && !metrics)) return new Response("not found", { status: 404 });
       const contentType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim();
       if (mode === "hang") {
         requests.push({ contentType, headers: req.headers, spanCount: 0 });
@@ -74,11 +99,19 @@ export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Pro
       }
       let body = new Uint8Array(await req.arrayBuffer());
       if (req.headers.get("content-encoding") === "gzip") body = Bun.gunzipSync(body);
-      let decoded: ReceivedSpan[];
+      const json = contentType === "application/json";
+      let decoded: ReceivedSpan[] = [];
       try {
-        decoded = contentType === "application/json"
-          ? flattenJson(JSON.parse(new TextDecoder().decode(body)))
-          : flatten(decodeExportTraceServiceRequest(body));
+        if (metrics) {
+          const message = json
+            ? decodeMetricsJson(JSON.parse(new TextDecoder().decode(body)))
+            : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), { longs: String, oneofs: true });
+          metricExports.push({ contentType, ...flattenMetrics(message) });
+        } else if (json) {
+          const message = JSON.parse(new TextDecoder().decode(body));
+          checkOtlpJson(ExportTraceServiceRequest, message);
+          decoded = flattenJson(message);
+        } else decoded = flatten(decodeExportTraceServiceRequest(body));
       } catch (err) {
         return new Response(`cannot decode: ${(err as Error).message}`, { status: 400 });
       }
@@ -91,6 +124,7 @@ export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Pro
     },
   });
   const url = `http://127.0.0.1:${server.port}/v1/traces`;
+  const metricsUrl = `http://127.0.0.1:${server.port}/v1/metrics`;
   if (mode === "refuse") await server.stop(true); // nothing listens on the port any more
 
   const waitFor = <T>(done: () => T | undefined, timeoutMs: number, what: () => string): Promise<T> =>
@@ -115,7 +149,9 @@ export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Pro
 
   return {
     url,
+    metricsUrl,
     spans,
+    metricExports,
     requests,
     waitForSpans: (n, timeoutMs = 5000) =>
       waitFor(
@@ -126,8 +162,15 @@ export async function startOtlpReceiver(opts: { mode?: ReceiverMode } = {}): Pro
     waitForRequests: (n, timeoutMs = 5000) =>
       waitFor(() => (requests.length >= n ? true : undefined), timeoutMs, () => `${n} requests; got ${requests.length}`)
         .then(() => {}),
+    waitForMetricExports: (n, timeoutMs = 5000) =>
+      waitFor(
+        () => (metricExports.length >= n ? metricExports : undefined),
+        timeoutMs,
+        () => `${n} metric exports; got ${metricExports.length}`,
+      ),
     clear() {
       spans.length = 0;
+      metricExports.length = 0;
       requests.length = 0;
     },
     async stop() {

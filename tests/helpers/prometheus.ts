@@ -1,5 +1,7 @@
 // A strict parser of the Prometheus text exposition format (0.0.4), for tests: every line must
-// be a comment, a HELP/TYPE line, or a sample of a family declared by TYPE before it.
+// be a comment, a HELP/TYPE line, or a sample of a family declared by TYPE before it. And
+// Prometheus' own checker, promtool, where it is installed (.ci/install-promtool).
+import { existsSync } from "node:fs";
 
 export interface Sample {
   name: string;
@@ -69,4 +71,33 @@ export function sum(families: Map<string, Family>, name: string, match: Record<s
     if (Object.entries(match).every(([k, v]) => s.labels[k] === v)) total += s.value;
   }
   return total;
+}
+
+/** Where `.ci/install-promtool` puts promtool (from Debian's prometheus package) when it is not on PATH. */
+export const PROMTOOL_EXTRACTED = new URL("../../.tmp/promtool/usr/bin/promtool", import.meta.url).pathname;
+
+/** promtool on PATH, else the extracted copy; undefined when neither exists. */
+export function findPromtool(): string | undefined {
+  return Bun.which("promtool") ?? (existsSync(PROMTOOL_EXTRACTED) ? PROMTOOL_EXTRACTED : undefined);
+}
+
+/**
+ * Without promtool, say how to get it and skip: but CI (CI=true) must have it (.ci/run installs
+ * it), so there a missing promtool fails instead.
+ */
+export function promtoolOrSkip(): string | undefined {
+  const found = findPromtool();
+  if (found === undefined) {
+    const why = `promtool not found on PATH nor at ${PROMTOOL_EXTRACTED}: run \`bash .ci/install-promtool\``;
+    if (process.env.CI) throw new Error(why);
+    console.warn(`skipping the promtool checks: ${why}`);
+  }
+  return found;
+}
+
+/** `promtool check metrics` on an exposition text: its exit code and what it said (one problem a line). */
+export async function promtoolCheck(promtool: string, text: string): Promise<{ code: number; output: string }> {
+  const proc = Bun.spawn([promtool, "check", "metrics"], { stdin: new TextEncoder().encode(text), stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, output: (stdout + stderr).trim() };
 }

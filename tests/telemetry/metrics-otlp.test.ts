@@ -143,3 +143,62 @@ test("end to end: telemetry.metrics exports the requests Fulcrum served", async 
   const resource = seen.at(-1)!.resourceMetrics[0]!.resource.attributes;
   expect(resource.find((a) => a.key === "service.name")?.value.stringValue).toBe("fulcrum");
 });
+
+test("toOtlp's body is an ExportMetricsServiceRequest by the official schema's OTLP/JSON rules", async () => {
+  const { decodeMetricsJson, flattenMetrics } = await import("../helpers/otlp-proto.ts");
+  const m = createMetrics();
+  m.requests.child("web", "b1", "PURGE", "2xx").inc(2);
+  m.upstreamDuration.child("web", "b1").observe(0.003);
+  const body = JSON.parse(JSON.stringify(toOtlp(await m.registry.getMetricsAsJSON(), { "service.name": "fulcrum" }, 1n, 2n)));
+  const { resource, metrics } = flattenMetrics(decodeMetricsJson(body));
+  expect(resource["service.name"]).toBe("fulcrum");
+  expect(metrics.get("fulcrum_requests_total")).toMatchObject({ kind: "sum", monotonic: true, points: [{ value: 2 }] });
+  expect(metrics.get("fulcrum_upstream_duration_seconds")).toMatchObject({ kind: "histogram", points: [{ count: 1 }] });
+  expect(metrics.get("process_cpu_seconds_total")?.kind).toBe("sum");
+  expect(metrics.get("nodejs_eventloop_lag_seconds")?.kind).toBe("gauge");
+  // The checker is strict: a misspelt field or a string enum is refused.
+  expect(() => decodeMetricsJson({ resourceMetrics: [{ scopeMetric: [] }] })).toThrow("no such field");
+  expect(() =>
+    decodeMetricsJson({ resourceMetrics: [{ scopeMetrics: [{ metrics: [{ sum: { aggregationTemporality: "CUMULATIVE" } }] }] }] })
+  )
+    .toThrow("an enum must be an integer");
+});
+
+test("stop() exports once more even when an export is under way: the last export reads the metrics as they are then", async () => {
+  const totals: number[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let firstArrived!: () => void;
+  const first = new Promise<void>((r) => (firstArrived = r));
+  const collector = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      const body = (await req.json()) as Body;
+      const requests = body.resourceMetrics[0]!.scopeMetrics[0]!.metrics.find((x) => x.name === "fulcrum_requests_total");
+      totals.push(requests?.sum?.dataPoints.reduce((n, p) => n + (p.asDouble ?? 0), 0) ?? 0);
+      if (totals.length === 1) {
+        firstArrived();
+        await held; // the first export is still under way when stop() is called
+      }
+      return new Response("{}");
+    },
+  });
+  stops.push(() => collector.stop(true));
+  const m = createMetrics();
+  const child = m.requests.child("web", "b1", "GET", "2xx");
+  child.inc();
+  const exporter = startMetricsExport(
+    () => m.registry.getMetricsAsJSON(),
+    { endpoint: `http://127.0.0.1:${collector.port}/v1/metrics`, headers: {}, interval: 60_000, timeout: 5000 },
+    {},
+    { warn: () => {} },
+  );
+  void exporter.flush();
+  await first;
+  child.inc(4); // served after the first export read the metrics
+  const stopped = exporter.stop();
+  release();
+  await stopped;
+  expect(totals).toEqual([1, 5]);
+});

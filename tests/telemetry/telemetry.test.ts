@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import {
   createTelemetry,
   NOOP_TELEMETRY,
-  pathOf,
+  portOf,
   resolveTraces,
   type Telemetry,
   type TelemetryConfig,
@@ -349,9 +349,14 @@ describe("resolveTraces()", () => {
     expect(() => resolveTraces({ traces: { propagators: ["xray" as "b3"] } }, {})).toThrow('unknown "xray"');
   });
 
-  test("pathOf() takes the path of a URL string without query or fragment", () => {
-    expect(pathOf("http://h:1/a/b?q=1#f")).toBe("/a/b");
-    expect(pathOf("https://h")).toBe("/");
-    expect(pathOf("http://h/a#f?x")).toBe("/a");
+  test("portOf() reads the port of a Host value, else the scheme's default; -1 when it is not a port", () => {
+    expect(portOf("h:8080", 80)).toBe(8080);
+    expect(portOf("h", 80)).toBe(80);
+    expect(portOf("h", 443)).toBe(443);
+    expect(portOf("h:", 80)).toBe(80);
+    expect(portOf("[::1]:9", 80)).toBe(9);
+    expect(portOf("[::1]", 443)).toBe(443);
+    expect(portOf("h:x", 80)).toBe(-1);
+    expect(portOf("h:70000", 80)).toBe(-1);
   });
 });

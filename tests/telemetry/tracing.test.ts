@@ -67,9 +67,12 @@ describe("a traced request through Fulcrum", () => {
       "http.request.method": "GET",
       "http.route": route,
       "url.path": "/users/42",
+      "url.query": "q=1",
       "url.scheme": "http",
       "server.address": "127.0.0.1",
+      "server.port": f.server.listener.port,
       "client.address": "127.0.0.1",
+      "network.protocol.version": "1.1",
       "http.response.status_code": 200,
       "fulcrum.pool": "web",
       "fulcrum.attempts": 2,
@@ -90,7 +93,7 @@ describe("a traced request through Fulcrum", () => {
       "error.type": "503",
       "server.port": failing.port,
       "network.peer.port": failing.port,
-      "url.full": `${failing.url}/users/42`,
+      "url.full": `${failing.url}/users/42?q=1`,
     });
     expect(first.attributes["fulcrum.retry_reason"]).toBeUndefined();
     expect(first.status.code).toBe("ERROR");

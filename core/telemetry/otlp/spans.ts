@@ -165,6 +165,9 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   events: TimedEvent[] = EMPTY_EVENTS;
   links: Link[] = EMPTY_LINKS;
   status: SpanStatus = UNSET_STATUS;
+  /** The method as sent when `method` is `_OTHER`; the request's query (SERVER span). See SpanHandle. */
+  methodOriginal: string | undefined = undefined;
+  query: string | undefined = undefined;
   droppedAttributesCount = 0;
   droppedEventsCount = 0;
   droppedLinksCount = 0;

@@ -1,0 +1,295 @@
+// Every key of the config is either applied by a reload or named in its answer as needing a
+// restart. The table below has one entry per key of config/reference.yaml and of the schema; a
+// key added to either without an entry here fails the first test. Each entry changes that one key
+// in the reference config and reloads through the real reloader (plugins re-imported, gateway
+// rebuilt): the answer's `restart_required` must name exactly the restart keys, and the config
+// that goes live must be the new one (applied) or keep the running value (restart). How the
+// applied keys take effect is shown end to end for a representative set in
+// tests/proxy/reload-apply.test.ts (admin.token, admin.metrics, telemetry.traces, a pool key, a route
+// key, plugins.watch) and tests/admin/operator-state.test.ts.
+import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { getLogger } from "@logtape/logtape";
+import { parseDocument } from "yaml";
+import { parseConfig } from "../../core/config/load.ts";
+import { RESTART_KEYS } from "../../core/config/reloadable.ts";
+import type { Config } from "../../core/config/schema.ts";
+import { buildGateway, type Gateway } from "../../core/proxy/gateway.ts";
+import { createReloader, type ServingState } from "../../core/proxy/reload.ts";
+import { loadPlugins } from "../../core/plugins/load.ts";
+import { bunRuntime } from "../../core/runtime/bun.ts";
+import { builtinRegistry } from "../../main.ts";
+import { schemaKeys, yamlKeys } from "../helpers/config-keys.ts";
+
+const FILE = new URL("../../config/reference.yaml", import.meta.url).pathname;
+const TEXT = readFileSync(FILE, "utf8");
+
+type Path = (string | number)[];
+interface Entry {
+  /** Applied by a reload, or kept until a restart (and named in `restart_required`). */
+  kind: "applied" | "restart";
+  /** The new value (`DELETE`: remove the key) ... */
+  to: unknown;
+  /** ... at this path; default: the key with `*` → web and `[]` → 0. */
+  at?: Path;
+  /** The restart keys the change names; default: the key itself. */
+  names?: string[];
+}
+const DELETE = Symbol("delete");
+const applied = (to: unknown, at?: Path): Entry => ({ kind: "applied", to, ...(at ? { at } : {}) });
+const restart = (to: unknown, names?: string[]): Entry => ({ kind: "restart", to, ...(names ? { names } : {}) });
+
+const TABLE: Record<string, Entry> = {
+  "listen": restart("127.0.0.1:8181"),
+  // The listener's map form (HTTP/2): set whole, since the reference writes listen as an address.
+  "listen.address": { kind: "restart", to: { address: "127.0.0.1:8181" }, at: ["listen"], names: ["listen"] },
+  "listen.h2c": { kind: "restart", to: { address: "0.0.0.0:8080", h2c: true }, at: ["listen"], names: ["listen"] },
+  "listen.http2": {
+    kind: "restart",
+    to: { address: "0.0.0.0:8080", http2: { max_concurrent_streams: 50 } },
+    at: ["listen"],
+    names: ["listen"],
+  },
+  "listen.http2.max_concurrent_streams": {
+    kind: "restart",
+    to: { address: "0.0.0.0:8080", http2: { max_concurrent_streams: 50 } },
+    at: ["listen"],
+    names: ["listen"],
+  },
+  "listen.http2.initial_window_size": {
+    kind: "restart",
+    to: { address: "0.0.0.0:8080", http2: { initial_window_size: "64kib" } },
+    at: ["listen"],
+    names: ["listen"],
+  },
+  "listen.http2.max_header_list_size": {
+    kind: "restart",
+    to: { address: "0.0.0.0:8080", http2: { max_header_list_size: "16kib" } },
+    at: ["listen"],
+    names: ["listen"],
+  },
+  "workers": restart(4),
+  "shutdown_timeout": applied("10s"),
+  "state_file": applied("fulcrum-state.json"),
+
+  "pools": applied({ backends: ["http://127.0.0.1:9301"] }, ["pools", "extra"]), // a pool added
+  "pools.*": applied({ strategy: "round-robin", backends: ["http://127.0.0.1:9101"] }, ["pools", "api"]),
+  "pools.*.strategy": applied("round-robin"),
+  "pools.*.strategy.name": applied({ name: "round-robin" }, ["pools", "api", "strategy"]),
+  "pools.*.strategy.plugin": applied({ plugin: "../plugins/header-canary.ts" }, ["pools", "api", "strategy"]),
+  "pools.*.strategy.options": applied({ header: "x-other", value: "2" }, ["pools", "beta", "strategy", "options"]),
+  "pools.*.backends": applied(["http://127.0.0.1:9103"], ["pools", "api", "backends"]),
+  "pools.*.backends[].url": applied("http://127.0.0.1:9011"),
+  "pools.*.backends[].id": applied("web-1"),
+  "pools.*.backends[].weight": applied(5),
+  "pools.*.backends[].labels": applied({ zone: "b" }),
+  "pools.*.host_header": applied("backend"),
+  "pools.*.timeouts": applied({ connect: "1s" }),
+  "pools.*.timeouts.connect": applied("1s"),
+  "pools.*.timeouts.response": applied("30s"),
+  "pools.*.timeouts.request": applied("10s"),
+  "pools.*.keepalive": applied({ max_idle: 8 }),
+  "pools.*.keepalive.max_idle": applied(16),
+  "pools.*.keepalive.idle_timeout": applied("2s"),
+  "pools.*.health": applied(DELETE),
+  "pools.*.health.method": applied("HEAD"),
+  "pools.*.health.path": applied("/up"),
+  "pools.*.health.host": applied("health.internal"),
+  "pools.*.health.interval": applied("2s"),
+  "pools.*.health.timeout": applied("2s"),
+  "pools.*.health.jitter": applied("100ms"),
+  "pools.*.health.healthy_threshold": applied(3),
+  "pools.*.health.unhealthy_threshold": applied(2),
+  "pools.*.health.expect_status": applied("200-299"),
+  "pools.*.health.expect_body": applied("ok"),
+  "pools.*.health.initial": applied("unknown"),
+  "pools.*.outlier_detection": applied(DELETE),
+  "pools.*.outlier_detection.consecutive_failures": applied(3),
+  "pools.*.outlier_detection.on": applied(["connect"]),
+  "pools.*.outlier_detection.ejection_time": applied("10s"),
+  "pools.*.outlier_detection.max_ejection_time": applied("60s"),
+  "pools.*.outlier_detection.max_ejected_percent": applied(30),
+  "pools.*.circuit_breaker": applied(DELETE),
+  "pools.*.circuit_breaker.failures": applied(3),
+  "pools.*.circuit_breaker.failure_ratio": applied("10%"),
+  "pools.*.circuit_breaker.window": applied("5s"),
+  "pools.*.circuit_breaker.min_requests": applied(10),
+  "pools.*.circuit_breaker.open_for": applied("10s"),
+  "pools.*.circuit_breaker.half_open_requests": applied(2),
+  "pools.*.retry": applied({ attempts: 3 }),
+  "pools.*.retry.attempts": applied(3),
+  "pools.*.retry.on": applied(["connect"]),
+  "pools.*.retry.backoff": applied({ base: "50ms" }),
+  "pools.*.retry.backoff.base": applied("50ms"),
+  "pools.*.retry.backoff.max": applied("2s"),
+  "pools.*.retry.budget": applied("30%"),
+  "pools.*.retry.budget.ratio": applied("30%"),
+  "pools.*.retry.budget.window": applied("20s"),
+  "pools.*.retry.budget.min_retries": applied(5),
+  "pools.*.retry.per_try_timeout": applied("5s"),
+  "pools.*.retry.buffer_body_limit": applied("128kib"),
+  "pools.*.max_inflight": applied({ backend: 10 }),
+  "pools.*.max_inflight.backend": applied(10),
+  "pools.*.max_inflight.pool": applied(100),
+  "pools.*.panic": applied(true),
+
+  "routes": applied([{ pool: "web" }]),
+  "routes[].match": applied({ path: "/v2" }),
+  "routes[].match.host": applied("api2.example.com"),
+  "routes[].match.path": applied("/v2"),
+  "routes[].pool": applied("web"),
+  "routes[].retry_non_idempotent": applied(true),
+  "routes[].websocket": applied(false),
+  "routes[].upgrade": applied(["h2c"]),
+  "routes[].timeouts": applied({ tunnel_idle: "5m" }),
+  "routes[].timeouts.tunnel_idle": applied("10m"),
+  "routes[].middleware": applied([]),
+  "routes[].middleware[].name": applied({ name: "rate-limit", options: { rate: "10/s" } }, ["routes", 0, "middleware", 0]),
+  "routes[].middleware[].plugin": applied("../plugins/response-headers.ts", ["routes", 0, "middleware", 1, "plugin"]),
+  "routes[].middleware[].options": applied({ header: "x-key", keys: ["k"] }, ["routes", 0, "middleware", 1, "options"]),
+  "routes[].middleware[].rate-limit": applied({ rate: "50/s" }),
+  "routes[].middleware[].rate-limit.rate": applied("50/s"),
+  "routes[].middleware[].rate-limit.burst": applied(300),
+  "routes[].middleware[].rate-limit.key": applied("header:x-user"),
+  "routes[].middleware[].rate-limit.trusted_proxies": applied(["192.168.0.0/16"]),
+  "routes[].middleware[].rate-limit.max_keys": applied(1000),
+  "routes[].middleware[].rate-limit.policy": applied("p2"),
+  "routes[].middleware[].rate-limit.headers": applied(false),
+
+  "log": restart({ level: "debug" }, ["log.level"]),
+  "log.level": restart("debug"),
+  "log.access_log": restart(false),
+  "log.access_log_file": restart("/tmp/fulcrum-access.log"),
+  "plugins": applied({ watch: true }),
+  "plugins.watch": applied(true),
+  "limits": restart({ max_request_body: "1mb" }, ["limits.max_request_body"]),
+  "limits.max_request_body": restart("1mb"),
+  "limits.client_idle_timeout": restart("30s"),
+  "limits.client_body_timeout": applied("30s"),
+
+  "admin": restart(false, ["admin.enabled", "admin.listen"]),
+  "admin.enabled": restart(false),
+  "admin.listen": restart("127.0.0.1:9191"),
+  "admin.token": applied("s3cret"),
+  "admin.metrics": applied(false),
+  "admin.insecure": applied(true),
+
+  "telemetry": applied(DELETE),
+  "telemetry.traces": applied(DELETE),
+  "telemetry.traces.enabled": applied(false),
+  "telemetry.traces.endpoint": applied("http://127.0.0.1:4319"),
+  "telemetry.traces.protocol": applied("http/json"),
+  "telemetry.traces.headers": applied({ authorization: "Bearer x" }),
+  "telemetry.traces.sample_ratio": applied(0.5),
+  "telemetry.traces.propagators": applied(["tracecontext"]),
+  "telemetry.traces.max_queue_size": applied(4096),
+  "telemetry.traces.max_export_batch_size": applied(256),
+  "telemetry.traces.scheduled_delay": applied("2s"),
+  "telemetry.traces.export_timeout": applied("5s"),
+  "telemetry.traces.service_name": applied("edge"),
+  "telemetry.metrics": applied(DELETE),
+  "telemetry.metrics.endpoint": applied("http://127.0.0.1:4319/v1/metrics"),
+  "telemetry.metrics.headers": applied({ authorization: "Bearer x" }),
+  "telemetry.metrics.interval": applied("30s"),
+  "telemetry.metrics.timeout": applied("5s"),
+};
+
+/** The concrete place of `key` in the reference config. */
+function pathOf(key: string, e: Entry): Path {
+  if (e.at) return e.at;
+  return key.split(".").flatMap((part): Path => {
+    if (part === "*") return ["web"];
+    const list = /^(.+)\[\]$/.exec(part);
+    return list ? [list[1]!, 0] : [part];
+  });
+}
+
+const registry = builtinRegistry();
+const parse = (text: string) =>
+  parseConfig(text, {
+    file: FILE,
+    env: (n) => process.env[n],
+    strategyNames: registry.strategyNames(),
+    middlewareNames: registry.middlewareNames(),
+  });
+/** The config as JSON, without the names loading a plugin fills in (`strategy.name` of a plugin). */
+const plain = (c: Config): unknown =>
+  JSON.parse(JSON.stringify(c, (_k, v) => {
+    if (v === null || typeof v !== "object" || !("plugin" in v)) return v;
+    const { name: _name, ...rest } = v as Record<string, unknown>;
+    return rest;
+  }));
+/** Paths where `a` and `b` differ ([] when equal). */
+function diff(a: unknown, b: unknown, path = ""): string[] {
+  if (a === b) return [];
+  if (a === null || b === null || typeof a !== "object" || typeof b !== "object") return [path || "(top)"];
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].flatMap((k) => diff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k));
+}
+
+describe("every key of the reference config is applied by a reload or needs a restart", () => {
+  test("the table has one entry per key of config/reference.yaml and of the schema, and no other", () => {
+    const keys = new Set([...yamlKeys(TEXT), ...schemaKeys()]);
+    expect([...keys].filter((k) => !(k in TABLE)).sort()).toEqual([]);
+    expect(Object.keys(TABLE).filter((k) => !keys.has(k)).sort()).toEqual([]);
+  });
+
+  test("the restart keys of the table are the reloader's", () => {
+    const leaves = Object.entries(TABLE).filter(([, e]) => e.kind === "restart" && !e.names).map(([k]) => k);
+    expect(leaves.sort()).toEqual([...RESTART_KEYS].sort());
+  });
+
+  // One running state for all: each reload starts from the reference config again.
+  let base: ServingState | undefined;
+  const gateways: Gateway[] = [];
+  afterAll(() => {
+    for (const g of gateways) g.retire(base!.gateway);
+    base?.gateway.close();
+  });
+  const logging = { logger: getLogger(["fulcrum-test-quiet"]), access: undefined, close: async () => {} };
+
+  for (const [key, e] of Object.entries(TABLE)) {
+    test(`${key}: ${e.kind === "applied" ? "applied" : `needs a restart (${(e.names ?? [key]).join(", ")})`}`, async () => {
+      if (!base) {
+        const config = parse(TEXT);
+        const plugins = await loadPlugins(config, { runtime: bunRuntime, registry, fresh: false });
+        base = { config, gateway: buildGateway(config, { registry: plugins.registry, logging }), files: plugins.files };
+        base.gateway.activate();
+      }
+      const doc = parseDocument(TEXT);
+      const at = pathOf(key, e);
+      if (e.to === DELETE) {
+        expect(doc.hasIn(at)).toBe(true);
+        doc.deleteIn(at);
+      } else doc.setIn(at, doc.createNode(e.to));
+      const text = doc.toString();
+      const changed = parse(text);
+      expect(diff(plain(changed), plain(base.config))).not.toEqual([]); // the edit changes the config
+
+      let current: ServingState = base;
+      const reload = createReloader({
+        runtime: bunRuntime,
+        deps: { registry, logging, loadConfig: async () => parse(text) },
+        build: buildGateway,
+        current: () => current,
+        swap: (next) => {
+          current = next;
+          gateways.push(next.gateway);
+        },
+        stopping: () => false,
+      });
+      const r = await reload();
+      expect(r.problems).toEqual([]);
+      expect(r.ok).toBe(true);
+      if (e.kind === "applied") {
+        expect(r.restartRequired).toEqual([]);
+        // The new gateway was built from the new config, as written.
+        expect(diff(plain(current.config), plain(changed))).toEqual([]);
+      } else {
+        expect([...r.restartRequired].sort()).toEqual((e.names ?? [key]).sort());
+        // Nothing else changed, and the running values stay.
+        expect(diff(plain(current.config), plain(base.config))).toEqual([]);
+      }
+    });
+  }
+});
