@@ -28,6 +28,9 @@ export interface H2Conn {
   block(waiting: boolean): void;
   /** The client reset the stream before its answer was complete (a premature reset). */
   premature(): void;
+  /** A stream opened, and closed (the connection's idle clock). */
+  opened(): void;
+  closed(): void;
   onError(e: unknown): void;
 }
 
@@ -65,7 +68,9 @@ export class H2Exchange implements RawExchange {
     // An extended CONNECT has no body: its DATA frames are the tunnel's bytes.
     this.bodyLength = ended || head.connectProtocol !== undefined ? 0 : head.contentLength;
     this.upgrade = head.connectProtocol;
+    conn.opened();
     stream.once("close", () => {
+      conn.closed();
       if (this.#done) return;
       this.abort();
       conn.premature();
@@ -184,7 +189,9 @@ export class H2Exchange implements RawExchange {
       return this.#finish();
     }
     if (bytes !== undefined) {
-      stream.end(bytes);
+      // A Buffer: a Uint8Array would be turned into one through its `.buffer`, which makes JSC
+      // give a small array an ArrayBuffer of its own (a copy and an allocation); this copies only.
+      stream.end(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes));
       return this.#finish();
     }
     void this.#pump(body as ReadableStream<Uint8Array>);

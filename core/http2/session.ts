@@ -108,6 +108,14 @@ export class H2Connection implements H2Conn {
     this.answered++;
   }
 
+  opened(): void {
+    this.active++;
+  }
+
+  closed(): void {
+    if (--this.active === 0) this.idleSince = performance.now();
+  }
+
   premature(): void {
     if (++this.prematureResets > GUARD.maxPremature && this.prematureResets > this.answered) {
       this.abuse(`${this.prematureResets} streams reset before their answer, ${this.answered} answered (rapid reset)`);
@@ -220,11 +228,6 @@ export class H2Front {
     stream.on("error", () => {});
     const c = this.#sessions.get(stream.session as Http2Session);
     if (c === undefined) return void stream.close(2 /* INTERNAL_ERROR */);
-    c.active++;
-    stream.once("close", () => {
-      c.active--;
-      c.idleSince = performance.now();
-    });
     let ex: H2Exchange;
     try {
       const head = requestHead(headers as Record<string, string | string[] | undefined>, this.options.settings.maxHeaderListSize);

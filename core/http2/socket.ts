@@ -12,6 +12,19 @@ import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import type { TcpSocket } from "../runtime/types.ts";
 
+/** Frames gathered past this many bytes are written at once rather than at the end of the turn. */
+const BATCH_MAX = 64 * 1024;
+
+function chainCallbacks(
+  a: ((error?: Error | null) => void) | undefined,
+  b: (error?: Error | null) => void,
+): (error?: Error | null) => void {
+  return a === undefined ? b : (e) => {
+    a(e);
+    b(e);
+  };
+}
+
 /** The connection the socket came from (ClientConn in core/listener/), as far as this needs it. */
 export interface TakenConn {
   /** The session is done with the socket: close it (after a FIN when `graceful`) and forget the connection. */
@@ -65,7 +78,7 @@ export class SocketDuplex extends Duplex {
 
   /** Bytes the session wrote that the kernel has not taken yet. */
   get queued(): number {
-    return (this.#out?.length ?? 0) + this.writableLength;
+    return (this.#out?.length ?? 0) + this.#batchBytes + this.writableLength;
   }
 
   override _read(): void {
@@ -75,19 +88,57 @@ export class SocketDuplex extends Duplex {
     }
   }
 
+  /**
+   * The session writes each frame on its own (a response is HEADERS, then DATA, often from
+   * separate callbacks): frames are gathered and written once per turn of the event loop, one
+   * system call for all the streams answered in it. Accepted at once up to {@link BATCH_MAX}; the
+   * write's callback waits only when the socket is full (backpressure).
+   */
+  #batch: Buffer[] | undefined;
+  #batchBytes = 0;
+  readonly #flushBatch = () => this.#flush();
+
   override _write(chunk: Buffer, _encoding: string, cb: (error?: Error | null) => void): void {
-    const socket = this.socket;
-    if (socket === undefined || this.#released) return cb();
-    const n = socket.write(chunk);
-    this.bytesWritten += n > 0 ? n : 0;
-    if (n === chunk.length) return cb();
-    this.#out = n > 0 ? chunk.subarray(n) : chunk;
-    this.#outCb = cb;
+    if (this.socket === undefined || this.#released) return cb();
+    if (this.#out !== undefined) {
+      // The socket is full: queued behind what waits for drain; the callback waits with it.
+      this.#out = Buffer.concat([this.#out, chunk]);
+      this.#outCb = chainCallbacks(this.#outCb, cb);
+      return;
+    }
+    if (this.#batch === undefined) {
+      this.#batch = [chunk];
+      this.#batchBytes = chunk.length;
+      setImmediate(this.#flushBatch);
+    } else {
+      this.#batch.push(chunk);
+      this.#batchBytes += chunk.length;
+    }
+    if (this.#batchBytes < BATCH_MAX) return cb();
+    this.#flush();
+    if (this.#out === undefined) cb();
+    else this.#outCb = chainCallbacks(this.#outCb, cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (error?: Error | null) => void): void {
-    // Frames written while the socket was full go out as one write.
     this._write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), "buffer", cb);
+  }
+
+  #flush(): void {
+    const batch = this.#batch;
+    if (batch === undefined) return;
+    this.#batch = undefined;
+    this.#batchBytes = 0;
+    const socket = this.socket;
+    if (socket === undefined || this.#released) return;
+    const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+    if (this.#out !== undefined) {
+      this.#out = Buffer.concat([this.#out, data]);
+      return;
+    }
+    const n = socket.write(data);
+    this.bytesWritten += n > 0 ? n : 0;
+    if (n < data.length) this.#out = n > 0 ? data.subarray(n) : data;
   }
 
   override _final(cb: (error?: Error | null) => void): void {
@@ -106,6 +157,7 @@ export class SocketDuplex extends Duplex {
 
   #release(graceful: boolean): void {
     if (this.#released) return;
+    this.#flush();
     this.#released = true;
     // What is queued still goes out while lingering (a GOAWAY among it); not when closing at once.
     if (this.lingerMs === 0) this.#out = undefined;
@@ -170,6 +222,7 @@ export class SocketDuplex extends Duplex {
   writeRaw(bytes: Uint8Array): void {
     const socket = this.socket;
     if (socket === undefined) return;
+    this.#flush();
     if (this.#out !== undefined) {
       this.#out = Buffer.concat([this.#out, bytes]);
       return;

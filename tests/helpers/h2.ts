@@ -36,6 +36,18 @@ export function h2request(
   });
 }
 
+/**
+ * Whether nghttp2's clients (h2load, nghttp; Debian's nghttp2-client, which .ci/run installs) are
+ * here. Without them the tests that use them say so and skip, except under CI, which must have them.
+ */
+export function nghttp2Tools(): boolean {
+  if (Bun.which("h2load") && Bun.which("nghttp")) return true;
+  const why = "h2load or nghttp not found on PATH: apt-get install nghttp2-client";
+  if (process.env.CI) throw new Error(why);
+  console.warn(`skipping the HTTP/2 tests that need them: ${why}`);
+  return false;
+}
+
 /** Run a command (curl, nghttp, h2load) to its end without blocking the event loop (Fulcrum may run in this process). */
 export async function run(cmd: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });

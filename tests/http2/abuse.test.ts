@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { TestBackend } from "../helpers/backends.ts";
 import { rssOf, spawnFulcrum, type Child } from "../helpers/fulcrum.ts";
 import { testScope } from "../helpers/scope.ts";
-import { run } from "../helpers/h2.ts";
+import { nghttp2Tools, run } from "../helpers/h2.ts";
 import { until } from "../helpers/websocket.ts";
 import {
   CONTINUATION,
@@ -121,13 +121,17 @@ async function attack(parallel: number, done: () => boolean, one: (c: RawH2) => 
   return results;
 }
 
-describe("HTTP/2 abuse is bounded per connection", () => {
+const tools = nghttp2Tools();
+
+describe.skipIf(!tools)("HTTP/2 abuse is bounded per connection", () => {
   test("rapid reset: 100,000 streams opened and reset; each connection gets GOAWAY; others answered within 100 ms p99", async () => {
     const rssBefore = rssOf(fulcrum.proc.pid);
     const hitsBefore = backendRequests;
     let streams = 0;
     const victim = victims(4);
-    const results = await attack(4, () => streams >= 100_000, async (c) => {
+    // Two attacking connections at a time: 100,000 streams within the victims' 4 s, without the
+    // attacker (in this process) taking more of the 2 cores than it needs.
+    const results = await attack(2, () => streams >= 100_000, async (c) => {
       // A burst of HEADERS and RST_STREAM pairs, as many as fit before the server stops reading.
       for (let batch = 0; batch < 20 && !c.closed && c.goaway() === undefined; batch++) {
         const parts: Buffer[] = [];
@@ -278,12 +282,11 @@ ${extra}`;
     }
   });
 
-  test("ordinary traffic never trips a bound: 2,000 requests, some cancelled, on one connection", async () => {
+  test.skipIf(!tools)("ordinary traffic never trips a bound: 2,000 requests on one connection, 50 at a time", async () => {
     const b = scope.backend("b");
     const f = await scope.fulcrum(config(b));
     const r = await run(["h2load", "-n", "2000", "-c", "1", "-m", "50", `${f.url}/`]);
     expect(/2000 succeeded/.test(r.stdout)).toBe(true);
     expect(f.records.some((x) => String(x.message).includes("abusive"))).toBe(false);
-    void END_STREAM;
   });
 });
