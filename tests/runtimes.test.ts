@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -8,6 +8,8 @@ import { spawnListening, type Child } from "./helpers/fulcrum.ts";
 import { spawnRun, tempDir } from "./helpers/plugins.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 import { RawClient } from "./helpers/raw-client.ts";
+import { run } from "./helpers/h2.ts";
+import { startWsBackend, wsConnect } from "./helpers/websocket.ts";
 
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
@@ -83,6 +85,45 @@ describe("compiled binary (./compile.sh)", () => {
       await child.stop();
     }
     expect(await child.exited).toBe(0);
+  });
+
+  test("serves HTTP/2 with prior knowledge and WebSocket tunnels (node:http2 and the tunnel code are in the binary)", async () => {
+    const echo = await startWsBackend();
+    try {
+      const app = join(binDir, "app");
+      writeFileSync(
+        join(app, "h2.yaml"),
+        configText().replace("listen: 127.0.0.1:0", "listen: { address: 127.0.0.1:0, h2c: true }") +
+          `routes:\n  - { match: { path: /ws }, pool: ws }\n  - { match: { path: / }, pool: web }\n` +
+          `admin: false\n`,
+      );
+      // A second pool for the WebSocket backend, added to the pools map.
+      const text = readFileSync(join(app, "h2.yaml"), "utf8").replace("pools:\n", `pools:\n  ws:\n    backends: ["${echo.url}"]\n`);
+      writeFileSync(join(app, "h2.yaml"), text);
+      const child = await spawnListening(["./fulcrum", "run", "--config", "h2.yaml"], { cwd: app, env: {} });
+      children.push(child);
+      const h2 = await run([
+        "curl",
+        "-s",
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        `${child.url}/`,
+      ]);
+      expect(h2.stdout).toBe("2 200");
+      const ws = wsConnect(`${child.url}/ws`);
+      await ws.opened;
+      ws.ws.send("through the binary");
+      expect(String((await ws.message(0)).data)).toBe("through the binary");
+      ws.ws.close();
+      await ws.closed;
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    } finally {
+      await echo.stop();
+    }
   });
 
   test("exports a trace per request to an OTLP collector (protobuf), flushed on SIGTERM", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
 import { testScope } from "../helpers/scope.ts";
 import { until, wsScope } from "../helpers/websocket.ts";
+import { startOtlpReceiver } from "../helpers/otlp-receiver.ts";
 
 const ws = wsScope();
 const scope = testScope();
@@ -172,6 +173,32 @@ describe("WebSocket tunnels", () => {
     expect(lines[0]).toMatchObject({ method: "GET", status: 101, attempts: 1, upgrade: "websocket" });
     expect(["client", "backend"]).toContain(lines[0]!.closed_by as string);
     expect(Number(lines[0]!.bytes_in)).toBeGreaterThan(0);
+  });
+
+  test("a tunnel has a SERVER span from the handshake to its close, and a CLIENT span for the backend's 101", async () => {
+    const r = await startOtlpReceiver();
+    scope.cleanups.push(() => r.stop());
+    const b = await ws.backend();
+    const f = await scope.fulcrum(
+      config([b.url], `telemetry: { traces: { endpoint: "${r.url}", protocol: http/json, scheduled_delay: 20ms } }`),
+    );
+    const c = ws.client(`${f.url}/live`);
+    await c.opened;
+    c.ws.send("x");
+    await c.message(0);
+    c.ws.terminate();
+    const spans = await r.waitForSpans(2);
+    const server = spans.find((s) => s.kind === "SERVER")!;
+    const client = spans.find((s) => s.kind === "CLIENT")!;
+    expect(server.attributes).toMatchObject({
+      "http.response.status_code": 101,
+      "url.path": "/live",
+      "fulcrum.tunnel.upgrade": "websocket",
+      "fulcrum.tunnel.closed_by": "client",
+    });
+    expect(Number(server.attributes["fulcrum.tunnel.bytes_in"])).toBeGreaterThan(0);
+    expect(client.parentSpanId).toBe(server.spanId);
+    expect(client.attributes["http.response.status_code"]).toBe(101);
   });
 
   test("middleware routes the handshake like any request: it may refuse it with a status", async () => {
