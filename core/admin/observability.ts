@@ -13,6 +13,7 @@ import { createTelemetry, type Telemetry } from "../telemetry/tracing.ts";
 import { startMetricsExport, type MetricsExporter } from "../telemetry/metrics-otlp.ts";
 import { hostname } from "node:os";
 import type { Runtime } from "../runtime/types.ts";
+import { registerTlsMetrics } from "../tls/metrics.ts";
 
 /** Environment variable that supplies the admin token when `admin.token` is not set. */
 export const ADMIN_TOKEN_ENV = "FULCRUM_ADMIN_TOKEN";
@@ -100,6 +101,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     },
     attach(server) {
       target = server;
+      if (metrics) registerTlsMetrics(metrics.registry, () => target?.tls);
       if (metrics) {
         metrics.source = {
           pools: () => target!.gateway.pools.values(),

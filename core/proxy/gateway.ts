@@ -204,6 +204,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    if (raw.scheme === "https") ex.scheme = "https";
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {

@@ -18,8 +18,8 @@ import type { TcpConnect, TcpSocket } from "./types.ts";
 import { serveRaw } from "./bun-listener.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
-  // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
-  if (options.raw !== undefined && Bun.env.FULCRUM_BUN_SERVE !== "1") {
+  // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve; TLS ports always.
+  if (options.raw !== undefined && (Bun.env.FULCRUM_BUN_SERVE !== "1" || options.tls !== undefined)) {
     // Set on both branches: the limit is per process and a test run serves both ways.
     setWholeResponseLimit(64 * 1024);
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
