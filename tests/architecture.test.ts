@@ -26,7 +26,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   telemetry: ["config", "http1", "lib", "plugins", "pool", "upstream"],
   middleware: ["config", "lib", "plugins"],
   listener: ["http1", "lib"],
-  tls: ["config", "lib"],
+  tls: ["config", "lib", "upstream"],
   proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "tls", "upstream"],
   admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],
   cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],

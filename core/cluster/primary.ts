@@ -18,6 +18,7 @@ import type { Registry } from "../plugins/registry.ts";
 import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
+import { configDir, TlsManager } from "../tls/manager.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 
 export interface PrimaryOptions {
@@ -86,6 +87,8 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   // The primary builds the pools too, to health-check them and answer the admin API; it never
   // proxies. A config or plugin that fails here throws before anything listens.
   const plugins = await loadPlugins(config, { runtime, registry: o.registry, fresh: false });
+  // Certificates are checked here too, before any worker starts: a bad one exits 2 with its position.
+  const tls = new TlsManager(config, configDir(config, runtime.cwd()), log.getChild("tls"));
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   await obs.listen();
@@ -227,6 +230,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       for (const p of next.gateway.pools.values()) p.start();
       old.retire(next.gateway); // the primary has no requests in flight
       rewatch();
+      tls.reload(); // the admin API's view; each worker reloads the certificates it serves
       // Validated here first; each worker re-reads the same files and swaps like a single process.
       const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
@@ -251,6 +255,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       return current.config;
     },
     reload,
+    tls,
     cluster: {
       view: async () => clusterView(await views()),
       changed: async (p, b) => {

@@ -65,7 +65,8 @@ const tlsListener = z
     },
     { error: "must be a map with certificates and/or acme" },
   )
-  .refine((t) => t.certificates.length + t.acme.length > 0, { error: "needs at least one of certificates or acme" });
+  .refine((t) => t.certificates.length + t.acme.length > 0, { error: "needs at least one of certificates or acme" })
+  .refine((t) => t.alpn.includes("http/1.1"), { error: "alpn must include http/1.1 (HTTP/2 is not served yet)" });
 
 export type TlsListenerConfig = z.output<typeof tlsListener>;
 
@@ -135,6 +136,18 @@ export const listenSchema = z
 /** Every listener of a config's `listen`, the first one first. */
 export function listenersOf(listen: ListenConfig): ListenerConfig[] {
   return [listen, ...(listen.also ?? [])];
+}
+
+/** One line for `fulcrum check`. */
+export function describeListener(l: ListenerConfig): string {
+  const t = l.tls;
+  const what = t
+    ? ` TLS ${t.min_version}+, ${t.certificates.length} certificate file(s)${t.acme.length ? `, ACME ${t.acme.join(" ")}` : ""}` +
+      `${t.client_ca ? ", client certificates required" : ""}`
+    : l.redirect_https !== undefined
+    ? ` redirects to https port ${l.redirect_https}`
+    : "";
+  return `listen: ${l.hostname}:${l.port}${what}`;
 }
 
 /** `acme`: the account and CA shared by every listener's `tls.acme` names. */

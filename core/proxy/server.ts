@@ -201,3 +201,11 @@ async function listenAll(
   }
   return out;
 }
+
+/** `scheme://host:port` of every listener of `server` (https for TLS ones). */
+export function listenerUrls(server: RunningServer): string[] {
+  const tls = new Set(server.tls.listeners.map((l) => l.index));
+  return server.listeners.map((l, i) =>
+    `${tls.has(i) ? "https" : "http"}://${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
+  );
+}

@@ -15,6 +15,8 @@ import {
 import { BatchingWriter } from "./batching-writer.ts";
 import { rawUpstreamClient, setWholeResponseLimit } from "../upstream/raw-client.ts";
 import type { TcpConnect, TcpSocket } from "./types.ts";
+import type { UpstreamTls } from "../upstream/client.ts";
+import { isIP } from "node:net";
 import { serveRaw } from "./bun-listener.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
@@ -139,6 +141,19 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   return result;
 }
 
+/** Bun's TLS options for a backend (pools.<name>.tls); `true` for the defaults. */
+function connectTls(hostname: string, tls: boolean | UpstreamTls): boolean | Bun.TLSOptions {
+  if (typeof tls === "boolean") return tls;
+  // The name to send and verify: the configured one, else the URL's host unless it is an address.
+  const serverName = tls.serverName ?? (isIP(hostname) ? undefined : hostname);
+  return {
+    rejectUnauthorized: tls.verify,
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(serverName !== undefined ? { serverName } : {}),
+    ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+  };
+}
+
 /** The raw upstream client's TCP connect: Bun's sockets and handlers have the shape of TcpSocket and TcpHandlers. */
 const bunConnect: TcpConnect = (o) =>
   Bun.connect({
@@ -146,7 +161,7 @@ const bunConnect: TcpConnect = (o) =>
     port: o.port,
     socket: o.handlers as Bun.SocketHandler<typeof o.data>,
     data: o.data,
-    tls: o.tls,
+    tls: connectTls(o.hostname, o.tls),
   }) as Promise<
     TcpSocket<typeof o.data>
   >;

@@ -3,7 +3,7 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
-import type { AbortLike, UpstreamClient } from "../upstream/client.ts";
+import type { AbortLike, UpstreamClient, UpstreamTls } from "../upstream/client.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
@@ -260,6 +260,9 @@ export interface TcpSocket<T> {
   pause(): void;
   resume(): void;
   setNoDelay?(noDelay?: boolean): boolean;
+  /** TLS client sockets: whether the peer's certificate verified, and why not. */
+  readonly authorized?: boolean;
+  getAuthorizationError?(): Error | null;
   /** TLS sockets: the negotiated version (`TLSv1.3`) and cipher. */
   getTLSVersion?(): string | null;
   getCipher?(): { name: string; standardName?: string } | null;
@@ -279,7 +282,10 @@ export interface TcpHandlers<T> {
   handshake?(socket: TcpSocket<T>, success: boolean, error: Error | null): void;
 }
 
-/** Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`. */
+/**
+ * Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`.
+ * `tls`: true verifies against the system's CAs and `hostname`; settings replace that.
+ */
 export type TcpConnect = <T>(
-  options: { hostname: string; port: number; tls: boolean; handlers: TcpHandlers<T>; data: T },
+  options: { hostname: string; port: number; tls: boolean | UpstreamTls; handlers: TcpHandlers<T>; data: T },
 ) => Promise<TcpSocket<T>>;

@@ -125,12 +125,13 @@ export class TlsManager {
         const file = this.path(tls.client_ca);
         try {
           clientCa = readFileSync(file, "utf8");
-          new X509Certificate(clientCa);
         } catch (e) {
-          const why = (e as NodeJS.ErrnoException).code
-            ? `cannot read ${file} (${(e as NodeJS.ErrnoException).code})`
-            : `${file} is not a PEM certificate`;
-          problems.push(`${at("client_ca")}: listen[${i}].tls.client_ca: ${why}`);
+          problems.push(`${at("client_ca")}: listen[${i}].tls.client_ca: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
+        }
+        try {
+          if (clientCa !== undefined) new X509Certificate(clientCa);
+        } catch {
+          problems.push(`${at("client_ca")}: listen[${i}].tls.client_ca: ${file} is not a PEM certificate`);
         }
       }
       this.listeners.push({ index: i, config: { ...l, tls }, certs: new CertSet(slots), clientCa });
