@@ -270,7 +270,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   const host = config.listen.hostname;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = `${config.listen.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   log.info("listening", { url, pools: [...current.gateway.pools.keys()], runtime: runtime.name, pid: process.pid, workers: slots.length });
   o.onReady?.(url);
 
