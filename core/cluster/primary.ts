@@ -19,6 +19,7 @@ import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
+import { startAcmeFor } from "../tls/acme.ts";
 import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 
 export interface PrimaryOptions {
@@ -100,7 +101,10 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   let stopping = false;
   let rid = 0;
   const pending = new Map<number, { slot: Slot; settle(r: Reply | undefined): void }>();
-  type Request = { t: "reload" | "status" | "metrics" | "shutdown" } | Omit<Extract<ToWorker, { t: "backend" }>, "rid">;
+  type Request =
+    | { t: "reload" | "status" | "metrics" | "shutdown" }
+    | Omit<Extract<ToWorker, { t: "backend" }>, "rid">
+    | Omit<Extract<ToWorker, { t: "acme-challenge" }>, "rid">;
   const call = (slot: Slot, request: Request, timeoutMs = RPC_TIMEOUT_MS) =>
     new Promise<Reply | undefined>((settle) => {
       if (!slot.attached) return settle(undefined);
@@ -210,6 +214,16 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     return 1;
   }
 
+  // ACME here, once for all: the workers answer the challenges and load the certificates.
+  const acme = startAcmeFor(
+    config,
+    tls,
+    log.getChild("acme"),
+    async (token, keyAuthorization) =>
+      void (await Promise.all(slots.map((s) => call(s, { t: "acme-challenge", token, keyAuthorization })))),
+    (name) => broadcast({ t: "acme-certificate", name }),
+  );
+
   // ---- reload ----------------------------------------------------------------------------
   let watcher: { close(): void } | undefined;
   const rewatch = () => {
@@ -280,6 +294,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     runtime.onSignal("SIGINT", r);
   });
   stopping = true;
+  acme?.stop();
   obs.draining();
   offHup();
   watcher?.close();

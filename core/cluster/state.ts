@@ -27,7 +27,11 @@ export type ToWorker =
   /** `rid`: the primary waits for the worker's reply (an admin change). */
   | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
   | { t: "snapshot"; snapshot: Snapshot }
-  | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number };
+  | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
+  /** ACME runs in the primary: an http-01 challenge to answer on the plain listeners (null: done); replied to once set. */
+  | { t: "acme-challenge"; token: string; keyAuthorization: string | null; rid: number }
+  /** ACME: a certificate for `name` was stored under acme.storage; load it. */
+  | { t: "acme-certificate"; name: string };
 
 export type FromWorker =
   | { t: "hello" }

@@ -11,6 +11,7 @@ import type { Registry } from "../plugins/registry.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { startServer, type RunningServer } from "../proxy/server.ts";
+import { Challenges } from "../tls/edge.ts";
 import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {
@@ -41,6 +42,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   let init!: (m: Extract<ToWorker, { t: "init" }>) => void;
   const initialized = new Promise<Extract<ToWorker, { t: "init" }>>((r) => (init = r));
   let draining: Promise<void> | undefined;
+  // ACME http-01 challenges of the primary's orders, answered on this worker's plain listeners.
+  const challenges = new Challenges();
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   const shutdown = (why?: string) => {
@@ -76,6 +79,13 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       }
       case "metrics":
         return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.registry.getMetricsAsJSON() : [] });
+      case "acme-challenge":
+        if (m.keyAuthorization === null) challenges.delete(m.token);
+        else challenges.set(m.token, m.keyAuthorization);
+        return send({ t: "reply", rid: m.rid, ok: true });
+      case "acme-certificate":
+        server?.tls.acmeLoad(m.name);
+        return;
       case "shutdown":
         // shutdown() stops accepting at once; the reply tells the primary the port is released here.
         shutdown();
@@ -100,6 +110,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     loadConfig: o.loadConfig,
     reusePort: true,
     worker: true,
+    challenges,
     async beforeListen(g) {
       starting = g;
       // From hello on, the primary sends us every change; the snapshot covers what came before.

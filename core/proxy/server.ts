@@ -10,7 +10,8 @@ import { useUpstreamClient } from "../upstream/client.ts";
 import type { Listener, RawExchange, Runtime } from "../runtime/types.ts";
 import { listenersOf } from "../config/tls.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
-import { answerChallenge, answerRedirect, challengeResponse, redirectResponse, type Challenges } from "../tls/edge.ts";
+import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirectResponse } from "../tls/edge.ts";
+import { startAcmeFor } from "../tls/acme.ts";
 import { watchFiles } from "../plugins/watch.ts";
 
 export interface RunningServer {
@@ -49,7 +50,7 @@ export interface ServerDeps extends ReloadDeps {
   worker?: boolean;
   /** The certificates, when the caller read them already (else read here, before anything listens). */
   tls?: TlsManager;
-  /** ACME http-01 challenges in progress, answered on every plain listener. */
+  /** ACME http-01 challenges in progress, answered on every plain listener (a worker's, filled by its primary). */
   challenges?: Challenges;
 }
 
@@ -63,12 +64,18 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   await deps.beforeListen?.(current.gateway);
-  const listeners = await listenAll(runtime, config, tls, deps, {
+  const challenges = deps.challenges ?? new Challenges();
+  const listeners = await listenAll(runtime, config, tls, { ...deps, challenges }, {
     fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
     raw: (exchange) => void current.gateway.handle(exchange),
   });
   const listener = listeners[0]!;
   const certWatch = config.plugins.watch && tls.listeners.length ? watchFiles(tls.files(), () => void tls.reload()) : undefined;
+  // ACME once the plain listeners answer challenges; with workers the primary runs it for all.
+  const acme = deps.worker ? undefined : startAcmeFor(config, tls, deps.logging.logger.getChild("acme"), (token, keyAuthorization) => {
+    if (keyAuthorization === null) challenges.delete(token);
+    else challenges.set(token, keyAuthorization);
+  });
   const checks = !deps.worker;
   if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }
   let stopping: Promise<void> | undefined;
@@ -119,6 +126,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         log[deps.worker ? "debug" : "info"]("shutting down", { inflight: inflight() });
         for (const g of gateways) for (const p of g.pools.values()) p.stop();
         certWatch?.close();
+        acme?.stop();
         // close() stops accepting, closes idle connections and resolves once the responses in
         // flight have been written out; drained() also covers bodies still streaming from us.
         const closing = Promise.all(listeners.map((l) => l.close()));

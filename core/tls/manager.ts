@@ -80,19 +80,37 @@ export class TlsManager {
   /** ACME names: the slots (one per TLS listener naming it) to fill when a certificate arrives. */
   readonly acmeSlots = new Map<string, Slot[]>();
 
+  /** `acme.storage`, absolute: the account key and the certificates obtained. */
+  readonly acmeStorage: string;
+  /** `acme.trusted_ca`, read. */
+  readonly acmeTrustedCa: string | undefined;
+
   /**
-   * Read and check every certificate of `config`. Throws {@link ConfigError} listing every problem
-   * with its `file:line:col`; nothing should listen then.
+   * Read and check every certificate of `config` (and the ACME ones stored under `acme.storage`).
+   * Throws {@link ConfigError} listing every problem with its `file:line:col`; nothing should listen then.
    */
   constructor(
     config: Config,
     readonly baseDir: string,
     private readonly log: Logger,
-    /** Where ACME certificates are read from at start (`acme.storage`), if any name is configured. */
-    private readonly loadAcme: (name: string) => Certificate | undefined = () => undefined,
   ) {
     const source = configSource(config);
     const problems: string[] = [];
+    this.acmeStorage = this.path(config.acme?.storage ?? "./acme");
+    if (config.acme?.trusted_ca !== undefined) {
+      const file = this.path(config.acme.trusted_ca);
+      try {
+        this.acmeTrustedCa = readFileSync(file, "utf8");
+        new X509Certificate(this.acmeTrustedCa);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        problems.push(
+          `${source.at(["acme", "trusted_ca"])}: acme.trusted_ca: ${
+            code?.startsWith("E") ? `cannot read ${file} (${code})` : `${file} is not a PEM certificate`
+          }`,
+        );
+      }
+    }
     const all = listenersOf(config.listen);
     this.stats = all.map((l) => new ListenerStats(`${l.hostname}:${l.port}`, l.tls ? "https" : "http"));
     all.forEach((l, i) => {
@@ -113,7 +131,7 @@ export class TlsManager {
         }
       });
       for (const name of tls.acme) {
-        const slot: Slot = { kind: "acme", name, current: this.loadAcme(name) };
+        const slot: Slot = { kind: "acme", name, current: this.#stored(name) };
         this.#state.set(slot, { lastError: null, lastRenewal: slot.current ? new Date() : null });
         slots.push(slot);
         const list = this.acmeSlots.get(name) ?? [];
@@ -198,6 +216,33 @@ export class TlsManager {
       state.lastError = null;
       state.lastRenewal = new Date();
     }
+  }
+
+  /** The certificate stored for `name` under `acme.storage`, if there is a usable one. */
+  #stored(name: string): Certificate | undefined {
+    const f = acmeFiles(this.acmeStorage, name);
+    try {
+      return readCertificate(f.cert, f.key, { source: "acme" });
+    } catch (e) {
+      if (!/ENOENT/.test((e as Error).message)) {
+        this.log.warning("stored ACME certificate for {name} not used: {error}; a new one will be ordered", {
+          name,
+          error: (e as Error).message,
+        });
+      }
+      return undefined;
+    }
+  }
+
+  /** The names some listener gets over ACME. */
+  acmeNames(): string[] {
+    return [...this.acmeSlots.keys()];
+  }
+
+  /** Load `name`'s certificate from `acme.storage` again (a worker, told by its primary that it was renewed). */
+  acmeLoad(name: string): void {
+    const c = this.#stored(name);
+    if (c !== undefined && c.fingerprint !== this.acmeCertificate(name)?.fingerprint) this.acmeIssued(name, c);
   }
 
   /** An ACME order or renewal for `name` failed: shown by the admin API until the next success. */

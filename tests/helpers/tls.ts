@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
+import { isIP } from "node:net";
 import { parseConfig } from "../../core/config/load.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { startServer, type RunningServer } from "../../core/proxy/server.ts";
@@ -83,7 +84,7 @@ export class TestPki {
       `/CN=${cn}`,
     ], this.dir);
     const ext = [
-      names.length ? `subjectAltName=${names.map((x) => `DNS:${x}`).join(",")}` : "",
+      names.length ? `subjectAltName=${names.map((x) => (isIP(x) ? `IP:${x}` : `DNS:${x}`)).join(",")}` : "",
       o.client ? "extendedKeyUsage=clientAuth" : "",
     ]
       .filter(Boolean)
