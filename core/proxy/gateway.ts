@@ -168,6 +168,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
     const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
+    if (url.startsWith("https:")) ex.scheme = "https";
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
