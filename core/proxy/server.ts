@@ -48,8 +48,6 @@ export interface ServerDeps extends ReloadDeps {
   reusePort?: boolean;
   /** A worker: the primary runs the active health checks and logs reloads and shutdown once for all. */
   worker?: boolean;
-  /** The certificates, when the caller read them already (else read here, before anything listens). */
-  tls?: TlsManager;
   /** ACME http-01 challenges in progress, answered on every plain listener (a worker's, filled by its primary). */
   challenges?: Challenges;
 }
@@ -59,12 +57,14 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   // The runtime's own upstream client (Bun: raw TCP), chosen before any pool builds its agents.
   if (runtime.upstreamClient) useUpstreamClient(runtime.upstreamClient);
   // Certificates first: a bad one is a config problem, and nothing listens.
-  const tls = deps.tls ?? new TlsManager(config, configDir(config, runtime.cwd()), deps.logging.logger.getChild("tls"));
+  const tls = new TlsManager(config, configDir(config, runtime.cwd()), deps.logging.logger.getChild("tls"));
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   await deps.beforeListen?.(current.gateway);
   const challenges = deps.challenges ?? new Challenges();
+  // Read `current` per request: a reload swaps it atomically; requests already in flight keep
+  // the gateway (pools, strategy, middleware) they started with.
   const listeners = await listenAll(runtime, config, tls, { ...deps, challenges }, {
     fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
     raw: (exchange) => void current.gateway.handle(exchange),
@@ -192,8 +192,6 @@ async function listenAll(
         await runtime.serve({
           hostname: l.hostname,
           port: l.port,
-          // Read `current` per request: a reload swaps it atomically; requests already in flight keep
-          // the gateway (pools, strategy, middleware) they started with.
           fetch,
           raw,
           maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
