@@ -174,19 +174,28 @@ async function listenAll(
           stats.requests++;
           serve.raw(ex);
         };
-        fetch = serve.fetch;
+        fetch = (request, clientIp) => {
+          stats.requests++;
+          return serve.fetch(request, clientIp);
+        };
       } else if (port !== undefined) {
         raw = (ex) => {
           stats.requests++;
           if (!answerChallenge(ex, challenges)) answerRedirect(ex, port);
         };
-        fetch = (request) => challengeResponse(request, challenges) ?? redirectResponse(request, port);
+        fetch = (request) => {
+          stats.requests++;
+          return challengeResponse(request, challenges) ?? redirectResponse(request, port);
+        };
       } else {
         raw = (ex) => {
           stats.requests++;
           if (!answerChallenge(ex, challenges)) serve.raw(ex);
         };
-        fetch = (request, clientIp) => challengeResponse(request, challenges) ?? serve.fetch(request, clientIp);
+        fetch = (request, clientIp) => {
+          stats.requests++;
+          return challengeResponse(request, challenges) ?? serve.fetch(request, clientIp);
+        };
       }
       out.push(
         await runtime.serve({

@@ -22,8 +22,9 @@ import { serveRaw } from "./bun-listener.ts";
 function serve(options: ServeOptions): Promise<Listener> {
   // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve; TLS ports always.
   if (options.raw !== undefined && (Bun.env.FULCRUM_BUN_SERVE !== "1" || options.tls !== undefined)) {
-    // Set on both branches: the limit is per process and a test run serves both ways.
-    setWholeResponseLimit(64 * 1024);
+    // Set on both branches: the limit is per process and a test run serves both ways (a TLS port
+    // under FULCRUM_BUN_SERVE=1 keeps the Bun.serve limit its plain ports need).
+    if (Bun.env.FULCRUM_BUN_SERVE !== "1") setWholeResponseLimit(64 * 1024);
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
   // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
