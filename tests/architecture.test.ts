@@ -26,9 +26,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   telemetry: ["config", "http1", "lib", "plugins", "pool", "upstream"],
   middleware: ["config", "lib", "plugins"],
   listener: ["http1", "lib"],
-  proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "upstream"],
-  admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry"],
-  cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry"],
+  tls: ["config", "lib", "upstream"],
+  proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "tls", "upstream"],
+  admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],
+  cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],
   runtime: ["http1", "lib", "listener", "plugins", "upstream"],
 };
 

@@ -29,7 +29,11 @@ export type ToWorker =
   | { t: "snapshot"; snapshot: Snapshot }
   | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
   /** The primary holds the worker's final metrics: it may exit. */
-  | { t: "final-ack" };
+  | { t: "final-ack" }
+  /** ACME runs in the primary: an http-01 challenge to answer on the plain listeners (null: done); replied to once set. */
+  | { t: "acme-challenge"; token: string; keyAuthorization: string | null; rid: number }
+  /** ACME: a certificate for `name` was stored under acme.storage; load it. */
+  | { t: "acme-certificate"; name: string };
 
 export type FromWorker =
   | { t: "hello" }

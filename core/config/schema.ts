@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration, parseListen, parseSize, parseStatusRanges } from "./units.ts";
+import { acmeSchema, backendTlsSchema, listenSchema } from "./tls.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
 const SIZE = "must be a size like 512kb or 10mb (0 for no limit)";
@@ -220,6 +221,8 @@ const pool = z.strictObject(
       .prefault({}),
     /** When no backend is available, route across all of them anyway instead of answering 503. */
     panic: z.boolean({ error: "must be true or false" }).default(false),
+    /** How https:// backends are verified (core/config/tls.ts). */
+    tls: backendTlsSchema.optional(),
   },
   { error: "must be a map with strategy and backends" },
 );
@@ -345,7 +348,8 @@ const workers = z
 
 export const configSchema = z.strictObject(
   {
-    listen: listen.default({ hostname: "0.0.0.0", port: 8080 }),
+    /** One address, or a list of plain, TLS and redirect listeners (core/config/tls.ts). */
+    listen: listenSchema.default({ hostname: "0.0.0.0", port: 8080 }),
     workers,
     shutdown_timeout: duration.default(30_000),
     pools: z.record(z.string(), pool, { error: "must be a map of pool name: pool" }),
@@ -358,6 +362,8 @@ export const configSchema = z.strictObject(
     telemetry: telemetry.optional(),
     /** Operator state (drain, weight set through the admin API) kept across restarts; relative to the config's folder. */
     state_file: z.string({ error: "must be a file path" }).min(1, { error: "must not be empty" }).optional(),
+    /** The ACME account and CA for `tls.acme` names (core/config/tls.ts). */
+    acme: acmeSchema.optional(),
   },
   { error: "must be a map" },
 );

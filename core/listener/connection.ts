@@ -1,7 +1,7 @@
 // One client connection's state machine (heads, pipelining, backpressure, close): what happens between and around its requests (exchange.ts).
 import { Buffer } from "node:buffer";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
-import type { RawExchange, TcpSocket } from "../runtime/types.ts";
+import type { RawExchange, TcpSocket, TlsInfo } from "../runtime/types.ts";
 import { Exchange, httpDate, REASONS } from "./exchange.ts";
 import { Body, type ExchangeConn } from "./request.ts";
 
@@ -23,6 +23,7 @@ export interface ConnServer {
   readonly conns: Set<ClientConn>;
   readonly limits: Limits;
   readonly closing: boolean;
+  readonly scheme: "http" | "https";
   readonly handler: (ex: RawExchange) => void;
   readonly onError: (e: unknown) => void;
   checkClosed(): void;
@@ -42,9 +43,19 @@ export class ClientConn implements ExchangeConn {
   paused = false;
   /** When the first byte of a head still incomplete arrived (0 when none is pending). */
   headSince = 0;
+  /** TLS: when the connection opened, until its handshake is done (then 0; -1 once timed out). */
+  handshakeSince = 0;
   out: Uint8Array[] | undefined;
   onDrain: (() => void) | undefined;
   constructor(readonly server: ConnServer) {}
+
+  /** The TLS version and cipher (TLS ports), read from the socket when asked (spans). */
+  tlsInfo(): TlsInfo | undefined {
+    const s = this.socket;
+    if (this.server.scheme !== "https" || s?.getTLSVersion === undefined) return undefined;
+    const c = s.getCipher?.();
+    return { protocol: s.getTLSVersion() ?? "", cipher: c?.standardName ?? c?.name ?? "" };
+  }
 
   /**
    * Write bytes; a string is written as latin1 (a head: one byte per character). The shared

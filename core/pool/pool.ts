@@ -7,7 +7,7 @@ import type { BackendView, Outcome, RequestInfo, Strategy } from "../plugins/api
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
 import { backendId } from "../config/load.ts";
 import type { Clock, Timer } from "../lib/clock.ts";
-import { createAgent, type UpstreamAgent, type UpstreamTarget } from "../upstream/client.ts";
+import { createAgent, type UpstreamAgent, type UpstreamTarget, type UpstreamTls } from "../upstream/client.ts";
 import { CircuitBreaker, type CircuitState } from "../resilience/breaker.ts";
 import { HealthChecker, type ProbeResult } from "../resilience/health.ts";
 import { RetryBudget } from "../resilience/retry.ts";
@@ -43,7 +43,8 @@ export class Backend implements BackendView {
   /** Host header value when the pool sends the backend's host instead of the client's. */
   readonly hostHeader: string;
 
-  constructor(config: BackendConfig, pool: PoolConfig) {
+  /** @param tls How an https:// backend is verified (pools.<name>.tls, read by core/tls/backend.ts). */
+  constructor(config: BackendConfig, pool: PoolConfig, tls?: UpstreamTls) {
     this.id = backendId(config);
     this.url = config.url;
     this.weight = config.weight;
@@ -54,6 +55,7 @@ export class Backend implements BackendView {
       hostname: u.hostname.replace(/^\[|\]$/g, ""),
       port: Number(u.port || (u.protocol === "https:" ? 443 : 80)),
       basePath: u.pathname.replace(/\/+$/, ""),
+      ...(u.protocol === "https:" && tls !== undefined ? { tls } : {}),
     };
     this.hostHeader = u.host;
     this.agent = createAgent(this.target, {

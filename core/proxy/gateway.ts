@@ -13,6 +13,7 @@ import type { Registry } from "../plugins/registry.ts";
 import { Backend, Pool } from "../pool/pool.ts";
 import { realClock, type Clock } from "../lib/clock.ts";
 import type { RawExchange } from "../runtime/types.ts";
+import type { UpstreamTls } from "../upstream/client.ts";
 import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import { HTTPException } from "hono/http-exception";
@@ -22,6 +23,8 @@ import { errorResponse, type ProxyResult } from "./response.ts";
 import { hostRank, makeRoute, matchRoute } from "./routes.ts";
 import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
+import { readBackendTls } from "../tls/backend.ts";
+import { dirname, resolve } from "node:path";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -73,6 +76,13 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const failures = (name: string) =>
     new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
   for (const [name, pc] of Object.entries(config.pools)) {
+    let tls: UpstreamTls | undefined;
+    try {
+      tls = readBackendTls(pc.tls, dirname(resolve(source.file)));
+    } catch (e) {
+      problems.push(`${source.at(["pools", name, "tls"])}: pools.${name}.tls: ${(e as Error).message}`);
+      continue;
+    }
     const strategyName = pc.strategy.name;
     const label = `pools.${name}.strategy: ${pc.strategy.plugin !== undefined ? `plugin ${pc.strategy.plugin}` : strategyName}`;
     try {
@@ -84,8 +94,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       }
       const poolUpdates = new Map<Backend, BackendUpdate>();
       const backends = pc.backends.map((b) => {
-        const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
-        if (!old) return new Backend(b, pc);
+        const old = reuseBackend(deps.previous?.pools.get(name), b, pc, tls);
+        if (!old) return new Backend(b, pc, tls);
         reused.add(old);
         poolUpdates.set(old, { weight: b.weight, labels: Object.freeze({ ...b.labels }) });
         return old;
@@ -158,6 +168,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
     const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
+    if (url.startsWith("https:")) ex.scheme = "https";
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
@@ -204,6 +215,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    if (raw.scheme === "https") ex.scheme = "https";
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {

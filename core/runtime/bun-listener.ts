@@ -16,24 +16,29 @@
  */
 import type { ClientConn } from "../listener/connection.ts";
 import { RawServer, type Listen } from "../listener/server.ts";
-import type { Listener, RawExchange, ServeOptions } from "./types.ts";
+import type { Listener, RawExchange, ServeOptions, ServeTls } from "./types.ts";
+import { bunTls } from "./bun-tls.ts";
 
-/** `Bun.listen` on this address, for {@link RawServer.listen}. */
-function bunListen(hostname: string, port: number, reusePort: boolean): Listen {
+/** `Bun.listen` on this address, for {@link RawServer.listen}; TLS with `tls` (bun-tls.ts). */
+function bunListen(hostname: string, port: number, reusePort: boolean, tls: ServeTls | undefined): Listen {
   return (handlers) => {
     // `reusePort` (SO_REUSEPORT, for workers) is accepted by Bun.listen as by Bun.serve, though
     // not in its types; without it a second process on the port fails, as it should. Half-open,
     // so a client that shuts down its sending side after its request still gets the answer.
+    const secure = tls && bunTls(tls);
     const options: Bun.TCPSocketListenOptions<ClientConn> & { reusePort?: boolean } = {
       hostname,
       port,
       reusePort,
       allowHalfOpen: true,
       // Bun's sockets have the shape of TcpSocket (core/runtime/types.ts): handed over as they come, no wrapper.
-      socket: handlers,
+      socket: secure ? ({ ...handlers, serverName: secure.serverName } as Bun.SocketHandler<ClientConn>) : handlers,
       data: undefined as unknown as ClientConn,
+      ...(secure ? { tls: secure.options as Bun.TLSOptions } : {}),
     };
-    return Bun.listen<ClientConn>(options);
+    const listener = Bun.listen<ClientConn>(options);
+    secure?.bound(listener);
+    return listener;
   };
 }
 
@@ -48,8 +53,9 @@ export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => voi
       headerTimeoutMs: options.idleTimeoutSeconds * 1000,
     },
     onError,
+    options.tls,
   );
-  const listener = server.listen(bunListen(options.hostname, options.port, options.reusePort ?? false));
+  const listener = server.listen(bunListen(options.hostname, options.port, options.reusePort ?? false, options.tls));
   return {
     hostname: listener.hostname,
     port: listener.port,
