@@ -130,7 +130,7 @@ describe("retry budget config", () => {
   });
 
   test("window must be longer than 0", () => {
-    expect(() => parse("{ budget: { window: 0s } }")).toThrow("pools.web.retry.budget.window must be a duration > 0, got \"0s\"");
+    expect(() => parse("{ budget: { window: 0s } }")).toThrow('pools.web.retry.budget.window must be a duration > 0, got "0s"');
   });
 
   test("min_retries_per_second must be a number >= 0", () => {
