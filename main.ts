@@ -323,7 +323,7 @@ function summarize(config: Config): string {
     const r = p.retry;
     lines.push(
       `  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
-        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
+        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} + ${r.budget.min_retries_per_second}/s, ` +
         `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`,
     );
     lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);

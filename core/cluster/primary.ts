@@ -20,7 +20,7 @@ import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
 import { startAcmeFor } from "../tls/acme.ts";
-import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import { clusterView, sharedState, snapshot, WORKER_ENV, WORKERS_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
@@ -164,7 +164,11 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   // ---- supervision -----------------------------------------------------------------------
   const spawn = (slot: Slot) => {
-    const proc = processes.spawnSelf(runtime.args(), { [WORKER_ENV]: String(slot.id) }, (m) => onMessage(slot, m as FromWorker));
+    const proc = processes.spawnSelf(
+      runtime.args(),
+      { [WORKER_ENV]: String(slot.id), [WORKERS_ENV]: String(o.workers) },
+      (m) => onMessage(slot, m as FromWorker),
+    );
     slot.proc = proc;
     slot.leaving = undefined;
     slot.final = undefined;

@@ -10,6 +10,8 @@ import type { Gateway } from "../proxy/gateway.ts";
 
 /** Set on a worker's environment: its number, 1..N. */
 export const WORKER_ENV = "FULCRUM_WORKER";
+/** Set on a worker's environment: how many workers there are (they split the retry budget's reserve). */
+export const WORKERS_ENV = "FULCRUM_WORKERS";
 
 /** The state of a backend that every worker holds the same. */
 export interface SharedState {

@@ -12,7 +12,7 @@ import type { Runtime } from "../runtime/types.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { startServer, type RunningServer } from "../proxy/server.ts";
 import { Challenges } from "../tls/edge.ts";
-import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
+import { applyBackend, applySnapshot, workerView, WORKERS_ENV, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {
   runtime: Runtime;
@@ -121,6 +121,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     reusePort: true,
     worker: true,
     challenges,
+    // The primary's count, not this config's `workers`: a reload does not change how many run.
+    workers: Math.max(1, Number(runtime.env(WORKERS_ENV)) || 1),
     async beforeListen(g) {
       starting = g;
       // From hello on, the primary sends us every change; the snapshot covers what came before.

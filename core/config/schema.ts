@@ -168,6 +168,10 @@ const breaker = z.strictObject(
   { error: "must be a map of circuit breaker settings" },
 );
 
+const RETRY_RATE = "must be a number of retries per second >= 0";
+/** `budget.min_retries` (a floor per window until 0.1.0) is refused, naming the key that replaced it. */
+const MIN_RETRIES_GONE = "was replaced by min_retries_per_second, a rate always allowed on top of ratio " +
+  "(min_retries was a floor per window: min_retries: 10 with a 10s window is min_retries_per_second: 1)";
 const RETRY_ON = ["connect", "reset", "timeout", "502", "503", "504"] as const;
 const retry = z.strictObject(
   {
@@ -180,10 +184,24 @@ const retry = z.strictObject(
       .prefault({}),
     budget: z
       .preprocess(
-        (v) => (typeof v === "string" || typeof v === "number" ? { ratio: v } : v),
+        (v, ctx) => {
+          if (typeof v === "string" || typeof v === "number") return { ratio: v };
+          // The old key changed meaning: refuse it by name rather than reading it as something else.
+          if (v !== null && typeof v === "object" && "min_retries" in v) {
+            const { min_retries, ...rest } = v as Record<string, unknown>;
+            ctx.addIssue({ code: "custom", message: MIN_RETRIES_GONE, path: ["min_retries"], input: min_retries });
+            return rest;
+          }
+          return v;
+        },
         z.strictObject(
-          { ratio: ratio.default(0.2), window: duration.default(10_000), min_retries: count().default(10) },
-          { error: "must be a percentage or a map with ratio, window and min_retries" },
+          {
+            ratio: ratio.default(0.2),
+            window: duration.refine((ms) => ms > 0, { error: "must be a duration > 0" }).default(10_000),
+            /** Retries per second always allowed on top of `ratio` (Finagle's and Linkerd's minRetriesPerSec). */
+            min_retries_per_second: z.number({ error: RETRY_RATE }).nonnegative({ error: RETRY_RATE }).default(10),
+          },
+          { error: "must be a percentage or a map with ratio, window and min_retries_per_second" },
         ),
       )
       .prefault({}),

@@ -113,6 +113,8 @@ export interface PoolDeps {
   logger: Logger;
   /** Told after each active health-check flip (with workers, the primary broadcasts it). */
   onHealthChange?: ((pool: Pool, backend: Backend) => void) | undefined;
+  /** Worker processes sharing the traffic; each gets this share of the retry budget's reserve. */
+  workers?: number | undefined;
 }
 
 export class Pool {
@@ -136,7 +138,7 @@ export class Pool {
   ) {
     this.#log = deps.logger;
     this.clock = deps.clock;
-    this.budget = new RetryBudget(config.retry.budget, deps.clock);
+    this.budget = new RetryBudget(config.retry.budget, deps.clock, deps.workers);
     // Backends new to this pool are adopted now; ones kept from a running pool only when this
     // pool goes live (activate()), so a reload that is rejected changes nothing of theirs.
     for (const b of backends) if (b.owner === undefined) this.#adopt(b, true);

@@ -57,6 +57,8 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
   /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
   onHealthChange?: (pool: Pool, backend: Backend) => void;
+  /** In a worker: how many worker processes share the port (they split the retry budget's reserve). */
+  workers?: number;
 }
 
 /**
@@ -107,6 +109,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           clock: deps.clock ?? realClock,
           logger: logging.logger,
           onHealthChange: deps.onHealthChange,
+          workers: deps.workers,
         }),
       );
     } catch (e) {

@@ -145,7 +145,7 @@ const TABLE: Record<string, Entry> = {
   "pools.*.retry.budget": applied("30%"),
   "pools.*.retry.budget.ratio": applied("30%"),
   "pools.*.retry.budget.window": applied("20s"),
-  "pools.*.retry.budget.min_retries": applied(5),
+  "pools.*.retry.budget.min_retries_per_second": applied(5),
   "pools.*.retry.per_try_timeout": applied("5s"),
   "pools.*.retry.buffer_body_limit": applied("128kib"),
   "pools.*.max_inflight": applied({ backend: 10 }),
