@@ -11,6 +11,7 @@ import { ConfigError, configSource } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
 import { didYouMean } from "./core/config/units.ts";
 import { loadPlugins, PluginLoadError } from "./core/plugins/load.ts";
+import { configDir, TlsManager } from "./core/tls/manager.ts";
 import type { Registry } from "./core/plugins/registry.ts";
 import { buildGateway } from "./core/proxy/gateway.ts";
 import { pluginApi } from "./core/proxy/plugin-context.ts";
@@ -118,6 +119,15 @@ export async function checkConfig(file: string, deps: CheckDeps): Promise<CheckR
     config = (e as ConfigError).partial;
   }
   if (!config) return { problems, unchecked };
+
+  // The TLS certificates as `run` reads them: files, keys matching, expiry, SAN names.
+  if (config.listen) {
+    try {
+      new TlsManager(config, configDir(config, deps.runtime.cwd()), getLogger(["fulcrum", "tls"]));
+    } catch (e) {
+      failed(e);
+    }
+  }
 
   let registry = deps.registry;
   try {

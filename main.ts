@@ -20,7 +20,7 @@ import type { Config } from "./core/config/schema.ts";
 import { startDemoBackends } from "./core/proxy/demo.ts";
 import { setupLogging } from "./core/telemetry/log.ts";
 import { Registry } from "./core/plugins/registry.ts";
-import { startServer, type RunningServer } from "./core/proxy/server.ts";
+import { listenerUrls, startServer, type RunningServer } from "./core/proxy/server.ts";
 import { formatRanges } from "./core/resilience/health.ts";
 import { startObservability } from "./core/admin/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
@@ -29,6 +29,7 @@ import { watchFiles } from "./core/plugins/watch.ts";
 import { runPrimary } from "./core/cluster/primary.ts";
 import { runWorker } from "./core/cluster/worker.ts";
 import { WORKER_ENV } from "./core/cluster/state.ts";
+import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
@@ -243,10 +244,14 @@ async function serve(
   rewatch(server);
   const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
   if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
-  const url = `http://${
-    server.listener.hostname.includes(":") ? `[${server.listener.hostname}]` : server.listener.hostname
-  }:${server.listener.port}`;
-  logging.logger.info("listening", { url, pools: [...server.gateway.pools.keys()], runtime: runtime.name, pid: process.pid });
+  const url = listenerUrls(server)[0]!;
+  logging.logger.info("listening", {
+    url,
+    pools: [...server.gateway.pools.keys()],
+    runtime: runtime.name,
+    pid: process.pid,
+    ...(server.listeners.length > 1 ? { listeners: listenerUrls(server) } : {}),
+  });
   onReady?.(url);
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -279,7 +284,7 @@ function summarize(config: Config): string {
   const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
   const lines = [
-    `listen: ${config.listen.hostname}:${config.listen.port}`,
+    ...listenersOf(config.listen).map(describeListener),
     `workers: ${config.workers === "auto" ? `auto (${navigator.hardwareConcurrency || 1} on this machine)` : config.workers}`,
     `shutdown_timeout: ${ms(config.shutdown_timeout)}`,
   ];
@@ -318,7 +323,7 @@ function summarize(config: Config): string {
     const r = p.retry;
     lines.push(
       `  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
-        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} (min ${r.budget.min_retries}), ` +
+        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} + ${r.budget.min_retries_per_second}/s, ` +
         `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`,
     );
     lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);

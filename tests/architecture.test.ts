@@ -27,9 +27,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   middleware: ["config", "lib", "plugins"],
   listener: ["http1", "lib"],
   http2: ["http1", "lib"],
-  proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "upstream"],
-  admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry"],
-  cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry"],
+  tls: ["config", "lib", "upstream"],
+  proxy: ["config", "http1", "lib", "middleware", "plugins", "pool", "resilience", "telemetry", "tls", "upstream"],
+  admin: ["config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],
+  cluster: ["admin", "config", "lib", "plugins", "pool", "proxy", "telemetry", "tls"],
   runtime: ["http1", "http2", "lib", "listener", "plugins", "upstream"],
 };
 

@@ -10,6 +10,7 @@ import type { Config } from "../config/schema.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { Listener, Runtime } from "../runtime/types.ts";
+import type { TlsManager } from "../tls/manager.ts";
 
 /** Where the admin listener goes when `admin.listen` is not set. */
 export const DEFAULT_ADMIN_LISTEN = { hostname: "127.0.0.1", port: 9090 };
@@ -23,6 +24,8 @@ export interface AdminTarget {
   readonly config?: Config;
   /** With several worker processes (core/cluster/): their view of the backends, and admin changes passed on. */
   readonly cluster?: AdminCluster;
+  /** The certificates of the TLS listeners (GET /certificates) and the listeners' counts (/metrics). */
+  readonly tls?: TlsManager;
 }
 
 /** What the admin API needs of a primary process whose workers serve the traffic. */
@@ -66,6 +69,7 @@ const ENDPOINTS = [
   'PUT /backends/{pool}/{id}/weight  {"weight": N}',
   "POST /reload",
   "GET /config",
+  "GET /certificates",
 ];
 const MAX_WEIGHT = 1_000_000;
 
@@ -190,6 +194,9 @@ export function createAdminApp(o: AdminOptions): Hono {
       return c.json({ status: "failed", error: (e as Error).message, ...(Array.isArray(problems) ? { problems } : {}) }, 422);
     }
   });
+
+  // Names, issuer, not-after, source (file or acme) and the last renewal error of every certificate.
+  app.get("/certificates", (c) => c.json({ certificates: o.target()?.tls?.status() ?? [] }));
 
   app.get("/config", (c) =>
     c.body(JSON.stringify(maskSecrets(o.target()?.config ?? o.config), jsonReplacer, 2), 200, {

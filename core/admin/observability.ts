@@ -19,6 +19,7 @@ import type { Gateway } from "../proxy/gateway.ts";
 import { restoreState, saveState, stateFilePath } from "./state-file.ts";
 import { hostname } from "node:os";
 import type { Runtime } from "../runtime/types.ts";
+import { registerTlsMetrics } from "../tls/metrics.ts";
 
 export { ADMIN_TOKEN_ENV };
 
@@ -108,6 +109,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     if (stateFile && target) saveState(stateFile, target.gateway.pools.values(), log);
   };
   const wire = (m: Metrics) => {
+    registerTlsMetrics(m.registry, () => target?.tls);
     m.source = {
       pools: () => target?.gateway.pools.values() ?? [],
       inflight: () => target?.gateway.inflight() ?? 0,

@@ -18,7 +18,9 @@ import type { Registry } from "../plugins/registry.ts";
 import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
-import { clusterView, sharedState, snapshot, WORKER_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import { configDir, TlsManager } from "../tls/manager.ts";
+import { startAcmeFor } from "../tls/acme.ts";
+import { clusterView, sharedState, snapshot, WORKER_ENV, WORKERS_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
 import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
@@ -91,6 +93,8 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   // The primary builds the pools too, to health-check them and answer the admin API; it never
   // proxies. A config or plugin that fails here throws before anything listens.
   const plugins = await loadPlugins(config, { runtime, registry: o.registry, fresh: false });
+  // Certificates are checked here too, before any worker starts: a bad one exits 2 with its position.
+  const tls = new TlsManager(config, configDir(config, runtime.cwd()), log.getChild("tls"));
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   obs.restore(current.gateway); // state_file: the primary owns the operator state; workers get it in their snapshot
@@ -111,7 +115,10 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   let stopping = false;
   let rid = 0;
   const pending = new Map<number, { slot: Slot; settle(r: Reply | undefined): void }>();
-  type Request = { t: "reload" | "status" | "metrics" | "shutdown" } | Omit<Extract<ToWorker, { t: "backend" }>, "rid">;
+  type Request =
+    | { t: "reload" | "status" | "metrics" | "shutdown" }
+    | Omit<Extract<ToWorker, { t: "backend" }>, "rid">
+    | Omit<Extract<ToWorker, { t: "acme-challenge" }>, "rid">;
   const call = (slot: Slot, request: Request, timeoutMs = RPC_TIMEOUT_MS) =>
     new Promise<Reply | undefined>((settle) => {
       if (!slot.attached) return settle(undefined);
@@ -157,7 +164,11 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   // ---- supervision -----------------------------------------------------------------------
   const spawn = (slot: Slot) => {
-    const proc = processes.spawnSelf(runtime.args(), { [WORKER_ENV]: String(slot.id) }, (m) => onMessage(slot, m as FromWorker));
+    const proc = processes.spawnSelf(
+      runtime.args(),
+      { [WORKER_ENV]: String(slot.id), [WORKERS_ENV]: String(o.workers) },
+      (m) => onMessage(slot, m as FromWorker),
+    );
     slot.proc = proc;
     slot.leaving = undefined;
     slot.final = undefined;
@@ -225,6 +236,16 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     return 1;
   }
 
+  // ACME here, once for all: the workers answer the challenges and load the certificates.
+  const acme = startAcmeFor(
+    config,
+    tls,
+    log.getChild("acme"),
+    async (token, keyAuthorization) =>
+      void (await Promise.all(slots.map((s) => call(s, { t: "acme-challenge", token, keyAuthorization })))),
+    (name) => broadcast({ t: "acme-certificate", name }),
+  );
+
   // ---- reload ----------------------------------------------------------------------------
   let watcher: { close(): void } | undefined;
   const rewatch = () => {
@@ -245,6 +266,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       for (const p of next.gateway.pools.values()) p.start();
       old.retire(next.gateway); // the primary has no requests in flight
       rewatch();
+      tls.reload(); // the admin API's view; each worker reloads the certificates it serves
       // Validated here first; each worker re-reads the same files and swaps like a single process.
       const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
@@ -269,6 +291,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       return current.config;
     },
     reload,
+    tls,
     cluster: {
       view: async () => clusterView(await views()),
       changed: async (p, b) => {
@@ -279,7 +302,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   const host = config.listen.hostname;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = `${config.listen.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   log.info("listening", { url, pools: [...current.gateway.pools.keys()], runtime: runtime.name, pid: process.pid, workers: slots.length });
   o.onReady?.(url);
 
@@ -289,6 +312,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     runtime.onSignal("SIGINT", r);
   });
   stopping = true;
+  acme?.stop();
   obs.draining();
   offHup();
   watcher?.close();

@@ -10,6 +10,8 @@ import type { Gateway } from "../proxy/gateway.ts";
 
 /** Set on a worker's environment: its number, 1..N. */
 export const WORKER_ENV = "FULCRUM_WORKER";
+/** Set on a worker's environment: how many workers there are (they split the retry budget's reserve). */
+export const WORKERS_ENV = "FULCRUM_WORKERS";
 
 /** The state of a backend that every worker holds the same. */
 export interface SharedState {
@@ -29,7 +31,11 @@ export type ToWorker =
   | { t: "snapshot"; snapshot: Snapshot }
   | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
   /** The primary holds the worker's final metrics: it may exit. */
-  | { t: "final-ack" };
+  | { t: "final-ack" }
+  /** ACME runs in the primary: an http-01 challenge to answer on the plain listeners (null: done); replied to once set. */
+  | { t: "acme-challenge"; token: string; keyAuthorization: string | null; rid: number }
+  /** ACME: a certificate for `name` was stored under acme.storage; load it. */
+  | { t: "acme-certificate"; name: string };
 
 export type FromWorker =
   | { t: "hello" }

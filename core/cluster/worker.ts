@@ -11,7 +11,8 @@ import type { Registry } from "../plugins/registry.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { startServer, type RunningServer } from "../proxy/server.ts";
-import { applyBackend, applySnapshot, workerView, type FromWorker, type ToWorker } from "./state.ts";
+import { Challenges } from "../tls/edge.ts";
+import { applyBackend, applySnapshot, workerView, WORKERS_ENV, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {
   runtime: Runtime;
@@ -44,6 +45,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   let init!: (m: Extract<ToWorker, { t: "init" }>) => void;
   const initialized = new Promise<Extract<ToWorker, { t: "init" }>>((r) => (init = r));
   let draining: Promise<void> | undefined;
+  // ACME http-01 challenges of the primary's orders, answered on this worker's plain listeners.
+  const challenges = new Challenges();
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   let primaryGone = false;
@@ -83,6 +86,13 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
         return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.registry.getMetricsAsJSON() : [] });
       case "final-ack":
         return finalAck?.();
+      case "acme-challenge":
+        if (m.keyAuthorization === null) challenges.delete(m.token);
+        else challenges.set(m.token, m.keyAuthorization);
+        return send({ t: "reply", rid: m.rid, ok: true });
+      case "acme-certificate":
+        server?.tls.acmeLoad(m.name);
+        return;
       case "shutdown":
         // shutdown() stops accepting at once; the reply tells the primary the port is released here.
         shutdown();
@@ -110,6 +120,9 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     stage: obs.stage,
     reusePort: true,
     worker: true,
+    challenges,
+    // The primary's count, not this config's `workers`: a reload does not change how many run.
+    workers: Math.max(1, Number(runtime.env(WORKERS_ENV)) || 1),
     async beforeListen(g) {
       starting = g;
       // From hello on, the primary sends us every change; the snapshot covers what came before.

@@ -139,7 +139,7 @@ function plainScalar(text: string): unknown {
 }
 
 function describeIssue(issue: z.core.$ZodIssue, doc: Document, data: unknown): { offset: number; text: string } {
-  const path = issue.path as Path;
+  const path = asWritten(issue.path as Path, data);
   if (issue.code === "unrecognized_keys") {
     const known = knownKeys(path);
     const key = issue.keys[0]!;
@@ -231,6 +231,21 @@ function formatPath(path: Path): string {
 function show(value: unknown): string {
   const s = typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/**
+ * The issue's path in the file as written: an index into a value the file wrote as a map (a lone
+ * listener, `listen: { address, h2c }`, which the schema reads as a list of one) is dropped.
+ */
+function asWritten(path: Path, data: unknown): Path {
+  let v: unknown = data;
+  const out: (string | number)[] = [];
+  for (const p of path) {
+    if (typeof p === "number" && v !== null && typeof v === "object" && !Array.isArray(v)) continue;
+    out.push(p);
+    v = v && typeof v === "object" ? (v as Record<string | number, unknown>)[p] : undefined;
+  }
+  return out;
 }
 
 function valueAt(data: unknown, path: Path): unknown {

@@ -36,7 +36,9 @@ function schemaAt(path: Path): AnySchema {
 
 /** Keys the schema accepts at `path`, for did-you-mean. */
 export function knownKeys(path: Path): string[] {
-  const def = unwrap(schemaAt(path))?._zod?.def;
+  let def = unwrap(schemaAt(path))?._zod?.def;
+  // A list whose one item the file wrote as a map (a lone listener, `listen: { address, h2c }`): the item's keys.
+  if (def?.type === "array") def = unwrap(def.element)?._zod?.def;
   return def?.type === "object" ? Object.keys(def.shape) : [];
 }
 

@@ -16,6 +16,7 @@ export const RESTART_KEYS: readonly string[] = [
   "log.access_log_file",
   "admin.enabled", // the admin listener's socket
   "admin.listen",
+  "acme", // the ACME account, CA and storage the orders of this process use
 ];
 
 function get(config: Config, key: string): unknown {

@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 import { parseDuration, parseListen, parseSize, parseStatusRanges } from "./units.ts";
-import { listenEntry, tunnelKeys } from "./protocols.ts";
+import { acmeSchema, backendTlsSchema, listenSchema } from "./tls.ts";
+import { tunnelKeys } from "./protocols.ts";
 
 export { TUNNEL_IDLE_DEFAULT, type Http2Config } from "./protocols.ts";
 
@@ -170,6 +171,10 @@ const breaker = z.strictObject(
   { error: "must be a map of circuit breaker settings" },
 );
 
+const RETRY_RATE = "must be a number of retries per second >= 0";
+/** `budget.min_retries` (a floor per window until 0.1.0) is refused, naming the key that replaced it. */
+const MIN_RETRIES_GONE = "was replaced by min_retries_per_second, a rate always allowed on top of ratio " +
+  "(min_retries was a floor per window: min_retries: 10 with a 10s window is min_retries_per_second: 1)";
 const RETRY_ON = ["connect", "reset", "timeout", "502", "503", "504"] as const;
 const retry = z.strictObject(
   {
@@ -182,10 +187,24 @@ const retry = z.strictObject(
       .prefault({}),
     budget: z
       .preprocess(
-        (v) => (typeof v === "string" || typeof v === "number" ? { ratio: v } : v),
+        (v, ctx) => {
+          if (typeof v === "string" || typeof v === "number") return { ratio: v };
+          // The old key changed meaning: refuse it by name rather than reading it as something else.
+          if (v !== null && typeof v === "object" && "min_retries" in v) {
+            const { min_retries, ...rest } = v as Record<string, unknown>;
+            ctx.addIssue({ code: "custom", message: MIN_RETRIES_GONE, path: ["min_retries"], input: min_retries });
+            return rest;
+          }
+          return v;
+        },
         z.strictObject(
-          { ratio: ratio.default(0.2), window: duration.default(10_000), min_retries: count().default(10) },
-          { error: "must be a percentage or a map with ratio, window and min_retries" },
+          {
+            ratio: ratio.default(0.2),
+            window: duration.refine((ms) => ms > 0, { error: "must be a duration > 0" }).default(10_000),
+            /** Retries per second always allowed on top of `ratio` (Finagle's and Linkerd's minRetriesPerSec). */
+            min_retries_per_second: z.number({ error: RETRY_RATE }).nonnegative({ error: RETRY_RATE }).default(10),
+          },
+          { error: "must be a percentage or a map with ratio, window and min_retries_per_second" },
         ),
       )
       .prefault({}),
@@ -223,6 +242,8 @@ const pool = z.strictObject(
       .prefault({}),
     /** When no backend is available, route across all of them anyway instead of answering 503. */
     panic: z.boolean({ error: "must be true or false" }).default(false),
+    /** How https:// backends are verified (core/config/tls.ts). */
+    tls: backendTlsSchema.optional(),
   },
   { error: "must be a map with strategy and backends" },
 );
@@ -245,7 +266,7 @@ const route = z.strictObject(
     /** Also retry non-idempotent requests (POST, PATCH) after they may have reached a backend. */
     retry_non_idempotent: z.boolean({ error: "must be true or false" }).default(false),
     middleware: z.array(middleware, { error: "must be a list of middleware" }).default([]),
-    ...tunnelKeys(duration),
+    ...tunnelKeys(),
   },
   { error: "must be a map with match and pool" },
 );
@@ -349,7 +370,8 @@ const workers = z
 
 export const configSchema = z.strictObject(
   {
-    listen: listenEntry(listen, size, positiveInt).prefault("0.0.0.0:8080"),
+    /** One address, or a list of plain, TLS and redirect listeners (core/config/tls.ts). */
+    listen: listenSchema.default({ hostname: "0.0.0.0", port: 8080 }),
     workers,
     shutdown_timeout: duration.default(30_000),
     pools: z.record(z.string(), pool, { error: "must be a map of pool name: pool" }),
@@ -362,6 +384,8 @@ export const configSchema = z.strictObject(
     telemetry: telemetry.optional(),
     /** Operator state (drain, weight set through the admin API) kept across restarts; relative to the config's folder. */
     state_file: z.string({ error: "must be a file path" }).min(1, { error: "must not be empty" }).optional(),
+    /** The ACME account and CA for `tls.acme` names (core/config/tls.ts). */
+    acme: acmeSchema.optional(),
   },
   { error: "must be a map" },
 );

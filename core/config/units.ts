@@ -1,7 +1,7 @@
 /** Parsers for the human units used in the config: durations (`250ms`, `5s`) and sizes (`64kb`). */
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Milliseconds for a duration string, or `undefined` when it is not one. */
 export function parseDuration(text: string): number | undefined {

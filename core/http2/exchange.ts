@@ -9,7 +9,7 @@
 import { Buffer } from "node:buffer";
 import type { ServerHttp2Stream } from "node:http2";
 import type { HeaderBlock } from "../http1/bytes.ts";
-import type { RawExchange, TunnelEnd } from "../runtime/types.ts";
+import type { RawExchange, TlsInfo, TunnelEnd } from "../runtime/types.ts";
 import { responseHeaders, type H2Head } from "./headers.ts";
 import { StreamTunnel } from "./tunnel.ts";
 
@@ -19,6 +19,8 @@ const BODY_AHEAD = 64 * 1024;
 /** What an exchange needs of its connection (H2Connection, session.ts). */
 export interface H2Conn {
   readonly clientIp: string;
+  readonly scheme: "http" | "https";
+  tlsInfo(): TlsInfo | undefined;
   readonly maxBody: number;
   /** Wait until the socket has room (the session's writes are not piling up in memory). */
   roomToWrite(): Promise<void> | undefined;
@@ -45,6 +47,7 @@ export class H2Exchange implements RawExchange {
   readonly bodyLength: number;
   readonly upgrade: string | undefined;
   readonly httpVersion = "2";
+  readonly scheme: "http" | "https";
   aborted = false;
   #answered = false;
   #done = false;
@@ -65,6 +68,7 @@ export class H2Exchange implements RawExchange {
     this.host = head.host;
     this.rawHeaders = head.rawHeaders;
     this.clientIp = conn.clientIp;
+    this.scheme = conn.scheme;
     // An extended CONNECT has no body: its DATA frames are the tunnel's bytes.
     this.bodyLength = ended || head.connectProtocol !== undefined ? 0 : head.contentLength;
     this.upgrade = head.connectProtocol;
@@ -75,6 +79,10 @@ export class H2Exchange implements RawExchange {
       this.abort();
       conn.premature();
     });
+  }
+
+  tlsInfo(): TlsInfo | undefined {
+    return this.conn.tlsInfo();
   }
 
   header(name: string): string | null {
@@ -275,7 +283,7 @@ export class H2Exchange implements RawExchange {
       init.body = this.body;
       init.duplex = "half";
     }
-    return (this.#request = new Request(`http://${this.host || "localhost"}${this.target === "*" ? "/" : this.target}`, init));
+    return (this.#request = new Request(`${this.scheme}://${this.host || "localhost"}${this.target === "*" ? "/" : this.target}`, init));
   }
 
   /**

@@ -7,7 +7,7 @@
 import type { Buffer } from "node:buffer";
 import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { RequestError } from "../http1/request-head.ts";
-import type { Http2Settings, RawExchange, TcpSocket } from "../runtime/types.ts";
+import type { Http2Settings, RawExchange, TcpSocket, TlsInfo } from "../runtime/types.ts";
 import { H2Exchange, type H2Conn } from "./exchange.ts";
 import { requestHead } from "./headers.ts";
 import { SocketDuplex, type TakenConn } from "./socket.ts";
@@ -19,6 +19,8 @@ export interface H2Options {
   maxBody: number;
   /** A connection with no stream open for this long is closed with GOAWAY (limits.client_idle_timeout; 0: never). */
   idleMs: number;
+  /** "https" on a TLS listener (h2 by ALPN): X-Forwarded-Proto, url.scheme. */
+  scheme: "http" | "https";
   onError: (e: unknown) => void;
   /** A connection closed for abuse (guard.ts), with the client and the reason. */
   onAbuse?: (clientIp: string, reason: string) => void;
@@ -55,6 +57,8 @@ export class H2Connection implements H2Conn {
     readonly front: H2Front,
     readonly duplex: SocketDuplex,
     readonly clientIp: string,
+    /** The TLS version and cipher of the connection (TLS listeners), for spans. */
+    readonly tlsInfo: () => TlsInfo | undefined,
   ) {
     this.guard = new FrameGuard(this, front.options.settings.maxHeaderListSize);
   }
@@ -89,6 +93,10 @@ export class H2Connection implements H2Conn {
 
   get maxBody(): number {
     return this.front.options.maxBody;
+  }
+
+  get scheme(): "http" | "https" {
+    return this.front.options.scheme;
   }
 
   roomToWrite(): Promise<void> | undefined {
@@ -193,13 +201,15 @@ export class H2Front {
    */
   accept(
     clientIp: string,
-    takeover: (owner: SocketDuplex) => { socket: TcpSocket<unknown>; conn: TakenConn } | undefined,
+    takeover: (
+      owner: SocketDuplex,
+    ) => { socket: TcpSocket<unknown>; conn: TakenConn; tlsInfo?: () => TlsInfo | undefined } | undefined,
     first: Buffer | undefined,
   ): void {
     const duplex = new SocketDuplex();
     const taken = takeover(duplex);
     if (taken === undefined) return;
-    const c = new H2Connection(this, duplex, clientIp);
+    const c = new H2Connection(this, duplex, clientIp, taken.tlsInfo ?? (() => undefined));
     this.conns.add(c);
     duplex.onGone = () => this.conns.delete(c);
     duplex.onShutdown = () => c.close();

@@ -1,7 +1,7 @@
 // One client connection's state machine (heads, pipelining, backpressure, close): what happens between and around its requests (exchange.ts).
 import { Buffer } from "node:buffer";
 import { MAX_REQUEST_HEAD, parseRequestHead, RequestError, type RequestHead } from "../http1/request.ts";
-import { CLOSED_BY_PROXY, type RawExchange, type TcpSocket } from "../runtime/types.ts";
+import { CLOSED_BY_PROXY, type RawExchange, type TcpSocket, type TlsInfo } from "../runtime/types.ts";
 import { Exchange, httpDate, REASONS } from "./exchange.ts";
 import { Body, type ExchangeConn } from "./request.ts";
 import { prefaceState, type SocketOwner, type UpgradableConn } from "./upgrade.ts";
@@ -24,6 +24,7 @@ export interface ConnServer {
   readonly conns: Set<ClientConn>;
   readonly limits: Limits;
   readonly closing: boolean;
+  readonly scheme: "http" | "https";
   readonly handler: (ex: RawExchange) => void;
   readonly onError: (e: unknown) => void;
   /** Serve HTTP/2 on a connection whose first bytes are its preface (h2c with prior knowledge); undefined: HTTP/1.1 only. */
@@ -45,6 +46,8 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
   paused = false;
   /** When the first byte of a head still incomplete arrived (0 when none is pending). */
   headSince = 0;
+  /** TLS: when the connection opened, until its handshake is done (then 0; -1 once timed out). */
+  handshakeSince = 0;
   out: Uint8Array[] | undefined;
   onDrain: (() => void) | undefined;
   /** Set once the connection left HTTP/1.1 (a tunnel after 101, HTTP/2): the socket's events go there (server.ts). */
@@ -74,6 +77,14 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
     }
     this.server.conns.delete(this);
     this.server.checkClosed();
+  }
+
+  /** The TLS version and cipher (TLS ports), read from the socket when asked (spans). */
+  tlsInfo(): TlsInfo | undefined {
+    const s = this.socket;
+    if (this.server.scheme !== "https" || s?.getTLSVersion === undefined) return undefined;
+    const c = s.getCipher?.();
+    return { protocol: s.getTLSVersion() ?? "", cipher: c?.standardName ?? c?.name ?? "" };
   }
 
   /**

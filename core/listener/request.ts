@@ -2,7 +2,7 @@
 import { Buffer } from "node:buffer";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import { RequestError, type RequestHead } from "../http1/request.ts";
-import type { ForwardLines } from "../runtime/types.ts";
+import type { ForwardLines, TlsInfo } from "../runtime/types.ts";
 import { upgradeOf, type UpgradableConn } from "./upgrade.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
@@ -19,7 +19,13 @@ export interface ExchangeConn extends UpgradableConn {
   pending: Buffer | undefined;
   closeAfter: boolean;
   readonly closed: boolean;
-  readonly server: { readonly limits: { readonly maxBody: number }; readonly closing: boolean; readonly onError: (e: unknown) => void };
+  readonly server: {
+    readonly limits: { readonly maxBody: number };
+    readonly closing: boolean;
+    readonly scheme: "http" | "https";
+    readonly onError: (e: unknown) => void;
+  };
+  tlsInfo(): TlsInfo | undefined;
   write(data: Uint8Array | string): boolean;
   writeScratch(buf: Uint8Array, end: number): boolean;
   drained(): Promise<void>;
@@ -110,6 +116,15 @@ export abstract class IncomingRequest {
       this.bodyLength = 0;
       this.bodyState = Body.None;
     }
+  }
+
+  /** "https" on a TLS port. */
+  get scheme(): "http" | "https" {
+    return this.conn.server.scheme;
+  }
+
+  tlsInfo(): TlsInfo | undefined {
+    return this.conn.tlsInfo();
   }
 
   get rawHeaders(): readonly string[] {
@@ -308,7 +323,7 @@ export abstract class IncomingRequest {
       init.duplex = "half";
     }
     const host = this.host || "localhost";
-    return (this.#request = new Request(`http://${host}${this.target === "*" ? "/" : this.target}`, init));
+    return (this.#request = new Request(`${this.scheme}://${host}${this.target === "*" ? "/" : this.target}`, init));
   }
 
   /** Answer with a web `Response` (exchange.ts): a body that failed after its reader gave up is answered at once. */

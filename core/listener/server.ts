@@ -1,6 +1,6 @@
 // A port's connections, limits and close, with the socket events; the runtime binds them to its sockets (Listen), so nothing here touches Bun.
 import { Buffer } from "node:buffer";
-import type { RawExchange, TcpHandlers } from "../runtime/types.ts";
+import type { RawExchange, TcpHandlers, TcpSocket } from "../runtime/types.ts";
 import { ClientConn, MAX_PENDING, type ConnServer, type Limits } from "./connection.ts";
 import { Body } from "./request.ts";
 
@@ -19,6 +19,14 @@ export interface BoundListener {
  */
 export type Listen = (handlers: TcpHandlers<ClientConn>) => BoundListener;
 
+/** A TLS port's handshake rules (the runtime does the TLS; the connections are the same HTTP/1.1 as on a plain port). */
+export interface TlsHooks {
+  /** A client that has not finished its handshake this long after connecting is closed. */
+  readonly handshakeTimeoutMs: number;
+  /** A handshake succeeded, failed (the runtime's error), or timed out. */
+  handshake(ok: boolean, error: Error | "timeout" | undefined, clientIp: string): void;
+}
+
 export class RawServer implements ConnServer {
   readonly conns = new Set<ClientConn>();
   closing = false;
@@ -28,11 +36,17 @@ export class RawServer implements ConnServer {
   #closed: (() => void) | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
+  readonly scheme: "http" | "https";
+
   constructor(
     readonly handler: (ex: RawExchange) => void,
     readonly limits: Limits,
     readonly onError: (e: unknown) => void,
-  ) {}
+    /** A TLS port: the runtime's sockets are TLS sockets, reported by `handshake` once established. */
+    readonly tls?: TlsHooks,
+  ) {
+    this.scheme = tls ? "https" : "http";
+  }
 
   listen(listen: Listen): BoundListener {
     // The socket handlers reach the server through this name (they are not methods of it).
@@ -48,6 +62,7 @@ export class RawServer implements ConnServer {
         s.setNoDelay?.(true);
         s.timeout(server.limits.idleSeconds);
         server.conns.add(conn);
+        if (server.tls) conn.handshakeSince = performance.now();
         if (server.closing) conn.end();
       },
       data(s, chunk) {
@@ -101,18 +116,37 @@ export class RawServer implements ConnServer {
         conn.destroy();
       },
     };
+    if (this.tls) handlers.handshake = (s, ok, error) => server.#handshake(s, ok, error);
     const listener = listen(handlers);
     this.#listener = listener;
-    // A head trickling in byte by byte keeps the idle timer happy: bound it by a deadline.
-    if (this.limits.headerTimeoutMs === 0) return listener; // client_idle_timeout: 0, no timeouts
+    // A head trickling in byte by byte keeps the idle timer happy: bound it by a deadline. So is
+    // a TLS handshake (a client that connects and never speaks, or trickles its ClientHello).
+    const tls = this.tls;
+    if (this.limits.headerTimeoutMs === 0 && !tls) return listener; // client_idle_timeout: 0, no timeouts
     this.#sweep = setInterval(() => {
       const now = performance.now();
-      for (const c of this.conns)
-        if (c.headSince > 0 && c.current === undefined && now - c.headSince > this.limits.headerTimeoutMs)
-          c.reject(408, "request head timeout");
+      for (const c of this.conns) {
+        if (c.handshakeSince > 0) {
+          if (now - c.handshakeSince > tls!.handshakeTimeoutMs) {
+            c.handshakeSince = -1; // reported here, not again by the handshake event the close brings
+            tls!.handshake(false, "timeout", c.clientIp);
+            c.destroy();
+          }
+        } else if (
+          c.headSince > 0 && c.current === undefined && this.limits.headerTimeoutMs > 0 && now - c.headSince > this.limits.headerTimeoutMs
+        ) c.reject(408, "request head timeout");
+      }
     }, 1000);
     (this.#sweep as { unref?: () => void }).unref?.();
     return listener;
+  }
+
+  #handshake(s: TcpSocket<ClientConn>, ok: boolean, error: Error | null): void {
+    const conn = s.data;
+    if (conn === undefined || conn.handshakeSince < 0) return;
+    conn.handshakeSince = 0;
+    this.tls!.handshake(ok, ok ? undefined : (error ?? new Error("handshake failed")), conn.clientIp);
+    if (!ok) conn.destroy();
   }
 
   checkClosed(): void {

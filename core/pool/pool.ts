@@ -7,7 +7,7 @@ import type { BackendView, Outcome, RequestInfo, Strategy } from "../plugins/api
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
 import { backendId } from "../config/load.ts";
 import type { Clock, Timer } from "../lib/clock.ts";
-import { createAgent, type UpstreamAgent, type UpstreamTarget } from "../upstream/client.ts";
+import { createAgent, type UpstreamAgent, type UpstreamTarget, type UpstreamTls } from "../upstream/client.ts";
 import { CircuitBreaker, type CircuitState } from "../resilience/breaker.ts";
 import { HealthChecker, type ProbeResult } from "../resilience/health.ts";
 import { RetryBudget } from "../resilience/retry.ts";
@@ -45,7 +45,8 @@ export class Backend implements BackendView {
   /** Host header value when the pool sends the backend's host instead of the client's. */
   readonly hostHeader: string;
 
-  constructor(config: BackendConfig, pool: PoolConfig) {
+  /** @param tls How an https:// backend is verified (pools.<name>.tls, read by core/tls/backend.ts). */
+  constructor(config: BackendConfig, pool: PoolConfig, tls?: UpstreamTls) {
     this.id = backendId(config);
     this.url = config.url;
     this.weight = config.weight;
@@ -56,6 +57,7 @@ export class Backend implements BackendView {
       hostname: u.hostname.replace(/^\[|\]$/g, ""),
       port: Number(u.port || (u.protocol === "https:" ? 443 : 80)),
       basePath: u.pathname.replace(/\/+$/, ""),
+      ...(u.protocol === "https:" && tls !== undefined ? { tls } : {}),
     };
     this.hostHeader = u.host;
     this.agent = createAgent(this.target, {
@@ -114,6 +116,8 @@ export interface PoolDeps {
   logger: Logger;
   /** Told after each active health-check flip (with workers, the primary broadcasts it). */
   onHealthChange?: ((pool: Pool, backend: Backend) => void) | undefined;
+  /** Worker processes sharing the traffic; each gets this share of the retry budget's reserve. */
+  workers?: number | undefined;
 }
 
 export class Pool {
@@ -137,7 +141,7 @@ export class Pool {
   ) {
     this.#log = deps.logger;
     this.clock = deps.clock;
-    this.budget = new RetryBudget(config.retry.budget, deps.clock);
+    this.budget = new RetryBudget(config.retry.budget, deps.clock, deps.workers);
     // Backends new to this pool are adopted now; ones kept from a running pool only when this
     // pool goes live (activate()), so a reload that is rejected changes nothing of theirs.
     for (const b of backends) if (b.owner === undefined) this.#adopt(b, true);

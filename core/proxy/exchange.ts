@@ -6,7 +6,7 @@
 import type { AbortLike } from "../upstream/client.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
 import { upstreamHeaders, upstreamHeadersBlock, upstreamHeadersRaw } from "../http1/headers.ts";
-import type { RawExchange } from "../runtime/types.ts";
+import type { RawExchange, TlsInfo } from "../runtime/types.ts";
 import type { ObservedRequest, Observer } from "../telemetry/observer.ts";
 import type { SpanHandle } from "../telemetry/tracing.ts";
 
@@ -125,6 +125,8 @@ export class RequestRecord implements Exchange {
   span: SpanHandle | undefined = undefined;
   protocol: string | undefined = undefined;
   tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined = undefined;
+  /** How the client reached us (the access log says "https" for TLS listeners). */
+  scheme: "http" | "https" = "http";
   #finished = false;
 
   constructor(
@@ -183,8 +185,13 @@ export class RawIncoming implements Incoming, ObservedRequest {
   get host() {
     return this.raw.host;
   }
-  get proto(): "http" {
-    return "http";
+  /** "https" on a TLS listener: X-Forwarded-Proto, url.scheme. */
+  get proto(): "http" | "https" {
+    return this.raw.scheme ?? "http";
+  }
+  /** The connection's TLS version and cipher (spans), or undefined on a plain listener. */
+  tlsInfo(): TlsInfo | undefined {
+    return this.raw.tlsInfo?.();
   }
   get bodyLength() {
     return this.raw.bodyLength;
@@ -196,7 +203,7 @@ export class RawIncoming implements Incoming, ObservedRequest {
     return this.raw.signal;
   }
   get url() {
-    return `http://${this.raw.host || "localhost"}${this.raw.target}`;
+    return `${this.proto}://${this.raw.host || "localhost"}${this.raw.target}`;
   }
   get headers(): Headers {
     if (this.#headers === undefined) {
@@ -208,13 +215,13 @@ export class RawIncoming implements Incoming, ObservedRequest {
     return this.#headers;
   }
   forwardHeaders(clientIp: string): Record<string, string> {
-    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: "http", hostOverride: undefined });
+    return upstreamHeadersRaw(this.raw.rawHeaders, { clientIp, proto: this.proto, hostOverride: undefined });
   }
   forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
     const f = this.raw.forward;
     if (f === undefined || (tracing && f.traceContext)) return undefined;
     return {
-      headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: "http", hostOverride: undefined }),
+      headers: upstreamHeadersBlock(f.hostLine, f.forwardedFor, f.contentLength, { clientIp, proto: this.proto, hostOverride: undefined }),
       block: f.block,
     };
   }

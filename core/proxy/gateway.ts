@@ -13,6 +13,7 @@ import type { Registry } from "../plugins/registry.ts";
 import { Backend, Pool } from "../pool/pool.ts";
 import { realClock, type Clock } from "../lib/clock.ts";
 import type { RawExchange } from "../runtime/types.ts";
+import type { UpstreamTls } from "../upstream/client.ts";
 import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import { HTTPException } from "hono/http-exception";
@@ -24,6 +25,8 @@ import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
 import type { Env } from "./routes.ts";
+import { readBackendTls } from "../tls/backend.ts";
+import { dirname, resolve } from "node:path";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -56,6 +59,8 @@ export interface GatewayDeps {
   metrics?: GatewayMetrics;
   /** Called after an active health check flips a backend (the primary broadcasts it to workers). */
   onHealthChange?: (pool: Pool, backend: Backend) => void;
+  /** In a worker: how many worker processes share the port (they split the retry budget's reserve). */
+  workers?: number;
 }
 
 /**
@@ -75,6 +80,13 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const failures = (name: string) =>
     new FailureReporter(name, { error: (m, p) => failureLog.error(m, p) }, undefined, undefined, deps.metrics?.pluginErrors.child(name));
   for (const [name, pc] of Object.entries(config.pools)) {
+    let tls: UpstreamTls | undefined;
+    try {
+      tls = readBackendTls(pc.tls, dirname(resolve(source.file)));
+    } catch (e) {
+      problems.push(`${source.at(["pools", name, "tls"])}: pools.${name}.tls: ${(e as Error).message}`);
+      continue;
+    }
     const strategyName = pc.strategy.name;
     const label = `pools.${name}.strategy: ${pc.strategy.plugin !== undefined ? `plugin ${pc.strategy.plugin}` : strategyName}`;
     try {
@@ -86,8 +98,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       }
       const poolUpdates = new Map<Backend, BackendUpdate>();
       const backends = pc.backends.map((b) => {
-        const old = reuseBackend(deps.previous?.pools.get(name), b, pc);
-        if (!old) return new Backend(b, pc);
+        const old = reuseBackend(deps.previous?.pools.get(name), b, pc, tls);
+        if (!old) return new Backend(b, pc, tls);
         reused.add(old);
         poolUpdates.set(old, { weight: b.weight, labels: Object.freeze({ ...b.labels }) });
         return old;
@@ -99,6 +111,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           clock: deps.clock ?? realClock,
           logger: logging.logger,
           onHealthChange: deps.onHealthChange,
+          workers: deps.workers,
         }),
       );
     } catch (e) {
@@ -168,6 +181,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const queryStart = url.indexOf("?", pathStart);
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
     const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
+    if (url.startsWith("https:")) ex.scheme = "https";
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
@@ -217,6 +231,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     // The access log names the protocol when it is not HTTP/1.1.
     const version = raw.httpVersion ?? (raw.minor === 0 ? "1.0" : undefined);
     if (version !== undefined) ex.protocol = version;
+    if (raw.scheme === "https") ex.scheme = "https";
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {

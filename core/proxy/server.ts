@@ -7,10 +7,20 @@ import { loadPlugins } from "../plugins/load.ts";
 import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts";
 import { buildGateway, type Gateway } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
-import { HTTP2_DEFAULTS, type Http2Settings, type Listener, type Runtime } from "../runtime/types.ts";
+import { HTTP2_DEFAULTS, type Http2Settings, type Listener, type RawExchange, type Runtime } from "../runtime/types.ts";
+import { type ListenerConfig, listenersOf } from "../config/tls.ts";
+import { configDir, TlsManager } from "../tls/manager.ts";
+import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirectResponse } from "../tls/edge.ts";
+import { startAcmeFor } from "../tls/acme.ts";
+import { watchFiles } from "../plugins/watch.ts";
 
 export interface RunningServer {
+  /** The first listener of `listen`. */
   readonly listener: Listener;
+  /** Every listener, in the order of `listen` (a list: plain, TLS and redirect listeners). */
+  readonly listeners: readonly Listener[];
+  /** The TLS listeners' certificates, and every listener's request and handshake counts. */
+  readonly tls: TlsManager;
   /** The configuration being served (replaced by each successful reload). */
   readonly config: Config;
   /** The gateway serving new requests (replaced by each successful reload). */
@@ -38,11 +48,13 @@ export interface ServerDeps extends ReloadDeps {
   reusePort?: boolean;
   /** A worker: the primary runs the active health checks and logs reloads and shutdown once for all. */
   worker?: boolean;
+  /** ACME http-01 challenges in progress, answered on every plain listener (a worker's, filled by its primary). */
+  challenges?: Challenges;
 }
 
-/** The listener's HTTP/2 settings from `listen.http2` (defaults when `listen` is a plain address). */
-function http2Settings(config: Config): Http2Settings {
-  const h = config.listen.http2;
+/** A listener's HTTP/2 settings from its `http2` (defaults for a listener written as an address). */
+function http2Settings(l: ListenerConfig): Http2Settings {
+  const h = l.http2;
   if (h === undefined) return { ...HTTP2_DEFAULTS };
   return {
     maxConcurrentStreams: h.max_concurrent_streams,
@@ -55,23 +67,25 @@ function http2Settings(config: Config): Http2Settings {
 export async function startServer(runtime: Runtime, config: Config, deps: ServerDeps): Promise<RunningServer> {
   // The runtime's own upstream client (Bun: raw TCP), chosen before any pool builds its agents.
   if (runtime.upstreamClient) useUpstreamClient(runtime.upstreamClient);
+  // Certificates first: a bad one is a config problem, and nothing listens.
+  const tls = new TlsManager(config, configDir(config, runtime.cwd()), deps.logging.logger.getChild("tls"));
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   await deps.beforeListen?.(current.gateway);
-  const listener = await runtime.serve({
-    hostname: config.listen.hostname,
-    port: config.listen.port,
-    // Read `current` per request: a reload swaps it atomically; requests already in flight keep
-    // the gateway (pools, strategy, middleware) they started with.
+  const challenges = deps.challenges ?? new Challenges();
+  // Read `current` per request: a reload swaps it atomically; requests already in flight keep
+  // the gateway (pools, strategy, middleware) they started with.
+  const listeners = await listenAll(runtime, config, tls, { ...deps, challenges }, {
     fetch: (request, clientIp) => current.gateway.fetch(request, clientIp),
     raw: (exchange) => void current.gateway.handle(exchange),
-    maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
-    idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
-    reusePort: deps.reusePort,
-    h2c: config.listen.h2c ?? false,
-    http2: http2Settings(config),
-    onWarning: (message, properties) => deps.logging.logger.warning(message, properties),
+  });
+  const listener = listeners[0]!;
+  const certWatch = config.plugins.watch && tls.listeners.length ? watchFiles(tls.files(), () => void tls.reload()) : undefined;
+  // ACME once the plain listeners answer challenges; with workers the primary runs it for all.
+  const acme = deps.worker ? undefined : startAcmeFor(config, tls, deps.logging.logger.getChild("acme"), (token, keyAuthorization) => {
+    if (keyAuthorization === null) challenges.delete(token);
+    else challenges.set(token, keyAuthorization);
   });
   const checks = !deps.worker;
   if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }
@@ -80,6 +94,8 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   const retiring = new Set<Gateway>();
   const server: RunningServer = {
     listener,
+    listeners,
+    tls,
     get config() {
       return current.config;
     },
@@ -108,6 +124,8 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
           if (!stopping) old.retire(current.gateway);
         });
         deps.onReload?.(server);
+        // Rotated certificate files: new handshakes get them; a bad one is refused (the old keeps serving).
+        return Promise.resolve(tls.reload());
       },
       stopping: () => stopping !== undefined,
     }),
@@ -118,9 +136,11 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         const inflight = () => gateways.reduce((n, g) => n + g.inflight(), 0);
         log[deps.worker ? "debug" : "info"]("shutting down", { inflight: inflight() });
         for (const g of gateways) for (const p of g.pools.values()) p.stop();
+        certWatch?.close();
+        acme?.stop();
         // close() stops accepting, closes idle connections and resolves once the responses in
         // flight have been written out; drained() also covers bodies still streaming from us.
-        const closing = listener.close();
+        const closing = Promise.all(listeners.map((l) => l.close()));
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), current.config.shutdown_timeout)));
         const finished = Promise.all([...gateways.map((g) => g.drained()), closing]).then(() => false);
@@ -128,7 +148,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
         clearTimeout(timer);
         if (expired) {
           log.warning("shutdown timeout reached; closing in-flight requests", { inflight: inflight() });
-          await listener.forceClose();
+          await Promise.all(listeners.map((l) => l.forceClose()));
         }
         for (const g of gateways) g.close();
         log[deps.worker ? "debug" : "info"]("stopped");
@@ -137,4 +157,85 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     },
   };
   return server;
+}
+
+/**
+ * Bind every listener of `listen`: plain ones serve the gateway (and answer ACME challenges), TLS
+ * ones the same gateway over TLS (the same request path), `redirect_https` ones a 308. A port
+ * that cannot be bound closes the ones already bound.
+ */
+async function listenAll(
+  runtime: Runtime,
+  config: Config,
+  tls: TlsManager,
+  deps: ServerDeps,
+  serve: { fetch: (request: Request, clientIp: string) => Promise<Response>; raw: (exchange: RawExchange) => void },
+): Promise<Listener[]> {
+  const out: Listener[] = [];
+  const challenges = deps.challenges;
+  try {
+    for (const [i, l] of listenersOf(config.listen).entries()) {
+      const stats = tls.stats[i]!;
+      const secure = tls.listeners.find((x) => x.index === i);
+      const port = l.redirect_https;
+      let raw: (exchange: RawExchange) => void;
+      let fetch: (request: Request, clientIp: string) => Response | Promise<Response>;
+      if (secure) {
+        raw = (ex) => {
+          stats.requests++;
+          serve.raw(ex);
+        };
+        fetch = (request, clientIp) => {
+          stats.requests++;
+          return serve.fetch(request, clientIp);
+        };
+      } else if (port !== undefined) {
+        raw = (ex) => {
+          stats.requests++;
+          if (!answerChallenge(ex, challenges)) answerRedirect(ex, port);
+        };
+        fetch = (request) => {
+          stats.requests++;
+          return challengeResponse(request, challenges) ?? redirectResponse(request, port);
+        };
+      } else {
+        raw = (ex) => {
+          stats.requests++;
+          if (!answerChallenge(ex, challenges)) serve.raw(ex);
+        };
+        fetch = (request, clientIp) => {
+          stats.requests++;
+          return challengeResponse(request, challenges) ?? serve.fetch(request, clientIp);
+        };
+      }
+      out.push(
+        await runtime.serve({
+          hostname: l.hostname,
+          port: l.port,
+          fetch,
+          raw,
+          maxRequestBodySize: config.limits.max_request_body || Number.MAX_SAFE_INTEGER,
+          idleTimeoutSeconds: Math.round(config.limits.client_idle_timeout / 1000),
+          reusePort: deps.reusePort,
+          ...(secure ? { tls: tls.serveTls(secure) } : {}),
+          // HTTP/2: h2c on a plain listener; on a TLS one, by ALPN (its tls.alpn, h2 by default).
+          h2c: l.h2c === true,
+          http2: http2Settings(l),
+          onWarning: (message, properties) => deps.logging.logger.warning(message, properties),
+        }),
+      );
+    }
+  } catch (e) {
+    await Promise.all(out.map((l) => l.forceClose()));
+    throw e;
+  }
+  return out;
+}
+
+/** `scheme://host:port` of every listener of `server` (https for TLS ones). */
+export function listenerUrls(server: RunningServer): string[] {
+  const tls = new Set(server.tls.listeners.map((l) => l.index));
+  return server.listeners.map((l, i) =>
+    `${tls.has(i) ? "https" : "http"}://${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
+  );
 }

@@ -8,6 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import type { Clock, Timer } from "../lib/clock.ts";
 import type { UpstreamTarget } from "../upstream/client.ts";
+import { nodeTlsOptions } from "../upstream/node.ts";
 
 export interface HealthConfig {
   method: string;
@@ -163,6 +164,8 @@ export class HealthChecker<B extends Probed> {
         path: t.basePath + c.path,
         headers: { host: c.host ?? b.hostHeader, "user-agent": "fulcrum-health-check", connection: "close" },
         agent: false,
+        // The pool's TLS settings (pools.<name>.tls), as requests use them.
+        ...(t.tls !== undefined ? nodeTlsOptions(t.hostname, t.tls) : {}),
       });
       // A real timer: the probe's own deadline is wall-clock, also under a manual clock.
       const timer = setTimeout(() => finish(false, `timeout after ${c.timeout}ms`), c.timeout);

@@ -17,7 +17,7 @@ export interface RetryConfig {
   /** Failures that may be retried. `connect` is retried for any method, the rest only for idempotent ones. */
   on: readonly FailureKind[];
   backoff: { base: number; max: number };
-  budget: { ratio: number; window: number; min_retries: number };
+  budget: { ratio: number; window: number; min_retries_per_second: number };
   /** Per-try limit on waiting for response headers; 0 uses `timeouts.response`. */
   per_try_timeout: number;
   /** Bodies up to this many bytes (by Content-Length) are buffered so they can be re-sent. */
@@ -38,16 +38,26 @@ export function parseRetryAfter(value: string | null | undefined, nowEpochMs = D
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowEpochMs);
 }
 
-/** Caps retries at `ratio` of requests over a sliding window, always allowing `min_retries`. */
+/**
+ * Finagle's and Linkerd's retry budget (Finagle's TokenRetryBudget over a leaky bucket): each
+ * request deposits `ratio` of a token, each retry withdraws one, and both count only for
+ * `window` (Finagle's ttl). On top, a reserve of `min_retries_per_second × window` tokens is
+ * always there, so within any window there are at most `ratio × requests + min_retries_per_second
+ * × window` retries; as withdrawals leave the window (in tenths of it) the reserve refills, at
+ * `min_retries_per_second` on average. With N worker processes each gets 1/N of the reserve
+ * (the ratio part follows each one's own traffic), so together they allow what one process would.
+ */
 export class RetryBudget {
   /** Requests (a) and retries (b). */
   readonly #counts: SlidingCounts;
+  readonly #ratio: number;
+  readonly #reserve: number;
 
-  constructor(
-    private readonly config: RetryConfig["budget"],
-    clock: Clock,
-  ) {
+  /** `share`: how many processes split the traffic (and so the reserve); 1 without workers. */
+  constructor(config: RetryConfig["budget"], clock: Clock, share = 1) {
     this.#counts = new SlidingCounts(config.window, clock);
+    this.#ratio = config.ratio;
+    this.#reserve = (config.min_retries_per_second * config.window) / 1000 / Math.max(1, share);
   }
 
   onRequest(): void {
@@ -56,7 +66,8 @@ export class RetryBudget {
 
   /** Take one retry from the budget; false when the budget is spent. */
   tryRetry(): boolean {
-    const allowed = Math.max(this.config.min_retries, this.config.ratio * this.#counts.sumA());
+    // The epsilon keeps 0.29 × 100 = 28.999999999999996 from refusing the 29th retry.
+    const allowed = this.#reserve + this.#ratio * this.#counts.sumA() + 1e-9;
     if (this.#counts.sumB() + 1 > allowed) return false;
     this.#counts.add(0, 1);
     return true;

@@ -17,24 +17,29 @@
 import type { ClientConn } from "../listener/connection.ts";
 import { RawServer, type Listen } from "../listener/server.ts";
 import { H2Front } from "../http2/session.ts";
-import { HTTP2_DEFAULTS, type Listener, type RawExchange, type ServeOptions } from "./types.ts";
+import { HTTP2_DEFAULTS, type Listener, type RawExchange, type ServeOptions, type ServeTls } from "./types.ts";
+import { bunTls } from "./bun-tls.ts";
 
-/** `Bun.listen` on this address, for {@link RawServer.listen}. */
-function bunListen(hostname: string, port: number, reusePort: boolean): Listen {
+/** `Bun.listen` on this address, for {@link RawServer.listen}; TLS with `tls` (bun-tls.ts). */
+function bunListen(hostname: string, port: number, reusePort: boolean, tls: ServeTls | undefined): Listen {
   return (handlers) => {
     // `reusePort` (SO_REUSEPORT, for workers) is accepted by Bun.listen as by Bun.serve, though
     // not in its types; without it a second process on the port fails, as it should. Half-open,
     // so a client that shuts down its sending side after its request still gets the answer.
+    const secure = tls && bunTls(tls);
     const options: Bun.TCPSocketListenOptions<ClientConn> & { reusePort?: boolean } = {
       hostname,
       port,
       reusePort,
       allowHalfOpen: true,
       // Bun's sockets have the shape of TcpSocket (core/runtime/types.ts): handed over as they come, no wrapper.
-      socket: handlers,
+      socket: secure ? ({ ...handlers, serverName: secure.serverName } as Bun.SocketHandler<ClientConn>) : handlers,
       data: undefined as unknown as ClientConn,
+      ...(secure ? { tls: secure.options as Bun.TLSOptions } : {}),
     };
-    return Bun.listen<ClientConn>(options);
+    const listener = Bun.listen<ClientConn>(options);
+    secure?.bound(listener);
+    return listener;
   };
 }
 
@@ -49,23 +54,26 @@ export function serveRaw(options: ServeOptions & { raw: (ex: RawExchange) => voi
       headerTimeoutMs: options.idleTimeoutSeconds * 1000,
     },
     onError,
+    options.tls,
   );
-  if (options.h2c) {
-    // HTTP/2 with prior knowledge next to HTTP/1.1: a connection that opens with the preface is handed over.
+  // HTTP/2: on a plain port with prior knowledge (h2c), on a TLS port when ALPN offers h2. Either
+  // way the client's first bytes are the HTTP/2 preface, and the listener hands the connection over.
+  if (options.tls !== undefined ? options.tls.alpn.includes("h2") : options.h2c === true) {
     const front = new H2Front(options.raw, {
       settings: options.http2 ?? HTTP2_DEFAULTS,
       maxBody: server.limits.maxBody,
       idleMs: options.idleTimeoutSeconds * 1000,
+      scheme: options.tls !== undefined ? "https" : "http",
       onError,
       onAbuse: (clientIp, reason) => options.onWarning?.("closed an abusive HTTP/2 connection: {reason}", { client_ip: clientIp, reason }),
     });
     server.h2c = (conn, first) =>
       front.accept(conn.clientIp, (owner) => {
         const socket = conn.takeover(owner);
-        return socket === undefined ? undefined : { socket, conn };
+        return socket === undefined ? undefined : { socket, conn, tlsInfo: () => conn.tlsInfo() };
       }, first);
   }
-  const listener = server.listen(bunListen(options.hostname, options.port, options.reusePort ?? false));
+  const listener = server.listen(bunListen(options.hostname, options.port, options.reusePort ?? false, options.tls));
   return {
     hostname: listener.hostname,
     port: listener.port,

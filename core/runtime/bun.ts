@@ -15,13 +15,16 @@ import {
 import { BatchingWriter } from "./batching-writer.ts";
 import { rawUpstreamClient, setWholeResponseLimit } from "../upstream/raw-client.ts";
 import type { TcpConnect, TcpSocket } from "./types.ts";
+import type { UpstreamTls } from "../upstream/client.ts";
+import { isIP } from "node:net";
 import { serveRaw } from "./bun-listener.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {
-  // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve.
-  if (options.raw !== undefined && Bun.env.FULCRUM_BUN_SERVE !== "1") {
-    // Set on both branches: the limit is per process and a test run serves both ways.
-    setWholeResponseLimit(64 * 1024);
+  // Our own HTTP/1.1 listener (bun-listener.ts) unless FULCRUM_BUN_SERVE=1 asks for Bun.serve; TLS ports always.
+  if (options.raw !== undefined && (Bun.env.FULCRUM_BUN_SERVE !== "1" || options.tls !== undefined)) {
+    // Set on both branches: the limit is per process and a test run serves both ways (a TLS port
+    // under FULCRUM_BUN_SERVE=1 keeps the Bun.serve limit its plain ports need).
+    if (Bun.env.FULCRUM_BUN_SERVE !== "1") setWholeResponseLimit(64 * 1024);
     return Promise.resolve(serveRaw({ ...options, raw: options.raw }, () => {}));
   }
   // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
@@ -139,6 +142,19 @@ async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Pro
   return result;
 }
 
+/** Bun's TLS options for a backend (pools.<name>.tls); `true` for the defaults. */
+function connectTls(hostname: string, tls: boolean | UpstreamTls): boolean | Bun.TLSOptions {
+  if (typeof tls === "boolean") return tls;
+  // The name to send and verify: the configured one, else the URL's host unless it is an address.
+  const serverName = tls.serverName ?? (isIP(hostname) ? undefined : hostname);
+  return {
+    rejectUnauthorized: tls.verify,
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(serverName !== undefined ? { serverName } : {}),
+    ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+  };
+}
+
 /** The raw upstream client's TCP connect: Bun's sockets and handlers have the shape of TcpSocket and TcpHandlers. */
 const bunConnect: TcpConnect = (o) =>
   Bun.connect({
@@ -146,7 +162,7 @@ const bunConnect: TcpConnect = (o) =>
     port: o.port,
     socket: o.handlers as Bun.SocketHandler<typeof o.data>,
     data: o.data,
-    tls: o.tls,
+    tls: connectTls(o.hostname, o.tls),
   }) as Promise<
     TcpSocket<typeof o.data>
   >;

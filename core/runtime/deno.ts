@@ -14,6 +14,15 @@ import { BatchingWriter } from "./batching-writer.ts";
 declare const Deno: any;
 
 async function serve(options: ServeOptions): Promise<Listener> {
+  // TLS under Deno: Deno.serve takes one certificate, so the listener's first one is served to
+  // every client (no SNI choice, no rotation until restart, no client certificates). Bun does all of it.
+  let tls: { cert: string; key: string } | undefined;
+  if (options.tls !== undefined) {
+    const c = options.tls.defaultCertificate();
+    if (c === undefined) throw new Error("TLS under Deno needs a certificate file (ACME-only listeners need Bun)");
+    if (options.tls.clientCa !== undefined) throw new Error("client certificates (tls.client_ca) need Bun");
+    tls = { cert: c.cert, key: c.key };
+  }
   const ac = new AbortController();
   let resolveListening!: (addr: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
@@ -24,6 +33,7 @@ async function serve(options: ServeOptions): Promise<Listener> {
       reusePort: options.reusePort ?? false,
       signal: ac.signal,
       onListen: resolveListening,
+      ...(tls ?? {}),
     },
     // deno-lint-ignore no-explicit-any
     (request: Request, info: any) => options.fetch(withTargetHost(request), info.remoteAddr?.hostname ?? ""),

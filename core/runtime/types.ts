@@ -3,7 +3,7 @@
  * touch `Bun.*` or `Deno.*`; `main.ts` picks the implementation once.
  */
 
-import type { AbortLike, TunnelEnd, UpstreamClient } from "../upstream/client.ts";
+import type { AbortLike, TunnelEnd, UpstreamClient, UpstreamTls } from "../upstream/client.ts";
 
 export type { TunnelEnd, TunnelEvents } from "../upstream/client.ts";
 
@@ -81,6 +81,43 @@ export interface RawExchange {
    * tunnel (core/proxy/tunnel.ts). Bytes the client sent after its request come first.
    */
   switchProtocols?(protocol: string, headers: readonly string[] | HeaderBlock): TunnelEnd;
+  /** How the client reached us: "https" on a TLS listener; absent means "http". */
+  readonly scheme?: "http" | "https";
+  /** The TLS version and cipher of the connection (TLS listeners only), read when asked. */
+  tlsInfo?(): TlsInfo | undefined;
+}
+
+/** A TLS connection's negotiated version and cipher, as OpenSSL names them (`TLSv1.3`, `TLS_AES_128_GCM_SHA256`). */
+export interface TlsInfo {
+  readonly protocol: string;
+  readonly cipher: string;
+}
+
+/** A certificate as a TLS listener serves it (PEM). Replaced, not mutated, when it changes: runtimes cache per object. */
+export interface TlsCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** What a TLS listener serves (core/tls/ builds it; the runtime binds it to its sockets). */
+export interface ServeTls {
+  /** The certificate for a ClientHello naming `servername`: a match, else the default; an Error refuses the handshake. */
+  select(servername: string): TlsCertificate | Error;
+  /** The certificate for a ClientHello without SNI; undefined while there is none (such handshakes fail). */
+  defaultCertificate(): TlsCertificate | undefined;
+  /** Subscribe to changes of the default certificate (rotation, ACME). */
+  onDefaultChange(listener: () => void): void;
+  readonly minVersion: "1.2" | "1.3";
+  /** ALPN protocols offered, most preferred first. */
+  readonly alpn: readonly string[];
+  /** PEM CA that client certificates must chain to (mTLS); undefined: none asked for. */
+  readonly clientCa: string | undefined;
+  /** OpenSSL cipher list for TLS 1.2. */
+  readonly ciphers: string;
+  /** A client that has not finished its handshake this long after connecting is closed. */
+  readonly handshakeTimeoutMs: number;
+  /** A handshake succeeded, failed (`error`), or timed out; for metrics and debug logs. */
+  handshake(ok: boolean, error: Error | "timeout" | undefined, clientIp: string): void;
 }
 
 export interface ServeOptions {
@@ -99,6 +136,8 @@ export interface ServeOptions {
   idleTimeoutSeconds: number;
   /** Let several processes share the port (SO_REUSEPORT). */
   reusePort?: boolean;
+  /** Serve TLS on this port (raw listener only). */
+  tls?: ServeTls;
   /**
    * Also serve HTTP/2 with prior knowledge (h2c) on this cleartext port: a connection whose first
    * bytes are the HTTP/2 preface. Runtimes without their own listener ignore it.
@@ -267,6 +306,12 @@ export interface TcpSocket<T> {
   pause(): void;
   resume(): void;
   setNoDelay?(noDelay?: boolean): boolean;
+  /** TLS client sockets: whether the peer's certificate verified, and why not. */
+  readonly authorized?: boolean;
+  getAuthorizationError?(): Error | null;
+  /** TLS sockets: the negotiated version (`TLSv1.3`) and cipher. */
+  getTLSVersion?(): string | null;
+  getCipher?(): { name: string; standardName?: string } | null;
 }
 
 /** A TCP connection's events, as the runtime delivers them. */
@@ -279,9 +324,14 @@ export interface TcpHandlers<T> {
   error?(socket: TcpSocket<T>, error: Error): void;
   timeout?(socket: TcpSocket<T>): void;
   connectError?(socket: TcpSocket<T>, error: Error): void;
+  /** TLS: the handshake finished; `success` false with the reason in `error`. */
+  handshake?(socket: TcpSocket<T>, success: boolean, error: Error | null): void;
 }
 
-/** Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`. */
+/**
+ * Open a TCP (or TLS, for `https:` backends) connection to a backend; `data` becomes `socket.data`.
+ * `tls`: true verifies against the system's CAs and `hostname`; settings replace that.
+ */
 export type TcpConnect = <T>(
-  options: { hostname: string; port: number; tls: boolean; handlers: TcpHandlers<T>; data: T },
+  options: { hostname: string; port: number; tls: boolean | UpstreamTls; handlers: TcpHandlers<T>; data: T },
 ) => Promise<TcpSocket<T>>;

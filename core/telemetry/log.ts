@@ -27,6 +27,8 @@ export interface AccessEntry {
   readonly clientIp: string;
   readonly retryReason: string | undefined;
   readonly error: string | undefined;
+  /** "https" on TLS listeners (written only then). */
+  readonly scheme?: string;
   /** "2" for HTTP/2 (written as `protocol`); absent for HTTP/1.1. */
   readonly protocol?: string | undefined;
   /** A tunnel (WebSocket): written when it closes, as `upgrade`, `bytes_in` and `closed_by` (`bytes` are those sent to the client). */
@@ -84,6 +86,7 @@ export function accessLine(
       Math.round(durationMs * 1000) / 1000
     },` +
     `"bytes":${e.bytes},"attempts":${e.attempts},"client_ip":${J(e.clientIp)}`;
+  if (e.scheme === "https") line += `,"scheme":"https"`;
   if (e.retryReason) line += `,"retry_reason":${J(e.retryReason)}`;
   if (e.error) line += `,"error":${J(e.error)}`;
   if (e.protocol !== undefined || e.tunnel !== undefined) line += rareFields(e);
@@ -106,6 +109,7 @@ const K_DURATION = ascii(',"duration_ms":');
 const K_BYTES = ascii(',"bytes":');
 const K_ATTEMPTS = ascii(',"attempts":');
 const K_CLIENT_IP = ascii(',"client_ip":');
+const K_HTTPS = ascii(',"scheme":"https"');
 const K_RETRY = ascii(',"retry_reason":');
 const K_ERROR = ascii(',"error":');
 const K_TRACE = ascii(',"trace_id":"');
@@ -113,7 +117,7 @@ const K_SPAN = ascii('","span_id":"');
 const K_WORKER = ascii(',"worker":');
 /** All constant pieces together, and room for five numbers and the timestamp. */
 const FIXED_MAX = K_TIMESTAMP.length + K_METHOD.length + K_PATH.length + K_STATUS.length + K_ROUTE.length + K_POOL.length +
-  K_BACKEND.length + K_DURATION.length + K_BYTES.length + K_ATTEMPTS.length + K_CLIENT_IP.length + K_RETRY.length +
+  K_BACKEND.length + K_DURATION.length + K_BYTES.length + K_ATTEMPTS.length + K_CLIENT_IP.length + K_HTTPS.length + K_RETRY.length +
   K_ERROR.length + K_TRACE.length + K_SPAN.length + K_WORKER.length + 6 * 32 + 2;
 
 // The line being written: module state, so the writers below take no buffer argument.
@@ -242,6 +246,7 @@ class AccessLineSource implements ByteSource {
     num(e.attempts);
     put(K_CLIENT_IP);
     jsonString(e.clientIp);
+    if (e.scheme === "https") put(K_HTTPS);
     if (e.retryReason) {
       put(K_RETRY);
       jsonString(e.retryReason);

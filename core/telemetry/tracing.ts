@@ -70,6 +70,8 @@ export interface RequestHead {
   readonly proto?: "http" | "https";
   /** A header's value, several joined with ", " as `Headers.get` does; null when absent. `name` is lowercase. */
   header(name: string): string | null;
+  /** On a TLS listener: the negotiated version (`TLSv1.3`) and cipher. */
+  tlsInfo?(): { readonly protocol: string; readonly cipher: string } | undefined;
 }
 
 export interface Telemetry {
@@ -223,6 +225,12 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
         if (!known) attrs["http.request.method_original"] = rec.methodOriginal = sent;
         const ua = web !== undefined ? web.get("user-agent") : head.header("user-agent");
         if (ua) attrs["user_agent.original"] = ua;
+        const tls = web === undefined ? head.tlsInfo?.() : undefined;
+        if (tls !== undefined) {
+          attrs["tls.protocol.name"] = "tls";
+          attrs["tls.protocol.version"] = tls.protocol.replace(/^TLSv/, "");
+          attrs["tls.cipher"] = tls.cipher;
+        }
         // No route matched (404): the span is named by the method alone, as semconv says.
         rec.init(route ? (known ? method : "HTTP") + " " + route : known ? method : "HTTP", attrs);
       }

@@ -32,6 +32,7 @@ export type {
   UpstreamRequest,
   UpstreamResponse,
   UpstreamTarget,
+  UpstreamTls,
 } from "./types.ts";
 
 let client: UpstreamClient = nodeUpstreamClient;

@@ -5,7 +5,7 @@
 import type { HeaderBlock } from "../http1/bytes.ts";
 import http from "node:http";
 import https from "node:https";
-import type { Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import {
   UpstreamError,
   type AbortLike,
@@ -14,12 +14,24 @@ import {
   type UpstreamRequest,
   type UpstreamResponse,
   type UpstreamTarget,
+  type UpstreamTls,
 } from "./types.ts";
+
+/** node:https options for a backend's TLS settings (pools.<name>.tls); health checks use them too. */
+export function nodeTlsOptions(hostname: string, tls: UpstreamTls): https.AgentOptions & https.RequestOptions {
+  return {
+    rejectUnauthorized: tls.verify,
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(tls.serverName !== undefined ? { servername: tls.serverName } : isIP(hostname) ? {} : { servername: hostname }),
+    ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+  };
+}
 
 /** node:http's keep-alive pool for one backend. */
 function createNodeAgent(target: UpstreamTarget, options: PoolOptions): http.Agent {
   const Agent = target.protocol === "https:" ? https.Agent : http.Agent;
   return new Agent({
+    ...(target.tls !== undefined ? nodeTlsOptions(target.hostname, target.tls) : {}),
     keepAlive: options.maxIdle > 0,
     maxFreeSockets: Math.max(1, options.maxIdle),
     // Idle sockets are closed after this; kept below common backend keep-alive timeouts (5s).

@@ -7,13 +7,14 @@
  * (raw-pool.ts) implements, so the dependency goes one way (conn ← response ← pool ← client).
  */
 import { Buffer } from "node:buffer";
-import { UpstreamError, type UpstreamRequest, type UpstreamResponse } from "./types.ts";
+import { UpstreamError, type UpstreamRequest, type UpstreamResponse, type UpstreamTarget } from "./types.ts";
 import type { ResponseHead } from "../http1/response.ts";
 import type { ChunkedDecoder } from "../http1/chunked.ts";
 import type { TcpSocket } from "../runtime/types.ts";
 
 /** The pool as its connections, exchanges and socket handlers see it (RawPool in raw-pool.ts). */
 export interface ConnPool {
+  readonly target: UpstreamTarget;
   /** Exchanges waiting for their response head. */
   readonly waiting: WaitList;
   /** Write the request of `ex` on a connection that is ready. */

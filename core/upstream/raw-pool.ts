@@ -110,7 +110,8 @@ export class RawPool implements UpstreamAgent, ConnPool {
       conn.ex?.fail(new UpstreamError("connect", e.message, false, { cause: e }));
     };
     try {
-      this.tcpConnect<Conn>({ hostname: t.hostname, port: t.port, handlers, data: conn, tls: t.protocol === "https:" }).catch(failed);
+      const tls = t.protocol === "https:" ? (t.tls ?? true) : false;
+      this.tcpConnect<Conn>({ hostname: t.hostname, port: t.port, handlers, data: conn, tls }).catch(failed);
     } catch (e) {
       failed(e as Error);
     }

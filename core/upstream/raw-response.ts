@@ -84,6 +84,14 @@ const handlers: TcpHandlers<Conn> = {
     if (conn.connectTimer) clearTimeout(conn.connectTimer);
     conn.connectTimer = undefined;
     if (conn.closed || conn.ex === undefined) return void s.terminate();
+    // Bun opens a TLS connection whose certificate failed verification (and closes it after this
+    // handler): nothing of the request may go out on it.
+    if (s.authorized === false && conn.pool.target.protocol === "https:" && conn.pool.target.tls?.verify !== false) {
+      conn.closed = true;
+      const why = s.getAuthorizationError?.()?.message ?? "certificate not verified";
+      conn.ex.fail(new UpstreamError("connect", `TLS handshake with the backend failed: ${why}`, false));
+      return void s.terminate();
+    }
     conn.pool.start(conn, conn.ex);
   },
   connectError(s, error) {
@@ -137,6 +145,11 @@ function onClosed(conn: Conn, why: string): void {
   const ex = conn.ex;
   if (ex === undefined) return conn.pool.drop(conn);
   if (!ex.settled) {
+    // Closed before it was ready: for https, the TLS handshake failed (often the backend's certificate).
+    if (conn.socket === undefined) {
+      const tls = conn.pool.target.protocol === "https:";
+      return ex.fail(new UpstreamError("connect", tls ? `TLS handshake with the backend failed (${why})` : why, false));
+    }
     // A kept-alive connection the backend closed while idle fails before any byte. Re-send
     // once on a new connection, only without a body (nothing was streamed, nothing is lost).
     if (conn.reused && !ex.gotBytes && ex.req.body === null && ex.mayRetryStale) {

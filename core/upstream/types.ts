@@ -23,6 +23,21 @@ export interface UpstreamTarget {
   readonly port: number;
   /** Path prefix from the backend URL, without a trailing slash ("" for none). */
   readonly basePath: string;
+  /** For `https:`: how the backend's certificate is verified; undefined: system CAs and the URL's host. */
+  readonly tls?: UpstreamTls | undefined;
+}
+
+/** TLS to a backend (`pools.<name>.tls`, read by core/tls/backend.ts). */
+export interface UpstreamTls {
+  /** false: any certificate is accepted (insecure_skip_verify). */
+  readonly verify: boolean;
+  /** PEM CAs trusted instead of the system's. */
+  readonly ca?: string;
+  /** SNI, and the name the certificate must carry; default the URL's host. */
+  readonly serverName?: string;
+  /** A client certificate and key (PEM), for backends that require mTLS. */
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 /**

@@ -20,6 +20,7 @@ import { loadPlugins } from "../../core/plugins/load.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { builtinRegistry } from "../../main.ts";
 import { schemaKeys, yamlKeys } from "../helpers/config-keys.ts";
+import { TestPki } from "../helpers/tls.ts";
 
 const FILE = new URL("../../config/reference.yaml", import.meta.url).pathname;
 const TEXT = readFileSync(FILE, "utf8");
@@ -36,38 +37,69 @@ interface Entry {
   names?: string[];
 }
 const DELETE = Symbol("delete");
+// Backend TLS files a reload reads (pools.*.tls.ca, cert, key): real ones, made for this file.
+const pki = new TestPki();
+const client = pki.leaf("client", ["client.test"], { client: true });
+const restartAt = (to: unknown, at: Path, names: string[]): Entry => ({ kind: "restart", to, at, names });
 const applied = (to: unknown, at?: Path): Entry => ({ kind: "applied", to, ...(at ? { at } : {}) });
 const restart = (to: unknown, names?: string[]): Entry => ({ kind: "restart", to, ...(names ? { names } : {}) });
 
 const TABLE: Record<string, Entry> = {
   "listen": restart("127.0.0.1:8181"),
-  // The listener's map form (HTTP/2): set whole, since the reference writes listen as an address.
-  "listen.address": { kind: "restart", to: { address: "127.0.0.1:8181" }, at: ["listen"], names: ["listen"] },
-  "listen.h2c": { kind: "restart", to: { address: "0.0.0.0:8080", h2c: true }, at: ["listen"], names: ["listen"] },
-  "listen.http2": {
-    kind: "restart",
-    to: { address: "0.0.0.0:8080", http2: { max_concurrent_streams: 50 } },
-    at: ["listen"],
-    names: ["listen"],
-  },
-  "listen.http2.max_concurrent_streams": {
-    kind: "restart",
-    to: { address: "0.0.0.0:8080", http2: { max_concurrent_streams: 50 } },
-    at: ["listen"],
-    names: ["listen"],
-  },
-  "listen.http2.initial_window_size": {
-    kind: "restart",
-    to: { address: "0.0.0.0:8080", http2: { initial_window_size: "64kib" } },
-    at: ["listen"],
-    names: ["listen"],
-  },
-  "listen.http2.max_header_list_size": {
-    kind: "restart",
-    to: { address: "0.0.0.0:8080", http2: { max_header_list_size: "16kib" } },
-    at: ["listen"],
-    names: ["listen"],
-  },
+  // The list form: every listener (address, TLS settings, certificate entries, redirects) is bound
+  // to its socket; rotated certificate files are re-read by a reload (tests/tls/rotation.test.ts).
+  "listen[].address": restartAt(["127.0.0.1:8181", { address: "127.0.0.1:8443" }], ["listen"], ["listen"]),
+  "listen[].redirect_https": restartAt([{ address: "127.0.0.1:8181", redirect_https: 443 }], ["listen"], ["listen"]),
+  "listen[].tls": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client] } }], ["listen"], ["listen"]),
+  "listen[].tls.acme": restartAt(["127.0.0.1:8181", { address: "127.0.0.1:8443", tls: { acme: ["b.test"] } }], ["listen"], ["listen"]),
+  "listen[].tls.alpn": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client], alpn: ["http/1.1"] } }], ["listen"], [
+    "listen",
+  ]),
+  "listen[].tls.certificates": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client] } }], ["listen"], ["listen"]),
+  "listen[].tls.certificates[].cert": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client] } }], ["listen"], ["listen"]),
+  "listen[].tls.certificates[].key": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client] } }], ["listen"], ["listen"]),
+  "listen[].tls.ciphers": restartAt([{
+    address: "127.0.0.1:8443",
+    tls: { certificates: [client], ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" },
+  }], [
+    "listen",
+  ], [
+    "listen",
+  ]),
+  "listen[].tls.client_ca": restartAt(
+    [{ address: "127.0.0.1:8443", tls: { certificates: [client], client_ca: pki.ca.cert } }],
+    ["listen"],
+    [
+      "listen",
+    ],
+  ),
+  "listen[].tls.handshake_timeout": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client], handshake_timeout: "5s" } }], [
+    "listen",
+  ], [
+    "listen",
+  ]),
+  "listen[].tls.min_version": restartAt([{ address: "127.0.0.1:8443", tls: { certificates: [client], min_version: "1.3" } }], ["listen"], [
+    "listen",
+  ]),
+  // HTTP/2 keys of a listener (h2c on a plain one; http2 settings for h2c and ALPN h2).
+  "listen[].h2c": restartAt([{ address: "127.0.0.1:8181", h2c: true }], ["listen"], ["listen"]),
+  "listen[].http2": restartAt([{ address: "127.0.0.1:8181", http2: { max_concurrent_streams: 50 } }], ["listen"], ["listen"]),
+  "listen[].http2.max_concurrent_streams": restartAt([{ address: "127.0.0.1:8181", http2: { max_concurrent_streams: 50 } }], ["listen"], [
+    "listen",
+  ]),
+  "listen[].http2.initial_window_size": restartAt([{ address: "127.0.0.1:8181", http2: { initial_window_size: "64kib" } }], ["listen"], [
+    "listen",
+  ]),
+  "listen[].http2.max_header_list_size": restartAt([{ address: "127.0.0.1:8181", http2: { max_header_list_size: "16kib" } }], ["listen"], [
+    "listen",
+  ]),
+  // ACME's account and CA: the orders run from start to stop of the process.
+  "acme": restart({ email: "ops@example.com" }),
+  "acme.email": restart("ops@example.com", ["acme"]),
+  "acme.directory": restart("https://127.0.0.1:14000/dir", ["acme"]),
+  "acme.trusted_ca": restart(pki.ca.cert, ["acme"]),
+  "acme.storage": restart("./acme-other", ["acme"]),
+  "acme.renew_before": restart("10d", ["acme"]),
   "workers": restart(4),
   "shutdown_timeout": applied("10s"),
   "state_file": applied("fulcrum-state.json"),
@@ -125,13 +157,20 @@ const TABLE: Record<string, Entry> = {
   "pools.*.retry.budget": applied("30%"),
   "pools.*.retry.budget.ratio": applied("30%"),
   "pools.*.retry.budget.window": applied("20s"),
-  "pools.*.retry.budget.min_retries": applied(5),
+  "pools.*.retry.budget.min_retries_per_second": applied(5),
   "pools.*.retry.per_try_timeout": applied("5s"),
   "pools.*.retry.buffer_body_limit": applied("128kib"),
   "pools.*.max_inflight": applied({ backend: 10 }),
   "pools.*.max_inflight.backend": applied(10),
   "pools.*.max_inflight.pool": applied(100),
   "pools.*.panic": applied(true),
+  // TLS to backends: a backend whose settings change is a new object (core/proxy/reuse.ts).
+  "pools.*.tls": applied({ server_name: "backend.test" }),
+  "pools.*.tls.ca": applied(pki.ca.cert),
+  "pools.*.tls.cert": applied({ cert: client.cert, key: client.key }, ["pools", "web", "tls"]),
+  "pools.*.tls.key": applied({ cert: client.cert, key: client.key }, ["pools", "web", "tls"]),
+  "pools.*.tls.server_name": applied("backend.test"),
+  "pools.*.tls.insecure_skip_verify": applied(true),
 
   "routes": applied([{ pool: "web" }]),
   "routes[].match": applied({ path: "/v2" }),
@@ -243,6 +282,7 @@ describe("every key of the reference config is applied by a reload or needs a re
   let base: ServingState | undefined;
   const gateways: Gateway[] = [];
   afterAll(() => {
+    pki.remove();
     for (const g of gateways) g.retire(base!.gateway);
     base?.gateway.close();
   });

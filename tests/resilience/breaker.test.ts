@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { CircuitBreaker, type BreakerConfig, type CircuitState } from "../../core/resilience/breaker.ts";
-import { backoffDelay, parseRetryAfter, RetryBudget } from "../../core/resilience/retry.ts";
+import { backoffDelay, parseRetryAfter } from "../../core/resilience/retry.ts";
 import { ManualClock } from "../helpers/clock.ts";
 
 const base: BreakerConfig = { failures: 3, failure_ratio: 0, window: 10_000, min_requests: 10, open_for: 5_000, half_open_requests: 2 };
@@ -101,20 +101,6 @@ describe("retry policy", () => {
     expect(parseRetryAfter("3")).toBe(3000);
     expect(parseRetryAfter(new Date(Date.UTC(2030, 0, 1, 0, 0, 10)).toUTCString(), Date.UTC(2030, 0, 1))).toBe(10_000);
     expect(parseRetryAfter("soon")).toBeUndefined();
-  });
-
-  test("the budget caps retries at a ratio of requests in the window, with a minimum", () => {
-    const clock = new ManualClock();
-    const budget = new RetryBudget({ ratio: 0.2, window: 10_000, min_retries: 2 }, clock);
-    for (let i = 0; i < 50; i++) budget.onRequest();
-    let granted = 0;
-    for (let i = 0; i < 50; i++) if (budget.tryRetry()) granted++;
-    expect(granted).toBe(10);
-    clock.advance(10_001);
-    // The window emptied: only the minimum remains.
-    let later = 0;
-    for (let i = 0; i < 5; i++) if (budget.tryRetry()) later++;
-    expect(later).toBe(2);
   });
 });
 

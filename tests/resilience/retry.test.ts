@@ -63,7 +63,7 @@ describe("retries", () => {
     const bs = [answering("a", 503), answering("b", 503), answering("c", 503), answering("d", 200)];
     const f = await serve(
       bs.map((b) => b.url),
-      "    strategy: least-connections\n    retry: { attempts: 4, budget: { ratio: 100%, min_retries: 100 }, backoff: { base: 1ms, max: 2ms } }",
+      "    strategy: least-connections\n    retry: { attempts: 4, budget: { ratio: 100%, min_retries_per_second: 10 }, backoff: { base: 1ms, max: 2ms } }",
     );
     for (let i = 0; i < 5; i++) expect((await fetch(f.url)).status).toBe(200);
     for (const b of bs.slice(0, 3)) expect(b.requests.length).toBeLessThanOrEqual(5);
@@ -135,10 +135,10 @@ describe("retries", () => {
     const b = answering("b", 503);
     const f = await serve(
       [a.url, b.url],
-      "    retry: { attempts: 2, budget: { ratio: 10%, min_retries: 2 }, backoff: { base: 1ms, max: 1ms } }",
+      "    retry: { attempts: 2, budget: { ratio: 10%, window: 10s, min_retries_per_second: 0.1 }, backoff: { base: 1ms, max: 1ms } }",
     );
     for (let i = 0; i < 10; i++) await (await fetch(f.url)).text();
-    // 10 requests: max(2, 10% of 10) = 2 retries allowed, so 12 upstream requests, not 20.
+    // 10 requests: 10% of 10 plus 0.1/s × 10 s = 2 retries allowed, so 12 upstream requests, not 20.
     expect(a.requests.length + b.requests.length).toBe(12);
     expect(f.access().filter((l) => String(l.error ?? "").startsWith("retry budget exhausted")).length).toBe(8);
   });
