@@ -1,11 +1,12 @@
 // HTTP/2 side by side with nginx: h2load, 100 B responses, 32 connections × 10 streams, both
 // proxying over HTTP/1.1 keep-alive to the same backends (nginx serving fixed files), access logs
 // off on both. Rows (issue 20, "HTTP/2 and WebSocket"):
-//   h2c-100b-c32m10   cleartext HTTP/2 with prior knowledge (Fulcrum `listen: { h2c: true }`, nginx `listen … http2`)
+//   h2-tls-100b-c32m10  HTTP/2 over TLS, negotiated by ALPN (the issue's row): the same ECDSA P-256
+//                     certificate, TLS 1.2 and 1.3 offered, the same cipher list on both
+//   h2c-100b-c32m10   cleartext HTTP/2 with prior knowledge (Fulcrum `h2c: true`, nginx `listen … http2`)
 //   h1-100b-c32       the same servers over HTTP/1.1 (h2load --h1, 32 connections): the baseline
 //                     (Fulcrum serves both on its port; nginx's cleartext `http2` port speaks only
 //                     HTTP/2, so its HTTP/1.1 is on the next port, same server otherwise)
-// The TLS row (h2 by ALPN) needs TLS listeners, which are not on this branch yet (see the README).
 // Proxies alternate every round; the table shows medians and the ratio Fulcrum / nginx.
 //
 //   bun bench/h2.ts [--duration S] [--runs N] [--workers N] [--warmup S] [--scenarios a,b]
@@ -15,6 +16,7 @@ import type { Subprocess } from "bun";
 import { startBackends } from "./lib/backends.ts";
 import { assertFree, hardNofile, log, sleep, spawn, stop, stopAll, waitFor, which, workDir } from "./lib/proc.ts";
 import { repoRoot } from "./lib/proxies.ts";
+import { DEFAULT_CIPHERS } from "../core/tls/manager.ts";
 
 const args = process.argv.slice(2);
 const opt = (k: string, d: string) => {
@@ -29,19 +31,55 @@ const duration = Number(opt("duration", "8"));
 const runs = Number(opt("runs", "3"));
 const workers = Number(opt("workers", "1"));
 const warmup = Number(opt("warmup", "5"));
-const scenarios = opt("scenarios", "h2c-100b-c32m10,h1-100b-c32").split(",");
-if (!which("nginx") || !which("h2load")) throw new Error("bench/h2.ts needs nginx and h2load (apt-get install nginx nghttp2-client)");
+const scenarios = opt("scenarios", "h2-tls-100b-c32m10,h2c-100b-c32m10,h1-100b-c32").split(",");
+if (!which("nginx") || !which("h2load") || !which("openssl")) {
+  throw new Error("bench/h2.ts needs nginx, h2load and openssl (apt-get install nginx nghttp2-client openssl)");
+}
 
-const PORTS = { fulcrum: 18461, nginx: 18471, backends: 19021 };
+// Ports: Fulcrum h2c+HTTP/1.1 and TLS; nginx h2c, HTTP/1.1 (its cleartext http2 port speaks only h2) and TLS.
+const PORTS = { fulcrum: 18461, fulcrumTls: 18462, nginx: 18471, nginxTls: 18473, backends: 19021 };
 const dir = workDir("fulcrum-bench-h2-");
-await assertFree([PORTS.fulcrum, PORTS.nginx, PORTS.nginx + 1, PORTS.backends, PORTS.backends + 1, PORTS.backends + 2]);
+await assertFree([
+  PORTS.fulcrum,
+  PORTS.fulcrumTls,
+  PORTS.nginx,
+  PORTS.nginx + 1,
+  PORTS.nginxTls,
+  PORTS.backends,
+  PORTS.backends + 1,
+  PORTS.backends + 2,
+]);
+const openssl = (a: string[]) => {
+  const r = Bun.spawnSync(["openssl", ...a], { cwd: dir, stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`openssl ${a.join(" ")}: ${r.stderr}`);
+};
+openssl([
+  "req",
+  "-x509",
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:P-256",
+  "-nodes",
+  "-keyout",
+  "site.key",
+  "-out",
+  "site.pem",
+  "-days",
+  "3",
+  "-subj",
+  "/CN=localhost",
+  "-addext",
+  "subjectAltName=DNS:localhost,IP:127.0.0.1",
+]);
 const backends = await startBackends({ count: 3, basePort: PORTS.backends, dir: join(dir, "backends"), kind: "nginx" });
 
 function fulcrumConfig(port: number): string {
   const file = join(dir, `fulcrum-${port}.yaml`);
   writeFileSync(
     file,
-    `listen: { address: 127.0.0.1:${port}, h2c: true }\nworkers: ${workers}\nadmin: false\nlog: { level: warning, access_log: false }\n` +
+    `listen:\n  - { address: 127.0.0.1:${port}, h2c: true }\n  - address: 127.0.0.1:${PORTS.fulcrumTls}\n    tls: { certificates: [{ cert: ${dir}/site.pem, key: ${dir}/site.key }] }\n` +
+      `workers: ${workers}\nadmin: false\nlog: { level: warning, access_log: false }\n` +
       `pools:\n  web:\n    backends: [${backends.urls.join(", ")}]\n    keepalive: { max_idle: 320 }\n`,
   );
   return file;
@@ -72,6 +110,12 @@ http {
   }
   server {
     listen 127.0.0.1:${port + 1} backlog=4096;
+    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:${PORTS.nginxTls} ssl http2 backlog=4096;
+    ssl_certificate ${dir}/site.pem; ssl_certificate_key ${dir}/site.key;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${DEFAULT_CIPHERS}; ssl_prefer_server_ciphers on;
     location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
@@ -123,7 +167,10 @@ interface Result {
 /** h2load's summary: req/s, 2xx, failed, and the mean and max time for request. */
 async function h2load(scenario: string, server: Server, seconds: number): Promise<Result> {
   const h1 = scenario === "h1-100b-c32";
-  const url = `http://127.0.0.1:${server.port + (h1 && server.name === "nginx" ? 1 : 0)}/100b`;
+  const tlsPort = server.name === "nginx" ? PORTS.nginxTls : PORTS.fulcrumTls;
+  const url = scenario === "h2-tls-100b-c32m10"
+    ? `https://127.0.0.1:${tlsPort}/100b`
+    : `http://127.0.0.1:${server.port + (h1 && server.name === "nginx" ? 1 : 0)}/100b`;
   const cmd = h1
     ? ["h2load", "--h1", "-c", "32", "-D", String(seconds), url]
     : ["h2load", "-c", "32", "-m", "10", "-D", String(seconds), url];
