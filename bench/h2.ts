@@ -10,12 +10,12 @@
 // Proxies alternate every round; the table shows medians and the ratio Fulcrum / nginx.
 //
 //   bun bench/h2.ts [--duration S] [--runs N] [--workers N] [--warmup S] [--scenarios a,b]
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { startBackends } from "./lib/backends.ts";
-import { assertFree, hardNofile, log, sleep, spawn, stop, stopAll, waitFor, which, workDir } from "./lib/proc.ts";
-import { repoRoot } from "./lib/proxies.ts";
+import { selfSigned } from "./lib/certs.ts";
+import { assertFree, log, stop, stopAll, which, workDir } from "./lib/proc.ts";
+import { alternatingRounds, comparisonTable, loadAverage } from "./lib/rounds.ts";
+import { fulcrumConfig, nginxConfig, nginxVersion, type Server, startServer } from "./lib/vs-nginx.ts";
 import { DEFAULT_CIPHERS } from "../core/tls/manager.ts";
 
 const args = process.argv.slice(2);
@@ -49,111 +49,54 @@ await assertFree([
   PORTS.backends + 1,
   PORTS.backends + 2,
 ]);
-const openssl = (a: string[]) => {
-  const r = Bun.spawnSync(["openssl", ...a], { cwd: dir, stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`openssl ${a.join(" ")}: ${r.stderr}`);
-};
-openssl([
-  "req",
-  "-x509",
-  "-newkey",
-  "ec",
-  "-pkeyopt",
-  "ec_paramgen_curve:P-256",
-  "-nodes",
-  "-keyout",
-  "site.key",
-  "-out",
-  "site.pem",
-  "-days",
-  "3",
-  "-subj",
-  "/CN=localhost",
-  "-addext",
-  "subjectAltName=DNS:localhost,IP:127.0.0.1",
-]);
+selfSigned(dir, "site", "localhost", "DNS:localhost,IP:127.0.0.1");
 const backends = await startBackends({ count: 3, basePort: PORTS.backends, dir: join(dir, "backends"), kind: "nginx" });
 
-function fulcrumConfig(port: number): string {
-  const file = join(dir, `fulcrum-${port}.yaml`);
-  writeFileSync(
-    file,
-    `listen:\n  - { address: 127.0.0.1:${port}, h2c: true }\n  - address: 127.0.0.1:${PORTS.fulcrumTls}\n    tls: { certificates: [{ cert: ${dir}/site.pem, key: ${dir}/site.key }] }\n` +
-      `workers: ${workers}\nadmin: false\nlog: { level: warning, access_log: false }\n` +
-      `pools:\n  web:\n    backends: [${backends.urls.join(", ")}]\n    keepalive: { max_idle: 320 }\n`,
-  );
-  return file;
-}
+const upstream = `upstream bench { ${
+  backends.urls.map((u) => `server ${new URL(u).host};`).join(" ")
+} keepalive 320; keepalive_requests 1000000; keepalive_timeout 60s; }`;
+const proxyPass = `location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }`;
 
-function nginxConfig(port: number): string {
-  const file = join(dir, `nginx-${port}.conf`);
-  const servers = backends.urls.map((u) => `server ${new URL(u).host};`).join(" ");
-  writeFileSync(
-    file,
-    `daemon off;
-worker_processes ${workers};
-${process.getuid?.() === 0 ? "user root;" : ""}
-pid ${dir}/nginx-${port}.pid;
-error_log ${dir}/nginx-${port}-error.log warn;
-worker_rlimit_nofile ${hardNofile()};
-events { worker_connections ${Math.min(20000, hardNofile() - 100)}; }
-http {
-  access_log off;
-  keepalive_timeout 60s; keepalive_requests 1000000; http2_max_requests 1000000;
+function config(name: string, port: number): string {
+  if (name === "fulcrum") {
+    return fulcrumConfig(
+      dir,
+      port,
+      workers,
+      `listen:\n  - { address: 127.0.0.1:${port}, h2c: true }\n  - address: 127.0.0.1:${PORTS.fulcrumTls}\n    tls: { certificates: [{ cert: ${dir}/site.pem, key: ${dir}/site.key }] }\n`,
+      `pools:\n  web:\n    backends: [${backends.urls.join(", ")}]\n    keepalive: { max_idle: 320 }\n`,
+    );
+  }
+  return nginxConfig(
+    dir,
+    port,
+    workers,
+    `  keepalive_timeout 60s; keepalive_requests 1000000; http2_max_requests 1000000;
   http2_max_concurrent_streams 128;
-  client_body_temp_path ${dir}/nbt; proxy_temp_path ${dir}/npt; fastcgi_temp_path ${dir}/nft;
-  uwsgi_temp_path ${dir}/nut; scgi_temp_path ${dir}/nst;
-  upstream bench { ${servers} keepalive 320; keepalive_requests 1000000; keepalive_timeout 60s; }
+  ${upstream}
   server {
     listen 127.0.0.1:${port} http2 backlog=4096;
-    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    ${proxyPass}
   }
   server {
     listen 127.0.0.1:${port + 1} backlog=4096;
-    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    ${proxyPass}
   }
   server {
     listen 127.0.0.1:${PORTS.nginxTls} ssl http2 backlog=4096;
     ssl_certificate ${dir}/site.pem; ssl_certificate_key ${dir}/site.key;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${DEFAULT_CIPHERS}; ssl_prefer_server_ciphers on;
-    location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    ${proxyPass}
   }
-}
 `,
   );
-  return file;
 }
 
-interface Server {
-  name: string;
-  port: number;
-  proc: Subprocess;
-}
-
-async function start(name: string, port: number): Promise<Server> {
-  const cmd = name === "fulcrum"
-    ? [process.execPath, join(repoRoot(), "main.ts"), "run", "--config", fulcrumConfig(port)]
-    : [which("nginx")!, "-c", nginxConfig(port), "-e", `${dir}/nginx-${port}-error.log`];
-  const proc = spawn(name, cmd, { cwd: repoRoot(), stderr: join(dir, `${name}.stderr`), raiseNofile: true });
-  const up = await waitFor(
-    async () => {
-      const r = Bun.spawnSync([
-        "curl",
-        "-s",
-        "--http2-prior-knowledge",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        `http://127.0.0.1:${port}/100b`,
-      ]);
-      return r.stdout.toString() === "200" || undefined;
-    },
-    15_000,
-    50,
-  );
-  if (!up) throw new Error(`${name} did not answer HTTP/2 on ${port} (see ${dir})`);
-  return { name, port, proc };
+function start(name: string, port: number): Promise<Server> {
+  const url = `http://127.0.0.1:${port}/100b`;
+  const ready = async () =>
+    Bun.spawnSync(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout.toString() === "200";
+  return startServer(name, port, dir, config(name, port), ready, "answer HTTP/2");
 }
 
 interface Result {
@@ -197,49 +140,36 @@ async function h2load(scenario: string, server: Server, seconds: number): Promis
 const servers = [await start("fulcrum", PORTS.fulcrum), await start("nginx", PORTS.nginx)];
 log(`warm-up: ${warmup}s per server`);
 for (const s of servers) await h2load("h2c-100b-c32m10", s, warmup);
-log(`load average before the runs: ${(await Bun.file("/proc/loadavg").text()).trim()}`);
-const cells = new Map<string, Result[]>();
-for (let round = 0; round < runs; round++) {
-  for (const scenario of scenarios) {
-    const order = round % 2 === 0 ? servers : [...servers].reverse();
-    for (const s of order) {
-      const r = await h2load(scenario, s, duration);
-      const key = `${scenario} ${s.name}`;
-      cells.set(key, [...(cells.get(key) ?? []), r]);
-      log(
-        `round ${round + 1} ${scenario} ${s.name}: ${Math.round(r.rps)} req/s, mean ${r.meanMs.toFixed(2)} ms, max ${
-          r.maxMs.toFixed(1)
-        } ms, failed ${r.failed}`,
-      );
-      await sleep(500);
-    }
-  }
-}
-const loadAfter = (await Bun.file("/proc/loadavg").text()).trim();
+log(`load average before the runs: ${await loadAverage()}`);
+const cells = await alternatingRounds(runs, scenarios, () => servers, async (scenario, s, round) => {
+  const r = await h2load(scenario, s, duration);
+  log(
+    `round ${round} ${scenario} ${s.name}: ${Math.round(r.rps)} req/s, mean ${r.meanMs.toFixed(2)} ms, max ${
+      r.maxMs.toFixed(1)
+    } ms, failed ${r.failed}`,
+  );
+  return r;
+});
+const loadAfter = await loadAverage();
 for (const s of servers) await stop(s.proc);
 await backends.stop();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const versions = `bun ${Bun.version}, ${Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim()}, ${
+const versions = `bun ${Bun.version}, ${nginxVersion()}, ${
   Bun.spawnSync(["h2load", "--version"]).stdout.toString().trim().split("\n")[0]
 }, ${navigator.hardwareConcurrency} cores`;
 const lines = [
   `HTTP/2 bench ${
     new Date().toISOString()
   } (${versions}; workers ${workers} each; ${runs} rounds × ${duration}s; medians; load average after: ${loadAfter})`,
-  "| scenario | Fulcrum req/s | nginx req/s | ratio | Fulcrum mean | nginx mean | failed F/n |",
-  "|---|---:|---:|---:|---:|---:|---:|",
+  ...comparisonTable(cells, scenarios.map((sc) => [sc, "fulcrum", "nginx"]), {
+    unit: "req/s",
+    latency: "mean",
+    errors: "failed",
+    rateOf: (r) => r.rps,
+    latencyOf: (r) => r.meanMs,
+    latencyText: (ms) => `${ms.toFixed(2)} ms`,
+    errorsOf: (r) => r.failed,
+  }),
 ];
-for (const scenario of scenarios) {
-  const f = cells.get(`${scenario} fulcrum`)!;
-  const n = cells.get(`${scenario} nginx`)!;
-  const fr = median(f.map((r) => r.rps));
-  const nr = median(n.map((r) => r.rps));
-  lines.push(
-    `| ${scenario} | ${Math.round(fr)} | ${Math.round(nr)} | ${(fr / nr).toFixed(2)} | ${median(f.map((r) => r.meanMs)).toFixed(2)} ms | ${
-      median(n.map((r) => r.meanMs)).toFixed(2)
-    } ms | ${f.reduce((a, r) => a + r.failed, 0)}/${n.reduce((a, r) => a + r.failed, 0)} |`,
-  );
-}
 console.log(lines.join("\n"));
 await stopAll();

@@ -10,13 +10,13 @@
 // Proxies alternate every round; the table shows medians and the ratio Fulcrum / nginx.
 //
 //   bun bench/tls.ts [--duration S] [--runs N] [--workers N] [--idle N] [--warmup S] [--scenarios a,b]
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { startBackends } from "./lib/backends.ts";
+import { caSigned } from "./lib/certs.ts";
 import { runLoad, type LoadResult } from "./lib/loadgen.ts";
-import { assertFree, hardNofile, log, sleep, spawn, stop, stopAll, treeRss, waitFor, which, workDir } from "./lib/proc.ts";
-import { repoRoot } from "./lib/proxies.ts";
+import { assertFree, log, sleep, stop, stopAll, treeRss, which, workDir } from "./lib/proc.ts";
+import { alternatingRounds, comparisonTable, loadAverage } from "./lib/rounds.ts";
+import { fulcrumConfig, nginxConfig, nginxVersion, type Server, startServer } from "./lib/vs-nginx.ts";
 import { DEFAULT_CIPHERS } from "../core/tls/manager.ts";
 
 const args = process.argv.slice(2);
@@ -24,6 +24,12 @@ const opt = (k: string, d: string) => {
   const i = args.indexOf(`--${k}`);
   return i >= 0 ? args[i + 1]! : d;
 };
+if (args.includes("--help")) {
+  console.log(
+    "usage: bun bench/tls.ts [--duration S] [--runs N] [--workers N] [--idle N] [--warmup S] [--scenarios https-100b-c64-1cert,...]",
+  );
+  process.exit(0);
+}
 const duration = Number(opt("duration", "8"));
 const runs = Number(opt("runs", "3"));
 const workers = Number(opt("workers", "1"));
@@ -35,81 +41,24 @@ if (!which("nginx") || !which("wrk") || !which("openssl")) throw new Error("benc
 const PORTS = { fulcrum1: 18441, fulcrumSni: 18442, nginx1: 18451, nginxSni: 18452, backends: 19011 };
 const dir = workDir("fulcrum-bench-tls-");
 
-function openssl(a: string[]): void {
-  const r = Bun.spawnSync(["openssl", ...a], { cwd: dir, stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`openssl ${a.join(" ")}: ${r.stderr}`);
-}
-openssl([
-  "req",
-  "-x509",
-  "-newkey",
-  "ec",
-  "-pkeyopt",
-  "ec_paramgen_curve:P-256",
-  "-nodes",
-  "-keyout",
-  "ca.key",
-  "-out",
-  "ca.pem",
-  "-days",
-  "3",
-  "-subj",
-  "/CN=bench CA",
-]);
-for (const name of ["a.test", "localhost", "c.test"]) {
-  openssl([
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${name}`,
-  ]);
-  writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name}\n`);
-  openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    `${name}.pem`,
-    "-days",
-    "3",
-    "-extfile",
-    `${name}.ext`,
-  ]);
-}
+caSigned(dir, ["a.test", "localhost", "c.test"]);
 
 await assertFree(Object.values(PORTS).concat([PORTS.backends + 1, PORTS.backends + 2]));
 const backends = await startBackends({ count: 3, basePort: PORTS.backends, dir: join(dir, "backends"), kind: "nginx" });
 
 // ---- the servers -------------------------------------------------------------------------
 
-function fulcrumConfig(port: number, names: string[]): string {
-  const file = join(dir, `fulcrum-${port}.yaml`);
-  writeFileSync(
-    file,
-    `listen:\n  - address: 127.0.0.1:${port}\n    tls:\n      certificates:\n` +
-      names.map((n) => `        - { cert: ${n}.pem, key: ${n}.key }\n`).join("") +
-      `workers: ${workers}\nadmin: false\nlog: { level: warning, access_log: false }\n` +
+function config(name: string, port: number, names: string[]): string {
+  if (name.startsWith("fulcrum")) {
+    return fulcrumConfig(
+      dir,
+      port,
+      workers,
+      `listen:\n  - address: 127.0.0.1:${port}\n    tls:\n      certificates:\n` +
+        names.map((n) => `        - { cert: ${n}.pem, key: ${n}.key }\n`).join(""),
       `pools:\n  web:\n    backends: [${backends.urls.join(", ")}]\n    keepalive: { max_idle: 320 }\n`,
-  );
-  return file;
-}
-
-function nginxConfig(port: number, names: string[]): string {
-  const file = join(dir, `nginx-${port}.conf`);
+    );
+  }
   const servers = backends.urls.map((u) => `server ${new URL(u).host};`).join(" ");
   // One server block per certificate: nginx picks the block (and its certificate) by SNI; the
   // first is the default for unknown names, as Fulcrum's first certificate is.
@@ -120,50 +69,22 @@ function nginxConfig(port: number, names: string[]): string {
     ssl_certificate ${dir}/${n}.pem; ssl_certificate_key ${dir}/${n}.key;
     location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`).join("");
-  writeFileSync(
-    file,
-    `daemon off;
-worker_processes ${workers};
-${process.getuid?.() === 0 ? "user root;" : ""}
-pid ${dir}/nginx-${port}.pid;
-error_log ${dir}/nginx-${port}-error.log warn;
-worker_rlimit_nofile ${hardNofile()};
-events { worker_connections ${Math.min(20000, hardNofile() - 100)}; }
-http {
-  access_log off;
-  keepalive_timeout 60s; keepalive_requests 1000000;
+  return nginxConfig(
+    dir,
+    port,
+    workers,
+    `  keepalive_timeout 60s; keepalive_requests 1000000;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${DEFAULT_CIPHERS}; ssl_prefer_server_ciphers on;
   ssl_session_tickets on; ssl_session_cache shared:SSL:10m;
-  client_body_temp_path ${dir}/nbt; proxy_temp_path ${dir}/npt; fastcgi_temp_path ${dir}/nft;
-  uwsgi_temp_path ${dir}/nut; scgi_temp_path ${dir}/nst;
   upstream bench { ${servers} keepalive 320; keepalive_requests 1000000; keepalive_timeout 60s; }${blocks}
-}
 `,
   );
-  return file;
 }
 
-interface Server {
-  name: string;
-  port: number;
-  proc: Subprocess;
-}
-
-async function start(name: string, port: number, names: string[]): Promise<Server> {
-  const cmd = name.startsWith("fulcrum")
-    ? [process.execPath, join(repoRoot(), "main.ts"), "run", "--config", fulcrumConfig(port, names)]
-    : [which("nginx")!, "-c", nginxConfig(port, names), "-e", `${dir}/nginx-${port}-error.log`];
-  const proc = spawn(name, cmd, { cwd: repoRoot(), stderr: join(dir, `${name}.stderr`), raiseNofile: true });
-  const up = await waitFor(
-    async () => {
-      const r = Bun.spawnSync(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", `https://127.0.0.1:${port}/100b`]);
-      return r.stdout.toString() === "200" || undefined;
-    },
-    15_000,
-    50,
-  );
-  if (!up) throw new Error(`${name} did not answer on ${port} (see ${dir})`);
-  return { name, port, proc };
+function start(name: string, port: number, names: string[]): Promise<Server> {
+  const ready = async () =>
+    Bun.spawnSync(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", `https://127.0.0.1:${port}/100b`]).stdout.toString() === "200";
+  return startServer(name, port, dir, config(name, port, names), ready);
 }
 
 const one = ["a.test"];
@@ -178,12 +99,6 @@ const byName = (n: string) => servers.find((s) => s.name === n)!;
 
 // ---- load --------------------------------------------------------------------------------
 
-interface Cell {
-  scenario: string;
-  server: string;
-  results: LoadResult[];
-}
-const cells: Cell[] = [];
 const spec = (scenario: string, port: number) => {
   const host = scenario === "https-100b-c64-sni" ? "localhost" : "127.0.0.1";
   return { url: `https://${host}:${port}/100b`, connections: 64, durationSec: duration };
@@ -214,22 +129,12 @@ async function runWrkClose(url: string, seconds: number): Promise<LoadResult> {
 
 log(`warm-up: ${warmup}s per server`);
 for (const s of servers) await load(s.name.endsWith("sni") ? "https-100b-c64-sni" : "https-100b-c64-1cert", s, warmup);
-const loadAvg = () => Bun.file("/proc/loadavg").text();
-log(`load average before the runs: ${(await loadAvg()).trim()}`);
-for (let round = 0; round < runs; round++) {
-  for (const scenario of scenarios) {
-    const pair = pairs[scenario]!;
-    const order = round % 2 === 0 ? pair : [pair[1], pair[0]];
-    for (const name of order) {
-      const r = await load(scenario, byName(name), duration);
-      let cell = cells.find((c) => c.scenario === scenario && c.server === name);
-      if (!cell) cells.push(cell = { scenario, server: name, results: [] });
-      cell.results.push(r);
-      log(`round ${round + 1} ${scenario} ${name}: ${Math.round(r.rps)} req/s p99 ${r.p99Ms}ms errors ${r.errors}`);
-      await sleep(500);
-    }
-  }
-}
+log(`load average before the runs: ${await loadAverage()}`);
+const cells = await alternatingRounds(runs, scenarios, (scenario) => pairs[scenario]!.map(byName), async (scenario, s, round) => {
+  const r = await load(scenario, s, duration);
+  log(`round ${round} ${scenario} ${s.name}: ${Math.round(r.rps)} req/s p99 ${r.p99Ms}ms errors ${r.errors}`);
+  return r;
+});
 
 // ---- idle RSS per TLS connection ---------------------------------------------------------
 
@@ -275,26 +180,20 @@ await backends.stop();
 
 // ---- report --------------------------------------------------------------------------------
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const lines: string[] = [];
-const versions = `bun ${Bun.version}, ${
-  Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim()
-}, wrk, ${navigator.hardwareConcurrency} cores`;
+const versions = `bun ${Bun.version}, ${nginxVersion()}, wrk, ${navigator.hardwareConcurrency} cores`;
 lines.push(`HTTPS bench ${new Date().toISOString()} (${versions}; workers ${workers} each; ${runs} rounds × ${duration}s; medians)`);
-lines.push("| scenario | Fulcrum req/s | nginx req/s | ratio | Fulcrum p99 | nginx p99 | errors F/n |");
-lines.push("|---|---:|---:|---:|---:|---:|---:|");
-for (const scenario of scenarios) {
-  const [f, n] = pairs[scenario]!;
-  const fc = cells.find((c) => c.scenario === scenario && c.server === f)!;
-  const nc = cells.find((c) => c.scenario === scenario && c.server === n)!;
-  const fr = median(fc.results.map((r) => r.rps));
-  const nr = median(nc.results.map((r) => r.rps));
-  lines.push(
-    `| ${scenario} | ${Math.round(fr)} | ${Math.round(nr)} | ${(fr / nr).toFixed(2)} | ${median(fc.results.map((r) => r.p99Ms))}ms | ${
-      median(nc.results.map((r) => r.p99Ms))
-    }ms | ${fc.results.reduce((a, r) => a + r.errors, 0)}/${nc.results.reduce((a, r) => a + r.errors, 0)} |`,
-  );
-}
+lines.push(
+  ...comparisonTable(cells, scenarios.map((sc) => [sc, ...pairs[sc]!]), {
+    unit: "req/s",
+    latency: "p99",
+    errors: "errors",
+    rateOf: (r) => r.rps,
+    latencyOf: (r) => r.p99Ms,
+    latencyText: (ms) => `${ms}ms`,
+    errorsOf: (r) => r.errors,
+  }),
+);
 for (const [name, r] of Object.entries(rss)) {
   const per = (r.after - r.before) / Math.max(1, r.opened);
   lines.push(

@@ -8,11 +8,10 @@
 // Proxies alternate every round; the table shows medians and the ratio Fulcrum / nginx.
 //
 //   bun bench/ws.ts [--duration S] [--runs N] [--workers N] [--idle N] [--warmup S]
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { assertFree, hardNofile, log, portOpen, sleep, spawn, stop, stopAll, treeRss, waitFor, which, workDir } from "./lib/proc.ts";
-import { repoRoot } from "./lib/proxies.ts";
+import { assertFree, log, portOpen, sleep, spawn, stop, stopAll, treeRss, waitFor, which, workDir } from "./lib/proc.ts";
+import { alternatingRounds, comparisonTable, loadAverage } from "./lib/rounds.ts";
+import { fulcrumConfig, nginxConfig, nginxVersion, type Server, startServer } from "./lib/vs-nginx.ts";
 
 const args = process.argv.slice(2);
 const opt = (k: string, d: string) => {
@@ -42,32 +41,14 @@ if (!(await waitFor(async () => (await portOpen(PORTS.backend)) || undefined, 10
   throw new Error("the echo backend did not start");
 const backendUrl = `http://127.0.0.1:${PORTS.backend}`;
 
-function fulcrumConfig(port: number): string {
-  const file = join(dir, `fulcrum-${port}.yaml`);
-  writeFileSync(
-    file,
-    `listen: 127.0.0.1:${port}\nworkers: ${workers}\nadmin: false\nlog: { level: warning, access_log: false }\n` +
-      `pools:\n  web:\n    backends: [${backendUrl}]\n`,
-  );
-  return file;
-}
-
-function nginxConfig(port: number): string {
-  const file = join(dir, `nginx-${port}.conf`);
-  writeFileSync(
-    file,
-    `daemon off;
-worker_processes ${workers};
-${process.getuid?.() === 0 ? "user root;" : ""}
-pid ${dir}/nginx-${port}.pid;
-error_log ${dir}/nginx-${port}-error.log warn;
-worker_rlimit_nofile ${hardNofile()};
-events { worker_connections ${Math.min(20000, hardNofile() - 100)}; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nbt; proxy_temp_path ${dir}/npt; fastcgi_temp_path ${dir}/nft;
-  uwsgi_temp_path ${dir}/nut; scgi_temp_path ${dir}/nst;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+function config(name: string, port: number): string {
+  if (name === "fulcrum")
+    return fulcrumConfig(dir, port, workers, `listen: 127.0.0.1:${port}\n`, `pools:\n  web:\n    backends: [${backendUrl}]\n`);
+  return nginxConfig(
+    dir,
+    port,
+    workers,
+    `  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen 127.0.0.1:${port} backlog=4096;
     location / {
@@ -79,26 +60,27 @@ http {
       proxy_send_timeout 3600s;
     }
   }
-}
 `,
   );
-  return file;
 }
 
-interface Server {
-  name: string;
-  port: number;
-  proc: Subprocess;
+function start(name: string, port: number): Promise<Server> {
+  const ready = () => fetch(`http://127.0.0.1:${port}/`).then((r) => r.ok, () => false);
+  return startServer(name, port, dir, config(name, port), ready);
 }
 
-async function start(name: string, port: number): Promise<Server> {
-  const cmd = name === "fulcrum"
-    ? [process.execPath, join(repoRoot(), "main.ts"), "run", "--config", fulcrumConfig(port)]
-    : [which("nginx")!, "-c", nginxConfig(port), "-e", `${dir}/nginx-${port}-error.log`];
-  const proc = spawn(name, cmd, { cwd: repoRoot(), stderr: join(dir, `${name}.stderr`), raiseNofile: true });
-  const up = await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`).then((r) => r.ok, () => false)) || undefined, 15_000, 50);
-  if (!up) throw new Error(`${name} did not answer on ${port} (see ${dir})`);
-  return { name, port, proc };
+/** bench/lib/ws-load.ts with its fd limit raised to the hard one. */
+function wsLoad(args: string[], stdin?: "pipe") {
+  const cmd = [
+    "sh",
+    "-c",
+    'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
+    "sh",
+    process.execPath,
+    join(here, "lib/ws-load.ts"),
+    ...args,
+  ];
+  return Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin });
 }
 
 interface Result {
@@ -110,21 +92,7 @@ interface Result {
 }
 
 async function load(server: Server, seconds: number): Promise<Result> {
-  const p = Bun.spawn(
-    [
-      "sh",
-      "-c",
-      'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
-      "sh",
-      process.execPath,
-      join(here, "lib/ws-load.ts"),
-      `ws://127.0.0.1:${server.port}/echo`,
-      "200",
-      String(seconds),
-      "1024",
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
+  const p = wsLoad([`ws://127.0.0.1:${server.port}/echo`, "200", String(seconds), "1024"]);
   const out = await new Response(p.stdout).text();
   await p.exited;
   try {
@@ -138,20 +106,7 @@ async function load(server: Server, seconds: number): Promise<Result> {
 async function idleRss(server: Server, n: number): Promise<{ before: number; after: number; opened: number }> {
   await sleep(1000);
   const before = treeRss(server.proc.pid);
-  const p = Bun.spawn(
-    [
-      "sh",
-      "-c",
-      'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
-      "sh",
-      process.execPath,
-      join(here, "lib/ws-load.ts"),
-      `ws://127.0.0.1:${server.port}/idle`,
-      String(n),
-      "idle",
-    ],
-    { stdout: "pipe", stderr: "pipe", stdin: "pipe" },
-  );
+  const p = wsLoad([`ws://127.0.0.1:${server.port}/idle`, String(n), "idle"], "pipe");
   const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -170,42 +125,35 @@ async function idleRss(server: Server, n: number): Promise<{ before: number; aft
 const servers = [await start("fulcrum", PORTS.fulcrum), await start("nginx", PORTS.nginx)];
 log(`warm-up: ${warmup}s per server`);
 for (const s of servers) await load(s, warmup);
-log(`load average before the runs: ${(await Bun.file("/proc/loadavg").text()).trim()}`);
-const cells = new Map<string, Result[]>();
-for (let round = 0; round < runs; round++) {
-  const order = round % 2 === 0 ? servers : [...servers].reverse();
-  for (const s of order) {
-    const r = await load(s, duration);
-    cells.set(s.name, [...(cells.get(s.name) ?? []), r]);
-    log(
-      `round ${
-        round + 1
-      } ${s.name}: ${r.messagesPerSec} messages/s, rtt p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms, ${r.open} open, errors ${r.errors}`,
-    );
-    await sleep(500);
-  }
-}
-const loadAfter = (await Bun.file("/proc/loadavg").text()).trim();
+log(`load average before the runs: ${await loadAverage()}`);
+const SCENARIO = "ws-echo-1k-c200";
+const cells = await alternatingRounds(runs, [SCENARIO], () => servers, async (_, s, round) => {
+  const r = await load(s, duration);
+  log(
+    `round ${round} ${s.name}: ${r.messagesPerSec} messages/s, rtt p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms, ${r.open} open, errors ${r.errors}`,
+  );
+  return r;
+});
+const loadAfter = await loadAverage();
 const rss: Record<string, { before: number; after: number; opened: number }> = {};
 if (idle > 0) { for (const s of servers) rss[s.name] = await idleRss(s, idle); }
 for (const s of servers) await stop(s.proc);
 await stop(backend);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const versions = `bun ${Bun.version}, ${Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim()}, ${navigator.hardwareConcurrency} cores`;
-const f = cells.get("fulcrum")!;
-const n = cells.get("nginx")!;
-const fm = median(f.map((r) => r.messagesPerSec));
-const nm = median(n.map((r) => r.messagesPerSec));
+const versions = `bun ${Bun.version}, ${nginxVersion()}, ${navigator.hardwareConcurrency} cores`;
 const lines = [
   `WebSocket bench ${
     new Date().toISOString()
   } (${versions}; workers ${workers} each; ${runs} rounds × ${duration}s; medians; load average after: ${loadAfter})`,
-  "| scenario | Fulcrum msg/s | nginx msg/s | ratio | Fulcrum p99 | nginx p99 | errors F/n |",
-  "|---|---:|---:|---:|---:|---:|---:|",
-  `| ws-echo-1k-c200 | ${fm} | ${nm} | ${(fm / nm).toFixed(2)} | ${median(f.map((r) => r.p99Ms))} ms | ${
-    median(n.map((r) => r.p99Ms))
-  } ms | ${f.reduce((a, r) => a + r.errors, 0)}/${n.reduce((a, r) => a + r.errors, 0)} |`,
+  ...comparisonTable(cells, [[SCENARIO, "fulcrum", "nginx"]], {
+    unit: "msg/s",
+    latency: "p99",
+    errors: "errors",
+    rateOf: (r) => r.messagesPerSec,
+    latencyOf: (r) => r.p99Ms,
+    latencyText: (ms) => `${ms} ms`,
+    errorsOf: (r) => r.errors,
+  }),
 ];
 const per: Record<string, number> = {};
 for (const [name, r] of Object.entries(rss)) {
