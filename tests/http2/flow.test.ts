@@ -6,24 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackend, type TestBackend } from "../helpers/backends.ts";
 import { rssOf, spawnFulcrum, type Child } from "../helpers/fulcrum.ts";
+import { generated } from "../helpers/streams.ts";
 import { h2connect, run } from "../helpers/h2.ts";
 
 const SIZE = 50 * 1024 * 1024;
 const CHUNK = new Uint8Array(64 * 1024).fill(97);
 /** RSS growth allowed while 50 MB pass: well under the body's size. */
 const LIMIT = 32 * 1024 * 1024;
-
-function generated(total: number): ReadableStream<Uint8Array> {
-  let sent = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (sent >= total) return c.close();
-      const n = Math.min(CHUNK.length, total - sent);
-      c.enqueue(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n));
-      sent += n;
-    },
-  });
-}
 
 let backend: TestBackend;
 let fulcrum: Child;

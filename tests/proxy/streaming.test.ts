@@ -4,23 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBackend, type TestBackend } from "../helpers/backends.ts";
 import { rssOf, spawnFulcrum, type Child } from "../helpers/fulcrum.ts";
+import { generated } from "../helpers/streams.ts";
 
 // Fulcrum runs as its own process here so that its RSS is measured alone.
 const SIZE = 200 * 1024 * 1024;
-const CHUNK = new Uint8Array(64 * 1024).fill(97);
 const LIMIT = 64 * 1024 * 1024;
-
-function generated(total: number): ReadableStream<Uint8Array> {
-  let sent = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (sent >= total) return c.close();
-      const n = Math.min(CHUNK.length, total - sent);
-      c.enqueue(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n));
-      sent += n;
-    },
-  });
-}
 
 async function drain(body: ReadableStream<Uint8Array>): Promise<number> {
   let n = 0;
