@@ -1,0 +1,179 @@
+/** The schema of one pool: its backends, strategy, timeouts, health and resilience settings. */
+import { z } from "zod";
+import { parseStatusRanges } from "./units.ts";
+import { backendTlsSchema } from "./tls.ts";
+import { count, duration, isHttpUrl, isRegExp, positiveInt, ratio, size } from "./fields.ts";
+
+const backend = z.preprocess(
+  (v) => (typeof v === "string" ? { url: v } : v),
+  z.strictObject(
+    {
+      url: z
+        .string({ error: "must be an http:// or https:// URL" })
+        .refine(isHttpUrl, { error: "must be an http:// or https:// URL with a host and no query" }),
+      id: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
+      weight: positiveInt().default(1),
+      labels: z.record(z.string(), z.coerce.string(), { error: "must be a map of label: value" }).default({}),
+    },
+    { error: "must be a URL or { url, weight, labels }" },
+  ),
+);
+
+const strategy = z.preprocess(
+  (v) => (typeof v === "string" ? { name: v } : v),
+  z
+    .strictObject(
+      {
+        name: z.string({ error: "must be a strategy name" }).optional(),
+        plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
+        options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+      },
+      { error: "must be a strategy name, { name, options } or { plugin, options }" },
+    )
+    .refine((s) => (s.name === undefined) !== (s.plugin === undefined), {
+      error: "must set exactly one of name or plugin",
+    }),
+);
+
+const timeouts = z.strictObject(
+  {
+    /** Time to open a TCP connection to a backend. */
+    connect: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(5_000),
+    /** Time from sending the request to receiving the response headers, per attempt. */
+    response: duration.refine((ms) => ms > 0, { error: "must be more than 0" }).default(60_000),
+    /** Deadline for getting a response across all attempts and backoff; 0 for none. */
+    request: duration.default(0),
+  },
+  { error: "must be a map with connect, response and request" },
+);
+
+const STATUS = "must be status codes or ranges like 200-399 or 200,204";
+const health = z.strictObject(
+  {
+    method: z.enum(["GET", "HEAD", "OPTIONS"], { error: "must be GET, HEAD or OPTIONS" }).default("GET"),
+    path: z.string({ error: "must be a path starting with /" }).startsWith("/", { error: "must be a path starting with /" }).default("/"),
+    host: z.string({ error: "must be a host name" }).optional(),
+    interval: duration.default(5_000),
+    timeout: duration.default(1_000),
+    healthy_threshold: positiveInt().default(2),
+    unhealthy_threshold: positiveInt().default(3),
+    expect_status: z
+      .union([z.string(), z.number()], { error: STATUS })
+      .refine((v) => parseStatusRanges(v) !== undefined, { error: STATUS })
+      .transform((v) => parseStatusRanges(v)!)
+      .default([[200, 399]]),
+    /** A substring, or a regular expression written /like this/. */
+    expect_body: z
+      .string({ error: "must be a substring or /a regular expression/" })
+      .refine((v) => !/^\/.*\/$/.test(v) || isRegExp(v.slice(1, -1)), { error: "must be a valid /regular expression/" })
+      .transform((v) => (/^\/.+\/$/.test(v) ? new RegExp(v.slice(1, -1)) : v))
+      .optional(),
+    /** Random extra delay per check, up to this much; default a tenth of the interval. */
+    jitter: duration.optional(),
+    initial: z.enum(["healthy", "unknown"], { error: 'must be "healthy" or "unknown"' }).default("healthy"),
+  },
+  { error: "must be a map of health check settings" },
+).transform((h) => ({ ...h, jitter: h.jitter ?? h.interval / 10 }));
+
+const FAILURE_KINDS = ["connect", "reset", "timeout", "5xx"] as const;
+const outlier = z.strictObject(
+  {
+    consecutive_failures: positiveInt().default(5),
+    on: z.array(z.enum(FAILURE_KINDS, { error: `must be one of ${FAILURE_KINDS.join(", ")}` })).default([...FAILURE_KINDS]),
+    ejection_time: duration.default(30_000),
+    max_ejection_time: duration.default(300_000),
+    max_ejected_percent: z.number({ error: "must be a percentage 0-100" }).min(0).max(100, { error: "must be a percentage 0-100" }).default(
+      50,
+    ),
+  },
+  { error: "must be a map of outlier detection settings" },
+);
+
+const breaker = z.strictObject(
+  {
+    failures: count().default(5),
+    failure_ratio: ratio.default(0),
+    window: duration.default(10_000),
+    min_requests: count().default(20),
+    open_for: duration.default(30_000),
+    half_open_requests: positiveInt().default(1),
+  },
+  { error: "must be a map of circuit breaker settings" },
+);
+
+const RETRY_RATE = "must be a number of retries per second >= 0";
+/** `budget.min_retries` (a floor per window until 0.1.0) is refused, naming the key that replaced it. */
+const MIN_RETRIES_GONE = "was replaced by min_retries_per_second, a rate always allowed on top of ratio " +
+  "(min_retries was a floor per window: min_retries: 10 with a 10s window is min_retries_per_second: 1)";
+const RETRY_ON = ["connect", "reset", "timeout", "502", "503", "504"] as const;
+const retry = z.strictObject(
+  {
+    attempts: positiveInt().default(2),
+    on: z
+      .array(z.coerce.string().pipe(z.enum(RETRY_ON, { error: `must be one of ${RETRY_ON.join(", ")}` })))
+      .default([...RETRY_ON]),
+    backoff: z
+      .strictObject({ base: duration.default(25), max: duration.default(1_000) }, { error: "must be a map with base and max" })
+      .prefault({}),
+    budget: z
+      .preprocess(
+        (v, ctx) => {
+          if (typeof v === "string" || typeof v === "number") return { ratio: v };
+          // The old key changed meaning: refuse it by name rather than reading it as something else.
+          if (v !== null && typeof v === "object" && "min_retries" in v) {
+            const { min_retries, ...rest } = v as Record<string, unknown>;
+            ctx.addIssue({ code: "custom", message: MIN_RETRIES_GONE, path: ["min_retries"], input: min_retries });
+            return rest;
+          }
+          return v;
+        },
+        z.strictObject(
+          {
+            ratio: ratio.default(0.2),
+            window: duration.refine((ms) => ms > 0, { error: "must be a duration > 0" }).default(10_000),
+            /** Retries per second always allowed on top of `ratio` (Finagle's and Linkerd's minRetriesPerSec). */
+            min_retries_per_second: z.number({ error: RETRY_RATE }).nonnegative({ error: RETRY_RATE }).default(10),
+          },
+          { error: "must be a percentage or a map with ratio, window and min_retries_per_second" },
+        ),
+      )
+      .prefault({}),
+    per_try_timeout: duration.default(0),
+    buffer_body_limit: size.default(64 * 1024),
+  },
+  { error: "must be a map of retry settings" },
+);
+
+const keepalive = z.strictObject(
+  {
+    /** Idle upstream connections kept per backend. */
+    max_idle: z.number({ error: "must be a whole number >= 0" }).int().nonnegative().default(128),
+    /** Close an idle upstream connection after this long; keep below the backend's own timeout. */
+    idle_timeout: duration.default(4_000),
+  },
+  { error: "must be a map with max_idle and idle_timeout" },
+);
+
+export const poolSchema = z.strictObject(
+  {
+    strategy: strategy.prefault("round-robin"),
+    backends: z.array(backend, { error: "must be a list of backends" }).min(1, { error: "must list at least one backend" }),
+    /** `client` passes the client's Host header; `backend` sends the backend URL's host. */
+    host_header: z.enum(["client", "backend"], { error: 'must be "client" or "backend"' }).default("client"),
+    timeouts: timeouts.prefault({}),
+    keepalive: keepalive.prefault({}),
+    health: health.optional(),
+    outlier_detection: outlier.optional(),
+    circuit_breaker: breaker.optional(),
+    retry: retry.prefault({}),
+    /** Requests in flight allowed per backend and per pool; more fail fast with 503. 0: no limit. */
+    max_inflight: z
+      .strictObject({ backend: count().default(0), pool: count().default(0) }, { error: "must be a map with backend and pool" })
+      .prefault({}),
+    /** When no backend is available, route across all of them anyway instead of answering 503. */
+    panic: z.boolean({ error: "must be true or false" }).default(false),
+    /** How https:// backends are verified (core/config/tls.ts). */
+    tls: backendTlsSchema.optional(),
+  },
+  { error: "must be a map with strategy and backends" },
+);
