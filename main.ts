@@ -34,6 +34,8 @@ import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
+import consistentHash from "./strategies/consistent-hash.ts";
+import p2cEwma from "./strategies/p2c-ewma.ts";
 
 // Stamped by compile.sh (`bun build --define`); absent when running from source.
 declare const FULCRUM_COMMIT: string | undefined;
@@ -49,6 +51,8 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(roundRobin);
   registry.registerStrategy(weightedRoundRobin);
   registry.registerStrategy(leastConnections);
+  registry.registerStrategy(consistentHash);
+  registry.registerStrategy(p2cEwma);
   registry.register(rateLimit);
   return registry;
 }

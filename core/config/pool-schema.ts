@@ -12,7 +12,8 @@ const backend = z.preprocess(
         .string({ error: "must be an http:// or https:// URL" })
         .refine(isHttpUrl, { error: "must be an http:// or https:// URL with a host and no query" }),
       id: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
-      weight: positiveInt().default(1),
+      /** 0 drains the backend softly: health-checked, no new requests, sticky clients stay. */
+      weight: count("must be a whole number >= 0 (0 drains the backend)").default(1),
       labels: z.record(z.string(), z.coerce.string(), { error: "must be a map of label: value" }).default({}),
     },
     { error: "must be a URL or { url, weight, labels }" },
@@ -33,6 +34,28 @@ const strategy = z.preprocess(
     .refine((s) => (s.name === undefined) !== (s.plugin === undefined), {
       error: "must set exactly one of name or plugin",
     }),
+);
+
+const COOKIE_NAME = "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)";
+/** Cookie stickiness on top of the strategy (core/pool/sticky.ts). `sticky: true` takes every default. */
+const sticky = z.preprocess(
+  (v) => (v === true ? {} : v),
+  z.strictObject(
+    {
+      cookie: z.string({ error: COOKIE_NAME }).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: COOKIE_NAME }).default("fulcrum_be"),
+      /** Max-Age of the cookie; 0 for a session cookie (gone when the browser closes). */
+      ttl: duration.default(0),
+      secure: z.boolean({ error: "must be true or false" }).default(false),
+      http_only: z.boolean({ error: "must be true or false" }).default(true),
+      same_site: z.enum(["lax", "strict", "none"], { error: 'must be "lax", "strict" or "none"' }).default("lax"),
+      path: z.string({ error: "must be a path starting with /" }).regex(/^\/[^;\s]*$/, { error: "must be a path starting with /" }).default(
+        "/",
+      ),
+      /** Mixed into the cookie value so that it cannot be computed from a backend's id; the same on every instance. */
+      secret: z.string({ error: "must be a string" }).optional(),
+    },
+    { error: "must be true or a map with cookie, ttl, secure, http_only, same_site, path and secret" },
+  ).refine((s) => s.same_site !== "none" || s.secure, { error: "same_site: none needs secure: true (browsers refuse it otherwise)" }),
 );
 
 const timeouts = z.strictObject(
@@ -170,6 +193,8 @@ export const poolSchema = z.strictObject(
     max_inflight: z
       .strictObject({ backend: count().default(0), pool: count().default(0) }, { error: "must be a map with backend and pool" })
       .prefault({}),
+    /** Cookie stickiness on top of the strategy: a client keeps its backend while it is available. */
+    sticky: sticky.optional(),
     /** When no backend is available, route across all of them anyway instead of answering 503. */
     panic: z.boolean({ error: "must be true or false" }).default(false),
     /** How https:// backends are verified (core/config/tls.ts). */

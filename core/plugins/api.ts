@@ -19,7 +19,8 @@ export interface BackendView {
   /** Base URL of the backend, e.g. `http://10.0.0.11:8000`. */
   readonly url: string;
   /**
-   * Relative weight, a positive integer.
+   * Relative weight, a whole number. A backend with weight 0 is never offered to a strategy (it
+   * is draining: health checks go on, cookie-sticky clients stay), so strategies see weight >= 1.
    * @default 1
    */
   readonly weight: number;
@@ -47,6 +48,26 @@ export interface RequestInfo {
   readonly clientIp: string;
   /** The request headers, as the client sent them. Do not modify. */
   readonly headers: Headers;
+  /**
+   * The query string without the `?` (`"id=7&x=1"`), `""` when there is none. Optional only so
+   * that hosts older than it still fit the type; Fulcrum's proxy always sets it.
+   */
+  readonly query?: string;
+  /**
+   * The backends this request already tried and failed on (a retry), in order; `undefined` or
+   * empty on the first attempt. A strategy should pick one not in this list when it can, the way
+   * it would choose a fallback: consistent-hash walks on to the next point of its ring, p2c
+   * draws from the rest. The host re-asks when a strategy returns a tried backend anyway.
+   * @example
+   * ```ts
+   * pick(backends, request) {
+   *   const tried = request.tried;
+   *   for (const b of backends) if (!tried?.includes(b)) return b;
+   *   return backends[0];
+   * }
+   * ```
+   */
+  readonly tried?: readonly BackendView[];
 }
 
 /** The result of one upstream attempt, passed to {@link Strategy.observe}. */

@@ -11,6 +11,7 @@ import { createAgent, type UpstreamAgent, type UpstreamTarget, type UpstreamTls 
 import { CircuitBreaker, type CircuitState } from "../resilience/breaker.ts";
 import { HealthChecker, type ProbeResult } from "../resilience/health.ts";
 import { RetryBudget } from "../resilience/retry.ts";
+import { Sticky } from "./sticky.ts";
 
 /** A backend with the state the proxy keeps about it. Plugins see it through {@link BackendView}. */
 export class Backend implements BackendView {
@@ -128,6 +129,10 @@ export class Pool {
   inflight = 0;
   readonly budget: RetryBudget;
   readonly health: HealthChecker<Backend> | undefined;
+  /** Cookie stickiness (`sticky`), when configured. */
+  readonly sticky: Sticky<Backend> | undefined;
+  /** Where the last-resort scan in {@link Pool.pick} starts; moves on each use so retries spread. */
+  #scan = 0;
   readonly #log: Logger;
   readonly clock: Clock;
 
@@ -142,6 +147,7 @@ export class Pool {
     this.#log = deps.logger;
     this.clock = deps.clock;
     this.budget = new RetryBudget(config.retry.budget, deps.clock, deps.workers);
+    this.sticky = config.sticky ? new Sticky(config.sticky, name, backends) : undefined;
     // Backends new to this pool are adopted now; ones kept from a running pool only when this
     // pool goes live (activate()), so a reload that is rejected changes nothing of theirs.
     for (const b of backends) if (b.owner === undefined) this.#adopt(b, true);
@@ -210,7 +216,8 @@ export class Pool {
    * when the set is the same (a weight changed at run time: weighted strategies rebuild).
    */
   refresh(force = false): void {
-    let next: Backend[] = this.backends.filter((b) => b.isAvailable());
+    // Weight 0 is a soft drain from the config: still health-checked, never offered to a strategy.
+    let next: Backend[] = this.backends.filter((b) => b.weight > 0 && b.isAvailable());
     const panic = next.length === 0 && this.config.panic && this.backends.length > 0;
     if (panic !== this.panicking) {
       this.panicking = panic;
@@ -218,7 +225,7 @@ export class Pool {
       else this.#log.info("pool {pool} left panic mode", { pool: this.name });
     }
     // Drained backends stay out even in panic: an operator took them out on purpose.
-    if (panic) next = this.backends.filter((b) => !b.draining);
+    if (panic) next = this.backends.filter((b) => !b.draining && b.weight > 0);
     const same = next.length === this.available.length && next.every((b, i) => b === this.available[i]);
     if (same && this.available.length > 0 && !force) return;
     this.available = next;
@@ -226,21 +233,47 @@ export class Pool {
   }
 
   /**
-   * Ask the strategy for a backend, skipping ones already tried by this request and ones at
-   * `max_inflight.backend`. Re-asking (instead of filtering the array) keeps the strategy's own
-   * state and the array identity stable, and allocates nothing.
+   * Ask the strategy for a backend for `info`, which carries the backends this request already
+   * tried (`info.tried`: built-in strategies skip them), skipping any the strategy offers anyway
+   * and ones at `max_inflight.backend`. Re-asking (instead of filtering the array) keeps the
+   * strategy's own state and the array identity stable, and allocates nothing.
    */
-  pick(info: RequestInfo, tried: readonly Backend[] | undefined): Backend | undefined {
+  pick(info: RequestInfo): Backend | undefined {
     const list = this.available;
+    const tried = info.tried as readonly Backend[] | undefined;
     const max = this.config.max_inflight.backend;
     for (let i = 0; i < list.length; i++) {
       const b = this.strategy.pick(list, info) as Backend | undefined;
       if (!b) return undefined;
       if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
     }
-    // The strategy kept offering excluded backends: take any usable one, else retry a tried one.
-    for (const b of list) if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
-    for (const b of list) if (max === 0 || b.inflight < max) return b;
+    // The strategy kept offering excluded backends: take a usable one, else retry a tried one. The
+    // scan starts one place further each time, so such requests do not all land on one backend.
+    const n = list.length;
+    if (n === 0) return undefined;
+    const start = this.#scan++ % n;
+    if (this.#scan >= n) this.#scan = 0;
+    for (let k = 0; k < n; k++) {
+      const b = list[(start + k) % n]!;
+      if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
+    }
+    for (let k = 0; k < n; k++) {
+      const b = list[(start + k) % n]!;
+      if (max === 0 || b.inflight < max) return b;
+    }
+    return undefined;
+  }
+
+  /**
+   * `b`, which a sticky cookie names, if it may take this request: available (a weight-0
+   * backend still serves its sticky clients, as HAProxy's drain does), not yet tried, and under
+   * `max_inflight.backend`. Undefined sends the request to the strategy (and rewrites the cookie).
+   */
+  stickyUsable(b: Backend, tried: readonly Backend[] | undefined): Backend | undefined {
+    if (tried !== undefined && tried.includes(b)) return undefined;
+    const max = this.config.max_inflight.backend;
+    if (max !== 0 && b.inflight >= max) return undefined;
+    if (b.isAvailable() || (this.panicking && !b.draining)) return b;
     return undefined;
   }
 

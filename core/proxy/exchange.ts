@@ -71,6 +71,8 @@ export interface Incoming {
   readonly signal: AbortLike;
   /** The request headers as `Headers` (a strategy's `RequestInfo.headers`); may be built on first use. */
   readonly headers: Headers;
+  /** One header (`name` lower-case), without building {@link headers}; null when absent. */
+  header?(name: string): string | null;
   /** The headers to send upstream: hop-by-hop dropped, X-Forwarded-* set (headers.ts). */
   forwardHeaders(clientIp: string): Record<string, string>;
   /**

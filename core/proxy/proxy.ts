@@ -15,6 +15,8 @@ import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "
 import { switchedTo } from "./tunnel.ts";
 
 class ProxyRequestInfo implements RequestInfo {
+  /** The backends this request failed on so far (set before each retry's pick). */
+  tried: Backend[] | undefined = undefined;
   constructor(
     readonly method: string,
     readonly path: string,
@@ -23,9 +25,16 @@ class ProxyRequestInfo implements RequestInfo {
     private readonly incoming: Incoming,
   ) {}
 
-  /** Built on first use: the built-in strategies never read it. */
+  /** Built on first use: only header- and cookie-keyed strategies read it. */
   get headers(): Headers {
     return this.incoming.headers;
+  }
+
+  /** Cut from the target on first use. */
+  get query(): string {
+    const target = this.incoming.target;
+    const q = target.indexOf("?");
+    return q < 0 ? "" : target.slice(q + 1);
   }
 }
 
@@ -148,9 +157,14 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
   const deadline = cfg.timeouts.request > 0 ? ex.start + cfg.timeouts.request : Infinity;
   const perTry = retry.per_try_timeout || cfg.timeouts.response;
   let tried: Backend[] | undefined;
+  // The backend the client's sticky cookie names (pools.<name>.sticky), if any.
+  const sticky = pool.sticky;
+  const named = sticky === undefined
+    ? undefined
+    : sticky.find(request.header !== undefined ? request.header("cookie") : request.headers.get("cookie"));
 
   for (let n = 1;; n++) {
-    const backend = pool.pick(info, tried);
+    const backend = (named !== undefined ? pool.stickyUsable(named, tried) : undefined) ?? pool.pick(info);
     if (!backend) {
       ex.error = pool.available.length === 0 ? "no available backend" : "all backends at max_inflight";
       return errorResponse(503, "no backend available");
@@ -218,7 +232,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
         if (request.signal.aborted) return clientGone(ex);
         return kind === "timeout" ? errorResponse(504, "gateway timeout") : errorResponse(502, "bad gateway");
       }
-      (tried ??= []).push(backend);
+      (info.tried = tried ??= []).push(backend);
       continue;
     }
 
@@ -231,7 +245,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     if (kind && retry.on.includes(kind) && idempotent && replayable) {
       const after = status === 503 ? retryAfterMs(res) : 0;
       if (after !== undefined && (await mayRetry(pool, n, after, deadline, request.signal, ex, kind, () => discard(res, attempt)))) {
-        (tried ??= []).push(backend);
+        (info.tried = tried ??= []).push(backend);
         continue;
       }
       if (request.signal.aborted) {
@@ -241,10 +255,13 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     }
 
     const block = res.block;
+    // A sticky pool tells the client its backend when the cookie did not already name it.
+    const setCookie = sticky !== undefined && backend !== named ? sticky.setCookie(backend) : undefined;
     let response: Proxied;
-    if (block !== undefined) response = new ProxiedResponse(res, block, res.contentLength ?? -1, undefined);
+    if (block !== undefined && setCookie === undefined) response = new ProxiedResponse(res, block, res.contentLength ?? -1, undefined);
     else {
       const { headers, length } = downstreamRaw(res.rawHeaders);
+      if (setCookie !== undefined) headers.push("set-cookie", setCookie);
       response = new ProxiedResponse(res, undefined, length, headers);
     }
     if (res.tunnel !== undefined) return upgraded(res, request.upgrade!, response as ProxiedResponse, attempt, ex);
