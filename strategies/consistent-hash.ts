@@ -53,16 +53,17 @@ export function hash32(s: string, seed = 0, start = 0, end = s.length): number {
 }
 
 /**
- * Where in `s` the value of `name` is, in a list of `name=value` pairs separated by `sep`
- * (`;` for cookies, `&` for a query); -1 when absent. The end is left in `found.end`.
+ * Where in `s` the value of `name` is, in a list of `name=value` pairs separated by `sep` or
+ * `sep2` (`;` and `,` for cookies, `&` for a query); -1 when absent. The end is left in `found.end`.
  */
-function findPair(s: string, name: string, sep: number, found: { end: number }): number {
+function findPair(s: string, name: string, sep: number, sep2: number, found: { end: number }): number {
   const n = s.length;
   let i = 0;
   while (i < n) {
-    while (i < n && (s.charCodeAt(i) === 32 || s.charCodeAt(i) === sep)) i++;
+    let c = s.charCodeAt(i);
+    while (i < n && (c === 32 || c === sep || c === sep2)) c = s.charCodeAt(++i);
     let end = i;
-    while (end < n && s.charCodeAt(end) !== sep) end++;
+    while (end < n && (c = s.charCodeAt(end)) !== sep && c !== sep2) end++;
     if (end - i > name.length && s.charCodeAt(i + name.length) === 61 && s.startsWith(name, i)) {
       found.end = end;
       return i + name.length + 1;
@@ -91,18 +92,15 @@ function keyHasher(spec: string): (request: RequestInfo) => number {
     return (r) => {
       const c = r.headers.get("cookie");
       if (c === null) return -1;
-      // Several Cookie fields may arrive joined with ", "; a cookie value has no ";" or space.
-      const start = findPair(c, name, 59, found);
-      if (start < 0) return -1;
-      let end = found.end;
-      while (end > start && (c.charCodeAt(end - 1) === 32 || c.charCodeAt(end - 1) === 44)) end--;
-      return hash32(c, 0, start, end);
+      // Several Cookie fields may arrive joined with ", " (a cookie value has no "," or ";").
+      const start = findPair(c, name, 59, 44, found);
+      return start < 0 ? -1 : hash32(c, 0, start, found.end);
     };
   }
   return (r) => {
     const q = r.query;
     if (!q) return -1;
-    const start = findPair(q, name, 38, found);
+    const start = findPair(q, name, 38, 38, found);
     return start < 0 ? -1 : hash32(q, 0, start, found.end);
   };
 }

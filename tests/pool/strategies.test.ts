@@ -3,6 +3,8 @@ import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } fr
 import roundRobin from "../../strategies/round-robin.ts";
 import weightedRoundRobin from "../../strategies/weighted-round-robin.ts";
 import leastConnections from "../../strategies/least-connections.ts";
+import consistentHash from "../../strategies/consistent-hash.ts";
+import p2cEwma from "../../strategies/p2c-ewma.ts";
 import { bunRuntime } from "../../core/runtime/bun.ts";
 import { isPlugin } from "../../core/plugins/registry.ts";
 
@@ -32,20 +34,39 @@ const api: PluginApi = {
   log: { debug() {}, info() {}, warn() {}, error() {} },
 };
 
-function make(plugin: StrategyPlugin<never>, backends: readonly BackendView[]): Strategy {
-  const s = plugin.create({} as never, api);
+function make(plugin: StrategyPlugin<never>, backends: readonly BackendView[], options: object = {}): Strategy {
+  const s = plugin.create(options as never, api);
   s.update?.(backends);
   return s;
 }
 
-function sequence(s: Strategy, backends: readonly BackendView[], n: number): string[] {
-  return Array.from({ length: n }, () => s.pick(backends, req)!.id);
+/** Requests from 64 different clients in turn, so key-hashing strategies see many keys. */
+const clients: RequestInfo[] = Array.from({ length: 64 }, (_, i) => ({ ...req, clientIp: `10.0.${i >> 4}.${i}` }));
+
+function sequence(s: Strategy, backends: readonly BackendView[], n: number, vary = false): string[] {
+  return Array.from({ length: n }, (_, i) => s.pick(backends, vary ? clients[i % 64]! : req)!.id);
 }
 
-const all = [roundRobin, weightedRoundRobin, leastConnections, headerCanary, latencyP2c] as StrategyPlugin<never>[];
+type Case = readonly [string, StrategyPlugin<never>, object];
+const all: Case[] = [
+  ["round-robin", roundRobin as StrategyPlugin<never>, {}],
+  ["weighted-round-robin", weightedRoundRobin as StrategyPlugin<never>, {}],
+  ["least-connections", leastConnections as StrategyPlugin<never>, {}],
+  ["consistent-hash (ring)", consistentHash as StrategyPlugin<never>, { algorithm: "ring" }],
+  ["consistent-hash (maglev)", consistentHash as StrategyPlugin<never>, { algorithm: "maglev" }],
+  ["consistent-hash (ring, bounded load)", consistentHash as StrategyPlugin<never>, { bounded_load: 1.25 }],
+  ["p2c-ewma", p2cEwma as StrategyPlugin<never>, {}],
+  ["header-canary", headerCanary, {}],
+  ["latency-p2c", latencyP2c, {}],
+];
+/** The built-ins promise to honour request.tried (the example plugins rely on the pool's re-asking). */
+const honoursTried = new Set(["round-robin", "weighted-round-robin", "least-connections", "p2c-ewma"].concat(
+  all.filter(([n]) => n.startsWith("consistent-hash")).map(([n]) => n),
+));
 
 // One conformance suite that every strategy (built-in, or example plugin loaded from its file) must pass.
-describe.each(all.map((p) => [p.name, p] as const))("conformance: %s", (_name, plugin) => {
+describe.each(all)("conformance: %s", (name, plugin, options) => {
+  const make2 = (bs: readonly BackendView[]) => make(plugin, bs, options);
   test("declares itself a strategy with a name", () => {
     expect(plugin.kind).toBe("strategy");
     expect(plugin.name).toMatch(/^[a-z0-9-]+$/);
@@ -53,35 +74,49 @@ describe.each(all.map((p) => [p.name, p] as const))("conformance: %s", (_name, p
 
   test("picks only from the backends it is given", () => {
     const bs = [backend("a"), backend("b"), backend("c")];
-    const s = make(plugin, bs);
+    const s = make2(bs);
     for (let i = 0; i < 100; i++) expect(bs).toContain(s.pick(bs, req) as Mutable);
   });
 
   test("with one backend, always picks it", () => {
     const bs = [backend("only")];
-    const s = make(plugin, bs);
+    const s = make2(bs);
     expect(new Set(sequence(s, bs, 10))).toEqual(new Set(["only"]));
   });
 
   test("never picks a backend removed from the available set", () => {
     const bs = [backend("a"), backend("b"), backend("c")];
-    const s = make(plugin, bs);
+    const s = make2(bs);
     sequence(s, bs, 5);
     const without = [bs[0]!, bs[2]!];
     s.update?.(without);
     expect(sequence(s, without, 30)).not.toContain("b");
+    expect(sequence(s, without, 64, true)).not.toContain("b");
   });
 
   test("reaches every backend with equal weights and no load", () => {
     const bs = [backend("a"), backend("b"), backend("c")];
-    const s = make(plugin, bs);
-    expect(new Set(sequence(s, bs, 60))).toEqual(new Set(["a", "b", "c"]));
+    const s = make2(bs);
+    expect(new Set(sequence(s, bs, 60, true))).toEqual(new Set(["a", "b", "c"]));
   });
 
   test("copes with pick() on a new array without update()", () => {
-    const s = make(plugin, [backend("a")]);
+    const s = make2([backend("a")]);
     const bs = [backend("x"), backend("y")];
     expect(["x", "y"]).toContain(s.pick(bs, req)!.id);
+  });
+
+  test.if(honoursTried.has(name))("never picks a backend in request.tried while an untried one is left", () => {
+    const bs = [backend("a"), backend("b"), backend("c"), backend("d")];
+    const s = make2(bs);
+    for (let i = 0; i < 200; i++) {
+      const tried = [bs[i % 4]!, bs[(i + 1) % 4]!];
+      const picked = s.pick(bs, { ...clients[i % 64]!, tried });
+      expect(bs).toContain(picked as Mutable);
+      expect(tried).not.toContain(picked as Mutable);
+    }
+    // Everything tried: still an answer (the pool decides whether to retry a tried backend).
+    expect(bs).toContain(s.pick(bs, { ...req, tried: bs }) as Mutable);
   });
 });
 
@@ -193,5 +228,64 @@ describe("latency-p2c (plugins/latency-p2c.ts)", () => {
     for (const id of seqA) counts.set(id, (counts.get(id) ?? 0) + 1);
     expect(counts.size).toBe(10);
     for (const n of counts.values()) expect(n).toBeGreaterThan(50);
+  });
+});
+
+describe("p2c-ewma (built in)", () => {
+  const observe = (s: Strategy, b: BackendView, latencyMs: number, status = 200) => s.observe!(b, { status, latencyMs });
+
+  test("of two random choices, takes the lower peak-EWMA latency × (in-flight + 1)", () => {
+    const fast = backend("fast");
+    const slow = backend("slow");
+    const bs = [fast, slow];
+    const s = make(p2cEwma, bs, { seed: 3 });
+    observe(s, fast, 5);
+    observe(s, slow, 50);
+    expect(new Set(sequence(s, bs, 50))).toEqual(new Set(["fast"]));
+    fast.inflight = 20; // 5 × 21 > 50 × 1
+    expect(s.pick(bs, req)!.id).toBe("slow");
+  });
+
+  test("jumps to a slow response at once (the peak) and decays back towards fast ones", () => {
+    const a = backend("a");
+    const b = backend("b");
+    const bs = [a, b];
+    const s = make(p2cEwma, bs, { seed: 5, decay: "1ms" });
+    observe(s, a, 10);
+    observe(s, b, 20);
+    observe(s, a, 500); // one slow response: a is now the worse one
+    expect(s.pick(bs, req)!.id).toBe("b");
+    // Fast answers again, with the decay time long past: a's estimate falls back below b's.
+    const until = performance.now() + 5;
+    while (performance.now() < until) { /* let the 1ms decay elapse */ }
+    observe(s, a, 10);
+    expect(s.pick(bs, req)!.id).toBe("a");
+  });
+
+  test("a failing backend does not attract traffic by failing fast", () => {
+    const a = backend("a");
+    const b = backend("b");
+    const bs = [a, b];
+    const s = make(p2cEwma, bs, { seed: 9 });
+    observe(s, a, 20);
+    observe(s, b, 20);
+    observe(s, b, 1, 502);
+    expect(new Set(sequence(s, bs, 20))).toEqual(new Set(["a"]));
+  });
+
+  test("a new backend costs nothing while idle, a penalty once it has requests but no latency", () => {
+    const known = backend("known");
+    const fresh = backend("fresh");
+    const bs = [known, fresh];
+    const s = make(p2cEwma, bs, { seed: 1 });
+    observe(s, known, 30);
+    expect(s.pick(bs, req)!.id).toBe("fresh");
+    fresh.inflight = 1;
+    expect(s.pick(bs, req)!.id).toBe("known");
+  });
+
+  test("bad options are refused, naming the option", () => {
+    expect(() => p2cEwma.create({ decay: "soon" } as never, api)).toThrow('decay must be a duration like 10s or 500ms, got "soon"');
+    expect(() => p2cEwma.create({ seed: 1.5 } as never, api)).toThrow("seed must be an integer, got 1.5");
   });
 });
