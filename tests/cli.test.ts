@@ -126,7 +126,7 @@ describe("bad config files: every problem reported as file:line:col, exit 2, not
     [
       "negative weight",
       "pools:\n  web:\n    backends:\n      - { url: http://a:1, weight: -3 }\n",
-      ":4:36: pools.web.backends[0].weight must be a positive integer, got -3",
+      ":4:36: pools.web.backends[0].weight must be a whole number >= 0 (0 drains the backend), got -3",
     ],
     [
       "bad URL",
@@ -165,11 +165,11 @@ describe("bad config files: every problem reported as file:line:col, exit 2, not
   }
 
   test("several problems are all reported at once", async () => {
-    const file = configFile("listen: nowhere\npools:\n  web:\n    backends:\n      - { url: http://a:1, weight: 0 }\n    colour: red\n");
+    const file = configFile("listen: nowhere\npools:\n  web:\n    backends:\n      - { url: http://a:1, weight: 1.5 }\n    colour: red\n");
     const r = await runCli(["check", "--config", file]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${file}:1:9: listen must be host:port`);
-    expect(r.stderr).toContain(`${file}:5:36: pools.web.backends[0].weight must be a positive integer, got 0`);
+    expect(r.stderr).toContain(`${file}:5:36: pools.web.backends[0].weight must be a whole number >= 0 (0 drains the backend), got 1.5`);
     expect(r.stderr).toContain(`${file}:6:5: pools.web.colour is not a known key`);
   });
 

@@ -276,7 +276,7 @@ describe("workers: 2 supervision", () => {
     const bad = dir.write("bad.yaml", `${head}pools:\n  web: { backends: [{ url: "http://127.0.0.1:1", weight: -3 }] }\n`);
     const r = await runCli(["run", "--config", bad]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("bad.yaml:5:58: pools.web.backends[0].weight must be a positive integer, got -3");
+    expect(r.stderr).toContain("bad.yaml:5:58: pools.web.backends[0].weight must be a whole number >= 0 (0 drains the backend), got -3");
     expect(r.stdout).not.toContain("listening");
 
     dir.write("broken.ts", "export default { kind: 'strategy', name: 'x', create: () => ({ pick: (bs) => bs[ }) };\n");

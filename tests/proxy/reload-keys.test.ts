@@ -164,6 +164,15 @@ const TABLE: Record<string, Entry> = {
   "pools.*.max_inflight.backend": applied(10),
   "pools.*.max_inflight.pool": applied(100),
   "pools.*.panic": applied(true),
+  // A reload builds the pool again, and its sticky table with it.
+  "pools.*.sticky": applied(DELETE),
+  "pools.*.sticky.cookie": applied("srv"),
+  "pools.*.sticky.ttl": applied("2h"),
+  "pools.*.sticky.secure": applied(true),
+  "pools.*.sticky.http_only": applied(false),
+  "pools.*.sticky.same_site": applied("strict"),
+  "pools.*.sticky.path": applied("/app"),
+  "pools.*.sticky.secret": applied("other"),
   // TLS to backends: a backend whose settings change is a new object (core/proxy/reuse.ts).
   "pools.*.tls": applied({ server_name: "backend.test" }),
   "pools.*.tls.ca": applied(pki.ca.cert),
