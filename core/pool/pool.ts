@@ -247,19 +247,19 @@ export class Pool {
       if (!b) return undefined;
       if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
     }
-    // The strategy kept offering excluded backends: take a usable one, else retry a tried one. The
-    // scan starts one place further each time, so such requests do not all land on one backend.
+    // The strategy kept offering excluded backends: take a usable one, else retry a tried one.
+    // The scan goes on from where the last one stopped, so such retries take turns.
     const n = list.length;
-    if (n === 0) return undefined;
-    const start = this.#scan++ % n;
-    if (this.#scan >= n) this.#scan = 0;
-    for (let k = 0; k < n; k++) {
-      const b = list[(start + k) % n]!;
-      if ((tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) return b;
-    }
-    for (let k = 0; k < n; k++) {
-      const b = list[(start + k) % n]!;
-      if (max === 0 || b.inflight < max) return b;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let k = 0; k < n; k++) {
+        let i = this.#scan + k;
+        if (i >= n) i %= n;
+        const b = list[i]!;
+        if ((pass === 1 || tried === undefined || !tried.includes(b)) && (max === 0 || b.inflight < max)) {
+          this.#scan = i + 1 === n ? 0 : i + 1;
+          return b;
+        }
+      }
     }
     return undefined;
   }

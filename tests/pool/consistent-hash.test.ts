@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { BackendView, PluginApi, RequestInfo, Strategy } from "../../core/plugins/api.ts";
+import type { BackendView, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "../../core/plugins/api.ts";
 import consistentHash, { hash32 } from "../../strategies/consistent-hash.ts";
 import { hash32 as coreHash32 } from "../../core/lib/hash.ts";
 
@@ -14,7 +14,7 @@ const base: RequestInfo = { method: "GET", path: "/", host: "h", clientIp: "127.
 const userReq = (u: string): RequestInfo => ({ ...base, headers: new Headers({ "x-user": u }) });
 
 function make(backends: readonly BackendView[], options: object): Strategy {
-  const s = consistentHash.create(options as never, api);
+  const s = (consistentHash as StrategyPlugin<never>).create(options as never, api);
   s.update?.(backends);
   return s;
 }

@@ -59,8 +59,8 @@ const all: Case[] = [
   ["header-canary", headerCanary, {}],
   ["latency-p2c", latencyP2c, {}],
 ];
-/** The built-ins promise to honour request.tried (the example plugins rely on the pool's re-asking). */
-const honoursTried = new Set(["round-robin", "weighted-round-robin", "least-connections", "p2c-ewma"].concat(
+/** Strategies that honour request.tried (header-canary relies on the pool's re-asking). */
+const honoursTried = new Set(["round-robin", "weighted-round-robin", "least-connections", "p2c-ewma", "latency-p2c"].concat(
   all.filter(([n]) => n.startsWith("consistent-hash")).map(([n]) => n),
 ));
 
@@ -285,7 +285,9 @@ describe("p2c-ewma (built in)", () => {
   });
 
   test("bad options are refused, naming the option", () => {
-    expect(() => p2cEwma.create({ decay: "soon" } as never, api)).toThrow('decay must be a duration like 10s or 500ms, got "soon"');
-    expect(() => p2cEwma.create({ seed: 1.5 } as never, api)).toThrow("seed must be an integer, got 1.5");
+    expect(() => (p2cEwma as StrategyPlugin<never>).create({ decay: "soon" } as never, api)).toThrow(
+      'decay must be a duration like 10s or 500ms, got "soon"',
+    );
+    expect(() => (p2cEwma as StrategyPlugin<never>).create({ seed: 1.5 } as never, api)).toThrow("seed must be an integer, got 1.5");
   });
 });
