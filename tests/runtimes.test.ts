@@ -226,7 +226,9 @@ describe("compiled binary (./compile.sh)", () => {
     expect(ok.exitCode).toBe(0);
     const bad = Bun.spawnSync(["./fulcrum", "check", "--config", "bad.yaml"], { cwd: app, env: {} });
     expect(bad.exitCode).toBe(2);
-    expect(bad.stderr.toString()).toContain("bad.yaml:3:43: pools.web.backends[0].weight must be a whole number >= 0 (0 drains the backend), got -1");
+    expect(bad.stderr.toString()).toContain(
+      "bad.yaml:3:43: pools.web.backends[0].weight must be a whole number >= 0 (0 drains the backend), got -1",
+    );
   });
 });
 
