@@ -73,7 +73,10 @@ function findPair(s: string, name: string, sep: number, sep2: number, found: { e
   return -1;
 }
 
-/** The key's hash for a request, or -1 when the request has no such key. Allocation-free but for what the host builds. */
+/**
+ * The key's hash for a request, or -1 when the request has no such key. Headers are read with
+ * `request.header()` when the host offers it (no `Headers` object built), else `headers.get()`.
+ */
 function keyHasher(spec: string): (request: RequestInfo) => number {
   const found = { end: 0 };
   if (spec === "client-ip") return (r) => hash32(r.clientIp);
@@ -84,13 +87,13 @@ function keyHasher(spec: string): (request: RequestInfo) => number {
   if (kind === "header") {
     const lower = name.toLowerCase();
     return (r) => {
-      const v = r.headers.get(lower);
+      const v = r.header !== undefined ? r.header(lower) : r.headers.get(lower);
       return v === null ? -1 : hash32(v);
     };
   }
   if (kind === "cookie") {
     return (r) => {
-      const c = r.headers.get("cookie");
+      const c = r.header !== undefined ? r.header("cookie") : r.headers.get("cookie");
       if (c === null) return -1;
       // Several Cookie fields may arrive joined with ", " (a cookie value has no "," or ";").
       const start = findPair(c, name, 59, 44, found);

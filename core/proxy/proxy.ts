@@ -25,9 +25,15 @@ class ProxyRequestInfo implements RequestInfo {
     private readonly incoming: Incoming,
   ) {}
 
-  /** Built on first use: only header- and cookie-keyed strategies read it. */
+  /** Built on first use (on the own listener): the built-in strategies read `header()` instead. */
   get headers(): Headers {
     return this.incoming.headers;
+  }
+
+  /** One header without building `headers` where the listener can (RawIncoming). */
+  header(name: string): string | null {
+    const incoming = this.incoming;
+    return incoming.header !== undefined ? incoming.header(name) : incoming.headers.get(name);
   }
 
   /** Cut from the target on first use. */

@@ -195,3 +195,26 @@ describe("consistent-hash keys", () => {
     expect(() => make(bs, { bounded_load: 0.5 })).toThrow("bounded_load must be a number above 1 (e.g. 1.25), got 0.5");
   });
 });
+
+describe("consistent-hash reads headers through request.header() when the host offers it", () => {
+  test("no Headers object is needed: header:NAME and cookie:NAME use header()", () => {
+    const bs = five();
+    const asked: string[] = [];
+    const lean = (values: Record<string, string>): RequestInfo => ({
+      ...base,
+      get headers(): Headers {
+        throw new Error("headers was built");
+      },
+      header(name: string) {
+        asked.push(name);
+        return values[name] ?? null;
+      },
+    });
+    const byHeader = make(bs, { key: "header:X-User" });
+    expect(byHeader.pick(bs, lean({ "x-user": "u1" }))).toBe(byHeader.pick(bs, userReq("u1"))!);
+    const byCookie = make(bs, { key: "cookie:sid" });
+    const viaHeaders = byCookie.pick(bs, { ...base, headers: new Headers({ cookie: "a=1; sid=zz" }) });
+    expect(byCookie.pick(bs, lean({ cookie: "a=1; sid=zz" }))).toBe(viaHeaders!);
+    expect(asked).toEqual(["x-user", "cookie"]);
+  });
+});
