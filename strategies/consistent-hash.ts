@@ -8,7 +8,7 @@ import type { BackendView, RequestInfo, StrategyPlugin } from "../core/plugins/a
  *   strategy: { name: consistent-hash, options: { key: "header:x-user", algorithm: ring, bounded_load: 1.25 } }
  *
  * - `ring` (Karger et al., ketama-style): 160 points per unit of weight; a key goes to the first
- *   point at or after its hash. Removing a backend moves exactly its keys.
+ *   point at or after its hash (a 4,096-entry prefix index makes that search ~1 point long). Removing a backend moves exactly its keys.
  * - `maglev` (Eisenbud et al., NSDI 2016): a 65,537-entry table filled by each backend's own
  *   permutation, turns given in proportion to weight (as Envoy's weighted Maglev); O(1) lookup,
  *   better balance, a few more keys move on removal than the strict minimum.
@@ -35,6 +35,8 @@ interface Options {
 const POINTS_PER_WEIGHT = 160;
 /** Prime, as Maglev needs; Envoy's default. Comfortable up to several hundred backends. */
 const MAGLEV_SIZE = 65537;
+/** The ring's lookup index: the first point of each of 4,096 hash prefixes, so a search spans ~1 point. */
+const INDEX_SHIFT = 20;
 const KEY = /^(client-ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
 
 /** FNV-1a 32 of `s[start, end)` with a fmix32 finish; `seed` gives independent hashes. */
@@ -129,6 +131,8 @@ export default {
     let members: readonly BackendView[] | undefined;
     /** Ring: sorted point hashes. Maglev: unused. */
     let points = new Uint32Array(0);
+    /** Ring: for each top-12-bit prefix p, the first point with a hash >= p << 20 (and one past the end). */
+    let index = new Int32Array(0);
     /** Owner (index into members) of each ring point or maglev table entry. */
     let owners = new Int32Array(0);
     let totalWeight = 0;
@@ -159,6 +163,13 @@ export default {
         const i = v % 1048576;
         points[j] = (v - i) / 1048576;
         owners[j] = i;
+      }
+      const buckets = 2 ** (32 - INDEX_SHIFT);
+      index = new Int32Array(buckets + 1);
+      let j = 0;
+      for (let p = 0; p <= buckets; p++) {
+        while (j < k && points[j]! < p * 2 ** INDEX_SHIFT) j++;
+        index[p] = j;
       }
     }
 
@@ -207,9 +218,10 @@ export default {
           at = cursor++;
         } else if (algorithm === "maglev") at = h % MAGLEV_SIZE;
         else {
-          // First point at or after h, wrapping to the start.
-          let lo = 0;
-          let hi = size;
+          // First point at or after h, wrapping to the start; the index narrows it to h's prefix.
+          const p = h >>> INDEX_SHIFT;
+          let lo = index[p]!;
+          let hi = index[p + 1]!;
           while (lo < hi) {
             const mid = (lo + hi) >>> 1;
             if (points[mid]! < h) lo = mid + 1;
