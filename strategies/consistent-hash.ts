@@ -7,8 +7,10 @@ import type { BackendView, RequestInfo, StrategyPlugin } from "../core/plugins/a
  *
  *   strategy: { name: consistent-hash, options: { key: "header:x-user", algorithm: ring, bounded_load: 1.25 } }
  *
- * - `ring` (Karger et al., ketama-style): 160 points per unit of weight; a key goes to the first
- *   point at or after its hash (a 4,096-entry prefix index makes that search ~1 point long). Removing a backend moves exactly its keys.
+ * - `ring` (Karger et al., ketama-style): 160 points per unit of weight (fewer past 1,024 units
+ *   in all, capping the ring at ~164k points); a key goes to the first point at or after its
+ *   hash, which a 4,096-entry prefix index finds in ~1 step. Removing a backend moves exactly
+ *   its keys.
  * - `maglev` (Eisenbud et al., NSDI 2016): a 65,537-entry table filled by each backend's own
  *   permutation, turns given in proportion to weight (as Envoy's weighted Maglev); O(1) lookup,
  *   better balance, a few more keys move on removal than the strict minimum.
@@ -33,6 +35,8 @@ interface Options {
 }
 
 const POINTS_PER_WEIGHT = 160;
+/** Ring size cap: past 1,024 units of weight in all, points per unit shrink (each backend keeps a prefix of its points). */
+const MAX_POINTS = 160 * 1024;
 /** Prime, as Maglev needs; Envoy's default. Comfortable up to several hundred backends. */
 const MAGLEV_SIZE = 65537;
 /** The ring's lookup index: the first point of each of 4,096 hash prefixes, so a search spans ~1 point. */
@@ -148,12 +152,16 @@ export default {
     }
 
     function buildRing(backends: readonly BackendView[]) {
+      const perWeight = Math.min(POINTS_PER_WEIGHT, MAX_POINTS / Math.max(1, totalWeight));
+      let count = 0;
+      for (const b of backends) count += b.weight > 0 ? Math.max(1, Math.round(b.weight * perWeight)) : 0;
       // hash × 2^20 + index sorts by hash with ties broken by index, in one typed-array sort.
-      const all = new Float64Array(totalWeight * POINTS_PER_WEIGHT);
+      const all = new Float64Array(count);
       let k = 0;
       for (let i = 0; i < backends.length; i++) {
         const b = backends[i]!;
-        for (let r = 0; r < b.weight * POINTS_PER_WEIGHT; r++) all[k++] = hash32(`${b.id}#${r}`) * 1048576 + i;
+        const own = b.weight > 0 ? Math.max(1, Math.round(b.weight * perWeight)) : 0;
+        for (let r = 0; r < own; r++) all[k++] = hash32(`${b.id}#${r}`) * 1048576 + i;
       }
       all.sort();
       points = new Uint32Array(k);
@@ -240,8 +248,12 @@ export default {
           scale = (factor * total) / totalWeight;
         }
         let firstUntried: BackendView | undefined;
+        const own = at;
         // Walk on to the next point past backends already tried and, with bounded_load, full ones.
-        for (let step = 0; step < size; step++) {
+        // Points fall in random order, so 64 per backend meet every backend but with odds of
+        // about n × e^-64; the bound keeps a pick short when every backend has been tried.
+        const limit = Math.min(size, 64 * backends.length + 64);
+        for (let step = 0; step < limit; step++) {
           const b = backends[owners[at]!]!;
           if (++at === size) at = 0;
           if (checkTried && tried.includes(b)) continue;
@@ -249,7 +261,7 @@ export default {
           firstUntried ??= b;
         }
         // All tried (take the key's own backend), or every untried one full (the first of them).
-        return firstUntried ?? backends[owners[at]!];
+        return firstUntried ?? backends[owners[own]!];
       },
     };
   },

@@ -218,3 +218,15 @@ describe("consistent-hash reads headers through request.header() when the host o
     expect(asked).toEqual(["x-user", "cookie"]);
   });
 });
+
+describe("consistent-hash sizes", () => {
+  test("large weights cap the ring and keep proportions; with every backend tried, the key keeps its own", () => {
+    const bs = [backend("a", 900), backend("b", 300), backend("c", 300)];
+    const s = make(bs, { key: "header:x-user" });
+    const toA = assign(s, bs).filter((id) => id === "a").length / KEYS.length;
+    expect(toA).toBeGreaterThan(0.55);
+    expect(toA).toBeLessThan(0.65);
+    // Every backend tried: the key's own backend again (the walk stops after 64 points a backend).
+    for (let i = 0; i < 200; i++) expect(s.pick(bs, { ...userReq(`k${i}`), tried: bs })).toBe(s.pick(bs, userReq(`k${i}`))!);
+  });
+});
