@@ -72,8 +72,13 @@ export class Backend implements BackendView {
     return this.activeHealthy && this.ejectedUntil === 0;
   }
 
-  /** Whether strategies may be offered this backend now. */
+  /** Whether strategies may be offered this backend now (weight 0 drains it from the config). */
   isAvailable(): boolean {
+    return this.weight > 0 && this.canServe();
+  }
+
+  /** Healthy, not ejected, not drained by an operator, circuit allowing: a sticky client may stay. */
+  canServe(): boolean {
     return this.activeHealthy && this.ejectedUntil === 0 && !this.draining && (this.breaker?.allows() ?? true);
   }
 
@@ -217,7 +222,7 @@ export class Pool {
    */
   refresh(force = false): void {
     // Weight 0 is a soft drain from the config: still health-checked, never offered to a strategy.
-    let next: Backend[] = this.backends.filter((b) => b.weight > 0 && b.isAvailable());
+    let next: Backend[] = this.backends.filter((b) => b.isAvailable());
     const panic = next.length === 0 && this.config.panic && this.backends.length > 0;
     if (panic !== this.panicking) {
       this.panicking = panic;
@@ -273,7 +278,7 @@ export class Pool {
     if (tried !== undefined && tried.includes(b)) return undefined;
     const max = this.config.max_inflight.backend;
     if (max !== 0 && b.inflight >= max) return undefined;
-    if (b.isAvailable() || (this.panicking && !b.draining)) return b;
+    if (b.canServe() || (this.panicking && !b.draining)) return b;
     return undefined;
   }
 

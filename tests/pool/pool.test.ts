@@ -72,6 +72,8 @@ describe("weight 0", () => {
   test("is never offered to the strategy, and an admin weight above 0 brings it back", () => {
     const pool = makePool(`[http://127.0.0.1:9001, { url: http://127.0.0.1:9002, weight: 0 }, http://127.0.0.1:9003]`);
     expect(pool.available.map((b) => b.id)).toEqual(["127.0.0.1:9001", "127.0.0.1:9003"]);
+    // What the admin API and fulcrum_backend_available report: not offered, though healthy.
+    expect(pool.backends[1]!.status()).toMatchObject({ available: false, healthy: true, weight: 0 });
     pool.backends[1]!.weight = 2;
     pool.refresh(true);
     expect(pool.available.map((b) => b.id)).toEqual(["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]);
