@@ -172,16 +172,15 @@ function merge(a: any, b: any): any {
   return out;
 }
 
-function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
+function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number, root = repoRoot, name = v.name): ProxyDef {
   return {
-    name: v.name,
+    name,
     port,
     optional: v.optional,
     otlp: v.otlp,
-    unavailable:
-      () => (existsSync(join(repoRoot(), "main.ts")) ? undefined : `main.ts not found in ${repoRoot()} (the core is not merged yet)`),
+    unavailable: () => (existsSync(join(root(), "main.ts")) ? undefined : `main.ts not found in ${root()} (the core is not merged yet)`),
     prepare({ dir, backendUrls }) {
-      const accessLog = join(dir, `${v.name}-access.log`);
+      const accessLog = join(dir, `${name.replace(/\W/g, "_")}-access.log`);
       const base = {
         listen: `127.0.0.1:${port}`,
         // An admin port per variant: obs-cost --resident runs them all at once.
@@ -190,19 +189,31 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
         routes: [{ match: { path: "/" }, pool: "bench" }],
         log: { level: "warning", access_log: true, access_log_file: accessLog },
       };
-      const cfgPath = join(dir, `${v.name}.yaml`);
+      const cfgPath = join(dir, `${name.replace(/\W/g, "_")}.yaml`);
       // Plugin paths are written relative (the documented form) and resolve against the config's folder.
       copyFileSync(join(import.meta.dir, "..", "plugins", "rr-plugin.ts"), join(dir, "rr-plugin.ts"));
       writeFileSync(cfgPath, YAML.stringify(merge(merge(base, FULCRUM_BASE), v.overlay)));
       return {
         cmd: [process.execPath, "main.ts", "run", "--config", cfgPath],
-        cwd: repoRoot(),
-        stdout: join(dir, `${v.name}.stdout`),
-        stderr: join(dir, `${v.name}.stderr`),
+        cwd: root(),
+        stdout: join(dir, `${name.replace(/\W/g, "_")}.stdout`),
+        stderr: join(dir, `${name.replace(/\W/g, "_")}.stderr`),
         accessLog,
       };
     },
   };
+}
+
+/**
+ * A Fulcrum variant run from another checkout (`fulcrum-1w@/work/main`), on a port of its own:
+ * an A/B of two branches in the same interleaved rounds (bench/cpu-ladder.ts).
+ */
+export function fulcrumAt(spec: string, port: number): ProxyDef | undefined {
+  const at = spec.indexOf("@");
+  const v = FULCRUM_VARIANTS.find((x) => x.name === spec.slice(0, at));
+  if (at < 0 || v === undefined) return undefined;
+  const root = spec.slice(at + 1);
+  return fulcrum(v, port, () => root, spec);
 }
 
 /** Fulcrum first: the ratios are read against nginx, but Fulcrum is the subject. */
