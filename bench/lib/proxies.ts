@@ -10,7 +10,9 @@ import { assertFree, hardNofile, spawn, stop, waitFor, which } from "./proc.ts";
 
 /** Where `main.ts` is run from: this checkout, or FULCRUM_ROOT / --fulcrum-root (e.g. another branch). */
 export const repoRoot = () => process.env.FULCRUM_ROOT ?? join(import.meta.dir, "..", "..");
-export const OTLP_PORT = 19400;
+/** Added to every port (BENCH_PORT_OFFSET): two benchmarks can run at once. */
+export const portOffset = Number(process.env.BENCH_PORT_OFFSET ?? 0);
+export const OTLP_PORT = 19400 + portOffset;
 const cores = navigator.hardwareConcurrency;
 /** BENCH_PEER_WORKERS=1 runs nginx and HAProxy single-process/thread, like for like with one Fulcrum process. */
 const peerWorkers = process.env.BENCH_PEER_WORKERS ? Number(process.env.BENCH_PEER_WORKERS) : undefined;
@@ -44,7 +46,7 @@ export interface ProxyDef {
 
 const nginx: ProxyDef = {
   name: "nginx",
-  port: 18081,
+  port: 18081 + portOffset,
   unavailable: () => (which("nginx") ? undefined : "nginx not installed (apt-get install nginx)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "nginx-access.log");
@@ -89,7 +91,7 @@ http {
 
 const haproxy: ProxyDef = {
   name: "haproxy",
-  port: 18082,
+  port: 18082 + portOffset,
   unavailable: () => (which("haproxy") ? undefined : "haproxy not installed (apt-get install haproxy)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "haproxy-access.log");
@@ -218,7 +220,7 @@ export function fulcrumAt(spec: string, port: number): ProxyDef | undefined {
 
 /** Fulcrum first: the ratios are read against nginx, but Fulcrum is the subject. */
 export const PROXIES: ProxyDef[] = [
-  ...FULCRUM_VARIANTS.map((v, i) => fulcrum(v, 18080 + (i === 0 ? 0 : 10 + i))),
+  ...FULCRUM_VARIANTS.map((v, i) => fulcrum(v, 18080 + portOffset + (i === 0 ? 0 : 10 + i))),
   nginx,
   haproxy,
 ];
