@@ -7,6 +7,13 @@ import { unlinkSync } from "node:fs";
 import { body, BODY_SIZES, POST_PATH } from "./lib/backends.ts";
 
 const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  console.log(
+    "usage: bun bench/backend-server.ts [--port 19001] [--name bN] [--stats /path/to/stats.sock]\n" +
+      "One example backend (the harness starts these; `npm run backends` starts several).",
+  );
+  process.exit(0);
+}
 const arg = (k: string, d?: string) => {
   const i = args.indexOf(k);
   return i >= 0 ? args[i + 1]! : d;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
 import { isInterrupted, log, sleep, spawn, stop, stopAll, treeRss, which, workDir } from "./lib/proc.ts";
-import { PROXIES, startOtlpSink, startProxy, type Running } from "./lib/proxies.ts";
+import { fulcrumAt, PROXIES, portOffset, startOtlpSink, startProxy, type Running } from "./lib/proxies.ts";
 import { aggregate, formatCells, formatSummaries, svgChart, type ProxySummary, type RunRecord } from "./lib/report.ts";
 import { SCENARIOS } from "./lib/scenarios.ts";
 
@@ -21,7 +21,7 @@ Starts example backends, Fulcrum, nginx and HAProxy (where installed) on 127.0.0
 with the same load generator, and prints req/s, bytes/s, p50/p99 and ratios against nginx, then
 idle RSS, start-up time and memory with 10,000 idle connections. Proxies alternate in every round.
 
-  --quick              1 run × 4 s per scenario and proxy, 1 s warm-up (about 80 s in all)
+  --quick              1 run × 4 s per scenario and proxy, 1 s warm-up each (about 95 s in all)
   --runs N             rounds (default 3; quick 1)
   --duration S         seconds per scenario, proxy and round (default 10; quick 4)
   --warmup S           seconds of load per proxy before measuring (default 15; quick 1; 0 skips)
@@ -37,7 +37,9 @@ idle RSS, start-up time and memory with 10,000 idle connections. Proxies alterna
   --help               this text
 
 Ports (127.0.0.1; each must be free): backends 19001-19003, Fulcrum 18080, nginx 18081,
-HAProxy 18082, Fulcrum variants 18091 and up, the calibration proxy 18089, the OTLP sink 19400.
+HAProxy 18082, Fulcrum variants 18091 and up, NAME@DIR proxies 18300 and up, the calibration
+proxy 18089, the OTLP sink 19400; all moved up by BENCH_PORT_OFFSET (env) when it is set.
+  --proxies a,NAME@DIR  NAME@DIR: Fulcrum variant NAME from the checkout in DIR (A/B in one run)
 Results: the table on stdout, bench/out/latest.{json,svg,txt} (not tracked by git).`;
 if (flag("--help") || flag("-h")) {
   console.log(HELP);
@@ -59,7 +61,9 @@ const rounds = Number(opt("--runs") ?? (quick ? 1 : 3));
 // path gets a short warm-up of its own (streaming and uploads take other code).
 const warmupSec = Number(opt("--warmup") ?? (quick ? 1 : 15));
 if (!(warmupSec >= 0)) throw new Error(`--warmup takes seconds (0 or more), got ${opt("--warmup")}`);
-const scenarioWarmupSec = quick ? 0 : Math.min(warmupSec, 3); // --quick stays about a minute of load
+// --quick gives each other scenario 1 s: without it the 16 KiB, 1 MiB and POST rows measured code
+// Bun had not compiled yet (their first slot is their first load), and read 0.46–0.59 × nginx.
+const scenarioWarmupSec = Math.min(warmupSec, quick ? 1 : 3);
 const idleConns = Number(opt("--idle-conns") ?? 10_000);
 const variants = list("--variants") ?? [];
 const onlyProxies = list("--proxies");
@@ -92,6 +96,12 @@ async function main(): Promise<void> {
   const wanted = PROXIES.filter((
     p,
   ) => (onlyProxies ? onlyProxies.includes(p.name) : !p.optional || variants.includes("all") || variants.includes(p.name)));
+  // `NAME@DIR`: a Fulcrum variant from another checkout, e.g. `--proxies fulcrum,fulcrum@/work/main,nginx` (A/B in one run).
+  for (const [i, spec] of (onlyProxies ?? []).filter((n) => n.includes("@")).entries()) {
+    const def = fulcrumAt(spec, 18300 + portOffset + 10 * i);
+    if (def === undefined) throw new Error(`unknown proxy ${spec}: NAME@DIR takes a Fulcrum variant's name`);
+    wanted.push(def);
+  }
   const selected = wanted.filter((p) => {
     const why = p.unavailable();
     if (why) log(`SKIPPED ${p.name}: ${why}`);
@@ -104,7 +114,7 @@ async function main(): Promise<void> {
 
   const backends = await startBackends({
     count: 3,
-    basePort: 19001,
+    basePort: 19001 + portOffset,
     dir: join(dir, "backends"),
     kind: (opt("--backends") ?? "auto") as BackendKind,
   });

@@ -194,15 +194,23 @@ export function processTree(pid: number): number[] {
 
 /** CPU seconds (user + system) a process and its descendants (workers) have used so far. */
 export function cpuSeconds(pid: number): number {
-  let total = 0;
+  const { user, system } = cpuSplit(pid);
+  return user + system;
+}
+
+/** User and system CPU seconds of pid plus all its descendants. */
+export function cpuSplit(pid: number): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const p of processTree(pid)) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      total += (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+      user += Number(fields[11]) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+      system += Number(fields[12]) / 100;
     } catch { /* the process ended meanwhile */ }
   }
-  return total;
+  return { user, system };
 }
 
 /** VmRSS in bytes of pid plus all its descendants. */

@@ -10,7 +10,9 @@ import { assertFree, hardNofile, spawn, stop, waitFor, which } from "./proc.ts";
 
 /** Where `main.ts` is run from: this checkout, or FULCRUM_ROOT / --fulcrum-root (e.g. another branch). */
 export const repoRoot = () => process.env.FULCRUM_ROOT ?? join(import.meta.dir, "..", "..");
-export const OTLP_PORT = 19400;
+/** Added to every port (BENCH_PORT_OFFSET): two benchmarks can run at once. */
+export const portOffset = Number(process.env.BENCH_PORT_OFFSET ?? 0);
+export const OTLP_PORT = 19400 + portOffset;
 const cores = navigator.hardwareConcurrency;
 /** BENCH_PEER_WORKERS=1 runs nginx and HAProxy single-process/thread, like for like with one Fulcrum process. */
 const peerWorkers = process.env.BENCH_PEER_WORKERS ? Number(process.env.BENCH_PEER_WORKERS) : undefined;
@@ -44,7 +46,7 @@ export interface ProxyDef {
 
 const nginx: ProxyDef = {
   name: "nginx",
-  port: 18081,
+  port: 18081 + portOffset,
   unavailable: () => (which("nginx") ? undefined : "nginx not installed (apt-get install nginx)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "nginx-access.log");
@@ -89,7 +91,7 @@ http {
 
 const haproxy: ProxyDef = {
   name: "haproxy",
-  port: 18082,
+  port: 18082 + portOffset,
   unavailable: () => (which("haproxy") ? undefined : "haproxy not installed (apt-get install haproxy)"),
   prepare({ dir, backendUrls }) {
     const accessLog = join(dir, "haproxy-access.log");
@@ -172,16 +174,15 @@ function merge(a: any, b: any): any {
   return out;
 }
 
-function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
+function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number, root = repoRoot, name = v.name): ProxyDef {
   return {
-    name: v.name,
+    name,
     port,
     optional: v.optional,
     otlp: v.otlp,
-    unavailable:
-      () => (existsSync(join(repoRoot(), "main.ts")) ? undefined : `main.ts not found in ${repoRoot()} (the core is not merged yet)`),
+    unavailable: () => (existsSync(join(root(), "main.ts")) ? undefined : `main.ts not found in ${root()} (the core is not merged yet)`),
     prepare({ dir, backendUrls }) {
-      const accessLog = join(dir, `${v.name}-access.log`);
+      const accessLog = join(dir, `${name.replace(/\W/g, "_")}-access.log`);
       const base = {
         listen: `127.0.0.1:${port}`,
         // An admin port per variant: obs-cost --resident runs them all at once.
@@ -190,24 +191,36 @@ function fulcrum(v: (typeof FULCRUM_VARIANTS)[number], port: number): ProxyDef {
         routes: [{ match: { path: "/" }, pool: "bench" }],
         log: { level: "warning", access_log: true, access_log_file: accessLog },
       };
-      const cfgPath = join(dir, `${v.name}.yaml`);
+      const cfgPath = join(dir, `${name.replace(/\W/g, "_")}.yaml`);
       // Plugin paths are written relative (the documented form) and resolve against the config's folder.
       copyFileSync(join(import.meta.dir, "..", "plugins", "rr-plugin.ts"), join(dir, "rr-plugin.ts"));
       writeFileSync(cfgPath, YAML.stringify(merge(merge(base, FULCRUM_BASE), v.overlay)));
       return {
         cmd: [process.execPath, "main.ts", "run", "--config", cfgPath],
-        cwd: repoRoot(),
-        stdout: join(dir, `${v.name}.stdout`),
-        stderr: join(dir, `${v.name}.stderr`),
+        cwd: root(),
+        stdout: join(dir, `${name.replace(/\W/g, "_")}.stdout`),
+        stderr: join(dir, `${name.replace(/\W/g, "_")}.stderr`),
         accessLog,
       };
     },
   };
 }
 
+/**
+ * A Fulcrum variant run from another checkout (`fulcrum-1w@/work/main`), on a port of its own:
+ * an A/B of two branches in the same interleaved rounds (bench/cpu-ladder.ts).
+ */
+export function fulcrumAt(spec: string, port: number): ProxyDef | undefined {
+  const at = spec.indexOf("@");
+  const v = FULCRUM_VARIANTS.find((x) => x.name === spec.slice(0, at));
+  if (at < 0 || v === undefined) return undefined;
+  const root = spec.slice(at + 1);
+  return fulcrum(v, port, () => root, spec);
+}
+
 /** Fulcrum first: the ratios are read against nginx, but Fulcrum is the subject. */
 export const PROXIES: ProxyDef[] = [
-  ...FULCRUM_VARIANTS.map((v, i) => fulcrum(v, 18080 + (i === 0 ? 0 : 10 + i))),
+  ...FULCRUM_VARIANTS.map((v, i) => fulcrum(v, 18080 + portOffset + (i === 0 ? 0 : 10 + i))),
   nginx,
   haproxy,
 ];

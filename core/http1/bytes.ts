@@ -3,7 +3,7 @@
  * pieces of a string head are a rope that is flattened and then copied again into the buffer).
  * Header names and values are latin1 strings: one byte per character, as they were read.
  */
-import type { Buffer } from "node:buffer";
+import { Buffer } from "node:buffer";
 
 /** `s` as latin1 (each character's low byte) at `at`; returns the end. */
 export function latin1(buf: Uint8Array, at: number, s: string): number {
@@ -93,10 +93,24 @@ export function decimal(buf: Uint8Array, start: number, end: number): number {
 }
 
 /**
- * A copy of a head's bytes `buf[from, end)` (a Buffer: `slice` makes one through the species
- * constructor), with `runs` moved to it; for a head that should not hold the larger read it came in.
+ * A copy of a head's bytes `buf[from, end)`, with `runs` moved to it; for a head that should not
+ * hold the larger read it came in. `allocUnsafe` and `copy`, not `slice`, which makes its Buffer
+ * through the species constructor: 137 against 66 ns for a 250-byte head (7% of the JS samples of
+ * a 16 KiB GET, where every response head is detached).
  */
 export function ownCopy(buf: Buffer, from: number, end: number, runs: number[] | undefined): Buffer {
   if (runs !== undefined) { for (let i = 0; i < runs.length; i++) runs[i]! -= from; }
-  return Uint8Array.prototype.slice.call(buf, from, end) as Buffer;
+  const out = Buffer.allocUnsafe(end - from);
+  buf.copy(out, 0, from, end);
+  return out;
 }
+
+/**
+ * One response body whose buffer's bytes just before it are free to overwrite: the upstream
+ * client (core/upstream/raw-response.ts) reads a response whole in one read, head and body, and
+ * hands the body over as a view of that read; the listener (core/listener/exchange.ts) then writes
+ * the client's head into the bytes where the backend's head was and sends head and body from there,
+ * rather than copy the body behind the head in a buffer of its own (16 KiB a response).
+ * One slot, matched by identity: a body it does not name is copied as before.
+ */
+export const headroom: { body: Uint8Array | undefined; buf: Buffer | undefined } = { body: undefined, buf: undefined };

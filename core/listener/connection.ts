@@ -110,16 +110,19 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
     return false;
   }
 
-  /** `buf[0, end)` of the reused buffer, as Conn.writeScratch (core/upstream/raw-conn.ts): no view made unless some is left over. */
-  writeScratch(buf: Uint8Array, end: number): boolean {
+  /**
+   * `buf[from, end)` of a buffer not kept (the reused one), as Conn.writeScratch
+   * (core/upstream/raw-conn.ts): no view made unless some is left over (that part is copied).
+   */
+  writeScratch(buf: Uint8Array, end: number, from = 0): boolean {
     if (this.closed) return false;
     if (this.out !== undefined) {
-      this.out.push(Buffer.from(buf.subarray(0, end)));
+      this.out.push(Buffer.from(buf.subarray(from, end)));
       return false;
     }
-    const n = this.socket!.write(buf, 0, end);
-    if (n === end) return true;
-    this.out = [Buffer.from(buf.subarray(n > 0 ? n : 0, end))];
+    const n = this.socket!.write(buf, from, end - from);
+    if (n === end - from) return true;
+    this.out = [Buffer.from(buf.subarray(n > 0 ? from + n : from, end))];
     this.socket!.timeout(this.server.limits.idleSeconds);
     return false;
   }

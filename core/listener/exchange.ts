@@ -3,7 +3,7 @@ import { Buffer } from "node:buffer";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import type { RawExchange, TunnelEnd } from "../runtime/types.ts";
 import { switchProtocols } from "./upgrade.ts";
-import { CONNECTION_CLOSE, CONTENT_LENGTH, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
+import { CONNECTION_CLOSE, CONTENT_LENGTH, headroom, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
 import { Body, IncomingRequest } from "./request.ts";
 
 export const REASONS: Record<number, string> = {
@@ -146,6 +146,21 @@ export class Exchange extends IncomingRequest implements RawExchange {
     chunked: boolean,
     body: Uint8Array | undefined,
   ): void {
+    if (body !== undefined && body === headroom.body) {
+      // The head goes where the backend's was, just before the body in the read it came in.
+      const read = headroom.buf!;
+      headroom.body = headroom.buf = undefined;
+      const head = (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE));
+      if (headBound(statusText, headers) <= SCRATCH_SIZE) {
+        const end = this.#writeHead(head, status, statusText, headers, length, chunked);
+        const at = body.byteOffset - read.byteOffset;
+        if (end <= at) {
+          head.copy(read, at - end, 0, end);
+          this.conn.writeScratch(read, at + body.length, at - end);
+          return;
+        }
+      }
+    }
     const total = headBound(statusText, headers) + (body === undefined ? 0 : body.length);
     const buf = total <= SCRATCH_SIZE ? (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(total);
     let end = this.#writeHead(buf, status, statusText, headers, length, chunked);

@@ -27,7 +27,8 @@ export interface ExchangeConn extends UpgradableConn {
   };
   tlsInfo(): TlsInfo | undefined;
   write(data: Uint8Array | string): boolean;
-  writeScratch(buf: Uint8Array, end: number): boolean;
+  /** `buf[from, end)` of a buffer that is not kept (reused, or written over later). */
+  writeScratch(buf: Uint8Array, end: number, from?: number): boolean;
   drained(): Promise<void>;
   destroy(): void;
   next(): void;

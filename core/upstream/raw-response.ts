@@ -8,6 +8,7 @@ import { UpstreamError, type UpstreamResponse } from "./types.ts";
 import { Conn, Exchange, Framing, Phase } from "./raw-conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
+import { headroom } from "../http1/bytes.ts";
 import type { TcpHandlers } from "../runtime/types.ts";
 import { ConnTunnel } from "./raw-tunnel.ts";
 
@@ -202,6 +203,9 @@ function onData(ex: Exchange, chunk: Buffer): void {
   onHead(ex, head, buf, off);
 }
 
+/** Up to this many bytes, {@link part} copies; past it, a view. */
+const PART_COPY = 4096;
+
 /**
  * `buf[start, end)`: a copy when short, else a view. A view of a small chunk makes JSC first move
  * the chunk to an ArrayBuffer of its own (an allocation and a copy of all of it): \`subarray\` of
@@ -209,7 +213,7 @@ function onData(ex: Exchange, chunk: Buffer): void {
  * which makes a Buffer through its species constructor (6%).
  */
 function part(buf: Buffer, start: number, end: number): Uint8Array<ArrayBuffer> {
-  if (end - start > 4096) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
+  if (end - start > PART_COPY) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
   const out = new Uint8Array(end - start);
   buf.copy(out, 0, start, end);
   return out;
@@ -244,7 +248,17 @@ function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): voi
   const length = head.contentLength;
   const avail = buf.length - off;
   if (length >= 0) {
-    if (avail >= length) return finishSmall(ex, part(buf, off, off + length), avail > length);
+    if (avail >= length) {
+      const body = part(buf, off, off + length);
+      if (length > PART_COPY && fitsCork(head, length)) {
+        // A view of this read: the bytes before it (the backend's head, once the head holds a copy
+        // of its own) may take the client's head (headroom, core/http1/bytes.ts).
+        if (head.buf === buf) head.detach();
+        headroom.body = body;
+        headroom.buf = buf;
+      }
+      return finishSmall(ex, body, avail > length);
+    }
     ex.remaining = length - avail;
     if (fitsCork(head, length)) {
       // Wait for the rest of a small body, then hand it over whole (streamed after all if the rest

@@ -90,6 +90,39 @@ describe("malformed responses are refused with 502", () => {
 });
 
 describe("message framing", () => {
+  // A body read whole with its head is sent from that read, the client's head written over the
+  // backend's (core/http1/bytes.ts headroom) when it fits there, else copied behind ours.
+  for (
+    const [what, extra] of [
+      // As nginx answers: its Date is kept, its Connection dropped, so the client's head is shorter.
+      [
+        "the client's head fits where the backend's was",
+        `Date: Sun, 06 Dec 2026 04:00:00 GMT\r\nConnection: keep-alive\r\nX-Long: ${"l".repeat(300)}\r\n`,
+      ],
+      ["the client's head is longer than the backend's", ""],
+    ] as const
+  ) {
+    test(`a body read whole with its head (5 KiB, 16 KiB, 40 KiB): ${what}`, async () => {
+      const bodies = [5000, 16 * 1024, 40 * 1024].map((n, k) =>
+        Array.from({ length: n }, (_, i) => String.fromCharCode(97 + ((i * 7 + k) % 26))).join("")
+      );
+      let n = 0;
+      const { b, f } = await via((_h, s) => writeAll(s, ok(bodies[n++ % bodies.length]!, `X-Seq: ${n}\r\n${extra}`)));
+      for (let round = 0; round < 2; round++) {
+        for (let k = 0; k < bodies.length; k++) {
+          const r = await fetch(f.url);
+          expect(r.status).toBe(200);
+          expect(r.headers.get("content-length")).toBe(String(bodies[k]!.length));
+          expect(r.headers.get("x-seq")).toBe(String(round * bodies.length + k + 1));
+          if (extra !== "") expect(r.headers.get("x-long")).toBe("l".repeat(300));
+          expect(await r.text()).toBe(bodies[k]!);
+        }
+      }
+      expect(conns(b)).toBe(1);
+      expect(f.access().map((l) => l.bytes)).toEqual([...bodies, ...bodies].map((x) => x.length));
+    });
+  }
+
   test("chunked: body decoded across reads, trailers dropped", async () => {
     const { f } = await via((_h, s) => {
       s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n3;ext=1\r\nabc\r\n");
