@@ -190,7 +190,7 @@ function createEach(config: Config, registry: Registry, logging: Logging): { pro
     route.middleware.forEach((m, j) => {
       const where = `routes[${i}].middleware[${j}]`;
       // A key plugin (rate-limit's `key: { plugin }`) that did not load leaves its middleware uncreatable.
-      const key = m.options.key as { plugin?: unknown } | undefined;
+      const key = (typeof m.options === "object" ? m.options.key : undefined) as { plugin?: unknown } | undefined;
       if (!usable("middleware", m.name) || typeof key?.plugin === "string") skipped.push(where);
       else {
         const label = `${where}: ${m.plugin !== undefined ? `plugin ${m.plugin}` : m.name}`;

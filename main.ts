@@ -31,6 +31,7 @@ import { runWorker } from "./core/cluster/worker.ts";
 import { WORKER_ENV } from "./core/cluster/state.ts";
 import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
+import { TRANSFORMS } from "./core/middleware/transform/index.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
@@ -50,6 +51,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(weightedRoundRobin);
   registry.registerStrategy(leastConnections);
   registry.register(rateLimit);
+  for (const t of TRANSFORMS) registry.register(t);
   return registry;
 }
 

@@ -15,7 +15,10 @@ const middleware = z.preprocess(
     {
       name: z.string().optional(),
       plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
-      options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+      // A scalar too, for a built-in with one setting (`- strip-prefix: /api`).
+      options: z.union([z.record(z.string(), z.unknown()), z.string(), z.number(), z.boolean()], {
+        error: "must be a map of options (or one value, such as strip-prefix's path)",
+      }).default({}),
     },
     { error: "must be { plugin: ./file.ts, options } or { NAME: options } for a built-in such as rate-limit" },
   ),
@@ -31,6 +34,12 @@ const matchValue = z
 export function isSlashed(v: string): boolean {
   return v.length > 2 && v.startsWith("/") && v.endsWith("/");
 }
+
+/**
+ * Variables the built-in transforms fill in per request (`${client_ip}`, …): never read from the
+ * environment when the config is loaded (environment variables are upper case by convention).
+ */
+export const REQUEST_VARIABLES: ReadonlySet<string> = new Set(["client_ip", "request_id", "host", "path", "query", "method"]);
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

@@ -122,7 +122,9 @@ function honoTransform(t: Transform): MiddlewareHandler<Env> {
       const pathStart = url.indexOf("/", url.indexOf("//") + 2);
       const target = pathStart < 0 ? "/" : url.slice(pathStart);
       const headers = c.req.raw.headers;
-      edit = c.env.edit = RequestEdit.of(ex, target, headers.get("host") ?? "", (n) => headers.get(n));
+      // A Request made in-process may have no Host header: its URL's authority stands in.
+      const host = headers.get("host") ?? url.slice(url.indexOf("//") + 2, pathStart < 0 ? undefined : pathStart);
+      edit = c.env.edit = RequestEdit.of(ex, target, host, (n) => headers.get(n));
     }
     const answer = t.request?.(edit);
     edit.record(ex);
