@@ -6,7 +6,7 @@ import { TUNNEL_IDLE_DEFAULT, type Config, type RouteConfig } from "../config/sc
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Logging } from "../telemetry/log.ts";
 import type { Middleware, Transform } from "../plugins/api.ts";
-import { FailureReporter, isolateMiddleware, isolateStrategy, isolateTransform } from "../plugins/isolate.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy, isolateTransform, PluginFailure } from "../plugins/isolate.ts";
 import { isTransform } from "../plugins/registry.ts";
 // deno-lint-ignore no-unused-vars -- named in the doc comments
 import type { loadPlugins } from "../plugins/load.ts";
@@ -225,7 +225,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   }
 
   function failed(ex: RequestRecord, e: unknown): Response {
-    logging.logger.error("request failed", { error: String(e), path: ex.path });
+    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
+    if (!(e instanceof PluginFailure)) logging.logger.error("request failed", { error: String(e), path: ex.path });
     ex.status = 500;
     ex.error = String(e);
     return errorResponse(500, "internal error");

@@ -27,6 +27,7 @@ export function createRewrite(options: RewriteOptions): Transform {
     throw new RangeError(`regex is not a valid regular expression: ${(e as Error).message}`);
   }
   if (typeof o.replace !== "string") throw new TypeError(`replace must be a string such as "/$1", got ${JSON.stringify(o.replace)}`);
+  // deno-lint-ignore no-control-regex -- control characters are what it refuses
   if (/[\s\0-\x1f]/.test(o.replace))
     throw new RangeError(`replace may not contain spaces or control characters, got ${JSON.stringify(o.replace)}`);
   const replace = o.replace;
