@@ -25,6 +25,8 @@ export class RequestEdit implements TransformRequest {
   target: string;
   requestId: string | undefined = undefined;
   changes: Map<string, string | null> | undefined = undefined;
+  /** A change touched a header the client sent: its lines cannot be forwarded as bytes. */
+  touchesClient = false;
   constructor(
     readonly method: string,
     readonly path: string,
@@ -51,15 +53,19 @@ export class RequestEdit implements TransformRequest {
     return this.read(n) ?? undefined;
   }
   setHeader(name: string, value: string): void {
-    (this.changes ??= new Map()).set(checkHeader(name, value), value);
+    this.#change(checkHeader(name, value), value);
   }
   addHeader(name: string, value: string): void {
     const n = checkHeader(name, value);
     const prev = this.header(n);
-    (this.changes ??= new Map()).set(n, prev === undefined ? value : `${prev}, ${value}`);
+    this.#change(n, prev === undefined ? value : `${prev}, ${value}`);
   }
   removeHeader(name: string): void {
-    (this.changes ??= new Map()).set(checkHeader(name, undefined), null);
+    this.#change(checkHeader(name, undefined), null);
+  }
+  #change(n: string, value: string | null): void {
+    if (!this.touchesClient && this.read(n) !== null) this.touchesClient = true;
+    (this.changes ??= new Map()).set(n, value);
   }
 
   /** Put what the transforms did on the request record (access log, span). */
@@ -102,10 +108,15 @@ export class EditedIncoming implements Incoming {
   forwardHeaders(clientIp: string): Record<string, string> {
     return this.#apply(this.inner.forwardHeaders(clientIp));
   }
-  /** The client's lines as bytes only while no header was changed (a path rewrite keeps them). */
+  /**
+   * The client's lines as bytes while no change touched a header the client sent (a path
+   * rewrite, or a header the client did not send such as a new X-Request-Id, keeps them).
+   */
   forwardBlock(clientIp: string, tracing: boolean): { headers: Record<string, string>; block: HeaderBlock } | undefined {
-    if (this.edit.changes !== undefined || this.inner.forwardBlock === undefined) return undefined;
-    return this.inner.forwardBlock(clientIp, tracing);
+    if (this.edit.touchesClient || this.inner.forwardBlock === undefined) return undefined;
+    const fwd = this.inner.forwardBlock(clientIp, tracing);
+    if (fwd !== undefined) this.#apply(fwd.headers);
+    return fwd;
   }
   bodyFault(): number {
     return this.inner.bodyFault();

@@ -115,6 +115,22 @@ for (const chain of ["direct", "hono"] as const) {
       expect(f.access()[0]).toMatchObject({ status: 200, request_id: "client-chosen-42" });
     });
 
+    test("headers the client did not send are added next to its own lines, which reach the backend unchanged", async () => {
+      const b = echo();
+      const f = await fulcrum(
+        config(b.url, `- request-id:\n- headers: { request: { set: { x-real-ip: "\${client_ip}" }, remove: [x-absent] } }`, chain),
+      );
+      const res = await fetch(`${f.url}/api/plain`, { headers: { "x-client": "c1", cookie: "a=1; b=2" } });
+      await res.text();
+      const got = b.requests[0]!.headers;
+      expect(got.get("x-client")).toBe("c1");
+      expect(got.get("cookie")).toBe("a=1; b=2");
+      expect(got.get("x-real-ip")).toBe("127.0.0.1");
+      expect(got.get("x-request-id")).toMatch(UUID7);
+      expect(got.get("x-forwarded-for")).toBe("127.0.0.1");
+      expect(res.headers.get("x-request-id")).toBe(got.get("x-request-id"));
+    });
+
     test("request-id: a usable incoming id is kept, an unusable one replaced; trust_incoming: false always makes one", async () => {
       const b = echo();
       const f = await fulcrum(config(b.url, `- request-id: { header: x-correlation-id }`, chain));
