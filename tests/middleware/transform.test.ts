@@ -154,6 +154,33 @@ for (const chain of ["direct", "hono"] as const) {
   });
 }
 
+describe("transforms around a function middleware that answers", () => {
+  test("request-id before rate-limit tags its 429 too; a transform after it does not run for that request", async () => {
+    const b = echo();
+    const f = await fulcrum(`pools:
+  web: { backends: ["${b.url}"] }
+routes:
+  - match: { path: / }
+    pool: web
+    middleware:
+      - request-id:
+      - rate-limit: { rate: 1/m, burst: 1 }
+      - headers: { request: { set: { x-after: "1" } }, response: { set: { x-after-seen: "1" } } }
+log: { access_log: true }
+`);
+    const first = await fetch(`${f.url}/a`);
+    await first.text();
+    const second = await fetch(`${f.url}/a`);
+    await second.text();
+    expect([first.status, second.status]).toEqual([200, 429]);
+    expect(b.requests[0]!.headers.get("x-after")).toBe("1");
+    expect(first.headers.get("x-after-seen")).toBe("1");
+    expect(second.headers.get("x-request-id")).toMatch(UUID7);
+    expect(second.headers.get("x-after-seen")).toBeNull();
+    expect(f.access().map((a) => [a.status, typeof a.request_id])).toEqual([[200, "string"], [429, "string"]]);
+  });
+});
+
 describe("transforms through gateway.fetch (the web Request path)", () => {
   test("rewrite, request headers and request-id reach the backend; the response carries the id", async () => {
     const b = echo();

@@ -94,8 +94,6 @@ describe("route precedence", () => {
     const ids = [...ROUTES].reverse().map((r) => r.id);
     const routes = parse(reversed).routes!.map((r, i) => ({ ...compileMatch(r.match, i), id: ids[i]! })).sort(byPrecedence);
     for (const [method, host, target, headers, want] of CASES) {
-      // The one tie in the table: two routes with one header condition each, both matching.
-      if (want === "api-canary") continue;
       const q = target.indexOf("?");
       const got = matchRoute(
         routes,
@@ -122,6 +120,18 @@ describe("route precedence", () => {
     expect(f.access().map((a) => a.route)).toContain("*/api GET,HEAD → web");
   });
 
+  test("a tie is broken by config order: of two routes equal in every step, the first written wins", () => {
+    const text = (order: string[]) =>
+      `pools:\n  web: { backends: ["http://127.0.0.1:1"] }\nroutes:\n${
+        order.map((h) => `  - { match: { path: /api, headers: { ${h}: "1" } }, pool: web }`).join("\n")
+      }\n`;
+    for (const order of [["x-a", "x-b"], ["x-b", "x-a"]]) {
+      const routes = parse(text(order)).routes!.map((r, i) => ({ ...compileMatch(r.match, i), id: order[i]! })).sort(byPrecedence);
+      const got = matchRoute(routes, "h", "/api", { method: "GET", header: () => "1" }, "");
+      expect(got?.id).toBe(order[0]);
+    }
+  });
+
   test("a request no route matches gets 404", async () => {
     const b = backend("b1");
     const f = await fulcrum(`pools:
@@ -141,6 +151,18 @@ describe("routes that can never match", () => {
     unreachableRoutes(
       parse(`pools:\n  web: { backends: ["http://127.0.0.1:1"] }\nroutes:\n${routes}`).routes!.map((r, i) => compileMatch(r.match, i)),
     );
+
+  test("fulcrum run logs each one when the routes are built", async () => {
+    const b = backend("b1");
+    const f = await fulcrum(`pools:
+  web: { backends: ["${b.url}"] }
+routes:
+  - { match: { path: /a }, pool: web }
+  - { match: { path: /a/b, methods: [] }, pool: web }
+`);
+    const warned = f.records.filter((r) => r.message.join("") === "route can never match").map((r) => r.properties);
+    expect(warned).toEqual([{ route: "routes[1] */a/b (no methods)", why: "match.methods is empty, so no request matches it" }]);
+  });
 
   test("an empty methods list", () => {
     expect(unreachable("  - { match: { path: /a, methods: [] }, pool: web }\n")).toEqual([[
