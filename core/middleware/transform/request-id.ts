@@ -18,23 +18,21 @@ export interface RequestIdOptions {
 }
 
 const USABLE = /^[\x21-\x7e]{1,200}$/;
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-// Random bytes drawn in batches: one getRandomValues call per 256 ids.
-const pool = new Uint8Array(10 * 256);
-let used = pool.length;
+let prefixMs = -1;
+let prefix = "";
 
-/** A UUIDv7: 48 bits of Unix milliseconds, version 7, 74 random bits, variant 10. */
+/**
+ * A UUIDv7: 48 bits of Unix milliseconds, version 7, then the random bits and RFC 9562 variant
+ * of the runtime's native v4 UUID (`xxxxxxxx-xxxx-4xxx-Vxxx-…`: its characters from the 16th are
+ * 12 random bits, the variant and 62 random bits, exactly v7's layout after the version).
+ */
 export function uuidv7(now = Date.now()): string {
-  if (used + 10 > pool.length) {
-    crypto.getRandomValues(pool);
-    used = 0;
+  if (now !== prefixMs) {
+    prefixMs = now;
+    const t = now.toString(16).padStart(12, "0");
+    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`;
   }
-  const r = used;
-  used += 10;
-  const t = now.toString(16).padStart(12, "0");
-  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${HEX[pool[r]!]!.slice(1)}${HEX[pool[r + 1]!]}-` +
-    `${HEX[(pool[r + 2]! & 0x3f) | 0x80]}${HEX[pool[r + 3]!]}-` +
-    `${HEX[pool[r + 4]!]}${HEX[pool[r + 5]!]}${HEX[pool[r + 6]!]}${HEX[pool[r + 7]!]}${HEX[pool[r + 8]!]}${HEX[pool[r + 9]!]}`;
+  return prefix + crypto.randomUUID().slice(15);
 }
 
 export function createRequestId(options: RequestIdOptions): Transform {
