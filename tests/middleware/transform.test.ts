@@ -10,6 +10,7 @@ import { createRewrite } from "../../core/middleware/transform/rewrite.ts";
 import { createStripPrefix } from "../../core/middleware/transform/strip-prefix.ts";
 import { startOtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.ts";
 import { startFromFile, tempDir } from "../helpers/plugins.ts";
+import { h2connect, h2request } from "../helpers/h2.ts";
 import { testScope } from "../helpers/scope.ts";
 
 const { cleanups, backend, fulcrum } = testScope();
@@ -178,6 +179,36 @@ log: { access_log: true }
     expect(second.headers.get("x-request-id")).toMatch(UUID7);
     expect(second.headers.get("x-after-seen")).toBeNull();
     expect(f.access().map((a) => [a.status, typeof a.request_id])).toEqual([[200, "string"], [429, "string"]]);
+  });
+});
+
+describe("transforms over HTTP/2", () => {
+  test("an h2c request gets the same edits: path, request headers, the id back, the log record", async () => {
+    const b = echo();
+    const f = await fulcrum(`listen: { address: 127.0.0.1:0, h2c: true }
+pools:
+  web: { backends: ["${b.url}"] }
+routes:
+  - match: { path: /api, headers: { x-env: canary } }
+    pool: web
+    middleware:
+      - request-id:
+      - strip-prefix: /api
+      - headers: { request: { set: { x-real-ip: "\${client_ip}" } }, response: { remove: [server] } }
+log: { access_log: true }
+`);
+    const session = await h2connect(f.url);
+    cleanups.push(() => session.close());
+    const res = await h2request(session, { ":path": "/api/items?n=3", "x-env": "canary" });
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe("from backend\n");
+    expect(b.requests[0]!.path).toBe("/items?n=3");
+    expect(b.requests[0]!.headers.get("x-real-ip")).toBe("127.0.0.1");
+    const id = b.requests[0]!.headers.get("x-request-id")!;
+    expect(id).toMatch(UUID7);
+    expect(res.headers["x-request-id"]).toBe(id);
+    expect(res.headers.server).toBeUndefined();
+    expect(f.access()[0]).toMatchObject({ protocol: "2", path: "/api/items", upstream_path: "/items?n=3", request_id: id });
   });
 });
 
