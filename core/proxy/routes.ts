@@ -133,7 +133,11 @@ function honoTransform(t: Transform): MiddlewareHandler<Env> {
     if (t.response !== undefined) {
       const res = new ResponseEdit(c.res);
       t.response(res, edit);
-      if (res.response !== c.res) c.res = res.response;
+      if (res.response !== c.res) {
+        // A copy (the headers were immutable): Hono's setter would merge the old headers back in.
+        c.res = undefined as unknown as Response;
+        c.res = res.response;
+      }
     }
   };
 }
