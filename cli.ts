@@ -15,6 +15,7 @@ import { configDir, TlsManager } from "./core/tls/manager.ts";
 import type { Registry } from "./core/plugins/registry.ts";
 import { buildGateway } from "./core/proxy/gateway.ts";
 import { pluginApi } from "./core/proxy/plugin-context.ts";
+import { compileMatch, unreachableRoutes } from "./core/proxy/route-match.ts";
 import type { Logging } from "./core/telemetry/log.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 
@@ -92,6 +93,8 @@ export interface CheckResult {
   readonly problems: readonly string[];
   /** What could not be checked because of the problems, one line each. */
   readonly unchecked: readonly string[];
+  /** Not errors: what is valid but surely not meant (a route that can never match), `file:line:col: …`. */
+  readonly warnings: readonly string[];
 }
 
 export interface CheckDeps {
@@ -118,7 +121,8 @@ export async function checkConfig(file: string, deps: CheckDeps): Promise<CheckR
     failed(e);
     config = (e as ConfigError).partial;
   }
-  if (!config) return { problems, unchecked };
+  if (!config) return { problems, unchecked, warnings: [] };
+  const warnings = routeWarnings(config);
 
   // The TLS certificates as `run` reads them: files, keys matching, expiry, SAN names.
   if (config.listen) {
@@ -152,7 +156,22 @@ export async function checkConfig(file: string, deps: CheckDeps): Promise<CheckR
       unchecked.push(`${file}: not created because of the problems above, so their options are unchecked: ${created.skipped.join(", ")}`);
     }
   }
-  return { config: problems.length ? undefined : config, problems: byPosition(problems, file), unchecked };
+  return { config: problems.length ? undefined : config, problems: byPosition(problems, file), unchecked, warnings };
+}
+
+/** Routes that can never match (core/proxy/route-match.ts), with where they are in the file. */
+export function routeWarnings(config: Config): string[] {
+  const routes = config.routes;
+  if (!Array.isArray(routes)) return [];
+  const source = configSource(config);
+  try {
+    return unreachableRoutes(routes.map((r, i) => compileMatch(r.match, i))).map(([i, why]) =>
+      `${source.at(["routes", i, "match"])}: warning: routes[${i}] can never match: ${why}`
+    );
+  } catch {
+    // A partial config whose routes did not validate: their problems are reported already.
+    return [];
+  }
 }
 
 /** The report of a failed check, for standard error: the problems, what was skipped, the count. */
@@ -190,7 +209,7 @@ function createEach(config: Config, registry: Registry, logging: Logging): { pro
     route.middleware.forEach((m, j) => {
       const where = `routes[${i}].middleware[${j}]`;
       // A key plugin (rate-limit's `key: { plugin }`) that did not load leaves its middleware uncreatable.
-      const key = m.options.key as { plugin?: unknown } | undefined;
+      const key = (typeof m.options === "object" ? m.options.key : undefined) as { plugin?: unknown } | undefined;
       if (!usable("middleware", m.name) || typeof key?.plugin === "string") skipped.push(where);
       else {
         const label = `${where}: ${m.plugin !== undefined ? `plugin ${m.plugin}` : m.name}`;

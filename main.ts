@@ -31,6 +31,8 @@ import { runWorker } from "./core/cluster/worker.ts";
 import { WORKER_ENV } from "./core/cluster/state.ts";
 import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
+import { TRANSFORMS } from "./core/middleware/transform/index.ts";
+import { routeLabel } from "./core/proxy/routes.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
@@ -54,6 +56,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(consistentHash);
   registry.registerStrategy(p2cEwma);
   registry.register(rateLimit);
+  for (const t of TRANSFORMS) registry.register(t);
   return registry;
 }
 
@@ -106,6 +109,7 @@ async function main(runtime: Runtime): Promise<number> {
         const file = values.config ?? "fulcrum.yaml";
         // Every stage runs, the later ones on what passed the earlier ones: all problems at once.
         const checked = await checkConfig(file, { runtime, registry, load });
+        if (checked.warnings.length) fail(checked.warnings.join("\n"));
         if (!checked.config) {
           fail(problemReport(checked));
           return 2;
@@ -335,7 +339,7 @@ function summarize(config: Config): string {
   for (const r of config.routes ?? []) {
     const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
     lines.push(
-      `route ${r.match.host ?? "*"}${r.match.path} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
+      `route ${routeLabel(r.match)} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
         `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`,
     );
   }

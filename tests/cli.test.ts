@@ -102,6 +102,29 @@ describe("fulcrum CLI", () => {
     expect(r.stdout).toContain("health: no active checks");
   });
 
+  test("check warns about routes that can never match, with their place in the file, and still exits 0", async () => {
+    const file = configFile(`pools:
+  web: { backends: ["http://127.0.0.1:9"] }
+routes:
+  - match: { path: /api }
+    pool: web
+  - match: { path: /api }
+    pool: web
+  - match: { path: /v1, methods: [] }
+    pool: web
+  - match: { path: /api, path_regex: "^/v2/" }
+    pool: web
+`);
+    const r = await runCli(["check", "--config", file]);
+    expect(r.code).toBe(0);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `${file}:6:12: warning: routes[1] can never match: routes[0] comes first (docs/routing.md) and takes every request this route matches`,
+      `${file}:8:12: warning: routes[2] can never match: match.methods is empty, so no request matches it`,
+      `${file}:10:12: warning: routes[3] can never match: match.path_regex /^\\/v2\\// only matches paths starting with /v2/, never under /api`,
+    ]);
+    expect(r.stdout).toContain("route */api ~^/v2/ → web");
+  });
+
   test("${ENV} substitution with defaults", async () => {
     const file = configFile(`pools:\n  web:\n    backends:\n      - { url: "http://127.0.0.1:\${BACKEND_PORT}", weight: "\${W:-4}" }\n`);
     const r = await runCli(["check", "--config", file], { BACKEND_PORT: "7001" });

@@ -2,6 +2,7 @@
  * Reads a YAML config, substitutes `${ENV}` references, validates it against the schema and
  * reports every problem at once as `file:line:col: path message, got VALUE`.
  */
+import { REQUEST_VARIABLES } from "./route-schema.ts";
 import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { configSchema, type Config } from "./schema.ts";
@@ -114,12 +115,17 @@ function yamlMessage(code: string, message: string): string {
   return `YAML syntax error: ${message.split("\n")[0]}`;
 }
 
-/** Replace `${NAME}` and `${NAME:-default}` in string values; unquoted results are re-typed. */
+/**
+ * Replace `${NAME}` and `${NAME:-default}` in string values; unquoted results are re-typed. The
+ * lower-case request variables ({@link REQUEST_VARIABLES}) are left for the middleware.
+ */
 function substituteEnv(doc: Document, env: ParseOptions["env"], missing: (node: Node, name: string) => void) {
   visit(doc, {
     Scalar(key, node) {
       if (key === "key" || typeof node.value !== "string" || !node.value.includes("${")) return;
-      const replaced = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, def?: string) => {
+      const replaced = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (m, name: string, def?: string) => {
+        // `${client_ip}`, `${path}`, …: filled in per request by the built-in transforms.
+        if (REQUEST_VARIABLES.has(name)) return m;
         const value = env(name) ?? def;
         if (value === undefined) missing(node, name);
         return value ?? "";

@@ -1,5 +1,6 @@
 /** The schema of one route: what it matches, the pool it sends to, its middleware and tunnel keys. */
 import { z } from "zod";
+import { isRegExp } from "./fields.ts";
 import { tunnelKeys } from "./protocols.ts";
 
 // A route's middleware: `{ plugin: ./file.ts, options }` or a registered one by its name as the
@@ -14,11 +15,33 @@ const middleware = z.preprocess(
     {
       name: z.string().optional(),
       plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
-      options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+      // A scalar too, for a built-in with one setting (`- strip-prefix: /api`).
+      options: z.union([z.record(z.string(), z.unknown()), z.string(), z.number(), z.boolean()], {
+        error: "must be a map of options (or one value, such as strip-prefix's path)",
+      }).default({}),
     },
     { error: "must be { plugin: ./file.ts, options } or { NAME: options } for a built-in such as rate-limit" },
   ),
 );
+
+/** A header or query value to match: exact text, or `/regex/` (JavaScript syntax, unanchored unless written with ^ $). */
+const matchValue = z
+  .union([z.string(), z.number(), z.boolean()], { error: "must be a value to match exactly, or /regex/" })
+  .transform(String)
+  .refine((v) => !isSlashed(v) || isRegExp(v.slice(1, -1)), { error: "must be a valid /regex/ (JavaScript syntax)" });
+
+/** `/…/` with at least one character between the slashes. */
+export function isSlashed(v: string): boolean {
+  return v.length > 2 && v.startsWith("/") && v.endsWith("/");
+}
+
+/**
+ * Variables the built-in transforms fill in per request (`${client_ip}`, …): never read from the
+ * environment when the config is loaded (environment variables are upper case by convention).
+ */
+export const REQUEST_VARIABLES: ReadonlySet<string> = new Set(["client_ip", "request_id", "host", "path", "query", "method"]);
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export const routeSchema = z.strictObject(
   {
@@ -30,8 +53,28 @@ export const routeSchema = z.strictObject(
             .string({ error: "must be a path prefix starting with /" })
             .startsWith("/", { error: "must be a path prefix starting with /" })
             .default("/"),
+          /** Tested against the path (no query) after `path` matched; unanchored unless written with ^ / $. */
+          path_regex: z
+            .string({ error: "must be a regular expression for the path, such as ^/v[0-9]+/" })
+            .refine(isRegExp, { error: "must be a valid regular expression (JavaScript syntax)" })
+            .optional(),
+          methods: z
+            .array(
+              z.string({ error: "must be an HTTP method such as GET" }).regex(TOKEN, { error: "must be an HTTP method such as GET" })
+                .transform((m) => m.toUpperCase()),
+              { error: "must be a list of HTTP methods such as [GET, HEAD]" },
+            )
+            .optional(),
+          headers: z
+            .record(
+              z.string().regex(TOKEN, { error: "must be a header name" }).transform((n) => n.toLowerCase()),
+              matchValue,
+              { error: "must be a map of header name to value or /regex/" },
+            )
+            .optional(),
+          query: z.record(z.string(), matchValue, { error: "must be a map of query parameter to value or /regex/" }).optional(),
         },
-        { error: "must be a map with host and/or path" },
+        { error: "must be a map with host, path, path_regex, methods, headers and/or query" },
       )
       .prefault({}),
     pool: z.string({ error: "must name a pool" }),

@@ -258,6 +258,76 @@ export type Middleware = {
 }["handle"];
 
 /**
+ * The request as a {@link Transform} sees and edits it on its way to the backend. No web
+ * `Request` is made for it: header edits and the new target go straight into what the proxy sends.
+ */
+export interface TransformRequest {
+  /** HTTP method, upper case. */
+  readonly method: string;
+  /** The path the client asked for, without the query. Logs and spans keep it as the request's path. */
+  readonly path: string;
+  /** The client's query string with its `?`, or `""`. */
+  readonly query: string;
+  /** The `Host` the client asked for, as sent (with its port, if any). */
+  readonly host: string;
+  /** The client's IP address as the listener saw it (the TCP peer). */
+  readonly clientIp: string;
+  /**
+   * Path and query the backend is sent; starts as the client's. Assign to rewrite it: the access
+   * log (`upstream_path`) and the span (`fulcrum.upstream.path`) record the new one next to the original.
+   */
+  target: string;
+  /** The request's id, once a middleware (the built-in `request-id`) set it: the access log and span record it. */
+  requestId: string | undefined;
+  /** A request header as the backend will get it (the client's, after earlier edits); lower-case name. */
+  header(name: string): string | undefined;
+  /** Replace a header sent to the backend. */
+  setHeader(name: string, value: string): void;
+  /** Add a value to a header sent to the backend (joined to an existing one with ", "). */
+  addHeader(name: string, value: string): void;
+  /** Do not send this header to the backend. */
+  removeHeader(name: string): void;
+}
+
+/** The response as a {@link Transform} edits it on its way to the client: its headers. */
+export interface TransformResponse {
+  readonly status: number;
+  /** A response header; lower-case name; several values joined with ", ". */
+  header(name: string): string | undefined;
+  setHeader(name: string, value: string): void;
+  /** Add another line of this header (e.g. a second `set-cookie`). */
+  addHeader(name: string, value: string): void;
+  removeHeader(name: string): void;
+}
+
+/**
+ * A middleware that only edits the request (path, headers), the response's headers, or answers
+ * by itself, may be returned from {@link MiddlewarePlugin.create} in this form instead of a
+ * function. It then works without a web `Request`/`Response`: a route whose middleware are all
+ * transforms stays on the proxy's direct path. In a route that also has function middleware it
+ * runs in its place in the chain. Both hooks are synchronous; a throw answers 500.
+ *
+ * @example
+ * ```ts
+ * import type { MiddlewarePlugin } from "fulcrum";
+ * export default {
+ *   kind: "middleware",
+ *   name: "tenant-header",
+ *   create: (options: { tenant: string }) => ({
+ *     request(req) { req.setHeader("x-tenant", options.tenant); },
+ *     response(res) { res.removeHeader("server"); },
+ *   }),
+ * } satisfies MiddlewarePlugin<{ tenant: string }>;
+ * ```
+ */
+export interface Transform {
+  /** Called before the request is proxied, in route order. Return a `Response` to answer without a backend (later middleware and the proxy are skipped). */
+  request?(req: TransformRequest): Response | undefined | void;
+  /** Called with the response before it goes to the client, in reverse route order (also for an answer of an earlier `request`). */
+  response?(res: TransformResponse, req: TransformRequest): void;
+}
+
+/**
  * The default export of a middleware plugin file. Config:
  * `routes[].middleware: [ { plugin: ./api-key.ts, options: { keys: [...] } } ]`.
  *
@@ -286,10 +356,12 @@ export interface MiddlewarePlugin<O = Record<string, unknown>> {
   /**
    * Build the middleware for one route; called once per route that lists it (and again on
    * reload). Validate `options` here and throw a `TypeError`/`RangeError` naming the option.
+   * Return a Hono-style function, or a {@link Transform} for a middleware that only edits the
+   * request and response headers (cheaper: no web Request/Response is made for it).
    * @param options The `options` map from the config.
    * @default options {}
    */
-  create(options: O, api: PluginApi): Middleware;
+  create(options: O, api: PluginApi): Middleware | Transform;
 }
 
 /**

@@ -7,7 +7,7 @@
  * What cannot be isolated in-process: an infinite loop or a blocking call in a plugin stalls the
  * whole event loop (JavaScript has no pre-emption), and a plugin can still mutate globals.
  */
-import type { BackendView, Middleware, RequestInfo, Strategy } from "./api.ts";
+import type { BackendView, Middleware, RequestInfo, Strategy, Transform } from "./api.ts";
 
 /** Failures of user plugins since start, by plugin name (survives reloads; for metrics). */
 export const pluginFailureCounts = new Map<string, number>();
@@ -124,5 +124,31 @@ export function isolateMiddleware(inner: Middleware, failures: FailureReporter, 
       failures.report("middleware threw", e);
       throw new PluginFailure(failures.plugin, e);
     }
+  };
+}
+
+/** Wrap a user transform: a throw from either hook is counted, logged (rate-limited) and marked, as for a middleware. */
+export function isolateTransform(inner: Transform, failures: FailureReporter): Transform {
+  const fail = (what: string, e: unknown): never => {
+    failures.report(what, e);
+    throw new PluginFailure(failures.plugin, e);
+  };
+  const request = inner.request;
+  const response = inner.response;
+  return {
+    request: request === undefined ? undefined : (req) => {
+      try {
+        return request.call(inner, req);
+      } catch (e) {
+        return fail("request() threw", e);
+      }
+    },
+    response: response === undefined ? undefined : (res, req) => {
+      try {
+        response.call(inner, res, req);
+      } catch (e) {
+        fail("response() threw", e);
+      }
+    },
   };
 }

@@ -77,12 +77,14 @@ export async function loadPlugins(config: Config, options: LoadOptions): Promise
     route.middleware.forEach((m, j) => {
       if (m.plugin !== undefined) ref("middleware", m.plugin, ["routes", i, "middleware", j], (n) => (m.name = n));
       // A built-in middleware may take a key function from a plugin (rate-limit's `key`).
-      const key = m.options.key as { plugin?: unknown; options?: unknown } | undefined;
+      const opts = m.options;
+      if (typeof opts !== "object") return;
+      const key = opts.key as { plugin?: unknown; options?: unknown } | undefined;
       if (key && typeof key === "object" && typeof key.plugin === "string") {
         const path = m.plugin === undefined
           ? ["routes", i, "middleware", j, m.name!, "key"]
           : ["routes", i, "middleware", j, "options", "key"];
-        ref("key", key.plugin, path, (n) => (m.options.key = { name: n, options: key.options ?? {} }));
+        ref("key", key.plugin, path, (n) => (opts.key = { name: n, options: key.options ?? {} }));
       }
     });
   });

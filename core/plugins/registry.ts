@@ -2,7 +2,17 @@
  * Plugins registered by name: built-ins and user plugins go through the same door. A config's
  * user plugins go into a {@link Registry.fork} of the built-ins, so a reload starts clean.
  */
-import type { KeyPlugin, Middleware, MiddlewarePlugin, Plugin, PluginApi, RequestInfo, Strategy, StrategyPlugin } from "./api.ts";
+import type {
+  KeyPlugin,
+  Middleware,
+  MiddlewarePlugin,
+  Plugin,
+  PluginApi,
+  RequestInfo,
+  Strategy,
+  StrategyPlugin,
+  Transform,
+} from "./api.ts";
 import { didYouMean } from "../config/units.ts";
 
 type Kind = Plugin["kind"];
@@ -88,11 +98,13 @@ export class Registry {
     return strategy;
   }
 
-  /** Instantiate a registered middleware. */
-  createMiddleware(name: string, options: unknown, api: PluginApi): Middleware {
+  /** Instantiate a registered middleware: a function, or a {@link Transform} object. */
+  createMiddleware(name: string, options: unknown, api: PluginApi): Middleware | Transform {
     const mw = create(() => (this.#get("middleware", name) as MiddlewarePlugin<never>).create((options ?? {}) as never, api));
-    if (typeof mw !== "function") {
-      throw new TypeError(`middleware "${name}": create() must return a function (c, next) => …, got ${describe(mw)}`);
+    if (typeof mw !== "function" && !isTransform(mw)) {
+      throw new TypeError(
+        `middleware "${name}": create() must return a function (c, next) => … or a transform { request?, response? }, got ${describe(mw)}`,
+      );
     }
     return mw;
   }
@@ -117,6 +129,14 @@ function create<T>(fn: () => T): T {
 }
 
 class UnknownName extends Error {}
+
+/** An object with a request and/or response hook and nothing else that is not a function. */
+export function isTransform(value: unknown): value is Transform {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+  const t = value as Transform;
+  const hooks = [t.request, t.response].filter((h) => h !== undefined);
+  return hooks.length > 0 && hooks.every((h) => typeof h === "function");
+}
 
 function describe(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;

@@ -34,6 +34,10 @@ export interface Exchange {
   protocol: string | undefined;
   /** A tunnel (after 101): bytes from the client, and who closed it (client, backend, idle, proxy); `bytes` are those to the client. */
   tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined;
+  /** Path and query sent to the backend when a middleware rewrote them (`path` keeps the client's). */
+  upstreamPath: string | undefined;
+  /** The request's id, when a middleware (request-id) set one. */
+  requestId: string | undefined;
   /** Tracing and metrics hooks; undefined when both are off. */
   readonly observer: Observer | undefined;
   /** The request's SERVER span, when traced (set by the observer). */
@@ -127,6 +131,8 @@ export class RequestRecord implements Exchange {
   span: SpanHandle | undefined = undefined;
   protocol: string | undefined = undefined;
   tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined = undefined;
+  upstreamPath: string | undefined = undefined;
+  requestId: string | undefined = undefined;
   /** How the client reached us (the access log says "https" for TLS listeners). */
   scheme: "http" | "https" = "http";
   #finished = false;

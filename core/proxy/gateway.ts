@@ -5,8 +5,9 @@
 import { TUNNEL_IDLE_DEFAULT, type Config, type RouteConfig } from "../config/schema.ts";
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Logging } from "../telemetry/log.ts";
-import type { Middleware } from "../plugins/api.ts";
-import { FailureReporter, isolateMiddleware, isolateStrategy } from "../plugins/isolate.ts";
+import type { Middleware, Transform } from "../plugins/api.ts";
+import { FailureReporter, isolateMiddleware, isolateStrategy, isolateTransform, PluginFailure } from "../plugins/isolate.ts";
+import { isTransform } from "../plugins/registry.ts";
 // deno-lint-ignore no-unused-vars -- named in the doc comments
 import type { loadPlugins } from "../plugins/load.ts";
 import type { Registry } from "../plugins/registry.ts";
@@ -20,7 +21,9 @@ import { HTTPException } from "hono/http-exception";
 import { proxyToPool } from "./proxy.ts";
 import { RawIncoming, RequestRecord } from "./exchange.ts";
 import { errorResponse, type ProxyResult } from "./response.ts";
-import { hostRank, makeRoute, matchRoute } from "./routes.ts";
+import { makeRoute, routeLabel } from "./routes.ts";
+import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
+import { EditedIncoming, ListResponseEdit, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
 import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
@@ -136,6 +139,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       try {
         const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
         if (registry.isBuiltin("middleware", name)) return mw;
+        if (isTransform(mw)) return isolateTransform(mw, failures(name));
         return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
       } catch (e) {
         const label = `routes[${i}].middleware[${j}]: ${m.plugin !== undefined ? `plugin ${m.plugin}` : name}`;
@@ -150,10 +154,13 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     throw new ConfigError(problems);
   }
   const routes = routeConfigs.map((rc, i) =>
-    makeRoute(rc, pools.get(rc.pool)!, logging, chains[i] as Middleware[], config.limits.client_body_timeout)
+    makeRoute(rc, i, pools.get(rc.pool)!, logging, chains[i] as (Middleware | Transform)[], config.limits.client_body_timeout)
   );
-  // Most specific first: an exact host before a wildcard before none, then the longest path.
-  routes.sort((a, b) => hostRank(b) - hostRank(a) || b.path.length - a.path.length);
+  // Most specific first (route-match.ts, docs/routing.md).
+  routes.sort(byPrecedence);
+  for (const [i, why] of unreachableRoutes(routes)) {
+    logging.logger.warn("route can never match", { route: `routes[${i}] ${routeLabel(routeConfigs[i]!.match)}`, why });
+  }
 
   let inflight = 0;
   let waiters: (() => void)[] = [];
@@ -184,7 +191,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     if (url.startsWith("https:")) ex.scheme = "https";
     let response: Response;
     try {
-      const route = matchRoute(routes, request.headers.get("host"), path);
+      const headers = request.headers;
+      const by: RouteRequest = { method: request.method, header: (n) => headers.get(n) };
+      const route = matchRoute(routes, headers.get("host"), path, by, queryStart < 0 ? "" : url.slice(queryStart + 1));
       if (observer) {
         if (route) ex.route = route.name;
         observer.requestStart(ex, request);
@@ -216,7 +225,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   }
 
   function failed(ex: RequestRecord, e: unknown): Response {
-    logging.logger.error("request failed", { error: String(e), path: ex.path });
+    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
+    if (!(e instanceof PluginFailure)) logging.logger.error("request failed", { error: String(e), path: ex.path });
     ex.status = 500;
     ex.error = String(e);
     return errorResponse(500, "internal error");
@@ -235,7 +245,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const incoming = new RawIncoming(raw);
     let response: Response | undefined;
     try {
-      const route = matchRoute(routes, raw.host, path);
+      const route = matchRoute(routes, raw.host, path, raw, q < 0 ? "" : target.slice(q + 1));
       if (observer) {
         if (route) ex.route = route.name;
         observer.requestStart(ex, incoming);
@@ -250,7 +260,29 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         if (upgrade !== undefined && raw.bodyLength === 0 && raw.switchProtocols !== undefined) {
           incoming.upgrade = allowedUpgrade(upgrade, route.options);
         }
-        if (route.direct) {
+        const tf = route.transforms;
+        if (tf !== undefined) {
+          // Transforms only: still the direct path, with their edits (transform.ts).
+          const edit = RequestEdit.of(ex, target, raw.host, (n) => raw.header(n));
+          const { answer, ran } = runRequestHooks(tf, edit);
+          edit.record(ex);
+          const result = answer ?? await proxyToPool(route.pool, new EditedIncoming(incoming, edit), ex, route.options);
+          if (result instanceof Response) {
+            const res = new ResponseEdit(result);
+            runResponseHooks(tf, ran, res, edit);
+            response = res.response;
+          } else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
+          else {
+            let headers = result.block ?? result.headers;
+            if (route.editsResponses) {
+              const res = new ListResponseEdit(result.status, result.headers.slice());
+              runResponseHooks(tf, ran, res, edit);
+              headers = res.list;
+            }
+            raw.respond(result.status, result.statusText, headers, result.body, result.length);
+            return settle(ex, undefined);
+          }
+        } else if (route.direct) {
           const result: ProxyResult = await proxyToPool(route.pool, incoming, ex, route.options);
           if (result instanceof Response) response = result;
           else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);

@@ -1,19 +1,22 @@
 /**
- * Routes: a request's host and path choose one, most specific first (an exact host before a
- * wildcard before none, then the longest path prefix); each route is a Hono app running its
- * middleware before the proxy.
+ * Routes: what a request matches is in route-match.ts (conditions and precedence); here each
+ * route is built: its middleware as a Hono app in front of the proxy, or, when every middleware
+ * is a {@link Transform} (or there is none), the direct path that makes no Request/Response.
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { RouteConfig } from "../config/schema.ts";
-import type { Middleware } from "../plugins/api.ts";
+import type { Middleware, Transform } from "../plugins/api.ts";
 import { PluginFailure } from "../plugins/isolate.ts";
+import { isTransform } from "../plugins/registry.ts";
 import type { Pool } from "../pool/pool.ts";
 import type { RawExchange } from "../runtime/types.ts";
 import type { Logging } from "../telemetry/log.ts";
-import { requestIncoming, type Exchange, type RouteOptions } from "./exchange.ts";
+import { requestIncoming, type Exchange, type Incoming, type RouteOptions } from "./exchange.ts";
 import { proxyToPool } from "./proxy.ts";
 import { errorResponse, toResponse } from "./response.ts";
+import { compileMatch, type RouteMatch } from "./route-match.ts";
+import { EditedIncoming, RequestEdit, ResponseEdit } from "./transform.ts";
 import type { Upgraded } from "./tunnel.ts";
 
 export type Env = {
@@ -25,25 +28,33 @@ export type Env = {
     /** Set when the backend answered 101: the gateway opens the tunnel if the chain returns {@link tunnelAnswer}. */
     upgraded?: Upgraded;
     tunnelAnswer?: Response;
+    /** The request's edits by transforms in the chain, shared by all of them. */
+    edit?: RequestEdit;
   };
 };
 
-export interface Route {
-  /** Low-cardinality name for logs and spans: `host/path → pool`. */
+export interface Route extends RouteMatch {
+  /** Low-cardinality name for logs and spans: `host/path → pool` (with the route's other conditions). */
   readonly name: string;
-  readonly host: string | undefined;
-  /** `*.example.com` stored as `.example.com`. */
-  readonly hostSuffix: string | undefined;
-  readonly path: string;
   readonly pool: Pool;
   readonly app: Hono<Env>;
-  /** No middleware: the raw listener's requests go straight to the proxy, no Request/Response made. */
+  /** No middleware but transforms: the raw listener's requests go straight to the proxy, no Request/Response made. */
   readonly direct: boolean;
+  /** The route's middleware when all are transforms (run by the gateway on the direct path); undefined otherwise. */
+  readonly transforms: readonly Transform[] | undefined;
+  /** Some of {@link transforms} edit the response: the backend's headers are copied for them. */
+  readonly editsResponses: boolean;
   readonly options: RouteOptions;
 }
 
-export function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middleware: readonly Middleware[], bodyTimeoutMs: number): Route {
-  const host = rc.match.host?.toLowerCase();
+export function makeRoute(
+  rc: RouteConfig,
+  index: number,
+  pool: Pool,
+  logging: Logging,
+  middleware: readonly (Middleware | Transform)[],
+  bodyTimeoutMs: number,
+): Route {
   const app = new Hono<Env>();
   app.onError((err, c) => {
     // A middleware's deliberate answer (401, 403, 429, …).
@@ -54,18 +65,23 @@ export function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middlew
     return errorResponse(500, "internal error");
   });
   // No middleware, no extra work: the route is one handler, as before.
-  for (const mw of middleware) app.use("*", mw as unknown as MiddlewareHandler<Env>);
+  for (const mw of middleware) {
+    app.use("*", isTransform(mw) ? honoTransform(mw) : (mw as unknown as MiddlewareHandler<Env>));
+  }
+  const allTransforms = middleware.every(isTransform);
   const upgrades = new Set(rc.upgrade);
   if (rc.websocket) upgrades.add("websocket");
   const options: RouteOptions = {
     retryNonIdempotent: rc.retry_non_idempotent,
     bodyTimeoutMs,
-    direct: middleware.length === 0,
+    direct: allTransforms,
     upgrades,
     tunnelIdleMs: rc.timeouts.tunnel_idle,
   };
   app.all("*", async (c) => {
-    const incoming = requestIncoming(c.req.raw, c.env.raw);
+    let incoming: Incoming = requestIncoming(c.req.raw, c.env.raw);
+    const edit = c.env.edit;
+    if (edit !== undefined) incoming = new EditedIncoming(incoming, edit);
     incoming.upgrade = c.env.upgrade;
     const result = await proxyToPool(pool, incoming, c.env.ex, options);
     if (result instanceof Response || result.upgraded === undefined) return toResponse(result, c.env.ex);
@@ -73,42 +89,62 @@ export function makeRoute(rc: RouteConfig, pool: Pool, logging: Logging, middlew
     c.env.upgraded = result.upgraded;
     return (c.env.tunnelAnswer = new Response(null, { status: 200 }));
   });
+  const match = compileMatch(rc.match, index);
   return {
-    name: `${host ?? "*"}${rc.match.path} → ${pool.name}`,
-    host: host?.startsWith("*.") ? undefined : host,
-    hostSuffix: host?.startsWith("*.") ? host.slice(1) : undefined,
-    path: rc.match.path,
+    ...match,
+    name: `${routeLabel(rc.match)} → ${pool.name}`,
     pool,
     app,
-    direct: middleware.length === 0,
+    direct: allTransforms,
+    transforms: allTransforms && middleware.length > 0 ? (middleware as Transform[]) : undefined,
+    editsResponses: middleware.some((m) => isTransform(m) && m.response !== undefined),
     options,
   };
 }
 
-export function hostRank(r: Route): number {
-  return r.host ? 2 : r.hostSuffix ? 1 : 0;
+/** `host/path` and, when present, the other conditions: `*\/api ~^/v[0-9]+/ GET,HEAD x-env=canary ?v=2`. */
+export function routeLabel(m: RouteConfig["match"]): string {
+  let label = `${m.host?.toLowerCase() ?? "*"}${m.path}`;
+  if (m.path_regex !== undefined) label += ` ~${m.path_regex}`;
+  if (m.methods !== undefined) label += ` ${m.methods.join(",") || "(no methods)"}`;
+  for (const [n, v] of Object.entries(m.headers ?? {})) label += ` ${n}=${v}`;
+  for (const [n, v] of Object.entries(m.query ?? {})) label += ` ?${n}=${v}`;
+  return label;
 }
 
-export function matchRoute(routes: readonly Route[], hostHeader: string | null, path: string): Route | undefined {
-  // The Host is read only if a route asks for one (routes with a host sort first).
-  const first = routes[0];
-  if (first === undefined || (first.host === undefined && first.hostSuffix === undefined)) {
-    for (const r of routes) if (pathMatches(r.path, path)) return r;
-    return undefined;
-  }
-  let host = hostHeader?.toLowerCase() ?? "";
-  const colon = host.lastIndexOf(":");
-  if (colon > 0 && host.indexOf("]", colon) < 0) host = host.slice(0, colon);
-  for (const r of routes) {
-    if (r.host !== undefined && r.host !== host) continue;
-    if (r.hostSuffix !== undefined && !host.endsWith(r.hostSuffix)) continue;
-    if (pathMatches(r.path, path)) return r;
-  }
-  return undefined;
+/** A transform in a Hono chain: its request hook before `next()`, its response hook on `c.res` after. */
+function honoTransform(t: Transform): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const ex = c.env.ex;
+    let edit = c.env.edit;
+    if (edit === undefined) {
+      const url = c.req.raw.url;
+      const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+      const target = pathStart < 0 ? "/" : url.slice(pathStart);
+      const headers = c.req.raw.headers;
+      // A Request made in-process may have no Host header: its URL's authority stands in.
+      const host = headers.get("host") ?? url.slice(url.indexOf("//") + 2, pathStart < 0 ? undefined : pathStart);
+      edit = c.env.edit = RequestEdit.of(ex, target, host, (n) => headers.get(n));
+    }
+    const answer = t.request?.(edit);
+    edit.record(ex);
+    if (answer instanceof Response) return respond(t, answer, edit);
+    await next();
+    if (t.response !== undefined) {
+      const res = new ResponseEdit(c.res);
+      t.response(res, edit);
+      if (res.response !== c.res) {
+        // A copy (the headers were immutable): Hono's setter would merge the old headers back in.
+        c.res = undefined as unknown as Response;
+        c.res = res.response;
+      }
+    }
+  };
 }
 
-/** `/api` matches `/api` and `/api/x` but not `/apix`; a prefix ending in `/` matches anything below it. */
-function pathMatches(prefix: string, path: string): boolean {
-  if (!path.startsWith(prefix)) return false;
-  return prefix.endsWith("/") || path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+function respond(t: Transform, answer: Response, edit: RequestEdit): Response {
+  if (t.response === undefined) return answer;
+  const res = new ResponseEdit(answer);
+  t.response(res, edit);
+  return res.response;
 }

@@ -33,13 +33,23 @@ export interface AccessEntry {
   readonly protocol?: string | undefined;
   /** A tunnel (WebSocket): written when it closes, as `upgrade`, `bytes_in` and `closed_by` (`bytes` are those sent to the client). */
   readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
+  /** The path and query sent to the backend when a middleware rewrote it (`upstream_path`). */
+  readonly upstreamPath?: string | undefined;
+  /** The request's id (`request_id`), when a middleware set one. */
+  readonly requestId?: string | undefined;
 }
+
+/** Whether the line has any of the fields {@link rareFields} writes. */
+const hasRare = (e: AccessEntry) =>
+  e.protocol !== undefined || e.tunnel !== undefined || e.upstreamPath !== undefined || e.requestId !== undefined;
 
 const PROTOCOL_2 = `,"protocol":"2"`;
 /** The fields only some lines have (HTTP/2, tunnels), as one JSON fragment; "" for a plain HTTP/1.1 request. */
 function rareFields(e: AccessEntry): string {
   const t = e.tunnel;
-  const protocol = e.protocol === undefined ? "" : e.protocol === "2" ? PROTOCOL_2 : `,"protocol":${J(e.protocol)}`;
+  let protocol = e.protocol === undefined ? "" : e.protocol === "2" ? PROTOCOL_2 : `,"protocol":${J(e.protocol)}`;
+  if (e.upstreamPath !== undefined) protocol += `,"upstream_path":${J(e.upstreamPath)}`;
+  if (e.requestId !== undefined) protocol += `,"request_id":${J(e.requestId)}`;
   if (t === undefined) return protocol;
   return `${protocol},"upgrade":${J(t.upgrade)},"bytes_in":${t.bytesIn},"closed_by":${J(t.closedBy)}`;
 }
@@ -89,7 +99,7 @@ export function accessLine(
   if (e.scheme === "https") line += `,"scheme":"https"`;
   if (e.retryReason) line += `,"retry_reason":${J(e.retryReason)}`;
   if (e.error) line += `,"error":${J(e.error)}`;
-  if (e.protocol !== undefined || e.tunnel !== undefined) line += rareFields(e);
+  if (hasRare(e)) line += rareFields(e);
   if (ids) line += `,"trace_id":"${ids.trace_id}","span_id":"${ids.span_id}"`;
   if (worker !== undefined) line += `,"worker":${worker}`;
   return `${line}}\n`;
@@ -211,7 +221,7 @@ class AccessLineSource implements ByteSource {
     let n = FIXED_MAX + jsonMax(e.method) + jsonMax(e.path) + jsonMax(e.route) + jsonMax(e.pool) + jsonMax(e.backend) + jsonMax(e.clientIp);
     if (e.retryReason) n += jsonMax(e.retryReason);
     if (e.error) n += jsonMax(e.error);
-    if (e.protocol !== undefined || e.tunnel !== undefined) n += 3 * rareFields(e).length;
+    if (hasRare(e)) n += 3 * rareFields(e).length;
     if (this.ids) n += 3 * (this.ids.trace_id.length + this.ids.span_id.length);
     return n;
   }
@@ -255,7 +265,7 @@ class AccessLineSource implements ByteSource {
       put(K_ERROR);
       jsonString(e.error);
     }
-    if (e.protocol !== undefined || e.tunnel !== undefined) raw(rareFields(e));
+    if (hasRare(e)) raw(rareFields(e));
     if (this.ids) {
       put(K_TRACE);
       raw(this.ids.trace_id);

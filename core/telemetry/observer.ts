@@ -32,6 +32,10 @@ export interface ObservedExchange {
   readonly error: string | undefined;
   /** A tunnel (WebSocket) after 101, when it has closed: its bytes from the client and who closed it. */
   readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
+  /** Path and query sent to the backend when a middleware rewrote them (`url.path` keeps the client's). */
+  readonly upstreamPath?: string | undefined;
+  /** The request's id, when a middleware (request-id) set one. */
+  readonly requestId?: string | undefined;
   /** The request's SERVER span, set by {@link Observer.requestStart}. */
   span: SpanHandle | undefined;
 }
@@ -199,6 +203,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         s.setAttribute("fulcrum.attempts", ex.attempts);
         if (ex.bytes) s.setAttribute("http.response.body.size", ex.bytes);
         if (ex.retryReason) s.setAttribute("fulcrum.retry_reason", ex.retryReason);
+        if (ex.upstreamPath !== undefined) s.setAttribute("fulcrum.upstream.path", ex.upstreamPath);
+        if (ex.requestId !== undefined) s.setAttribute("fulcrum.request_id", ex.requestId);
         const t = ex.tunnel;
         if (t !== undefined) {
           s.setAttribute("fulcrum.tunnel.upgrade", t.upgrade);
@@ -246,7 +252,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       a.attempt = attempt;
       // What is sent upstream: the path and the query (kept by the SERVER span, sampled requests only).
       const query = parent.query;
-      a.url = query === undefined ? a.base + ex.path : a.base + ex.path + "?" + query;
+      const rewritten = ex.upstreamPath;
+      a.url = rewritten !== undefined ? a.base + rewritten : query === undefined ? a.base + ex.path : a.base + ex.path + "?" + query;
       a.retryReason = attempt > 1 ? ex.retryReason : undefined;
       const span = tel.startClientSpan(parent, a)!;
       if (backend.circuit !== "closed") span.span.setAttribute("fulcrum.circuit", backend.circuit);

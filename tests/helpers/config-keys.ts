@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, parseDocument, type Node } from "yaml";
 import { configSchema } from "../../core/config/schema.ts";
 
 /** Maps whose keys are the user's own (labels, options, headers): the map is one key, its entries are data. */
-const FREE_FORM = new Set(["labels", "options", "headers"]);
+const FREE_FORM = new Set(["labels", "options", "headers", "query"]);
 
 /**
  * Key paths of a YAML config, normalised: a pool's name becomes `*`, a list's items `[]`
