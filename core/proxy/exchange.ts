@@ -40,6 +40,11 @@ export interface Exchange {
   span: SpanHandle | undefined;
   /** Called exactly once when the request is over (body finished, failed or cancelled). */
   done(): void;
+  /** The target as the client sent it (path and query), for the access log's request line. */
+  target: string;
+  /** Referer and User-Agent, read only when the access log writes them (log.access_format: combined). */
+  referer: string | null;
+  userAgent: string | null;
 }
 
 /** Per-route proxy settings. */
@@ -127,7 +132,16 @@ export class RequestRecord implements Exchange {
   tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined = undefined;
   /** How the client reached us (the access log says "https" for TLS listeners). */
   scheme: "http" | "https" = "http";
+  target = "";
+  referer: string | null = null;
+  userAgent: string | null = null;
   #finished = false;
+  /** done() was called (the backend's side is over) while the client's body was still going out. */
+  #waiting = false;
+  /** A body other than the backend's goes to the client: the request ends with it too. */
+  #client = false;
+  /** Bytes of that body sent to the client (-1: none). */
+  #sent = -1;
 
   constructor(
     private readonly finish: (ex: RequestRecord) => void,
@@ -140,8 +154,29 @@ export class RequestRecord implements Exchange {
 
   done(): void {
     if (this.#finished) return;
+    if (this.#client) {
+      this.#waiting = true;
+      return;
+    }
     this.#finished = true;
+    if (this.#sent >= 0) this.bytes = this.#sent;
     this.finish(this);
+  }
+
+  /**
+   * The client gets a body the proxy did not take as it was from the backend (a middleware's
+   * answer, or the backend's body transformed, e.g. compressed): the request ends when both that
+   * body ({@link clientBodyEnd}) and {@link done} have happened, and logs that body's bytes.
+   */
+  clientBodyStart(): void {
+    this.#client = true;
+  }
+
+  clientBodyEnd(bytes: number): void {
+    if (!this.#client) return;
+    this.#client = false;
+    this.#sent = bytes;
+    if (this.#waiting) this.done();
   }
 }
 

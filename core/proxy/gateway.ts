@@ -19,7 +19,7 @@ import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import { HTTPException } from "hono/http-exception";
 import { proxyToPool } from "./proxy.ts";
 import { RawIncoming, RequestRecord } from "./exchange.ts";
-import { errorResponse, type ProxyResult } from "./response.ts";
+import { countedBody, errorResponse, type ProxyResult } from "./response.ts";
 import { hostRank, makeRoute, matchRoute } from "./routes.ts";
 import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
@@ -158,6 +158,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   let inflight = 0;
   let waiters: (() => void)[] = [];
   const access = logging.access;
+  // What the access log's format reads beyond the default line (combined: the request line and two headers).
+  const needsTarget = access?.needs?.target === true;
+  const needsHeaders = access?.needs?.headers === true;
   const observer = deps.observer;
   const rateLimited = deps.metrics?.rateLimited;
   const finish = (ex: RequestRecord) => {
@@ -182,6 +185,11 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
     const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
     if (url.startsWith("https:")) ex.scheme = "https";
+    if (needsTarget) ex.target = pathStart < 0 ? "/" : url.slice(pathStart);
+    if (needsHeaders) {
+      ex.referer = request.headers.get("referer");
+      ex.userAgent = request.headers.get("user-agent");
+    }
     let response: Response;
     try {
       const route = matchRoute(routes, request.headers.get("host"), path);
@@ -194,6 +202,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         response = errorResponse(404, "no route for this host and path");
       } else {
         ex.route = route.name;
+        ex.pool = route.pool.name;
         response = await route.app.fetch(request, { ex });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
@@ -201,18 +210,30 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     } catch (e) {
       response = failed(ex, e);
     }
-    settle(ex, response);
+    response = settle(ex, response);
     return response;
   }
 
-  /** After the route answered: end the request now, or when its streamed body ends. */
-  function settle(ex: RequestRecord, response: Response | undefined): void {
+  /**
+   * After the route answered: end the request now, or when its streamed body ends. A body that
+   * is not the backend's as it came (a middleware's answer, a compressed body) is counted as it
+   * goes to the client: the access log gets its real bytes, and the request ends with it.
+   */
+  function settle(ex: RequestRecord, response: Response): Response {
     const upstream = ex.upstreamBody;
-    if (response !== undefined && ex.streaming && upstream !== undefined && response.body !== upstream) {
-      // A middleware replaced the proxied response (or failed after it): nobody will read the
-      // backend's body, so cancel it; that releases the backend and ends the request.
-      upstream.cancel().catch(() => {});
-    } else if (!ex.streaming) ex.done();
+    const body = response.body;
+    if (body === null || body === upstream) {
+      if (ex.streaming && upstream !== undefined && body === null) upstream.cancel().catch(() => {});
+      else if (!ex.streaming) ex.done();
+      return response;
+    }
+    // Nobody reads the backend's body unless a middleware took it (a locked stream): cancel it;
+    // that releases the backend and ends its side of the request.
+    if (ex.streaming && upstream !== undefined && !upstream.locked) upstream.cancel().catch(() => {});
+    ex.clientBodyStart();
+    const counted = countedBody(body, (bytes) => ex.clientBodyEnd(bytes));
+    if (!ex.streaming) ex.done();
+    return new Response(counted, response);
   }
 
   function failed(ex: RequestRecord, e: unknown): Response {
@@ -228,12 +249,17 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    if (needsTarget) ex.target = target;
+    if (needsHeaders) {
+      ex.referer = raw.header("referer");
+      ex.userAgent = raw.header("user-agent");
+    }
     // The access log names the protocol when it is not HTTP/1.1.
     const version = raw.httpVersion ?? (raw.minor === 0 ? "1.0" : undefined);
     if (version !== undefined) ex.protocol = version;
     if (raw.scheme === "https") ex.scheme = "https";
     const incoming = new RawIncoming(raw);
-    let response: Response | undefined;
+    let response: Response;
     try {
       const route = matchRoute(routes, raw.host, path);
       if (observer) {
@@ -245,6 +271,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         response = errorResponse(404, "no route for this host and path");
       } else {
         ex.route = route.name;
+        ex.pool = route.pool.name;
         // An Upgrade the route passes through (a WebSocket) becomes a tunnel after the backend's 101.
         const upgrade = raw.upgrade;
         if (upgrade !== undefined && raw.bodyLength === 0 && raw.switchProtocols !== undefined) {
@@ -256,7 +283,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
           else {
             raw.respond(result.status, result.statusText, result.block ?? result.headers, result.body, result.length);
-            return settle(ex, undefined);
+            if (!ex.streaming) ex.done();
+            return;
           }
         } else {
           const env: Env["Bindings"] = { ex, raw, upgrade: incoming.upgrade };
@@ -276,8 +304,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     } catch (e) {
       response = failed(ex, e);
     }
-    raw.respondWith(response);
-    settle(ex, response);
+    raw.respondWith(settle(ex, response));
   }
 
   return {
