@@ -50,7 +50,12 @@ const utf8 = new TextEncoder();
 const HEX = "0123456789ABCDEF";
 /** As nginx escapes variables in a log line: `"`, `\`, control characters and non-ASCII bytes as `\xXX`. */
 export function escapeNginx(s: string): string {
-  if (!/["\\\x00-\x1f\x7f-\uffff]/.test(s)) return s;
+  let plain = true;
+  for (let i = 0; i < s.length && plain; i++) {
+    const c = s.charCodeAt(i);
+    plain = c >= 0x20 && c <= 0x7e && c !== 34 && c !== 92;
+  }
+  if (plain) return s;
   let out = "";
   for (const b of utf8.encode(s)) {
     out += b < 0x20 || b > 0x7e || b === 34 || b === 92 ? `\\x${HEX[b >> 4]}${HEX[b & 15]}` : String.fromCharCode(b);
