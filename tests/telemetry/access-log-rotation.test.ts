@@ -134,18 +134,22 @@ describe("access log rotation under load", () => {
     expect(new Set(files[2]!.map((l) => JSON.parse(l).worker)).size).toBe(2);
   });
 
-  test("one process: SIGUSR1 after a rename sends the next lines to a new file", async () => {
-    const { child, log } = await start("", 1);
+  test("one process: SIGUSR1 after a rename sends the next lines to a new file; POST /logs/reopen too", async () => {
+    const { child, log, admin } = await start("", 1);
     const traffic = load(child.url, 4);
     await traffic.reached(300);
     renameSync(log, `${log}.1`);
     child.proc.kill("SIGUSR1");
     await child.waitFor('"message":"reopened the access log"');
     await traffic.reached(traffic.done() + 300);
+    renameSync(log, `${log}.2`);
+    expect((await fetch(`${admin}/logs/reopen`, { method: "POST" })).status).toBe(200);
+    await traffic.reached(traffic.done() + 300);
     const statuses = await traffic.stop();
-    const files = await linesOf([`${log}.1`, log], statuses.length);
+    const files = await linesOf([`${log}.1`, `${log}.2`, log], statuses.length);
     expectEachOnce(files, statuses.length);
     expect(files[1]!.length).toBeGreaterThanOrEqual(300 - 4);
+    expect(files[2]!.length).toBeGreaterThanOrEqual(300 - 4);
     // The process is still serving after the signal (SIGUSR1 does not stop it, as it would by default).
     expect((await fetch(`${child.url}/after`)).status).toBe(200);
   });
