@@ -76,6 +76,7 @@ describe("compress: negotiation", () => {
 describe("compress: through the proxy", () => {
   const scope = testScope();
   let gate: (() => void) | undefined;
+  let endlessCancelled = false;
 
   function backend(): TestBackend {
     return scope.backend("b", async (req) => {
@@ -116,6 +117,20 @@ describe("compress: through the proxy", () => {
                 if (n++ === 2) return c.close();
                 c.enqueue(piece);
               },
+            }),
+            { headers: text },
+          );
+        }
+        case "/endless": {
+          // Never ends on its own: only a cancel from the proxy stops it.
+          const piece = new TextEncoder().encode(TEXT.slice(0, 16384));
+          return new Response(
+            new ReadableStream({
+              async pull(c) {
+                await Bun.sleep(1);
+                c.enqueue(piece);
+              },
+              cancel: () => void (endlessCancelled = true),
             }),
             { headers: text },
           );
@@ -250,6 +265,27 @@ ${extra}`);
       got += value.byteLength;
     }
     expect(got).toBe(16384);
+  });
+
+  test("a client that leaves mid-body: the backend's body is cancelled and the request ends, logged with the bytes sent", async () => {
+    const f = await start();
+    const controller = new AbortController();
+    const r = await fetch(
+      `${f.url}/endless`,
+      { headers: { "accept-encoding": "gzip" }, signal: controller.signal, decompress: false } as RequestInit,
+    );
+    expect(r.headers.get("content-encoding")).toBe("gzip");
+    const reader = r.body!.getReader();
+    let got = 0;
+    while (got < 4096) got += (await reader.read()).value!.byteLength;
+    controller.abort();
+    const until = Date.now() + 5_000;
+    while ((f.server.gateway.inflight() > 0 || !endlessCancelled) && Date.now() < until) await Bun.sleep(5);
+    expect(f.server.gateway.inflight()).toBe(0);
+    expect(endlessCancelled).toBe(true);
+    const line = await waitForAccess(f.access, 1);
+    expect(line).toMatchObject({ status: 200, path: "/endless", pool: "web" });
+    expect(line.bytes as number).toBeGreaterThanOrEqual(got);
   });
 
   test("the access log has the compressed bytes sent, and the route's pool", async () => {
