@@ -5,7 +5,7 @@ import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { startBackend } from "../helpers/backends.ts";
-import { spawnRun, tempDir, type ChildFulcrum } from "../helpers/plugins.ts";
+import { spawnRun, tempDir } from "../helpers/plugins.ts";
 
 setDefaultTimeout(60_000);
 
