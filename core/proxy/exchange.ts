@@ -136,10 +136,10 @@ export class RequestRecord implements Exchange {
   referer: string | null = null;
   userAgent: string | null = null;
   #finished = false;
-  /** done() was called (the backend's side is over) while the client's body was still going out. */
+  /** done() was called (the backend's side is over) while held. */
   #waiting = false;
-  /** A body other than the backend's goes to the client: the request ends with it too. */
-  #client = false;
+  /** See {@link hold}. */
+  #held = false;
   /** Bytes of that body sent to the client (-1: none). */
   #sent = -1;
 
@@ -154,7 +154,7 @@ export class RequestRecord implements Exchange {
 
   done(): void {
     if (this.#finished) return;
-    if (this.#client) {
+    if (this.#held) {
       this.#waiting = true;
       return;
     }
@@ -164,18 +164,20 @@ export class RequestRecord implements Exchange {
   }
 
   /**
-   * The client gets a body the proxy did not take as it was from the backend (a middleware's
-   * answer, or the backend's body transformed, e.g. compressed): the request ends when both that
-   * body ({@link clientBodyEnd}) and {@link done} have happened, and logs that body's bytes.
+   * The gateway decides when the client's side is over: while held, {@link done} (the backend's
+   * side) only marks the request as waiting. Held while a route's middleware run (they may still
+   * change the status or the body after the backend's body has ended), and while a body other
+   * than the backend's as it came (a middleware's answer, a compressed body) goes to the client.
    */
-  clientBodyStart(): void {
-    this.#client = true;
+  hold(): void {
+    this.#held = true;
   }
 
-  clientBodyEnd(bytes: number): void {
-    if (!this.#client) return;
-    this.#client = false;
-    this.#sent = bytes;
+  /** The client's side is over; `bytes`: those of a body other than the backend's, as sent. */
+  release(bytes?: number): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (bytes !== undefined) this.#sent = bytes;
     if (this.#waiting) this.done();
   }
 }

@@ -203,6 +203,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       } else {
         ex.route = route.name;
         ex.pool = route.pool.name;
+        ex.hold();
         response = await route.app.fetch(request, { ex });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
@@ -223,6 +224,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const upstream = ex.upstreamBody;
     const body = response.body;
     if (body === null || body === upstream) {
+      ex.release();
       if (ex.streaming && upstream !== undefined && body === null) upstream.cancel().catch(() => {});
       else if (!ex.streaming) ex.done();
       return response;
@@ -230,8 +232,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     // Nobody reads the backend's body unless a middleware took it (a locked stream): cancel it;
     // that releases the backend and ends its side of the request.
     if (ex.streaming && upstream !== undefined && !upstream.locked) upstream.cancel().catch(() => {});
-    ex.clientBodyStart();
-    const counted = countedBody(body, (bytes) => ex.clientBodyEnd(bytes));
+    ex.hold();
+    const counted = countedBody(body, (bytes) => ex.release(bytes));
     if (!ex.streaming) ex.done();
     return new Response(counted, response);
   }
@@ -288,10 +290,14 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           }
         } else {
           const env: Env["Bindings"] = { ex, raw, upgrade: incoming.upgrade };
+          ex.hold();
           response = await route.app.fetch(incoming.toRequest(), env);
           const up = env.upgraded;
           if (up !== undefined) {
-            if (response === env.tunnelAnswer) return openTunnel(raw, up, ex, route.options.tunnelIdleMs);
+            if (response === env.tunnelAnswer) {
+              ex.release();
+              return openTunnel(raw, up, ex, route.options.tunnelIdleMs);
+            }
             // A middleware answered in place of the backend's 101: that backend connection is not used.
             ex.status = response.status;
             up.backend.destroy();

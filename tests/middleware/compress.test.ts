@@ -91,6 +91,9 @@ describe("compress: through the proxy", () => {
           return new Response(zlib.gzipSync(TEXT), { headers: { ...text, "content-encoding": "gzip" } });
         case "/no-transform":
           return new Response(TEXT, { headers: { ...text, "cache-control": "public, no-transform" } });
+        case "/2k":
+          // Small enough to arrive with its head: the proxy has the whole body before the middleware run.
+          return new Response(TEXT.slice(0, 2048), { headers: text });
         case "/small":
           return new Response("short", { headers: text });
         case "/small-stream":
@@ -295,6 +298,12 @@ ${extra}`);
     const line = await waitForAccess(f.access, 1);
     expect(line).toMatchObject({ status: 200, pool: "web", bytes: sent, path: "/text" });
     expect(sent).toBeLessThan(TEXT.length / 5);
+    // A body that came whole with the backend's head: the line still waits for what the client got.
+    const small = await get(`${f.url}/2k`, "gzip");
+    expect(small.headers.get("content-encoding")).toBe("gzip");
+    const smallSent = (await small.arrayBuffer()).byteLength;
+    expect(smallSent).toBeLessThan(2048);
+    expect(await waitForAccess(f.access, 2)).toMatchObject({ status: 200, bytes: smallSent, path: "/2k" });
   });
 });
 

@@ -83,7 +83,8 @@ describe("combined and common", () => {
   });
 
   test("config: fields need access_format json; an unknown field lists the known ones", () => {
-    const parse = (log: string) => parseConfig(`pools: { web: { backends: ["http://127.0.0.1:1"] } }\nlog: ${log}\n`, { file: "f.yaml" });
+    const parse = (log: string) =>
+      parseConfig(`pools: { web: { backends: ["http://127.0.0.1:1"] } }\nlog: ${log}\n`, { file: "f.yaml", env: () => undefined });
     expect(parse("{ access_format: combined }").log.access_format).toBe("combined");
     expect(parse("{ fields: [timestamp, status] }").log.fields).toEqual(["@timestamp", "status"]);
     expect(() => parse("{ access_format: apache }")).toThrow("must be json, combined or common");
