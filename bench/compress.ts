@@ -40,17 +40,28 @@ const PORTS = { fulcrum: 18581, nginx: 18591, backend: 19051 };
 const dir = workDir("fulcrum-bench-compress-");
 await assertFree(Object.values(PORTS));
 
-// ---- the bodies: real text, this repository's sources --------------------------------------
+// ---- the bodies: real text, this repository's sources (1 MiB without repeating itself) -----
 const www = join(dir, "www");
 mkdirSync(www);
 const sources: string[] = [];
-for (const folder of ["core", "core/proxy", "core/telemetry", "core/config", "core/listener", "core/http1", "strategies"]) {
-  for (const f of readdirSync(join(repoRoot(), folder)))
-    if (f.endsWith(".ts")) sources.push(readFileSync(join(repoRoot(), folder, f), "utf8"));
-}
-let text = sources.join("\n");
-while (text.length < 1 << 20) text += text;
-const BODIES: Record<string, string> = { "1m": text.slice(0, 1 << 20), "16k": text.slice(0, 16 << 10), "100b": text.slice(0, 100) };
+let size = 0;
+const collect = (folder: string) => {
+  for (const e of readdirSync(join(repoRoot(), folder), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (size > 1 << 20) return;
+    const path = join(folder, e.name);
+    if (e.isDirectory()) collect(path);
+    else if (e.name.endsWith(".ts")) {
+      const t = readFileSync(join(repoRoot(), path), "utf8");
+      sources.push(t);
+      size += t.length;
+    }
+  }
+};
+for (const folder of ["core", "strategies", "plugins", "tests", "bench"]) collect(folder);
+const text = sources.join("\n");
+if (text.length < 1 << 20) throw new Error(`only ${text.length} bytes of sources`);
+const all = Buffer.from(text);
+const BODIES: Record<string, Buffer> = { "1m": all.subarray(0, 1 << 20), "16k": all.subarray(0, 16 << 10), "100b": all.subarray(0, 100) };
 for (const [name, body] of Object.entries(BODIES)) writeFileSync(join(www, `${name}.txt`), body);
 
 // ---- backend: nginx serving the files at any prefix (/l1/1m → 1m.txt) ---------------------
