@@ -147,6 +147,7 @@ describe("compress: through the proxy", () => {
   async function start(options = "{}", extra = "") {
     const b = backend();
     return scope.fulcrum(`
+listen: { address: 127.0.0.1:0, h2c: true }
 pools:
   web:
     backends: ["${b.url}"]
@@ -181,6 +182,25 @@ ${extra}`);
       expect(head).not.toContain("content-length");
       expect(out.slice(split + 4)).toBe(TEXT);
     }
+  });
+
+  test("over HTTP/2 (h2c) too: curl --http2-prior-knowledge --compressed decodes each encoding", async () => {
+    const f = await start();
+    for (const encoding of ["zstd", "br", "gzip"]) {
+      const proc = Bun.spawn(
+        ["curl", "-sS", "--http2-prior-knowledge", "--compressed", "-H", `Accept-Encoding: ${encoding}`, "-D", "-", `${f.url}/text`],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const out = await new Response(proc.stdout).text();
+      expect(await proc.exited).toBe(0);
+      const split = out.indexOf("\r\n\r\n");
+      expect(out.slice(0, split)).toStartWith("HTTP/2 200");
+      expect(out.slice(0, split).toLowerCase()).toContain(`content-encoding: ${encoding}`);
+      expect(out.slice(split + 4)).toBe(TEXT);
+    }
+    const line = await waitForAccess(f.access, 3);
+    expect(line).toMatchObject({ protocol: "2", status: 200 });
+    expect(line.bytes as number).toBeLessThan(TEXT.length / 5);
   });
 
   test("a compressed response: smaller, weak ETag, Vary merged, no Content-Length or Accept-Ranges", async () => {
