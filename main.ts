@@ -33,6 +33,7 @@ import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
 import { TRANSFORMS } from "./core/middleware/transform/index.ts";
 import { routeLabel } from "./core/proxy/routes.ts";
+import compress from "./core/middleware/compress.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
@@ -57,6 +58,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(p2cEwma);
   registry.register(rateLimit);
   for (const t of TRANSFORMS) registry.register(t);
+  registry.register(compress);
   return registry;
 }
 
@@ -251,6 +253,11 @@ async function serve(
   obs.attach(server);
   rewatch(server);
   const offHup = runtime.onSignal("SIGHUP", () => void server.reload());
+  // logrotate's postrotate (as for nginx): the access log file was moved; write to a new one.
+  const offUsr1 = runtime.onSignal("SIGUSR1", () => {
+    logging.reopen?.();
+    logging.logger.info("reopened the access log", { file: config.log.access_log_file ?? null });
+  });
   if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
   const url = listenerUrls(server)[0]!;
   logging.logger.info("listening", {
@@ -270,6 +277,7 @@ async function serve(
     runtime.onSignal("SIGINT", stop);
   });
   offHup();
+  offUsr1();
   watcher?.close();
   if (source.pidFile) rmSync(source.pidFile, { force: true });
   await obs.close(); // flushes pending spans
@@ -364,7 +372,7 @@ function summarize(config: Config): string {
       }`,
     );
   lines.push(
-    `log: level ${config.log.level}, access_log ${config.log.access_log}${
+    `log: level ${config.log.level}, access_log ${config.log.access_log} (${config.log.access_format})${
       config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""
     }`,
   );

@@ -34,6 +34,8 @@ export interface AdminCluster {
   view(): Promise<{ pool(p: Pool): Record<string, unknown>; backend(p: Pool, b: Backend): Record<string, unknown> }>;
   /** An operator drained, enabled or re-weighted `backend`: tell every worker (resolves once they applied it). */
   changed(pool: Pool, backend: Backend): Promise<void>;
+  /** Reopen the access log file here and in every worker (resolves once they have). */
+  reopenLogs?(): Promise<void>;
 }
 
 export interface AdminState {
@@ -55,6 +57,8 @@ export interface AdminOptions {
   logger: Logger;
   /** An operator drained, enabled or re-weighted a backend, and every worker has applied it (the state file is saved). */
   onOperatorChange?: () => void;
+  /** Reopen this process's access log file (POST /logs/reopen; a primary's workers through {@link AdminCluster.reopenLogs}). */
+  reopenLogs?: () => void;
 }
 
 const OPEN_PATHS = new Set(["/health", "/ready"]);
@@ -68,6 +72,7 @@ const ENDPOINTS = [
   "POST /backends/{pool}/{id}/enable",
   'PUT /backends/{pool}/{id}/weight  {"weight": N}',
   "POST /reload",
+  "POST /logs/reopen",
   "GET /config",
   "GET /certificates",
 ];
@@ -193,6 +198,18 @@ export function createAdminApp(o: AdminOptions): Hono {
       const problems = (e as { problems?: unknown }).problems;
       return c.json({ status: "failed", error: (e as Error).message, ...(Array.isArray(problems) ? { problems } : {}) }, 422);
     }
+  });
+
+  // logrotate's postrotate without a signal (a container, another user): as SIGUSR1.
+  app.post("/logs/reopen", async (c) => {
+    const t = o.target();
+    const cfg = t?.config ?? o.config;
+    if (t?.cluster?.reopenLogs) await t.cluster.reopenLogs();
+    else {
+      o.reopenLogs?.();
+      o.logger.info("reopened the access log", { file: cfg.log.access_log_file ?? null });
+    }
+    return c.json({ status: "reopened", access_log_file: cfg.log.access_log_file ?? null });
   });
 
   // Names, issuer, not-after, source (file or acme) and the last renewal error of every certificate.

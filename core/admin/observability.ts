@@ -104,6 +104,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     target: () => target,
     logger: log.getChild("admin"),
     onOperatorChange: () => save(),
+    reopenLogs: () => o.logging.reopen?.(),
   };
   const save = () => {
     if (stateFile && target) saveState(stateFile, target.gateway.pools.values(), log);

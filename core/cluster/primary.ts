@@ -116,7 +116,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   let rid = 0;
   const pending = new Map<number, { slot: Slot; settle(r: Reply | undefined): void }>();
   type Request =
-    | { t: "reload" | "status" | "metrics" | "shutdown" }
+    | { t: "reload" | "status" | "metrics" | "shutdown" | "reopen-logs" }
     | Omit<Extract<ToWorker, { t: "backend" }>, "rid">
     | Omit<Extract<ToWorker, { t: "acme-challenge" }>, "rid">;
   const call = (slot: Slot, request: Request, timeoutMs = RPC_TIMEOUT_MS) =>
@@ -281,6 +281,12 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   });
   rewatch();
 
+  // SIGUSR1 and POST /logs/reopen: every worker writes the access log; each reopens its own file.
+  const reopenLogs = async () => {
+    logging.reopen?.();
+    await Promise.all(slots.map((s) => call(s, { t: "reopen-logs" })));
+    log.info("reopened the access log", { file: current.config.log.access_log_file ?? null, workers: slots.length });
+  };
   const views = async () =>
     (await Promise.all(slots.map((s) => call(s, { t: "status" })))).flatMap((r) => (r?.view ? [r.view] : [])) as WorkerView[];
   obs.attach({
@@ -297,9 +303,11 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       changed: async (p, b) => {
         await Promise.all(slots.map((s) => call(s, { t: "backend", pool: p.name, id: b.id, state: sharedState(b) })));
       },
+      reopenLogs,
     },
   });
   const offHup = runtime.onSignal("SIGHUP", () => void reload());
+  const offUsr1 = runtime.onSignal("SIGUSR1", () => void reopenLogs());
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   const host = config.listen.hostname;
   const url = `${config.listen.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
@@ -315,6 +323,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   acme?.stop();
   obs.draining();
   offHup();
+  offUsr1();
   watcher?.close();
   for (const s of slots) clearTimeout(s.restartTimer);
   for (const p of current.gateway.pools.values()) p.stop();

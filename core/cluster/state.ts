@@ -30,6 +30,8 @@ export type ToWorker =
   | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
   | { t: "snapshot"; snapshot: Snapshot }
   | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
+  /** SIGUSR1 or POST /logs/reopen at the primary: reopen the access log file (replied to once done). */
+  | { t: "reopen-logs"; rid: number }
   /** The primary holds the worker's final metrics: it may exit. */
   | { t: "final-ack" }
   /** ACME runs in the primary: an http-01 challenge to answer on the plain listeners (null: done); replied to once set. */

@@ -93,6 +93,9 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       case "acme-certificate":
         server?.tls.acmeLoad(m.name);
         return;
+      case "reopen-logs":
+        logging.reopen?.();
+        return send({ t: "reply", rid: m.rid, ok: true });
       case "shutdown":
         // shutdown() stops accepting at once; the reply tells the primary the port is released here.
         shutdown();
@@ -110,6 +113,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   runtime.onSignal("SIGINT", () => shutdown("SIGINT"));
   // Reloads are coordinated by the primary (it validates first); a stray SIGHUP must not kill us.
   runtime.onSignal("SIGHUP", () => log.debug("SIGHUP ignored by a worker: send it to the primary"));
+  // The primary passes SIGUSR1 on; one sent to the process group reaches us directly.
+  runtime.onSignal("SIGUSR1", () => logging.reopen?.());
 
   server = await startServer(runtime, config, {
     registry: o.registry,

@@ -14,6 +14,8 @@ export const RESTART_KEYS: readonly string[] = [
   "log.level", // the log sinks are configured once per process
   "log.access_log",
   "log.access_log_file",
+  "log.access_format",
+  "log.fields",
   "admin.enabled", // the admin listener's socket
   "admin.listen",
   "acme", // the ACME account, CA and storage the orders of this process use

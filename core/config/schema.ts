@@ -11,16 +11,69 @@ import { routeSchema } from "./route-schema.ts";
 
 export { type Http2Config, TUNNEL_IDLE_DEFAULT } from "./protocols.ts";
 
+/**
+ * The fields a JSON access line may have, in the order it writes them: `log.fields` chooses among
+ * them (the default line writes all but the last three, each optional one when it applies).
+ */
+export const ACCESS_FIELDS = [
+  "@timestamp",
+  "level",
+  "message",
+  "logger",
+  "method",
+  "path",
+  "status",
+  "route",
+  "pool",
+  "backend",
+  "duration_ms",
+  "bytes",
+  "attempts",
+  "client_ip",
+  "scheme",
+  "retry_reason",
+  "error",
+  "protocol",
+  "upgrade",
+  "bytes_in",
+  "closed_by",
+  "upstream_path",
+  "request_id",
+  "trace_id",
+  "span_id",
+  "worker",
+  // Not in the default line: only when listed.
+  "target",
+  "referer",
+  "user_agent",
+] as const;
+export type AccessField = (typeof ACCESS_FIELDS)[number];
+
+const accessField = z
+  .string({ error: "must be a field name" })
+  .transform((s) => (s === "timestamp" ? "@timestamp" : s))
+  .refine((s): s is AccessField => (ACCESS_FIELDS as readonly string[]).includes(s), {
+    error: (i) => `unknown access-log field ${JSON.stringify(i.input)} (known: ${ACCESS_FIELDS.join(", ")})`,
+  });
+
 const log = z.strictObject(
   {
     level: z.enum(["debug", "info", "warning", "error"], { error: "must be debug, info, warning or error" }).default("info"),
-    /** One JSON line per proxied request. */
+    /** One line per proxied request. */
     access_log: z.boolean({ error: "must be true or false" }).default(true),
-    /** Write access-log lines to this file instead of standard output. */
+    /** Write access-log lines to this file instead of standard output (reopened on SIGUSR1). */
     access_log_file: z.string({ error: "must be a file path" }).optional(),
+    /** json (the default), or nginx's combined, or the common log format. */
+    access_format: z.enum(["json", "combined", "common"], { error: "must be json, combined or common" }).default("json"),
+    /** The JSON access line's fields, in this order; unset: the default line. */
+    fields: z.array(accessField, { error: "must be a list of access-log field names" }).min(1, { error: "must name at least one field" })
+      .optional(),
   },
   { error: "must be a map with level and access_log" },
-);
+).refine((l) => l.fields === undefined || l.access_format === "json", {
+  error: "fields chooses the fields of JSON lines: set access_format: json, or remove fields",
+  path: ["fields"],
+});
 
 const limits = z.strictObject(
   {

@@ -250,7 +250,11 @@ export class H2Exchange implements RawExchange {
   }
 
   respondWith(response: Response): void {
-    if (this.#answered) return;
+    if (this.#answered) {
+      // Already answered (a request body fault): nobody reads this body; cancelling it ends the request.
+      response.body?.cancel().catch(() => {});
+      return;
+    }
     const headers: string[] = [];
     let length = -1;
     response.headers.forEach((value, name) => {

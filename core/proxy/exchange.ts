@@ -44,6 +44,11 @@ export interface Exchange {
   span: SpanHandle | undefined;
   /** Called exactly once when the request is over (body finished, failed or cancelled). */
   done(): void;
+  /** The target as the client sent it (path and query), for the access log's request line. */
+  target: string;
+  /** Referer and User-Agent, read only when the access log writes them (log.access_format: combined). */
+  referer: string | null;
+  userAgent: string | null;
 }
 
 /** Per-route proxy settings. */
@@ -135,7 +140,16 @@ export class RequestRecord implements Exchange {
   requestId: string | undefined = undefined;
   /** How the client reached us (the access log says "https" for TLS listeners). */
   scheme: "http" | "https" = "http";
+  target = "";
+  referer: string | null = null;
+  userAgent: string | null = null;
   #finished = false;
+  /** done() was called (the backend's side is over) while held. */
+  #waiting = false;
+  /** See {@link hold}. */
+  #held = false;
+  /** Bytes of that body sent to the client (-1: none). */
+  #sent = -1;
 
   constructor(
     private readonly finish: (ex: RequestRecord) => void,
@@ -148,8 +162,31 @@ export class RequestRecord implements Exchange {
 
   done(): void {
     if (this.#finished) return;
+    if (this.#held) {
+      this.#waiting = true;
+      return;
+    }
     this.#finished = true;
+    if (this.#sent >= 0) this.bytes = this.#sent;
     this.finish(this);
+  }
+
+  /**
+   * The gateway decides when the client's side is over: while held, {@link done} (the backend's
+   * side) only marks the request as waiting. Held while a route's middleware run (they may still
+   * change the status or the body after the backend's body has ended), and while a body other
+   * than the backend's as it came (a middleware's answer, a compressed body) goes to the client.
+   */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** The client's side is over; `bytes`: those of a body other than the backend's, as sent. */
+  release(bytes?: number): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (bytes !== undefined) this.#sent = bytes;
+    if (this.#waiting) this.done();
   }
 }
 

@@ -20,7 +20,7 @@ import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import { HTTPException } from "hono/http-exception";
 import { proxyToPool } from "./proxy.ts";
 import { RawIncoming, RequestRecord } from "./exchange.ts";
-import { errorResponse, type ProxyResult } from "./response.ts";
+import { countedBody, errorResponse, type ProxyResult } from "./response.ts";
 import { makeRoute, routeLabel } from "./routes.ts";
 import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
 import { EditedIncoming, ListResponseEdit, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
@@ -165,6 +165,9 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   let inflight = 0;
   let waiters: (() => void)[] = [];
   const access = logging.access;
+  // What the access log's format reads beyond the default line (combined: the request line and two headers).
+  const needsTarget = access?.needs?.target === true;
+  const needsHeaders = access?.needs?.headers === true;
   const observer = deps.observer;
   const rateLimited = deps.metrics?.rateLimited;
   const finish = (ex: RequestRecord) => {
@@ -189,6 +192,11 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const path = pathStart < 0 ? "/" : url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
     const ex = new RequestRecord(finish, performance.now(), request.method, path, clientIp, observer);
     if (url.startsWith("https:")) ex.scheme = "https";
+    if (needsTarget) ex.target = pathStart < 0 ? "/" : url.slice(pathStart);
+    if (needsHeaders) {
+      ex.referer = request.headers.get("referer");
+      ex.userAgent = request.headers.get("user-agent");
+    }
     let response: Response;
     try {
       const headers = request.headers;
@@ -203,6 +211,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         response = errorResponse(404, "no route for this host and path");
       } else {
         ex.route = route.name;
+        ex.pool = route.pool.name;
+        ex.hold();
         response = await route.app.fetch(request, { ex });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
@@ -210,18 +220,31 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     } catch (e) {
       response = failed(ex, e);
     }
-    settle(ex, response);
+    response = settle(ex, response);
     return response;
   }
 
-  /** After the route answered: end the request now, or when its streamed body ends. */
-  function settle(ex: RequestRecord, response: Response | undefined): void {
+  /**
+   * After the route answered: end the request now, or when its streamed body ends. A body that
+   * is not the backend's as it came (a middleware's answer, a compressed body) is counted as it
+   * goes to the client: the access log gets its real bytes, and the request ends with it.
+   */
+  function settle(ex: RequestRecord, response: Response): Response {
     const upstream = ex.upstreamBody;
-    if (response !== undefined && ex.streaming && upstream !== undefined && response.body !== upstream) {
-      // A middleware replaced the proxied response (or failed after it): nobody will read the
-      // backend's body, so cancel it; that releases the backend and ends the request.
-      upstream.cancel().catch(() => {});
-    } else if (!ex.streaming) ex.done();
+    const body = response.body;
+    if (body === null || body === upstream) {
+      ex.release();
+      if (ex.streaming && upstream !== undefined && body === null) upstream.cancel().catch(() => {});
+      else if (!ex.streaming) ex.done();
+      return response;
+    }
+    // Nobody reads the backend's body unless a middleware took it (a locked stream): cancel it;
+    // that releases the backend and ends its side of the request.
+    if (ex.streaming && upstream !== undefined && !upstream.locked) upstream.cancel().catch(() => {});
+    ex.hold();
+    const counted = countedBody(body, (bytes) => ex.release(bytes));
+    if (!ex.streaming) ex.done();
+    return new Response(counted, response);
   }
 
   function failed(ex: RequestRecord, e: unknown): Response {
@@ -238,12 +261,17 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const ex = new RequestRecord(finish, performance.now(), raw.method, path, raw.clientIp, observer);
+    if (needsTarget) ex.target = target;
+    if (needsHeaders) {
+      ex.referer = raw.header("referer");
+      ex.userAgent = raw.header("user-agent");
+    }
     // The access log names the protocol when it is not HTTP/1.1.
     const version = raw.httpVersion ?? (raw.minor === 0 ? "1.0" : undefined);
     if (version !== undefined) ex.protocol = version;
     if (raw.scheme === "https") ex.scheme = "https";
     const incoming = new RawIncoming(raw);
-    let response: Response | undefined;
+    let response: Response;
     try {
       const route = matchRoute(routes, raw.host, path, raw, q < 0 ? "" : target.slice(q + 1));
       if (observer) {
@@ -255,6 +283,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         response = errorResponse(404, "no route for this host and path");
       } else {
         ex.route = route.name;
+        ex.pool = route.pool.name;
         // An Upgrade the route passes through (a WebSocket) becomes a tunnel after the backend's 101.
         const upgrade = raw.upgrade;
         if (upgrade !== undefined && raw.bodyLength === 0 && raw.switchProtocols !== undefined) {
@@ -280,7 +309,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
               headers = res.list;
             }
             raw.respond(result.status, result.statusText, headers, result.body, result.length);
-            return settle(ex, undefined);
+            if (!ex.streaming) ex.done();
+            return;
           }
         } else if (route.direct) {
           const result: ProxyResult = await proxyToPool(route.pool, incoming, ex, route.options);
@@ -288,14 +318,19 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
           else {
             raw.respond(result.status, result.statusText, result.block ?? result.headers, result.body, result.length);
-            return settle(ex, undefined);
+            if (!ex.streaming) ex.done();
+            return;
           }
         } else {
           const env: Env["Bindings"] = { ex, raw, upgrade: incoming.upgrade };
+          ex.hold();
           response = await route.app.fetch(incoming.toRequest(), env);
           const up = env.upgraded;
           if (up !== undefined) {
-            if (response === env.tunnelAnswer) return openTunnel(raw, up, ex, route.options.tunnelIdleMs);
+            if (response === env.tunnelAnswer) {
+              ex.release();
+              return openTunnel(raw, up, ex, route.options.tunnelIdleMs);
+            }
             // A middleware answered in place of the backend's 101: that backend connection is not used.
             ex.status = response.status;
             up.backend.destroy();
@@ -308,8 +343,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     } catch (e) {
       response = failed(ex, e);
     }
-    raw.respondWith(response);
-    settle(ex, response);
+    raw.respondWith(settle(ex, response));
   }
 
   return {

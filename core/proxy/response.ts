@@ -81,3 +81,42 @@ export function toResponse(result: ProxyResult, ex: Exchange): Response {
     return errorResponse(502, "bad gateway");
   }
 }
+
+/**
+ * `body` passed on as it is read, its bytes counted: `end(bytes)` runs once, when it ends, fails
+ * or is cancelled (the client went away, a HEAD answer that sends no body).
+ */
+export function countedBody(body: ReadableStream<Uint8Array>, end: (bytes: number) => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let bytes = 0;
+  let ended = false;
+  const over = () => {
+    if (ended) return;
+    ended = true;
+    end(bytes);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          over();
+          throw e;
+        }
+        if (r.done) {
+          c.close();
+          return over();
+        }
+        bytes += r.value.byteLength;
+        c.enqueue(r.value);
+      },
+      cancel(reason) {
+        over();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -12,6 +12,8 @@ export interface ByteSink {
   write(bytes: Uint8Array): void;
   flush(): void;
   close(): Promise<void>;
+  /** Open the file's path again (a file sink only); what was written before is in the old file. */
+  reopen?(): void;
 }
 
 const encoder = new TextEncoder();
@@ -85,6 +87,13 @@ export class BatchingWriter implements Writer {
     this.#timer = undefined;
     if (this.#closed) return;
     this.#writeGathered();
+  }
+
+  /** Gathered lines go to the file as it was; later ones to the file the path names now. */
+  reopen(): void {
+    if (this.#closed || this.#out.reopen === undefined) return;
+    this.#writeGathered();
+    this.#out.reopen();
   }
 
   async close(): Promise<void> {

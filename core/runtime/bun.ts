@@ -66,22 +66,36 @@ process.on("exit", () => {
 function openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer {
   // workers: a file is opened for appending, so several worker processes can share one access log
   // (each write lands at the end) and a restart does not truncate it.
-  const fd = typeof target === "object" ? openSync(target.path, "a") : undefined;
-  const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
-  // FileSink.write copies what it is given (or writes it at once), so the batching buffer is reused.
-  const sink = file.writer({ highWaterMark: 64 * 1024 });
+  const open = () => {
+    const fd = typeof target === "object" ? openSync(target.path, "a") : undefined;
+    const file = target === "stdout" ? Bun.stdout : target === "stderr" ? Bun.stderr : Bun.file(fd!);
+    // FileSink.write copies what it is given (or writes it at once), so the batching buffer is reused.
+    return { fd, sink: file.writer({ highWaterMark: 64 * 1024 }) };
+  };
+  let out = open();
+  const end = async ({ fd, sink }: ReturnType<typeof open>) => {
+    await sink.flush();
+    if (fd !== undefined) {
+      await sink.end();
+      closeSync(fd);
+    }
+  };
   const writer = new BatchingWriter(
     {
-      write: (bytes) => void sink.write(bytes),
-      flush: () => void sink.flush(),
-      close: async () => {
+      write: (bytes) => void out.sink.write(bytes),
+      flush: () => void out.sink.flush(),
+      close: () => {
         openWriters.delete(flush);
-        await sink.flush();
-        if (fd !== undefined) {
-          await sink.end();
-          closeSync(fd);
-        }
+        return end(out);
       },
+      reopen: typeof target === "object"
+        ? () => {
+          // Flushed already (BatchingWriter.reopen): the new file takes every later write.
+          const old = out;
+          out = open();
+          void end(old).catch(() => {});
+        }
+        : undefined,
     },
     options?.chunk,
   );

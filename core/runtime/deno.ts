@@ -71,11 +71,13 @@ function withTargetHost(request: Request): Request {
 }
 
 function openWriter(target: "stdout" | "stderr" | { path: string }, options?: WriterOptions): Writer {
-  const file = target === "stdout"
-    ? Deno.stdout
-    : target === "stderr"
-    ? Deno.stderr
-    : Deno.openSync(target.path, { write: true, create: true, append: true });
+  const open = () =>
+    target === "stdout"
+      ? Deno.stdout
+      : target === "stderr"
+      ? Deno.stderr
+      : Deno.openSync(target.path, { write: true, create: true, append: true });
+  let file = open();
   return new BatchingWriter(
     {
       write(bytes) {
@@ -87,6 +89,13 @@ function openWriter(target: "stdout" | "stderr" | { path: string }, options?: Wr
         if (typeof target === "object") file.close();
         return Promise.resolve();
       },
+      reopen: typeof target === "object"
+        ? () => {
+          const old = file;
+          file = open();
+          old.close();
+        }
+        : undefined,
     },
     options?.chunk,
   );

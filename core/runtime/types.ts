@@ -187,6 +187,11 @@ export interface Writer {
   writeBytes(maxBytes: number, source: ByteSource): void;
   flush(): void;
   close(): Promise<void>;
+  /**
+   * A file writer: write what is gathered to the file, then open the path again (logrotate moved
+   * the file away: lines from now on go to a new file at the path). Whole lines only, none lost.
+   */
+  reopen?(): void;
 }
 
 export interface WriterOptions {
@@ -218,7 +223,7 @@ export interface Runtime {
   readonly version: string;
   serve(options: ServeOptions): Promise<Listener>;
   /** Subscribe to a POSIX signal; returns the function that unsubscribes. */
-  onSignal(signal: "SIGTERM" | "SIGINT" | "SIGHUP", handler: () => void): () => void;
+  onSignal(signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGUSR1", handler: () => void): () => void;
   readTextFile(path: string): Promise<string>;
   env(name: string): string | undefined;
   /** Process arguments after the script (or binary) name. */

@@ -5,6 +5,8 @@
 import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
 import type { ByteSource, Runtime, Writer } from "../runtime/types.ts";
 import { put as putBytes, putInt } from "../http1/bytes.ts";
+import type { AccessField } from "../config/schema.ts";
+import { clfLine, fieldsLine, formatNeeds } from "./access-formats.ts";
 
 export type { Logger };
 
@@ -12,6 +14,10 @@ export interface LogConfig {
   level: "debug" | "info" | "warning" | "error";
   access_log: boolean;
   access_log_file?: string | undefined;
+  /** @default "json" */
+  access_format?: "json" | "combined" | "common";
+  /** The JSON line's fields (access_format json); undefined: the default line. */
+  fields?: readonly AccessField[] | undefined;
 }
 
 /** What one access-log line says about a request (the gateway's request record has these). */
@@ -37,6 +43,11 @@ export interface AccessEntry {
   readonly upstreamPath?: string | undefined;
   /** The request's id (`request_id`), when a middleware set one. */
   readonly requestId?: string | undefined;
+  /** Path and query as sent, when the format reads it ({@link AccessLog.needs}). */
+  readonly target?: string;
+  /** Request headers, when the format reads them ({@link AccessLog.needs}). */
+  readonly referer?: string | null;
+  readonly userAgent?: string | null;
 }
 
 /** Whether the line has any of the fields {@link rareFields} writes. */
@@ -54,9 +65,11 @@ function rareFields(e: AccessEntry): string {
   return `${protocol},"upgrade":${J(t.upgrade)},"bytes_in":${t.bytesIn},"closed_by":${J(t.closedBy)}`;
 }
 
-/** The access log: one JSON line a request. */
+/** The access log: one line a request. */
 export interface AccessLog {
   write(entry: AccessEntry, durationMs: number, ids: { trace_id: string; span_id: string } | undefined): void;
+  /** What the format reads beyond the default JSON line: the target as sent, the Referer and User-Agent. */
+  readonly needs?: { readonly target: boolean; readonly headers: boolean };
 }
 
 export interface Logging {
@@ -64,6 +77,8 @@ export interface Logging {
   logger: Logger;
   /** The access log, or undefined when it is off (so the hot path skips it). */
   access: AccessLog | undefined;
+  /** Reopen `log.access_log_file` (after logrotate moved it): lines from now on go to a file at that path. */
+  reopen?(): void;
   close(): Promise<void>;
 }
 
@@ -286,8 +301,24 @@ class AccessLineSource implements ByteSource {
 }
 const EMPTY: Uint8Array = new Uint8Array(0);
 
-/** The access log over a writer: each line encoded straight into the writer's buffer. */
-export function accessLog(writer: Writer, worker?: number, clock: () => number = Date.now): AccessLog {
+/**
+ * The access log over a writer. The default JSON line is encoded straight into the writer's
+ * buffer; `format` combined or common, or chosen `fields`, are written as strings.
+ */
+export function accessLog(
+  writer: Writer,
+  worker?: number,
+  clock: () => number = Date.now,
+  format: Pick<LogConfig, "access_format" | "fields"> = {},
+): AccessLog {
+  const kind = format.access_format ?? "json";
+  const fields = format.fields;
+  const needs = formatNeeds(kind, fields);
+  if (kind !== "json") {
+    const combined = kind === "combined";
+    return { needs, write: (e) => writer.write(clfLine(e, combined, clock())) };
+  }
+  if (fields !== undefined) return { needs, write: (e, ms, ids) => writer.write(fieldsLine(fields, e, ms, ids, worker, clock())) };
   const source = new AccessLineSource(worker);
   return {
     write(e, durationMs, ids) {
@@ -333,10 +364,13 @@ export async function setupLogging(
   const context = opts.worker === undefined ? undefined : { worker: opts.worker };
   const logger = getLogger(["fulcrum"]);
   const worker = opts.worker;
-  const access: AccessLog | undefined = config.access_log ? accessLog(accessWriter, worker) : undefined;
+  const access: AccessLog | undefined = config.access_log ? accessLog(accessWriter, worker, Date.now, config) : undefined;
   return {
     logger: context ? logger.with(context) : logger,
     access,
+    reopen() {
+      if (accessWriter !== stdout) accessWriter.reopen?.();
+    },
     async close() {
       stdout.flush();
       if (accessWriter !== stdout) await accessWriter.close();

@@ -98,7 +98,7 @@ for (const chain of ["direct", "hono"] as const) {
       expect(res.status).toBe(301);
       expect(res.headers.get("location")).toBe("https://example.com/api/a?b=1");
       expect(b.requests).toHaveLength(0);
-      expect(f.access()[0]).toMatchObject({ status: 301, attempts: 0, pool: "" });
+      expect(f.access()[0]).toMatchObject({ status: 301, attempts: 0, pool: "web" });
     });
 
     test("respond: status, body and headers from the config; request-id before it still tags the answer", async () => {
