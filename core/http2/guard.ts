@@ -98,15 +98,33 @@ export class FrameGuard {
     return this.#blockFrames > 0;
   }
 
-  /** Look at `chunk`'s frame headers; the reason to close the connection, or undefined. */
-  feed(chunk: Uint8Array): string | undefined {
+  #now = 0;
+
+  /** A read begins: the clock for the frames in it, and a new counting window when one is over. */
+  tick(): void {
     const now = performance.now();
+    this.#now = now;
     if (now - this.#windowStart > GUARD.windowMs) {
       this.#windowStart = now;
       this.#resetsInWindow = 0;
       this.#control = 0;
       this.#empty = 0;
     }
+  }
+
+  /**
+   * One frame's header, as the HTTP/2 connection parses it (conn.ts): the reason to close the
+   * connection, or undefined.
+   */
+  check(type: number, flags: number, length: number, stream: number): string | undefined {
+    if (type === HEADERS && stream > this.lastStream) this.lastStream = stream;
+    return this.#frame(type, flags, length, this.#now);
+  }
+
+  /** Look at `chunk`'s frame headers; the reason to close the connection, or undefined. */
+  feed(chunk: Uint8Array): string | undefined {
+    this.tick();
+    const now = this.#now;
     let i = 0;
     const n = chunk.length;
     if (this.#preface > 0) {

@@ -12,7 +12,7 @@ import type { HeaderBlock } from "../http1/bytes.ts";
 import { headerName } from "../http1/names.ts";
 
 /** Headers that describe one HTTP/1.1 connection: malformed in an HTTP/2 request (RFC 9113 §8.2.2), dropped from a response. */
-const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",

@@ -1,0 +1,125 @@
+/**
+ * HTTP/2 frames (RFC 9113 §4, §6): the types, flags, error codes and settings a server reads and
+ * writes, and the connection's output: frames are appended to one buffer, reused, and written
+ * once per turn of the event loop (one system call for everything answered in it).
+ */
+import { Buffer } from "node:buffer";
+
+export const DATA = 0x0,
+  HEADERS = 0x1,
+  PRIORITY = 0x2,
+  RST_STREAM = 0x3,
+  SETTINGS = 0x4,
+  PUSH_PROMISE = 0x5,
+  PING = 0x6,
+  GOAWAY = 0x7,
+  WINDOW_UPDATE = 0x8,
+  CONTINUATION = 0x9;
+
+export const END_STREAM = 0x1, ACK = 0x1, END_HEADERS = 0x4, PADDED = 0x8, PRIORITY_FLAG = 0x20;
+
+/** Error codes (§7). */
+export const NO_ERROR = 0x0,
+  PROTOCOL_ERROR = 0x1,
+  INTERNAL_ERROR = 0x2,
+  FLOW_CONTROL_ERROR = 0x3,
+  STREAM_CLOSED = 0x5,
+  FRAME_SIZE_ERROR = 0x6,
+  REFUSED_STREAM = 0x7,
+  CANCEL = 0x8,
+  COMPRESSION_ERROR = 0x9,
+  ENHANCE_YOUR_CALM = 0xb;
+
+/** Settings identifiers (§6.5.2, RFC 8441 §3). */
+export const S_HEADER_TABLE_SIZE = 0x1,
+  S_ENABLE_PUSH = 0x2,
+  S_MAX_CONCURRENT_STREAMS = 0x3,
+  S_INITIAL_WINDOW_SIZE = 0x4,
+  S_MAX_FRAME_SIZE = 0x5,
+  S_MAX_HEADER_LIST_SIZE = 0x6,
+  S_ENABLE_CONNECT_PROTOCOL = 0x8;
+
+/** The largest frame payload this side accepts (the default: SETTINGS_MAX_FRAME_SIZE not sent). */
+export const MAX_FRAME = 16384;
+export const MAX_WINDOW = 0x7fffffff;
+export const DEFAULT_WINDOW = 65535;
+
+/** The output buffer is given back to this size after a burst made it grow. */
+const OUT_SIZE = 64 * 1024;
+
+/** Frames waiting to be written, in one growing buffer. */
+export class FrameOut {
+  buf: Buffer = Buffer.allocUnsafe(OUT_SIZE);
+  len = 0;
+
+  /** Make room for `n` more bytes. */
+  room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(b, 0, 0, this.len);
+    this.buf = b;
+  }
+
+  /** A frame header for a payload of `length` bytes, with room made for the payload. */
+  head(length: number, type: number, flags: number, stream: number): void {
+    this.room(9 + length);
+    const b = this.buf;
+    let p = this.len;
+    b[p++] = length >>> 16;
+    b[p++] = (length >>> 8) & 0xff;
+    b[p++] = length & 0xff;
+    b[p++] = type;
+    b[p++] = flags;
+    b[p++] = (stream >>> 24) & 0x7f;
+    b[p++] = (stream >>> 16) & 0xff;
+    b[p++] = (stream >>> 8) & 0xff;
+    b[p++] = stream & 0xff;
+    this.len = p;
+  }
+
+  u32(v: number): void {
+    const b = this.buf;
+    let p = this.len;
+    b[p++] = v >>> 24;
+    b[p++] = (v >>> 16) & 0xff;
+    b[p++] = (v >>> 8) & 0xff;
+    b[p++] = v & 0xff;
+    this.len = p;
+  }
+
+  bytes(src: Uint8Array, start: number, end: number): void {
+    this.buf.set(start === 0 && end === src.length ? src : src.subarray(start, end), this.len);
+    this.len += end - start;
+  }
+
+  rst(stream: number, code: number): void {
+    this.head(4, RST_STREAM, 0, stream);
+    this.u32(code);
+  }
+
+  windowUpdate(stream: number, increment: number): void {
+    this.head(4, WINDOW_UPDATE, 0, stream);
+    this.u32(increment);
+  }
+
+  goaway(lastStream: number, code: number): void {
+    this.head(8, GOAWAY, 0, 0);
+    this.u32(lastStream & MAX_WINDOW);
+    this.u32(code);
+  }
+
+  settings(pairs: readonly number[]): void {
+    this.head(pairs.length * 3, SETTINGS, 0, 0);
+    for (let i = 0; i < pairs.length; i += 2) {
+      this.buf[this.len++] = pairs[i]! >>> 8;
+      this.buf[this.len++] = pairs[i]! & 0xff;
+      this.u32(pairs[i + 1]!);
+    }
+  }
+
+  /** What was written is gone: shrink a buffer a burst made large. */
+  taken(): void {
+    this.len = 0;
+    if (this.buf.length > 4 * OUT_SIZE) this.buf = Buffer.allocUnsafe(OUT_SIZE);
+  }
+}
