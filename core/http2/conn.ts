@@ -12,6 +12,7 @@ import { FrameGuard, GUARD } from "./guard.ts";
 import { HpackDecoder, HpackEncoder } from "./hpack.ts";
 import type { H2Stream, StreamHost } from "./stream.ts";
 import { headerBlock, type RequestHost } from "./request.ts";
+import { settingsFrame, windowUpdate } from "./flow.ts";
 
 /** The socket's side, as the listener hands it over (ClientConn: closeTaken). */
 export interface Taken {
@@ -24,16 +25,12 @@ export interface Front extends RequestHost {
   gone(c: H2Connection): void;
 }
 
-/** Output waiting for the socket beyond this makes answers wait (stream.write returns false). */
-const WRITE_HIGH = 256 * 1024;
-/** Frames gathered past this are written at once rather than at the end of the turn. */
-const BATCH_MAX = 64 * 1024;
 /** How long a connection closed on an error keeps reading (and dropping), so that its GOAWAY is not lost to a reset. */
 const LINGER_MS = 1000;
 const PREFACE_LENGTH = 24;
 
 export class H2Connection implements StreamHost {
-  readonly out = new F.FrameOut();
+  readonly out: F.FrameOut;
   readonly enc = new HpackEncoder();
   readonly dec = new HpackDecoder();
   readonly streams = new Map<number, H2Stream>();
@@ -67,12 +64,9 @@ export class H2Connection implements StreamHost {
   blockStream = 0;
   blockFlags = 0;
   blockParts: Buffer[] = [];
-  #pending: Buffer | undefined;
-  #scheduled = false;
   #waitWindow = new Set<H2Stream>();
   #waitRoom = new Set<H2Stream>();
   #released = false;
-  readonly #flushFn = () => this.flush();
 
   constructor(
     readonly front: Front,
@@ -80,6 +74,7 @@ export class H2Connection implements StreamHost {
     readonly taken: Taken,
     readonly clientIp: string,
   ) {
+    this.out = new F.FrameOut(socket);
     const s = front.settings;
     this.guard = new FrameGuard(this, s.maxHeaderListSize);
     // The connection's receive window: a few streams' worth, so one paused stream does not stop the others.
@@ -100,12 +95,7 @@ export class H2Connection implements StreamHost {
   }
 
   get full(): boolean {
-    return this.queued >= WRITE_HIGH;
-  }
-
-  /** Bytes written but not taken by the kernel yet, and frames not written yet. */
-  get queued(): number {
-    return (this.#pending?.length ?? 0) + this.out.len;
+    return this.out.full;
   }
 
   // ---- reading ----
@@ -140,7 +130,7 @@ export class H2Connection implements StreamHost {
       i += 9 + length;
     }
     if (i < n) this.#in = i === 0 ? b : b.subarray(i);
-    this.front.dispatch(this);
+    this.front.dispatch();
   }
 
   #frame(type: number, flags: number, id: number, b: Buffer, p: number, end: number): void {
@@ -169,7 +159,7 @@ export class H2Connection implements StreamHost {
         return;
       }
       case F.SETTINGS:
-        return this.#settingsFrame(flags, id, b, p, end);
+        return settingsFrame(this, flags, id, b, p, end);
       case F.PUSH_PROMISE:
         return this.error(F.PROTOCOL_ERROR, "PUSH_PROMISE from a client");
       case F.PING:
@@ -187,7 +177,7 @@ export class H2Connection implements StreamHost {
         if (!this.goaway) this.close();
         return;
       case F.WINDOW_UPDATE:
-        return this.#windowUpdate(id, b, p, end);
+        return windowUpdate(this, id, b, p, end);
     }
     // Unknown frame types are ignored (§4.1, §5.5).
   }
@@ -230,59 +220,8 @@ export class H2Connection implements StreamHost {
     }
   }
 
-  #settingsFrame(flags: number, id: number, b: Buffer, p: number, end: number): void {
-    if (id !== 0) return this.error(F.PROTOCOL_ERROR, "SETTINGS on a stream");
-    if ((flags & F.ACK) !== 0) {
-      if (end !== p) this.error(F.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
-      return;
-    }
-    if ((end - p) % 6 !== 0) return this.error(F.FRAME_SIZE_ERROR, "SETTINGS of the wrong size");
-    for (let i = p; i < end; i += 6) {
-      const key = b.readUInt16BE(i);
-      const v = b.readUInt32BE(i + 2);
-      if (key === F.S_ENABLE_PUSH || key === F.S_ENABLE_CONNECT_PROTOCOL) {
-        if (v > 1) return this.error(F.PROTOCOL_ERROR, "a boolean setting other than 0 or 1");
-      } else if (key === F.S_INITIAL_WINDOW_SIZE) {
-        if (v > F.MAX_WINDOW) return this.error(F.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1");
-        const delta = v - this.peerWindow;
-        this.peerWindow = v;
-        for (const s of this.streams.values()) {
-          s.sendWindow += delta;
-          if (s.sendWindow > F.MAX_WINDOW) return this.error(F.FLOW_CONTROL_ERROR, "a stream window over 2^31-1");
-        }
-      } else if (key === F.S_MAX_FRAME_SIZE) {
-        if (v < 16384 || v > 0xffffff) return this.error(F.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range");
-        this.maxFrame = v;
-      }
-      // HEADER_TABLE_SIZE: answers use no dynamic table; the others do not bind a server.
-    }
-    this.out.head(0, F.SETTINGS, F.ACK, 0);
-    this.wrote();
-    this.#windowOpened();
-  }
-
-  #windowUpdate(id: number, b: Buffer, p: number, end: number): void {
-    if (end - p !== 4) return this.error(F.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size");
-    const inc = b.readUInt32BE(p) & F.MAX_WINDOW;
-    if (id === 0) {
-      if (inc === 0) return this.error(F.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
-      this.sendWindow += inc;
-      if (this.sendWindow > F.MAX_WINDOW) return this.error(F.FLOW_CONTROL_ERROR, "the connection's window over 2^31-1");
-      return this.#windowOpened();
-    }
-    const s = this.streams.get(id);
-    if (s === undefined) {
-      if (id > this.lastStream) this.error(F.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
-      return;
-    }
-    if (inc === 0) return this.streamError(id, F.PROTOCOL_ERROR);
-    s.sendWindow += inc;
-    if (s.sendWindow > F.MAX_WINDOW) return this.streamError(id, F.FLOW_CONTROL_ERROR);
-    if (s.waiting && this.sendWindow > 0) s.flush();
-  }
-
   /** A window grew: the streams waiting on it go on, first come first served. */
-  #windowOpened(): void {
+  windowOpened(): void {
     if (this.#waitWindow.size === 0) return;
     const waiting = [...this.#waitWindow];
     this.#waitWindow.clear();
@@ -355,36 +294,16 @@ export class H2Connection implements StreamHost {
   // ---- writing ----
 
   wrote(): void {
-    if (this.out.len >= BATCH_MAX) return this.flush();
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#flushFn);
-    }
+    this.out.wrote();
   }
 
   flush(): void {
-    this.#scheduled = false;
-    const out = this.out;
-    if (out.len === 0 || this.#released) return;
-    if (this.#pending !== undefined) {
-      this.#pending = Buffer.concat([this.#pending, out.buf.subarray(0, out.len)]);
-      return out.taken();
-    }
-    const n = this.socket.write(out.buf, 0, out.len);
-    if (n < out.len) this.#pending = Buffer.from(out.buf.subarray(n > 0 ? n : 0, out.len));
-    out.taken();
+    this.out.flush();
   }
 
   onDrain(): void {
-    const p = this.#pending;
-    if (p === undefined) return;
-    const n = this.socket.write(p);
-    if (n < p.length) {
-      this.#pending = n > 0 ? p.subarray(n) : p;
-      return;
-    }
-    this.#pending = undefined;
-    if (this.out.len > 0) this.flush();
+    if (!this.out.drain()) return;
+    if (this.#finishOnDrain) return this.#finish(true);
     if (this.full || this.#waitRoom.size === 0) return;
     const waiting = [...this.#waitRoom];
     this.#waitRoom.clear();
@@ -408,7 +327,7 @@ export class H2Connection implements StreamHost {
     this.#abortAll();
     this.flush();
     // Reading (and dropping) what still comes for a moment: closing with unread input makes the kernel reset, losing the GOAWAY.
-    const t = setTimeout(() => this.#finish(this.#pending === undefined), LINGER_MS);
+    const t = setTimeout(() => this.#finish(this.out.pending === undefined), LINGER_MS);
     (t as { unref?: () => void }).unref?.();
   }
 
@@ -430,13 +349,18 @@ export class H2Connection implements StreamHost {
     for (const s of [...this.streams.values()]) s.gone();
   }
 
+  #finishOnDrain = false;
+
   #finish(graceful: boolean): void {
     if (this.#released) return;
     this.flush();
+    // A graceful close writes everything first (the socket's drain comes back here).
+    if (graceful && this.out.pending !== undefined) return void (this.#finishOnDrain = true);
     this.dead = true;
     this.#released = true;
+    this.out.closed = true;
     this.#abortAll();
-    this.taken.closeTaken(graceful && this.#pending === undefined);
+    this.taken.closeTaken(graceful && this.out.pending === undefined);
     this.front.gone(this);
   }
 

@@ -46,11 +46,73 @@ export const DEFAULT_WINDOW = 65535;
 
 /** The output buffer is given back to this size after a burst made it grow. */
 const OUT_SIZE = 64 * 1024;
+/** Output waiting for the socket beyond this makes answers wait (stream.write returns false). */
+const WRITE_HIGH = 256 * 1024;
 
-/** Frames waiting to be written, in one growing buffer. */
+/** The socket as the output needs it (TcpSocket). */
+interface Writable {
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+}
+
+/**
+ * Frames waiting to be written, in one growing buffer, written once per turn of the event loop
+ * (or at once past {@link OUT_SIZE}); what the kernel does not take waits in `pending` for drain.
+ */
 export class FrameOut {
   buf: Buffer = Buffer.allocUnsafe(OUT_SIZE);
   len = 0;
+  pending: Buffer | undefined;
+  /** Nothing more is written (the socket is closed). */
+  closed = false;
+  #scheduled = false;
+  readonly #flushFn = () => this.flush();
+
+  constructor(readonly socket: Writable) {}
+
+  /** Bytes not taken by the kernel yet, and frames not written yet. */
+  get queued(): number {
+    return (this.pending?.length ?? 0) + this.len;
+  }
+
+  /** Writers wait (for drain) past this. */
+  get full(): boolean {
+    return this.queued >= WRITE_HIGH;
+  }
+
+  /** Frames were added: write them this turn. */
+  wrote(): void {
+    if (this.len >= OUT_SIZE) return this.flush();
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushFn);
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    if (this.len === 0 || this.closed) return;
+    if (this.pending !== undefined) {
+      this.pending = Buffer.concat([this.pending, this.buf.subarray(0, this.len)]);
+      return this.#taken();
+    }
+    const n = this.socket.write(this.buf, 0, this.len);
+    if (n < this.len) this.pending = Buffer.from(this.buf.subarray(n > 0 ? n : 0, this.len));
+    this.#taken();
+  }
+
+  /** The socket has room: true once everything waiting has been written. */
+  drain(): boolean {
+    const p = this.pending;
+    if (p === undefined) return true;
+    const n = this.socket.write(p);
+    if (n < p.length) {
+      this.pending = n > 0 ? p.subarray(n) : p;
+      return false;
+    }
+    this.pending = undefined;
+    if (this.len > 0) this.flush();
+    return this.pending === undefined;
+  }
 
   /** Make room for `n` more bytes. */
   room(n: number): void {
@@ -118,7 +180,7 @@ export class FrameOut {
   }
 
   /** What was written is gone: shrink a buffer a burst made large. */
-  taken(): void {
+  #taken(): void {
     this.len = 0;
     if (this.buf.length > 4 * OUT_SIZE) this.buf = Buffer.allocUnsafe(OUT_SIZE);
   }

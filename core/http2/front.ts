@@ -7,6 +7,7 @@ import type { Buffer } from "node:buffer";
 import type { Http2Settings, RawExchange, TcpSocket, TlsInfo } from "../runtime/types.ts";
 import { type Front, H2Connection, type Taken } from "./conn.ts";
 import type { H2Head } from "./headers.ts";
+import type { RequestConn } from "./request.ts";
 import type { H2Stream } from "./stream.ts";
 import { type ExchangeConn, H2Exchange } from "./stream-exchange.ts";
 
@@ -66,7 +67,7 @@ export class H2Front implements Front {
   readonly conns = new Set<H2Connection>();
   readonly settings: Http2Settings;
   readonly maxBody: number;
-  #sides = new WeakMap<H2Connection, ClientSide>();
+  #sides = new WeakMap<RequestConn, ClientSide>();
   #queue: H2Exchange[] = [];
   #sweep: ReturnType<typeof setInterval> | undefined;
 
@@ -87,28 +88,29 @@ export class H2Front implements Front {
     takeover: (owner: Owner) => { socket: TcpSocket<unknown>; conn: Taken; tlsInfo?: () => TlsInfo | undefined } | undefined,
     first: Buffer | undefined,
   ): void {
-    let c: H2Connection | undefined;
+    // The socket's events go to the connection once it exists (the takeover needs its owner first).
+    const ref: { c?: H2Connection } = {};
     const owner: Owner = {
-      onData: (b) => c?.onData(b),
-      onDrain: () => c?.onDrain(),
-      onEnd: () => c?.onEnd(),
-      onClose: (e) => c?.onClose(e),
-      onShutdown: () => c?.onShutdown(),
+      onData: (b) => ref.c?.onData(b),
+      onDrain: () => ref.c?.onDrain(),
+      onEnd: () => ref.c?.onEnd(),
+      onClose: (e) => ref.c?.onClose(e),
+      onShutdown: () => ref.c?.onShutdown(),
     };
     const taken = takeover(owner);
     if (taken === undefined) return;
-    c = new H2Connection(this, taken.socket, taken.conn, clientIp);
+    const c = (ref.c = new H2Connection(this, taken.socket, taken.conn, clientIp));
     this.conns.add(c);
     this.#sides.set(c, new ClientSide(c, this, taken.tlsInfo ?? (() => undefined)));
     if (first !== undefined && first.length > 0) c.onData(first);
     this.#watch();
   }
 
-  request(c: H2Connection, s: H2Stream, head: H2Head): void {
+  request(c: RequestConn, s: H2Stream, head: H2Head): void {
     this.#queue.push(new H2Exchange(s, head, this.#sides.get(c)!));
   }
 
-  dispatch(_c: H2Connection): void {
+  dispatch(): void {
     const q = this.#queue;
     if (q.length === 0) return;
     this.#queue = [];

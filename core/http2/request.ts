@@ -6,26 +6,42 @@
 import { Buffer } from "node:buffer";
 import { RequestError } from "../http1/request-head.ts";
 import type { Http2Settings } from "../runtime/types.ts";
-import type { H2Connection } from "./conn.ts";
 import { checkTrailers, Malformed, requestFields } from "./fields.ts";
 import * as F from "./frames.ts";
 import { type H2Head, requestHead } from "./headers.ts";
-import { HpackError } from "./hpack.ts";
-import { H2Stream } from "./stream.ts";
+import { type HpackDecoder, HpackError } from "./hpack.ts";
+import { H2Stream, type StreamHost } from "./stream.ts";
 
 /** What opening a stream needs of the listener's front (front.ts). */
 export interface RequestHost {
   readonly settings: Http2Settings;
   readonly maxBody: number;
   /** A request to serve: queued, handed to the gateway at the end of the read (dispatch). */
-  request(c: H2Connection, s: H2Stream, head: H2Head): void;
+  request(c: RequestConn, s: H2Stream, head: H2Head): void;
   /** The read is parsed: streams still open go to the gateway (one reset in the same read never does). */
-  dispatch(c: H2Connection): void;
+  dispatch(): void;
+}
+
+/** What header blocks need of their connection (H2Connection, conn.ts). */
+export interface RequestConn extends StreamHost {
+  readonly front: RequestHost;
+  readonly dec: HpackDecoder;
+  readonly streams: Map<number, H2Stream>;
+  readonly peerWindow: number;
+  readonly goaway: boolean;
+  readonly active: number;
+  lastStream: number;
+  blockStream: number;
+  blockFlags: number;
+  blockParts: Buffer[];
+  error(code: number, reason: string): void;
+  streamError(id: number, code: number): void;
+  opened(s: H2Stream): void;
 }
 
 const TEXT = ["content-type", "text/plain; charset=utf-8"];
 
-export function headerBlock(c: H2Connection, type: number, flags: number, id: number, b: Buffer, p: number, end: number): void {
+export function headerBlock(c: RequestConn, type: number, flags: number, id: number, b: Buffer, p: number, end: number): void {
   if (type === F.CONTINUATION) {
     if (c.blockStream === 0 || id !== c.blockStream) return c.error(F.PROTOCOL_ERROR, "CONTINUATION without its HEADERS");
     c.blockParts.push(Buffer.from(b.subarray(p, end)));
@@ -65,7 +81,7 @@ export function headerBlock(c: H2Connection, type: number, flags: number, id: nu
 }
 
 /** Decode a block; the fields (name, value, …), or undefined past max_header_list_size (decoded to the end all the same). */
-function decode(c: H2Connection, b: Uint8Array, start: number, end: number): string[] | undefined | null {
+function decode(c: RequestConn, b: Uint8Array, start: number, end: number): string[] | undefined | null {
   const list: string[] = [];
   const max = c.front.settings.maxHeaderListSize;
   let size = 0;
@@ -82,7 +98,7 @@ function decode(c: H2Connection, b: Uint8Array, start: number, end: number): str
   return size <= max ? list : undefined;
 }
 
-function complete(c: H2Connection, flags: number, id: number, b: Uint8Array, start: number, end: number): void {
+function complete(c: RequestConn, flags: number, id: number, b: Uint8Array, start: number, end: number): void {
   const list = decode(c, b, start, end);
   if (list === null) return;
   const endStream = (flags & F.END_STREAM) !== 0;

@@ -78,6 +78,10 @@ export class H2Stream {
   /** DATA for this stream (already checked against its window). */
   data(chunk: Buffer): void {
     this.received += chunk.length;
+    this.#deliver(chunk);
+  }
+
+  #deliver(chunk: Buffer): void {
     if (this.#discard) return this.#consume(chunk.length);
     const f = this.onData;
     if (f === undefined) {
@@ -102,7 +106,7 @@ export class H2Stream {
     this.onEnd = onEnd;
     const early = this.#early;
     this.#early = undefined;
-    if (early !== undefined) { for (const c of early) if (!this.closed) this.data((this.received -= c.length, c)); }
+    if (early !== undefined) { for (const c of early) if (!this.closed) this.#deliver(c); }
     if (this.remoteDone && !this.closed) onEnd();
   }
 
