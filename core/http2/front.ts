@@ -9,7 +9,7 @@ import { type Front, H2Connection, type Taken } from "./conn.ts";
 import type { H2Head } from "./headers.ts";
 import type { RequestConn } from "./request.ts";
 import type { H2Stream } from "./stream.ts";
-import { type ExchangeConn, H2Exchange } from "./stream-exchange.ts";
+import { type ExchangeConn, H2Exchange } from "./exchange.ts";
 
 export interface H2Options {
   settings: Http2Settings;
