@@ -307,7 +307,7 @@ export class H2Connection implements StreamHost {
     if (this.full || this.#waitRoom.size === 0) return;
     const waiting = [...this.#waitRoom];
     this.#waitRoom.clear();
-    for (const s of waiting) if (!s.closed) s.onDrain?.();
+    for (const s of waiting) s.room();
   }
 
   // ---- closing ----

@@ -92,44 +92,40 @@ export class HpackDecoder {
    * Decode `b[start, end)`, calling `field` for each header in order. Every field is decoded
    * even past a size bound, so that the dynamic table stays as the client's encoder has it.
    */
-  decode(b: Uint8Array, start: number, end: number, field: (name: string, value: string) => void): void {
+  decode(b: Buffer, start: number, end: number, field: (name: string, value: string) => void): void {
     let p = start;
     let fields = false;
     while (p < end) {
       const c = b[p]!;
       if (c & 0x80) {
         // Indexed field (§6.1).
-        const r = int(b, p, end, 7);
-        p = r.at;
-        if (r.value === 0) throw new HpackError("index 0");
-        field(this.#name(r.value), this.#value(r.value));
+        const i = int(b, p, end, 7);
+        p = pos;
+        if (i === 0) throw new HpackError("index 0");
+        field(this.#name(i), this.#value(i));
         fields = true;
         continue;
       }
       if ((c & 0xe0) === 0x20) {
         // Dynamic table size update (§6.3): only before the first field of a block.
-        const r = int(b, p, end, 5);
-        p = r.at;
+        const size = int(b, p, end, 5);
+        p = pos;
         if (fields) throw new HpackError("table size update after a field");
-        if (r.value > TABLE_SIZE) throw new HpackError("table size update over the limit");
-        this.#max = r.value;
+        if (size > TABLE_SIZE) throw new HpackError("table size update over the limit");
+        this.#max = size;
         this.#evict(0);
         continue;
       }
       // Literal: with incremental indexing (01), without (0000) or never indexed (0001).
       const indexing = (c & 0xc0) === 0x40;
-      const r = int(b, p, end, indexing ? 6 : 4);
-      p = r.at;
+      const i = int(b, p, end, indexing ? 6 : 4);
       let name: string;
-      if (r.value === 0) {
-        const s = str(b, p, end);
-        name = s.value;
-        p = s.at;
-      } else name = this.#name(r.value);
-      const v = str(b, p, end);
-      p = v.at;
-      if (indexing) this.#add(name, v.value);
-      field(name, v.value);
+      if (i === 0) name = str(b, pos, end);
+      else name = this.#name(i);
+      const value = str(b, pos, end);
+      p = pos;
+      if (indexing) this.#add(name, value);
+      field(name, value);
       fields = true;
     }
   }
@@ -175,11 +171,17 @@ export class HpackDecoder {
   }
 }
 
-/** Integer with an N-bit prefix (§5.1); bounded to 2^28 (no field or table is that large). */
-function int(b: Uint8Array, p: number, end: number, bits: number): { value: number; at: number } {
+/** Where the last int() or str() stopped reading (no object per call). */
+let pos = 0;
+
+/** Integer with an N-bit prefix (§5.1); bounded to 2^28 (no field or table is that large). Sets {@link pos}. */
+function int(b: Uint8Array, p: number, end: number, bits: number): number {
   const max = (1 << bits) - 1;
   let v = b[p++]! & max;
-  if (v < max) return { value: v, at: p };
+  if (v < max) {
+    pos = p;
+    return v;
+  }
   let shift = 0;
   for (;;) {
     if (p >= end) throw new HpackError("truncated integer");
@@ -189,19 +191,23 @@ function int(b: Uint8Array, p: number, end: number, bits: number): { value: numb
     shift += 7;
     if (shift > 21) throw new HpackError("integer too large");
   }
-  return { value: v, at: p };
+  pos = p;
+  return v;
 }
 
-function str(b: Uint8Array, p: number, end: number): { value: string; at: number } {
+/** A string literal (§5.2). Sets {@link pos}. */
+function str(b: Buffer, p: number, end: number): string {
   if (p >= end) throw new HpackError("truncated string");
   const huffman = (b[p]! & 0x80) !== 0;
-  const r = int(b, p, end, 7);
-  const e = r.at + r.value;
+  const n = int(b, p, end, 7);
+  const s = pos;
+  const e = s + n;
   if (e > end) throw new HpackError("string beyond the block");
-  if (!huffman) return { value: (b as Buffer).toString("latin1", r.at, e), at: e };
-  const value = huffmanDecode(b, r.at, e);
+  pos = e;
+  if (!huffman) return b.toString("latin1", s, e);
+  const value = huffmanDecode(b, s, e);
   if (value === undefined) throw new HpackError("invalid Huffman code");
-  return { value, at: e };
+  return value;
 }
 
 // ---- encoding (responses) ----

@@ -81,7 +81,7 @@ export function headerBlock(c: RequestConn, type: number, flags: number, id: num
 }
 
 /** Decode a block; the fields (name, value, …), or undefined past max_header_list_size (decoded to the end all the same). */
-function decode(c: RequestConn, b: Uint8Array, start: number, end: number): string[] | undefined | null {
+function decode(c: RequestConn, b: Buffer, start: number, end: number): string[] | undefined | null {
   const list: string[] = [];
   const max = c.front.settings.maxHeaderListSize;
   let size = 0;
@@ -98,7 +98,7 @@ function decode(c: RequestConn, b: Uint8Array, start: number, end: number): stri
   return size <= max ? list : undefined;
 }
 
-function complete(c: RequestConn, flags: number, id: number, b: Uint8Array, start: number, end: number): void {
+function complete(c: RequestConn, flags: number, id: number, b: Buffer, start: number, end: number): void {
   const list = decode(c, b, start, end);
   if (list === null) return;
   const endStream = (flags & F.END_STREAM) !== 0;

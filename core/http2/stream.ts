@@ -62,6 +62,8 @@ export class H2Stream {
   #endAfter = false;
   #blocked = false;
   #discard = false;
+  /** `write` returned false: `onDrain` is owed. */
+  #wantDrain = false;
 
   constructor(
     readonly host: StreamHost,
@@ -196,18 +198,25 @@ export class H2Stream {
       this.#queue = joined;
       this.#queueAt = 0;
       this.#endAfter ||= end;
+      this.#wantDrain = true;
       return false;
     }
     this.#queue = data;
     this.#queueAt = 0;
     this.#endAfter = end;
     this.flush();
-    if (this.#queue !== undefined) return false;
-    if (this.host.full && !this.closed) {
-      this.host.waitRoom(this);
-      return false;
-    }
-    return true;
+    if (this.closed) return true;
+    if (this.#queue === undefined && (!this.host.full || this.localDone)) return true;
+    this.#wantDrain = true;
+    if (this.#queue === undefined) this.host.waitRoom(this);
+    return false;
+  }
+
+  /** The socket took what waited: a writer told to wait goes on. */
+  room(): void {
+    if (!this.#wantDrain || this.#queue !== undefined || this.closed) return;
+    this.#wantDrain = false;
+    this.onDrain?.();
   }
 
   /** END_STREAM (after what waits). */
@@ -254,7 +263,8 @@ export class H2Stream {
       host.block(false);
     }
     if (this.#endAfter) this.#localEnd();
-    else if (!host.full) this.onDrain?.();
+    else if (!this.#wantDrain) return;
+    else if (!host.full) this.room();
     else host.waitRoom(this);
   }
 
