@@ -28,10 +28,12 @@ export interface Front extends RequestHost {
 /** How long a connection closed on an error keeps reading (and dropping), so that its GOAWAY is not lost to a reset. */
 const LINGER_MS = 1000;
 const PREFACE_LENGTH = 24;
+const ENCODER = new HpackEncoder();
 
 export class H2Connection implements StreamHost {
   readonly out: F.FrameOut;
-  readonly enc = new HpackEncoder();
+  /** One encoder for every connection: a block is encoded and copied into `out` at once. */
+  readonly enc = ENCODER;
   readonly dec = new HpackDecoder();
   readonly streams = new Map<number, H2Stream>();
   readonly guard: FrameGuard;
@@ -270,6 +272,7 @@ export class H2Connection implements StreamHost {
       if (n > 0) this.consumed(n);
       if (--this.active === 0) {
         this.idleSince = performance.now();
+        this.out.idle();
         if (this.goaway && !this.dead) this.#finish(true);
       }
     }

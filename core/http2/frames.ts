@@ -44,8 +44,11 @@ export const MAX_FRAME = 16384;
 export const MAX_WINDOW = 0x7fffffff;
 export const DEFAULT_WINDOW = 65535;
 
-/** The output buffer is given back to this size after a burst made it grow. */
+/** Frames gathered past this are written at once; a buffer grown past it is dropped once written. */
 const OUT_SIZE = 64 * 1024;
+/** The output buffer's size to begin with (made when first needed, dropped while the connection is idle). */
+const OUT_START = 16 * 1024;
+const NONE = Buffer.alloc(0);
 /** Output waiting for the socket beyond this makes answers wait (stream.write returns false). */
 const WRITE_HIGH = 256 * 1024;
 
@@ -59,7 +62,7 @@ interface Writable {
  * (or at once past {@link OUT_SIZE}); what the kernel does not take waits in `pending` for drain.
  */
 export class FrameOut {
-  buf: Buffer = Buffer.allocUnsafe(OUT_SIZE);
+  buf: Buffer = NONE;
   len = 0;
   pending: Buffer | undefined;
   /** Nothing more is written (the socket is closed). */
@@ -117,7 +120,7 @@ export class FrameOut {
   /** Make room for `n` more bytes. */
   room(n: number): void {
     if (this.len + n <= this.buf.length) return;
-    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n, OUT_START));
     this.buf.copy(b, 0, 0, this.len);
     this.buf = b;
   }
@@ -182,6 +185,17 @@ export class FrameOut {
   /** What was written is gone: shrink a buffer a burst made large. */
   #taken(): void {
     this.len = 0;
-    if (this.buf.length > 4 * OUT_SIZE) this.buf = Buffer.allocUnsafe(OUT_SIZE);
+    if (this.buf.length > OUT_SIZE || this.#drop) {
+      this.buf = NONE;
+      this.#drop = false;
+    }
+  }
+
+  #drop = false;
+
+  /** The connection has no stream open: an idle connection holds no output buffer once this is written. */
+  idle(): void {
+    if (this.len === 0) this.buf = NONE;
+    else this.#drop = true;
   }
 }
