@@ -51,7 +51,10 @@ export class H2Connection implements StreamHost {
   active = 0;
   answered = 0;
   prematureResets = 0;
-  idleSince = performance.now();
+  /** Streams opened so far; the sweep's idle clock (front.ts): since when, and at which count of opened streams. */
+  opens = 0;
+  idleSince = 0;
+  idleAt = -1;
   /** Streams whose answer waits for a window, and since when one has. */
   blocked = 0;
   blockedSince = 0;
@@ -262,6 +265,7 @@ export class H2Connection implements StreamHost {
   opened(s: H2Stream): void {
     this.streams.set(s.id, s);
     this.active++;
+    this.opens++;
   }
 
   released(s: H2Stream): void {
@@ -271,8 +275,6 @@ export class H2Connection implements StreamHost {
       const n = s.unconsumed;
       if (n > 0) this.consumed(n);
       if (--this.active === 0) {
-        this.idleSince = performance.now();
-        this.out.idle();
         if (this.goaway && !this.dead) this.#finish(true);
       }
     }

@@ -132,7 +132,6 @@ function encodeBlock(enc: HpackEncoder, block: HeaderBlock, skip: string | undef
   for (let r = 0; r < runs.length; r += 2) {
     const base = runs[r]!;
     const end = runs[r + 1]!;
-    let text: string | undefined;
     for (let i = base; i < end;) {
       let colon = i;
       while (buf[colon] !== 58) colon++;
@@ -142,9 +141,15 @@ function encodeBlock(enc: HpackEncoder, block: HeaderBlock, skip: string | undef
       let ve = eol;
       while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
       while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
-      text ??= buf.toString("latin1", base, end);
-      const name = headerName(buf, i, colon, text, base);
-      if (!dropped(name) && name !== skip) enc.fieldBytes(name, buf, vs, ve);
+      // A common name comes back interned; any other as "" (sliced from no text): written as bytes,
+      // unless it may be one HTTP/2 does not carry (te, upgrade, transfer-encoding, proxy-connection) or `skip`.
+      let name = headerName(buf, i, colon, "", i);
+      const n = colon - i;
+      if (name === "" && (n === 2 || n === 7 || n === 16 || n === 17 || n === skip?.length)) {
+        name = buf.toString("latin1", i, colon).toLowerCase();
+      }
+      if (name === "") enc.rawField(buf, i, colon, vs, ve);
+      else if (!dropped(name) && name !== skip) enc.fieldBytes(name, buf, vs, ve);
       i = eol + 2;
     }
   }

@@ -49,6 +49,13 @@ const OUT_SIZE = 64 * 1024;
 /** The output buffer's size to begin with (made when first needed, dropped while the connection is idle). */
 const OUT_START = 16 * 1024;
 const NONE = Buffer.alloc(0);
+/**
+ * Output buffers not in use. A connection takes one when it has frames to write and gives it back
+ * once they are written (the kernel or `pending` has them): buffers are held per turn of the event
+ * loop, not per connection, and an idle connection holds none.
+ */
+const FREE: Buffer[] = [];
+const FREE_MAX = 64;
 /** Output waiting for the socket beyond this makes answers wait (stream.write returns false). */
 const WRITE_HIGH = 256 * 1024;
 
@@ -120,8 +127,12 @@ export class FrameOut {
   /** Make room for `n` more bytes. */
   room(n: number): void {
     if (this.len + n <= this.buf.length) return;
+    if (this.buf === NONE && n <= OUT_START && FREE.length > 0) {
+      this.buf = FREE.pop()!;
+      return;
+    }
     const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n, OUT_START));
-    this.buf.copy(b, 0, 0, this.len);
+    if (this.len > 0) this.buf.copy(b, 0, 0, this.len);
     this.buf = b;
   }
 
@@ -153,7 +164,9 @@ export class FrameOut {
   }
 
   bytes(src: Uint8Array, start: number, end: number): void {
-    this.buf.set(start === 0 && end === src.length ? src : src.subarray(start, end), this.len);
+    // Buffer.copy makes no view; a plain Uint8Array (a body chunk) needs one unless whole.
+    if (Buffer.isBuffer(src)) src.copy(this.buf, this.len, start, end);
+    else this.buf.set(start === 0 && end === src.length ? src : src.subarray(start, end), this.len);
     this.len += end - start;
   }
 
@@ -182,20 +195,11 @@ export class FrameOut {
     }
   }
 
-  /** What was written is gone: shrink a buffer a burst made large. */
+  /** What was written is gone: the buffer goes back to the free list (one a burst made large, to the collector). */
   #taken(): void {
     this.len = 0;
-    if (this.buf.length > OUT_SIZE || this.#drop) {
-      this.buf = NONE;
-      this.#drop = false;
-    }
-  }
-
-  #drop = false;
-
-  /** The connection has no stream open: an idle connection holds no output buffer once this is written. */
-  idle(): void {
-    if (this.len === 0) this.buf = NONE;
-    else this.#drop = true;
+    const b = this.buf;
+    this.buf = NONE;
+    if (b.length === OUT_START && FREE.length < FREE_MAX) FREE.push(b);
   }
 }

@@ -150,8 +150,13 @@ export class H2Front implements Front {
       }
       const now = performance.now();
       for (const c of this.conns) {
-        if (idleMs > 0 && c.active === 0 && now - c.idleSince > idleMs) c.close();
-        else if (c.blocked > 0 && now - Math.max(c.blockedSince, c.guard.windowMovedAt) > stallMs) {
+        // Idle: no stream open at two sweeps idleMs apart and none opened in between (no clock read per stream).
+        if (idleMs > 0 && c.active === 0) {
+          if (c.idleAt !== c.opens) {
+            c.idleAt = c.opens;
+            c.idleSince = now;
+          } else if (now - c.idleSince > idleMs) c.close();
+        } else if (c.blocked > 0 && now - Math.max(c.blockedSince, c.guard.windowMovedAt) > stallMs) {
           c.abuse(`answers waited ${Math.round(stallMs / 1000)} s for a flow-control window the client never opened`);
         }
       }

@@ -263,7 +263,7 @@ export class HpackEncoder {
   }
 
   /** A field whose value is `src[start, end)` (a backend's header line, copied as bytes). */
-  fieldBytes(name: string, src: Uint8Array, start: number, end: number): void {
+  fieldBytes(name: string, src: Buffer, start: number, end: number): void {
     const n = end - start;
     this.#room(name.length + n + 12);
     const i = STATIC_NAME.get(name);
@@ -274,8 +274,23 @@ export class HpackEncoder {
       this.len += this.buf.write(name, this.len, "latin1");
     }
     this.#int(n, 7, 0x00);
-    this.buf.set(src.subarray(start, end), this.len);
+    (src as Buffer).copy(this.buf, this.len, start, end);
     this.len += n;
+  }
+
+  /** A field with a name not in the static table, both given as bytes (the name lower-cased here). */
+  rawField(src: Buffer, ns: number, ne: number, vs: number, ve: number): void {
+    this.#room(ne - ns + ve - vs + 12);
+    const b = this.buf;
+    b[this.len++] = 0x00;
+    this.#int(ne - ns, 7, 0x00);
+    for (let i = ns; i < ne; i++) {
+      const c = src[i]!;
+      b[this.len++] = c >= 65 && c <= 90 ? c | 0x20 : c;
+    }
+    this.#int(ve - vs, 7, 0x00);
+    src.copy(b, this.len, vs, ve);
+    this.len += ve - vs;
   }
 
   #int(n: number, bits: number, first: number): void {
