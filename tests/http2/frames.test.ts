@@ -27,6 +27,7 @@ import {
   WINDOW_UPDATE,
 } from "../helpers/h2frames.ts";
 import { huffmanEncode } from "../../core/http2/huffman.ts";
+import { HpackDecoder } from "../../core/http2/hpack.ts";
 
 const PROTOCOL_ERROR = 1, FLOW_CONTROL_ERROR = 3, STREAM_CLOSED = 5, FRAME_SIZE_ERROR = 6, REFUSED_STREAM = 7, COMPRESSION_ERROR = 9;
 const PADDED = 0x8, PRIORITY = 0x20;
@@ -293,6 +294,25 @@ describe("HTTP/2 frames", () => {
     await waitEnd(c, 1);
     await waitEnd(c, 3);
     expect([body(c, 1), body(c, 3)]).toEqual(["slow", "slow"]);
+  });
+
+  test("a backend's header names reach the client lower-case, connection-specific ones dropped, values intact", async () => {
+    const { open } = await setup(
+      "",
+      () => new Response("ok", { headers: { "X-Mixed-Case-Name": "Value  with  spaces", "x-rare-header-name-here": "v", etag: '"e"' } }),
+    );
+    const c = await open();
+    await c.write(get(1));
+    await waitEnd(c, 1);
+    const fields: Record<string, string> = {};
+    const h = on(c, 1, HEADERS)[0]!;
+    new HpackDecoder().decode(h.payload, 0, h.payload.length, (n, v) => (fields[n] = v));
+    expect(fields[":status"]).toBe("200");
+    expect(fields["x-mixed-case-name"]).toBe("Value  with  spaces");
+    expect(fields["x-rare-header-name-here"]).toBe("v");
+    expect(fields.etag).toBe('"e"');
+    expect(fields["content-length"]).toBe("2");
+    expect(Object.keys(fields).some((n) => n !== n.toLowerCase() || n === "connection" || n === "keep-alive")).toBe(false);
   });
 
   test("shutdown: GOAWAY with the last stream; the stream in flight is answered, then the connection closes", async () => {
