@@ -133,6 +133,8 @@ export class H2Stream {
     if (this.#early !== undefined) { for (const c of this.#early) n += c.length; }
     this.#early = undefined;
     if (n > 0) this.#consume(n);
+    // Answered already: the client may stop sending what nobody reads (§8.1).
+    if (this.localDone && !this.remoteDone) this.reset(NO_ERROR);
   }
 
   #consume(n: number): void {
