@@ -1,15 +1,16 @@
 // How much of HTTP/2's cost is the HTTP/2 layer: the same raw-frame load (CONNS connections × STREAMS
-// in flight, GET with literal headers, no Huffman) against (A) Bun's node:http2 serving sessions on
-// Bun.listen sockets as core/http2/ does, and (B) a minimal framing written on bytes (SETTINGS, PING,
+// in flight, GET with literal headers, no Huffman) against (A) Bun's node:http2 server on its own
+// listen(), (B) Fulcrum's HTTP/2 layer (core/http2/: H2Front on Bun.listen sockets, each stream a
+// RawExchange answered at once), and (C) a minimal framing written on bytes (SETTINGS, PING,
 // HEADERS, DATA; HPACK from the static table and literals, no Huffman, no dynamic table: just
-// enough for this client). Both answer 200 with 8 headers and 100 B, no proxying. A measurement
-// for the decision between node:http2 and a framing layer of Fulcrum's own, not a server.
+// enough for this client, a ceiling). All answer 200 with 8 headers and 100 B, no proxying.
 //
 //   bun bench/h2-layer.ts [--seconds S] [--rounds N] [--conns C] [--streams M]
 import http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { connect } from "node:net";
-import { SocketDuplex } from "../core/http2/socket.ts";
+import { H2Front } from "../core/http2/front.ts";
+import { HTTP2_DEFAULTS, type RawExchange, type TcpSocket } from "../core/runtime/types.ts";
 
 const args = process.argv.slice(2);
 const opt = (k: string, d: string) => {
@@ -18,6 +19,7 @@ const opt = (k: string, d: string) => {
 };
 const PORT_A = 18701;
 const PORT_B = 18702;
+const PORT_C = 18703;
 
 function frame(type: number, flags: number, id: number, payload: Buffer): Buffer {
   const b = Buffer.allocUnsafe(9 + payload.length);
@@ -46,29 +48,41 @@ function serve(): void {
     "accept-ranges": "bytes",
     "content-length": 100,
   };
-  // A: node:http2.
+  // A: node:http2, on its own listen().
   const server = http2.createServer({ settings: { maxConcurrentStreams: 100, initialWindowSize: 1 << 20 } });
   server.on("stream", (stream: http2.ServerHttp2Stream) => {
     stream.on("error", () => {});
     stream.respond({ ...HEADERS });
     stream.end(BODY);
   });
-  Bun.listen<{ d: SocketDuplex }>({
+  server.listen(PORT_A, "127.0.0.1");
+  // B: Fulcrum's layer, as the listener hands it sockets.
+  const pairs = Object.entries(HEADERS).filter(([k]) => k !== ":status" && k !== "content-length").flatMap(([k, v]) => [k, String(v)]);
+  const front = new H2Front((ex: RawExchange) => ex.respond(200, "OK", pairs, BODY, BODY.length), {
+    settings: { ...HTTP2_DEFAULTS, initialWindowSize: 1 << 20 },
+    maxBody: 0,
+    idleMs: 0,
+    scheme: "http",
+    onError: (e) => console.error(e),
+  });
+  type Owner = { onData(b: Buffer): void; onDrain(): void; onClose(): void };
+  Bun.listen<{ o?: Owner }>({
     hostname: "127.0.0.1",
-    port: PORT_A,
+    port: PORT_B,
     socket: {
       open(s) {
-        const d = new SocketDuplex();
-        s.data = { d };
-        d.attach(s as never, { closeTaken: () => s.end() }, undefined);
-        server.emit("connection", d);
+        s.data = {};
+        front.accept("127.0.0.1", (owner) => {
+          s.data.o = owner;
+          return { socket: s as unknown as TcpSocket<unknown>, conn: { closeTaken: () => s.end() } };
+        }, undefined);
       },
-      data: (s, b) => s.data.d.onData(b),
-      drain: (s) => s.data.d.onDrain(),
-      close: (s) => s.data.d.onClose(),
+      data: (s, b) => s.data.o?.onData(b),
+      drain: (s) => s.data.o?.onDrain(),
+      close: (s) => s.data.o?.onClose(),
     },
   });
-  // B: frames by hand.
+  // C: frames by hand.
   const lit = (name: string, value: string) => {
     const n = Buffer.from(name), v = Buffer.from(value);
     return Buffer.concat([Buffer.from([0x00, n.length]), n, Buffer.from([v.length]), v]);
@@ -137,7 +151,7 @@ function serve(): void {
   }
   Bun.listen<{ c: Conn }>({
     hostname: "127.0.0.1",
-    port: PORT_B,
+    port: PORT_C,
     socket: { open: (s) => void (s.data = { c: new Conn(s) }), data: (s, b) => s.data.c.data(b) },
   });
   console.log("ready");
@@ -212,14 +226,17 @@ async function measure(): Promise<void> {
   await reader.read();
   const a: number[] = [];
   const b: number[] = [];
+  const c: number[] = [];
   for (let r = 0; r < rounds; r++) {
     a.push(await load(PORT_A, conns, streams, secs));
     b.push(await load(PORT_B, conns, streams, secs));
+    c.push(await load(PORT_C, conns, streams, secs));
   }
   child.kill();
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   const load1 = (await Bun.file("/proc/loadavg").text()).trim();
   console.log(`HTTP/2 layer, ${conns} connections × ${streams} streams, ${rounds} rounds × ${secs}s, medians (load average ${load1})`);
-  console.log(`A node:http2 on Bun.listen sockets: ${Math.round(median(a))} req/s (${a.map(Math.round).join(", ")})`);
-  console.log(`B minimal framing on bytes:         ${Math.round(median(b))} req/s (${b.map(Math.round).join(", ")})`);
+  console.log(`A node:http2, its own listen():   ${Math.round(median(a))} req/s (${a.map(Math.round).join(", ")})`);
+  console.log(`B Fulcrum's HTTP/2 layer:          ${Math.round(median(b))} req/s (${b.map(Math.round).join(", ")})`);
+  console.log(`C minimal framing on bytes:        ${Math.round(median(c))} req/s (${c.map(Math.round).join(", ")})`);
 }

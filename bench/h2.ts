@@ -13,8 +13,8 @@
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { selfSigned } from "./lib/certs.ts";
-import { assertFree, log, stop, stopAll, which, workDir } from "./lib/proc.ts";
-import { alternatingRounds, comparisonTable, loadAverage } from "./lib/rounds.ts";
+import { assertFree, cpuSeconds, log, stop, stopAll, which, workDir } from "./lib/proc.ts";
+import { alternatingRounds, comparisonTable, loadAverage, median } from "./lib/rounds.ts";
 import { fulcrumConfig, nginxConfig, nginxVersion, type Server, startServer } from "./lib/vs-nginx.ts";
 import { DEFAULT_CIPHERS } from "../core/tls/manager.ts";
 
@@ -101,6 +101,8 @@ function start(name: string, port: number): Promise<Server> {
 
 interface Result {
   rps: number;
+  /** CPU time (user + system, the server's processes) per request answered, µs: steadier than req/s on a shared machine. */
+  cpuUs: number;
   ok: number;
   failed: number;
   meanMs: number;
@@ -117,9 +119,11 @@ async function h2load(scenario: string, server: Server, seconds: number): Promis
   const cmd = h1
     ? ["h2load", "--h1", "-c", "32", "-D", String(seconds), url]
     : ["h2load", "-c", "32", "-m", "10", "-D", String(seconds), url];
+  const cpu0 = cpuSeconds(server.proc.pid);
   const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const out = await new Response(p.stdout).text();
   await p.exited;
+  const cpu = cpuSeconds(server.proc.pid) - cpu0;
   const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   const ok = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
   const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
@@ -134,7 +138,7 @@ async function h2load(scenario: string, server: Server, seconds: number): Promis
     ? Number(v.slice(0, -2))
     : Number(v.slice(0, -1)) * 1000);
   if (Number.isNaN(rps)) throw new Error(`could not parse h2load output:\n${out}`);
-  return { rps, ok, failed, meanMs: ms(t?.[3]), maxMs: ms(t?.[2]) };
+  return { rps, cpuUs: ok > 0 ? (cpu * 1e6) / ok : NaN, ok, failed, meanMs: ms(t?.[3]), maxMs: ms(t?.[2]) };
 }
 
 const servers = [await start("fulcrum", PORTS.fulcrum), await start("nginx", PORTS.nginx)];
@@ -144,9 +148,9 @@ log(`load average before the runs: ${await loadAverage()}`);
 const cells = await alternatingRounds(runs, scenarios, () => servers, async (scenario, s, round) => {
   const r = await h2load(scenario, s, duration);
   log(
-    `round ${round} ${scenario} ${s.name}: ${Math.round(r.rps)} req/s, mean ${r.meanMs.toFixed(2)} ms, max ${
-      r.maxMs.toFixed(1)
-    } ms, failed ${r.failed}`,
+    `round ${round} ${scenario} ${s.name}: ${Math.round(r.rps)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/request, mean ${
+      r.meanMs.toFixed(2)
+    } ms, max ${r.maxMs.toFixed(1)} ms, failed ${r.failed}`,
   );
   return r;
 });
@@ -169,6 +173,12 @@ const lines = [
     latencyOf: (r) => r.meanMs,
     latencyText: (ms) => `${ms.toFixed(2)} ms`,
     errorsOf: (r) => r.failed,
+  }),
+  "CPU per request (user + system of the server's processes, medians; lower is better):",
+  ...scenarios.map((sc) => {
+    const f = median((cells.get(`${sc} fulcrum`) ?? []).map((r) => r.cpuUs));
+    const n = median((cells.get(`${sc} nginx`) ?? []).map((r) => r.cpuUs));
+    return `  ${sc}: Fulcrum ${f.toFixed(1)} µs, nginx ${n.toFixed(1)} µs, nginx / Fulcrum ${(n / f).toFixed(2)}`;
   }),
 ];
 console.log(lines.join("\n"));

@@ -1,38 +1,31 @@
 /**
- * One HTTP/2 stream as a `RawExchange`: the same gateway `handle()` that serves the HTTP/1.1
- * listener serves it (routes, middleware, strategies, retries, breaker, rate limits, access log,
- * metrics, spans), so HTTP/2 joins the request path instead of forking a second proxy. Bodies
- * are streamed both ways with backpressure: the response waits for the stream's `drain` (and
- * so for the client's flow-control window), the request body pauses the stream, which stops
- * the WINDOW_UPDATEs that let the client send more.
+ * One HTTP/2 stream (stream.ts) as a `RawExchange`: the same gateway `handle()` that serves the
+ * HTTP/1.1 listener serves it (routes, middleware, strategies, retries, breaker, rate limits,
+ * access log, metrics, spans). Bodies are streamed both ways with backpressure: the answer waits
+ * for the stream's `onDrain` (the client's window, the socket's room), the request body pauses
+ * the stream, which stops the WINDOW_UPDATEs that let the client send more.
  */
-import { Buffer } from "node:buffer";
-import type { ServerHttp2Stream } from "node:http2";
+import type { Buffer } from "node:buffer";
 import type { HeaderBlock } from "../http1/bytes.ts";
 import type { RawExchange, TlsInfo, TunnelEnd } from "../runtime/types.ts";
-import { responseHeaders, type H2Head } from "./headers.ts";
-import { StreamTunnel } from "./tunnel.ts";
+import { CANCEL, INTERNAL_ERROR } from "./frames.ts";
+import type { H2Head } from "./headers.ts";
+import type { H2Stream } from "./stream.ts";
+import { H2Tunnel } from "./tunnel.ts";
 
 /** Request body bytes read ahead of the proxy before the stream is paused. */
 const BODY_AHEAD = 64 * 1024;
 
-/** What an exchange needs of its connection (H2Connection, session.ts). */
-export interface H2Conn {
+/** What an exchange needs of its connection and listener (front.ts). */
+export interface ExchangeConn {
   readonly clientIp: string;
   readonly scheme: "http" | "https";
   tlsInfo(): TlsInfo | undefined;
   readonly maxBody: number;
-  /** Wait until the socket has room (the session's writes are not piling up in memory). */
-  roomToWrite(): Promise<void> | undefined;
-  /** The stream has been answered in full (for the abuse bounds' count of completed streams). */
+  /** The stream has been answered in full (the rapid-reset ratio). */
   completed(): void;
-  /** The answer starts (true) or stops (false) waiting for the client's flow-control window. */
-  block(waiting: boolean): void;
   /** The client reset the stream before its answer was complete (a premature reset). */
   premature(): void;
-  /** A stream opened, and closed (the connection's idle clock). */
-  opened(): void;
-  closed(): void;
   onError(e: unknown): void;
 }
 
@@ -58,10 +51,9 @@ export class H2Exchange implements RawExchange {
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
 
   constructor(
-    readonly stream: ServerHttp2Stream,
+    readonly stream: H2Stream,
     head: H2Head,
-    ended: boolean,
-    readonly conn: H2Conn,
+    readonly conn: ExchangeConn,
   ) {
     this.method = head.method;
     this.target = head.target;
@@ -70,15 +62,15 @@ export class H2Exchange implements RawExchange {
     this.clientIp = conn.clientIp;
     this.scheme = conn.scheme;
     // An extended CONNECT has no body: its DATA frames are the tunnel's bytes.
-    this.bodyLength = ended || head.connectProtocol !== undefined ? 0 : head.contentLength;
+    this.bodyLength = stream.remoteDone || head.connectProtocol !== undefined ? 0 : head.contentLength;
     this.upgrade = head.connectProtocol;
-    conn.opened();
-    stream.once("close", () => {
-      conn.closed();
+    stream.onClose = (reset) => {
       if (this.#done) return;
+      // Both ends finished: answered (its last DATA went out inside respond or the pump).
+      if (!reset) return this.#finish();
       this.abort();
       conn.premature();
-    });
+    };
   }
 
   tlsInfo(): TlsInfo | undefined {
@@ -127,38 +119,45 @@ export class H2Exchange implements RawExchange {
     if (this.#body !== undefined) return this.#body;
     if (this.bodyLength === 0) return (this.#body = null);
     const stream = this.stream;
-    const declared = this.bodyLength;
     const limit = this.conn.maxBody;
     let received = 0;
+    let finished = false;
     return (this.#body = new ReadableStream<Uint8Array>(
       {
         start: (c) => {
           const fail = (status: number, message: string) => {
+            if (finished) return;
+            finished = true;
             this.#fault = status;
-            stream.removeAllListeners("data");
+            stream.discard();
             try {
               c.error(new Error(message));
             } catch { /* cancelled already */ }
           };
-          stream.on("data", (chunk: Buffer) => {
+          const prev = stream.onClose;
+          stream.onClose = (reset) => {
+            if (!finished && reset) fail(400, "client reset the stream");
+            prev?.(reset);
+          };
+          stream.read((chunk: Buffer) => {
+            if (finished) return;
             received += chunk.length;
             if (limit > 0 && received > limit) return fail(413, "request body too large");
-            if (declared >= 0 && received > declared) return fail(400, "request body longer than its Content-Length");
             c.enqueue(chunk);
             if ((c.desiredSize ?? 0) <= 0) stream.pause();
-          });
-          stream.once("end", () => {
-            if (declared >= 0 && received !== declared) return fail(400, "request body shorter than its Content-Length");
+          }, () => {
+            if (finished) return;
+            finished = true;
             try {
               c.close();
             } catch { /* cancelled already */ }
           });
-          stream.once("aborted", () => fail(400, "client reset the stream"));
         },
-        pull: () => void stream.resume(),
+        pull: () => stream.resume(),
+        // Discarded as it comes: flow control is not held up by a body nobody reads.
         cancel: () => {
-          stream.removeAllListeners("data");
-          stream.resume(); // discarded as it comes: flow control is not held up by a body nobody reads
+          finished = true;
+          stream.discard();
         },
       },
       { highWaterMark: BODY_AHEAD, size: (chunk) => chunk?.byteLength ?? 0 },
@@ -175,7 +174,7 @@ export class H2Exchange implements RawExchange {
     if (this.#answered) return;
     this.#answered = true;
     const stream = this.stream;
-    if (this.#done || stream.destroyed || stream.closed) {
+    if (this.#done || stream.closed) {
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
       return;
     }
@@ -184,12 +183,11 @@ export class H2Exchange implements RawExchange {
     const len = noBody ? (this.method === "HEAD" || status === 304 ? length : -1) : bytes !== undefined ? bytes.length : length;
     const endNow = noBody || body === null || (bytes !== undefined && bytes.length === 0);
     try {
-      stream.respond(responseHeaders(status, headers, len), { endStream: endNow });
+      stream.respond(status, headers, len, endNow);
     } catch (e) {
-      // A header node:http2 refuses (an invalid value from the backend): the stream is reset.
       this.conn.onError(e);
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
-      stream.close(2 /* INTERNAL_ERROR */);
+      stream.reset(INTERNAL_ERROR);
       return this.#finish();
     }
     if (endNow) {
@@ -197,9 +195,7 @@ export class H2Exchange implements RawExchange {
       return this.#finish();
     }
     if (bytes !== undefined) {
-      // A Buffer: a Uint8Array would be turned into one through its `.buffer`, which makes JSC
-      // give a small array an ArrayBuffer of its own (a copy and an allocation); this copies only.
-      stream.end(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes));
+      stream.write(bytes, true);
       return this.#finish();
     }
     void this.#pump(body as ReadableStream<Uint8Array>);
@@ -214,23 +210,11 @@ export class H2Exchange implements RawExchange {
         const r = await reader.read();
         if (r.done) break;
         if (this.#done) throw new Error("client reset the stream");
-        if (!stream.write(r.value)) {
-          this.conn.block(true);
-          await new Promise<void>((resolve) => {
-            const go = () => {
-              stream.off("drain", go);
-              stream.off("close", go);
-              this.conn.block(false);
-              resolve();
-            };
-            stream.on("drain", go);
-            stream.on("close", go);
-          });
-          if (this.#done || stream.destroyed) throw new Error("client reset the stream");
+        if (!stream.write(r.value, false)) {
+          await new Promise<void>((resolve) => (stream.onDrain = resolve));
+          stream.onDrain = undefined;
+          if (this.#done || stream.closed) throw new Error("client reset the stream");
         }
-        // The session's writes are waiting for the socket: do not hand it more of this body.
-        const room = this.conn.roomToWrite();
-        if (room !== undefined) await room;
       }
       this.#reader = undefined;
       stream.end();
@@ -238,7 +222,7 @@ export class H2Exchange implements RawExchange {
     } catch (e) {
       this.#reader = undefined;
       reader.cancel(e).catch(() => {});
-      if (!stream.destroyed) stream.close(8 /* CANCEL */);
+      stream.reset(CANCEL);
       this.#finish();
     }
   }
@@ -266,7 +250,6 @@ export class H2Exchange implements RawExchange {
       body?.cancel().catch(() => {});
       return this.respond(response.status, response.statusText, headers, null, length);
     }
-    // A declared length is kept only if the body turns out to have it: checked by the stream itself.
     this.respond(response.status, response.statusText, headers, body, -1);
   }
 
@@ -297,11 +280,9 @@ export class H2Exchange implements RawExchange {
   switchProtocols(_protocol: string, headers: readonly string[] | HeaderBlock): TunnelEnd {
     this.#answered = true;
     this.#done = true;
-    const h = responseHeaders(200, headers, -1);
-    delete h["sec-websocket-accept"];
-    const tunnel = new StreamTunnel(this.stream);
+    const tunnel = new H2Tunnel(this.stream);
     try {
-      this.stream.respond(h, { endStream: false });
+      this.stream.respond(200, headers, -1, false, "sec-websocket-accept");
     } catch (e) {
       this.conn.onError(e);
       tunnel.destroy();

@@ -1,46 +1,26 @@
 /**
- * Bounds on abusive HTTP/2 clients, read from the frames a client sends before the session parses
- * them: only the 9-byte frame headers are looked at (payloads are skipped), so the cost is a few
- * operations per frame, and the bounds hold whatever the HTTP/2 implementation does itself. Bun's
- * node:http2 closes some floods on its own, but without GOAWAY and at no fixed point (measured:
- * a rapid reset ran 16,000 to 100,000 streams before it did; empty CONTINUATION frames, never).
+ * Bounds on abusive HTTP/2 clients, counted from the frames as the connection parses them
+ * (conn.ts calls {@link FrameGuard.check} with each frame's header before acting on the frame;
+ * {@link FrameGuard.feed} reads the same from raw bytes), a few operations per frame.
  *
  * Counted per connection, over fixed windows of {@link GUARD.windowMs}:
  * - rapid reset (CVE-2023-44487): RST_STREAM frames from the client, more than
  *   {@link GUARD.maxResets} in a window, or more than twice the streams answered once there were
  *   {@link GUARD.ratioAfter} (a client that cancels most of what it asks for). A stream reset in
- *   the read that opened it never reaches the gateway (Bun's session drops it), so it costs little;
- *   one reset after the gateway started on it costs a backend request and its keep-alive
- *   connection, so those "premature" resets have a lower bound: more than
+ *   the read that opened it never reaches the gateway (streams are handed to it at the end of a
+ *   read), so it costs little; one reset after the gateway started on it costs a backend request
+ *   and its keep-alive connection, so those "premature" resets have a lower bound: more than
  *   {@link GUARD.maxPremature}, and more than the streams answered (Envoy's premature-reset rule);
  * - CONTINUATION flood (2024): a header block in more than {@link GUARD.maxBlockFrames} frames, or
  *   larger than twice max_header_list_size (compressed, so well above what decodes to the limit);
  * - SETTINGS and PING floods: more than {@link GUARD.maxControl} of them (ACKs aside), each of
- *   which makes the server write an answer (kept under the ~1,000 ACKs queued at once at which
- *   Bun's own flood check destroys the session);
+ *   which makes the server write an answer;
  * - empty frames (CVE-2019-9518): DATA, HEADERS or CONTINUATION frames with no payload and no
  *   END_STREAM, more than {@link GUARD.maxEmpty};
- * - a window that never opens: see session.ts (streams waiting for WINDOW_UPDATE that never comes).
+ * - a window that never opens: see front.ts (streams waiting for WINDOW_UPDATE that never comes).
  * Past a bound the connection gets GOAWAY (ENHANCE_YOUR_CALM) and is closed; nothing more it
- * sends is parsed. When Bun's session gives up on a connection itself (a decoded header list over
- * max_header_list_size, its flood checks), session.ts writes the GOAWAY it would not.
+ * sends is parsed.
  */
-
-/** A GOAWAY frame (RFC 9113 §6.8) with `lastStream` and `code`, written on the socket directly. */
-export function goawayFrame(lastStream: number, code: number): Uint8Array {
-  const b = new Uint8Array(17);
-  b[2] = 8;
-  b[3] = 7;
-  b[9] = (lastStream >>> 24) & 0x7f;
-  b[10] = (lastStream >>> 16) & 0xff;
-  b[11] = (lastStream >>> 8) & 0xff;
-  b[12] = lastStream & 0xff;
-  b[13] = (code >>> 24) & 0xff;
-  b[14] = (code >>> 16) & 0xff;
-  b[15] = (code >>> 8) & 0xff;
-  b[16] = code & 0xff;
-  return b;
-}
 
 export const GUARD = {
   windowMs: 10_000,
@@ -98,15 +78,33 @@ export class FrameGuard {
     return this.#blockFrames > 0;
   }
 
-  /** Look at `chunk`'s frame headers; the reason to close the connection, or undefined. */
-  feed(chunk: Uint8Array): string | undefined {
+  #now = 0;
+
+  /** A read begins: the clock for the frames in it, and a new counting window when one is over. */
+  tick(): void {
     const now = performance.now();
+    this.#now = now;
     if (now - this.#windowStart > GUARD.windowMs) {
       this.#windowStart = now;
       this.#resetsInWindow = 0;
       this.#control = 0;
       this.#empty = 0;
     }
+  }
+
+  /**
+   * One frame's header, as the HTTP/2 connection parses it (conn.ts): the reason to close the
+   * connection, or undefined.
+   */
+  check(type: number, flags: number, length: number, stream: number): string | undefined {
+    if (type === HEADERS && stream > this.lastStream) this.lastStream = stream;
+    return this.#frame(type, flags, length, this.#now);
+  }
+
+  /** Look at `chunk`'s frame headers; the reason to close the connection, or undefined. */
+  feed(chunk: Uint8Array): string | undefined {
+    this.tick();
+    const now = this.#now;
     let i = 0;
     const n = chunk.length;
     if (this.#preface > 0) {

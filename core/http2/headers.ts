@@ -1,18 +1,15 @@
 /**
- * HTTP/2 header sections mapped to what the HTTP/1.1 side of the proxy reads and writes (RFC 9113
- * §8.3, RFC 9110 §7.6.1): pseudo-headers to the request line and Host, connection-specific
- * headers refused, cookies (split by HTTP/2) joined with "; ", and a backend's header lines
- * turned back into an HTTP/2 header object.
+ * An HTTP/2 request's header section mapped to what the HTTP/1.1 side of the proxy reads (RFC
+ * 9113 §8.3, RFC 9110 §7.6.1): pseudo-headers to the request line and Host, connection-specific
+ * headers refused, cookies (split by HTTP/2) joined with "; ".
  */
 import { Buffer } from "node:buffer";
 import { RequestError } from "../http1/request-head.ts";
 import { MAX_TARGET } from "../http1/request-head.ts";
 import { normalizeTarget } from "../http1/target.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
-import { headerName } from "../http1/names.ts";
 
 /** Headers that describe one HTTP/1.1 connection: malformed in an HTTP/2 request (RFC 9113 §8.2.2), dropped from a response. */
-const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -37,8 +34,8 @@ const TARGET_OK = /^[\x21-\x7e]*$/;
 const HOST_OK = /^[\w.~!$&'()*+,;=:%[\]-]*$/;
 
 /**
- * Map a request's header object (as node:http2 gives it: names lower-case, repeated ones joined
- * with ", ", cookies with "; ") to an {@link H2Head}. Throws {@link RequestError} for a request the
+ * Map a request's header object (fields.ts requestFields: names lower-case, repeated ones as
+ * arrays, joined here with ", ", cookies with "; ") to an {@link H2Head}. Throws {@link RequestError} for a request the
  * HTTP/1.1 listener would refuse too (its status: 400, 414, 431).
  */
 export function requestHead(headers: Record<string, string | string[] | undefined>, maxHeaderList: number): H2Head {
@@ -109,55 +106,4 @@ export function requestHead(headers: Record<string, string | string[] | undefine
     if (!raw.includes("sec-websocket-version")) raw.push("sec-websocket-version", "13");
   }
   return { method, target, host: hostValue, rawHeaders: raw, contentLength, connectProtocol };
-}
-
-type H2Headers = Record<string, string | string[] | number>;
-
-function add(out: H2Headers, name: string, value: string): void {
-  if (CONNECTION_SPECIFIC.has(name) || name === "content-length" || name === "te" || name.charCodeAt(0) === 58) return;
-  const prev = out[name];
-  if (prev === undefined) out[name] = value;
-  else if (Array.isArray(prev)) prev.push(value);
-  else out[name] = name === "set-cookie" ? [prev as string, value] : `${prev}, ${value}`;
-}
-
-/**
- * A backend's header lines kept as bytes (HeaderBlock, already checked by the response parser)
- * into `out`: common names interned (no string made for them), one string per run for the rest.
- */
-function addBlock(out: H2Headers, block: HeaderBlock): void {
-  const buf = block.buf;
-  const runs = block.runs;
-  for (let r = 0; r < runs.length; r += 2) {
-    const base = runs[r]!;
-    const end = runs[r + 1]!;
-    const text = buf.toString("latin1", base, end);
-    for (let i = base; i < end;) {
-      let colon = i;
-      while (buf[colon] !== 58) colon++;
-      let eol = colon;
-      while (eol < end && buf[eol] !== 13) eol++;
-      let vs = colon + 1;
-      let ve = eol;
-      while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
-      while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
-      add(out, headerName(buf, i, colon, text, base), text.slice(vs - base, ve - base));
-      i = eol + 2;
-    }
-  }
-}
-
-/**
- * The response header object for node:http2: `:status`, the headers without connection-specific
- * ones, repeated names as arrays (Set-Cookie), and `content-length` when `length` is known.
- */
-export function responseHeaders(status: number, headers: readonly string[] | HeaderBlock, length: number): H2Headers {
-  const out: H2Headers = { ":status": status };
-  if (!Array.isArray(headers)) addBlock(out, headers as HeaderBlock);
-  else {
-    const pairs = headers as readonly string[];
-    for (let i = 0; i < pairs.length; i += 2) add(out, pairs[i]!.toLowerCase(), pairs[i + 1]!);
-  }
-  if (length >= 0 && status !== 204 && status !== 304) out["content-length"] = length;
-  return out;
 }

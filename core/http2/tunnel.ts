@@ -1,23 +1,22 @@
 /** An HTTP/2 stream opened by an extended CONNECT (RFC 8441) as a tunnel's client end: a WebSocket over HTTP/2. */
 import type { Buffer } from "node:buffer";
-import type { ServerHttp2Stream } from "node:http2";
 import type { TunnelEnd, TunnelEvents } from "../runtime/types.ts";
+import { CANCEL } from "./frames.ts";
+import type { H2Stream } from "./stream.ts";
 
-export class StreamTunnel implements TunnelEnd {
+export class H2Tunnel implements TunnelEnd {
   #events: TunnelEvents | undefined;
   #early: Buffer[] | undefined;
   #gone: string | undefined;
   #closed = false;
 
-  constructor(readonly stream: ServerHttp2Stream) {
-    stream.on("data", (chunk: Buffer) => {
+  constructor(readonly stream: H2Stream) {
+    stream.read((chunk) => {
       if (this.#events !== undefined) this.#events.data(chunk);
       else (this.#early ??= []).push(chunk);
-    });
-    stream.on("drain", () => this.#events?.drain());
-    stream.once("end", () => this.#report("client closed the stream"));
-    stream.once("close", () => this.#report("client closed the stream"));
-    stream.on("error", () => {});
+    }, () => this.#report("client closed the stream"));
+    stream.onClose = () => this.#report("client closed the stream");
+    stream.onDrain = () => this.#events?.drain();
   }
 
   start(events: TunnelEvents): void {
@@ -29,8 +28,8 @@ export class StreamTunnel implements TunnelEnd {
   }
 
   write(data: Uint8Array): boolean {
-    if (this.#closed || this.stream.destroyed) return true;
-    return this.stream.write(data);
+    if (this.#closed || this.stream.closed) return true;
+    return this.stream.write(data, false);
   }
 
   pause(): void {
@@ -44,13 +43,13 @@ export class StreamTunnel implements TunnelEnd {
   end(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (!this.stream.destroyed) this.stream.end();
+    this.stream.end();
   }
 
   destroy(): void {
-    if (this.#closed && this.stream.destroyed) return;
+    if (this.#closed && this.stream.closed) return;
     this.#closed = true;
-    if (!this.stream.destroyed) this.stream.close(8 /* CANCEL */);
+    this.stream.reset(CANCEL);
   }
 
   #report(why: string): void {

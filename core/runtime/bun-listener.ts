@@ -61,8 +61,8 @@ export async function serveRaw(
   // HTTP/2: on a plain port with prior knowledge (h2c), on a TLS port when ALPN offers h2. Either
   // way the client's first bytes are the HTTP/2 preface, and the listener hands the connection over.
   if (options.tls !== undefined ? options.tls.alpn.includes("h2") : options.h2c === true) {
-    // node:http2 is loaded only for a listener that serves HTTP/2 (~17 ms and ~10 MB on Bun).
-    const { H2Front } = await import("../http2/session.ts");
+    // Loaded only for a listener that serves HTTP/2.
+    const { H2Front } = await import("../http2/front.ts");
     const front = new H2Front(options.raw, {
       settings: options.http2 ?? HTTP2_DEFAULTS,
       maxBody: server.limits.maxBody,
