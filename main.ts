@@ -34,6 +34,7 @@ import rateLimit from "./core/middleware/rate-limit.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
+import dnsDiscovery from "./core/discovery/dns.ts";
 
 // Stamped by compile.sh (`bun build --define`); absent when running from source.
 declare const FULCRUM_COMMIT: string | undefined;
@@ -50,6 +51,7 @@ export function builtinRegistry(): Registry {
   registry.registerStrategy(weightedRoundRobin);
   registry.registerStrategy(leastConnections);
   registry.register(rateLimit);
+  registry.register(dnsDiscovery);
   return registry;
 }
 

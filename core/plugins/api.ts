@@ -284,8 +284,61 @@ export interface KeyPlugin<O = Record<string, unknown>> {
   create(options: O, api: PluginApi): (request: RequestInfo) => string | undefined;
 }
 
+/** One backend as a discovery source reports it, built like an entry of `pools.<name>.backends`. */
+export interface DiscoveredBackend {
+  /** Base URL with a host and port, e.g. `http://10.0.0.11:8080`. */
+  readonly url: string;
+  /** Relative weight, a positive integer. @default 1 */
+  readonly weight?: number;
+  /** Stable id within the pool; `host:port` of the URL when absent. */
+  readonly id?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/**
+ * What a discovery plugin's `create()` returns: each value is the pool's complete backend list at
+ * that moment. An async iterable (`async function*` yielding a list on each change), or a
+ * subscription calling `update` per list and returning its stop function. An empty list, a throw
+ * or `fail()` keeps the pool's last good list (logged, counted); after a failure `create()` is
+ * called again with backoff.
+ */
+export type DiscoverySource =
+  | AsyncIterable<readonly DiscoveredBackend[]>
+  | { subscribe(update: (backends: readonly DiscoveredBackend[]) => void, fail: (error: unknown) => void): () => void };
+
+/** The `api` of a discovery plugin's `create()`. */
+export interface DiscoveryApi extends PluginApi {
+  /** The pool the lists are for. */
+  readonly pool: string;
+  /** Aborted when the pool stops (reload, shutdown): pass it to `fetch` and watches. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The default export of a discovery plugin: a pool's backends at run time
+ * (`pools.web.discovery: { plugin: ./etcd.ts, options: {...} }`). The built-in `dns` uses it too.
+ * @example
+ * ```ts
+ * import type { DiscoveryPlugin } from "fulcrum";
+ * export default {
+ *   kind: "discovery",
+ *   name: "static",
+ *   async *create(options: { urls: string[] }) { yield options.urls.map((url) => ({ url })); },
+ * } satisfies DiscoveryPlugin<{ urls: string[] }>;
+ * ```
+ */
+export interface DiscoveryPlugin<O = Record<string, unknown>> {
+  readonly kind: "discovery";
+  readonly name: string;
+  /**
+   * Build one pool's source (at start, on reload, after a failure). Validate `options` and throw
+   * naming the option. Start network work when iterated, not here: `fulcrum check` calls it too.
+   */
+  create(options: O, api: DiscoveryApi): DiscoverySource;
+}
+
 /** Any plugin a file may export as its default. */
-export type Plugin = StrategyPlugin<never> | MiddlewarePlugin<never> | KeyPlugin<never>;
+export type Plugin = StrategyPlugin<never> | MiddlewarePlugin<never> | KeyPlugin<never> | DiscoveryPlugin<never>;
 
 // Run-time values of the "fulcrum" module. The host provides them (Bun: a virtual module; Deno:
 // an import map), so a plugin next to the compiled binary needs no node_modules.

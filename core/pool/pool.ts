@@ -35,6 +35,9 @@ export class Backend implements BackendView {
   owner: Pool | undefined;
   /** Set by an operator (admin API) to take the backend out of rotation. */
   draining = false;
+  /** Left its pool at run time (discovery): closed once its last request ends. */
+  removed = false;
+  #closed = false;
   inflight = 0;
   /** Tunnels (WebSocket) open to this backend; each also counts in `inflight` until it closes. */
   tunnels = 0;
@@ -103,6 +106,8 @@ export class Backend implements BackendView {
   }
 
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.breaker?.close();
     if (this.ejectionTimer !== undefined) this.owner?.clock.clearTimeout(this.ejectionTimer);
     this.agent.destroy();
@@ -120,6 +125,19 @@ export interface PoolDeps {
   workers?: number | undefined;
 }
 
+/**
+ * A pool's discovery source as the pool sees it (core/discovery/ implements it): started and
+ * stopped with the pool's background work; it changes membership through
+ * {@link Pool.addBackend} and {@link Pool.removeBackend}.
+ */
+export interface PoolDiscovery {
+  /** Begin; resolves once the first list is applied, or the source failed or took too long. */
+  start(): Promise<void>;
+  stop(): void;
+  /** Lists received by result (`applied`, `unchanged`, `empty`, `invalid`, `error`), for metrics. */
+  readonly counts: Readonly<Record<string, number>>;
+}
+
 export class Pool {
   /** Backends strategies may pick. Same array until something changes. */
   available: readonly Backend[] = [];
@@ -130,6 +148,10 @@ export class Pool {
   readonly health: HealthChecker<Backend> | undefined;
   readonly #log: Logger;
   readonly clock: Clock;
+  /** Where members come from at run time (`discovery`); set by the gateway. */
+  discovery: PoolDiscovery | undefined;
+  /** Background work runs: a member added now is health-checked before it takes traffic. */
+  #started = false;
 
   constructor(
     readonly name: string,
@@ -195,14 +217,47 @@ export class Pool {
     if (fresh && this.config.health?.initial === "unknown") b.activeHealthy = false;
   }
 
-  /** Start background work (health checks). Not called for `fulcrum check`. */
+  /** Start background work (health checks, discovery). Not called for `fulcrum check`. */
   start(): void {
+    if (this.#started) return;
+    this.#started = true;
     this.health?.start();
+    void this.discovery?.start();
   }
 
   /** Stop background work (a reload replaced this pool, or the process is stopping). */
   stop(): void {
     this.health?.stop();
+    this.discovery?.stop();
+  }
+
+  /**
+   * A member joins at run time (discovery). Once the pool runs with health checks it starts
+   * unhealthy and is probed at once: it takes traffic after its first probe passes. Before that
+   * (the first list at start) it starts as `health.initial` says, like a listed backend.
+   */
+  addBackend(b: Backend): void {
+    if (this.backends.includes(b)) return;
+    this.backends.push(b);
+    if (b.owner !== this) this.#adopt(b, true);
+    if (this.#started && this.health) {
+      b.activeHealthy = false;
+      this.health.add(b, 0);
+    }
+    this.refresh();
+  }
+
+  /**
+   * A member leaves at run time (discovery): no new requests go to it; those in flight finish,
+   * then its connections close ({@link Pool.release}).
+   */
+  removeBackend(b: Backend): void {
+    const i = this.backends.indexOf(b);
+    if (i < 0) return;
+    this.backends.splice(i, 1);
+    b.removed = true;
+    this.refresh();
+    if (b.inflight === 0) b.close();
   }
 
   /**
@@ -259,6 +314,8 @@ export class Pool {
   release(b: Backend): void {
     b.inflight--;
     this.inflight--;
+    // A member discovery removed closes after its last request.
+    if (b.removed && b.inflight === 0) b.close();
   }
 
   /** Record an attempt's outcome: latency, breaker, passive health, and the strategy's observe(). */
@@ -312,6 +369,7 @@ export class Pool {
 
   close(): void {
     this.health?.stop();
+    this.discovery?.stop();
     for (const b of this.backends) b.close();
   }
 }
