@@ -55,7 +55,7 @@ const dns = z.strictObject(
   { error: "must be a map with name, type, port, interval and resolver" },
 ).superRefine((d, ctx) => {
   if (d.type !== "SRV" && d.port === undefined) {
-    ctx.addIssue({ code: "custom", message: `is needed with type ${d.type} (SRV records carry their own port)`, path: ["port"] });
+    ctx.addIssue({ code: "custom", message: `with type ${d.type}; only SRV records carry a port`, path: ["port"] });
   }
 });
 
@@ -230,7 +230,7 @@ export const poolSchema = z.strictObject(
 )
   .superRefine((p, ctx) => {
     if (p.backends === undefined && p.discovery === undefined) {
-      ctx.addIssue({ code: "custom", message: "must list at least one backend (or set discovery)", path: ["backends"] });
+      ctx.addIssue({ code: "custom", message: "must list at least one backend, or the pool sets discovery", path: ["backends"] });
     } else if (p.backends !== undefined && p.discovery !== undefined) {
       ctx.addIssue({
         code: "custom",

@@ -17,9 +17,6 @@ import type { Backend, Pool, PoolDiscovery } from "../pool/pool.ts";
 /** How a list was received; the `result` label of `fulcrum_discovery_updates_total`. */
 export type UpdateResult = "applied" | "unchanged" | "empty" | "invalid" | "error";
 
-/** Counts by result, kept across reloads for the pool's name (counters must not go back). */
-export const discoveryCounts = new Map<string, Record<UpdateResult, number>>();
-
 export interface RunnerOptions {
   /** Create the source again (after a throw or an end); the first one is passed to the constructor. */
   create: () => DiscoverySource;
@@ -58,8 +55,8 @@ export class DiscoveryRunner implements PoolDiscovery {
   constructor(readonly pool: Pool, first: DiscoverySource, private readonly o: RunnerOptions) {
     this.#first = first;
     this.weights = o.previous?.weights ?? new Map();
-    this.counts = discoveryCounts.get(pool.name) ?? { applied: 0, unchanged: 0, empty: 0, invalid: 0, error: 0 };
-    discoveryCounts.set(pool.name, this.counts);
+    // Carried across a reload: counters must not go back.
+    this.counts = o.previous?.counts ?? { applied: 0, unchanged: 0, empty: 0, invalid: 0, error: 0 };
   }
 
   start(): Promise<void> {
