@@ -293,6 +293,12 @@ function summarize(config: Config): string {
   for (const [name, p] of Object.entries(config.pools)) {
     const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
     lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
+    const d = p.discovery;
+    if (d?.dns) {
+      const at = d.dns.type === "SRV" ? "" : ` port ${d.dns.port}`;
+      const every = d.dns.interval !== undefined ? `every ${ms(d.dns.interval)}` : "at each TTL";
+      lines.push(`  discovery: dns ${d.dns.type} ${d.dns.name}${at}, ${every}, via ${d.dns.resolver ?? "the system's resolvers"}`);
+    } else if (d) lines.push(`  discovery: ${d.name} (plugin ${d.plugin})`);
     for (const b of p.backends) {
       const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
       lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
