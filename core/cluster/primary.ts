@@ -20,7 +20,17 @@ import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
 import { startAcmeFor } from "../tls/acme.ts";
-import { clusterView, sharedState, snapshot, WORKER_ENV, WORKERS_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import {
+  clusterView,
+  members,
+  sharedState,
+  snapshot,
+  WORKER_ENV,
+  WORKERS_ENV,
+  type FromWorker,
+  type ToWorker,
+  type WorkerView,
+} from "./state.ts";
 import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
@@ -89,6 +99,11 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     loadConfig: o.loadConfig,
     stage: obs.stage,
     onHealthChange: (p, b) => broadcast({ t: "backend", pool: p.name, id: b.id, state: sharedState(b) }),
+    // Discovery runs here: workers get each new membership with the state of its backends.
+    onMembersChange: (p) => {
+      if (current.gateway.pools.get(p.name) === p)
+        broadcast({ t: "snapshot", members: members(current.gateway, p), snapshot: snapshot(current.gateway) });
+    },
   };
   // The primary builds the pools too, to health-check them and answer the admin API; it never
   // proxies. A config or plugin that fails here throws before anything listens.
@@ -131,7 +146,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const init = (slot: Slot) => {
     if (!slot.proc) return;
     slot.attached = true;
-    slot.proc.send({ t: "init", port, snapshot: snapshot(current.gateway) } satisfies ToWorker);
+    slot.proc.send({ t: "init", port, snapshot: snapshot(current.gateway), members: members(current.gateway) } satisfies ToWorker);
   };
   // Port 0: the first worker ready to listen picks a free port; the others wait for it, then join.
   let binding = false;
@@ -224,6 +239,8 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   // Health checks first, so workers start from the freshest view.
   for (const p of current.gateway.pools.values()) p.start();
+  // Discovered pools' first members before any worker starts (bounded: core/discovery/runner.ts).
+  await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
   try {
     await Promise.all(slots.map(start));
   } catch (e) {
@@ -270,7 +287,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       // Validated here first; each worker re-reads the same files and swaps like a single process.
       const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
-      broadcast({ t: "snapshot", snapshot: snapshot(current.gateway) });
+      broadcast({ t: "snapshot", snapshot: snapshot(current.gateway), members: members(current.gateway) });
       const problems: string[] = [];
       replies.forEach((r, i) => {
         if (r && !r.ok) { for (const p of r.problems ?? []) problems.push(`worker ${slots[i]!.id}: ${p}`); }

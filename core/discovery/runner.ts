@@ -32,6 +32,8 @@ export interface RunnerOptions {
   startWaitMs?: number;
   /** The runner this one replaces (a reload): its members' discovered weights carry over. */
   previous?: DiscoveryRunner | undefined;
+  /** After membership or weights changed (the primary of workers tells them). */
+  onChange?: ((pool: Pool) => void) | undefined;
 }
 
 /** Backoff after a failure: 1s, 2s, 4s … up to 30s; reset by a good list. */
@@ -85,6 +87,11 @@ export class DiscoveryRunner implements PoolDiscovery {
     // Ends a generator suspended at a yield; one awaiting I/O ends when its signal aborts it.
     void this.#iterator?.return?.()?.catch(() => {});
     this.#settle();
+  }
+
+  follow(members: readonly BackendConfig[]): void {
+    // Logged once, by the primary.
+    this.#apply(new Map(members.map((c) => [backendId(c), c])), "debug");
   }
 
   #settle(): void {
@@ -187,7 +194,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     return true;
   }
 
-  #apply(configs: Map<string, BackendConfig>): boolean {
+  #apply(configs: Map<string, BackendConfig>, level: "info" | "debug" = "info"): boolean {
     const pool = this.pool;
     const joined: string[] = [];
     const left: string[] = [];
@@ -219,14 +226,16 @@ export class DiscoveryRunner implements PoolDiscovery {
     }
     if (reweighted) pool.refresh(true);
     if (joined.length || left.length) {
-      this.o.log.info("pool {pool} membership from discovery: {joined} joined, {left} leaving", {
+      this.o.log[level]("pool {pool} membership from discovery: {joined} joined, {left} leaving", {
         pool: pool.name,
         joined: joined.join(", ") || "none",
         left: left.join(", ") || "none",
         backends: pool.backends.length,
       });
     }
-    return joined.length > 0 || left.length > 0 || reweighted;
+    const changed = joined.length > 0 || left.length > 0 || reweighted;
+    if (changed) this.o.onChange?.(pool);
+    return changed;
   }
 
   /** Keep the last good list; log when this starts (not on every repeat). */

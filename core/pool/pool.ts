@@ -136,6 +136,8 @@ export interface PoolDiscovery {
   stop(): void;
   /** Lists received by result (`applied`, `unchanged`, `empty`, `invalid`, `error`), for metrics. */
   readonly counts: Readonly<Record<string, number>>;
+  /** A worker process: take this membership from the primary, whose source runs (core/cluster/). */
+  follow(members: readonly BackendConfig[]): void;
 }
 
 export class Pool {

@@ -40,6 +40,8 @@ export interface DiscoveryDeps {
   failures?: FailureReporter | undefined;
   previous?: Pool | undefined;
   tls?: UpstreamTls | undefined;
+  /** After the source changed the membership or weights (the primary of workers tells them). */
+  onMembersChange?: ((pool: Pool) => void) | undefined;
 }
 
 /** Create the pool's source now (throws on bad options or a broken plugin) and attach its runner. */
@@ -60,6 +62,7 @@ export function attachDiscovery(pool: Pool, deps: DiscoveryDeps): void {
     controller,
     failures: deps.failures,
     previous: previous instanceof DiscoveryRunner ? previous : undefined,
+    onChange: deps.onMembersChange,
   });
 }
 

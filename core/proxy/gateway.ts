@@ -62,6 +62,8 @@ export interface GatewayDeps {
   onHealthChange?: (pool: Pool, backend: Backend) => void;
   /** In a worker: how many worker processes share the port (they split the retry budget's reserve). */
   workers?: number;
+  /** Called after a pool's discovery changed its members or weights (the primary tells its workers). */
+  onMembersChange?: (pool: Pool) => void;
 }
 
 /**
