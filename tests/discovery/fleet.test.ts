@@ -3,16 +3,17 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type Etcd, startEtcd } from "../helpers/etcd.ts";
 import { type AddressedBackend, startAddressedBackend, steadyLoad, until } from "../helpers/dns.ts";
-import { type ChildFulcrum, ROOT, spawnRun, tempDir } from "../helpers/plugins.ts";
+import { ROOT, tempDir } from "../helpers/plugins.ts";
+import { type Child, spawnListening } from "../helpers/fulcrum.ts";
 
 let etcd: Etcd;
 const backends: AddressedBackend[] = [];
-const instances: ChildFulcrum[] = [];
+const instances: Child[] = [];
 beforeAll(async () => {
   etcd = await startEtcd();
 });
 afterAll(async () => {
-  await Promise.all(instances.map((i) => i.stop()));
+  await Promise.all(instances.map((i) => (i.kill("SIGTERM"), i.exited)));
   await Promise.all(backends.map((b) => b.stop()));
   await etcd?.stop();
 });
@@ -20,7 +21,8 @@ afterAll(async () => {
 interface BackendsView {
   pools: { web: { backends: { id: string; url: string; available: boolean; workers?: { available?: boolean }[] }[] } };
 }
-const adminUrl = async (i: ChildFulcrum) => JSON.parse(await i.waitFor('"admin API listening"')).url as string;
+// Logged before "listening", so it is there once the instance listens.
+const adminUrl = (i: Child) => JSON.parse(i.lines.find((l) => l.includes('"admin API listening"'))!).url as string;
 const view = async (admin: string) => (await (await fetch(`${admin}/backends`)).json()) as BackendsView;
 /** The backends an instance may pick: available in it (and, with workers, in every worker). */
 const available = async (admin: string) =>
@@ -48,9 +50,13 @@ pools:
 log: { level: info, access_log: false }
 `,
     );
-  const started = await Promise.all([2, 1, 1].map((w) => spawnRun([process.execPath, "main.ts", "run", "--config", config(w)], ROOT)));
-  instances.push(...started);
-  const admins = await Promise.all(started.map(adminUrl));
+  // A primary with two workers starts three processes: allow for a busy machine.
+  const started = await Promise.all(
+    [2, 1, 1].map((w) =>
+      spawnListening([process.execPath, "main.ts", "run", "--config", config(w)], { cwd: ROOT }, 30_000).then((c) => (instances.push(c), c))
+    ),
+  );
+  const admins = started.map(adminUrl);
   for (const admin of admins) expect(await available(admin)).toEqual([a!.url, b!.url].sort());
 
   const loads = started.map((i) => steadyLoad(i.url, { concurrency: 5, min: 400 }));
