@@ -112,6 +112,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const tls = new TlsManager(config, configDir(config, runtime.cwd()), log.getChild("tls"));
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
+  // Discovered pools' first members (bounded: core/discovery/runner.ts), so that the state file's
+  // drains find them and the workers start from them.
+  await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
   obs.restore(current.gateway); // state_file: the primary owns the operator state; workers get it in their snapshot
   await obs.listen();
   let restarts: Counter | undefined;
@@ -239,8 +242,6 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   // Health checks first, so workers start from the freshest view.
   for (const p of current.gateway.pools.values()) p.start();
-  // Discovered pools' first members before any worker starts (bounded: core/discovery/runner.ts).
-  await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
   try {
     await Promise.all(slots.map(start));
   } catch (e) {

@@ -4,6 +4,8 @@ import { describe, expect, test } from "bun:test";
 import { testScope } from "../helpers/scope.ts";
 import { type AddressedBackend, startAddressedBackend, startDnsServer, steadyLoad, until } from "../helpers/dns.ts";
 import type { Pool } from "../../core/pool/pool.ts";
+import { spawnListening } from "../helpers/fulcrum.ts";
+import { ROOT, tempDir } from "../helpers/plugins.ts";
 
 const scope = testScope();
 
@@ -173,4 +175,42 @@ log: { level: error, access_log: false }
     expect(pool(f).backends.map((b) => b.url)).toEqual([`http://[::1]:${six.port}`]);
     expect(await (await fetch(f.url)).text()).toBe("hello from six\n");
   });
+});
+
+describe("discovery: operator state across a restart", () => {
+  for (const workers of [1, 2]) {
+    test(`workers: ${workers}: a drain of a discovered backend in state_file holds after a restart`, async () => {
+      const dns = await dnsServer();
+      const a = backendAt("a", "127.0.0.2");
+      const b = backendAt("b", "127.0.0.3", a.port);
+      dns.set("api.test", "A", [{ address: "127.0.0.2" }, { address: "127.0.0.3" }]);
+      const t = tempDir();
+      t.write("state.json", JSON.stringify({ version: 1, pools: { web: { [`127.0.0.2:${a.port}`]: { draining: true } } } }));
+      const cfg = t.write(
+        "f.yaml",
+        `listen: 127.0.0.1:0
+workers: ${workers}
+admin: { listen: 127.0.0.1:0 }
+state_file: state.json
+pools:
+  web:
+    discovery: { dns: { name: api.test, port: ${a.port}, interval: 1s, resolver: "${dns.address}" } }
+log: { level: info, access_log: false }
+`,
+      );
+      const child = await spawnListening([process.execPath, "main.ts", "run", "--config", cfg], { cwd: ROOT }, 30_000);
+      scope.cleanups.push(() => (child.kill("SIGTERM"), child.exited));
+      const admin = JSON.parse(child.lines.find((l) => l.includes('"admin API listening"'))!).url as string;
+      const view = (await (await fetch(`${admin}/backends`)).json()) as {
+        pools: { web: { backends: { id: string; draining: boolean; available: boolean }[] } };
+      };
+      expect(view.pools.web.backends.map((x) => [x.id, x.draining, x.available]).sort()).toEqual([
+        [`127.0.0.2:${a.port}`, true, false],
+        [`127.0.0.3:${a.port}`, false, true],
+      ]);
+      for (let i = 0; i < 6; i++) expect(await (await fetch(child.url)).text()).toBe("hello from b\n");
+      expect(a.served).toBe(0);
+      expect(b.served).toBe(6);
+    });
+  }
 });
