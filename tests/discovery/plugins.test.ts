@@ -2,10 +2,12 @@
 // and subscription), isolation (a throwing or hanging source keeps the last good list), reload,
 // and the types `fulcrum types` prints.
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { pluginFailureCounts } from "../../core/plugins/isolate.ts";
 import type { Pool } from "../../core/pool/pool.ts";
 import { runCli } from "../helpers/fulcrum.ts";
-import { startFromFile, tempDir } from "../helpers/plugins.ts";
+import { ROOT, startFromFile, tempDir } from "../helpers/plugins.ts";
 import { testScope } from "../helpers/scope.ts";
 import { until } from "../helpers/dns.ts";
 
@@ -193,6 +195,12 @@ describe("discovery plugins: problems at start, with the config position", () =>
       pool("./not-iterable.ts"),
       'discovery "flat": create() must return an async iterable of backend lists or { subscribe(update, fail) }, got an array',
     ],
+    [
+      "the etcd example without endpoints",
+      pool(join(ROOT, "plugins/etcd.ts"), ", options: { prefix: /web/ }"),
+      "pools.web.discovery: plugin " + join(ROOT, "plugins/etcd.ts") +
+      ": create() failed: endpoints must be a list of etcd client URLs like http://127.0.0.1:2379, got undefined",
+    ],
     ["no default export", pool("./no-default.ts"), ":3:16: pools.web.discovery: plugin ./no-default.ts: has no default export"],
     [
       "backends and discovery together",
@@ -227,9 +235,40 @@ describe("discovery plugins: problems at start, with the config position", () =>
   }
 });
 
-test("fulcrum types declares the discovery kind", async () => {
+test("fulcrum types declares the discovery kind: plugins/etcd.ts type-checks against it outside this repository, a wrong source does not", async () => {
   const r = await runCli(["types"]);
   expect(r.code).toBe(0);
+  const t = tempDir();
+  t.write("fulcrum.d.ts", r.stdout);
+  t.write("etcd.ts", readFileSync(join(ROOT, "plugins/etcd.ts"), "utf8"));
+  t.write(
+    "wrong.ts",
+    `import type { DiscoveryPlugin } from "fulcrum";\nexport default { kind: "discovery", name: "w", create: () => [{ url: "http://x" }] } satisfies DiscoveryPlugin;\n`,
+  );
+  const tsc = (file: string) =>
+    Bun.spawn([
+      join(ROOT, "node_modules/.bin/tsc"),
+      "--noEmit",
+      "--strict",
+      "--target",
+      "es2022",
+      "--module",
+      "esnext",
+      "--moduleResolution",
+      "bundler",
+      "--lib",
+      "es2022,dom,dom.iterable,dom.asynciterable",
+      "--types",
+      "",
+      "fulcrum.d.ts",
+      file,
+    ], { cwd: t.dir, stdout: "pipe" });
+  const ok = tsc("etcd.ts");
+  const okOut = new Response(ok.stdout).text();
+  expect(await ok.exited, await okOut).toBe(0);
+  const bad = tsc("wrong.ts");
+  expect(await bad.exited).not.toBe(0);
+  expect(await new Response(bad.stdout).text()).toContain("wrong.ts");
   for (const name of ["interface DiscoveryPlugin", "type DiscoverySource", "interface DiscoveryApi", "interface DiscoveredBackend"]) {
     expect(r.stdout).toContain(`  export ${name}`);
   }
