@@ -73,6 +73,41 @@ log: { level: info, access_log: false }
     expect(ids(pool(f))).toEqual([`127.0.0.3:${a.port}`]);
   });
 
+  test("a removed backend finishes the request in flight to it, then its connections close", async () => {
+    const dns = await dnsServer();
+    const a = backendAt("a", "127.0.0.2");
+    const b = backendAt("b", "127.0.0.3", a.port);
+    dns.set("api.test", "A", [{ address: "127.0.0.2" }]);
+    const f = await scope.fulcrum(`
+pools:
+  web:
+    discovery: { dns: { name: api.test, port: ${a.port}, interval: 100ms, resolver: "${dns.address}" } }
+log: { level: error, access_log: false }
+`);
+    let open!: () => void;
+    a.gate = new Promise<void>((r) => (open = r));
+    const slow = fetch(`${f.url}/slow`);
+    await until(() => a.inflight === 1, "the slow request at a");
+    const leaving = pool(f).backends[0]!;
+    // Count when its upstream connections are closed.
+    let destroyed = 0;
+    const agent = leaving.agent as { destroy(): void };
+    const destroy = agent.destroy.bind(agent);
+    agent.destroy = () => (destroyed++, destroy());
+    dns.set("api.test", "A", [{ address: "127.0.0.3" }]);
+    await until(() => ids(pool(f)).join() === `127.0.0.3:${a.port}`, "a replaced by b");
+    expect(leaving.removed).toBe(true);
+    expect(leaving.inflight).toBe(1);
+    expect(destroyed).toBe(0);
+    expect(await (await fetch(f.url)).text()).toBe("hello from b\n");
+    open();
+    const r = await slow;
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe("hello from a\n");
+    await until(() => leaving.inflight === 0 && destroyed === 1, "a released and closed");
+    expect(b.served).toBe(1);
+  });
+
   test("an empty answer and a failing server keep the last good set, logged and counted", async () => {
     const dns = await dnsServer();
     const a = backendAt("a", "127.0.0.2");

@@ -148,6 +148,8 @@ export interface AddressedBackend {
   healthy: boolean;
   /** Requests being answered now. */
   inflight: number;
+  /** While set, a request to `/slow` waits for it. */
+  gate: Promise<void> | undefined;
   stop(): Promise<void>;
 }
 
@@ -161,6 +163,7 @@ export function startAddressedBackend(name: string, hostname: string, port = 0, 
     probes: [],
     healthy: true,
     inflight: 0,
+    gate: undefined,
     stop: () => server.stop(true),
   };
   const server = Bun.serve({
@@ -176,6 +179,7 @@ export function startAddressedBackend(name: string, hostname: string, port = 0, 
       b.inflight++;
       try {
         if (delayMs) await Bun.sleep(delayMs);
+        if (b.gate && new URL(req.url).pathname === "/slow") await b.gate;
         return new Response(`hello from ${name}\n`, { headers: { "x-backend": name } });
       } finally {
         b.inflight--;
