@@ -83,7 +83,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     this.#stopped = true;
     this.o.controller.abort();
     if (this.#timer !== undefined) this.o.clock.clearTimeout(this.#timer);
-    this.#unsubscribe?.();
+    this.#unsubscribeSafely();
     // Ends a generator suspended at a yield; one awaiting I/O ends when its signal aborts it.
     void this.#iterator?.return?.()?.catch(() => {});
     this.#settle();
@@ -92,6 +92,17 @@ export class DiscoveryRunner implements PoolDiscovery {
   follow(members: readonly BackendConfig[]): void {
     // Logged once, by the primary.
     this.#apply(new Map(members.map((c) => [backendId(c), c])), "debug");
+  }
+
+  /** Call the plugin's stop function once; what it throws is the plugin's failure, not ours. */
+  #unsubscribeSafely(): void {
+    const stop = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    try {
+      stop?.();
+    } catch (e) {
+      this.o.failures?.report("discovery stop function threw", e);
+    }
   }
 
   #settle(): void {
@@ -142,12 +153,16 @@ export class DiscoveryRunner implements PoolDiscovery {
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => resolve();
       this.o.controller.signal.addEventListener("abort", onAbort, { once: true });
-      this.#unsubscribe = source.subscribe(receive, (e) => {
+      let failed = false;
+      const stop = source.subscribe(receive, (e) => {
+        failed = true;
         this.o.controller.signal.removeEventListener("abort", onAbort);
-        this.#unsubscribe?.();
-        this.#unsubscribe = undefined;
+        this.#unsubscribeSafely();
         reject(e);
       });
+      this.#unsubscribe = typeof stop === "function" ? stop : undefined;
+      // fail() called before subscribe() returned: stop it now.
+      if (failed) this.#unsubscribeSafely();
     });
   }
 
