@@ -160,6 +160,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   if (problems.length) {
     // Backends taken over from the running gateway stay open: it keeps serving.
     for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
+    // Sources created for this config are never started: abort their signals all the same.
+    for (const p of pools.values()) p.discovery?.stop();
     throw new ConfigError(problems);
   }
   const routes = routeConfigs.map((rc, i) =>
