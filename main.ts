@@ -10,7 +10,6 @@
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import pkg from "./package.json" with { type: "json" };
 import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
 import { checkConfig, parseCommandLine, problemReport, USAGE } from "./cli.ts";
@@ -24,7 +23,7 @@ import { listenerUrls, startServer, type RunningServer } from "./core/proxy/serv
 import { formatRanges } from "./core/resilience/health.ts";
 import { startObservability } from "./core/admin/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
-import { pluginApiDts } from "./core/plugins/types-dts.ts";
+import { pluginApiDts, pluginApiSources } from "./core/plugins/types-dts.ts";
 import { watchFiles } from "./core/plugins/watch.ts";
 import { runPrimary } from "./core/cluster/primary.ts";
 import { runWorker } from "./core/cluster/worker.ts";
@@ -39,6 +38,7 @@ import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
 import leastConnections from "./strategies/least-connections.ts";
 import consistentHash from "./strategies/consistent-hash.ts";
 import p2cEwma from "./strategies/p2c-ewma.ts";
+import dnsDiscovery from "./core/discovery/dns.ts";
 
 // Stamped by compile.sh (`bun build --define`); absent when running from source.
 declare const FULCRUM_COMMIT: string | undefined;
@@ -59,6 +59,7 @@ export function builtinRegistry(): Registry {
   registry.register(rateLimit);
   for (const t of TRANSFORMS) registry.register(t);
   registry.register(compress);
+  registry.register(dnsDiscovery);
   return registry;
 }
 
@@ -136,7 +137,7 @@ async function main(runtime: Runtime): Promise<number> {
         return 0;
       }
       case "types": {
-        print(pluginApiDts(await pluginApiSource(runtime), pkg.version));
+        print(pluginApiDts(await pluginApiSources((f) => runtime.readTextFile(f)), pkg.version));
         return 0;
       }
       case "demo": {
@@ -286,16 +287,6 @@ async function serve(
 }
 
 /** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
-async function pluginApiSource(runtime: Runtime): Promise<string> {
-  try {
-    const mod = (await import("./core/plugins/api.ts", { with: { type: "text" } })) as unknown as { default: string };
-    if (typeof mod.default === "string") return mod.default;
-  } catch {
-    // Deno without --unstable-raw-imports: read the file instead.
-  }
-  return runtime.readTextFile(fileURLToPath(new URL("./core/plugins/api.ts", import.meta.url)));
-}
-
 function summarize(config: Config): string {
   const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
@@ -307,6 +298,12 @@ function summarize(config: Config): string {
   for (const [name, p] of Object.entries(config.pools)) {
     const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
     lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
+    const d = p.discovery;
+    if (d?.dns) {
+      const at = d.dns.type === "SRV" ? "" : ` port ${d.dns.port}`;
+      const every = d.dns.interval !== undefined ? `every ${ms(d.dns.interval)}` : "at each TTL";
+      lines.push(`  discovery: dns ${d.dns.type} ${d.dns.name}${at}, ${every}, via ${d.dns.resolver ?? "the system's resolvers"}`);
+    } else if (d) lines.push(`  discovery: ${d.name} (plugin ${d.plugin})`);
     for (const b of p.backends) {
       const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
       lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);

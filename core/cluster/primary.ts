@@ -20,7 +20,17 @@ import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
 import { startAcmeFor } from "../tls/acme.ts";
-import { clusterView, sharedState, snapshot, WORKER_ENV, WORKERS_ENV, type FromWorker, type ToWorker, type WorkerView } from "./state.ts";
+import {
+  clusterView,
+  members,
+  sharedState,
+  snapshot,
+  WORKER_ENV,
+  WORKERS_ENV,
+  type FromWorker,
+  type ToWorker,
+  type WorkerView,
+} from "./state.ts";
 import type { MetricsJson } from "../telemetry/metrics.ts";
 
 export interface PrimaryOptions {
@@ -89,6 +99,11 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     loadConfig: o.loadConfig,
     stage: obs.stage,
     onHealthChange: (p, b) => broadcast({ t: "backend", pool: p.name, id: b.id, state: sharedState(b) }),
+    // Discovery runs here: workers get each new membership with the state of its backends.
+    onMembersChange: (p) => {
+      if (current.gateway.pools.get(p.name) === p)
+        broadcast({ t: "snapshot", members: members(current.gateway, p), snapshot: snapshot(current.gateway) });
+    },
   };
   // The primary builds the pools too, to health-check them and answer the admin API; it never
   // proxies. A config or plugin that fails here throws before anything listens.
@@ -97,6 +112,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const tls = new TlsManager(config, configDir(config, runtime.cwd()), log.getChild("tls"));
   let current: ServingState = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
+  // Discovered pools' first members (bounded: core/discovery/runner.ts), so that the state file's
+  // drains find them and the workers start from them.
+  await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
   obs.restore(current.gateway); // state_file: the primary owns the operator state; workers get it in their snapshot
   await obs.listen();
   let restarts: Counter | undefined;
@@ -131,7 +149,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const init = (slot: Slot) => {
     if (!slot.proc) return;
     slot.attached = true;
-    slot.proc.send({ t: "init", port, snapshot: snapshot(current.gateway) } satisfies ToWorker);
+    slot.proc.send({ t: "init", port, snapshot: snapshot(current.gateway), members: members(current.gateway) } satisfies ToWorker);
   };
   // Port 0: the first worker ready to listen picks a free port; the others wait for it, then join.
   let binding = false;
@@ -270,7 +288,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       // Validated here first; each worker re-reads the same files and swaps like a single process.
       const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
-      broadcast({ t: "snapshot", snapshot: snapshot(current.gateway) });
+      broadcast({ t: "snapshot", snapshot: snapshot(current.gateway), members: members(current.gateway) });
       const problems: string[] = [];
       replies.forEach((r, i) => {
         if (r && !r.ok) { for (const p of r.problems ?? []) problems.push(`worker ${slots[i]!.id}: ${p}`); }

@@ -24,11 +24,15 @@ export interface SharedState {
 /** pool name → backend id → state. */
 export type Snapshot = Record<string, Record<string, SharedState>>;
 
+/** pool name → the members its discovery found (pools with `discovery` only): the primary's source runs, workers follow. */
+export type Members = Record<string, { url: string; id: string; weight: number; labels: Record<string, string> }[]>;
+
 export type ToWorker =
-  | { t: "init"; port: number; snapshot: Snapshot }
+  | { t: "init"; port: number; snapshot: Snapshot; members?: Members }
   /** `rid`: the primary waits for the worker's reply (an admin change). */
   | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
-  | { t: "snapshot"; snapshot: Snapshot }
+  /** `members` first (discovered pools), then the state of every backend. */
+  | { t: "snapshot"; snapshot: Snapshot; members?: Members }
   | { t: "reload" | "status" | "metrics" | "shutdown"; rid: number }
   /** SIGUSR1 or POST /logs/reopen at the primary: reopen the access log file (replied to once done). */
   | { t: "reopen-logs"; rid: number }
@@ -91,6 +95,21 @@ export function applyBackend(g: Gateway, pool: string, id: string, s: SharedStat
   // A new weight with the same members: weighted strategies rebuild their tables.
   p.refresh(reweighted);
   return true;
+}
+
+/** The members of the discovered pools of `g` (or of `only`). */
+export function members(g: Gateway, only?: Pool): Members {
+  const out: Members = {};
+  for (const p of only ? [only] : g.pools.values()) {
+    if (!p.discovery) continue;
+    out[p.name] = p.backends.map((b) => ({ url: b.url, id: b.id, weight: b.weight, labels: { ...b.labels } }));
+  }
+  return out;
+}
+
+/** A worker takes the primary's discovered members (their state follows in the same message). */
+export function applyMembers(g: Gateway, m: Members | undefined): void {
+  for (const [pool, list] of Object.entries(m ?? {})) g.pools.get(pool)?.discovery?.follow(list);
 }
 
 export function applySnapshot(g: Gateway, snap: Snapshot): void {

@@ -1,8 +1,8 @@
 /**
  * A worker process of `workers: N`: serves the proxy port alongside its siblings (SO_REUSEPORT)
  * and follows its primary: backend state (health, drain, weight) from its broadcasts, reloads
- * and shutdown when told, and its own state and metrics when asked. No admin listener and no
- * active health checks of its own. It exits when the primary goes away.
+ * and shutdown when told, and its own state and metrics when asked. No admin listener, no
+ * active health checks and no discovery of its own (discovered members come from the primary). It exits when the primary goes away.
  */
 import type { Config } from "../config/schema.ts";
 import { setupLogging } from "../telemetry/log.ts";
@@ -12,7 +12,7 @@ import type { Runtime } from "../runtime/types.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { startServer, type RunningServer } from "../proxy/server.ts";
 import { Challenges } from "../tls/edge.ts";
-import { applyBackend, applySnapshot, workerView, WORKERS_ENV, type FromWorker, type ToWorker } from "./state.ts";
+import { applyBackend, applyMembers, applySnapshot, workerView, WORKERS_ENV, type FromWorker, type ToWorker } from "./state.ts";
 
 export interface WorkerOptions {
   runtime: Runtime;
@@ -71,7 +71,10 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       }
       case "snapshot": {
         const g = gateway();
-        if (g) applySnapshot(g, m.snapshot);
+        if (g) {
+          applyMembers(g, m.members);
+          applySnapshot(g, m.snapshot);
+        }
         return;
       }
       case "reload": {
@@ -133,6 +136,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       // From hello on, the primary sends us every change; the snapshot covers what came before.
       send({ t: "hello" });
       const m = await initialized;
+      applyMembers(g, m.members);
       applySnapshot(g, m.snapshot);
       // Port 0: the first worker's port, so that all share one.
       config.listen.port = m.port;

@@ -1,10 +1,12 @@
 /** The schema of one pool: its backends, strategy, timeouts, health and resilience settings. */
+import { isIP } from "node:net";
 import { z } from "zod";
 import { parseStatusRanges } from "./units.ts";
 import { backendTlsSchema } from "./tls.ts";
 import { count, duration, isHttpUrl, isRegExp, positiveInt, ratio, size } from "./fields.ts";
 
-const backend = z.preprocess(
+/** One backend: a URL, or `{ url, id, weight, labels }` (a discovered entry is read with it too). */
+export const backendSchema = z.preprocess(
   (v) => (typeof v === "string" ? { url: v } : v),
   z.strictObject(
     {
@@ -57,6 +59,50 @@ const sticky = z.preprocess(
     { error: "must be true or a map with cookie, ttl, secure, http_only, same_site, path and secret" },
   ).refine((s) => s.same_site !== "none" || s.secure, { error: "same_site: none needs secure: true (browsers refuse it otherwise)" }),
 );
+const RESOLVER = "must be a DNS server address: an IP with an optional port, like 127.0.0.1:53 or [::1]:53";
+/** `discovery.dns`: backends from A, AAAA or SRV records (core/discovery/dns.ts). */
+const dns = z.strictObject(
+  {
+    name: z.string({ error: "must be a DNS name" }).min(1, { error: "must not be empty" }),
+    type: z.enum(["A", "AAAA", "SRV"], { error: "must be A, AAAA or SRV" }).default("A"),
+    /** The backends' port; SRV records carry their own. */
+    port: z.number({ error: "must be a port from 1 to 65535" }).int().min(1).max(65_535, { error: "must be a port from 1 to 65535" })
+      .optional(),
+    /** Re-resolve this often; default: the records' TTL (at least 1s). */
+    interval: duration.refine((ms) => ms >= 100, { error: "must be at least 100ms" }).optional(),
+    /** The DNS server to ask; default: the system's resolvers. */
+    resolver: z.string({ error: RESOLVER }).refine(isResolver, { error: RESOLVER }).optional(),
+    scheme: z.enum(["http", "https"], { error: 'must be "http" or "https"' }).default("http"),
+  },
+  { error: "must be a map with name, type, port, interval and resolver" },
+).superRefine((d, ctx) => {
+  if (d.type !== "SRV" && d.port === undefined) {
+    ctx.addIssue({ code: "custom", message: `with type ${d.type}; only SRV records carry a port`, path: ["port"] });
+  }
+});
+
+/** Where a pool's backends come from at run time: `dns`, or a discovery plugin. */
+const discovery = z
+  .strictObject(
+    {
+      dns: dns.optional(),
+      plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
+      options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+    },
+    { error: "must be { dns: {...} } or { plugin, options }" },
+  )
+  .refine((d) => (d.dns === undefined) !== (d.plugin === undefined), { error: "must set exactly one of dns or plugin" })
+  // The registered name: "dns", or the plugin's own name once core/plugins/load.ts has loaded it.
+  .transform((d) => ({ ...d, name: d.dns !== undefined ? "dns" : undefined as string | undefined }));
+
+function isResolver(s: string): boolean {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|([0-9a-fA-F:]+))(?::(\d{1,5}))?$/.exec(s.trim());
+  if (!m) return false;
+  // A bare IPv6 address has colons of its own: no port on it.
+  if (m[3] !== undefined && m[4] !== undefined) return isIP(`${m[3]}:${m[4]}`) === 6;
+  const ip = m[1] ?? m[2] ?? m[3]!;
+  return isIP(ip) !== 0 && (m[4] === undefined || (Number(m[4]) >= 1 && Number(m[4]) <= 65_535));
+}
 
 const timeouts = z.strictObject(
   {
@@ -180,7 +226,11 @@ const keepalive = z.strictObject(
 export const poolSchema = z.strictObject(
   {
     strategy: strategy.prefault("round-robin"),
-    backends: z.array(backend, { error: "must be a list of backends" }).min(1, { error: "must list at least one backend" }),
+    /** Fixed backends; a pool has these or `discovery`, not both. */
+    backends: z.array(backendSchema, { error: "must be a list of backends" }).min(1, { error: "must list at least one backend" })
+      .optional(),
+    /** Backends found at run time (DNS records or a discovery plugin) instead of `backends`. */
+    discovery: discovery.optional(),
     /** `client` passes the client's Host header; `backend` sends the backend URL's host. */
     host_header: z.enum(["client", "backend"], { error: 'must be "client" or "backend"' }).default("client"),
     timeouts: timeouts.prefault({}),
@@ -201,4 +251,17 @@ export const poolSchema = z.strictObject(
     tls: backendTlsSchema.optional(),
   },
   { error: "must be a map with strategy and backends" },
-);
+)
+  .superRefine((p, ctx) => {
+    if (p.backends === undefined && p.discovery === undefined) {
+      ctx.addIssue({ code: "custom", message: "must list at least one backend, or the pool sets discovery", path: ["backends"] });
+    } else if (p.backends !== undefined && p.discovery !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "cannot be set together with backends: a pool's backends are either listed or discovered (use two pools for both)",
+        path: ["discovery"],
+      });
+    }
+  })
+  // Discovered pools start with no listed backend; their members come and go at run time.
+  .transform((p) => ({ ...p, backends: p.backends ?? [] }));

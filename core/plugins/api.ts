@@ -4,189 +4,19 @@
  *
  * Everything here is a type or a `declare`d value: the host supplies the values at run time, so
  * a plugin file next to the compiled binary works without node_modules. `fulcrum types` prints
- * this file as a `.d.ts` (`declare module "fulcrum"`), so it must stay free of imports.
+ * this file and its parts (`api-request.ts`, `api-host.ts`, `api-middleware.ts`) as one `.d.ts`
+ * (`declare module "fulcrum"`): they import only each other's types, and nothing else.
  *
  * @module
  */
 
-/**
- * A backend as a plugin sees it: read-only. The same object is passed on every call while the
- * backend stays in the pool, so a strategy may keep it as a key in a `Map` or `WeakMap`.
- */
-export interface BackendView {
-  /** Stable id within its pool: `host:port` of the URL unless the config sets `id`. */
-  readonly id: string;
-  /** Base URL of the backend, e.g. `http://10.0.0.11:8000`. */
-  readonly url: string;
-  /**
-   * Relative weight, a whole number. A backend with weight 0 is never offered to a strategy (it
-   * is draining: health checks go on, cookie-sticky clients stay), so strategies see weight >= 1.
-   * @default 1
-   */
-  readonly weight: number;
-  /** Free-form labels from the config, e.g. `{ zone: "a", canary: "true" }`. */
-  readonly labels: Readonly<Record<string, string>>;
-  /** Whether health checks (and passive checks) currently consider the backend healthy. */
-  readonly healthy: boolean;
-  /** Requests in flight to this backend right now, counted by the proxy. */
-  readonly inflight: number;
-  /** Exponentially weighted moving average of the time to response headers, in milliseconds. 0 until the first response. */
-  readonly latencyEwma: number;
-  /** Failures (connection errors, timeouts, 5xx) among the most recent attempts; decays on success. */
-  readonly recentErrors: number;
-}
+import type { PluginApi } from "./api-host.ts";
+import type { MiddlewareContext, MiddlewarePlugin } from "./api-middleware.ts";
+import type { RequestInfo, Strategy } from "./api-request.ts";
 
-/** What a strategy may read of the request it is choosing a backend for. */
-export interface RequestInfo {
-  /** HTTP method, upper case. */
-  readonly method: string;
-  /** Path of the request URL, without the query string. */
-  readonly path: string;
-  /** The `Host` the client asked for (without port normalisation). */
-  readonly host: string;
-  /** The client's IP address as seen by the listener (not `X-Forwarded-For`). */
-  readonly clientIp: string;
-  /** The request headers, as the client sent them. Do not modify. */
-  readonly headers: Headers;
-  /**
-   * One request header, `name` in lower case; `null` when absent (several lines joined with
-   * `", "`). Cheaper than {@link RequestInfo.headers} on Fulcrum's own listener, which builds the
-   * `Headers` object only when something reads it. Optional only so that hosts older than it
-   * still fit the type; Fulcrum's proxy always provides it.
-   * @example
-   * ```ts
-   * const user = request.header?.("x-user") ?? request.headers.get("x-user");
-   * ```
-   */
-  header?(name: string): string | null;
-  /**
-   * The query string without the `?` (`"id=7&x=1"`), `""` when there is none. Optional only so
-   * that hosts older than it still fit the type; Fulcrum's proxy always sets it.
-   */
-  readonly query?: string;
-  /**
-   * The backends this request already tried and failed on (a retry), in order; `undefined` or
-   * empty on the first attempt. A strategy should pick one not in this list when it can, the way
-   * it would choose a fallback: consistent-hash walks on to the next point of its ring, p2c
-   * draws from the rest. The host re-asks when a strategy returns a tried backend anyway.
-   * @example
-   * ```ts
-   * pick(backends, request) {
-   *   const tried = request.tried;
-   *   for (const b of backends) if (!tried?.includes(b)) return b;
-   *   return backends[0];
-   * }
-   * ```
-   */
-  readonly tried?: readonly BackendView[];
-}
-
-/** The result of one upstream attempt, passed to {@link Strategy.observe}. */
-export interface Outcome {
-  /** Response status, or 0 when no response arrived (connection error, timeout). */
-  readonly status: number;
-  /** Milliseconds from sending the request to receiving the response headers (or to the failure). */
-  readonly latencyMs: number;
-  /** Set when the attempt failed without a response: `"connect"`, `"reset"`, `"timeout"`. */
-  readonly error?: "connect" | "reset" | "timeout";
-}
-
-/**
- * A load-balancing strategy for one pool. Created once per pool by {@link StrategyPlugin.create}.
- *
- * @example
- * ```ts
- * const strategy: Strategy = {
- *   pick(backends) { return backends[0]; },
- * };
- * ```
- */
-export interface Strategy {
-  /**
-   * Choose a backend for a request. Called on the hot path: synchronous, and it should not
-   * allocate (no `.filter()`/`.map()`); precompute in {@link Strategy.update}.
-   *
-   * @param backends The available backends (healthy, not drained, circuit not open). Never
-   *   empty. The array keeps its identity until membership or health changes.
-   * @param request The request being routed.
-   * @returns One element of `backends`, or `undefined` to answer 503.
-   */
-  pick(backends: readonly BackendView[], request: RequestInfo): BackendView | undefined;
-  /**
-   * Called when the set of available backends changes (and once before the first pick), with
-   * the array later passed to {@link Strategy.pick}. Rebuild lookup tables here.
-   */
-  update?(backends: readonly BackendView[]): void;
-  /** Called after every upstream attempt with its outcome, e.g. to keep latency statistics. */
-  observe?(backend: BackendView, outcome: Outcome): void;
-}
-
-/** Services the host offers to a plugin's `create()`. */
-export interface PluginApi {
-  /**
-   * Create an instance of another registered strategy by name, e.g. as a fallback.
-   * @example
-   * ```ts
-   * const fallback = api.strategy("round-robin");
-   * ```
-   */
-  strategy(name: string, options?: unknown): Strategy;
-  /**
-   * Create the key function of a registered key plugin by name (the built-in `rate-limit` uses
-   * this for `key: { plugin: ./tenant.ts }`).
-   */
-  key(name: string, options?: unknown): (request: RequestInfo) => string | undefined;
-  /** A logger whose records carry the plugin's name. */
-  readonly log: PluginLogger;
-  /**
-   * A tracer for the plugin's own spans, exported with the request's trace when tracing is on
-   * (`telemetry.traces`); a no-op that records nothing when it is off. Optional so that a
-   * plugin also runs on hosts older than it: use `api.tracer?.startSpan(…)`.
-   * @example
-   * ```ts
-   * const span = api.tracer?.startSpan("lookup-tenant", { parent: request });
-   * try { … } finally { span?.end(); }
-   * ```
-   */
-  readonly tracer?: PluginTracer;
-}
-
-/** Creates spans for a plugin (see {@link PluginApi.tracer}). */
-export interface PluginTracer {
-  /**
-   * Start a span. End it with {@link PluginSpan.end}.
-   * @param name Low-cardinality name, e.g. `"check-api-key"` (not the path or a user id).
-   * @param options.parent The request the work is for (a strategy's {@link RequestInfo}, or a
-   *   middleware's `c.req.raw`): the span becomes a child of that request's SERVER span. Without
-   *   it, or for a request that is not sampled, the span starts a trace of its own.
-   * @param options.attributes Initial attributes.
-   */
-  startSpan(
-    name: string,
-    options?: { parent?: { readonly headers: Headers }; attributes?: Record<string, string | number | boolean> },
-  ): PluginSpan;
-}
-
-/** A span started by a plugin: the OpenTelemetry `Span` methods a plugin needs. */
-export interface PluginSpan {
-  setAttribute(key: string, value: string | number | boolean): this;
-  addEvent(name: string, attributes?: Record<string, string | number | boolean>): this;
-  /** `code`: 0 unset, 1 ok, 2 error (OpenTelemetry's `SpanStatusCode`). */
-  setStatus(status: { code: 0 | 1 | 2; message?: string }): this;
-  recordException(exception: Error | string): void;
-  /** Ends the span; it is exported in the next batch. Call exactly once. */
-  end(): void;
-  /** False when tracing is off or the request is not sampled: skip building costly attributes. */
-  isRecording(): boolean;
-}
-
-/** Structured logger handed to plugins. `props` become JSON fields of the log record. */
-export interface PluginLogger {
-  debug(message: string, props?: Record<string, unknown>): void;
-  info(message: string, props?: Record<string, unknown>): void;
-  warn(message: string, props?: Record<string, unknown>): void;
-  error(message: string, props?: Record<string, unknown>): void;
-}
+export type * from "./api-request.ts";
+export type * from "./api-host.ts";
+export type * from "./api-middleware.ts";
 
 /**
  * The default export of a strategy plugin file.
@@ -217,154 +47,6 @@ export interface StrategyPlugin<O = Record<string, unknown>> {
 }
 
 /**
- * The part of a Hono `Context` a middleware plugin is given, declared here so plugin authors get
- * editor types without installing Hono. At run time it is Hono's full `Context`
- * (https://hono.dev/docs/api/context), so anything Hono documents works.
- */
-export interface MiddlewareContext {
-  /** The incoming request. `req.raw` is the standard `Request`. */
-  readonly req: {
-    readonly raw: Request;
-    readonly method: string;
-    readonly path: string;
-    readonly url: string;
-    /** One request header, case-insensitive; `undefined` when absent. */
-    header(name: string): string | undefined;
-  };
-  /** The response so far; after `await next()` it is the backend's (headers are mutable). */
-  res: Response;
-  /** Set a response header (after `await next()`, on the backend's response). */
-  header(name: string, value: string, options?: { append?: boolean }): void;
-  /** Build a plain-text response, e.g. `return c.text("no", 403)`. */
-  text(text: string, status?: number, headers?: Record<string, string>): Response;
-  /** Build a JSON response. */
-  json(value: unknown, status?: number, headers?: Record<string, string>): Response;
-  /** Per-request values shared between middleware: `c.set("tenant", t)`, then `c.get("tenant")`. */
-  set(key: string, value: unknown): void;
-  get(key: string): unknown;
-}
-
-/** Calls the rest of the chain (later middleware, then the proxy). */
-export type Next = () => Promise<void>;
-
-/**
- * A standard Hono middleware: return a `Response` to answer without proxying, or `await next()`
- * and then read or change `c.res`. Hono's own middleware (`cors()`, `basicAuth()`, …) fits this
- * type too. Throwing answers this request with 500; the process keeps serving.
- */
-// Declared as a method so Hono's MiddlewareHandler (which takes the full Context) is assignable.
-export type Middleware = {
-  handle(c: MiddlewareContext, next: Next): Response | void | Promise<Response | void>;
-}["handle"];
-
-/**
- * The request as a {@link Transform} sees and edits it on its way to the backend. No web
- * `Request` is made for it: header edits and the new target go straight into what the proxy sends.
- */
-export interface TransformRequest {
-  /** HTTP method, upper case. */
-  readonly method: string;
-  /** The path the client asked for, without the query. Logs and spans keep it as the request's path. */
-  readonly path: string;
-  /** The client's query string with its `?`, or `""`. */
-  readonly query: string;
-  /** The `Host` the client asked for, as sent (with its port, if any). */
-  readonly host: string;
-  /** The client's IP address as the listener saw it (the TCP peer). */
-  readonly clientIp: string;
-  /**
-   * Path and query the backend is sent; starts as the client's. Assign to rewrite it: the access
-   * log (`upstream_path`) and the span (`fulcrum.upstream.path`) record the new one next to the original.
-   */
-  target: string;
-  /** The request's id, once a middleware (the built-in `request-id`) set it: the access log and span record it. */
-  requestId: string | undefined;
-  /** A request header as the backend will get it (the client's, after earlier edits); lower-case name. */
-  header(name: string): string | undefined;
-  /** Replace a header sent to the backend. */
-  setHeader(name: string, value: string): void;
-  /** Add a value to a header sent to the backend (joined to an existing one with ", "). */
-  addHeader(name: string, value: string): void;
-  /** Do not send this header to the backend. */
-  removeHeader(name: string): void;
-}
-
-/** The response as a {@link Transform} edits it on its way to the client: its headers. */
-export interface TransformResponse {
-  readonly status: number;
-  /** A response header; lower-case name; several values joined with ", ". */
-  header(name: string): string | undefined;
-  setHeader(name: string, value: string): void;
-  /** Add another line of this header (e.g. a second `set-cookie`). */
-  addHeader(name: string, value: string): void;
-  removeHeader(name: string): void;
-}
-
-/**
- * A middleware that only edits the request (path, headers), the response's headers, or answers
- * by itself, may be returned from {@link MiddlewarePlugin.create} in this form instead of a
- * function. It then works without a web `Request`/`Response`: a route whose middleware are all
- * transforms stays on the proxy's direct path. In a route that also has function middleware it
- * runs in its place in the chain. Both hooks are synchronous; a throw answers 500.
- *
- * @example
- * ```ts
- * import type { MiddlewarePlugin } from "fulcrum";
- * export default {
- *   kind: "middleware",
- *   name: "tenant-header",
- *   create: (options: { tenant: string }) => ({
- *     request(req) { req.setHeader("x-tenant", options.tenant); },
- *     response(res) { res.removeHeader("server"); },
- *   }),
- * } satisfies MiddlewarePlugin<{ tenant: string }>;
- * ```
- */
-export interface Transform {
-  /** Called before the request is proxied, in route order. Return a `Response` to answer without a backend (later middleware and the proxy are skipped). */
-  request?(req: TransformRequest): Response | undefined | void;
-  /** Called with the response before it goes to the client, in reverse route order (also for an answer of an earlier `request`). */
-  response?(res: TransformResponse, req: TransformRequest): void;
-}
-
-/**
- * The default export of a middleware plugin file. Config:
- * `routes[].middleware: [ { plugin: ./api-key.ts, options: { keys: [...] } } ]`.
- *
- * @typeParam O The shape of `options` from the config.
- * @example
- * ```ts
- * import type { MiddlewarePlugin } from "fulcrum";
- * export default {
- *   kind: "middleware",
- *   name: "deny-delete",
- *   create(options: { status?: number }) {
- *     const status = options.status ?? 405;
- *     return async (c, next) => {
- *       if (c.req.method === "DELETE") return c.text("not here\n", status);
- *       await next();
- *     };
- *   },
- * } satisfies MiddlewarePlugin<{ status?: number }>;
- * ```
- */
-export interface MiddlewarePlugin<O = Record<string, unknown>> {
-  /** Always `"middleware"`. */
-  readonly kind: "middleware";
-  /** Unique name; configs refer to built-ins by it (`- rate-limit: { rate: 100/s }`). */
-  readonly name: string;
-  /**
-   * Build the middleware for one route; called once per route that lists it (and again on
-   * reload). Validate `options` here and throw a `TypeError`/`RangeError` naming the option.
-   * Return a Hono-style function, or a {@link Transform} for a middleware that only edits the
-   * request and response headers (cheaper: no web Request/Response is made for it).
-   * @param options The `options` map from the config.
-   * @default options {}
-   */
-  create(options: O, api: PluginApi): Middleware | Transform;
-}
-
-/**
  * The default export of a key plugin: computes a string key for a request, e.g. the tenant that
  * the built-in `rate-limit` middleware counts separately
  * (`rate-limit: { rate: 10/s, key: { plugin: ./tenant.ts } }`).
@@ -388,8 +70,61 @@ export interface KeyPlugin<O = Record<string, unknown>> {
   create(options: O, api: PluginApi): (request: RequestInfo) => string | undefined;
 }
 
+/** One backend as a discovery source reports it, built like an entry of `pools.<name>.backends`. */
+export interface DiscoveredBackend {
+  /** Base URL with a host and port, e.g. `http://10.0.0.11:8080`. */
+  readonly url: string;
+  /** Relative weight, a whole number; 0 takes no new requests (a drain). @default 1 */
+  readonly weight?: number;
+  /** Stable id within the pool; `host:port` of the URL when absent. */
+  readonly id?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/**
+ * What a discovery plugin's `create()` returns: each value is the pool's complete backend list at
+ * that moment. An async iterable (`async function*` yielding a list on each change), or a
+ * subscription calling `update` per list and returning its stop function. An empty list, a throw
+ * or `fail()` keeps the pool's last good list (logged, counted); after a failure `create()` is
+ * called again with backoff.
+ */
+export type DiscoverySource =
+  | AsyncIterable<readonly DiscoveredBackend[]>
+  | { subscribe(update: (backends: readonly DiscoveredBackend[]) => void, fail: (error: unknown) => void): () => void };
+
+/** The `api` of a discovery plugin's `create()`. */
+export interface DiscoveryApi extends PluginApi {
+  /** The pool the lists are for. */
+  readonly pool: string;
+  /** Aborted when the pool stops (reload, shutdown): pass it to `fetch` and watches. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The default export of a discovery plugin: a pool's backends at run time
+ * (`pools.web.discovery: { plugin: ./etcd.ts, options: {...} }`). The built-in `dns` uses it too.
+ * @example
+ * ```ts
+ * import type { DiscoveryPlugin } from "fulcrum";
+ * export default {
+ *   kind: "discovery",
+ *   name: "static",
+ *   async *create(options: { urls: string[] }) { yield options.urls.map((url) => ({ url })); },
+ * } satisfies DiscoveryPlugin<{ urls: string[] }>;
+ * ```
+ */
+export interface DiscoveryPlugin<O = Record<string, unknown>> {
+  readonly kind: "discovery";
+  readonly name: string;
+  /**
+   * Build one pool's source (at start, on reload, after a failure). Validate `options` and throw
+   * naming the option. Start network work when iterated, not here: `fulcrum check` calls it too.
+   */
+  create(options: O, api: DiscoveryApi): DiscoverySource;
+}
+
 /** Any plugin a file may export as its default. */
-export type Plugin = StrategyPlugin<never> | MiddlewarePlugin<never> | KeyPlugin<never>;
+export type Plugin = StrategyPlugin<never> | MiddlewarePlugin<never> | KeyPlugin<never> | DiscoveryPlugin<never>;
 
 // Run-time values of the "fulcrum" module. The host provides them (Bun: a virtual module; Deno:
 // an import map), so a plugin next to the compiled binary needs no node_modules.

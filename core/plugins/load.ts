@@ -8,7 +8,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError, configSource } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Plugin } from "./api.ts";
-import { isPlugin, type Registry } from "./registry.ts";
+import { isPlugin, KIND_LIST, type Registry } from "./registry.ts";
 import { PluginImportError, type Runtime } from "../runtime/types.ts";
 
 type Kind = Plugin["kind"];
@@ -72,6 +72,8 @@ export async function loadPlugins(config: Config, options: LoadOptions): Promise
   for (const [name, pool] of Object.entries(config.pools)) {
     const s = pool.strategy;
     if (s.plugin !== undefined) ref("strategy", s.plugin, ["pools", name, "strategy"], (n) => (s.name = n));
+    const d = pool.discovery;
+    if (d?.plugin !== undefined) ref("discovery", d.plugin, ["pools", name, "discovery"], (n) => (d.name = n));
   }
   config.routes?.forEach((route, i) => {
     route.middleware.forEach((m, j) => {
@@ -140,7 +142,7 @@ async function importOne(runtime: LoadOptions["runtime"], abs: string, fresh: bo
   const plugin = module.default;
   if (plugin === undefined) {
     const named = Object.keys(module).filter((k) => k !== "default");
-    return `has no default export; expected \`export default { kind: "strategy" | "middleware" | "key", name, create }\`` +
+    return `has no default export; expected \`export default { kind: ${KIND_LIST}, name, create }\`` +
       (named.length ? ` (found named exports: ${named.join(", ")})` : "");
   }
   if (!isPlugin(plugin)) {
@@ -148,7 +150,7 @@ async function importOne(runtime: LoadOptions["runtime"], abs: string, fresh: bo
     const got = p && typeof p === "object"
       ? `{ kind: ${JSON.stringify(p.kind)}, name: ${JSON.stringify(p.name)}, create: ${typeof p.create} }`
       : typeof plugin;
-    return `default export must be { kind: "strategy" | "middleware" | "key", name: string, create: function }, got ${got}`;
+    return `default export must be { kind: ${KIND_LIST}, name: string, create: function }, got ${got}`;
   }
   return plugin;
 }

@@ -3,6 +3,9 @@
  * user plugins go into a {@link Registry.fork} of the built-ins, so a reload starts clean.
  */
 import type {
+  DiscoveryApi,
+  DiscoveryPlugin,
+  DiscoverySource,
   KeyPlugin,
   Middleware,
   MiddlewarePlugin,
@@ -16,7 +19,9 @@ import type {
 import { didYouMean } from "../config/units.ts";
 
 type Kind = Plugin["kind"];
-const KINDS: readonly Kind[] = ["strategy", "middleware", "key"];
+const KINDS: readonly Kind[] = ["strategy", "middleware", "key", "discovery"];
+/** The kinds as error messages list them. */
+export const KIND_LIST = `"strategy" | "middleware" | "key" | "discovery"`;
 
 interface Entry {
   readonly plugin: Plugin;
@@ -36,7 +41,12 @@ export class Registry {
 
   constructor(from?: Registry) {
     const base = from ? from.#plugins : undefined;
-    this.#plugins = { strategy: new Map(base?.strategy), middleware: new Map(base?.middleware), key: new Map(base?.key) };
+    this.#plugins = {
+      strategy: new Map(base?.strategy),
+      middleware: new Map(base?.middleware),
+      key: new Map(base?.key),
+      discovery: new Map(base?.discovery),
+    };
   }
 
   /** A copy to add a config's user plugins to, leaving this one (the built-ins) untouched. */
@@ -47,7 +57,7 @@ export class Registry {
   /** Register a plugin of any kind. A second plugin of that kind with the same name is an error. */
   register(plugin: Plugin, source = "built-in"): void {
     if (!isPlugin(plugin)) {
-      throw new TypeError(`${source}: a plugin must export { kind: "strategy" | "middleware" | "key", name, create }`);
+      throw new TypeError(`${source}: a plugin must export { kind: ${KIND_LIST}, name, create }`);
     }
     const map = this.#plugins[plugin.kind];
     const existing = map.get(plugin.name);
@@ -115,6 +125,22 @@ export class Registry {
     if (typeof fn !== "function")
       throw new TypeError(`key "${name}": create() must return a function (request) => string, got ${describe(fn)}`);
     return fn;
+  }
+  /**
+   * Instantiate a registered discovery source: an async iterable or a subscription of backend
+   * lists (core/discovery/ consumes it).
+   */
+  createDiscovery(name: string, options: unknown, api: DiscoveryApi): DiscoverySource {
+    const source = create(() => (this.#get("discovery", name) as DiscoveryPlugin<never>).create((options ?? {}) as never, api));
+    const s = source as Partial<AsyncIterable<unknown> & { subscribe: unknown }> | undefined;
+    if (!s || (typeof s[Symbol.asyncIterator] !== "function" && typeof s.subscribe !== "function")) {
+      throw new TypeError(
+        `discovery "${name}": create() must return an async iterable of backend lists or { subscribe(update, fail) }, got ${
+          describe(source)
+        }`,
+      );
+    }
+    return source;
   }
 }
 

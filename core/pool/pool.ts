@@ -1,121 +1,18 @@
 /**
- * Backends and pools: the state strategies choose from. The available set is rebuilt only when
+ * Pools: the state strategies choose from (a backend's own state is in backend.ts). The available set is rebuilt only when
  * something changes (health flip, ejection, circuit transition, drain), never per request.
  */
 import type { Logger } from "@logtape/logtape";
-import type { BackendView, Outcome, RequestInfo, Strategy } from "../plugins/api.ts";
+import type { Outcome, RequestInfo, Strategy } from "../plugins/api.ts";
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
-import { backendId } from "../config/load.ts";
-import type { Clock, Timer } from "../lib/clock.ts";
-import { createAgent, type UpstreamAgent, type UpstreamTarget, type UpstreamTls } from "../upstream/client.ts";
-import { CircuitBreaker, type CircuitState } from "../resilience/breaker.ts";
-import { HealthChecker, type ProbeResult } from "../resilience/health.ts";
+import type { Clock } from "../lib/clock.ts";
+import { CircuitBreaker } from "../resilience/breaker.ts";
+import { HealthChecker } from "../resilience/health.ts";
 import { RetryBudget } from "../resilience/retry.ts";
+import { Backend } from "./backend.ts";
 import { Sticky } from "./sticky.ts";
 
-/** A backend with the state the proxy keeps about it. Plugins see it through {@link BackendView}. */
-export class Backend implements BackendView {
-  readonly id: string;
-  readonly url: string;
-  weight: number;
-  labels: Readonly<Record<string, string>>;
-  /** Active health-check verdict. */
-  activeHealthy = true;
-  health = { rise: 0, fall: 0, known: false, probes: [] as ProbeResult[], passed: 0, failed: 0 };
-  /** Passive health: ejected until this clock time (0 when not ejected). */
-  ejectedUntil = 0;
-  ejections = 0;
-  lastUnejected = 0;
-  consecutiveFailures = 0;
-  breaker: CircuitBreaker | undefined;
-  ejectionTimer: Timer | undefined;
-  /**
-   * The pool now serving with this backend. A reload hands a backend that stays to the new
-   * pool, so breaker and ejection timers (which outlive one pool) tell the current owner.
-   */
-  owner: Pool | undefined;
-  /** Set by an operator (admin API) to take the backend out of rotation. */
-  draining = false;
-  inflight = 0;
-  /** Tunnels (WebSocket) open to this backend; each also counts in `inflight` until it closes. */
-  tunnels = 0;
-  latencyEwma = 0;
-  recentErrors = 0;
-  readonly target: UpstreamTarget;
-  readonly agent: UpstreamAgent;
-  /** Host header value when the pool sends the backend's host instead of the client's. */
-  readonly hostHeader: string;
-
-  /** @param tls How an https:// backend is verified (pools.<name>.tls, read by core/tls/backend.ts). */
-  constructor(config: BackendConfig, pool: PoolConfig, tls?: UpstreamTls) {
-    this.id = backendId(config);
-    this.url = config.url;
-    this.weight = config.weight;
-    this.labels = Object.freeze({ ...config.labels });
-    const u = new URL(config.url);
-    this.target = {
-      protocol: u.protocol as "http:" | "https:",
-      hostname: u.hostname.replace(/^\[|\]$/g, ""),
-      port: Number(u.port || (u.protocol === "https:" ? 443 : 80)),
-      basePath: u.pathname.replace(/\/+$/, ""),
-      ...(u.protocol === "https:" && tls !== undefined ? { tls } : {}),
-    };
-    this.hostHeader = u.host;
-    this.agent = createAgent(this.target, {
-      maxIdle: pool.keepalive.max_idle,
-      idleTimeoutMs: pool.keepalive.idle_timeout,
-    });
-  }
-
-  /** Healthy by active checks and not ejected by passive ones. */
-  get healthy(): boolean {
-    return this.activeHealthy && this.ejectedUntil === 0;
-  }
-
-  /** Whether strategies may be offered this backend now (weight 0 drains it from the config). */
-  isAvailable(): boolean {
-    return this.weight > 0 && this.canServe();
-  }
-
-  /** Healthy, not ejected, not drained by an operator, circuit allowing: a sticky client may stay. */
-  canServe(): boolean {
-    return this.activeHealthy && this.ejectedUntil === 0 && !this.draining && (this.breaker?.allows() ?? true);
-  }
-
-  get circuit(): CircuitState {
-    return this.breaker?.state ?? "closed";
-  }
-
-  /** A snapshot for the admin API, metrics and `fulcrum check`. */
-  status() {
-    return {
-      id: this.id,
-      url: this.url,
-      weight: this.weight,
-      labels: this.labels,
-      available: this.isAvailable(),
-      healthy: this.healthy,
-      active_healthy: this.activeHealthy,
-      ejected: this.ejectedUntil !== 0,
-      ejections: this.ejections,
-      circuit: this.circuit,
-      draining: this.draining,
-      inflight: this.inflight,
-      tunnels: this.tunnels,
-      latency_ewma_ms: Math.round(this.latencyEwma * 100) / 100,
-      recent_errors: this.recentErrors,
-      probes: [...this.health.probes],
-    };
-  }
-
-  close(): void {
-    this.breaker?.close();
-    if (this.ejectionTimer !== undefined) this.owner?.clock.clearTimeout(this.ejectionTimer);
-    this.agent.destroy();
-  }
-}
-
-export type BackendStatus = ReturnType<Backend["status"]>;
+export { Backend, type BackendOwner, type BackendStatus } from "./backend.ts";
 
 export interface PoolDeps {
   clock: Clock;
@@ -124,6 +21,21 @@ export interface PoolDeps {
   onHealthChange?: ((pool: Pool, backend: Backend) => void) | undefined;
   /** Worker processes sharing the traffic; each gets this share of the retry budget's reserve. */
   workers?: number | undefined;
+}
+
+/**
+ * A pool's discovery source as the pool sees it (core/discovery/ implements it): started and
+ * stopped with the pool's background work; it changes membership through
+ * {@link Pool.addBackend} and {@link Pool.removeBackend}.
+ */
+export interface PoolDiscovery {
+  /** Begin; resolves once the first list is applied, or the source failed or took too long. */
+  start(): Promise<void>;
+  stop(): void;
+  /** Lists received by result (`applied`, `unchanged`, `empty`, `invalid`, `error`), for metrics. */
+  readonly counts: Readonly<Record<string, number>>;
+  /** A worker process: take this membership from the primary, whose source runs (core/cluster/). */
+  follow(members: readonly BackendConfig[]): void;
 }
 
 export class Pool {
@@ -140,6 +52,10 @@ export class Pool {
   #scan = 0;
   readonly #log: Logger;
   readonly clock: Clock;
+  /** Where members come from at run time (`discovery`); set by the gateway. */
+  discovery: PoolDiscovery | undefined;
+  /** Background work runs: a member added now is health-checked before it takes traffic. */
+  #started = false;
 
   constructor(
     readonly name: string,
@@ -158,7 +74,7 @@ export class Pool {
     for (const b of backends) if (b.owner === undefined) this.#adopt(b, true);
     if (config.health) {
       this.health = new HealthChecker(() => this.backends, config.health, deps.clock, (b, healthy, r) => {
-        const owner = b.owner ?? this;
+        const owner = (b.owner as Pool | undefined) ?? this;
         const level = healthy ? "info" : "warning";
         this.#log[level]("backend {backend} is now {state}", {
           pool: name,
@@ -198,7 +114,7 @@ export class Pool {
     }
     if (cb && !b.breaker) {
       b.breaker = new CircuitBreaker(cb, this.clock, (from, to, reason) => {
-        const owner = b.owner!;
+        const owner = b.owner as Pool;
         if (from !== to) owner.#log.warning("circuit {to} for {backend}", { pool: owner.name, backend: b.id, from, to, reason });
         owner.refresh();
       });
@@ -206,14 +122,47 @@ export class Pool {
     if (fresh && this.config.health?.initial === "unknown") b.activeHealthy = false;
   }
 
-  /** Start background work (health checks). Not called for `fulcrum check`. */
+  /** Start background work (health checks, discovery). Not called for `fulcrum check`. */
   start(): void {
+    if (this.#started) return;
+    this.#started = true;
     this.health?.start();
+    void this.discovery?.start();
   }
 
   /** Stop background work (a reload replaced this pool, or the process is stopping). */
   stop(): void {
     this.health?.stop();
+    this.discovery?.stop();
+  }
+
+  /**
+   * A member joins at run time (discovery). Once the pool runs with health checks it starts
+   * unhealthy and is probed at once: it takes traffic after its first probe passes. Before that
+   * (the first list at start) it starts as `health.initial` says, like a listed backend.
+   */
+  addBackend(b: Backend): void {
+    if (this.backends.includes(b)) return;
+    this.backends.push(b);
+    if (b.owner !== this) this.#adopt(b, true);
+    if (this.#started && this.health) {
+      b.activeHealthy = false;
+      this.health.add(b, 0);
+    }
+    this.refresh();
+  }
+
+  /**
+   * A member leaves at run time (discovery): no new requests go to it; those in flight finish,
+   * then its connections close ({@link Pool.release}).
+   */
+  removeBackend(b: Backend): void {
+    const i = this.backends.indexOf(b);
+    if (i < 0) return;
+    this.backends.splice(i, 1);
+    b.removed = true;
+    this.refresh();
+    if (b.inflight === 0) b.close();
   }
 
   /**
@@ -297,6 +246,8 @@ export class Pool {
   release(b: Backend): void {
     b.inflight--;
     this.inflight--;
+    // A member discovery removed closes after its last request.
+    if (b.removed && b.inflight === 0) b.close();
   }
 
   /** Record an attempt's outcome: latency, breaker, passive health, and the strategy's observe(). */
@@ -337,7 +288,7 @@ export class Pool {
     b.consecutiveFailures = 0;
     this.#log.warning("backend {backend} ejected for {ms}ms", { pool: this.name, backend: b.id, ms: time, reason, ejections: b.ejections });
     b.ejectionTimer = this.clock.setTimeout(() => {
-      const owner = b.owner!;
+      const owner = b.owner as Pool;
       b.ejectionTimer = undefined;
       b.ejectedUntil = 0;
       b.lastUnejected = owner.clock.now();
@@ -345,11 +296,12 @@ export class Pool {
       owner.refresh();
     }, time);
     // A request that started before a reload reports to the old pool; the new one serves.
-    (b.owner ?? this).refresh();
+    ((b.owner as Pool | undefined) ?? this).refresh();
   }
 
   close(): void {
     this.health?.stop();
+    this.discovery?.stop();
     for (const b of this.backends) b.close();
   }
 }

@@ -27,6 +27,7 @@ import { EditedIncoming, ListResponseEdit, RequestEdit, ResponseEdit, runRequest
 import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
+import { attachDiscovery, carriedMembers, dropRemoved } from "./discovered.ts";
 import type { Env } from "./routes.ts";
 import { readBackendTls } from "../tls/backend.ts";
 import { dirname, resolve } from "node:path";
@@ -64,6 +65,8 @@ export interface GatewayDeps {
   onHealthChange?: (pool: Pool, backend: Backend) => void;
   /** In a worker: how many worker processes share the port (they split the retry budget's reserve). */
   workers?: number;
+  /** Called after a pool's discovery changed its members or weights (the primary tells its workers). */
+  onMembersChange?: (pool: Pool) => void;
 }
 
 /**
@@ -100,23 +103,33 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         strategy = isolateStrategy(strategy, registry.createStrategy("round-robin", {}, api), failures(strategyName));
       }
       const poolUpdates = new Map<Backend, BackendUpdate>();
-      const backends = pc.backends.map((b) => {
-        const old = reuseBackend(deps.previous?.pools.get(name), b, pc, tls);
+      const previous = deps.previous?.pools.get(name);
+      const backends = pc.discovery ? carriedMembers(previous, pc, tls, reused) : pc.backends.map((b) => {
+        const old = reuseBackend(previous, b, pc, tls);
         if (!old) return new Backend(b, pc, tls);
         reused.add(old);
         poolUpdates.set(old, { weight: b.weight, labels: Object.freeze({ ...b.labels }) });
         return old;
       });
       updates.set(name, poolUpdates);
-      pools.set(
-        name,
-        new Pool(name, pc, backends, strategy, strategyName, {
-          clock: deps.clock ?? realClock,
-          logger: logging.logger,
-          onHealthChange: deps.onHealthChange,
-          workers: deps.workers,
-        }),
-      );
+      const clock = deps.clock ?? realClock;
+      const pool = new Pool(name, pc, backends, strategy, strategyName, {
+        clock,
+        logger: logging.logger,
+        onHealthChange: deps.onHealthChange,
+        workers: deps.workers,
+      });
+      pools.set(name, pool);
+      const d = pc.discovery;
+      if (d) {
+        try {
+          const user = d.name !== undefined && !registry.isBuiltin("discovery", d.name);
+          attachDiscovery(pool, { ...deps, clock, previous, tls, failures: user ? failures(d.name!) : undefined });
+        } catch (e) {
+          const what = d.plugin !== undefined ? `plugin ${d.plugin}` : "dns";
+          problems.push(`${source.at(["pools", name, "discovery"])}: pools.${name}.discovery: ${what}: ${(e as Error).message}`);
+        }
+      }
     } catch (e) {
       problems.push(`${source.at(["pools", name, "strategy"])}: ${label}: ${(e as Error).message}`);
     }
@@ -151,6 +164,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   if (problems.length) {
     // Backends taken over from the running gateway stay open: it keeps serving.
     for (const p of pools.values()) for (const b of p.backends) if (!reused.has(b)) b.close();
+    // Sources created for this config are never started: abort their signals all the same.
+    for (const p of pools.values()) p.discovery?.stop();
     throw new ConfigError(problems);
   }
   const routes = routeConfigs.map((rc, i) =>
@@ -360,6 +375,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         // Drains and admin weights of the gateway being replaced, as they are at the swap.
         carryOperatorState(deps.previous?.pools.get(name), p, updates.get(name), logging.logger);
         p.activate(updates.get(name));
+        dropRemoved(p);
       }
     },
     retire(successor) {

@@ -48,8 +48,9 @@ export function carryOperatorState(
     if (!from) return;
     if (from !== b) b.draining = from.draining;
     const before = previous.config.backends.find((c) => backendId(c) === b.id)?.weight;
-    const configured = pool.config.backends[i]!.weight;
-    if (before === undefined || from.weight === before) return; // no operator weight
+    // A discovered pool has no configured weights: its source sets them (core/discovery/runner.ts).
+    const configured = pool.config.backends[i]?.weight;
+    if (before === undefined || configured === undefined || from.weight === before) return; // no operator weight
     if (configured === before) {
       const u = updates?.get(b);
       if (u) u.weight = from.weight;

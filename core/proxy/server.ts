@@ -72,6 +72,8 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
+  // Discovered pools get their first members before the port opens (bounded: core/discovery/runner.ts).
+  if (!deps.worker) await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
   await deps.beforeListen?.(current.gateway);
   const challenges = deps.challenges ?? new Challenges();
   // Read `current` per request: a reload swaps it atomically; requests already in flight keep

@@ -69,9 +69,9 @@ export class HealthChecker<B extends Probed> {
     for (const b of this.backends()) this.#schedule(b, this.clock.random() * this.config.interval);
   }
 
-  /** Start probing a backend added by a reload. */
-  add(b: B): void {
-    if (!this.#stopped) this.#schedule(b, this.clock.random() * this.config.interval);
+  /** Start probing a backend added by a reload or by discovery (`delay` 0: probe now). */
+  add(b: B, delay = this.clock.random() * this.config.interval): void {
+    if (!this.#stopped && !this.#timers.has(b)) this.#schedule(b, delay);
   }
 
   stop(): void {
@@ -124,8 +124,8 @@ export class HealthChecker<B extends Probed> {
     }
     const first = !h.known;
     h.known = true;
-    // The first result of a backend that started `unknown` decides at once.
-    if (first && this.config.initial === "unknown") {
+    // The first result of a backend that started `unknown` (or joined unhealthy, by discovery) decides at once.
+    if (first && (this.config.initial === "unknown" || !b.activeHealthy)) {
       if (b.activeHealthy !== r.ok) {
         b.activeHealthy = r.ok;
         this.onFlip(b, r.ok, r);

@@ -327,6 +327,19 @@ function registerStateGauges(m: Metrics): void {
       }
     },
   });
+  new Counter({
+    name: "fulcrum_discovery_updates_total",
+    help: "Backend lists from a pool's discovery, by result: applied, unchanged, or kept the last good list (empty, invalid, error).",
+    labelNames: ["pool", "result"],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of m.source?.pools() ?? []) {
+        const counts = p.discovery?.counts;
+        if (counts) { for (const [result, n] of Object.entries(counts)) this.inc({ pool: p.name, result }, n); }
+      }
+    },
+  });
   new Gauge({
     name: "fulcrum_requests_in_flight",
     help: "Requests being served now, including response bodies still streaming.",

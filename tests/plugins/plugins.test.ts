@@ -145,7 +145,7 @@ describe("bad plugins: message with the config line and the plugin path, non-zer
       "found named exports: plugin",
     ]],
     ["default export of the wrong shape", pool("./wrong-shape.ts"), [
-      'plugin ./wrong-shape.ts: default export must be { kind: "strategy" | "middleware" | "key", name: string, create: function }, got { kind: "strategy", name: "x", create: undefined }',
+      'plugin ./wrong-shape.ts: default export must be { kind: "strategy" | "middleware" | "key" | "discovery", name: string, create: function }, got { kind: "strategy", name: "x", create: undefined }',
     ]],
     ["the wrong kind of plugin", pool("./ok-mw.ts"), [
       'plugin ./ok-mw.ts: is a middleware plugin ("ok-mw"), but a strategy plugin is needed here',

@@ -44,6 +44,7 @@ const restartAt = (to: unknown, at: Path, names: string[]): Entry => ({ kind: "r
 const applied = (to: unknown, at?: Path): Entry => ({ kind: "applied", to, ...(at ? { at } : {}) });
 const restart = (to: unknown, names?: string[]): Entry => ({ kind: "restart", to, ...(names ? { names } : {}) });
 
+const ETCD = { plugin: "../plugins/etcd.ts", options: { endpoints: ["http://127.0.0.1:2379"], prefix: "/services/web/" } };
 const TABLE: Record<string, Entry> = {
   "listen": restart("127.0.0.1:8181"),
   // The list form: every listener (address, TLS settings, certificate entries, redirects) is bound
@@ -115,6 +116,17 @@ const TABLE: Record<string, Entry> = {
   "pools.*.backends[].id": applied("web-1"),
   "pools.*.backends[].weight": applied(5),
   "pools.*.backends[].labels": applied({ zone: "b" }),
+  // A discovered pool starts its new source; the members stay until it answers (tests/discovery/plugins.test.ts).
+  "pools.*.discovery": applied({ dns: { name: "other.internal", port: 8081 } }, ["pools", "found", "discovery"]),
+  "pools.*.discovery.dns": applied({ name: "_web._tcp.internal", type: "SRV" }, ["pools", "found", "discovery", "dns"]),
+  "pools.*.discovery.dns.name": applied("api2.service.internal", ["pools", "found", "discovery", "dns", "name"]),
+  "pools.*.discovery.dns.type": applied("AAAA", ["pools", "found", "discovery", "dns", "type"]),
+  "pools.*.discovery.dns.port": applied(9090, ["pools", "found", "discovery", "dns", "port"]),
+  "pools.*.discovery.dns.interval": applied("30s", ["pools", "found", "discovery", "dns", "interval"]),
+  "pools.*.discovery.dns.resolver": applied("127.0.0.1:5353", ["pools", "found", "discovery", "dns", "resolver"]),
+  "pools.*.discovery.dns.scheme": applied("https", ["pools", "found", "discovery", "dns", "scheme"]),
+  "pools.*.discovery.plugin": applied(ETCD, ["pools", "found", "discovery"]),
+  "pools.*.discovery.options": applied({ ...ETCD, options: { ...ETCD.options, prefix: "/other/" } }, ["pools", "found", "discovery"]),
   "pools.*.host_header": applied("backend"),
   "pools.*.timeouts": applied({ connect: "1s" }),
   "pools.*.timeouts.connect": applied("1s"),
