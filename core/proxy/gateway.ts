@@ -27,6 +27,7 @@ import { allowedUpgrade, openTunnel } from "./tunnel.ts";
 import type { Env } from "./routes.ts";
 import { readBackendTls } from "../tls/backend.ts";
 import { dirname, resolve } from "node:path";
+import type { StoreSet } from "../stores/set.ts";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -61,6 +62,8 @@ export interface GatewayDeps {
   onHealthChange?: (pool: Pool, backend: Backend) => void;
   /** In a worker: how many worker processes share the port (they split the retry budget's reserve). */
   workers?: number;
+  /** The config's `stores`, opened by the server (core/stores/); a rate limit with `store` uses them. */
+  stores?: StoreSet;
 }
 
 /**
@@ -130,11 +133,12 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       timeouts: { tunnel_idle: TUNNEL_IDLE_DEFAULT },
     },
   ];
+  deps.stores?.useMetrics(deps.metrics?.storeErrors);
   const chains = routeConfigs.map((rc, i) =>
     rc.middleware.map((m, j) => {
       const name = m.name!;
       try {
-        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
+        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer, deps.stores));
         if (registry.isBuiltin("middleware", name)) return mw;
         return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
       } catch (e) {

@@ -1,0 +1,74 @@
+/**
+ * A real redis-server (Debian's package, installed here when missing) on a free loopback port,
+ * without persistence. `kill()` stops it hard (SIGKILL, as a crash would) and `start()` brings it
+ * back on the same port, for outage tests; `pause()`/`resume()` (SIGSTOP/SIGCONT) make it slow
+ * instead of gone.
+ */
+import { closedPort } from "./backends.ts";
+import { run } from "./tls.ts";
+
+export async function ensureRedis(): Promise<void> {
+  const has = async () => (await run(["sh", "-c", "command -v redis-server"])).code === 0;
+  if (await has()) return;
+  let r = await run(["apt-get", "install", "-y", "redis-server"]);
+  if (r.code !== 0) {
+    await run(["apt-get", "update"]);
+    r = await run(["apt-get", "install", "-y", "redis-server"]);
+  }
+  if (!(await has())) throw new Error(`redis-server is not installed and apt-get install -y redis-server failed:\n${r.stderr}`);
+}
+
+export interface TestRedis {
+  readonly port: number;
+  readonly url: string;
+  /** Start (again) on the same port; resolves once it answers PING. */
+  start(): Promise<void>;
+  /** SIGKILL, and wait until the process is gone. */
+  kill(): Promise<void>;
+  pause(): void;
+  resume(): void;
+  /** Run a redis-cli command against it. */
+  cli(...args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  await ensureRedis();
+  const port = closedPort();
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  const cli = async (...args: string[]) => (await run(["redis-cli", "-h", "127.0.0.1", "-p", String(port), ...args])).stdout.trim();
+  const redis: TestRedis = {
+    port,
+    url: `redis://127.0.0.1:${port}/0`,
+    async start() {
+      proc = Bun.spawn(
+        ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const deadline = Date.now() + 10_000;
+      while ((await cli("PING").catch(() => "")) !== "PONG") {
+        if (Date.now() > deadline || proc.exitCode !== null) {
+          const out = await new Response(proc.stdout as ReadableStream).text().catch(() => "");
+          throw new Error(`redis-server on port ${port} did not start: ${out.slice(-2000)}`);
+        }
+        await Bun.sleep(20);
+      }
+    },
+    async kill() {
+      if (!proc) return;
+      proc.kill("SIGKILL");
+      await proc.exited;
+      proc = undefined;
+    },
+    pause: () => void proc?.kill("SIGSTOP"),
+    resume: () => void proc?.kill("SIGCONT"),
+    cli,
+    async stop() {
+      if (!proc) return;
+      proc.kill("SIGCONT");
+      await redis.kill();
+    },
+  };
+  await redis.start();
+  return redis;
+}
