@@ -92,6 +92,8 @@ export interface CheckResult {
   readonly problems: readonly string[];
   /** What could not be checked because of the problems, one line each. */
   readonly unchecked: readonly string[];
+  /** Worth knowing but not wrong in the config (a store unreachable from here), one line each. */
+  readonly warnings?: readonly string[];
 }
 
 export interface CheckDeps {
@@ -152,7 +154,31 @@ export async function checkConfig(file: string, deps: CheckDeps): Promise<CheckR
       unchecked.push(`${file}: not created because of the problems above, so their options are unchecked: ${created.skipped.join(", ")}`);
     }
   }
-  return { config: problems.length ? undefined : config, problems: byPosition(problems, file), unchecked };
+  const warnings = problems.length === 0 ? await storeWarnings(config) : [];
+  return { config: problems.length ? undefined : config, problems: byPosition(problems, file), unchecked, warnings };
+}
+
+/**
+ * Try each declared store once. One that does not answer is a warning, not an error: it may be
+ * reachable only from the servers the config is for, and `run` starts without it anyway
+ * (`on_error` decides until it answers).
+ */
+async function storeWarnings(config: Config): Promise<string[]> {
+  const stores = config.stores ?? {};
+  if (Object.keys(stores).length === 0) return [];
+  const source = configSource(config);
+  const log = getLogger(["fulcrum", "stores"]);
+  const { openStores } = await import("./core/stores/open.ts");
+  const set = await openStores(stores, { warning: (m, p) => log.debug(m, p ?? {}), info: () => {} });
+  try {
+    const down = await set.waitReady(2000);
+    return down.map((name) =>
+      `${source.at(["stores", name, "redis"])}: warning: stores.${name}: ${stores[name]!.redis} did not answer within 2s; ` +
+      `requests will be decided by on_error (${stores[name]!.on_error}) until it does`
+    );
+  } finally {
+    await set.close();
+  }
 }
 
 /** The report of a failed check, for standard error: the problems, what was skipped, the count. */
