@@ -29,7 +29,7 @@ export interface SharedStore {
 const LOG_EVERY_MS = 60_000;
 
 export class StoreSet {
-  readonly #stores = new Map<string, SharedStore & LimiterStore & { connection: RedisConnection }>();
+  readonly #stores = new Map<string, SharedStore & LimiterStore & { connection: RedisConnection; failedOnce(): boolean }>();
   #errors: StoreErrorCounter | undefined;
 
   constructor(
@@ -59,6 +59,7 @@ export class StoreSet {
         timeoutMs: c.timeout,
         batch: c.batch,
         connection,
+        failedOnce: () => down,
         ready: () => {
           const ok = connection.ready();
           if (ok && down) {
@@ -97,9 +98,10 @@ export class StoreSet {
   /** Wait until every store is connected, at most `ms`; returns the names still unreachable. */
   async waitReady(ms: number): Promise<string[]> {
     const deadline = this.now() + ms;
-    const pending = () => [...this.#stores.values()].filter((s) => !s.connection.ready()).map((s) => s.name);
-    while (pending().length && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    return pending();
+    const down = () => [...this.#stores.values()].filter((s) => !s.connection.ready());
+    // A store that has failed once (connection refused) will not be ready within the wait either.
+    while (down().some((s) => !s.failedOnce()) && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return down().map((s) => s.name);
   }
 
   async close(): Promise<void> {
