@@ -173,7 +173,7 @@ async function storeWarnings(config: Config): Promise<string[]> {
   try {
     const down = await set.waitReady(2000);
     return down.map((name) =>
-      `${source.at(["stores", name, "redis"])}: warning: stores.${name}: ${stores[name]!.redis} did not answer within 2s; ` +
+      `${source.at(["stores", name, "redis"])}: warning: stores.${name}: ${stores[name]!.redis} did not answer; ` +
       `requests will be decided by on_error (${stores[name]!.on_error}) until it does`
     );
   } finally {

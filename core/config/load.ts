@@ -184,7 +184,8 @@ function semanticChecks(config: Config, options: ParseOptions, salvaged?: Salvag
     });
     r.middleware.forEach((m, j) => {
       const store = m.options.store;
-      if (store === undefined) return;
+      // An invalid `stores` was dropped by the salvage: its names cannot be checked.
+      if (store === undefined || (salvaged && config.stores === undefined)) return;
       const names = Object.keys(config.stores ?? {});
       if (typeof store === "string" && names.includes(store)) return;
       const hint = typeof store === "string" ? didYouMean(store, names) : undefined;

@@ -107,6 +107,7 @@ export class SharedLimiter {
     const started = this.now();
     const budget = batch[0]!.at + this.store.timeoutMs - started;
     let done = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const settle = (r: BatchResult | undefined, reason?: "timeout" | "error", error?: unknown) => {
       if (done) return;
       done = true;
@@ -142,7 +143,7 @@ export class SharedLimiter {
       else if (st.deniedUntil <= this.now()) this.#keys.delete(key);
     };
     if (budget <= 0) return settle(undefined, "timeout");
-    const timer = setTimeout(() => settle(undefined, "timeout"), budget);
+    timer = setTimeout(() => settle(undefined, "timeout"), budget);
     this.store.gcra(this.#prefix + key, this.#interval, this.#burst, batch.length).then(
       (r) => settle(r),
       (e) => settle(undefined, "error", e),
