@@ -107,11 +107,12 @@ export class SharedLimiter {
     const started = this.now();
     const budget = batch[0]!.at + this.store.timeoutMs - started;
     let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Set below, after `settle` (which clears it) exists.
+    const wait: { timer?: ReturnType<typeof setTimeout> } = {};
     const settle = (r: BatchResult | undefined, reason?: "timeout" | "error", error?: unknown) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      clearTimeout(wait.timer);
       st.inflight = false;
       if (r === undefined) {
         this.store.failed(reason!, batch.length, error);
@@ -143,7 +144,7 @@ export class SharedLimiter {
       else if (st.deniedUntil <= this.now()) this.#keys.delete(key);
     };
     if (budget <= 0) return settle(undefined, "timeout");
-    timer = setTimeout(() => settle(undefined, "timeout"), budget);
+    wait.timer = setTimeout(() => settle(undefined, "timeout"), budget);
     this.store.gcra(this.#prefix + key, this.#interval, this.#burst, batch.length).then(
       (r) => settle(r),
       (e) => settle(undefined, "error", e),
