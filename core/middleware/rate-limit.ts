@@ -109,10 +109,12 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
         return next();
       }
       if (d.outcome === "denied") return denied(d);
+      // `d` may be shared by all requests: read it before awaiting.
+      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
       await next();
       if (addHeaders) {
         c.res.headers.set("ratelimit-policy", policyHeader);
-        c.res.headers.set("ratelimit", `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`);
+        c.res.headers.set("ratelimit", limit);
       }
     };
   }
