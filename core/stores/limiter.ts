@@ -110,7 +110,7 @@ export class SharedLimiter {
       if (st.reserve > 0 && now < st.reserveUntil) {
         st.reserve--;
         // Half the reserve used: refill in the background, so the next requests need not wait.
-        if (!st.inflight && st.reserve * 2 <= st.demand && this.store.ready()) this.#flush(key, st);
+        if (!st.inflight && st.reserve <= st.demand && this.store.ready()) this.#flush(key, st);
         const d = this.#allowed;
         d.remaining = Math.max(0, st.remaining - st.demand);
         d.resetMs = st.resetMs;

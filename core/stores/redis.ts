@@ -64,6 +64,9 @@ export function connectRedis(target: RedisTarget, onError: (e: Error) => void): 
     });
   }
   client.on("error", onError);
+  // Load the script on every (re)connection, so the first decision is one EVALSHA, not a
+  // NOSCRIPT answer and then an EVAL (a Cluster loads it on each node at first use instead).
+  if (target.kind !== "cluster") client.on("ready", () => void (client as Redis).script("LOAD", GCRA_LUA).catch(() => {}));
   client.defineCommand("fulcrumGcra", { numberOfKeys: 1, lua: GCRA_LUA });
   const c = client as WithGcra;
   return {

@@ -18,12 +18,12 @@ afterAll(async () => {
 const scope = testScope();
 const TIMEOUT_MS = 50;
 
-async function fleetOfOne(onError: "allow" | "deny"): Promise<InProcess> {
+async function fleetOfOne(onError: "allow" | "deny", timeoutMs = TIMEOUT_MS): Promise<InProcess> {
   const b = scope.backend("b1");
   return await scope.fulcrum(`
 log: { level: info, access_log: false }
 stores:
-  shared: { redis: "${redis.url}", prefix: "o${Date.now()}:", timeout: ${TIMEOUT_MS}ms, on_error: ${onError} }
+  shared: { redis: "${redis.url}", prefix: "o${Date.now()}:", timeout: ${timeoutMs}ms, on_error: ${onError} }
 pools:
   web: { backends: [{ url: ${b.url} }] }
 routes:
@@ -113,11 +113,12 @@ describe("rate-limit store outage", () => {
     expect((await wave(f.url, 5)).statuses).toEqual([200, 200, 200, 200, 200]);
     redis.pause();
     try {
-      const stalled = await loadUntil(f.url, () => false, 600);
+      const stalled = await loadUntil(f.url, () => false, 1500);
       expect(stalled.statuses.every((s) => s === 200)).toBe(true);
-      // Each waited for the timeout, no longer (plus the proxying itself on a busy machine).
+      // Each waited for the timeout, not for the 1.5 s stall (the margin is for the proxying
+      // itself on a busy machine).
       expect(stalled.slowestMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
-      expect(stalled.slowestMs).toBeLessThan(TIMEOUT_MS + 200);
+      expect(stalled.slowestMs).toBeLessThan(TIMEOUT_MS + 400);
       expect((await storeErrors(f)).timeout).toBeGreaterThan(0);
     } finally {
       redis.resume();
@@ -125,13 +126,17 @@ describe("rate-limit store outage", () => {
   }, 30_000);
 
   test("on_error deny: 503 (not 429) while Redis is down, 200 again once it is back", async () => {
-    const f = await fleetOfOne("deny");
+    // A longer timeout: only an outage may answer 503 here, not a slow answer on a busy machine.
+    const f = await fleetOfOne("deny", 1000);
     expect((await wave(f.url, 5)).statuses).toEqual([200, 200, 200, 200, 200]);
     await redis.kill();
     try {
       const down = await wave(f.url, 10);
-      expect(down.statuses).toEqual(Array(10).fill(503));
-      expect(down.slowestMs).toBeLessThan(TIMEOUT_MS + 200);
+      // A token reserved before the outage (at most 5% of the burst: 1) may still be used.
+      expect(down.statuses.filter((s) => s !== 503).length).toBeLessThanOrEqual(1);
+      expect(down.statuses.filter((s) => s === 503).length).toBeGreaterThanOrEqual(9);
+      // Refused connections answer at once: nobody waits for the 1 s timeout.
+      expect(down.slowestMs).toBeLessThan(200);
     } finally {
       await redis.start();
     }

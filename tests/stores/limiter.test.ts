@@ -97,6 +97,52 @@ describe("SharedLimiter", () => {
     expect(calls.length).toBe(2);
   });
 
+  test("a reserve (5% of the burst) serves a hot key without waiting; refilled in the background; all tokens from Redis", async () => {
+    const { store, calls } = counting();
+    // burst 200: a reserve of at most 10 tokens.
+    const limiter = new SharedLimiter(store, { prefix: fresh(), ratePerSecond: 0.001, burst: 200, maxKeys: 100 });
+    const first = await Promise.all(Array.from({ length: 8 }, () => limiter.take("k")));
+    expect(first.every((d) => d.outcome === "allowed")).toBe(true);
+    // The first call asked for 1 (+1 reserve); of the 7 that queued behind it, one took that
+    // reserve and the second call asked for the other 6 plus a reserve the size of the demand (7).
+    expect(calls).toEqual([2, 13]);
+    // Reserved tokens are taken synchronously: no promise, no round trip.
+    const sync = [limiter.take("k"), limiter.take("k"), limiter.take("k"), limiter.take("k")];
+    expect(sync.some((d) => d instanceof Promise)).toBe(false);
+    expect(sync.every((d) => (d as { outcome: string }).outcome === "allowed")).toBe(true);
+    // Using half the reserve (4 of 7) sent a refill in the background.
+    expect(calls.length).toBe(3);
+    // Over 400 requests, exactly the burst is allowed: the reserve never adds tokens.
+    let allowed = 8 + 4;
+    for (let i = 0; i < 400; i++) {
+      const t = limiter.take("k");
+      const d = t instanceof Promise ? await t : t;
+      if (d.outcome === "allowed") allowed++;
+    }
+    expect(allowed).toBe(200);
+  });
+
+  test("an unused reserve expires: its tokens are lost, not carried over", async () => {
+    const { store, calls } = counting();
+    let now = 0;
+    const limiter = new SharedLimiter(
+      store,
+      { prefix: fresh(), ratePerSecond: 0.001, burst: 100, maxKeys: 100, reserveMs: 250 },
+      () => now,
+    );
+    expect((await Promise.all([limiter.take("k"), limiter.take("k"), limiter.take("k")])).map((d) => d.outcome)).toEqual([
+      "allowed",
+      "allowed",
+      "allowed",
+    ]);
+    const asked = calls.length;
+    now = 300; // the reserve has expired: the next request asks Redis
+    const d = limiter.take("k");
+    expect(d).toBeInstanceOf(Promise);
+    expect((await d).outcome).toBe("allowed");
+    expect(calls.length).toBe(asked + 1);
+  });
+
   test("without batching, one round trip per request", async () => {
     const { store, calls } = counting({ batch: false });
     const limiter = new SharedLimiter(store, { prefix: fresh(), ratePerSecond: 1, burst: 10, maxKeys: 100 });
