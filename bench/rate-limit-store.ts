@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { cpuSeconds, log, portOpen, spawn, stop, stopAll, waitFor, workDir } from "./lib/proc.ts";
+import { assertFree, cpuSeconds, log, portOpen, spawn, stop, stopAll, waitFor, workDir } from "./lib/proc.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -23,8 +23,16 @@ const duration = arg("--duration", 5);
 const warmup = arg("--warmup", 2);
 const connections = arg("--connections", 64);
 const ROOT = new URL("..", import.meta.url).pathname;
-const REDIS_PORT = 19379;
-const PORT = 18095;
+// Free ports picked now, so that this runs next to other benchmarks.
+const freePort = () => {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+};
+const REDIS_PORT = freePort();
+const PORT = freePort();
+const BACKEND_PORT = freePort();
 
 const VARIANTS = {
   local: "",
@@ -33,9 +41,10 @@ const VARIANTS = {
 } as const;
 type Variant = keyof typeof VARIANTS;
 
+await assertFree([REDIS_PORT, PORT, BACKEND_PORT]);
 const dir = workDir("fulcrum-rate-limit-store-");
 const tool = pickTool();
-const backends = await startBackends({ count: 1, basePort: 19001, dir: join(dir, "backends") });
+const backends = await startBackends({ count: 1, basePort: BACKEND_PORT, dir: join(dir, "backends") });
 const redis = spawn("redis-server", [
   "redis-server",
   "--port",
@@ -74,6 +83,7 @@ try {
     for (const v of Object.keys(VARIANTS) as Variant[]) {
       const file = join(dir, `${v}.yaml`);
       writeFileSync(file, config(v));
+      await assertFree([PORT]);
       const proc = spawn(`fulcrum-${v}`, [process.execPath, "main.ts", "run", "--config", file], {
         cwd: ROOT,
         stderr: join(dir, `${v}.err`),

@@ -4,7 +4,7 @@
  *
  * - Coalescing: requests for one key that arrive while a call for that key is on its way wait
  *   for it and are decided by the next call together (`n` tokens asked at once).
- * - A small local reserve: each call also asks for about as many tokens as the key used during
+ * - A small local reserve: each call also asks for twice as many tokens as the key used since
  *   the previous call (at most `reserveShare` of the burst), kept here for `reserveMs`. Requests
  *   take them without waiting, and a refill is sent in the background when half is used. Tokens
  *   left unused when the reserve expires are lost, never added: the limit can only be
@@ -156,8 +156,9 @@ export class SharedLimiter {
     st.queue = [];
     st.inflight = true;
     const started = this.now();
-    // Ask for the waiting requests plus a reserve the size of the recent demand.
-    const extra = Math.min(this.#maxReserve, Math.max(st.demand, batch.length));
+    // Ask for the waiting requests plus a reserve of twice the recent demand: refilled at half,
+    // a steady demand then needs one call per reserve.
+    const extra = Math.min(this.#maxReserve, 2 * Math.max(st.demand, batch.length));
     st.demand = 0;
     // A refill with nobody waiting has no deadline of its own but the timeout.
     const budget = (batch.length ? batch[0]!.at : started) + this.store.timeoutMs - started;
