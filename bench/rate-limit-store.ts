@@ -8,7 +8,7 @@
 //
 // Every wrk connection comes from 127.0.0.1, so every request has the same client key: the case
 // coalescing helps most. Many distinct keys each pay their own round trip (see docs/fleets.md).
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
@@ -77,6 +77,8 @@ routes:
 }
 
 const results = new Map<Variant, { rps: number; cpuUs: number; redisCpuUs: number }[]>();
+const roundLines: string[] = [];
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const redisCpu = () => cpuSeconds(redis.pid);
 try {
   for (let round = 0; round < runs; round++) {
@@ -98,11 +100,11 @@ try {
       const redisCpuUs = ((redisCpu() - r0) * 1e6) / res.requests;
       if (!results.has(v)) results.set(v, []);
       results.get(v)!.push({ rps: res.rps, cpuUs, redisCpuUs });
-      log(
-        `round ${round + 1} ${v}: ${Math.round(res.rps)} req/s, ${cpuUs.toFixed(1)} µs CPU/request (+ Redis ${
-          redisCpuUs.toFixed(1)
-        }), errors ${res.errors}`,
-      );
+      const line = `round ${round + 1} ${v}: ${Math.round(res.rps)} req/s, ${cpuUs.toFixed(1)} µs CPU/request (+ Redis ${
+        redisCpuUs.toFixed(1)
+      }), errors ${res.errors}, load average ${loadavg()}`;
+      roundLines.push(line);
+      log(line);
       await stop(proc);
       await waitFor(async () => (await portOpen(PORT)) ? undefined : true, 5000);
     }
@@ -115,11 +117,12 @@ try {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const base = results.get("local")!;
 const lines = [
-  `${tool}, ${connections} connections, GET 100 B, one client key, ${runs} round(s) × ${duration} s after ${warmup} s warm-up, workers: 1`,
-  "variant          req/s   CPU µs/req   Redis CPU µs/req   req/s vs local",
+  `${tool}, ${connections} connections, GET 100 B, one client key, ${runs} round(s) × ${duration} s after ${warmup} s warm-up, workers: 1; medians (ratios: per round, then the median)`,
+  "variant          req/s   CPU µs/req   Redis CPU µs/req   req/s vs local   CPU/req vs local",
 ];
 for (const [v, rs] of results) {
   const ratio = median(rs.map((r, i) => r.rps / base[i]!.rps));
+  const cpuRatio = median(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs));
   lines.push(
     `${v.padEnd(14)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(7)} ${
       median(rs.map((r) => r.cpuUs)).toFixed(1).padStart(12)
@@ -129,5 +132,5 @@ for (const [v, rs] of results) {
 console.log(`\n${lines.join("\n")}`);
 if (process.argv.includes("--save")) {
   const stamp = new Date().toISOString().slice(0, 16).replace(":", "");
-  writeFileSync(join(ROOT, "bench", "results", `rate-limit-store-${stamp}.txt`), `${lines.join("\n")}\n`);
+  writeFileSync(join(ROOT, "bench", "results", `rate-limit-store-${stamp}.txt`), `${[...lines, "", ...roundLines].join("\n")}\n`);
 }
