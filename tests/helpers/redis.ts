@@ -2,8 +2,11 @@
  * A real redis-server (Debian's package, installed here when missing) on a free loopback port,
  * without persistence. `kill()` stops it hard (SIGKILL, as a crash would) and `start()` brings it
  * back on the same port, for outage tests; `pause()`/`resume()` (SIGSTOP/SIGCONT) make it slow
- * instead of gone.
+ * instead of gone. `startSentinel()` puts a Sentinel in front of one.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { closedPort } from "./backends.ts";
 import { run } from "./tls.ts";
 
@@ -71,4 +74,36 @@ export async function startRedis(): Promise<TestRedis> {
   };
   await redis.start();
   return redis;
+}
+
+export interface TestSentinel {
+  readonly port: number;
+  /** The store URL for the master it watches: `redis+sentinel://127.0.0.1:PORT/NAME/0`. */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** A Sentinel (redis-server --sentinel) watching `master` as `name`; resolves once it knows it. */
+export async function startSentinel(master: TestRedis, name = "mymaster"): Promise<TestSentinel> {
+  const port = closedPort();
+  const dir = mkdtempSync(join(tmpdir(), "fulcrum-sentinel-"));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\nsentinel monitor ${name} 127.0.0.1 ${master.port} 1\n`);
+  const proc = Bun.spawn(["redis-server", conf, "--sentinel"], { stdout: "ignore", stderr: "ignore" });
+  const ask = async () =>
+    (await run(["redis-cli", "-h", "127.0.0.1", "-p", String(port), "SENTINEL", "get-master-addr-by-name", name])).stdout;
+  const deadline = Date.now() + 10_000;
+  while (!(await ask().catch(() => "")).includes(String(master.port))) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`redis sentinel on port ${port} did not start`);
+    await Bun.sleep(20);
+  }
+  return {
+    port,
+    url: `redis+sentinel://127.0.0.1:${port}/${name}/0`,
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
