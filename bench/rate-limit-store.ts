@@ -126,7 +126,9 @@ for (const [v, rs] of results) {
   lines.push(
     `${v.padEnd(14)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(7)} ${
       median(rs.map((r) => r.cpuUs)).toFixed(1).padStart(12)
-    } ${median(rs.map((r) => r.redisCpuUs)).toFixed(1).padStart(18)}   ${ratio.toFixed(2).padStart(14)}`,
+    } ${median(rs.map((r) => r.redisCpuUs)).toFixed(1).padStart(18)}   ${ratio.toFixed(2).padStart(14)}   ${
+      cpuRatio.toFixed(2).padStart(16)
+    }`,
   );
 }
 console.log(`\n${lines.join("\n")}`);

@@ -107,3 +107,50 @@ export async function startSentinel(master: TestRedis, name = "mymaster"): Promi
     },
   };
 }
+
+export interface TestCluster {
+  /** The store URL: `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`. */
+  readonly url: string;
+  readonly ports: readonly number[];
+  stop(): Promise<void>;
+}
+
+/** A Redis Cluster of three masters (no replicas) on free loopback ports, all slots assigned. */
+export async function startCluster(): Promise<TestCluster> {
+  await ensureRedis();
+  const dir = mkdtempSync(join(tmpdir(), "fulcrum-cluster-"));
+  const ports = [closedPort(), closedPort(), closedPort()];
+  const procs = ports.map((port) =>
+    Bun.spawn([
+      "redis-server",
+      ...["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      ...["--cluster-enabled", "yes", "--cluster-port", String(closedPort()), "--cluster-config-file", join(dir, `nodes-${port}.conf`)],
+    ], { stdout: "ignore", stderr: "ignore" })
+  );
+  const stop = async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await Promise.all(procs.map((p) => p.exited));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const cli = async (port: number, ...args: string[]) =>
+      (await run(["redis-cli", "-h", "127.0.0.1", "-p", String(port), ...args])).stdout;
+    const deadline = Date.now() + 10_000;
+    for (const port of ports) {
+      while (!(await cli(port, "PING").catch(() => "")).includes("PONG")) {
+        if (Date.now() > deadline) throw new Error(`redis-server (cluster) on port ${port} did not start`);
+        await Bun.sleep(20);
+      }
+    }
+    const created = await run(["redis-cli", "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-yes"]);
+    if (created.code !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
+    while (!(await cli(ports[0]!, "CLUSTER", "INFO")).includes("cluster_state:ok")) {
+      if (Date.now() > deadline + 10_000) throw new Error("the cluster did not reach cluster_state:ok");
+      await Bun.sleep(50);
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`, ports, stop };
+}
