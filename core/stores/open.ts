@@ -1,6 +1,6 @@
 /**
  * Open the stores of a config. The Redis client is imported here, lazily: a config without
- * `stores` never loads it (it costs ~20 MB of memory and start-up time).
+ * `stores` never loads it (~5 MB of an idle process, and its start-up time).
  */
 import { parseRedisUrl, type StoreConfig } from "../config/stores.ts";
 import { StoreSet, type StoreLogger } from "./set.ts";
