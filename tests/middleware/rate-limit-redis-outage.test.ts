@@ -35,33 +35,38 @@ routes:
 }
 
 /** `n` requests at once; statuses and the slowest one's time. */
-async function wave(url: string, n = 10): Promise<{ statuses: number[]; slowestMs: number }> {
+async function wave(url: string, n = 10): Promise<{ statuses: number[]; slowestMs: number; times: number[] }> {
   let slowest = 0;
+  const times: number[] = [];
   const statuses = await Promise.all(
     Array.from({ length: n }, async () => {
       const t = performance.now();
       const r = await fetch(`${url}/api/x`);
       await r.arrayBuffer();
-      slowest = Math.max(slowest, performance.now() - t);
+      const ms = performance.now() - t;
+      times.push(ms);
+      slowest = Math.max(slowest, ms);
       return r.status;
     }),
   );
-  return { statuses, slowestMs: slowest };
+  return { statuses, slowestMs: slowest, times };
 }
 
 /** Waves every 20 ms until `done` says stop (bounded by `maxMs`): all statuses, the slowest request. */
 async function loadUntil(url: string, done: (statuses: number[]) => boolean, maxMs: number) {
   const all: number[] = [];
+  const times: number[] = [];
   let slowestMs = 0;
   const end = performance.now() + maxMs;
   while (performance.now() < end) {
     const w = await wave(url);
     all.push(...w.statuses);
+    times.push(...w.times);
     slowestMs = Math.max(slowestMs, w.slowestMs);
-    if (done(w.statuses)) return { statuses: all, slowestMs, done: true };
+    if (done(w.statuses)) return { statuses: all, slowestMs, times, done: true };
     await Bun.sleep(20);
   }
-  return { statuses: all, slowestMs, done: false };
+  return { statuses: all, slowestMs, times, done: false };
 }
 
 async function storeErrors(f: InProcess): Promise<Record<string, number>> {
@@ -115,10 +120,12 @@ describe("rate-limit store outage", () => {
     try {
       const stalled = await loadUntil(f.url, () => false, 1500);
       expect(stalled.statuses.every((s) => s === 200)).toBe(true);
-      // Each waited for the timeout, not for the 1.5 s stall (the margin is for the proxying
-      // itself on a busy machine).
-      expect(stalled.slowestMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
-      expect(stalled.slowestMs).toBeLessThan(TIMEOUT_MS + 400);
+      // Typically each waited the timeout; none waited for the 1.5 s stall to end (the slowest
+      // bound leaves room for a busy machine's scheduling; the first requests of a stall that held them would take 1.5 s).
+      const median = [...stalled.times].sort((a, b) => a - b)[stalled.times.length >> 1]!;
+      expect(median).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+      expect(median).toBeLessThan(TIMEOUT_MS + 150);
+      expect(stalled.slowestMs).toBeLessThan(1000);
       expect((await storeErrors(f)).timeout).toBeGreaterThan(0);
     } finally {
       redis.resume();
