@@ -93,7 +93,7 @@ export interface CheckResult {
   readonly problems: readonly string[];
   /** What could not be checked because of the problems, one line each. */
   readonly unchecked: readonly string[];
-  /** Not errors: what is valid but surely not meant (a route that can never match), `file:line:col: …`. */
+  /** Not errors: what is valid but surely not meant (a route that can never match) or worth knowing (a store unreachable from here), one line each. */
   readonly warnings: readonly string[];
 }
 
@@ -156,6 +156,7 @@ export async function checkConfig(file: string, deps: CheckDeps): Promise<CheckR
       unchecked.push(`${file}: not created because of the problems above, so their options are unchecked: ${created.skipped.join(", ")}`);
     }
   }
+  if (problems.length === 0) warnings.push(...(await storeWarnings(config)));
   return { config: problems.length ? undefined : config, problems: byPosition(problems, file), unchecked, warnings };
 }
 
@@ -171,6 +172,29 @@ export function routeWarnings(config: Config): string[] {
   } catch {
     // A partial config whose routes did not validate: their problems are reported already.
     return [];
+  }
+}
+
+/**
+ * Try each declared store once. One that does not answer is a warning, not an error: it may be
+ * reachable only from the servers the config is for, and `run` starts without it anyway
+ * (`on_error` decides until it answers).
+ */
+async function storeWarnings(config: Config): Promise<string[]> {
+  const stores = config.stores ?? {};
+  if (Object.keys(stores).length === 0) return [];
+  const source = configSource(config);
+  const log = getLogger(["fulcrum", "stores"]);
+  const { openStores } = await import("./core/stores/open.ts");
+  const set = await openStores(stores, { warning: (m, p) => log.debug(m, p ?? {}), info: () => {} });
+  try {
+    const down = await set.waitReady(2000);
+    return down.map((name) =>
+      `${source.at(["stores", name, "redis"])}: warning: stores.${name}: ${stores[name]!.redis} did not answer; ` +
+      `requests will be decided by on_error (${stores[name]!.on_error}) until it does`
+    );
+  } finally {
+    await set.close();
   }
 }
 

@@ -349,6 +349,11 @@ function summarize(config: Config): string {
     );
   }
   if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  for (const [name, st] of Object.entries(config.stores ?? {})) {
+    // The URL may carry a password.
+    const where = st.redis.replace(/\/\/[^@/]*@/, "//***@");
+    lines.push(`store ${name}: ${where}, prefix ${st.prefix}, timeout ${ms(st.timeout)}, on_error ${st.on_error}, batch ${st.batch}`);
+  }
   const admin = config.admin;
   lines.push(
     admin.enabled

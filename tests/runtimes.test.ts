@@ -10,6 +10,7 @@ import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
 import { RawClient } from "./helpers/raw-client.ts";
 import { run } from "./helpers/h2.ts";
 import { startWsBackend, wsConnect } from "./helpers/websocket.ts";
+import { startRedis } from "./helpers/redis.ts";
 
 // The compiled binary, alone in an empty folder with a clean environment, and the same main.ts
 // under Deno: both must proxy like `bun main.ts` does.
@@ -328,4 +329,28 @@ describe("Deno (deno task start)", () => {
     expect(receiver.spans.filter((sp) => sp.kind === "SERVER").length).toBe(7);
     await receiver.stop();
   }, 60_000);
+});
+
+describe("compiled binary with a Redis store", () => {
+  test("the binary carries its Redis client (loaded only for stores) and limits through a real redis-server", async () => {
+    const redis = await startRedis();
+    try {
+      const app = join(binDir, "app");
+      writeFileSync(
+        join(app, "store.yaml"),
+        configText() + `admin: false\nworkers: 1\nstores:\n  shared: { redis: "${redis.url}", prefix: "bin:" }\n` +
+          `routes:\n  - match: { path: / }\n    pool: web\n    middleware:\n      - rate-limit: { rate: 1/m, burst: 2, store: shared }\n`,
+      );
+      const child = await spawnListening(["./fulcrum", "run", "--config", "store.yaml"], { cwd: app, env: {} });
+      children.push(child);
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) statuses.push((await fetch(`${child.url}/`)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+      expect(await redis.cli("KEYS", "bin:*")).toContain("bin:rl:default:1/m:2:client-ip:");
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    } finally {
+      await redis.stop();
+    }
+  });
 });

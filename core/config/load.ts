@@ -188,6 +188,21 @@ function semanticChecks(config: Config, options: ParseOptions, salvaged?: Salvag
           `(known: ${options.middlewareNames.join(", ")}; or { plugin: ./file.ts })`,
       });
     });
+    r.middleware.forEach((m, j) => {
+      // A single-value option (`- strip-prefix: /api`) has no store.
+      const store = typeof m.options === "object" ? m.options.store : undefined;
+      // An invalid `stores` was dropped by the salvage: its names cannot be checked.
+      if (store === undefined || (salvaged && config.stores === undefined)) return;
+      const names = Object.keys(config.stores ?? {});
+      if (typeof store === "string" && names.includes(store)) return;
+      const hint = typeof store === "string" ? didYouMean(store, names) : undefined;
+      out.push({
+        path: ["routes", i, "middleware", j, ...(m.plugin === undefined ? [m.name!] : ["options"]), "store"],
+        message: `names no store, got ${show(store)}${
+          hint ? `; did you mean "${hint}"?` : names.length ? ` (stores: ${names.join(", ")})` : " (declare it under the top-level stores)"
+        }`,
+      });
+    });
     if (pools && !salvaged?.routesWithoutPool.has(r) && !(r.pool in config.pools)) {
       const hint = didYouMean(r.pool, poolNames);
       out.push({

@@ -8,6 +8,7 @@ import { acmeSchema, listenSchema } from "./tls.ts";
 import { duration, isHttpUrl, listen, positiveInt, ratio, size } from "./fields.ts";
 import { poolSchema } from "./pool-schema.ts";
 import { routeSchema } from "./route-schema.ts";
+import { storesSchema } from "./stores.ts";
 
 export { type Http2Config, TUNNEL_IDLE_DEFAULT } from "./protocols.ts";
 
@@ -177,6 +178,8 @@ export const configSchema = z.strictObject(
     telemetry: telemetry.optional(),
     /** Operator state (drain, weight set through the admin API) kept across restarts; relative to the config's folder. */
     state_file: z.string({ error: "must be a file path" }).min(1, { error: "must not be empty" }).optional(),
+    /** Shared state for several instances, e.g. a Redis for `rate-limit: { store }` (core/config/stores.ts). */
+    stores: storesSchema.optional(),
     /** The ACME account and CA for `tls.acme` names (core/config/tls.ts). */
     acme: acmeSchema.optional(),
   },

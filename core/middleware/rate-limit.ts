@@ -8,12 +8,18 @@
  * A denied request gets 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit`
  * headers (draft-ietf-httpapi-ratelimit-headers-10/11 syntax: `"default";q=200;w=2` and
  * `"default";r=0;t=2`); allowed responses carry them too unless `headers: false`.
+ *
+ * With `store: NAME` the buckets live in that store (a Redis shared by several instances, see
+ * core/stores/) instead of this process; when the store cannot answer within its `timeout`, its
+ * `on_error` decides: `allow` lets the request through, `deny` answers 503.
  */
 import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugins/api.ts";
 import { parseDuration } from "../config/units.ts";
 import { FailureReporter } from "../plugins/isolate.ts";
 import { clientAddress } from "./client-ip.ts";
 import { TokenBuckets } from "./token-buckets.ts";
+import type { SharedStore } from "../stores/set.ts";
+import type { SharedDecision } from "../stores/limiter.ts";
 
 export interface RateLimitOptions {
   /** Sustained rate: `100/s`, `6000/m`, `50000/h`, or `N/<duration>` such as `10/30s`. Required. */
@@ -33,9 +39,14 @@ export interface RateLimitOptions {
   policy?: string;
   /** Add `RateLimit-Policy` and `RateLimit` to allowed responses too. @default true */
   headers?: boolean;
+  /** A store declared under the top-level `stores` holding the buckets for every instance. @default local buckets */
+  store?: string;
 }
 
-const KNOWN = ["rate", "burst", "key", "trusted_proxies", "max_keys", "policy", "headers"];
+const KNOWN = ["rate", "burst", "key", "trusted_proxies", "max_keys", "policy", "headers", "store"];
+
+/** The host gives built-ins the config's stores this way (not part of the public plugin API yet). */
+type WithStores = { store?: (name: string) => SharedStore | undefined };
 
 /** `100/s` → 100 tokens per second; undefined when malformed. */
 export function parseRate(text: string): { perSecond: number; count: number } | undefined {
@@ -72,30 +83,68 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
   const address = clientAddress(trusted);
   const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
   const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
-  const buckets = new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now });
   const policyHeader = `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`;
+  const denied = (d: { remaining: number; retryAfterMs: number; resetMs: number }) =>
+    new Response("too many requests\n", {
+      status: 429,
+      headers: {
+        "content-type": "text/plain; charset=utf-8",
+        "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
+        "ratelimit-policy": policyHeader,
+        ratelimit: `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`,
+      },
+    });
 
+  const store = sharedStore(options.store, api as PluginApi & WithStores);
+  if (store) {
+    const spec = typeof options.key === "object" ? `k=${options.key.name}` : options.key ?? "client-ip";
+    const limiter = store.limiter(`${policy}:${options.rate}:${burst}:${spec}`, { ratePerSecond: rate.perSecond, burst, maxKeys });
+    return async (c, next) => {
+      const taken = limiter.take(keyOf(c));
+      const d: SharedDecision = taken instanceof Promise ? await taken : taken;
+      if (d.outcome === "error") {
+        if (store.onError === "deny") {
+          return new Response("rate limit store unavailable\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+        }
+        return next();
+      }
+      if (d.outcome === "denied") return denied(d);
+      // `d` may be shared by all requests: read it before awaiting.
+      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+      await next();
+      if (addHeaders) {
+        c.res.headers.set("ratelimit-policy", policyHeader);
+        c.res.headers.set("ratelimit", limit);
+      }
+    };
+  }
+
+  const buckets = new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now });
   return async (c, next) => {
     const d = buckets.take(keyOf(c));
     // `d` is shared by all requests: read it before awaiting.
+    if (!d.allowed) return denied(d);
     const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
-    if (!d.allowed) {
-      return new Response("too many requests\n", {
-        status: 429,
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
-          "ratelimit-policy": policyHeader,
-          ratelimit: limit,
-        },
-      });
-    }
     await next();
     if (addHeaders) {
       c.res.headers.set("ratelimit-policy", policyHeader);
       c.res.headers.set("ratelimit", limit);
     }
   };
+}
+
+/**
+ * The store named by `store`. A host that offers no stores at all (the cluster primary, which
+ * serves no requests, or `fulcrum check`) gets local buckets; a host that has stores but not this
+ * one opened them before this name was declared: a reload cannot open stores.
+ */
+function sharedStore(name: unknown, api: PluginApi & WithStores): SharedStore | undefined {
+  if (name === undefined) return undefined;
+  if (typeof name !== "string") throw new TypeError(`store must name a store declared under stores, got ${JSON.stringify(name)}`);
+  if (!api.store) return undefined;
+  const store = api.store(name);
+  if (!store) throw new RangeError(`store "${name}" is not open: stores are opened at start-up (restart to use a new one)`);
+  return store;
 }
 
 function keyFunction(

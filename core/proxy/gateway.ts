@@ -31,6 +31,7 @@ import { attachDiscovery, carriedMembers, dropRemoved } from "./discovered.ts";
 import type { Env } from "./routes.ts";
 import { readBackendTls } from "../tls/backend.ts";
 import { dirname, resolve } from "node:path";
+import type { StoreSet } from "../stores/set.ts";
 
 export interface Gateway {
   readonly pools: ReadonlyMap<string, Pool>;
@@ -67,6 +68,8 @@ export interface GatewayDeps {
   workers?: number;
   /** Called after a pool's discovery changed its members or weights (the primary tells its workers). */
   onMembersChange?: (pool: Pool) => void;
+  /** The config's `stores`, opened by the server (core/stores/); a rate limit with `store` uses them. */
+  stores?: StoreSet;
 }
 
 /**
@@ -146,11 +149,12 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       timeouts: { tunnel_idle: TUNNEL_IDLE_DEFAULT },
     },
   ];
+  deps.stores?.useMetrics(deps.metrics?.storeErrors);
   const chains = routeConfigs.map((rc, i) =>
     rc.middleware.map((m, j) => {
       const name = m.name!;
       try {
-        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer));
+        const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer, deps.stores));
         if (registry.isBuiltin("middleware", name)) return mw;
         if (isTransform(mw)) return isolateTransform(mw, failures(name));
         return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);

@@ -13,6 +13,7 @@ import { configDir, TlsManager } from "../tls/manager.ts";
 import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirectResponse } from "../tls/edge.ts";
 import { startAcmeFor } from "../tls/acme.ts";
 import { watchFiles } from "../plugins/watch.ts";
+import type { StoreSet } from "../stores/set.ts";
 
 export interface RunningServer {
   /** The first listener of `listen`. */
@@ -70,6 +71,8 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   // Certificates first: a bad one is a config problem, and nothing listens.
   const tls = new TlsManager(config, configDir(config, runtime.cwd()), deps.logging.logger.getChild("tls"));
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
+  const stores = deps.stores ?? (await openConfigStores(config, deps));
+  if (stores) deps = { ...deps, stores };
   let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
   current.gateway.activate();
   // Discovered pools get their first members before the port opens (bounded: core/discovery/runner.ts).
@@ -153,12 +156,28 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
           await Promise.all(listeners.map((l) => l.forceClose()));
         }
         for (const g of gateways) g.close();
+        await stores?.close();
         log[deps.worker ? "debug" : "info"]("stopped");
       })();
       return stopping;
     },
   };
   return server;
+}
+
+/**
+ * Connect to the config's `stores` (the Redis client is loaded only then). A store that is not
+ * reachable yet is not fatal: `on_error` decides its requests until it is, as during an outage.
+ */
+async function openConfigStores(config: Config, deps: ServerDeps): Promise<StoreSet | undefined> {
+  if (!config.stores || Object.keys(config.stores).length === 0) return undefined;
+  const { openStores } = await import("../stores/open.ts");
+  const log = deps.logging.logger.getChild("stores");
+  const stores = await openStores(config.stores, { warning: (m, p) => log.warning(m, p ?? {}), info: (m, p) => log.info(m, p ?? {}) });
+  const wait = Math.max(...Object.values(config.stores).map((s) => s.timeout), 1000);
+  const down = await stores.waitReady(wait);
+  if (down.length) log.warning("stores not reachable at start-up: {stores}; on_error decides until they are", { stores: down });
+  return stores;
 }
 
 /**

@@ -164,6 +164,8 @@ export interface GatewayMetrics {
   readonly pluginErrors: { child(plugin: string): CounterChild };
   /** `fulcrum_log_records_dropped_total`: log records lost by a non-blocking sink. */
   readonly logRecordsDropped: CounterChild;
+  /** `fulcrum_store_errors_total{store,reason}`: requests a store could not decide (its `on_error` did). */
+  readonly storeErrors: { child(store: string, reason: string): CounterChild };
 }
 
 export interface Metrics extends GatewayMetrics {
@@ -242,6 +244,12 @@ export function createMetrics(): Metrics {
       "fulcrum_plugin_errors_total",
       "Exceptions thrown by plugins (caught; the proxy kept serving).",
       ["plugin"],
+    ),
+    storeErrors: new FastCounter(
+      registry,
+      "fulcrum_store_errors_total",
+      "Requests a shared store (Redis) could not decide in time, by store and reason (unavailable, timeout, error); on_error decided them.",
+      ["store", "reason"],
     ),
     logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.")
       .child(),

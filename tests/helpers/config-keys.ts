@@ -4,6 +4,8 @@ import { configSchema } from "../../core/config/schema.ts";
 
 /** Maps whose keys are the user's own (labels, options, headers): the map is one key, its entries are data. */
 const FREE_FORM = new Set(["labels", "options", "headers", "query"]);
+/** Maps of named things (a pool, a store): the name becomes `*`. */
+const NAMED = new Set(["pools", "stores"]);
 
 /**
  * Key paths of a YAML config, normalised: a pool's name becomes `*`, a list's items `[]`
@@ -16,7 +18,7 @@ export function yamlKeys(text: string): Set<string> {
     if (isMap(node)) {
       for (const pair of node.items) {
         const key = String(isScalar(pair.key) ? pair.key.value : pair.key);
-        const child = path === "pools" ? "pools.*" : path ? `${path}.${key}` : key;
+        const child = NAMED.has(path) ? `${path}.*` : path ? `${path}.${key}` : key;
         out.add(child);
         if (!FREE_FORM.has(key)) walk(pair.value, child);
       }
@@ -51,9 +53,9 @@ export function schemaKeys(): Set<string> {
         if (!FREE_FORM.has(key)) walk(value, child);
       }
     } else if (def?.type === "array") walk(def.element, `${path}[]`);
-    else if (def?.type === "record" && path === "pools") {
-      out.add("pools.*");
-      walk(def.valueType, "pools.*");
+    else if (def?.type === "record" && NAMED.has(path)) {
+      out.add(`${path}.*`);
+      walk(def.valueType, `${path}.*`);
     }
   };
   walk(configSchema, "");
