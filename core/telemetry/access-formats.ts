@@ -6,8 +6,8 @@
  */
 import type { AccessField } from "../config/schema.ts";
 
-/** What these formats read of a request: log.ts's AccessEntry (declared here too, to keep imports one way). */
-interface AccessEntry {
+/** What one access-log line says about a request (the gateway's request record has these). */
+export interface AccessEntry {
   readonly method: string;
   readonly path: string;
   readonly status: number;
@@ -19,12 +19,19 @@ interface AccessEntry {
   readonly clientIp: string;
   readonly retryReason: string | undefined;
   readonly error: string | undefined;
+  /** "https" on TLS listeners (written only then). */
   readonly scheme?: string;
+  /** "2" for HTTP/2 (written as `protocol`); absent for HTTP/1.1. */
   readonly protocol?: string | undefined;
+  /** A tunnel (WebSocket): written when it closes, as `upgrade`, `bytes_in` and `closed_by` (`bytes` are those sent to the client). */
   readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
+  /** The path and query sent to the backend when a middleware rewrote it (`upstream_path`). */
   readonly upstreamPath?: string | undefined;
+  /** The request's id (`request_id`), when a middleware set one. */
   readonly requestId?: string | undefined;
+  /** Path and query as sent, when the format reads it ({@link AccessLog.needs}). */
   readonly target?: string;
+  /** Request headers, when the format reads them ({@link AccessLog.needs}). */
   readonly referer?: string | null;
   readonly userAgent?: string | null;
 }

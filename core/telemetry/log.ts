@@ -6,7 +6,9 @@ import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecor
 import type { ByteSource, Runtime, Writer } from "../runtime/types.ts";
 import { put as putBytes, putInt } from "../http1/bytes.ts";
 import type { AccessField } from "../config/schema.ts";
-import { clfLine, fieldsLine, formatNeeds } from "./access-formats.ts";
+import { type AccessEntry, clfLine, fieldsLine, formatNeeds } from "./access-formats.ts";
+
+export type { AccessEntry } from "./access-formats.ts";
 
 export type { Logger };
 
@@ -18,36 +20,6 @@ export interface LogConfig {
   access_format?: "json" | "combined" | "common";
   /** The JSON line's fields (access_format json); undefined: the default line. */
   fields?: readonly AccessField[] | undefined;
-}
-
-/** What one access-log line says about a request (the gateway's request record has these). */
-export interface AccessEntry {
-  readonly method: string;
-  readonly path: string;
-  readonly status: number;
-  readonly route: string;
-  readonly pool: string;
-  readonly backend: string;
-  readonly bytes: number;
-  readonly attempts: number;
-  readonly clientIp: string;
-  readonly retryReason: string | undefined;
-  readonly error: string | undefined;
-  /** "https" on TLS listeners (written only then). */
-  readonly scheme?: string;
-  /** "2" for HTTP/2 (written as `protocol`); absent for HTTP/1.1. */
-  readonly protocol?: string | undefined;
-  /** A tunnel (WebSocket): written when it closes, as `upgrade`, `bytes_in` and `closed_by` (`bytes` are those sent to the client). */
-  readonly tunnel?: { readonly upgrade: string; readonly bytesIn: number; readonly closedBy: string } | undefined;
-  /** The path and query sent to the backend when a middleware rewrote it (`upstream_path`). */
-  readonly upstreamPath?: string | undefined;
-  /** The request's id (`request_id`), when a middleware set one. */
-  readonly requestId?: string | undefined;
-  /** Path and query as sent, when the format reads it ({@link AccessLog.needs}). */
-  readonly target?: string;
-  /** Request headers, when the format reads them ({@link AccessLog.needs}). */
-  readonly referer?: string | null;
-  readonly userAgent?: string | null;
 }
 
 /** Whether the line has any of the fields {@link rareFields} writes. */
