@@ -11,24 +11,22 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import pkg from "./package.json" with { type: "json" };
-import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
-import { checkConfig, parseCommandLine, problemReport, USAGE } from "./cli.ts";
+// What serving needs is imported here; the rest (the config loader with yaml and zod, `check`,
+// the primary's supervision, the demo) when a command or config uses it: a worker process
+// loads neither yaml nor zod.
+import { ConfigError } from "./core/config/source.ts";
+import { parseCommandLine, USAGE } from "./cli-args.ts";
 // Embedded so that `fulcrum demo` works from the compiled binary too.
 import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
-import { startDemoBackends } from "./core/proxy/demo.ts";
 import { setupLogging } from "./core/telemetry/log.ts";
 import { Registry } from "./core/plugins/registry.ts";
 import { listenerUrls, startServer, type RunningServer } from "./core/proxy/server.ts";
-import { formatRanges } from "./core/resilience/health.ts";
 import { startObservability } from "./core/admin/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
-import { pluginApiDts, pluginApiSources } from "./core/plugins/types-dts.ts";
 import { watchFiles } from "./core/plugins/watch.ts";
-import { runPrimary } from "./core/cluster/primary.ts";
-import { runWorker } from "./core/cluster/worker.ts";
+import { configFromPrimary, runWorker } from "./core/cluster/worker.ts";
 import { WORKER_ENV } from "./core/cluster/state.ts";
-import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
 import { TRANSFORMS } from "./core/middleware/transform/index.ts";
 import { routeLabel } from "./core/proxy/routes.ts";
@@ -64,8 +62,8 @@ export function builtinRegistry(): Registry {
 }
 
 function loader(runtime: Runtime, registry: Registry): (file: string) => Promise<Config> {
-  return (file) =>
-    loadConfigFile(file, {
+  return async (file) =>
+    (await import("./core/config/load.ts")).loadConfigFile(file, {
       readTextFile: runtime.readTextFile,
       env: runtime.env,
       strategyNames: registry.strategyNames(),
@@ -111,6 +109,7 @@ async function main(runtime: Runtime): Promise<number> {
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
         // Every stage runs, the later ones on what passed the earlier ones: all problems at once.
+        const { checkConfig, problemReport } = await import("./cli.ts");
         const checked = await checkConfig(file, { runtime, registry, load });
         if (checked.warnings.length) fail(checked.warnings.join("\n"));
         if (!checked.config) {
@@ -118,12 +117,12 @@ async function main(runtime: Runtime): Promise<number> {
           return 2;
         }
         print(`${file}: OK`);
-        print(summarize(checked.config));
+        print(await summarize(checked.config));
         return 0;
       }
       case "run": {
         const file = values.config ?? "fulcrum.yaml";
-        return await serve(runtime, registry, await load(file), { file, load, pidFile: values["pid-file"] });
+        return await serve(runtime, registry, () => load(file), { file, load, pidFile: values["pid-file"] });
       }
       case "reload": {
         const pidText = values.pid ?? (values["pid-file"] ? readFileSync(values["pid-file"], "utf8").trim() : undefined);
@@ -137,16 +136,23 @@ async function main(runtime: Runtime): Promise<number> {
         return 0;
       }
       case "types": {
+        const { pluginApiDts, pluginApiSources } = await import("./core/plugins/types-dts.ts");
         print(pluginApiDts(await pluginApiSources((f) => runtime.readTextFile(f)), pkg.version));
         return 0;
       }
       case "demo": {
-        const config = values.config
-          ? await load(values.config)
-          : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
-        const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
-        // Workers serve the port; the demo backends run once, in the primary.
-        if (!workerId(runtime)) await startDemoBackends(runtime, ports);
+        let ports: number[] = [];
+        // Workers serve the port (with the primary's config); the demo backends run once, in the primary.
+        const config = async () => {
+          const c = values.config ? await load(values.config) : (await import("./core/config/load.ts")).parseConfig(demoYaml, {
+            file: "config/demo.yaml",
+            env: runtime.env,
+            strategyNames: registry.strategyNames(),
+          });
+          ports = c.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
+          await (await import("./core/proxy/demo.ts")).startDemoBackends(runtime, ports);
+          return c;
+        };
         // The embedded demo config has no file to re-read: a reload re-uses it.
         return await serve(
           runtime,
@@ -168,6 +174,7 @@ async function main(runtime: Runtime): Promise<number> {
       // A start stops at the first stage that fails; the full check then reports every problem.
       const file = "error" in cli ? undefined : cli.values.config ?? (cli.command === "run" ? "fulcrum.yaml" : undefined);
       const registry = builtinRegistry();
+      const { checkConfig, problemReport } = await import("./cli.ts");
       const checked = file
         ? await checkConfig(file, { runtime, registry, load: loader(runtime, registry) }).catch(() => undefined)
         : undefined;
@@ -201,16 +208,21 @@ function workerId(runtime: Runtime): number | undefined {
 async function serve(
   runtime: Runtime,
   registry: Registry,
-  config: Config,
+  getConfig: () => Promise<Config>,
   source: Source,
   onReady?: (url: string) => void,
 ): Promise<number> {
-  const loadConfig = source.file ? () => source.load(source.file!) : undefined;
   const serviceVersion = pkg.version;
   const worker = workerId(runtime);
-  if (worker !== undefined) return runWorker({ runtime, registry, config, id: worker, loadConfig, serviceVersion });
+  if (worker !== undefined) {
+    const fromPrimary = configFromPrimary(runtime);
+    return runWorker({ runtime, registry, config: await fromPrimary.first, id: worker, loadConfig: fromPrimary.latest, serviceVersion });
+  }
+  const config = await getConfig();
+  const loadConfig = source.file ? () => source.load(source.file!) : undefined;
   const workers = config.workers === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : config.workers;
   if (workers > 1 && runtime.processes) {
+    const { runPrimary } = await import("./core/cluster/primary.ts");
     return runPrimary({
       runtime,
       registry,
@@ -287,7 +299,9 @@ async function serve(
 }
 
 /** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
-function summarize(config: Config): string {
+async function summarize(config: Config): Promise<string> {
+  const { describeListener, listenersOf } = await import("./core/config/tls.ts");
+  const { formatRanges } = await import("./core/resilience/health.ts");
   const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
   const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
   const lines = [

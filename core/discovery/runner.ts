@@ -10,7 +10,7 @@ import type { DiscoveredBackend, DiscoverySource } from "../plugins/api.ts";
 import type { FailureReporter } from "../plugins/isolate.ts";
 import { backendSchema } from "../config/pool-schema.ts";
 import type { BackendConfig } from "../config/schema.ts";
-import { backendId } from "../config/load.ts";
+import { backendId } from "../config/source.ts";
 import type { Clock, Timer } from "../lib/clock.ts";
 import type { Backend, Pool, PoolDiscovery } from "../pool/pool.ts";
 
