@@ -7,7 +7,9 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { Counter, Gauge } from "prom-client";
+import type { Counter } from "prom-client";
+import CounterMetric from "prom-client/lib/counter.js";
+import Gauge from "prom-client/lib/gauge.js";
 import type { Config } from "../config/schema.ts";
 import { encodeConfig } from "../config/source.ts";
 import { setupLogging } from "../telemetry/log.ts";
@@ -373,7 +375,7 @@ function clusterMetrics(registry: import("prom-client").Registry, slots: readonl
       this.set(slots.filter((s) => s.attached).length);
     },
   });
-  return new Counter({
+  return new CounterMetric({
     name: "fulcrum_worker_restarts_total",
     help: "Workers restarted after exiting unexpectedly.",
     registers: [registry],
