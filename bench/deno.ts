@@ -12,10 +12,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
-import { runLoad, type LoadResult } from "./lib/loadgen.ts";
-import { assertFree, log, spawn, stopAll, waitFor, which, workDir } from "./lib/proc.ts";
+import { stopAll, which, workDir } from "./lib/proc.ts";
 import { repoRoot } from "./lib/proxies.ts";
-import { loadAverage, median } from "./lib/rounds.ts";
+import { sideBySide, type SideServer } from "./lib/side-by-side.ts";
 import { nginxConfig, nginxVersion } from "./lib/vs-nginx.ts";
 
 const argv = process.argv.slice(2);
@@ -35,7 +34,7 @@ const deno = join(repoRoot(), "node_modules", ".bin", "deno");
 
 try {
   const backends = await startBackends({ count: 3, basePort: 19351, dir: join(dir, "backends"), kind: "nginx" });
-  const servers: { name: string; port: number; cmd: string[]; env?: Record<string, string> }[] = [];
+  const servers: SideServer[] = [];
   const NGINX = 18901, DENO = 18902, BARE = 18903, BUN = 18904;
   const upstream = backends.urls.map((u) => `server ${new URL(u).host};`).join(" ");
   servers.push({
@@ -104,45 +103,9 @@ Deno.serve({ hostname: "127.0.0.1", port: ${BARE}, onListen() {} }, (r) => { con
     });
   }
 
-  await assertFree(servers.map((s) => s.port));
-  for (const s of servers) {
-    spawn(s.name, s.cmd, { cwd: repoRoot(), stderr: join(dir, `${s.name}.stderr`), raiseNofile: true, env: s.env });
-    const up = await waitFor(
-      async () => {
-        const r = await fetch(`http://127.0.0.1:${s.port}/100b`).catch(() => undefined);
-        await r?.arrayBuffer();
-        return r?.status === 200 || undefined;
-      },
-      20_000,
-      50,
-    );
-    if (!up) throw new Error(`${s.name} did not answer on ${s.port} (see ${dir})`);
-  }
-  log(`load average ${await loadAverage()}; warming up`);
-  for (const s of servers) await runLoad("wrk", { url: `http://127.0.0.1:${s.port}/100b`, connections: 64, durationSec: 3 }, dir);
-  const results = new Map<string, LoadResult[]>();
-  for (let round = 0; round < runs; round++) {
-    for (const s of round % 2 ? [...servers].reverse() : servers) {
-      const r = await runLoad("wrk", { url: `http://127.0.0.1:${s.port}/100b`, connections: 64, durationSec: duration }, dir);
-      results.set(s.name, [...(results.get(s.name) ?? []), r]);
-      log(`round ${round + 1} ${s.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99Ms} ms, errors ${r.errors}`);
-    }
-  }
-  const nginxRps = median(results.get("nginx")!.map((r) => r.rps));
-  console.log(
-    `GET 100 B, 64 connections, ${runs} rounds × ${duration} s, medians (${new Date().toISOString().slice(0, 16)}Z, ${nginxVersion()}, ` +
-      `load average at the end ${await loadAverage()}${Object.keys(env).length ? `, env ${JSON.stringify(env)}` : ""}):`,
-  );
-  console.log("| server | req/s | × nginx | p99 ms | errors |\n|---|---:|---:|---:|---:|");
-  for (const s of servers) {
-    const rs = results.get(s.name)!;
-    const rps = median(rs.map((r) => r.rps));
-    console.log(
-      `| ${s.name} | ${rps.toFixed(0)} | ${(rps / nginxRps).toFixed(2)} | ${median(rs.map((r) => r.p99Ms)).toFixed(1)} | ${
-        rs.reduce((a, r) => a + r.errors, 0)
-      } |`,
-    );
-  }
+  const lines = await sideBySide(servers, { dir, runs, duration });
+  console.log(`${nginxVersion()}${Object.keys(env).length ? `, Fulcrum with ${JSON.stringify(env)}` : ""}`);
+  for (const l of lines) console.log(l);
 } finally {
   await stopAll();
 }
