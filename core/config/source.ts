@@ -45,11 +45,22 @@ export function backendId(b: { url: string; id?: string | undefined }): string {
 }
 
 /**
- * A validated config as JSON text, for a worker process: regular expressions and non-finite
- * numbers survive, and so does the file it came from (plugin paths resolve against its folder).
+ * A validated config as JSON text, for another thread or process: regular expressions and
+ * non-finite numbers survive, and so does where it came from: the file (plugin paths resolve
+ * against its folder) and the `file:line:col` of every value, for later problems (plugins,
+ * certificates) to point at.
  */
 export function encodeConfig(config: Config): string {
-  return JSON.stringify({ file: configSource(config).file, config }, function (this: unknown, _key, value) {
+  const source = configSource(config);
+  const positions: Record<string, string> = {};
+  const walk = (v: unknown, path: (string | number)[]) => {
+    positions[JSON.stringify(path)] = source.at(path);
+    if (v === null || typeof v !== "object" || v instanceof RegExp) return;
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    else for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
+  };
+  walk(config, []);
+  return JSON.stringify({ file: source.file, positions, config }, function (this: unknown, _key, value) {
     if (value instanceof RegExp) return { $re: [value.source, value.flags] };
     if (typeof value === "number" && !Number.isFinite(value)) return { $num: String(value) };
     return value;
@@ -57,14 +68,21 @@ export function encodeConfig(config: Config): string {
 }
 
 export function decodeConfig(text: string): Config {
-  const { file, config } = JSON.parse(text, (_key, value) => {
+  const { file, positions, config } = JSON.parse(text, (_key, value) => {
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       const keys = Object.keys(value);
       if (keys.length === 1 && keys[0] === "$re") return new RegExp(value.$re[0], value.$re[1]);
       if (keys.length === 1 && keys[0] === "$num") return Number(value.$num);
     }
     return value;
-  }) as { file: string; config: Config };
-  setConfigSource(config, { file, at: () => file });
+  }) as { file: string; positions: Record<string, string>; config: Config };
+  const at = (path: readonly (string | number)[]) => {
+    for (let n = path.length; n >= 0; n--) {
+      const p = positions[JSON.stringify(path.slice(0, n))];
+      if (p !== undefined) return p;
+    }
+    return file;
+  };
+  setConfigSource(config, { file, at });
   return config;
 }
