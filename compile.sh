@@ -33,8 +33,7 @@ case "$runtime" in
     bun=./node_modules/.bin/bun
     [ -x "$bun" ] || bun=$(command -v bun) || { echo "compile.sh: bun not found; run npm install first" >&2; exit 1; }
     # Bytecode halves start-up; it needs ESM output because main.ts uses top-level await.
-    # The config validation thread (core/config/load-thread.ts) is an entry point of its own.
-    "$bun" build main.ts core/config/load-thread-worker.ts --compile --bytecode --format=esm --minify \
+    "$bun" build main.ts --compile --bytecode --format=esm --minify \
       --define "FULCRUM_COMMIT=\"$commit\"" \
       ${target:+--target="$target"} \
       --outfile "$outfile"

@@ -61,18 +61,6 @@ export function builtinRegistry(): Registry {
   return registry;
 }
 
-/**
- * For serving and reloads: the config is validated in a thread of its own (core/config/
- * load-thread.ts), so this process never loads yaml, zod or the schema. `check` loads in place.
- */
-function threadLoader(registry: Registry): (file: string) => Promise<Config> {
-  return async (file) =>
-    (await import("./core/config/load-thread.ts")).loadConfigInThread(
-      { file, strategyNames: registry.strategyNames(), middlewareNames: registry.middlewareNames() },
-      new URL(`./core/config/load-thread-worker.${import.meta.url.includes("/$bunfs/") ? "js" : "ts"}`, import.meta.url),
-    );
-}
-
 function loader(runtime: Runtime, registry: Registry): (file: string) => Promise<Config> {
   return async (file) =>
     (await import("./core/config/load.ts")).loadConfigFile(file, {
@@ -100,7 +88,7 @@ async function main(runtime: Runtime): Promise<number> {
       return 0;
     }
     const registry = builtinRegistry();
-    const load = command === "check" ? loader(runtime, registry) : threadLoader(registry);
+    const load = loader(runtime, registry);
 
     switch (command) {
       case "version":
