@@ -276,7 +276,7 @@ describe("Deno (deno task start)", () => {
   }, 60_000);
 
   test(
-    "our HTTP/1.1 listener and upstream client on Deno's TCP: 2 MiB each way unchanged, keep-alive, pipelining, a client's FIN",
+    "our HTTP/1.1 listener and upstream client on Deno's TCP: 2 MiB each way unchanged, keep-alive, pipelining, a client's FIN, a WebSocket tunnel",
     async () => {
       // Echoes the request body, or sends `?size` bytes of a pattern: both larger than the socket's 256 KiB write queue.
       const pattern = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 10)) & 255);
@@ -285,9 +285,12 @@ describe("Deno (deno task start)", () => {
         return new Response(size >= 0 ? pattern(size) : await req.arrayBuffer(), { headers: { "x-backend": "echo" } });
       });
       const file = join(ROOT, ".tmp", `deno-raw-${process.pid}.yaml`);
+      const ws = await startWsBackend();
       writeFileSync(
         file,
-        `listen: 127.0.0.1:0\nworkers: 1\nadmin: false\nlog: { access_log: false }\npools:\n  e: { backends: ["${echo.url}"] }\n`,
+        `listen: 127.0.0.1:0\nworkers: 1\nadmin: false\nlog: { access_log: false }\n` +
+          `pools:\n  e: { backends: ["${echo.url}"] }\n  ws: { backends: ["${ws.url}"] }\n` +
+          `routes:\n  - { match: { path: /ws }, pool: ws }\n  - { match: { path: / }, pool: e }\n`,
       );
       try {
         const child = await spawnListening([DENO, "task", "start", "run", "--config", file], {
@@ -312,11 +315,19 @@ describe("Deno (deno task start)", () => {
         expect(await c.waitClosed(5_000)).toBe(true);
         c.destroy();
         expect(echo.requests.length).toBe(4);
+        // A WebSocket is a tunnel over the same connections (the listener hands the socket over).
+        const tunnel = wsConnect(`${child.url}/ws`);
+        await tunnel.opened;
+        tunnel.ws.send("through Deno");
+        expect(String((await tunnel.message(0)).data)).toBe("through Deno");
+        tunnel.ws.close();
+        await tunnel.closed;
         child.kill("SIGTERM");
         expect(await child.exited).toBe(0);
       } finally {
         rmSync(file, { force: true });
         await echo.stop();
+        await ws.stop();
       }
     },
     60_000,
