@@ -28,7 +28,7 @@ try {
     const file = join(dir, `${name}.yaml`);
     writeFileSync(
       file,
-      `listen: 127.0.0.1:${port}\nworkers: 1\nadmin: { listen: 127.0.0.1:${port + 100} }\n` +
+      `listen: 127.0.0.1:${port}\nworkers: 1\nadmin: { listen: 127.0.0.1:${port + 50} }\n` +
         `pools:\n  bench: { backends: [${backends.urls.map((u) => `"${u}"`).join(", ")}] }\n` +
         `routes:\n  - match: { path: / }\n    pool: bench\n${middleware}` +
         `log: { level: warning, access_log: true, access_log_file: ${join(dir, `${name}-access.log`)} }\n`,
