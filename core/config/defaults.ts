@@ -10,3 +10,8 @@ export const TUNNEL_IDLE_DEFAULT = 3_600_000;
 export function listenersOf<L extends object>(listen: L & { also?: readonly L[] | undefined }): L[] {
   return [listen, ...(listen.also ?? [])];
 }
+
+/** `/…/` with at least one character between the slashes: a match value that is a regular expression. */
+export function isSlashed(v: string): boolean {
+  return v.length > 2 && v.startsWith("/") && v.endsWith("/");
+}
