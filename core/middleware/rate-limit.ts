@@ -9,7 +9,16 @@
  * headers (draft-ietf-httpapi-ratelimit-headers-10/11 syntax: `"default";q=200;w=2` and
  * `"default";r=0;t=2`); allowed responses carry them too unless `headers: false`.
  */
-import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugins/api.ts";
+import type {
+  Middleware,
+  MiddlewareContext,
+  MiddlewarePlugin,
+  PluginApi,
+  RequestInfo,
+  Transform,
+  TransformRequest,
+  TransformResponse,
+} from "../plugins/api.ts";
 import { parseDuration } from "../config/units.ts";
 import { FailureReporter } from "../plugins/isolate.ts";
 import { clientAddress } from "./client-ip.ts";
@@ -49,8 +58,89 @@ export function parseRate(text: string): { perSecond: number; count: number } | 
 
 type Peer = { env?: { ex?: { clientIp?: string } } };
 
+/** What both forms share: the options checked, the buckets, the header values. */
+interface Limiter {
+  buckets: TokenBuckets;
+  policy: string;
+  policyHeader: string;
+  addHeaders: boolean;
+  address: (peer: string, forwardedFor: string | null) => string;
+}
+
 /** Create the middleware; `now` (milliseconds) is injectable for fake-time tests. */
 export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: () => number = () => performance.now()): Middleware {
+  const { buckets, policy, policyHeader, addHeaders, address } = limiter(options, now);
+  const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
+  const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
+
+  return async (c, next) => {
+    const d = buckets.take(keyOf(c));
+    // `d` is shared by all requests: read it before awaiting.
+    const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+    if (!d.allowed) return tooMany(policyHeader, limit, d.retryAfterMs);
+    await next();
+    if (addHeaders) {
+      c.res.headers.set("ratelimit-policy", policyHeader);
+      c.res.headers.set("ratelimit", limit);
+    }
+  };
+}
+
+/**
+ * The same limit as a {@link Transform}, for a key by client address or header: a route whose
+ * middleware are all transforms stays on the proxy's direct path (no web Request or Response),
+ * so a limit that is not reached costs a route ~1.4 µs instead of the Request/Response path.
+ * Key plugins take the function form (their RequestInfo carries a `Headers`).
+ */
+export function createRateLimitTransform(options: RateLimitOptions, now: () => number = () => performance.now()): Transform {
+  const { buckets, policy, policyHeader, addHeaders, address } = limiter(options, now);
+  const spec = options.key ?? "client-ip";
+  const header = typeof spec === "string" && spec.startsWith("header:") ? spec.slice("header:".length).toLowerCase() : undefined;
+  if (spec !== "client-ip" && (header === undefined || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header))) {
+    throw new TypeError(`key must be client-ip, header:NAME or { plugin: ./key.ts }, got ${JSON.stringify(spec)}`);
+  }
+  const ip = (req: TransformRequest) => address(req.clientIp, req.header("x-forwarded-for") ?? null);
+  // The limit of each allowed request, for its response hook (the same request object).
+  const limits = new WeakMap<TransformRequest, string>();
+  return {
+    request(req) {
+      let key: string;
+      if (header === undefined) key = ip(req);
+      else {
+        const v = req.header(header);
+        key = v === undefined ? `ip:${ip(req)}` : `h:${v}`;
+      }
+      const d = buckets.take(key);
+      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+      if (!d.allowed) return tooMany(policyHeader, limit, d.retryAfterMs);
+      if (addHeaders) limits.set(req, limit);
+    },
+    ...(addHeaders
+      ? {
+        response(res: TransformResponse, req: TransformRequest) {
+          const limit = limits.get(req);
+          if (limit === undefined) return;
+          res.setHeader("ratelimit-policy", policyHeader);
+          res.setHeader("ratelimit", limit);
+        },
+      }
+      : {}),
+  };
+}
+
+function tooMany(policyHeader: string, limit: string, retryAfterMs: number): Response {
+  return new Response("too many requests\n", {
+    status: 429,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+      "ratelimit-policy": policyHeader,
+      ratelimit: limit,
+    },
+  });
+}
+
+function limiter(options: RateLimitOptions, now: () => number): Limiter {
   if (!options || typeof options !== "object") throw new TypeError(`options must be a map with rate, got ${JSON.stringify(options)}`);
   for (const k of Object.keys(options)) {
     if (!KNOWN.includes(k)) throw new TypeError(`unknown option "${k}" (known: ${KNOWN.join(", ")})`);
@@ -68,33 +158,12 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
   if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy))
     throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
   const addHeaders = options.headers ?? true;
-
-  const address = clientAddress(trusted);
-  const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
-  const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
-  const buckets = new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now });
-  const policyHeader = `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`;
-
-  return async (c, next) => {
-    const d = buckets.take(keyOf(c));
-    // `d` is shared by all requests: read it before awaiting.
-    const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
-    if (!d.allowed) {
-      return new Response("too many requests\n", {
-        status: 429,
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
-          "ratelimit-policy": policyHeader,
-          ratelimit: limit,
-        },
-      });
-    }
-    await next();
-    if (addHeaders) {
-      c.res.headers.set("ratelimit-policy", policyHeader);
-      c.res.headers.set("ratelimit", limit);
-    }
+  return {
+    buckets: new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now }),
+    policy,
+    policyHeader: `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`,
+    addHeaders,
+    address: clientAddress(trusted),
   };
 }
 
@@ -139,5 +208,9 @@ function keyFunction(
 export default {
   kind: "middleware",
   name: "rate-limit",
-  create: (options, api) => createRateLimit(options, api),
+  // A key plugin needs the function form; a key by address or header runs on the direct path.
+  create: (options, api) =>
+    options && typeof options === "object" && typeof options.key === "object" && options.key !== null
+      ? createRateLimit(options, api)
+      : createRateLimitTransform(options),
 } satisfies MiddlewarePlugin<RateLimitOptions>;
