@@ -1,91 +1,22 @@
 /**
- * The command line for main.ts: its parsing (a bad command line is one line and the usage, exit
- * 2) and `fulcrum check`, whose stages all run and report even after an earlier one found
- * problems: YAML → schema → names and references → plugin loading → creating every strategy and
+ * `fulcrum check` (the command line itself is parsed in cli-args.ts): its stages all run and
+ * report even after an earlier one found problems: YAML → schema → names and references → plugin loading → creating every strategy and
  * middleware. Only what depends on a part that failed is skipped, and the report says so.
  */
-import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
-import pkg from "./package.json" with { type: "json" };
 import { ConfigError, configSource } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
-import { didYouMean } from "./core/config/units.ts";
 import { loadPlugins, PluginLoadError } from "./core/plugins/load.ts";
 import { configDir, TlsManager } from "./core/tls/manager.ts";
 import type { Registry } from "./core/plugins/registry.ts";
 import { buildGateway } from "./core/proxy/gateway.ts";
 import { pluginApi } from "./core/proxy/plugin-context.ts";
 import { compileMatch, unreachableRoutes } from "./core/proxy/route-match.ts";
+import { routeLabel } from "./core/proxy/routes.ts";
 import type { Logging } from "./core/telemetry/log.ts";
 import type { Runtime } from "./core/runtime/types.ts";
 
-export const USAGE = `Fulcrum ${pkg.version}: HTTP load balancer and reverse proxy
-
-Usage:
-  fulcrum [run] [--config FILE]   serve with FILE (default: fulcrum.yaml)
-  fulcrum check [--config FILE]   validate FILE, print a summary; exit 2 if invalid
-  fulcrum demo                    start three example backends and Fulcrum (config/demo.yaml)
-  fulcrum healthcheck [--url URL] exit 0 if the admin /health answers 200 (for Docker HEALTHCHECK)
-  fulcrum reload --pid PID        make a running Fulcrum reload its config and plugins (sends SIGHUP)
-  fulcrum reload --pid-file FILE  the same, with the PID from FILE (written by run --pid-file FILE)
-  fulcrum types                   print the plugin API as a .d.ts: fulcrum types > fulcrum.d.ts
-  fulcrum version, -v, --version  print the version
-  fulcrum help, -h, --help        this text
-
-Exit codes: 0 ok, 2 bad config or command line, 1 anything else.
-From source, run the same commands as: bun main.ts <subcommand>
-`;
-
-const COMMANDS = ["run", "check", "demo", "healthcheck", "reload", "types", "version", "help"];
-
-const OPTIONS = {
-  config: { type: "string", short: "c" },
-  url: { type: "string" },
-  pid: { type: "string" },
-  "pid-file": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-} as const;
-
-export type Options = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
-
-/** The subcommand and its options, or what is wrong with the command line (one line). */
-export function parseCommandLine(args: string[]): { command: string; values: Options } | { error: string } {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true });
-  } catch (e) {
-    return { error: argumentError(e) };
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return { command: "help", values };
-  if (values.version) return { command: "version", values };
-  const command = positionals[0] ?? "run";
-  if (!COMMANDS.includes(command)) {
-    const hint = didYouMean(command, COMMANDS);
-    return { error: `unknown command "${command}"${hint ? `; did you mean "${hint}"?` : ""}` };
-  }
-  if (positionals.length > 1) return { error: `unexpected argument "${positionals[1]}" after ${command}` };
-  return { command, values };
-}
-
-/** node:util's parse errors, in one short line (its own messages are long and name its API). */
-function argumentError(e: unknown): string {
-  const message = String((e as Error)?.message ?? e);
-  const quoted = /'([^']*)'/.exec(message)?.[1] ?? "";
-  const long = /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
-  switch ((e as { code?: string }).code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION": {
-      const option = quoted.startsWith("-") ? quoted : `-${quoted}`;
-      const hint = didYouMean(option.replace(/^-+/, ""), Object.keys(OPTIONS));
-      return `unknown option ${option}${hint ? `; did you mean --${hint}?` : ""}`;
-    }
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return / missing/.test(message) ? `${long} needs a value` : `${long} takes no value`;
-    default:
-      return message.split("\n")[0]!;
-  }
-}
+export { type Options, parseCommandLine, USAGE } from "./cli-args.ts";
 
 /** What `fulcrum check` found; `config` is set only when there were no problems. */
 export interface CheckResult {
@@ -252,4 +183,101 @@ function byPosition(problems: string[], file: string): string[] {
     return m ? Number(m[1]) * 1e6 + Number(m[2]) : Number.MAX_SAFE_INTEGER;
   };
   return problems.map((p) => [place(p), p] as const).sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+}
+
+/** The effective settings `fulcrum check` prints for a valid config, defaults filled in. */
+export async function summarize(config: Config): Promise<string> {
+  const { describeListener, listenersOf } = await import("./core/config/tls.ts");
+  const { formatRanges } = await import("./core/resilience/health.ts");
+  const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
+  const lines = [
+    ...listenersOf(config.listen).map(describeListener),
+    `workers: ${config.workers === "auto" ? `auto (${navigator.hardwareConcurrency || 1} on this machine)` : config.workers}`,
+    `shutdown_timeout: ${ms(config.shutdown_timeout)}`,
+  ];
+  for (const [name, p] of Object.entries(config.pools)) {
+    const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
+    lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
+    const d = p.discovery;
+    if (d?.dns) {
+      const at = d.dns.type === "SRV" ? "" : ` port ${d.dns.port}`;
+      const every = d.dns.interval !== undefined ? `every ${ms(d.dns.interval)}` : "at each TTL";
+      lines.push(`  discovery: dns ${d.dns.type} ${d.dns.name}${at}, ${every}, via ${d.dns.resolver ?? "the system's resolvers"}`);
+    } else if (d) lines.push(`  discovery: ${d.name} (plugin ${d.plugin})`);
+    for (const b of p.backends) {
+      const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
+      lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
+    }
+    lines.push(`  timeouts: connect ${ms(p.timeouts.connect)}, response ${ms(p.timeouts.response)}, request ${ms(p.timeouts.request)}`);
+    lines.push(`  keepalive: max_idle ${p.keepalive.max_idle}, idle_timeout ${ms(p.keepalive.idle_timeout)}`);
+    const h = p.health;
+    lines.push(
+      h
+        ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
+          `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
+          `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
+        : "  health: no active checks",
+    );
+    const od = p.outlier_detection;
+    lines.push(
+      od
+        ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
+          `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
+        : "  outlier_detection: off",
+    );
+    const cb = p.circuit_breaker;
+    lines.push(
+      cb
+        ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
+          `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
+          `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
+        : "  circuit_breaker: off",
+    );
+    const r = p.retry;
+    lines.push(
+      `  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
+        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} + ${r.budget.min_retries_per_second}/s, ` +
+        `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`,
+    );
+    lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
+  }
+  for (const r of config.routes ?? []) {
+    const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
+    lines.push(
+      `route ${routeLabel(r.match)} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
+        `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`,
+    );
+  }
+  if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
+  for (const [name, st] of Object.entries(config.stores ?? {})) {
+    // The URL may carry a password.
+    const where = st.redis.replace(/\/\/[^@/]*@/, "//***@");
+    lines.push(`store ${name}: ${where}, prefix ${st.prefix}, timeout ${ms(st.timeout)}, on_error ${st.on_error}, batch ${st.batch}`);
+  }
+  const admin = config.admin;
+  lines.push(
+    admin.enabled
+      ? `admin: ${
+        admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"
+      }, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}`
+      : "admin: off",
+  );
+  const traces = config.telemetry?.traces;
+  const mx = config.telemetry?.metrics;
+  if (mx) lines.push(`metrics export: OTLP/JSON to ${mx.endpoint} every ${ms(mx.interval)}`);
+  if (traces)
+    lines.push(
+      `tracing: ${
+        traces.enabled === false
+          ? "off"
+          : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`
+      }`,
+    );
+  lines.push(
+    `log: level ${config.log.level}, access_log ${config.log.access_log} (${config.log.access_format})${
+      config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""
+    }`,
+  );
+  return lines.join("\n");
 }

@@ -11,27 +11,24 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import pkg from "./package.json" with { type: "json" };
-import { ConfigError, loadConfigFile, parseConfig } from "./core/config/load.ts";
-import { checkConfig, parseCommandLine, problemReport, USAGE } from "./cli.ts";
+// What serving needs is imported here; the rest (the config loader with yaml and zod, `check`,
+// the primary's supervision, the demo) when a command or config uses it: a worker process
+// loads neither yaml nor zod.
+import { ConfigError } from "./core/config/source.ts";
+import { parseCommandLine, USAGE } from "./cli-args.ts";
 // Embedded so that `fulcrum demo` works from the compiled binary too.
 import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
-import { startDemoBackends } from "./core/proxy/demo.ts";
 import { setupLogging } from "./core/telemetry/log.ts";
 import { Registry } from "./core/plugins/registry.ts";
 import { listenerUrls, startServer, type RunningServer } from "./core/proxy/server.ts";
-import { formatRanges } from "./core/resilience/health.ts";
 import { startObservability } from "./core/admin/observability.ts";
 import type { Runtime } from "./core/runtime/types.ts";
-import { pluginApiDts, pluginApiSources } from "./core/plugins/types-dts.ts";
 import { watchFiles } from "./core/plugins/watch.ts";
-import { runPrimary } from "./core/cluster/primary.ts";
-import { runWorker } from "./core/cluster/worker.ts";
+import { configFromPrimary, runWorker } from "./core/cluster/worker.ts";
 import { WORKER_ENV } from "./core/cluster/state.ts";
-import { describeListener, listenersOf } from "./core/config/tls.ts";
 import rateLimit from "./core/middleware/rate-limit.ts";
 import { TRANSFORMS } from "./core/middleware/transform/index.ts";
-import { routeLabel } from "./core/proxy/routes.ts";
 import compress from "./core/middleware/compress.ts";
 import roundRobin from "./strategies/round-robin.ts";
 import weightedRoundRobin from "./strategies/weighted-round-robin.ts";
@@ -64,8 +61,8 @@ export function builtinRegistry(): Registry {
 }
 
 function loader(runtime: Runtime, registry: Registry): (file: string) => Promise<Config> {
-  return (file) =>
-    loadConfigFile(file, {
+  return async (file) =>
+    (await import("./core/config/load.ts")).loadConfigFile(file, {
       readTextFile: runtime.readTextFile,
       env: runtime.env,
       strategyNames: registry.strategyNames(),
@@ -111,6 +108,7 @@ async function main(runtime: Runtime): Promise<number> {
       case "check": {
         const file = values.config ?? "fulcrum.yaml";
         // Every stage runs, the later ones on what passed the earlier ones: all problems at once.
+        const { checkConfig, problemReport, summarize } = await import("./cli.ts");
         const checked = await checkConfig(file, { runtime, registry, load });
         if (checked.warnings.length) fail(checked.warnings.join("\n"));
         if (!checked.config) {
@@ -118,12 +116,12 @@ async function main(runtime: Runtime): Promise<number> {
           return 2;
         }
         print(`${file}: OK`);
-        print(summarize(checked.config));
+        print(await summarize(checked.config));
         return 0;
       }
       case "run": {
         const file = values.config ?? "fulcrum.yaml";
-        return await serve(runtime, registry, await load(file), { file, load, pidFile: values["pid-file"] });
+        return await serve(runtime, registry, () => load(file), { file, load, pidFile: values["pid-file"] });
       }
       case "reload": {
         const pidText = values.pid ?? (values["pid-file"] ? readFileSync(values["pid-file"], "utf8").trim() : undefined);
@@ -137,16 +135,23 @@ async function main(runtime: Runtime): Promise<number> {
         return 0;
       }
       case "types": {
+        const { pluginApiDts, pluginApiSources } = await import("./core/plugins/types-dts.ts");
         print(pluginApiDts(await pluginApiSources((f) => runtime.readTextFile(f)), pkg.version));
         return 0;
       }
       case "demo": {
-        const config = values.config
-          ? await load(values.config)
-          : parseConfig(demoYaml, { file: "config/demo.yaml", env: runtime.env, strategyNames: registry.strategyNames() });
-        const ports = config.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
-        // Workers serve the port; the demo backends run once, in the primary.
-        if (!workerId(runtime)) await startDemoBackends(runtime, ports);
+        let ports: number[] = [];
+        // Workers serve the port (with the primary's config); the demo backends run once, in the primary.
+        const config = async () => {
+          const c = values.config ? await load(values.config) : (await import("./core/config/load.ts")).parseConfig(demoYaml, {
+            file: "config/demo.yaml",
+            env: runtime.env,
+            strategyNames: registry.strategyNames(),
+          });
+          ports = c.pools.demo?.backends.map((b) => Number(new URL(b.url).port)) ?? [];
+          await (await import("./core/proxy/demo.ts")).startDemoBackends(runtime, ports);
+          return c;
+        };
         // The embedded demo config has no file to re-read: a reload re-uses it.
         return await serve(
           runtime,
@@ -168,6 +173,7 @@ async function main(runtime: Runtime): Promise<number> {
       // A start stops at the first stage that fails; the full check then reports every problem.
       const file = "error" in cli ? undefined : cli.values.config ?? (cli.command === "run" ? "fulcrum.yaml" : undefined);
       const registry = builtinRegistry();
+      const { checkConfig, problemReport } = await import("./cli.ts");
       const checked = file
         ? await checkConfig(file, { runtime, registry, load: loader(runtime, registry) }).catch(() => undefined)
         : undefined;
@@ -201,16 +207,21 @@ function workerId(runtime: Runtime): number | undefined {
 async function serve(
   runtime: Runtime,
   registry: Registry,
-  config: Config,
+  getConfig: () => Promise<Config>,
   source: Source,
   onReady?: (url: string) => void,
 ): Promise<number> {
-  const loadConfig = source.file ? () => source.load(source.file!) : undefined;
   const serviceVersion = pkg.version;
   const worker = workerId(runtime);
-  if (worker !== undefined) return runWorker({ runtime, registry, config, id: worker, loadConfig, serviceVersion });
+  if (worker !== undefined) {
+    const fromPrimary = configFromPrimary(runtime);
+    return runWorker({ runtime, registry, config: await fromPrimary.first, id: worker, loadConfig: fromPrimary.latest, serviceVersion });
+  }
+  const config = await getConfig();
+  const loadConfig = source.file ? () => source.load(source.file!) : undefined;
   const workers = config.workers === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : config.workers;
   if (workers > 1 && runtime.processes) {
+    const { runPrimary } = await import("./core/cluster/primary.ts");
     return runPrimary({
       runtime,
       registry,
@@ -284,101 +295,6 @@ async function serve(
   await obs.close(); // flushes pending spans
   await logging.close();
   return 0;
-}
-
-/** The plugin API's source text, embedded in the binary (Bun) or read beside main.ts (Deno). */
-function summarize(config: Config): string {
-  const ms = (n: number) => (n === 0 ? "none" : n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
-  const pct = (r: number) => `${Math.round(r * 1000) / 10}%`;
-  const lines = [
-    ...listenersOf(config.listen).map(describeListener),
-    `workers: ${config.workers === "auto" ? `auto (${navigator.hardwareConcurrency || 1} on this machine)` : config.workers}`,
-    `shutdown_timeout: ${ms(config.shutdown_timeout)}`,
-  ];
-  for (const [name, p] of Object.entries(config.pools)) {
-    const strategy = p.strategy.plugin !== undefined ? `${p.strategy.name} (plugin ${p.strategy.plugin})` : p.strategy.name;
-    lines.push(`pool ${name}: strategy ${strategy}, host_header ${p.host_header}, panic ${p.panic}`);
-    const d = p.discovery;
-    if (d?.dns) {
-      const at = d.dns.type === "SRV" ? "" : ` port ${d.dns.port}`;
-      const every = d.dns.interval !== undefined ? `every ${ms(d.dns.interval)}` : "at each TTL";
-      lines.push(`  discovery: dns ${d.dns.type} ${d.dns.name}${at}, ${every}, via ${d.dns.resolver ?? "the system's resolvers"}`);
-    } else if (d) lines.push(`  discovery: ${d.name} (plugin ${d.plugin})`);
-    for (const b of p.backends) {
-      const labels = Object.entries(b.labels).map(([k, v]) => `${k}=${v}`).join(",");
-      lines.push(`  - ${b.url} weight ${b.weight}${labels ? ` labels ${labels}` : ""}`);
-    }
-    lines.push(`  timeouts: connect ${ms(p.timeouts.connect)}, response ${ms(p.timeouts.response)}, request ${ms(p.timeouts.request)}`);
-    lines.push(`  keepalive: max_idle ${p.keepalive.max_idle}, idle_timeout ${ms(p.keepalive.idle_timeout)}`);
-    const h = p.health;
-    lines.push(
-      h
-        ? `  health: ${h.method} ${h.path} every ${ms(h.interval)} (+ up to ${ms(h.jitter)} jitter), timeout ${ms(h.timeout)}, ` +
-          `rise ${h.healthy_threshold}, fall ${h.unhealthy_threshold}, expect ${formatRanges(h.expect_status)}` +
-          `${h.expect_body !== undefined ? ` and body ${String(h.expect_body)}` : ""}, start ${h.initial}`
-        : "  health: no active checks",
-    );
-    const od = p.outlier_detection;
-    lines.push(
-      od
-        ? `  outlier_detection: eject after ${od.consecutive_failures} consecutive ${od.on.join("/")} for ${ms(od.ejection_time)} ` +
-          `(growing to ${ms(od.max_ejection_time)}), at most ${od.max_ejected_percent}% ejected`
-        : "  outlier_detection: off",
-    );
-    const cb = p.circuit_breaker;
-    lines.push(
-      cb
-        ? `  circuit_breaker: open after ${cb.failures || "-"} consecutive failures` +
-          `${cb.failure_ratio ? ` or ${pct(cb.failure_ratio)} failures of >= ${cb.min_requests} in ${ms(cb.window)}` : ""}, ` +
-          `open for ${ms(cb.open_for)}, ${cb.half_open_requests} trial request(s)`
-        : "  circuit_breaker: off",
-    );
-    const r = p.retry;
-    lines.push(
-      `  retry: ${r.attempts} attempt(s) on ${r.on.join(",")}, backoff ${ms(r.backoff.base)}..${ms(r.backoff.max)} full jitter, ` +
-        `budget ${pct(r.budget.ratio)} of requests per ${ms(r.budget.window)} + ${r.budget.min_retries_per_second}/s, ` +
-        `per-try timeout ${r.per_try_timeout ? ms(r.per_try_timeout) : "= response"}, bodies buffered up to ${r.buffer_body_limit} bytes`,
-    );
-    lines.push(`  max_inflight: backend ${p.max_inflight.backend || "unlimited"}, pool ${p.max_inflight.pool || "unlimited"}`);
-  }
-  for (const r of config.routes ?? []) {
-    const mw = r.middleware.map((m) => (m.plugin !== undefined ? `${m.name} (plugin ${m.plugin})` : m.name)).join(", ");
-    lines.push(
-      `route ${routeLabel(r.match)} → ${r.pool}${mw ? `, middleware ${mw}` : ""}` +
-        `${r.retry_non_idempotent ? " (retries non-idempotent requests)" : ""}`,
-    );
-  }
-  if (!config.routes) lines.push(`route */ → ${Object.keys(config.pools)[0]} (default: the only pool)`);
-  for (const [name, st] of Object.entries(config.stores ?? {})) {
-    // The URL may carry a password.
-    const where = st.redis.replace(/\/\/[^@/]*@/, "//***@");
-    lines.push(`store ${name}: ${where}, prefix ${st.prefix}, timeout ${ms(st.timeout)}, on_error ${st.on_error}, batch ${st.batch}`);
-  }
-  const admin = config.admin;
-  lines.push(
-    admin.enabled
-      ? `admin: ${
-        admin.listen ? `${admin.listen.hostname}:${admin.listen.port}` : "127.0.0.1:9090 (default)"
-      }, metrics ${admin.metrics}, token ${admin.token ? "set" : "from FULCRUM_ADMIN_TOKEN if set"}`
-      : "admin: off",
-  );
-  const traces = config.telemetry?.traces;
-  const mx = config.telemetry?.metrics;
-  if (mx) lines.push(`metrics export: OTLP/JSON to ${mx.endpoint} every ${ms(mx.interval)}`);
-  if (traces)
-    lines.push(
-      `tracing: ${
-        traces.enabled === false
-          ? "off"
-          : `${traces.endpoint ?? "OTEL_* or http://localhost:4318/v1/traces"}, sample_ratio ${traces.sample_ratio ?? 1}`
-      }`,
-    );
-  lines.push(
-    `log: level ${config.log.level}, access_log ${config.log.access_log} (${config.log.access_format})${
-      config.log.access_log_file ? ` → ${config.log.access_log_file}` : ""
-    }`,
-  );
-  return lines.join("\n");
 }
 
 if (import.meta.main) {

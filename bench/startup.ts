@@ -1,82 +1,145 @@
 /**
- * Start-up time to the first proxied response, and binary size, for each way to run Fulcrum:
- * `bun main.ts`, the compiled binary (built here with ./compile.sh) and `deno run`.
- *   npm run bench:startup [-- --runs 10]
- * Everything runs on 127.0.0.1 and every process started is stopped by its PID.
+ * Start-up time to the first proxied response and idle RSS, for each way to run Fulcrum
+ * (the compiled binary, `bun main.ts` with one process and with 2 workers, `deno run`) beside
+ * nginx, HAProxy and a bare Bun proxy (`Bun.serve` + `fetch`, the floor for a proxy on Bun):
+ *   npm run bench:startup [-- --runs 10] [-- --only bun,nginx]
+ * Fulcrum runs its defaults (admin listener and metrics on, access log to a file); start-up is
+ * timed from spawn to the first 200 through the proxy, idle RSS is the process tree's VmRSS one
+ * second after that response. Everything runs on 127.0.0.1 and every process started is stopped
+ * by its PID.
  */
-import { statSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { removeWhenDone, workDir } from "./lib/proc.ts";
+import { assertFree, removeWhenDone, sleep, spawn, stop, treeRss, which, workDir } from "./lib/proc.ts";
+import { PROXIES } from "./lib/proxies.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const runs = Number(process.argv[process.argv.indexOf("--runs") + 1] || 10) || 10;
+const arg = (name: string) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : undefined);
+const runs = Number(arg("--runs") ?? 10) || 10;
+const only = arg("--only")?.split(",");
 const dir = workDir("fulcrum-startup-"); // removed at exit (a compiled binary: ~100 MB)
-const backend = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+removeWhenDone(dir);
+const backend = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch: () => new Response("ok", { headers: { "x-backend": "b1" } }),
+});
+const backendUrl = `http://127.0.0.1:${backend.port}`;
 const PORT = 18_700;
-const config = join(ROOT, ".tmp", "startup.yaml");
-removeWhenDone(config);
-await Bun.write(
-  config,
-  `listen: 127.0.0.1:${PORT}\npools:\n  web: { backends: ["http://127.0.0.1:${backend.port}"] }\nlog: { access_log: false, level: warning }\n`,
-);
+
+function fulcrumConfig(name: string, workers: number): string {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `listen: 127.0.0.1:${PORT}\nworkers: ${workers}\nadmin: { listen: 127.0.0.1:${PORT + 1} }\n` +
+      `pools:\n  web: { backends: ["${backendUrl}"] }\n` +
+      `log: { level: warning, access_log: true, access_log_file: ${join(dir, `${name}-access.log`)} }\n`,
+  );
+  return file;
+}
 
 const bin = join(dir, "fulcrum");
-const build = Bun.spawnSync(["./compile.sh", "--outfile", bin], { cwd: ROOT });
-if (build.exitCode !== 0) throw new Error(build.stderr.toString());
 const denoBin = join(ROOT, "node_modules", ".bin", "deno");
+const bareProxy = join(dir, "bare-bun.ts");
+writeFileSync(
+  bareProxy,
+  `Bun.serve({ hostname: "127.0.0.1", port: ${PORT}, fetch: (r) => fetch("${backendUrl}" + new URL(r.url).pathname) });\n`,
+);
+const peer = (name: string) => {
+  const def = PROXIES.find((p) => p.name === name)!;
+  return { port: def.port, cmd: () => (def.unavailable() ? undefined : def.prepare({ dir, backendUrls: [backendUrl] }).cmd) };
+};
 
-const variants: [string, string[]][] = [
-  ["compiled binary", [bin, "run", "--config", config]],
-  ["bun main.ts", [process.execPath, "main.ts", "run", "--config", config]],
-  ["deno run", [
-    denoBin,
-    "run",
-    "--allow-read=.",
-    "--allow-net",
-    "--allow-env",
-    "--allow-sys=hostname",
-    "--unstable-no-legacy-abort",
-    "main.ts",
-    "run",
-    "--config",
-    config,
-  ]],
-];
+interface Variant {
+  name: string;
+  port?: number;
+  cmd: () => string[] | undefined;
+}
+const variants: Variant[] = [
+  { name: "compiled binary", cmd: () => [bin, "run", "--config", fulcrumConfig("bin", 1)] },
+  { name: "bun main.ts", cmd: () => [process.execPath, "main.ts", "run", "--config", fulcrumConfig("bun", 1)] },
+  { name: "bun, 2 workers", cmd: () => [process.execPath, "main.ts", "run", "--config", fulcrumConfig("bun2", 2)] },
+  {
+    name: "deno run",
+    cmd: () => [
+      denoBin,
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net",
+      "--allow-env",
+      "--allow-sys=hostname",
+      "--unstable-no-legacy-abort",
+      "main.ts",
+      "run",
+      "--config",
+      fulcrumConfig("deno", 1),
+    ],
+  },
+  { name: "nginx", ...peer("nginx") },
+  { name: "haproxy", ...peer("haproxy") },
+  { name: "bare Bun proxy", cmd: () => [process.execPath, bareProxy] },
+].filter((v) => !only || only.some((o) => v.name.includes(o)));
 
-async function once(cmd: string[]): Promise<number> {
+if (variants.some((v) => v.name === "compiled binary")) {
+  const build = Bun.spawnSync(["./compile.sh", "--outfile", bin], { cwd: ROOT });
+  if (build.exitCode !== 0) throw new Error(build.stderr.toString());
+}
+
+async function once(name: string, cmd: string[], port: number): Promise<{ ms: number; rss: number }> {
+  await assertFree([port]);
   const t0 = performance.now();
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdout: "ignore", stderr: "ignore" });
+  const proc = spawn(name, cmd, { cwd: ROOT, stderr: join(dir, "stderr.txt") });
   try {
     for (;;) {
-      if (performance.now() - t0 > 15_000) throw new Error(`${cmd[0]} did not answer within 15 s`);
+      if (performance.now() - t0 > 15_000) throw new Error(`${name} did not answer within 15 s`);
+      if (proc.exitCode !== null) throw new Error(`${name} exited with code ${proc.exitCode}`);
       try {
-        const r = await fetch(`http://127.0.0.1:${PORT}/`);
+        const r = await fetch(`http://127.0.0.1:${port}/`);
         await r.text();
-        if (r.status === 200) return performance.now() - t0;
+        if (r.status === 200 && r.headers.get("x-backend") === "b1") {
+          const ms = performance.now() - t0;
+          await sleep(1_000);
+          return { ms, rss: treeRss(proc.pid) };
+        }
       } catch {
-        await Bun.sleep(2); // polling a port that is not open yet
+        await sleep(2); // polling a port that is not open yet
       }
     }
   } finally {
-    proc.kill("SIGKILL");
-    await proc.exited;
+    await stop(proc);
   }
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rows: string[] = [];
-for (const [name, cmd] of variants) {
+for (const v of variants) {
+  const cmd = v.cmd();
+  if (!cmd) {
+    rows.push(`${v.name.padEnd(16)} skipped (not installed)`);
+    continue;
+  }
   const times: number[] = [];
-  for (let i = 0; i < runs; i++) times.push(await once(cmd));
-  times.sort((a, b) => a - b);
+  const rss: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await once(v.name, v.cmd()!, v.port ?? PORT);
+    times.push(r.ms);
+    rss.push(r.rss);
+  }
   rows.push(
-    `${name.padEnd(16)} median ${times[Math.floor(times.length / 2)]!.toFixed(0).padStart(5)} ms   min ${
-      times[0]!.toFixed(0).padStart(5)
-    } ms`,
+    `${v.name.padEnd(16)} start-up median ${median(times).toFixed(0).padStart(5)} ms, min ${
+      Math.min(...times).toFixed(0).padStart(5)
+    } ms   idle RSS median ${(median(rss) / 2 ** 20).toFixed(1).padStart(6)} MiB`,
   );
 }
 backend.stop(true);
 console.log(
-  `start-up to first proxied response (${runs} runs each, ${new Date().toISOString().slice(0, 10)}, ${process.platform}/${process.arch}):`,
+  `start-up to first proxied response and idle RSS (${runs} runs each, ${
+    new Date().toISOString().slice(0, 16)
+  }Z, ${process.platform}/${process.arch}, ${navigator.hardwareConcurrency} cores):`,
 );
 for (const r of rows) console.log(`  ${r}`);
-console.log(`binary size: ${(statSync(bin).size / 2 ** 20).toFixed(1)} MiB (${bin})`);
+if (variants.some((v) => v.name === "compiled binary")) console.log(`binary size: ${(statSync(bin).size / 2 ** 20).toFixed(1)} MiB`);
+console.log(
+  `(nginx: worker_processes ${which("nginx") ? "auto" : "-"}; HAProxy: nbthread = cores; Fulcrum: admin + metrics + access log on)`,
+);

@@ -62,7 +62,7 @@ function importsOf(file: string, src: string): string[] {
   return out;
 }
 
-const SOURCES = ["main.ts", "cli.ts", ...walk("core"), ...walk("strategies"), ...walk("plugins")];
+const SOURCES = ["main.ts", "cli.ts", "cli-args.ts", ...walk("core"), ...walk("strategies"), ...walk("plugins")];
 const TEXT = new Map(SOURCES.map((f) => [f, readFileSync(join(ROOT, f), "utf8")]));
 const GRAPH = new Map(SOURCES.map((f) => [f, importsOf(f, TEXT.get(f)!)]));
 const folderOf = (f: string) => (f.startsWith("core/") ? f.split("/")[1]! : undefined);

@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
-import { startBackends, type TestBackend } from "./helpers/backends.ts";
+import { startBackend, startBackends, type TestBackend } from "./helpers/backends.ts";
 import { spawnListening, type Child } from "./helpers/fulcrum.ts";
 import { spawnRun, tempDir } from "./helpers/plugins.ts";
 import { startOtlpReceiver } from "./helpers/otlp-receiver.ts";
@@ -275,6 +275,64 @@ describe("Deno (deno task start)", () => {
     child.kill("SIGTERM"); // to the process we started, by its pid; `deno task` passes it on
     expect(await child.exited).toBe(0);
   }, 60_000);
+
+  test(
+    "our HTTP/1.1 listener and upstream client on Deno's TCP: 2 MiB each way unchanged, keep-alive, pipelining, a client's FIN, a WebSocket tunnel",
+    async () => {
+      // Echoes the request body, or sends `?size` bytes of a pattern: both larger than the socket's 256 KiB write queue.
+      const pattern = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 10)) & 255);
+      const echo = startBackend("echo", async (req) => {
+        const size = Number(new URL(req.url).searchParams.get("size") ?? -1);
+        return new Response(size >= 0 ? pattern(size) : await req.arrayBuffer(), { headers: { "x-backend": "echo" } });
+      });
+      const file = join(ROOT, ".tmp", `deno-raw-${process.pid}.yaml`);
+      const ws = await startWsBackend();
+      writeFileSync(
+        file,
+        `listen: 127.0.0.1:0\nworkers: 1\nadmin: false\nlog: { access_log: false }\n` +
+          `pools:\n  e: { backends: ["${echo.url}"] }\n  ws: { backends: ["${ws.url}"] }\n` +
+          `routes:\n  - { match: { path: /ws }, pool: ws }\n  - { match: { path: / }, pool: e }\n`,
+      );
+      try {
+        const child = await spawnListening([DENO, "task", "start", "run", "--config", file], {
+          cwd: ROOT,
+          env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` } as Record<string, string>,
+        }, 30_000);
+        children.push(child);
+        const up = pattern(2 * 1024 * 1024 + 3);
+        const r1 = await fetch(`${child.url}/up`, { method: "POST", body: up });
+        expect(Buffer.from(await r1.arrayBuffer()).equals(Buffer.from(up))).toBe(true);
+        const r2 = await fetch(`${child.url}/down?size=${2 * 1024 * 1024 + 5}`);
+        expect(Buffer.from(await r2.arrayBuffer()).equals(Buffer.from(pattern(2 * 1024 * 1024 + 5)))).toBe(true);
+        // Two requests in one write on one connection: two answers in order.
+        const c = await RawClient.connect(Number(new URL(child.url).port));
+        c.write("GET /down?size=3 HTTP/1.1\r\nHost: x\r\n\r\nGET /down?size=4 HTTP/1.1\r\nHost: x\r\n\r\n");
+        const a = await c.readResponse();
+        const b = await c.readResponse();
+        expect([a !== "closed" && a.status, b !== "closed" && b.status]).toEqual([200, 200]);
+        expect([a !== "closed" && a.body.length, b !== "closed" && b.body.length]).toEqual([3, 4]);
+        // The client's FIN with nothing in flight: the listener closes the connection.
+        c.end();
+        expect(await c.waitClosed(5_000)).toBe(true);
+        c.destroy();
+        expect(echo.requests.length).toBe(4);
+        // A WebSocket is a tunnel over the same connections (the listener hands the socket over).
+        const tunnel = wsConnect(`${child.url}/ws`);
+        await tunnel.opened;
+        tunnel.ws.send("through Deno");
+        expect(String((await tunnel.message(0)).data)).toBe("through Deno");
+        tunnel.ws.close();
+        await tunnel.closed;
+        child.kill("SIGTERM");
+        expect(await child.exited).toBe(0);
+      } finally {
+        rmSync(file, { force: true });
+        await echo.stop();
+        await ws.stop();
+      }
+    },
+    60_000,
+  );
 
   test("serves the same config, with a user strategy plugin", async () => {
     // Started from the repository, which deno task start may read: the config lives inside it.

@@ -9,19 +9,24 @@
 import type { Config } from "../config/schema.ts";
 import { ADMIN_TOKEN_ENV, adminToken, isLoopback } from "../config/exposure.ts";
 import type { Logging } from "../telemetry/log.ts";
-import { createMetrics, type Metrics } from "../telemetry/metrics.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
 import { createObserver, type Observer } from "../telemetry/observer.ts";
-import { startAdmin, type AdminListener, type AdminOptions, type AdminState, type AdminTarget } from "./admin.ts";
+import type { AdminListener, AdminOptions, AdminState, AdminTarget } from "./admin.ts";
 import { createTelemetry, type Telemetry } from "../telemetry/tracing.ts";
-import { startMetricsExport, type MetricsExporter } from "../telemetry/metrics-otlp.ts";
+import type { MetricsExporter } from "../telemetry/metrics-otlp.ts";
 import type { StagedObservability } from "../proxy/reload.ts";
 import type { Gateway } from "../proxy/gateway.ts";
 import { restoreState, saveState, stateFilePath } from "./state-file.ts";
 import { hostname } from "node:os";
 import type { Runtime } from "../runtime/types.ts";
-import { registerTlsMetrics } from "../tls/metrics.ts";
 
 export { ADMIN_TOKEN_ENV };
+
+// Loaded when a config uses them: metrics (prom-client) with admin.metrics, the admin API (Hono)
+// in the process that listens for it, the OTLP metrics export with telemetry.metrics. A worker
+// has no admin listener; a config with `admin: false` loads neither prom-client nor the admin API.
+let metricsModules: Promise<[typeof import("../telemetry/metrics.ts"), typeof import("../tls/metrics.ts")]> | undefined;
+const loadMetrics = () => (metricsModules ??= Promise.all([import("../telemetry/metrics.ts"), import("../tls/metrics.ts")]));
 
 export interface Observability {
   /** The tracing in effect (a reload may replace it). */
@@ -74,7 +79,16 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   const wantsMetrics = (c: Config) => c.admin.enabled && c.admin.metrics;
   let current = config;
   let telemetry = await tracingFor(config);
-  let metrics = wantsMetrics(config) ? createMetrics() : undefined;
+  const createMetrics = async () => (await loadMetrics())[0].createMetrics();
+  let metrics = wantsMetrics(config) ? await createMetrics() : undefined;
+  // Set while metrics are on (they were loaded for them).
+  let registerTlsMetrics: typeof import("../tls/metrics.ts").registerTlsMetrics | undefined = metrics
+    ? (await loadMetrics())[1].registerTlsMetrics
+    : undefined;
+  let metricsExport: typeof import("../telemetry/metrics-otlp.ts") | undefined;
+  const loadExport = async (c: Config) => {
+    if (c.telemetry?.metrics && c.admin.enabled && c.admin.metrics) metricsExport ??= await import("../telemetry/metrics-otlp.ts");
+  };
   let observer = createObserver(telemetry, metrics);
   const state: AdminState = { ready: false, draining: false };
   let target: (AdminTarget & { gateway: { inflight(): number } }) | undefined;
@@ -110,7 +124,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     if (stateFile && target) saveState(stateFile, target.gateway.pools.values(), log);
   };
   const wire = (m: Metrics) => {
-    registerTlsMetrics(m.registry, () => target?.tls);
+    registerTlsMetrics?.(m.registry, () => target?.tls);
     m.source = {
       pools: () => target?.gateway.pools.values() ?? [],
       inflight: () => target?.gateway.inflight() ?? 0,
@@ -124,8 +138,8 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
   const startExport = () => {
     const exportTo = current.telemetry?.metrics;
     const m = metrics;
-    if (exportTo && m) {
-      exporter = startMetricsExport(async () => (await m.collect()).getMetricsAsJSON(), exportTo, {
+    if (exportTo && m && metricsExport) {
+      exporter = metricsExport.startMetricsExport(async () => (await m.collect()).getMetricsAsJSON(), exportTo, {
         "service.name": current.telemetry?.traces?.service_name ?? o.env("OTEL_SERVICE_NAME") ?? "fulcrum",
         "service.version": o.serviceVersion,
         "host.name": hostname(),
@@ -152,7 +166,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     state,
     async listen() {
       try {
-        admin = await startAdmin(runtime, adminOptions);
+        admin = config.admin.enabled ? await (await import("./admin.ts")).startAdmin(runtime, adminOptions) : undefined;
       } catch (e) {
         await telemetry.shutdown(100);
         throw e;
@@ -165,6 +179,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
         });
       }
       exports = true;
+      await loadExport(current);
       startExport();
     },
     attach(server) {
@@ -175,7 +190,9 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     async stage(next) {
       const tracingChanged = JSON.stringify(next.telemetry?.traces) !== JSON.stringify(current.telemetry?.traces);
       const nextTelemetry = tracingChanged ? await tracingFor(next) : telemetry;
-      const nextMetrics = wantsMetrics(next) ? (metrics ?? createMetrics()) : undefined;
+      const nextMetrics = wantsMetrics(next) ? (metrics ?? (await createMetrics())) : undefined;
+      if (nextMetrics) registerTlsMetrics ??= (await loadMetrics())[1].registerTlsMetrics;
+      if (exports) await loadExport(next);
       const nextObserver = nextTelemetry === telemetry && nextMetrics === metrics ? observer : createObserver(nextTelemetry, nextMetrics);
       return {
         observer: nextObserver,

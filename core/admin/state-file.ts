@@ -9,7 +9,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Logger } from "@logtape/logtape";
-import { backendId, configSource } from "../config/load.ts";
+import { backendId, configSource } from "../config/source.ts";
 import type { Config } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 

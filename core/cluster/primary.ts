@@ -7,8 +7,11 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { Counter, Gauge } from "prom-client";
+import type { Counter } from "prom-client";
+import CounterMetric from "prom-client/lib/counter.js";
+import Gauge from "prom-client/lib/gauge.js";
 import type { Config } from "../config/schema.ts";
+import { encodeConfig } from "../config/source.ts";
 import { setupLogging } from "../telemetry/log.ts";
 import { startObservability } from "../admin/observability.ts";
 import { loadPlugins } from "../plugins/load.ts";
@@ -155,7 +158,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   let binding = false;
   const waitingForPort: Slot[] = [];
   const onMessage = (slot: Slot, m: FromWorker) => {
-    if (m.t === "hello") {
+    if (m.t === "config") {
+      slot.proc?.send({ t: "config", config: encodeConfig(current.config) } satisfies ToWorker);
+    } else if (m.t === "hello") {
       if (port !== 0) init(slot);
       else if (binding) waitingForPort.push(slot);
       else {
@@ -285,7 +290,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       old.retire(next.gateway); // the primary has no requests in flight
       rewatch();
       tls.reload(); // the admin API's view; each worker reloads the certificates it serves
-      // Validated here first; each worker re-reads the same files and swaps like a single process.
+      // Validated here first; each worker gets the same config, loads its plugins and swaps like a single process.
+      const text = encodeConfig(next.config);
+      for (const s of slots) s.proc?.send({ t: "config", config: text } satisfies ToWorker);
       const replies = await Promise.all(slots.map((s) => call(s, { t: "reload" }, RELOAD_TIMEOUT_MS)));
       // Backends added by the reload get the primary's state (flips during the reload too).
       broadcast({ t: "snapshot", snapshot: snapshot(current.gateway), members: members(current.gateway) });
@@ -368,7 +375,7 @@ function clusterMetrics(registry: import("prom-client").Registry, slots: readonl
       this.set(slots.filter((s) => s.attached).length);
     },
   });
-  return new Counter({
+  return new CounterMetric({
     name: "fulcrum_worker_restarts_total",
     help: "Workers restarted after exiting unexpectedly.",
     registers: [registry],

@@ -28,6 +28,8 @@ export type Snapshot = Record<string, Record<string, SharedState>>;
 export type Members = Record<string, { url: string; id: string; weight: number; labels: Record<string, string> }[]>;
 
 export type ToWorker =
+  /** The validated config (config/source.ts encodeConfig): the answer to "config", and again before each reload. */
+  | { t: "config"; config: string }
   | { t: "init"; port: number; snapshot: Snapshot; members?: Members }
   /** `rid`: the primary waits for the worker's reply (an admin change). */
   | { t: "backend"; pool: string; id: string; state: SharedState; rid?: number }
@@ -44,6 +46,8 @@ export type ToWorker =
   | { t: "acme-certificate"; name: string };
 
 export type FromWorker =
+  /** First thing at start: the worker loads no config of its own (no yaml, no zod in workers). */
+  | { t: "config" }
   | { t: "hello" }
   | { t: "listening"; port: number }
   /** Stopping on its own account (a signal sent to it, the primary gone), not on the primary's request. */

@@ -5,6 +5,7 @@
  * active health checks and no discovery of its own (discovered members come from the primary). It exits when the primary goes away.
  */
 import type { Config } from "../config/schema.ts";
+import { decodeConfig } from "../config/source.ts";
 import { setupLogging } from "../telemetry/log.ts";
 import { startObservability } from "../admin/observability.ts";
 import type { Registry } from "../plugins/registry.ts";
@@ -23,6 +24,26 @@ export interface WorkerOptions {
   /** Re-reads the config file on reload; undefined re-uses `config`. */
   loadConfig: (() => Promise<Config>) | undefined;
   serviceVersion: string;
+}
+
+/**
+ * A worker's config, from its primary, which validated it (a worker loads neither yaml nor zod):
+ * `first` at start; `latest()` is the one the primary sent before its last reload.
+ */
+export function configFromPrimary(runtime: Runtime): { first: Promise<Config>; latest: () => Promise<Config> } {
+  const channel = runtime.processes?.parent();
+  if (!channel) throw new Error("a worker needs the IPC channel to its primary");
+  let text: string | undefined;
+  let got!: (c: Config) => void;
+  const first = new Promise<Config>((r) => (got = r));
+  channel.onMessage((m) => {
+    if ((m as ToWorker).t !== "config") return;
+    const fresh = text === undefined;
+    text = (m as Extract<ToWorker, { t: "config" }>).config;
+    if (fresh) got(decodeConfig(text));
+  });
+  channel.send({ t: "config" } satisfies FromWorker);
+  return { first, latest: () => Promise.resolve(decodeConfig(text!)) };
 }
 
 /** How long a drained worker waits for the primary to take its final metrics before exiting anyway. */

@@ -9,21 +9,11 @@ import { configSchema, type Config } from "./schema.ts";
 import { didYouMean } from "./units.ts";
 import { knownKeys, salvage, type Salvaged } from "./partial.ts";
 import { adminExposure } from "./exposure.ts";
+import { backendId, ConfigError, type ConfigSource, setConfigSource } from "./source.ts";
+
+export { backendId, ConfigError, type ConfigSource, configSource } from "./source.ts";
 
 /** A config that failed to load; `problems` holds one `file:line:col: …` line each. */
-export class ConfigError extends Error {
-  constructor(
-    readonly problems: string[],
-    /** What could not be checked because of these problems, one line each (not problems themselves). */
-    readonly unchecked: readonly string[] = [],
-    /** The parts that did validate, for the checks that come after this one (`fulcrum check`). */
-    readonly partial?: Config,
-  ) {
-    super(`invalid config:\n${problems.join("\n")}`);
-    this.name = "ConfigError";
-  }
-}
-
 export interface ParseOptions {
   /** Shown in messages; usually the path as the user typed it. */
   file: string;
@@ -32,21 +22,6 @@ export interface ParseOptions {
   strategyNames?: readonly string[];
   /** Registered middleware names, likewise. */
   middlewareNames?: readonly string[];
-}
-
-/** Where a parsed config came from, to point plugin problems at the line that named the plugin. */
-export interface ConfigSource {
-  /** The config file as given (relative paths in it resolve against its folder). */
-  readonly file: string;
-  /** `file:line:col` of the value at `path` (or of its closest existing parent). */
-  at(path: readonly (string | number)[]): string;
-}
-
-const SOURCE = Symbol("fulcrum.configSource");
-
-/** The {@link ConfigSource} of a config returned by {@link parseConfig}. */
-export function configSource(config: Config): ConfigSource {
-  return (config as { [SOURCE]?: ConfigSource })[SOURCE] ?? { file: "config", at: () => "config" };
 }
 
 type Path = readonly (string | number)[];
@@ -99,7 +74,7 @@ export function parseConfig(text: string, options: ParseOptions): Config {
       problems.push({ offset: nodeOffset(doc, p.path), text: `${formatPath(p.path)} ${p.message}` });
     }
     const source: ConfigSource = { file: options.file, at: (path) => at(nodeOffset(doc, path)) };
-    Object.defineProperty(config, SOURCE, { value: source });
+    setConfigSource(config, source);
   }
   if (problems.length > 0) {
     problems.sort((a, b) => a.offset - b.offset);
@@ -237,12 +212,6 @@ function semanticChecks(config: Config, options: ParseOptions, salvaged?: Salvag
 }
 
 /** A backend's id: the configured one, else `host:port` of its URL. */
-export function backendId(b: { url: string; id?: string | undefined }): string {
-  if (b.id) return b.id;
-  const u = new URL(b.url);
-  return `${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`;
-}
-
 function formatPath(path: Path): string {
   let out = "";
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration, parseSize } from "./units.ts";
+import { TUNNEL_IDLE_DEFAULT } from "./defaults.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
 const duration = z
@@ -19,8 +20,7 @@ const size = z
 
 const POSITIVE = "must be a positive integer";
 
-/** timeouts.tunnel_idle of a route: 1h, like HAProxy's `timeout tunnel` set for WebSocket. */
-export const TUNNEL_IDLE_DEFAULT = 3_600_000;
+export { TUNNEL_IDLE_DEFAULT };
 
 /** A listener's HTTP/2 settings, sent to clients in SETTINGS (h2c, and h2 by ALPN on TLS listeners). */
 export const http2Schema = z.strictObject(

@@ -1,5 +1,6 @@
 /** The schema of one route: what it matches, the pool it sends to, its middleware and tunnel keys. */
 import { z } from "zod";
+import { isSlashed } from "./defaults.ts";
 import { isRegExp } from "./fields.ts";
 import { tunnelKeys } from "./protocols.ts";
 
@@ -30,10 +31,7 @@ const matchValue = z
   .transform(String)
   .refine((v) => !isSlashed(v) || isRegExp(v.slice(1, -1)), { error: "must be a valid /regex/ (JavaScript syntax)" });
 
-/** `/…/` with at least one character between the slashes. */
-export function isSlashed(v: string): boolean {
-  return v.length > 2 && v.startsWith("/") && v.endsWith("/");
-}
+export { isSlashed };
 
 /**
  * Variables the built-in transforms fill in per request (`${client_ip}`, …): never read from the

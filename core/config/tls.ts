@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { parseDuration, parseListen } from "./units.ts";
+import { listenersOf } from "./defaults.ts";
 import { type Http2Config, listenerHttp2Keys } from "./protocols.ts";
 
 const DURATION = "must be a duration like 250ms, 5s or 1m";
@@ -151,10 +152,7 @@ export const listenSchema = z
   })
   .transform((v): ListenConfig => (v.length === 1 ? v[0]! : { ...v[0]!, also: v.slice(1) }));
 
-/** Every listener of a config's `listen`, the first one first. */
-export function listenersOf(listen: ListenConfig): ListenerConfig[] {
-  return [listen, ...(listen.also ?? [])];
-}
+export { listenersOf };
 
 /** One line for `fulcrum check`. */
 export function describeListener(l: ListenerConfig): string {

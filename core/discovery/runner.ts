@@ -8,11 +8,13 @@
 import type { Logger } from "@logtape/logtape";
 import type { DiscoveredBackend, DiscoverySource } from "../plugins/api.ts";
 import type { FailureReporter } from "../plugins/isolate.ts";
-import { backendSchema } from "../config/pool-schema.ts";
 import type { BackendConfig } from "../config/schema.ts";
-import { backendId } from "../config/load.ts";
+import type { backendSchema as BackendSchema } from "../config/pool-schema.ts";
+import { backendId } from "../config/source.ts";
 import type { Clock, Timer } from "../lib/clock.ts";
 import type { Backend, Pool, PoolDiscovery } from "../pool/pool.ts";
+
+let backendSchema: typeof BackendSchema | undefined;
 
 /** How a list was received; the `result` label of `fulcrum_discovery_updates_total`. */
 export type UpdateResult = "applied" | "unchanged" | "empty" | "invalid" | "error";
@@ -112,6 +114,8 @@ export class DiscoveryRunner implements PoolDiscovery {
   }
 
   async #run(): Promise<void> {
+    // The schema (zod) is loaded by the process that runs a source, not by every worker.
+    backendSchema ??= (await import("../config/pool-schema.ts")).backendSchema;
     let failures = 0;
     while (!this.#stopped) {
       let why: string;
@@ -178,7 +182,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     const configs = new Map<string, BackendConfig>();
     const problems: string[] = [];
     list.forEach((entry, i) => {
-      const parsed = backendSchema.safeParse(entry);
+      const parsed = backendSchema!.safeParse(entry);
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
         problems.push(`[${i}]${issue.path.map((p) => `.${String(p)}`).join("")}: ${issue.message}, got ${JSON.stringify(entry)}`);

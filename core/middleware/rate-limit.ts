@@ -13,7 +13,16 @@
  * core/stores/) instead of this process; when the store cannot answer within its `timeout`, its
  * `on_error` decides: `allow` lets the request through, `deny` answers 503.
  */
-import type { Middleware, MiddlewareContext, MiddlewarePlugin, PluginApi, RequestInfo } from "../plugins/api.ts";
+import type {
+  Middleware,
+  MiddlewareContext,
+  MiddlewarePlugin,
+  PluginApi,
+  RequestInfo,
+  Transform,
+  TransformRequest,
+  TransformResponse,
+} from "../plugins/api.ts";
 import { parseDuration } from "../config/units.ts";
 import { FailureReporter } from "../plugins/isolate.ts";
 import { clientAddress } from "./client-ip.ts";
@@ -60,8 +69,118 @@ export function parseRate(text: string): { perSecond: number; count: number } | 
 
 type Peer = { env?: { ex?: { clientIp?: string } } };
 
-/** Create the middleware; `now` (milliseconds) is injectable for fake-time tests. */
+/** What both forms share: the options checked, the buckets, the header values. */
+interface Limiter {
+  buckets: TokenBuckets;
+  policy: string;
+  policyHeader: string;
+  addHeaders: boolean;
+  address: (peer: string, forwardedFor: string | null) => string;
+  ratePerSecond: number;
+  burst: number;
+  maxKeys: number;
+}
+
+/**
+ * Create the function form (a key plugin, or buckets in a store); `now` (milliseconds) is
+ * injectable for fake-time tests.
+ */
 export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: () => number = () => performance.now()): Middleware {
+  const { buckets, policy, policyHeader, addHeaders, address, ratePerSecond, burst, maxKeys } = limiter(options, now);
+  const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
+  const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
+
+  const store = sharedStore(options.store, api as PluginApi & WithStores);
+  if (store) {
+    const spec = typeof options.key === "object" ? `k=${options.key.name}` : options.key ?? "client-ip";
+    const shared = store.limiter(`${policy}:${options.rate}:${burst}:${spec}`, { ratePerSecond, burst, maxKeys });
+    return async (c, next) => {
+      const taken = shared.take(keyOf(c));
+      const d: SharedDecision = taken instanceof Promise ? await taken : taken;
+      if (d.outcome === "error") {
+        if (store.onError === "deny") {
+          return new Response("rate limit store unavailable\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+        }
+        return next();
+      }
+      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+      if (d.outcome === "denied") return tooMany(policyHeader, limit, d.retryAfterMs);
+      await next();
+      if (addHeaders) {
+        c.res.headers.set("ratelimit-policy", policyHeader);
+        c.res.headers.set("ratelimit", limit);
+      }
+    };
+  }
+
+  return async (c, next) => {
+    const d = buckets.take(keyOf(c));
+    // `d` is shared by all requests: read it before awaiting.
+    const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+    if (!d.allowed) return tooMany(policyHeader, limit, d.retryAfterMs);
+    await next();
+    if (addHeaders) {
+      c.res.headers.set("ratelimit-policy", policyHeader);
+      c.res.headers.set("ratelimit", limit);
+    }
+  };
+}
+
+/**
+ * The same limit as a {@link Transform}, for a key by client address or header: a route whose
+ * middleware are all transforms stays on the proxy's direct path (no web Request or Response),
+ * so a limit that is not reached costs a route ~1.4 µs instead of the Request/Response path.
+ * Key plugins take the function form (their RequestInfo carries a `Headers`).
+ */
+export function createRateLimitTransform(options: RateLimitOptions, now: () => number = () => performance.now()): Transform {
+  const { buckets, policy, policyHeader, addHeaders, address } = limiter(options, now);
+  const spec = options.key ?? "client-ip";
+  const header = typeof spec === "string" && spec.startsWith("header:") ? spec.slice("header:".length).toLowerCase() : undefined;
+  if (spec !== "client-ip" && (header === undefined || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header))) {
+    throw new TypeError(`key must be client-ip, header:NAME or { plugin: ./key.ts }, got ${JSON.stringify(spec)}`);
+  }
+  const ip = (req: TransformRequest) => address(req.clientIp, req.header("x-forwarded-for") ?? null);
+  // The limit of each allowed request, for its response hook (the same request object).
+  const limits = new WeakMap<TransformRequest, string>();
+  return {
+    request(req) {
+      let key: string;
+      if (header === undefined) key = ip(req);
+      else {
+        const v = req.header(header);
+        key = v === undefined ? `ip:${ip(req)}` : `h:${v}`;
+      }
+      const d = buckets.take(key);
+      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+      if (!d.allowed) return tooMany(policyHeader, limit, d.retryAfterMs);
+      if (addHeaders) limits.set(req, limit);
+    },
+    ...(addHeaders
+      ? {
+        response(res: TransformResponse, req: TransformRequest) {
+          const limit = limits.get(req);
+          if (limit === undefined) return;
+          res.setHeader("ratelimit-policy", policyHeader);
+          res.setHeader("ratelimit", limit);
+        },
+      }
+      : {}),
+  };
+}
+
+function tooMany(policyHeader: string, limit: string, retryAfterMs: number): Response {
+  return new Response("too many requests\n", {
+    status: 429,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+      "ratelimit-policy": policyHeader,
+      ratelimit: limit,
+    },
+  });
+}
+
+function limiter(options: RateLimitOptions, now: () => number): Limiter {
   if (!options || typeof options !== "object") throw new TypeError(`options must be a map with rate, got ${JSON.stringify(options)}`);
   for (const k of Object.keys(options)) {
     if (!KNOWN.includes(k)) throw new TypeError(`unknown option "${k}" (known: ${KNOWN.join(", ")})`);
@@ -79,57 +198,15 @@ export function createRateLimit(options: RateLimitOptions, api: PluginApi, now: 
   if (typeof policy !== "string" || !/^[\w.-]+$/.test(policy))
     throw new RangeError(`policy must be a word such as "default", got ${JSON.stringify(policy)}`);
   const addHeaders = options.headers ?? true;
-
-  const address = clientAddress(trusted);
-  const ip = (c: MiddlewareContext) => address((c as Peer).env?.ex?.clientIp ?? "", c.req.raw.headers.get("x-forwarded-for"));
-  const keyOf = keyFunction(options.key ?? "client-ip", ip, api);
-  const policyHeader = `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`;
-  const denied = (d: { remaining: number; retryAfterMs: number; resetMs: number }) =>
-    new Response("too many requests\n", {
-      status: 429,
-      headers: {
-        "content-type": "text/plain; charset=utf-8",
-        "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
-        "ratelimit-policy": policyHeader,
-        ratelimit: `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`,
-      },
-    });
-
-  const store = sharedStore(options.store, api as PluginApi & WithStores);
-  if (store) {
-    const spec = typeof options.key === "object" ? `k=${options.key.name}` : options.key ?? "client-ip";
-    const limiter = store.limiter(`${policy}:${options.rate}:${burst}:${spec}`, { ratePerSecond: rate.perSecond, burst, maxKeys });
-    return async (c, next) => {
-      const taken = limiter.take(keyOf(c));
-      const d: SharedDecision = taken instanceof Promise ? await taken : taken;
-      if (d.outcome === "error") {
-        if (store.onError === "deny") {
-          return new Response("rate limit store unavailable\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
-        }
-        return next();
-      }
-      if (d.outcome === "denied") return denied(d);
-      // `d` may be shared by all requests: read it before awaiting.
-      const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
-      await next();
-      if (addHeaders) {
-        c.res.headers.set("ratelimit-policy", policyHeader);
-        c.res.headers.set("ratelimit", limit);
-      }
-    };
-  }
-
-  const buckets = new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now });
-  return async (c, next) => {
-    const d = buckets.take(keyOf(c));
-    // `d` is shared by all requests: read it before awaiting.
-    if (!d.allowed) return denied(d);
-    const limit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
-    await next();
-    if (addHeaders) {
-      c.res.headers.set("ratelimit-policy", policyHeader);
-      c.res.headers.set("ratelimit", limit);
-    }
+  return {
+    buckets: new TokenBuckets({ ratePerSecond: rate.perSecond, burst, maxKeys, now }),
+    policy,
+    policyHeader: `"${policy}";q=${burst};w=${Math.max(1, Math.ceil(burst / rate.perSecond))}`,
+    addHeaders,
+    address: clientAddress(trusted),
+    ratePerSecond: rate.perSecond,
+    burst,
+    maxKeys,
   };
 }
 
@@ -188,5 +265,10 @@ function keyFunction(
 export default {
   kind: "middleware",
   name: "rate-limit",
-  create: (options, api) => createRateLimit(options, api),
+  // A key plugin or a store (an async decision) needs the function form; a local limit keyed by
+  // address or header is a transform, so its route stays on the direct path.
+  create: (options, api) =>
+    options && typeof options === "object" && ((typeof options.key === "object" && options.key !== null) || options.store !== undefined)
+      ? createRateLimit(options, api)
+      : createRateLimitTransform(options),
 } satisfies MiddlewarePlugin<RateLimitOptions>;

@@ -5,7 +5,7 @@
  * once, each pointing at the config line that named the plugin.
  */
 import { dirname, isAbsolute, resolve } from "node:path";
-import { ConfigError, configSource } from "../config/load.ts";
+import { ConfigError, configSource } from "../config/source.ts";
 import type { Config } from "../config/schema.ts";
 import type { Plugin } from "./api.ts";
 import { isPlugin, KIND_LIST, type Registry } from "./registry.ts";

@@ -1,7 +1,7 @@
 /** A backend with the state the proxy keeps about it: health, ejection, breaker, in-flight, its upstream agent. */
 import type { BackendView } from "../plugins/api.ts";
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
-import { backendId } from "../config/load.ts";
+import { backendId } from "../config/source.ts";
 import type { Clock, Timer } from "../lib/clock.ts";
 import { createAgent, type UpstreamAgent, type UpstreamTarget, type UpstreamTls } from "../upstream/client.ts";
 import type { CircuitBreaker, CircuitState } from "../resilience/breaker.ts";

@@ -2,8 +2,9 @@
  * The gateway: a validated config wired into pools with their strategies, routes as Hono apps
  * with their middleware, and the access log. core/proxy/server.ts puts it behind a listener.
  */
-import { TUNNEL_IDLE_DEFAULT, type Config, type RouteConfig } from "../config/schema.ts";
-import { ConfigError, configSource } from "../config/load.ts";
+import type { Config, RouteConfig } from "../config/schema.ts";
+import { TUNNEL_IDLE_DEFAULT } from "../config/defaults.ts";
+import { ConfigError, configSource } from "../config/source.ts";
 import type { Logging } from "../telemetry/log.ts";
 import type { Middleware, Transform } from "../plugins/api.ts";
 import { FailureReporter, isolateMiddleware, isolateStrategy, isolateTransform, PluginFailure } from "../plugins/isolate.ts";

@@ -4,7 +4,7 @@
  * running configuration keeps serving. Backends that stay (same pool, same id and URL) are the
  * same objects, so their in-flight counts, health and latency carry over.
  */
-import { ConfigError, configSource } from "../config/load.ts";
+import { ConfigError, configSource } from "../config/source.ts";
 import type { Config } from "../config/schema.ts";
 import { keepRunningValues, restartRequired } from "../config/reloadable.ts";
 import { adminExposure } from "../config/exposure.ts";

@@ -4,7 +4,7 @@
  * backend that stays in its pool under the same id, unless the new config changes that weight.
  */
 import type { Logger } from "@logtape/logtape";
-import { backendId } from "../config/load.ts";
+import { backendId } from "../config/source.ts";
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { UpstreamTls } from "../upstream/client.ts";

@@ -15,7 +15,7 @@
  * match in config order) or Traefik (longest rule text), reordering routes only breaks ties.
  */
 import type { RouteConfig } from "../config/schema.ts";
-import { isSlashed } from "../config/route-schema.ts";
+import { isSlashed } from "../config/defaults.ts";
 
 /** A header or query value to compare: exact, or a regex when written `/…/`. */
 export interface ValueMatch {

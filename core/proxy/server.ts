@@ -8,10 +8,10 @@ import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts"
 import { buildGateway, type Gateway } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
 import { HTTP2_DEFAULTS, type Http2Settings, type Listener, type RawExchange, type Runtime } from "../runtime/types.ts";
-import { type ListenerConfig, listenersOf } from "../config/tls.ts";
+import type { ListenerConfig } from "../config/tls.ts";
+import { listenersOf } from "../config/defaults.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
 import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirectResponse } from "../tls/edge.ts";
-import { startAcmeFor } from "../tls/acme.ts";
 import { watchFiles } from "../plugins/watch.ts";
 import type { StoreSet } from "../stores/set.ts";
 
@@ -88,10 +88,13 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   const listener = listeners[0]!;
   const certWatch = config.plugins.watch && tls.listeners.length ? watchFiles(tls.files(), () => void tls.reload()) : undefined;
   // ACME once the plain listeners answer challenges; with workers the primary runs it for all.
-  const acme = deps.worker ? undefined : startAcmeFor(config, tls, deps.logging.logger.getChild("acme"), (token, keyAuthorization) => {
-    if (keyAuthorization === null) challenges.delete(token);
-    else challenges.set(token, keyAuthorization);
-  });
+  // Loaded only for ACME names (its defaults come from the schema, which a worker does not load).
+  const acme = deps.worker || tls.acmeNames().length === 0
+    ? undefined
+    : (await import("../tls/acme.ts")).startAcmeFor(config, tls, deps.logging.logger.getChild("acme"), (token, keyAuthorization) => {
+      if (keyAuthorization === null) challenges.delete(token);
+      else challenges.set(token, keyAuthorization);
+    });
   const checks = !deps.worker;
   if (checks) { for (const pool of current.gateway.pools.values()) pool.start(); }
   let stopping: Promise<void> | undefined;

@@ -8,12 +8,22 @@ import {
   type WriterOptions,
 } from "./types.ts";
 import { BatchingWriter } from "./batching-writer.ts";
+import { denoConnect } from "./deno-tcp.ts";
+import { serveRawDeno } from "./deno-listener.ts";
+import { rawUpstreamClient } from "../upstream/raw-client.ts";
+import { nodeUpstreamClient } from "../upstream/node.ts";
+import type { UpstreamClient } from "../upstream/types.ts";
 
 // Deno's global is declared loosely so the Bun-typed project type-checks without Deno's lib.
 // deno-lint-ignore no-explicit-any
 declare const Deno: any;
 
 async function serve(options: ServeOptions): Promise<Listener> {
+  // Plain HTTP/1.1 proxy ports on our own listener (deno-listener.ts) unless FULCRUM_DENO_SERVE=1
+  // asks for Deno.serve; TLS and h2c ports, and the admin listener (no `raw`), on Deno.serve.
+  if (options.raw !== undefined && options.tls === undefined && !options.h2c && Deno.env.get("FULCRUM_DENO_SERVE") !== "1") {
+    return serveRawDeno({ ...options, raw: options.raw }, () => {});
+  }
   // TLS under Deno: Deno.serve takes one certificate, so the listener's first one is served to
   // every client (no SNI choice, no rotation until restart, no client certificates). Bun does all of it.
   let tls: { cert: string; key: string } | undefined;
@@ -101,6 +111,16 @@ function openWriter(target: "stdout" | "stderr" | { path: string }, options?: Wr
   );
 }
 
+/**
+ * Plain-HTTP backends through our raw HTTP/1.1 client on `Deno.connect` (deno-tcp.ts), as on Bun;
+ * `https:` backends through node:http, whose TLS settings Deno.connectTls cannot all express (no
+ * insecure_skip_verify). FULCRUM_DENO_UPSTREAM=node sends every backend through node:http.
+ */
+const raw = rawUpstreamClient(denoConnect);
+const upstreamClient: UpstreamClient = Deno.env.get("FULCRUM_DENO_UPSTREAM") === "node"
+  ? nodeUpstreamClient
+  : (target, options) => (target.protocol === "https:" ? nodeUpstreamClient(target, options) : raw(target, options));
+
 let generation = 0;
 
 /**
@@ -142,4 +162,5 @@ export const denoRuntime: Runtime = {
   exit: (code): never => Deno.exit(code) as never,
   importPlugin,
   kill: (pid, signal) => Deno.kill(pid, signal),
+  upstreamClient,
 };

@@ -5,17 +5,13 @@
  * `collect()` hooks. State that already lives elsewhere (backend health, circuit, in-flight) is
  * read at scrape time only, so it costs nothing per request.
  */
-import {
-  AggregatorRegistry,
-  collectDefaultMetrics,
-  Counter,
-  Gauge,
-  Registry,
-  type Aggregator,
-  type Metric,
-  type MetricObjectWithValues,
-  type MetricValue,
-} from "prom-client";
+import type { Aggregator, Metric, MetricObjectWithValues, MetricValue } from "prom-client";
+// File by file: the package's index also loads what is never used here (types/prom-client.d.ts).
+import AggregatorRegistry from "prom-client/lib/cluster.js";
+import collectDefaultMetrics from "prom-client/lib/defaultMetrics.js";
+import Counter from "prom-client/lib/counter.js";
+import Gauge from "prom-client/lib/gauge.js";
+import Registry from "prom-client/lib/registry.js";
 import type { Pool } from "../pool/pool.ts";
 
 /** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */

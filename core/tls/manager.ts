@@ -7,9 +7,10 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { ConfigError, configSource } from "../config/load.ts";
+import { ConfigError, configSource } from "../config/source.ts";
 import type { Config } from "../config/schema.ts";
-import { listenersOf, type ListenerConfig, type TlsListenerConfig } from "../config/tls.ts";
+import type { ListenerConfig, TlsListenerConfig } from "../config/tls.ts";
+import { listenersOf } from "../config/defaults.ts";
 import type { ServeTls } from "../runtime/types.ts";
 import { CertificateError, daysLeft, readCertificate, type Certificate } from "./certs.ts";
 import { handshakeFailure, ListenerStats } from "./handshake.ts";

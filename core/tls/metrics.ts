@@ -2,7 +2,9 @@
  * TLS in `/metrics`, read at scrape time from the listeners' counts and the certificates: nothing
  * is counted through prom-client on the request path.
  */
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import Counter from "prom-client/lib/counter.js";
+import Gauge from "prom-client/lib/gauge.js";
 import type { TlsManager } from "./manager.ts";
 
 /** Register the TLS series on `registry`; `tls()` is the running server's (undefined before it starts). */

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Hono } from "hono";
 import { clientAddress, parseCidr } from "../../core/middleware/client-ip.ts";
-import { createRateLimit, parseRate, type RateLimitOptions } from "../../core/middleware/rate-limit.ts";
+import rateLimit, { createRateLimit, parseRate, type RateLimitOptions } from "../../core/middleware/rate-limit.ts";
+import { isTransform } from "../../core/plugins/registry.ts";
 import { TokenBuckets } from "../../core/middleware/token-buckets.ts";
 import type { PluginApi } from "../../core/plugins/api.ts";
 import { startBackends } from "../helpers/backends.ts";
@@ -206,6 +207,38 @@ test("end to end: rate-limit with a key plugin in front of a real backend", asyn
   const denied = await send("a");
   expect(denied.status).toBe(429);
   expect(denied.headers.get("retry-after")).toBe("60");
+  expect(await denied.text()).toBe("too many requests\n");
+  expect(a!.requests.length).toBe(3);
+  const access = f.records.filter((r) => r.category.join(".") === "fulcrum.access").map((r) => r.properties.status);
+  expect(access).toEqual([200, 200, 200, 429]);
+});
+
+test("keyed by address or header it is a transform: the route stays on the direct path, with the same answers and headers", async () => {
+  expect(isTransform(rateLimit.create({ rate: "10/s" }, api))).toBe(true);
+  expect(isTransform(rateLimit.create({ rate: "10/s", key: "header:x-user" }, api))).toBe(true);
+  expect(typeof rateLimit.create({ rate: "10/s", key: { name: "tenant" } }, { ...api, key: () => () => "k" })).toBe("function");
+  expect(() => rateLimit.create({ rate: "10/s", key: "cookie:a" }, api)).toThrow(/key must be client-ip, header:NAME/);
+  const [a] = startBackends(1);
+  cleanups.push(() => a!.stop());
+  const t = tempDir();
+  const f = await startFromFile(t.write(
+    "f.yaml",
+    `pools:\n  web: { backends: ["${a!.url}"] }\nroutes:\n  - pool: web\n    middleware:\n` +
+      `      - rate-limit: { rate: 1/m, burst: 2, key: "header:x-user" }\n`,
+  ));
+  cleanups.push(() => f.stop());
+  const send = (user: string) => fetch(f.url, { headers: { "x-user": user } });
+  const first = await send("a");
+  await first.text();
+  expect(first.status).toBe(200);
+  expect(first.headers.get("ratelimit-policy")).toBe(`"default";q=2;w=120`);
+  expect(first.headers.get("ratelimit")).toBe(`"default";r=1;t=60`);
+  expect(first.headers.get("x-backend")).toBe("b1");
+  expect([(await send("a")).status, (await send("b")).status]).toEqual([200, 200]);
+  const denied = await send("a");
+  expect(denied.status).toBe(429);
+  expect(denied.headers.get("retry-after")).toBe("60");
+  expect(denied.headers.get("ratelimit")).toBe(`"default";r=0;t=120`);
   expect(await denied.text()).toBe("too many requests\n");
   expect(a!.requests.length).toBe(3);
   const access = f.records.filter((r) => r.category.join(".") === "fulcrum.access").map((r) => r.properties.status);

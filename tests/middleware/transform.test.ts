@@ -19,9 +19,12 @@ const { cleanups, backend, fulcrum } = testScope();
 const echo = () =>
   backend("b1", () => new Response("from backend\n", { headers: { server: "backend/1", "x-backend": "b1", "set-cookie": "a=1" } }));
 
-/** The route's middleware, on the direct path or (with a generous rate-limit first) in a Hono chain. */
+/**
+ * The route's middleware, on the direct path or in a Hono chain: behind a generous rate limit
+ * keyed by a plugin, which is a function middleware (keyed by address or header it is a transform).
+ */
 function config(url: string, middleware: string, chain: "direct" | "hono", extra = ""): string {
-  const first = chain === "hono" ? "\n      - rate-limit: { rate: 1000/s }" : "";
+  const first = chain === "hono" ? "\n      - rate-limit: { rate: 1000/s, key: { plugin: ./tests/fixtures/tenant-key.ts } }" : "";
   return `pools:
   web: { backends: ["${url}"] }
 routes:
