@@ -14,6 +14,10 @@
 //   hono-headers  GET /hh/100b, strip-prefix + plugins/response-headers.ts (a function middleware:
 //                 the Hono chain, web Request/Response) doing what `headers` does for the response  vs headers-resp
 //   headers-resp  GET /hr/100b, strip-prefix + headers (response set + remove only)            vs strip-prefix
+//   compress      GET /cp/100b, strip-prefix + compress (defaults; 100 B is under min_size and
+//                 the load tool sends no Accept-Encoding: what the middleware costs when it
+//                 leaves a response alone; compressing itself is bench/compress.ts)  vs strip-prefix
+//   rate-limit    GET /rl/100b, strip-prefix + rate-limit (1000000/s: never denies)           vs strip-prefix
 //
 //   bun bench/middleware-cost.ts [--runs 3] [--duration 3] [--warmup 3] [--connections 64]
 import { copyFileSync, writeFileSync } from "node:fs";
@@ -88,6 +92,18 @@ const VARIANTS: { name: string; path: string; base: string; route: Record<string
       match: { path: "/hh" },
       middleware: [strip("/hh"), { plugin: "./response-headers.ts", options: { set: { "x-frame-options": "DENY" }, remove: ["server"] } }],
     },
+  },
+  {
+    name: "compress",
+    path: "/cp/100b",
+    base: "strip-prefix",
+    route: { match: { path: "/cp" }, middleware: [strip("/cp"), { compress: {} }] },
+  },
+  {
+    name: "rate-limit",
+    path: "/rl/100b",
+    base: "strip-prefix",
+    route: { match: { path: "/rl" }, middleware: [strip("/rl"), { "rate-limit": { rate: "1000000/s" } }] },
   },
 ];
 

@@ -168,8 +168,12 @@ export function createAdminApp(o: AdminOptions): Hono {
       return c.json({ error: 'the body must be JSON like {"weight": 3}' }, 400);
     }
     const w = (body as { weight?: unknown } | null)?.weight;
-    if (typeof w !== "number" || !Number.isInteger(w) || w < 1 || w > MAX_WEIGHT) {
-      return c.json({ error: `weight must be a whole number from 1 to ${MAX_WEIGHT}, got ${JSON.stringify(w ?? null)}` }, 400);
+    // 0 is a soft drain, as in the config: no new requests, still checked, sticky clients stay.
+    if (typeof w !== "number" || !Number.isInteger(w) || w < 0 || w > MAX_WEIGHT) {
+      return c.json(
+        { error: `weight must be a whole number from 0 to ${MAX_WEIGHT} (0 drains softly), got ${JSON.stringify(w ?? null)}` },
+        400,
+      );
     }
     const from = f.backend.weight;
     f.backend.weight = w;

@@ -78,7 +78,8 @@ export function saveState(path: string, pools: Iterable<Pool>, log: Logger): voi
   }
 }
 
-const isWeight = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 1_000_000;
+// 0 is a soft drain, in the config and through the admin API alike.
+const isWeight = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 1_000_000;
 
 /** Parse a state file's text; throws with a reason when it is not one. */
 export function parseState(text: string): StateFile {

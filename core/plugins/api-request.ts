@@ -35,7 +35,7 @@ export interface BackendView {
 export interface RequestInfo {
   /** HTTP method, upper case. */
   readonly method: string;
-  /** Path of the request URL, without the query string. */
+  /** Path as the client sent it (before a route's strip-prefix or rewrite), without the query string. */
   readonly path: string;
   /** The `Host` the client asked for (without port normalisation). */
   readonly host: string;
@@ -55,7 +55,7 @@ export interface RequestInfo {
    */
   header?(name: string): string | null;
   /**
-   * The query string without the `?` (`"id=7&x=1"`), `""` when there is none. Optional only so
+   * The client's query string (before a rewrite) without the `?` (`"id=7&x=1"`), `""` when none. Optional only so
    * that hosts older than it still fit the type; Fulcrum's proxy always sets it.
    */
   readonly query?: string;

@@ -38,6 +38,8 @@ export interface Exchange {
   upstreamPath: string | undefined;
   /** The request's id, when a middleware (request-id) set one. */
   requestId: string | undefined;
+  /** A transform answered (`respond`, `redirect`, a plugin's): its 429 is not rate limiting. */
+  transformAnswered: boolean;
   /** Tracing and metrics hooks; undefined when both are off. */
   readonly observer: Observer | undefined;
   /** The request's SERVER span, when traced (set by the observer). */
@@ -96,6 +98,8 @@ export interface Incoming {
   wholeBody?(): Uint8Array | undefined;
   /** The Upgrade to ask the backend for (the route allows it: tunnel.ts); undefined for a plain request. */
   upgrade?: string | undefined;
+  /** Path and query as the client sent them, when a transform changed {@link target}: what strategies read. */
+  readonly clientTarget?: string;
 }
 
 /**
@@ -138,6 +142,7 @@ export class RequestRecord implements Exchange {
   tunnel: { bytesIn: number; closedBy: string; upgrade: string } | undefined = undefined;
   upstreamPath: string | undefined = undefined;
   requestId: string | undefined = undefined;
+  transformAnswered = false;
   /** How the client reached us (the access log says "https" for TLS listeners). */
   scheme: "http" | "https" = "http";
   target = "";

@@ -195,8 +195,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     // One clock read for the metrics and the access log.
     const durationMs = performance.now() - ex.start;
     const ids = observer?.requestEnd(ex, durationMs);
-    // A 429 that never reached a backend came from rate limiting on the route.
-    if (rateLimited && ex.status === 429 && ex.attempts === 0) rateLimited.child(ex.route).inc();
+    // A 429 that never reached a backend came from rate limiting on the route (not a `respond`).
+    if (rateLimited && ex.status === 429 && ex.attempts === 0 && !ex.transformAnswered) rateLimited.child(ex.route).inc();
     if (access) access.write(ex, durationMs, ids);
     if (inflight === 0 && waiters.length) {
       for (const w of waiters) w();
@@ -315,6 +315,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           const edit = RequestEdit.of(ex, target, raw.host, (n) => raw.header(n));
           const { answer, ran } = runRequestHooks(tf, edit);
           edit.record(ex);
+          if (answer !== undefined) ex.transformAnswered = true;
           const result = answer ?? await proxyToPool(route.pool, new EditedIncoming(incoming, edit), ex, route.options);
           if (result instanceof Response) {
             const res = new ResponseEdit(result);

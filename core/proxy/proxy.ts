@@ -36,9 +36,9 @@ class ProxyRequestInfo implements RequestInfo {
     return incoming.header !== undefined ? incoming.header(name) : incoming.headers.get(name);
   }
 
-  /** Cut from the target on first use. */
+  /** Cut from the client's target on first use: like `path` and the headers, as the client sent it. */
   get query(): string {
-    const target = this.incoming.target;
+    const target = this.incoming.clientTarget ?? this.incoming.target;
     const q = target.indexOf("?");
     return q < 0 ? "" : target.slice(q + 1);
   }

@@ -6,7 +6,7 @@
  *   1. host: exact > wildcard (the longer suffix first) > none;
  *   2. the longer path prefix;
  *   3. a path_regex > none;
- *   4. methods > none;
+ *   4. methods > none (for HEAD: a route naming HEAD > one that has it through GET > none);
  *   5. more header conditions;
  *   6. more query conditions;
  *   7. the order in the config.
@@ -36,6 +36,8 @@ export interface RouteMatch {
   readonly path: string;
   readonly pathRegex: RegExp | undefined;
   readonly methods: ReadonlySet<string> | undefined;
+  /** `methods` names GET and not HEAD: HEAD matches too (RFC 9110 §9.3.2), below a route naming HEAD. */
+  readonly impliedHead: boolean;
   readonly headers: readonly ValueMatch[];
   readonly query: readonly ValueMatch[];
 }
@@ -62,6 +64,7 @@ export function compileMatch(m: RouteConfig["match"], index: number): RouteMatch
     path: m.path,
     pathRegex: m.path_regex === undefined ? undefined : new RegExp(m.path_regex),
     methods: m.methods === undefined ? undefined : new Set(m.methods),
+    impliedHead: m.methods !== undefined && m.methods.includes("GET") && !m.methods.includes("HEAD"),
     headers: Object.entries(m.headers ?? {}).map(([n, v]) => valueMatch(n, v)),
     query: Object.entries(m.query ?? {}).map(([n, v]) => valueMatch(n, v)),
   };
@@ -73,10 +76,7 @@ function hostRank(r: RouteMatch): number {
 
 /** Sort order of routes: the more specific first (see the file comment). */
 export function byPrecedence(a: RouteMatch, b: RouteMatch): number {
-  return hostRank(b) - hostRank(a) ||
-    (b.hostSuffix?.length ?? 0) - (a.hostSuffix?.length ?? 0) ||
-    b.path.length - a.path.length ||
-    (b.pathRegex ? 1 : 0) - (a.pathRegex ? 1 : 0) ||
+  return byPrecedenceBeforeMethods(a, b) ||
     (b.methods ? 1 : 0) - (a.methods ? 1 : 0) ||
     b.headers.length - a.headers.length ||
     b.query.length - a.query.length ||
@@ -103,17 +103,37 @@ export function matchRoute<R extends RouteMatch>(
     if (colon > 0 && host.indexOf("]", colon) < 0) host = host.slice(0, colon);
   }
   let params: URLSearchParams | undefined;
-  for (const r of routes) {
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i]!;
     if (r.host !== undefined && r.host !== host) continue;
     if (r.hostSuffix !== undefined && !host.endsWith(r.hostSuffix)) continue;
     if (!pathMatches(r.path, path)) continue;
     if (r.pathRegex !== undefined && !r.pathRegex.test(path)) continue;
-    if (r.methods !== undefined && !r.methods.has(request.method)) continue;
+    let implied = false;
+    if (r.methods !== undefined && !r.methods.has(request.method)) {
+      if (request.method !== "HEAD" || !r.impliedHead) continue;
+      implied = true;
+    }
     if (r.headers.length !== 0 && !allHold(r.headers, request, undefined)) continue;
     if (r.query.length !== 0 && !allHold(r.query, undefined, params ??= new URLSearchParams(query))) continue;
+    if (!implied) return r;
+    // HEAD through GET: a route as specific up to its methods that names HEAD itself wins.
+    for (let j = i + 1; j < routes.length; j++) {
+      const s = routes[j]!;
+      if (s.methods === undefined || byPrecedenceBeforeMethods(r, s) !== 0) break;
+      if (s.methods.has("HEAD") && matchRoute([s], hostHeader, path, request, query) !== undefined) return s;
+    }
     return r;
   }
   return undefined;
+}
+
+/** {@link byPrecedence}'s steps 1–3: host, path, path_regex. */
+function byPrecedenceBeforeMethods(a: RouteMatch, b: RouteMatch): number {
+  return hostRank(b) - hostRank(a) ||
+    (b.hostSuffix?.length ?? 0) - (a.hostSuffix?.length ?? 0) ||
+    b.path.length - a.path.length ||
+    (b.pathRegex ? 1 : 0) - (a.pathRegex ? 1 : 0);
 }
 
 function allHold(conds: readonly ValueMatch[], request: RouteRequest | undefined, params: URLSearchParams | undefined): boolean {

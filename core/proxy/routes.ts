@@ -128,9 +128,13 @@ function honoTransform(t: Transform): MiddlewareHandler<Env> {
     }
     const answer = t.request?.(edit);
     edit.record(ex);
-    if (answer instanceof Response) return respond(t, answer, edit);
+    if (answer instanceof Response) {
+      ex.transformAnswered = true;
+      return respond(t, answer, edit);
+    }
     await next();
-    if (t.response !== undefined) {
+    // A backend's 101 is a stand-in here (the gateway opens the tunnel): response edits skip it, as on the direct path.
+    if (t.response !== undefined && c.res !== c.env.tunnelAnswer) {
       const res = new ResponseEdit(c.res);
       t.response(res, edit);
       if (res.response !== c.res) {

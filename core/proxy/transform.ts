@@ -87,6 +87,9 @@ export class EditedIncoming implements Incoming {
   get target() {
     return this.edit.target;
   }
+  get clientTarget() {
+    return this.edit.original;
+  }
   get host() {
     return this.inner.host;
   }

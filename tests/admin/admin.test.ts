@@ -154,12 +154,45 @@ describe("backends", () => {
     expect(await res.json()).toMatchObject({ id: "b1", weight: 3 });
     expect(await hits(f, 8)).toEqual({ b1: 6, b2: 2 });
 
-    for (const bad of [0, -1, 1.5, "3", null]) {
+    for (const bad of [-1, 1.5, "3", null, 1_000_001]) {
       const r = await post(f, "/backends/web/b1/weight", { weight: bad });
       expect(r.status).toBe(400);
-      expect(((await r.json()) as { error: string }).error).toStartWith("weight must be a whole number from 1 to 1000000, got ");
+      expect(((await r.json()) as { error: string }).error).toStartWith(
+        "weight must be a whole number from 0 to 1000000 (0 drains softly), got ",
+      );
     }
     expect((await fetch(`${f.adminUrl}/backends/web/b1/weight`, { method: "POST", body: "not json" })).status).toBe(400);
+  });
+
+  test("weight 0 drains softly, as in the config: no new clients, health checks go on, a sticky client stays", async () => {
+    const bs = [backend("b1"), backend("b2")];
+    const f = await fulcrum(
+      pool(bs, { strategy: "weighted-round-robin", extra: "    sticky: true\n    health: { path: /healthz, interval: 50ms }" }),
+    );
+    // A client stuck to b1.
+    let cookie = "";
+    for (let i = 0; i < 4 && !cookie; i++) {
+      const r = await fetch(f.url);
+      await r.text();
+      if (r.headers.get("x-backend") === "b1") cookie = r.headers.get("set-cookie")!.split(";")[0]!;
+    }
+    expect(cookie).toStartWith("fulcrum_be=");
+
+    const res = await fetch(`${f.adminUrl}/backends/web/b1/weight`, { method: "PUT", body: JSON.stringify({ weight: 0 }) });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: "b1", weight: 0, available: false, draining: false });
+    expect(await hits(f, 6)).toEqual({ b2: 6 });
+    const stuck = await fetch(f.url, { headers: { cookie } });
+    await stuck.text();
+    expect(stuck.headers.get("x-backend")).toBe("b1");
+    // Still checked: new probes arrive at b1 while it takes no new clients.
+    const probes = bs[0]!.requests.filter((r) => r.path === "/healthz").length;
+    const deadline = Date.now() + 5000;
+    while (bs[0]!.requests.filter((r) => r.path === "/healthz").length <= probes && Date.now() < deadline) await Bun.sleep(20);
+    expect(bs[0]!.requests.filter((r) => r.path === "/healthz").length).toBeGreaterThan(probes);
+
+    await post(f, "/backends/web/b1/weight", { weight: 1 });
+    expect(await hits(f, 4)).toEqual({ b1: 2, b2: 2 });
   });
 });
 

@@ -161,6 +161,27 @@ describe("state_file across restarts (one process)", () => {
     expect([s.b1!.weight, s.b2!.weight]).toEqual([2, 7]);
   });
 
+  test("weight 0 either way round: a soft drain set through the admin API, and a configured 0 raised, both survive a restart", async () => {
+    const bs = trio();
+    const dir = tempDir("fulcrum-state-");
+    const file = dir.write("fulcrum.yaml", head(1, "state_file: state.json\n") + config(bs, { weights: { b3: 0 } }));
+    const first = await run(file);
+    expect((await weigh(first.adminUrl, "b1", 0)).status).toBe(200);
+    expect((await weigh(first.adminUrl, "b3", 2)).status).toBe(200);
+    expect(JSON.parse(readFileSync(join(dir.dir, "state.json"), "utf8"))).toEqual({
+      version: 1,
+      pools: { web: { b1: { weight: 0, config_weight: 1 }, b3: { weight: 2, config_weight: 0 } } },
+    });
+    first.proc.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+
+    const second = await run(file);
+    expect(JSON.parse(await second.waitFor("operator state restored"))).toMatchObject({ weights: ["web/b1=0", "web/b3=2"], ignored: [] });
+    const s = await state(second);
+    expect([s.b1!.weight, s.b1!.available, s.b3!.weight]).toEqual([0, false, 2]);
+    expect(await hits(second.url, 6)).toEqual({ b2: 2, b3: 4 });
+  });
+
   test("a corrupt state file is logged and ignored: Fulcrum starts, and the next change writes a good one", async () => {
     const bs = trio();
     const dir = tempDir("fulcrum-state-");

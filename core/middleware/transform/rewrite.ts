@@ -37,7 +37,8 @@ export function createRewrite(options: RewriteOptions): Transform {
       if (!regex.test(path)) return;
       let out = path.replace(regex, replace);
       if (!out.startsWith("/")) out = `/${out}`;
-      req.target = out + query;
+      // A replacement with a query of its own keeps the client's after it, as nginx's rewrite does.
+      req.target = query !== "" && out.includes("?") ? `${out}&${query.slice(1)}` : out + query;
     },
   };
 }
