@@ -188,10 +188,11 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
    */
   #count = 0;
   /**
-   * The ids as 32-bit words, for the encoder: trace id words (t0 -1 when the trace id came from
-   * elsewhere, as hex) and span id words.
+   * The ids as 32-bit words (int32: the same bits), for the encoder: trace id words (`ownTrace`
+   * false when the trace id came from elsewhere, as hex) and span id words.
    */
-  t0 = -1;
+  ownTrace = false;
+  t0 = 0;
   t1 = 0;
   t2 = 0;
   t3 = 0;
@@ -217,6 +218,7 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     this.s0 = sw0;
     this.s1 = sw1;
     if (ownTrace) {
+      this.ownTrace = true;
       this.t0 = tw0;
       this.t1 = tw1;
       this.t2 = tw2;
