@@ -176,7 +176,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       if (!tracing) return;
       const span = tel.startServerSpan(request, ex.route, ex.clientIp);
       ex.span = span;
-      if (span && span.span.isRecording()) {
+      if (span && span.sampled) {
         if (request instanceof Request) parents.set(request.headers, span);
         else request.keyByHeaders(parents, span);
       }
@@ -196,7 +196,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       }
       const span = ex.span;
       if (span === undefined) return undefined;
-      if (span.span.isRecording()) {
+      if (span.sampled) {
         const s = span.span;
         if (ex.pool) s.setAttribute("fulcrum.pool", ex.pool);
         if (ex.backend) s.setAttribute("fulcrum.backend", ex.backend);
@@ -227,7 +227,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       }
       const parent = ex.span;
       if (parent === undefined) return undefined;
-      if (!parent.span.isRecording()) {
+      if (!parent.sampled) {
         // Unsampled: the backend still gets a traceparent (sampled flag off) so it agrees.
         tel.inject(parent, headers);
         return undefined;

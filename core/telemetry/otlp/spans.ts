@@ -98,6 +98,13 @@ abstract class LeanSpan {
   /** The HTTP method, reused by the client spans of the same request. */
   method = "";
   #ctx: Context | undefined;
+  /**
+   * Handle API: the span itself, and whether it records. Fields, not a getter and isRecording():
+   * a call whose `this` is the rare sampled class made the request path's compiled code exit
+   * (JSC speculates on the class it saw), once for every few hundred unsampled requests.
+   */
+  readonly span: this;
+  abstract readonly sampled: boolean;
 
   /**
    * `requestCtx` is the context extracted from the incoming request (remote parent, baggage);
@@ -107,14 +114,11 @@ abstract class LeanSpan {
     this.traceId = traceId;
     this.spanId = spanId;
     this.traceState = traceState;
+    this.span = this;
   }
   abstract readonly traceFlags: number;
 
   spanContext(): SpanContext {
-    return this;
-  }
-  /** Handle API: the span itself. */
-  get span(): this {
     return this;
   }
   /** The context carrying this span (for plugin children and the generic propagators); built on first use. */
@@ -129,6 +133,7 @@ abstract class LeanSpan {
  */
 export class UnsampledSpan extends LeanSpan implements Span {
   readonly traceFlags = 0;
+  readonly sampled = false;
   setAttribute(): this {
     return this;
   }
@@ -160,6 +165,7 @@ export class UnsampledSpan extends LeanSpan implements Span {
 /** A sampled span; a ReadableSpan once ended. */
 export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   readonly traceFlags = 1;
+  readonly sampled = true;
   name = "";
   attributes: Attributes = {};
   events: TimedEvent[] = EMPTY_EVENTS;
