@@ -212,7 +212,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
           s.setAttribute("fulcrum.tunnel.closed_by", t.closedBy);
         }
       }
-      const ids = tel.ids(span);
+      // Only sampled spans have ids to log: ids() then sees one class of span, never the other.
+      const ids = span.sampled ? tel.ids(span) : undefined;
       tel.endServer(span, ex.status, ex.status >= 500 ? ex.error : undefined);
       return ids;
     },
