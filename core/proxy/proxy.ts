@@ -10,7 +10,6 @@ import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "../resilience/retry.ts";
 import type { HeaderBlock } from "../http1/bytes.ts";
 import type { Exchange, Incoming, RouteOptions } from "./exchange.ts";
-import type { AttemptTrace } from "../telemetry/observer.ts";
 import { bufferBody, withBodyTimeout, BodyTimeout } from "./body.ts";
 import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "./response.ts";
 import { switchedTo } from "./tunnel.ts";
@@ -58,12 +57,6 @@ class Attempt implements UpstreamRequest {
   error: string | undefined;
   /** The Upgrade to ask for (UpstreamRequest.upgrade). */
   upgrade: string | undefined = undefined;
-  /**
-   * The attempt's CLIENT span (sampled requests only). Kept here, not in a local: a local live
-   * across the await is a closure variable JSC compiles as the constant it always was (undefined
-   * while nothing is sampled), and each sampled request then threw proxyToPool's code away.
-   */
-  trace: AttemptTrace | undefined = undefined;
   constructor(
     readonly pool: Pool,
     readonly backend: Backend,
@@ -207,7 +200,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     );
     attempt.upgrade = request.upgrade;
     const trial = pool.acquire(backend);
-    attempt.trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
+    const trace = ex.observer?.attemptStart(ex, pool, backend, n, headers);
     let res: UpstreamResponse;
     try {
       res = await sendUpstream(backend.target, backend.agent, attempt);
@@ -231,13 +224,13 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       if (err.kind === "aborted") {
         // The client left: not the backend's fault, so nothing is recorded against it, but a
         // half-open trial slot it held is freed.
-        ex.observer?.attemptEnd(ex, attempt.trace, pool, backend, 0, performance.now() - started, err);
+        ex.observer?.attemptEnd(ex, trace, pool, backend, 0, performance.now() - started, err);
         pool.abandon(backend, trial);
         return clientGone(ex);
       }
       const latencyMs = performance.now() - started;
       pool.record(backend, { status: 0, latencyMs, error: err.kind }, trial);
-      ex.observer?.attemptEnd(ex, attempt.trace, pool, backend, 0, latencyMs, err);
+      ex.observer?.attemptEnd(ex, trace, pool, backend, 0, latencyMs, err);
       const kind: FailureKind = err.kind;
       // A streamed body is only sent after connecting, so a connect failure leaves it unread.
       const safe = retry.on.includes(kind) && (kind === "connect" || idempotent) && (replayable || kind === "connect");
@@ -253,7 +246,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     const status = res.status;
     const latencyMs = performance.now() - started;
     pool.record(backend, { status, latencyMs }, trial);
-    ex.observer?.attemptEnd(ex, attempt.trace, pool, backend, status, latencyMs);
+    ex.observer?.attemptEnd(ex, trace, pool, backend, status, latencyMs);
     const kind = status === 502 || status === 503 || status === 504 ? (String(status) as FailureKind) : undefined;
     if (kind && retry.on.includes(kind) && idempotent && replayable) {
       const after = status === 503 ? retryAfterMs(res) : 0;
