@@ -100,8 +100,8 @@ abstract class LeanSpan {
   #ctx: Context | undefined;
   /**
    * Handle API: the span itself, and whether it records. Fields, not a getter and isRecording():
-   * a call whose `this` is the rare sampled class made the request path's compiled code exit
-   * (JSC speculates on the class it saw), once for every few hundred unsampled requests.
+   * JSC compiled those calls for the class it had seen (unsampled), and each sampled span made
+   * the compiled code exit until it was recompiled.
    */
   readonly span: this;
   abstract readonly sampled: boolean;
