@@ -4,7 +4,9 @@
 // served. CPU µs per request is much steadier than req/s when other work shares the cores.
 //
 //   bun bench/obs-cost.ts [--runs 5] [--duration 5] [--warmup 2] [--connections 64] [--variants a,b,...] [--resident]
-// (the first variant is the baseline). By default each round starts every variant afresh; with
+// (the first variant is the baseline). A variant `NAME@DIR` runs NAME from the checkout in DIR:
+// `--variants fulcrum,fulcrum-trace-0.01@/work/main,fulcrum-trace-0.01` compares a change with
+// the code before it in the same interleaved rounds. By default each round starts every variant afresh; with
 // `--resident` each is started and warmed up once and the rounds alternate between the running
 // processes: the steady state of a long-running proxy, without each process's first seconds
 // (JIT compilation, which with tracing at 0.01 made fresh rounds bimodal).
@@ -19,7 +21,7 @@ import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, log, stop, stopAll, workDir } from "./lib/proc.ts";
-import { PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
+import { fulcrumAt, PROXIES, startOtlpSink, startProxy } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -38,6 +40,19 @@ const VARIANTS = only > 0
   ? process.argv[only + 1]!.split(",")
   : ["fulcrum-noadmin", "fulcrum", "fulcrum-trace-0.01", "fulcrum-trace-1.0", "fulcrum-trace-1.0-json"];
 
+// Ports of `NAME@DIR` variants: 18600, 18610, … (+ BENCH_PORT_OFFSET), admin 1000 above each.
+const defs = new Map(
+  VARIANTS.map((
+    v,
+    i,
+  ) => [
+    v,
+    v.includes("@") ? fulcrumAt(v, 18600 + Number(process.env.BENCH_PORT_OFFSET ?? 0) + 10 * i) : PROXIES.find((p) => p.name === v),
+  ]),
+);
+for (const [v, d] of defs) if (d === undefined) throw new Error(`unknown variant ${v}`);
+const def = (name: string) => defs.get(name)!;
+
 const dir = workDir("fulcrum-obs-cost-");
 const tool = pickTool();
 const backends = await startBackends({ count: 3, basePort: 19001, dir: join(dir, "backends") });
@@ -48,20 +63,18 @@ const running = new Map<string, Started>();
 try {
   if (resident) {
     for (const name of VARIANTS) {
-      const def = PROXIES.find((p) => p.name === name)!;
-      const r = await startProxy(def, { dir, backendUrls: backends.urls });
+      const r = await startProxy(def(name), { dir, backendUrls: backends.urls });
       running.set(name, r);
-      await runLoad(tool, { url: `http://127.0.0.1:${def.port}/100b`, connections, durationSec: warmup }, dir);
+      await runLoad(tool, { url: `http://127.0.0.1:${def(name).port}/100b`, connections, durationSec: warmup }, dir);
     }
   }
   for (let round = 0; round < runs; round++) {
     const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
     for (const name of order) {
-      const def = PROXIES.find((p) => p.name === name)!;
-      const url = `http://127.0.0.1:${def.port}/100b`;
+      const url = `http://127.0.0.1:${def(name).port}/100b`;
       let r = running.get(name);
       if (r === undefined) {
-        r = await startProxy(def, { dir, backendUrls: backends.urls });
+        r = await startProxy(def(name), { dir, backendUrls: backends.urls });
         await runLoad(tool, { url, connections, durationSec: warmup }, dir); // warm-up (JIT, connections)
       } else {
         await runLoad(tool, { url, connections, durationSec: 1 }, dir); // connections back up after the others' turns
@@ -86,15 +99,17 @@ const how = resident
   ? `processes started once and warmed up ${warmup} s, then ${runs} alternating rounds × ${duration} s`
   : `${runs} rounds × ${duration} s, each in a fresh process after ${warmup} s of warm-up`;
 console.log(`\n${tool}, ${connections} connections, GET 100 B, ${how}, median of rounds; OTLP requests ${sink.requests()}`);
-console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU");
+console.log("variant                  req/s   CPU µs/req   vs off     per-round vs off: req/s   CPU (min … max)");
 const pct = (x: number) => `${x >= 1 ? "+" : "−"}${Math.abs((x - 1) * 100).toFixed(0)}%`;
 for (const [name, rs] of results) {
   const cpu = median(rs.map((r) => r.cpuUs));
   const delta = cpu - median(base.map((r) => r.cpuUs));
   const rpsRatio = median(rs.map((r, i) => r.rps / base[i]!.rps));
-  const cpuRatio = median(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs));
+  const cpuRatios = rs.map((r, i) => r.cpuUs / base[i]!.cpuUs);
+  const cpuRatio = median(cpuRatios);
   const vs = name === VARIANTS[0] ? "-".padEnd(10) : `${delta >= 0 ? "+" : ""}${delta.toFixed(1)} µs`.padEnd(10);
-  const perRound = name === VARIANTS[0] ? "" : `${pct(rpsRatio).padStart(22)} ${pct(cpuRatio).padStart(6)}`;
+  const spread = `(${pct(Math.min(...cpuRatios))} … ${pct(Math.max(...cpuRatios))})`;
+  const perRound = name === VARIANTS[0] ? "" : `${pct(rpsRatio).padStart(22)} ${pct(cpuRatio).padStart(6)} ${spread}`;
   console.log(
     `${name.padEnd(24)} ${String(Math.round(median(rs.map((r) => r.rps)))).padStart(6)} ${cpu.toFixed(1).padStart(12)}   ${vs}${perRound}`,
   );

@@ -45,10 +45,18 @@ export type TraceIds = { trace_id: string; span_id: string };
 
 /** A traced upstream attempt: its CLIENT span and the backend's state when it started. */
 export interface AttemptTrace {
-  readonly span: SpanHandle;
+  /** Undefined for an attempt no span records ({@link UNTRACED}). */
+  readonly span: SpanHandle | undefined;
   readonly circuit: string;
   readonly ejected: boolean;
 }
+
+/**
+ * attemptStart's answer when no span records the attempt: an object like a traced attempt's, not
+ * undefined. The proxy's compiled code speculated on the always-undefined answer and exited at
+ * each sampled request's object (JSC's OSR-exit log: proxyToPool, BadType).
+ */
+const UNTRACED: AttemptTrace = { span: undefined, circuit: "", ejected: false };
 
 /** The proxy's own parsed request (core/proxy/gateway.ts RawIncoming): headers looked up, `Headers` built only on demand. */
 export interface ObservedRequest extends RequestHead {
@@ -176,7 +184,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       if (!tracing) return;
       const span = tel.startServerSpan(request, ex.route, ex.clientIp);
       ex.span = span;
-      if (span && span.span.isRecording()) {
+      if (span && span.sampled) {
         if (request instanceof Request) parents.set(request.headers, span);
         else request.keyByHeaders(parents, span);
       }
@@ -196,7 +204,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       }
       const span = ex.span;
       if (span === undefined) return undefined;
-      if (span.span.isRecording()) {
+      if (span.sampled) {
         const s = span.span;
         if (ex.pool) s.setAttribute("fulcrum.pool", ex.pool);
         if (ex.backend) s.setAttribute("fulcrum.backend", ex.backend);
@@ -212,7 +220,8 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
           s.setAttribute("fulcrum.tunnel.closed_by", t.closedBy);
         }
       }
-      const ids = tel.ids(span);
+      // Only sampled spans have ids to log: ids() then sees one class of span, never the other.
+      const ids = span.sampled ? tel.ids(span) : undefined;
       tel.endServer(span, ex.status, ex.status >= 500 ? ex.error : undefined);
       return ids;
     },
@@ -226,11 +235,11 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         c.inc();
       }
       const parent = ex.span;
-      if (parent === undefined) return undefined;
-      if (!parent.span.isRecording()) {
+      if (parent === undefined) return UNTRACED;
+      if (!parent.sampled) {
         // Unsampled: the backend still gets a traceparent (sampled flag off) so it agrees.
         tel.inject(parent, headers);
-        return undefined;
+        return UNTRACED;
       }
       let a = attrsOf.get(backend);
       if (!a) {
@@ -269,15 +278,17 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         const i = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : k >= 5 ? k : 6;
         s.outcome(i).inc();
       }
-      if (trace === undefined) return;
+      // Compared by identity: `trace.span === undefined` would be a speculation of its own.
+      if (trace === undefined || trace === UNTRACED) return;
+      const span = trace.span!;
       // The breaker or passive health may have reacted to this very attempt: say so on its span.
       if (backend.circuit !== trace.circuit) {
-        tel.addEvent(trace.span, "fulcrum.circuit_transition", { from: trace.circuit, to: backend.circuit, "fulcrum.backend": backend.id });
+        tel.addEvent(span, "fulcrum.circuit_transition", { from: trace.circuit, to: backend.circuit, "fulcrum.backend": backend.id });
       }
       if (!trace.ejected && backend.ejectedUntil !== 0) {
-        tel.addEvent(trace.span, "fulcrum.backend_ejected", { "fulcrum.backend": backend.id, "fulcrum.ejections": backend.ejections });
+        tel.addEvent(span, "fulcrum.backend_ejected", { "fulcrum.backend": backend.id, "fulcrum.ejections": backend.ejections });
       }
-      tel.endClient(trace.span, status, error);
+      tel.endClient(span, status, error);
     },
 
     pluginTracer(name, version) {

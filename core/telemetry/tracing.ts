@@ -27,6 +27,8 @@ export { resolveTraces, parseHeaders } from "./config.ts";
 /** A started SERVER or CLIENT span and the context that carries it (parent for children, source for inject). */
 export interface SpanHandle {
   readonly span: Span;
+  /** Whether the span records (is exported): `span.isRecording()` while it has not ended. */
+  readonly sampled: boolean;
   readonly ctx: Context;
   /** The HTTP method (`_OTHER` when not a known one), reused by client spans of the same request. */
   readonly method: string;
@@ -190,7 +192,7 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
         : propagator.extract(ROOT_CONTEXT, head, headGetter);
       const span = spans.start(requestCtx, trace.getSpanContext(requestCtx), SpanKind.SERVER);
       // Name and attributes only for spans that will be exported: unsampled requests stay cheap.
-      if (span.isRecording()) {
+      if (span.sampled) {
         const rec = span as RecordedSpan;
         const sent = request.method;
         const known = knownMethods.has(sent);
@@ -241,7 +243,7 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
       if (parent === undefined) return undefined;
       // Unsampled trace: nothing is exported, so the upstream can carry the server span's context
       // (sampled flag off) and we skip creating a second non-recording span.
-      if (!parent.span.isRecording()) return parent;
+      if (!parent.sampled) return parent;
       let method = parent.method;
       let original = parent.methodOriginal;
       if (a.method !== undefined) {
@@ -299,9 +301,9 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
 
     ids(h) {
       if (h === undefined) return undefined;
-      const sc = h.span.spanContext();
-      if ((sc.traceFlags & 1) === 0) return undefined;
-      return { trace_id: sc.traceId, span_id: sc.spanId };
+      const s = h as LeanHandle;
+      if (!s.sampled) return undefined;
+      return { trace_id: s.traceId, span_id: s.spanId };
     },
 
     tracer: (name, version) => backend.tracerFor(name, version),

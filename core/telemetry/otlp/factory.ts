@@ -62,6 +62,7 @@ export class SpanFactory {
       false,
     );
     span.anchorTo(parent);
+    span.ownTrace = parent.ownTrace;
     span.t0 = parent.t0;
     span.t1 = parent.t1;
     span.t2 = parent.t2;

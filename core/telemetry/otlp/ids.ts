@@ -33,7 +33,10 @@ for (let i = 0; i < 256; i++) {
   HEX[2 * i] = h.charCodeAt(0);
   HEX[2 * i + 1] = h.charCodeAt(1);
 }
-const word = () => (Math.random() * 4294967296) >>> 0;
+// `| 0`, not `>>> 0`: a word above 2^31 would be a double, and spans whose ids hold doubles in
+// some fields and ints in others made the encoder's compiled code exit and recompile (JSC's
+// OSR-exit log: `idWords`). The bits are the same; readers use `>>>` or setUint32.
+const word = () => (Math.random() * 4294967296) | 0;
 const traceHex = new Uint8Array(32);
 const spanHex = new Uint8Array(16);
 const ascii = new TextDecoder();

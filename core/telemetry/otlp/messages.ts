@@ -229,7 +229,7 @@ export function span(s: ReadableSpan): void {
   // Ours keep their ids as words too: no hex to parse (nor rope strings to flatten).
   const own = s instanceof RecordedSpan ? s : undefined;
   tag(1, 2);
-  if (own !== undefined && own.t0 >= 0) idWords(4, own.t0, own.t1, own.t2, own.t3);
+  if (own !== undefined && own.ownTrace) idWords(4, own.t0, own.t1, own.t2, own.t3);
   else hexId(ctx.traceId);
   tag(2, 2);
   if (own !== undefined) idWords(2, own.s0, own.s1, 0, 0);

@@ -98,6 +98,13 @@ abstract class LeanSpan {
   /** The HTTP method, reused by the client spans of the same request. */
   method = "";
   #ctx: Context | undefined;
+  /**
+   * Handle API: the span itself, and whether it records. Fields, not a getter and isRecording():
+   * JSC compiled those calls for the class it had seen (unsampled), and each sampled span made
+   * the compiled code exit until it was recompiled.
+   */
+  readonly span: this;
+  abstract readonly sampled: boolean;
 
   /**
    * `requestCtx` is the context extracted from the incoming request (remote parent, baggage);
@@ -107,14 +114,11 @@ abstract class LeanSpan {
     this.traceId = traceId;
     this.spanId = spanId;
     this.traceState = traceState;
+    this.span = this;
   }
   abstract readonly traceFlags: number;
 
   spanContext(): SpanContext {
-    return this;
-  }
-  /** Handle API: the span itself. */
-  get span(): this {
     return this;
   }
   /** The context carrying this span (for plugin children and the generic propagators); built on first use. */
@@ -129,6 +133,7 @@ abstract class LeanSpan {
  */
 export class UnsampledSpan extends LeanSpan implements Span {
   readonly traceFlags = 0;
+  readonly sampled = false;
   setAttribute(): this {
     return this;
   }
@@ -160,6 +165,7 @@ export class UnsampledSpan extends LeanSpan implements Span {
 /** A sampled span; a ReadableSpan once ended. */
 export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
   readonly traceFlags = 1;
+  readonly sampled = true;
   name = "";
   attributes: Attributes = {};
   events: TimedEvent[] = EMPTY_EVENTS;
@@ -188,10 +194,11 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
    */
   #count = 0;
   /**
-   * The ids as 32-bit words, for the encoder: trace id words (t0 -1 when the trace id came from
-   * elsewhere, as hex) and span id words.
+   * The ids as 32-bit words (int32: the same bits), for the encoder: trace id words (`ownTrace`
+   * false when the trace id came from elsewhere, as hex) and span id words.
    */
-  t0 = -1;
+  ownTrace = false;
+  t0 = 0;
   t1 = 0;
   t2 = 0;
   t3 = 0;
@@ -217,6 +224,7 @@ export class RecordedSpan extends LeanSpan implements Span, ReadableSpan {
     this.s0 = sw0;
     this.s1 = sw1;
     if (ownTrace) {
+      this.ownTrace = true;
       this.t0 = tw0;
       this.t1 = tw1;
       this.t2 = tw2;

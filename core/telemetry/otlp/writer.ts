@@ -200,14 +200,18 @@ export function fixed32(v: number): void {
 export function hrTime(t: HrTime): void {
   fixed64Nanos(t[0], t[1]);
 }
+// x mod 2^32 for an integer 0 ≤ x < 2^53, in doubles. `x >>> 0` gives the same number, but as a
+// uint32 it is a double half the time and an int the other half: JSC compiled it as an int and
+// threw the code away again and again (OSR exits "Overflow" in the export path).
+const mod32 = (x: number) => x - Math.floor(x / 4294967296) * 4294967296;
 function fixed64Nanos(seconds: number, nanos: number): void {
   const lo16 = seconds & 0xffff;
-  const hiBits = (seconds / 65536) >>> 0;
+  const hiBits = Math.floor(seconds / 65536);
   const fromLo = lo16 * 1e9;
   const fromHi = hiBits * 1e9;
-  const low32 = (fromLo >>> 0) + (((fromHi & 0xffff) * 65536) >>> 0) + nanos;
-  const low = low32 >>> 0;
-  const high = (Math.floor(fromLo / 4294967296) + ((fromHi / 65536) >>> 0) + Math.floor(low32 / 4294967296)) >>> 0;
+  const low32 = mod32(fromLo) + (fromHi - Math.floor(fromHi / 65536) * 65536) * 65536 + nanos;
+  const low = mod32(low32);
+  const high = mod32(Math.floor(fromLo / 4294967296) + Math.floor(fromHi / 65536) + Math.floor(low32 / 4294967296));
   ensure(8);
   view.setUint32(pos, low, true);
   view.setUint32(pos + 4, high, true);
