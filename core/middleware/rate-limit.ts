@@ -168,8 +168,16 @@ export function createRateLimitTransform(options: RateLimitOptions, now: () => n
   };
 }
 
+/** The 429s this middleware answered: `fulcrum_rate_limited_total` counts these, not another transform's 429. */
+const DENIALS = new WeakSet<Response>();
+
+/** Whether `r` is a rate limit's 429 (the gateway counts it as rate limited). */
+export function isRateLimitDenial(r: Response): boolean {
+  return DENIALS.has(r);
+}
+
 function tooMany(policyHeader: string, limit: string, retryAfterMs: number): Response {
-  return new Response("too many requests\n", {
+  const r = new Response("too many requests\n", {
     status: 429,
     headers: {
       "content-type": "text/plain; charset=utf-8",
@@ -178,6 +186,8 @@ function tooMany(policyHeader: string, limit: string, retryAfterMs: number): Res
       ratelimit: limit,
     },
   });
+  DENIALS.add(r);
+  return r;
 }
 
 function limiter(options: RateLimitOptions, now: () => number): Limiter {

@@ -6,6 +6,7 @@ import type { Config, RouteConfig } from "../config/schema.ts";
 import { TUNNEL_IDLE_DEFAULT } from "../config/defaults.ts";
 import { ConfigError, configSource } from "../config/source.ts";
 import type { Logging } from "../telemetry/log.ts";
+import { isRateLimitDenial } from "../middleware/rate-limit.ts";
 import type { Middleware, Transform } from "../plugins/api.ts";
 import { FailureReporter, isolateMiddleware, isolateStrategy, isolateTransform, PluginFailure } from "../plugins/isolate.ts";
 import { isTransform } from "../plugins/registry.ts";
@@ -315,7 +316,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           const edit = RequestEdit.of(ex, target, raw.host, (n) => raw.header(n));
           const { answer, ran } = runRequestHooks(tf, edit);
           edit.record(ex);
-          if (answer !== undefined) ex.transformAnswered = true;
+          if (answer !== undefined) ex.transformAnswered = !isRateLimitDenial(answer);
           const result = answer ?? await proxyToPool(route.pool, new EditedIncoming(incoming, edit), ex, route.options);
           if (result instanceof Response) {
             const res = new ResponseEdit(result);

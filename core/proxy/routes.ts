@@ -7,6 +7,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { RouteConfig } from "../config/schema.ts";
 import type { Middleware, Transform } from "../plugins/api.ts";
+import { isRateLimitDenial } from "../middleware/rate-limit.ts";
 import { PluginFailure } from "../plugins/isolate.ts";
 import { isTransform } from "../plugins/registry.ts";
 import type { Pool } from "../pool/pool.ts";
@@ -129,7 +130,8 @@ function honoTransform(t: Transform): MiddlewareHandler<Env> {
     const answer = t.request?.(edit);
     edit.record(ex);
     if (answer instanceof Response) {
-      ex.transformAnswered = true;
+      // A transform's own answer is not rate limiting, unless it is the rate limit's 429.
+      ex.transformAnswered = !isRateLimitDenial(answer);
       return respond(t, answer, edit);
     }
     await next();
