@@ -25,7 +25,7 @@ import { RawIncoming, RequestRecord } from "./exchange.ts";
 import { countedBody, errorResponse, type ProxyResult } from "./response.ts";
 import { makeRoute, routeLabel } from "./routes.ts";
 import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
-import { EditedIncoming, ListResponseEdit, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
+import { EditedIncoming, editedHead, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
 import { pluginApi } from "./plugin-context.ts";
 import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
@@ -325,11 +325,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           } else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
           else {
             let headers = result.block ?? result.headers;
-            if (route.editsResponses) {
-              const res = new ListResponseEdit(result.status, result.headers.slice());
-              runResponseHooks(tf, ran, res, edit);
-              headers = res.list;
-            }
+            if (route.editsResponses) headers = editedHead(tf, ran, edit, result.status, result.block, () => result.headers);
             raw.respond(result.status, result.statusText, headers, result.body, result.length);
             if (!ex.streaming) ex.done();
             return;

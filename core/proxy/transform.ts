@@ -184,6 +184,87 @@ export class ListResponseEdit implements TransformResponse {
   }
 }
 
+/**
+ * The backend's headers kept as its bytes (HeaderBlock): a hook that only adds headers the backend
+ * did not send (RateLimit, X-Request-Id, …) leaves them bytes, its lines written after them; any
+ * other edit, or a read, falls back to a {@link ListResponseEdit} of the parsed list.
+ */
+export class BlockResponseEdit implements TransformResponse {
+  #list: ListResponseEdit | undefined;
+  readonly #extra: string[] = [];
+  constructor(readonly status: number, readonly block: HeaderBlock, readonly parsed: () => readonly string[]) {}
+  #fallback(): ListResponseEdit {
+    return (this.#list ??= new ListResponseEdit(this.status, [...this.parsed(), ...this.#extra]));
+  }
+  header(name: string): string | undefined {
+    return this.#fallback().header(name);
+  }
+  setHeader(name: string, value: string): void {
+    const n = checkHeader(name, value);
+    if (this.#list !== undefined || this.#extra.includes(n) || blockHas(this.block, n)) this.#fallback().setHeader(n, value);
+    else this.#extra.push(n, value);
+  }
+  addHeader(name: string, value: string): void {
+    const n = checkHeader(name, value);
+    if (this.#list !== undefined) this.#list.addHeader(n, value);
+    else this.#extra.push(n, value);
+  }
+  removeHeader(name: string): void {
+    this.#fallback().removeHeader(name);
+  }
+  /** What to answer with: the block as it came, the block with the added lines, or the edited list. */
+  headers(): HeaderBlock | string[] {
+    if (this.#list !== undefined) return this.#list.list;
+    const extra = this.#extra;
+    if (extra.length === 0) return this.block;
+    let lines = "";
+    for (let i = 0; i < extra.length; i += 2) lines += `${extra[i]}: ${extra[i + 1]}\r\n`;
+    const b = this.block;
+    const buf = Buffer.allocUnsafe(b.size + Buffer.byteLength(lines, "latin1"));
+    let at = 0;
+    for (let i = 0; i < b.runs.length; i += 2) at += b.buf.copy(buf, at, b.runs[i], b.runs[i + 1]);
+    buf.write(lines, at, "latin1");
+    return { buf, runs: [0, buf.length], size: buf.length, hasDate: b.hasDate || extra.includes("date") };
+  }
+}
+
+/**
+ * The backend's head after a direct-path route's response hooks (the first `ran` of `transforms`):
+ * its bytes when the hooks only added headers, else the edited list.
+ */
+export function editedHead(
+  transforms: readonly Transform[],
+  ran: number,
+  edit: RequestEdit,
+  status: number,
+  block: HeaderBlock | undefined,
+  parsed: () => readonly string[],
+): HeaderBlock | string[] {
+  const res = block !== undefined ? new BlockResponseEdit(status, block, parsed) : new ListResponseEdit(status, parsed().slice());
+  runResponseHooks(transforms, ran, res, edit);
+  return res instanceof BlockResponseEdit ? res.headers() : res.list;
+}
+
+/** Whether a line of `block` is header `name` (lower-case), compared without case. */
+function blockHas(block: HeaderBlock, name: string): boolean {
+  const buf = block.buf;
+  const runs = block.runs;
+  const n = name.length;
+  for (let r = 0; r < runs.length; r += 2) {
+    const end = runs[r + 1]!;
+    for (let at = runs[r]!; at + n < end;) {
+      let i = 0;
+      // ASCII letters compare with their 0x20 bit set; other name characters are the same either way.
+      while (i < n && (buf[at + i]! | 0x20) === (name.charCodeAt(i) | 0x20)) i++;
+      if (i === n && buf[at + n] === 58) return true;
+      const lf = buf.indexOf(10, at);
+      if (lf < 0 || lf >= end) break;
+      at = lf + 1;
+    }
+  }
+  return false;
+}
+
 /** A web Response's headers; a Response whose headers are immutable (Response.redirect) is copied first. */
 export class ResponseEdit implements TransformResponse {
   constructor(public response: Response) {}
