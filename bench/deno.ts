@@ -14,8 +14,8 @@ import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { stopAll, which, workDir } from "./lib/proc.ts";
 import { repoRoot } from "./lib/proxies.ts";
-import { sideBySide, type SideServer } from "./lib/side-by-side.ts";
-import { nginxConfig, nginxVersion } from "./lib/vs-nginx.ts";
+import { nginxProxyServer, sideBySide, type SideServer } from "./lib/side-by-side.ts";
+import { nginxVersion } from "./lib/vs-nginx.ts";
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1]! : d);
@@ -36,25 +36,7 @@ try {
   const backends = await startBackends({ count: 3, basePort: 19351, dir: join(dir, "backends"), kind: "nginx" });
   const servers: SideServer[] = [];
   const NGINX = 18901, DENO = 18902, BARE = 18903, BUN = 18904;
-  const upstream = backends.urls.map((u) => `server ${new URL(u).host};`).join(" ");
-  servers.push({
-    name: "nginx",
-    port: NGINX,
-    cmd: [
-      which("nginx")!,
-      "-c",
-      nginxConfig(
-        dir,
-        NGINX,
-        navigator.hardwareConcurrency,
-        `  upstream b { ${upstream} keepalive 320; }
-  server { listen 127.0.0.1:${NGINX}; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-`,
-      ),
-      "-e",
-      `${dir}/nginx-error.log`,
-    ],
-  });
+  servers.push(nginxProxyServer(dir, NGINX, backends.urls));
   const fulcrumYaml = (port: number) => {
     const file = join(dir, `fulcrum-${port}.yaml`);
     writeFileSync(

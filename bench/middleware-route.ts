@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { startBackends } from "./lib/backends.ts";
 import { stopAll, which, workDir } from "./lib/proc.ts";
 import { repoRoot } from "./lib/proxies.ts";
-import { sideBySide } from "./lib/side-by-side.ts";
-import { nginxConfig, nginxVersion } from "./lib/vs-nginx.ts";
+import { nginxProxyServer, sideBySide } from "./lib/side-by-side.ts";
+import { nginxVersion } from "./lib/vs-nginx.ts";
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1]! : d);
@@ -23,7 +23,6 @@ const dir = workDir("fulcrum-mw-route-");
 try {
   const backends = await startBackends({ count: 3, basePort: 19371, dir: join(dir, "backends"), kind: "nginx" });
   const NGINX = 18921, PLAIN = 18922, LIMITED = 18923;
-  const upstream = backends.urls.map((u) => `server ${new URL(u).host};`).join(" ");
   const fulcrum = (name: string, port: number, middleware: string) => {
     const file = join(dir, `${name}.yaml`);
     writeFileSync(
@@ -39,24 +38,7 @@ try {
     return { name, port, cmd: [...cmd, "run", "--config", file] };
   };
   const lines = await sideBySide([
-    {
-      name: "nginx",
-      port: NGINX,
-      cmd: [
-        which("nginx")!,
-        "-c",
-        nginxConfig(
-          dir,
-          NGINX,
-          navigator.hardwareConcurrency,
-          `  upstream b { ${upstream} keepalive 320; }
-  server { listen 127.0.0.1:${NGINX}; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-`,
-        ),
-        "-e",
-        `${dir}/nginx-error.log`,
-      ],
-    },
+    nginxProxyServer(dir, NGINX, backends.urls),
     fulcrum("fulcrum", PLAIN, ""),
     fulcrum("fulcrum-ratelimit", LIMITED, `    middleware:\n      - rate-limit: { rate: 10000000/s }\n`),
   ], { dir, runs, duration });

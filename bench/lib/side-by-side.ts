@@ -3,8 +3,9 @@
 // (bench/deno.ts, bench/middleware-route.ts).
 import { join } from "node:path";
 import { runLoad, type LoadResult } from "./loadgen.ts";
-import { assertFree, log, spawn, waitFor } from "./proc.ts";
+import { assertFree, log, spawn, waitFor, which } from "./proc.ts";
 import { repoRoot } from "./proxies.ts";
+import { nginxConfig } from "./vs-nginx.ts";
 import { loadAverage, median } from "./rounds.ts";
 
 export interface SideServer {
@@ -12,6 +13,19 @@ export interface SideServer {
   port: number;
   cmd: string[];
   env?: Record<string, string>;
+}
+
+/** nginx proxying to `backends` on `port` with keep-alive upstreams, one worker a core: the peer of both side-by-side benches. */
+export function nginxProxyServer(dir: string, port: number, backends: readonly string[]): SideServer {
+  const upstream = backends.map((u) => `server ${new URL(u).host};`).join(" ");
+  const http = `  upstream b { ${upstream} keepalive 320; }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+`;
+  return {
+    name: "nginx",
+    port,
+    cmd: [which("nginx")!, "-c", nginxConfig(dir, port, navigator.hardwareConcurrency, http), "-e", `${dir}/nginx-error.log`],
+  };
 }
 
 /** Start every server (bounded wait for a 200 on /100b), warm each up, run the rounds; returns the table's lines. */
