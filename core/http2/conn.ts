@@ -62,7 +62,8 @@ export class H2Connection implements StreamHost {
   /** GOAWAY sent: no new streams. Dead: nothing more is parsed (an error, abuse, the socket gone). */
   goaway = false;
   dead = false;
-  #in: Buffer | undefined;
+  /** A frame begun in an earlier read. */
+  #part: F.PartialFrame | undefined;
   #preface = PREFACE_LENGTH;
   #settings = false;
   /** A header block in progress (HEADERS without END_HEADERS): its stream, flags, fragments. */
@@ -105,13 +106,8 @@ export class H2Connection implements StreamHost {
 
   // ---- reading ----
 
-  onData(chunk: Buffer): void {
+  onData(b: Buffer): void {
     if (this.dead) return;
-    let b = chunk;
-    if (this.#in !== undefined) {
-      b = Buffer.concat([this.#in, chunk]);
-      this.#in = undefined;
-    }
     let i = 0;
     const n = b.length;
     if (this.#preface > 0) {
@@ -119,23 +115,38 @@ export class H2Connection implements StreamHost {
       this.#preface -= take;
       i = take;
     }
-    const guard = this.guard;
-    guard.tick();
+    this.guard.tick();
+    const part = this.#part;
+    if (part !== undefined) {
+      i = part.add(b, i);
+      if (part.tooLong) return this.error(F.FRAME_SIZE_ERROR, `a frame of ${F.frameLength(part.buf, 0)} bytes`);
+      if (!part.whole) return;
+      this.#part = undefined;
+      if (!this.#one(part.buf, 0, part.buf.length - 9)) return;
+    }
     while (n - i >= 9) {
-      const length = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
-      const type = b[i + 3]!;
-      const flags = b[i + 4]!;
-      const id = ((b[i + 5]! & 0x7f) << 24) | (b[i + 6]! << 16) | (b[i + 7]! << 8) | b[i + 8]!;
+      const length = F.frameLength(b, i);
       if (length > F.MAX_FRAME) return this.error(F.FRAME_SIZE_ERROR, `a frame of ${length} bytes`);
       if (n - i < 9 + length) break;
-      const why = guard.check(type, flags, length, id);
-      if (why !== undefined) return this.abuse(why);
-      this.#frame(type, flags, id, b, i + 9, i + 9 + length);
-      if (this.dead) return;
+      if (!this.#one(b, i, length)) return;
       i += 9 + length;
     }
-    if (i < n) this.#in = i === 0 ? b : b.subarray(i);
+    if (i < n) this.#part = new F.PartialFrame(b, i);
     this.front.dispatch();
+  }
+
+  /** The frame at `b[i]`, whole: false when the connection ended over it. */
+  #one(b: Buffer, i: number, length: number): boolean {
+    const type = b[i + 3]!;
+    const flags = b[i + 4]!;
+    const id = ((b[i + 5]! & 0x7f) << 24) | (b[i + 6]! << 16) | (b[i + 7]! << 8) | b[i + 8]!;
+    const why = this.guard.check(type, flags, length, id);
+    if (why !== undefined) {
+      this.abuse(why);
+      return false;
+    }
+    this.#frame(type, flags, id, b, i + 9, i + 9 + length);
+    return !this.dead;
   }
 
   #frame(type: number, flags: number, id: number, b: Buffer, p: number, end: number): void {

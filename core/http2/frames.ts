@@ -203,3 +203,50 @@ export class FrameOut {
     if (b.length === OUT_START && FREE.length < FREE_MAX) FREE.push(b);
   }
 }
+
+/** The payload length in a frame header at `b[i]`. */
+export function frameLength(b: Uint8Array, i: number): number {
+  return (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+}
+
+/**
+ * A frame split across reads, put together in a buffer of its own size: joining the reads instead
+ * would copy every byte of a large upload once more (and keep each read alive with it).
+ */
+export class PartialFrame {
+  buf: Buffer;
+  have: number;
+
+  /** The start of a frame: `b` from `i` to its end. */
+  constructor(b: Buffer, i: number) {
+    const rest = b.length - i;
+    this.buf = Buffer.allocUnsafe(rest >= 9 ? 9 + frameLength(b, i) : 9);
+    this.have = b.copy(this.buf, 0, i);
+  }
+
+  /** Takes what it lacks from `b` at `i`; returns where that ends. Past the header, the length may be over MAX_FRAME: see `tooLong`. */
+  add(b: Buffer, i: number): number {
+    if (this.have < 9) {
+      const t = b.copy(this.buf, this.have, i, i + 9 - this.have);
+      this.have += t;
+      i += t;
+      if (this.have < 9) return i;
+      const length = frameLength(this.buf, 0);
+      if (length > MAX_FRAME) return i;
+      const grown = Buffer.allocUnsafe(9 + length);
+      this.buf.copy(grown, 0, 0, 9);
+      this.buf = grown;
+    }
+    const t = b.copy(this.buf, this.have, i, i + this.buf.length - this.have);
+    this.have += t;
+    return i + t;
+  }
+
+  get tooLong(): boolean {
+    return this.have >= 9 && frameLength(this.buf, 0) > MAX_FRAME;
+  }
+
+  get whole(): boolean {
+    return this.have === this.buf.length && this.have >= 9;
+  }
+}

@@ -230,6 +230,32 @@ describe("HTTP/2 frames", () => {
     expect(b.requests[0]!.method).toBe("POST");
   });
 
+  test("frames split across reads anywhere (inside a header, inside a payload) are read the same", async () => {
+    const { b, open } = await setup();
+    const c = await open();
+    const big = Buffer.alloc(16384, "a");
+    const post = (id: number) =>
+      Buffer.concat([
+        frame(HEADERS, END_HEADERS, id, Buffer.concat([Buffer.from([0x83, 0x86, 0x84, 0x01]), str("x")])),
+        frame(DATA, 0, id, big),
+        frame(DATA, END_STREAM, id, Buffer.from("end")),
+      ]);
+    const bytes = Buffer.concat([post(1), post(3)]);
+    // Pieces of 1, 2, 5, 9, 10 and 4000 bytes in turn: cuts fall in frame headers, at their edges and in payloads.
+    const sizes = [1, 2, 5, 9, 10, 4000];
+    for (let at = 0, k = 0; at < bytes.length; k++) {
+      const end = Math.min(bytes.length, at + sizes[k % sizes.length]!);
+      await c.write(bytes.subarray(at, end));
+      at = end;
+    }
+    await waitEnd(c, 1);
+    await waitEnd(c, 3);
+    expect(body(c, 1)).toBe("a".repeat(16384) + "end");
+    expect(body(c, 3)).toBe("a".repeat(16384) + "end");
+    expect(b.requests.map((r) => r.method)).toEqual(["POST", "POST"]);
+    expect(c.goaway()).toBeUndefined();
+  });
+
   test("trailers end a request body; pseudo-headers in trailers are malformed", async () => {
     const { open } = await setup();
     const c = await open();
