@@ -19,7 +19,6 @@ export const RESTART_KEYS: readonly string[] = [
   "admin.enabled", // the admin listener's socket
   "admin.listen",
   "acme", // the ACME account, CA and storage the orders of this process use
-  "stores", // the connections to shared stores (Redis), opened when the process starts
 ];
 
 function get(config: Config, key: string): unknown {

@@ -222,15 +222,14 @@ function limiter(options: RateLimitOptions, now: () => number): Limiter {
 
 /**
  * The store named by `store`. A host that offers no stores at all (the cluster primary, which
- * serves no requests, or `fulcrum check`) gets local buckets; a host that has stores but not this
- * one opened them before this name was declared: a reload cannot open stores.
+ * serves no requests, or `fulcrum check`) gets local buckets. The schema checks the name is declared.
  */
 function sharedStore(name: unknown, api: PluginApi & WithStores): SharedStore | undefined {
   if (name === undefined) return undefined;
   if (typeof name !== "string") throw new TypeError(`store must name a store declared under stores, got ${JSON.stringify(name)}`);
   if (!api.store) return undefined;
   const store = api.store(name);
-  if (!store) throw new RangeError(`store "${name}" is not open: stores are opened at start-up (restart to use a new one)`);
+  if (!store) throw new RangeError(`store "${name}" is not declared under stores`);
   return store;
 }
 

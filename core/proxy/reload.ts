@@ -13,6 +13,7 @@ import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import type { Gateway, GatewayDeps } from "./gateway.ts";
 import { loadPlugins } from "../plugins/load.ts";
+import type { StoreSet } from "../stores/set.ts";
 
 export interface ReloadResult {
   readonly ok: boolean;
@@ -42,6 +43,8 @@ export interface ServingState {
   readonly config: Config;
   readonly gateway: Gateway;
   readonly files: readonly string[];
+  /** The config's stores, open (core/stores/). */
+  readonly stores?: StoreSet;
 }
 
 /** What a reload needs of the server's dependencies (core/proxy/server.ts ServerDeps extends it). */
@@ -52,6 +55,11 @@ export interface ReloadDeps extends GatewayDeps {
   worker?: boolean;
   /** Prepares tracing, metrics and admin settings for the new config; without it they stay as they are. */
   stage?: (config: Config) => Promise<StagedObservability>;
+  /**
+   * The stores of the new config: the running ones that did not change, the others opened (see
+   * core/stores/open.ts). Without it (the cluster primary, which serves no requests) there are none.
+   */
+  openStores?: (config: Config, running: StoreSet | undefined) => Promise<StoreSet | undefined>;
 }
 
 export interface ReloaderOptions {
@@ -75,6 +83,9 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
     const started = performance.now();
     const running = o.current();
     let staged: StagedObservability | undefined;
+    let stores: StoreSet | undefined = running.stores;
+    /** Stores opened for this reload: closed again if it does not go live. */
+    let opened: StoreSet | undefined;
     let restart: string[] = [];
     try {
       const config = o.deps.loadConfig ? await o.deps.loadConfig() : running.config;
@@ -93,18 +104,28 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
         const at = configSource(config).at(["admin"]);
         throw new ConfigError(exposed.map((p) => `${at}: admin.listen (kept until a restart) ${p.message}`));
       }
+      if (o.deps.openStores) {
+        stores = await o.deps.openStores(config, running.stores);
+        if (stores !== running.stores) opened = stores;
+      }
       staged = await o.deps.stage?.(config);
       const deps = staged ? { ...o.deps, observer: staged.observer, metrics: staged.metrics } : o.deps;
-      const gateway = o.build(config, { ...deps, registry: plugins.registry, previous: running.gateway });
+      const gateway = o.build(config, { ...deps, stores, registry: plugins.registry, previous: running.gateway });
       if (o.stopping()) {
         gateway.retire(running.gateway);
         staged?.abort();
+        void opened?.close(running.stores);
         return { ok: false, problems: ["shutting down"], restartRequired: restart };
       }
-      const failed = await o.swap({ config, gateway, files: plugins.files });
+      const failed = await o.swap({ config, gateway, files: plugins.files, stores });
       // Swapped (with workers, in the primary at least): the new settings are the running ones.
       staged?.commit(running.gateway.drained());
       staged = undefined;
+      // Stores the new config dropped or changed close once the old gateway's requests are done.
+      const old = running.stores;
+      const live = stores;
+      opened = undefined;
+      if (old !== undefined && old !== live) void running.gateway.drained().then(() => old.close(live));
       if (failed?.length) {
         log.error("reload incomplete: {problems}", { problems: failed.join("\n") });
         return { ok: false, problems: failed, restartRequired: restart };
@@ -118,6 +139,7 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       return { ok: true, problems: [], restartRequired: restart };
     } catch (e) {
       staged?.abort();
+      void opened?.close(running.stores);
       const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
       log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", {
         problems: problems.join("\n"),

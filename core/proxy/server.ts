@@ -4,7 +4,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { loadPlugins } from "../plugins/load.ts";
-import { createReloader, type ReloadDeps, type ReloadResult } from "./reload.ts";
+import { createReloader, type ReloadDeps, type ReloadResult, type ServingState } from "./reload.ts";
 import { buildGateway, type Gateway } from "./gateway.ts";
 import { useUpstreamClient } from "../upstream/client.ts";
 import { HTTP2_DEFAULTS, type Http2Settings, type Listener, type RawExchange, type Runtime } from "../runtime/types.ts";
@@ -71,9 +71,25 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
   // Certificates first: a bad one is a config problem, and nothing listens.
   const tls = new TlsManager(config, configDir(config, runtime.cwd()), deps.logging.logger.getChild("tls"));
   const plugins = await loadPlugins(config, { runtime, registry: deps.registry, fresh: false });
-  const stores = deps.stores ?? (await openConfigStores(config, deps));
-  if (stores) deps = { ...deps, stores };
-  let current = { config, gateway: buildGateway(config, { ...deps, registry: plugins.registry }), files: plugins.files };
+  const storeLog = deps.logging.logger.getChild("stores");
+  const openStores = async (c: Config, previous: StoreSet | undefined) => {
+    if (previous === undefined && (!c.stores || Object.keys(c.stores).length === 0)) return undefined;
+    // Loaded only for a config with stores (with the Redis client: ~5 MB).
+    const { openConfigStores } = await import("../stores/open.ts");
+    return await openConfigStores(
+      c.stores,
+      { warning: (m, p) => storeLog.warning(m, p ?? {}), info: (m, p) => storeLog.info(m, p ?? {}) },
+      previous,
+    );
+  };
+  deps = { ...deps, openStores };
+  const stores = await openStores(config, undefined);
+  let current: ServingState = {
+    config,
+    gateway: buildGateway(config, { ...deps, stores, registry: plugins.registry }),
+    files: plugins.files,
+    stores,
+  };
   current.gateway.activate();
   // Discovered pools get their first members before the port opens (bounded: core/discovery/runner.ts).
   if (!deps.worker) await Promise.all([...current.gateway.pools.values()].map((p) => p.discovery?.start()));
@@ -159,28 +175,13 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
           await Promise.all(listeners.map((l) => l.forceClose()));
         }
         for (const g of gateways) g.close();
-        await stores?.close();
+        await current.stores?.close();
         log[deps.worker ? "debug" : "info"]("stopped");
       })();
       return stopping;
     },
   };
   return server;
-}
-
-/**
- * Connect to the config's `stores` (the Redis client is loaded only then). A store that is not
- * reachable yet is not fatal: `on_error` decides its requests until it is, as during an outage.
- */
-async function openConfigStores(config: Config, deps: ServerDeps): Promise<StoreSet | undefined> {
-  if (!config.stores || Object.keys(config.stores).length === 0) return undefined;
-  const { openStores } = await import("../stores/open.ts");
-  const log = deps.logging.logger.getChild("stores");
-  const stores = await openStores(config.stores, { warning: (m, p) => log.warning(m, p ?? {}), info: (m, p) => log.info(m, p ?? {}) });
-  const wait = Math.max(...Object.values(config.stores).map((s) => s.timeout), 1000);
-  const down = await stores.waitReady(wait);
-  if (down.length) log.warning("stores not reachable at start-up: {stores}; on_error decides until they are", { stores: down });
-  return stores;
 }
 
 /**

@@ -28,17 +28,32 @@ export interface SharedStore {
 
 const LOG_EVERY_MS = 60_000;
 
-export class StoreSet {
-  readonly #stores = new Map<string, SharedStore & LimiterStore & { connection: RedisConnection; failedOnce(): boolean }>();
-  #errors: StoreErrorCounter | undefined;
+type Entry = SharedStore & LimiterStore & { connection: RedisConnection; failedOnce(): boolean; config: string };
+type Connect = (config: StoreConfig, onError: (e: Error) => void) => RedisConnection;
 
+export class StoreSet {
+  readonly #stores = new Map<string, Entry>();
+  /** The metrics failures count in, shared with the sets a reload derives from this one. */
+  readonly #sink: { errors?: StoreErrorCounter };
+
+  /**
+   * Opens the stores of `configs`; with `previous` (a reload), a store declared with the same
+   * settings is previous's, connection and all, and only new or changed ones are opened.
+   */
   constructor(
     configs: Record<string, StoreConfig>,
-    connect: (config: StoreConfig, onError: (e: Error) => void) => RedisConnection,
+    readonly connect: Connect,
     readonly log: StoreLogger,
     readonly now: () => number = () => Date.now(),
+    previous?: StoreSet,
   ) {
+    const sink = (this.#sink = previous === undefined ? {} : previous.#sink);
     for (const [name, c] of Object.entries(configs)) {
+      const same = previous === undefined ? undefined : previous.#stores.get(name);
+      if (same !== undefined && same.config === JSON.stringify(c)) {
+        this.#stores.set(name, same);
+        continue;
+      }
       let lastLog = -Infinity;
       let suppressed = 0;
       let down = false;
@@ -53,8 +68,9 @@ export class StoreSet {
         down = true;
         report("store {store} unreachable; requests are decided by on_error ({on_error}) until it is back", { error: e.message });
       });
-      const store = {
+      const store: Entry = {
         name,
+        config: JSON.stringify(c),
         onError: c.on_error,
         timeoutMs: c.timeout,
         batch: c.batch,
@@ -70,7 +86,7 @@ export class StoreSet {
         },
         gcra: connection.gcra,
         failed: (reason: "unavailable" | "timeout" | "error", count: number, error?: unknown) => {
-          this.#errors?.child(name, reason).inc(count);
+          sink.errors?.child(name, reason).inc(count);
           if (reason !== "unavailable")
             report("store {store} failed to answer ({reason}); on_error ({on_error}) decided", { reason, error: String(error ?? reason) });
         },
@@ -79,6 +95,16 @@ export class StoreSet {
       };
       this.#stores.set(name, store);
     }
+  }
+
+  /** The stores of a reloaded config: unchanged ones carried over from this set, the others opened. */
+  next(configs: Record<string, StoreConfig>): StoreSet {
+    return new StoreSet(configs, this.connect, this.log, this.now, this);
+  }
+
+  /** The stores this set opened itself, not carried over from `previous`. */
+  openedSince(previous: StoreSet | undefined): string[] {
+    return [...this.#stores.values()].filter((s) => previous === undefined || previous.#stores.get(s.name) !== s).map((s) => s.name);
   }
 
   /** The store declared as `name`, or undefined. */
@@ -92,19 +118,22 @@ export class StoreSet {
 
   /** Count failures in these metrics (the current ones: a reload may bring new metrics). */
   useMetrics(errors: StoreErrorCounter | undefined): void {
-    this.#errors = errors;
+    this.#sink.errors = errors;
   }
 
-  /** Wait until every store is connected, at most `ms`; returns the names still unreachable. */
-  async waitReady(ms: number): Promise<string[]> {
+  /** Wait until every store (of `names`, default all) is connected, at most `ms`; returns the names still unreachable. */
+  async waitReady(ms: number, names?: readonly string[]): Promise<string[]> {
     const deadline = this.now() + ms;
-    const down = () => [...this.#stores.values()].filter((s) => !s.connection.ready());
+    const down = () => [...this.#stores.values()].filter((s) => (!names || names.includes(s.name)) && !s.connection.ready());
     // A store that has failed once (connection refused) will not be ready within the wait either.
     while (down().some((s) => !s.failedOnce()) && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     return down().map((s) => s.name);
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.#stores.values()].map((s) => s.connection.close()));
+  /** Close this set's connections, except those `keep` carries on (the set a reload derived from it). */
+  async close(keep?: StoreSet): Promise<void> {
+    await Promise.all(
+      [...this.#stores.values()].filter((s) => keep === undefined || keep.#stores.get(s.name) !== s).map((s) => s.connection.close()),
+    );
   }
 }

@@ -243,15 +243,15 @@ const TABLE: Record<string, Entry> = {
   "routes[].middleware[].compress.level.gzip": applied(9, ["routes", 0, "middleware", 3, "compress", "level", "gzip"]),
   "routes[].middleware[].compress.level.br": applied(5, ["routes", 0, "middleware", 3, "compress", "level", "br"]),
   "routes[].middleware[].compress.level.zstd": applied(1, ["routes", 0, "middleware", 3, "compress", "level", "zstd"]),
-  // Another declared store, or none (local buckets): the stores themselves are opened at start-up.
   "routes[].middleware[].rate-limit.store": applied(DELETE),
-  "stores": restart({ shared: { redis: "redis://127.0.0.1:6380/0" } }),
-  "stores.*": restartAt({ redis: "redis://127.0.0.1:6380/0" }, ["stores", "shared"], ["stores"]),
-  "stores.*.redis": restartAt("redis://127.0.0.1:6380/1", ["stores", "shared", "redis"], ["stores"]),
-  "stores.*.prefix": restartAt("edge:", ["stores", "shared", "prefix"], ["stores"]),
-  "stores.*.timeout": restartAt("100ms", ["stores", "shared", "timeout"], ["stores"]),
-  "stores.*.on_error": restartAt("deny", ["stores", "shared", "on_error"], ["stores"]),
-  "stores.*.batch": restartAt(false, ["stores", "shared", "batch"], ["stores"]),
+  // Stores are opened by a reload (unchanged ones keep their connections: tests/stores/reload.test.ts).
+  "stores": applied({ shared: { redis: "redis://127.0.0.1:6380/0" } }),
+  "stores.*": applied({ redis: "redis://127.0.0.1:6380/0" }, ["stores", "shared"]),
+  "stores.*.redis": applied("redis://127.0.0.1:6380/1", ["stores", "shared", "redis"]),
+  "stores.*.prefix": applied("edge:", ["stores", "shared", "prefix"]),
+  "stores.*.timeout": applied("100ms", ["stores", "shared", "timeout"]),
+  "stores.*.on_error": applied("deny", ["stores", "shared", "on_error"]),
+  "stores.*.batch": applied(false, ["stores", "shared", "batch"]),
 
   "log": restart({ level: "debug" }, ["log.level"]),
   "log.level": restart("debug"),
