@@ -4,7 +4,7 @@
  * temp file renamed over the old one) after every admin change and every reload; read once at
  * start, before the proxy listens. Entries for backends the config no longer has are ignored, and
  * so is a weight whose backend's configured weight changed since it was set (the config wins, as
- * on reload). A file that cannot be read or parsed is logged and ignored: it never stops a start.
+ * on reload; for a discovered backend, the weight its source gives it stands for the config's). A file that cannot be read or parsed is logged and ignored: it never stops a start.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -34,8 +34,9 @@ export function stateFilePath(config: Config, cwd: string): string | undefined {
   return resolve(dirname(resolve(cwd, configSource(config).file)), config.state_file);
 }
 
-/** The backend's weight in its pool's config. */
+/** The backend's weight in its pool's config, or the one its discovery source gave it. */
 function configWeight(p: Pool, b: Backend): number | undefined {
+  if (p.discovery) return p.discovery.sourceWeight(b);
   return p.config.backends.find((c) => backendId(c) === b.id)?.weight;
 }
 

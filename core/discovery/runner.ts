@@ -91,6 +91,10 @@ export class DiscoveryRunner implements PoolDiscovery {
     this.#settle();
   }
 
+  sourceWeight(b: Backend): number | undefined {
+    return this.weights.get(b);
+  }
+
   follow(members: readonly BackendConfig[]): void {
     // Logged once, by the primary.
     this.#apply(new Map(members.map((c) => [backendId(c), c])), "debug");

@@ -36,6 +36,8 @@ export interface PoolDiscovery {
   readonly counts: Readonly<Record<string, number>>;
   /** A worker process: take this membership from the primary, whose source runs (core/cluster/). */
   follow(members: readonly BackendConfig[]): void;
+  /** The weight the source gave `b` in its last list (what an operator's weight is told from). */
+  sourceWeight(b: Backend): number | undefined;
 }
 
 export class Pool {

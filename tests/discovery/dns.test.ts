@@ -1,6 +1,8 @@
 // Backends from DNS: a real DNS server on a loopback UDP port (tests/helpers/dns.ts) whose records
 // change while traffic flows through a real Fulcrum to real backends on 127.0.0.x.
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { testScope } from "../helpers/scope.ts";
 import { type AddressedBackend, startAddressedBackend, startDnsServer, steadyLoad, until } from "../helpers/dns.ts";
 import type { Pool } from "../../core/pool/pool.ts";
@@ -214,13 +216,18 @@ log: { level: error, access_log: false }
 
 describe("discovery: operator state across a restart", () => {
   for (const workers of [1, 2]) {
-    test(`workers: ${workers}: a drain of a discovered backend in state_file holds after a restart`, async () => {
+    test(`workers: ${workers}: a drain and a weight of discovered backends in state_file hold after a restart; a new weight is saved`, async () => {
       const dns = await dnsServer();
       const a = backendAt("a", "127.0.0.2");
       const b = backendAt("b", "127.0.0.3", a.port);
       dns.set("api.test", "A", [{ address: "127.0.0.2" }, { address: "127.0.0.3" }]);
       const t = tempDir();
-      t.write("state.json", JSON.stringify({ version: 1, pools: { web: { [`127.0.0.2:${a.port}`]: { draining: true } } } }));
+      const [idA, idB] = [`127.0.0.2:${a.port}`, `127.0.0.3:${a.port}`];
+      // A records give each backend weight 1: the saved weight 3 was set over it.
+      t.write(
+        "state.json",
+        JSON.stringify({ version: 1, pools: { web: { [idA]: { draining: true }, [idB]: { weight: 3, config_weight: 1 } } } }),
+      );
       const cfg = t.write(
         "f.yaml",
         `listen: 127.0.0.1:0
@@ -237,15 +244,22 @@ log: { level: info, access_log: false }
       scope.cleanups.push(() => (child.kill("SIGTERM"), child.exited));
       const admin = JSON.parse(child.lines.find((l) => l.includes('"admin API listening"'))!).url as string;
       const view = (await (await fetch(`${admin}/backends`)).json()) as {
-        pools: { web: { backends: { id: string; draining: boolean; available: boolean }[] } };
+        pools: { web: { backends: { id: string; draining: boolean; available: boolean; weight: number }[] } };
       };
-      expect(view.pools.web.backends.map((x) => [x.id, x.draining, x.available]).sort()).toEqual([
-        [`127.0.0.2:${a.port}`, true, false],
-        [`127.0.0.3:${a.port}`, false, true],
+      expect(view.pools.web.backends.map((x) => [x.id, x.draining, x.available, x.weight]).sort()).toEqual([
+        [idA, true, false, 1],
+        [idB, false, true, 3],
       ]);
       for (let i = 0; i < 6; i++) expect(await (await fetch(child.url)).text()).toBe("hello from b\n");
       expect(a.served).toBe(0);
       expect(b.served).toBe(6);
+      // An admin weight on a discovered backend is saved against the source's weight.
+      const put = await fetch(`${admin}/backends/web/${encodeURIComponent(idB)}/weight`, {
+        method: "PUT",
+        body: JSON.stringify({ weight: 5 }),
+      });
+      expect(put.status).toBe(200);
+      expect(JSON.parse(readFileSync(join(t.dir, "state.json"), "utf8")).pools.web[idB]).toEqual({ weight: 5, config_weight: 1 });
     });
   }
 });
