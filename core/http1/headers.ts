@@ -4,9 +4,13 @@
  * Bun's fetch and Bun.serve forward them untouched, so the proxy strips them itself.
  */
 
-/** RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`) every proxy drops. */
+/**
+ * RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`) every proxy drops, and
+ * `Close`, a name RFC 9110 §18.4 reserves because `Connection: close` names it.
+ */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
+  "close",
   "keep-alive",
   "proxy-connection",
   "te",

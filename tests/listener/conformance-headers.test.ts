@@ -94,7 +94,7 @@ describe("request headers", () => {
     expect(req.all("content-length")).toEqual(["2"]);
   });
 
-  test("Cookie sent twice is joined into one line; a header named in Connection is dropped", async () => {
+  test("Cookie sent twice is joined into one line; a header named in Connection (Close too) is dropped", async () => {
     const c = await client();
     c.write("GET /cookies HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nX-Keep: 1\r\nCookie: b=2\r\n\r\n");
     expect(outcome(await c.readResponse())).toBe(200);
@@ -106,6 +106,12 @@ describe("request headers", () => {
     const named = be.requests.find((q) => q.target === "/named")!;
     expect(named.all("x-drop")).toEqual([]);
     expect(named.all("x-keep")).toEqual(["2"]);
+    // `Connection: close` names a header `Close` too (RFC 9110 §18.4 reserves the name for that reason).
+    c.write("GET /named-close HTTP/1.1\r\nHost: x\r\nClose: 1\r\nX-Keep: 3\r\nConnection: close\r\n\r\n");
+    expect(outcome(await c.readResponse())).toBe(200);
+    const closeNamed = be.requests.find((q) => q.target === "/named-close")!;
+    expect(closeNamed.all("close")).toEqual([]);
+    expect(closeNamed.all("x-keep")).toEqual(["3"]);
   });
 });
 
