@@ -7,6 +7,7 @@
 import { ROOT_CONTEXT, SpanKind, type Attributes } from "@opentelemetry/api";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { PluginSpan, PluginTracer } from "../plugins/api.ts";
+import { NO_IDS } from "./access-formats.ts";
 import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
 import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./tracing.ts";
 
@@ -71,7 +72,7 @@ export interface Observer {
   requestStart(ex: ObservedExchange, request: Request | ObservedRequest): void;
   /**
    * The request is over (body finished or failed), `durationMs` after it started. Ends the SERVER
-   * span; returns ids for the access log.
+   * span; returns ids for the access log ({@link NO_IDS} when the request has none).
    */
   requestEnd(ex: ObservedExchange, durationMs: number): TraceIds | undefined;
   /**
@@ -101,6 +102,8 @@ export interface Observer {
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER"];
 const METHOD_INDEX = new Map(METHODS.map((m, i) => [m, i]));
+/** The method's index in METHODS; GET without a lookup. */
+const methodIndex = (m: string) => (m === "GET" ? 0 : METHOD_INDEX.get(m) ?? 9);
 const OUTCOMES = ["1xx", "2xx", "3xx", "4xx", "5xx", "connect", "reset", "timeout", "aborted"];
 
 /** Cached metric children of one backend (by pool name and backend id, so they survive reloads). */
@@ -160,10 +163,13 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
   if (!tel.enabled && !metrics) return undefined;
   const tracing = tel.enabled;
   const pools = new Map<string, PoolSlot>();
+  // The last pool's slot: most requests go to the pool the one before went to.
+  let lastPool: PoolSlot | undefined;
   const poolSlot = (name: string) => {
+    if (lastPool !== undefined && lastPool.name === name) return lastPool;
     let s = pools.get(name);
     if (!s) pools.set(name, s = new PoolSlot(metrics!, name));
-    return s;
+    return (lastPool = s);
   };
   const noRoute: (CounterChild | undefined)[] = [];
   const backendSlots = new WeakMap<Backend, BackendSlot>();
@@ -196,14 +202,14 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         ps.duration.observe(durationMs / 1000);
         const status = ex.status;
         const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
-        ps.backend(ex.backend).request(METHOD_INDEX.get(ex.method) ?? 9, cls).inc();
+        ps.backend(ex.backend).request(methodIndex(ex.method), cls).inc();
       } else if (metrics) {
         // No route (404): counted under pool "" so totals still match the requests sent.
-        const i = (METHOD_INDEX.get(ex.method) ?? 9) * 6 + ((ex.status / 100) | 0);
+        const i = methodIndex(ex.method) * 6 + ((ex.status / 100) | 0);
         (noRoute[i] ??= metrics.requests.child("", "", METHODS[(i / 6) | 0]!, `${i % 6}xx`)).inc();
       }
       const span = ex.span;
-      if (span === undefined) return undefined;
+      if (span === undefined) return NO_IDS;
       if (span.sampled) {
         const s = span.span;
         if (ex.pool) s.setAttribute("fulcrum.pool", ex.pool);
@@ -221,7 +227,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         }
       }
       // Only sampled spans have ids to log: ids() then sees one class of span, never the other.
-      const ids = span.sampled ? tel.ids(span) : undefined;
+      const ids = span.sampled ? tel.ids(span)! : NO_IDS;
       tel.endServer(span, ex.status, ex.status >= 500 ? ex.error : undefined);
       return ids;
     },
@@ -274,8 +280,12 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       if (metrics) {
         const s = backendSlot(pool, backend);
         s.upstream.observe(latencyMs / 1000);
-        const k = OUTCOMES.indexOf(error?.kind ?? "");
-        const i = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : k >= 5 ? k : 6;
+        let i = 6;
+        if (status >= 100 && status < 600) i = ((status / 100) | 0) - 1;
+        else if (error !== undefined) {
+          const k = OUTCOMES.indexOf(error.kind);
+          if (k >= 5) i = k;
+        }
         s.outcome(i).inc();
       }
       // Compared by identity: `trace.span === undefined` would be a speculation of its own.

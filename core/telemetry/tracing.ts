@@ -165,7 +165,8 @@ export function createActiveTelemetry(backend: TracingBackend, knownMethods: Rea
       return;
     }
     // What W3CTraceContextPropagator writes, without a context object to read it from.
-    const traceparent = "00-" + h.traceId + "-" + h.spanId + (h.traceFlags === 1 ? "-01" : "-00");
+    const made = h.traceparent;
+    const traceparent = made !== "" ? made : "00-" + h.traceId + "-" + h.spanId + (h.traceFlags === 1 ? "-01" : "-00");
     const tracestate = h.traceState?.serialize();
     if (headers instanceof Headers) {
       headers.set("traceparent", traceparent);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { accessLine, accessLog, type AccessEntry } from "../../core/telemetry/log.ts";
+import { accessLine, accessLog, type AccessEntry, NO_IDS } from "../../core/telemetry/log.ts";
 import { BatchingWriter } from "../../core/runtime/batching-writer.ts";
 
 const entry = (over: Partial<AccessEntry> = {}): AccessEntry => ({
@@ -163,6 +163,66 @@ describe("the access log written as bytes", () => {
     w.flush();
     expect(text()).toBe(expected);
     expect(seen.size).toBe(new Set(durations).size);
+  });
+
+  test("lines that share a backend with more routes, pools and statuses than it keeps made-up bytes for", () => {
+    // The bytes from status to backend are kept per backend for its last few combinations: every
+    // combination comes back after others pushed it out, and some come back while still kept.
+    const { w, text } = capture();
+    const log = accessLog(w, undefined, () => T);
+    let expected = "";
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 40; i++) {
+        const e = entry({
+          backend: ["b1", "b2", "127.0.0.1:9001"][i % 3]!,
+          route: `route ${i % 10} → web`,
+          pool: i % 4 === 0 ? "other" : "web",
+          // The same status as a string of another object, and a number that is not a status.
+          status: [200, 502, 404, 1.5][i % 4]!,
+        });
+        log.write(e, i, undefined);
+        expected += accessLine(e, i, undefined, undefined, T);
+        // At once again (the kept bytes), and with one of the four changed (not them).
+        if (i % 5 === 0) {
+          for (const again of [e, { ...e, pool: "elsewhere" }, { ...e, route: "r" }, { ...e, status: 201 }, { ...e, backend: "b9" }]) {
+            log.write(again, 1, undefined);
+            expected += accessLine(again, 1, undefined, undefined, T);
+          }
+        }
+      }
+    }
+    w.flush();
+    expect(text()).toBe(expected);
+    expect(expected.split("\n").length).toBe(3 * (40 + 8 * 5) + 1);
+  });
+
+  test("NO_IDS (a request with no trace ids) writes none, in the default line and with chosen fields", () => {
+    const ids = { trace_id: "0af7651916cd43dd8448eb211c80319c", span_id: "b7ad6b7169203331" };
+    for (const fields of [undefined, ["status", "trace_id", "span_id"] as const]) {
+      const { w, text } = capture();
+      const log = accessLog(w, undefined, () => T, { fields });
+      for (const x of [NO_IDS, ids, NO_IDS, undefined]) log.write(entry(), 1, x);
+      w.flush();
+      const lines = text().trimEnd().split("\n").map((l) => JSON.parse(l));
+      expect(lines.map((l) => l.trace_id)).toEqual([undefined, ids.trace_id, undefined, undefined]);
+      expect(lines.map((l) => l.span_id)).toEqual([undefined, ids.span_id, undefined, undefined]);
+    }
+    expect(accessLine(entry(), 1, NO_IDS, undefined, T)).toBe(accessLine(entry(), 1, undefined, undefined, T));
+  });
+
+  test("the timestamp's milliseconds and seconds as the clock moves, back and forth", () => {
+    const { w, text } = capture();
+    let expected = "";
+    let now = Date.UTC(2026, 11, 31, 23, 59, 59, 990);
+    const log = accessLog(w, undefined, () => now);
+    for (const step of [0, 1, 3, 5, 1, 0, 7, 1000, -1000, -1, 1, 999, 1, 86_400_000, 0.5, 0.5, 1, -0.5, 10.25]) {
+      now += step;
+      log.write(entry(), 1, undefined);
+      expected += accessLine(entry(), 1, undefined, undefined, now);
+    }
+    w.flush();
+    expect(text()).toBe(expected);
+    expect(expected).toContain('"@timestamp":"2027-01-01T00:00:00.000Z"');
   });
 
   test("writes to a shared pipe are whole lines of at most 4 KiB, in order; a longer line goes alone", () => {

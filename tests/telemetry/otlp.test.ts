@@ -451,6 +451,24 @@ describe("SpanFactory sampling", () => {
     }
     expect(new Set(Array.from({ length: 1000 }, newTraceId)).size).toBe(1000);
   });
+
+  test("a new trace's root span carries its traceparent, made with its ids: the same ids and its sampled flag", () => {
+    const traceIds = new Set<string>();
+    for (const ratio of [0, 0.5, 1]) {
+      const { spans } = factory(ratio);
+      for (let i = 0; i < 500; i++) {
+        const s = spans.start(ROOT_CONTEXT, undefined, SpanKind.SERVER);
+        expect(s.traceId).toMatch(/^[0-9a-f]{32}$/);
+        expect(s.spanId).toMatch(/^[0-9a-f]{16}$/);
+        expect(s.traceId).not.toBe("0".repeat(32));
+        expect(s.traceparent).toBe(`00-${s.traceId}-${s.spanId}-0${s.isRecording() ? 1 : 0}`);
+        traceIds.add(s.traceId);
+      }
+    }
+    expect(traceIds.size).toBe(1500);
+    // Spans under a parent build theirs at inject (the remote parent's trace id, a child's own span id).
+    expect(factory(1).spans.start(ROOT_CONTEXT, REMOTE, SpanKind.SERVER).traceparent).toBe("");
+  });
 });
 
 describe("the request path's spans through Telemetry", () => {

