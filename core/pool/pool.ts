@@ -21,6 +21,8 @@ export interface PoolDeps {
   onHealthChange?: ((pool: Pool, backend: Backend) => void) | undefined;
   /** Worker processes sharing the traffic; each gets this share of the retry budget's reserve. */
   workers?: number | undefined;
+  /** A member discovery removed closed after its last request (its metric series can go). */
+  onBackendGone?: ((pool: string, id: string) => void) | undefined;
 }
 
 /**
@@ -53,6 +55,7 @@ export class Pool {
   /** Where the last-resort scan in {@link Pool.pick} starts; moves on each use so retries spread. */
   #scan = 0;
   readonly #log: Logger;
+  readonly #onGone: ((pool: string, id: string) => void) | undefined;
   readonly clock: Clock;
   /** Where members come from at run time (`discovery`); set by the gateway. */
   discovery: PoolDiscovery | undefined;
@@ -68,6 +71,7 @@ export class Pool {
     deps: PoolDeps,
   ) {
     this.#log = deps.logger;
+    this.#onGone = deps.onBackendGone;
     this.clock = deps.clock;
     this.budget = new RetryBudget(config.retry.budget, deps.clock, deps.workers);
     this.sticky = config.sticky ? new Sticky(config.sticky, name, backends) : undefined;
@@ -164,7 +168,13 @@ export class Pool {
     this.backends.splice(i, 1);
     b.removed = true;
     this.refresh();
-    if (b.inflight === 0) b.close();
+    if (b.inflight === 0) this.#gone(b);
+  }
+
+  /** A removed member's last request is done: close it; its series go unless its id is back as a new member. */
+  #gone(b: Backend): void {
+    b.close();
+    if (this.#onGone !== undefined && !this.backends.some((x) => x.id === b.id)) this.#onGone(this.name, b.id);
   }
 
   /**
@@ -249,7 +259,7 @@ export class Pool {
     b.inflight--;
     this.inflight--;
     // A member discovery removed closes after its last request.
-    if (b.removed && b.inflight === 0) b.close();
+    if (b.removed && b.inflight === 0) this.#gone(b);
   }
 
   /** Record an attempt's outcome: latency, breaker, passive health, and the strategy's observe(). */

@@ -27,7 +27,7 @@ import { makeRoute, routeLabel } from "./routes.ts";
 import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
 import { EditedIncoming, editedHead, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
 import { pluginApi } from "./plugin-context.ts";
-import { type BackendUpdate, carryOperatorState, reuseBackend } from "./reuse.ts";
+import { type BackendUpdate, carryOperatorState, retireBackend, reuseBackend } from "./reuse.ts";
 import { allowedUpgrade, openTunnel } from "./tunnel.ts";
 import { attachDiscovery, carriedMembers, dropRemoved } from "./discovered.ts";
 import type { Env } from "./routes.ts";
@@ -123,6 +123,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         logger: logging.logger,
         onHealthChange: deps.onHealthChange,
         workers: deps.workers,
+        onBackendGone: deps.observer ? (p, id) => deps.observer!.backendGone(p, id) : undefined,
       });
       pools.set(name, pool);
       const d = pc.discovery;
@@ -384,7 +385,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     retire(successor) {
       const kept = new Set<Backend>();
       for (const p of successor.pools.values()) for (const b of p.backends) kept.add(b);
-      for (const p of pools.values()) for (const b of p.backends) if (!kept.has(b)) b.close();
+      for (const p of pools.values()) for (const b of p.backends) if (!kept.has(b)) retireBackend(p, b, successor.pools, deps.observer);
     },
   };
 }

@@ -8,6 +8,7 @@ import { backendId } from "../config/source.ts";
 import type { BackendConfig, PoolConfig } from "../config/schema.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { UpstreamTls } from "../upstream/client.ts";
+import type { Observer } from "../telemetry/observer.ts";
 
 /** The backend of `previous` that `config` describes again (same id, URL and pool settings); else undefined. */
 export function reuseBackend(previous: Pool | undefined, config: BackendConfig, pool: PoolConfig, tls?: UpstreamTls): Backend | undefined {
@@ -64,4 +65,13 @@ export function carryOperatorState(
       });
     }
   });
+}
+
+/**
+ * A backend of `pool` that the gateway replacing it did not take over: closed, and its metric
+ * series dropped unless the successor serves the same id (a new object, for changed settings).
+ */
+export function retireBackend(pool: Pool, b: Backend, successor: ReadonlyMap<string, Pool>, observer: Observer | undefined): void {
+  b.close();
+  if (!successor.get(pool.name)?.backends.some((x) => x.id === b.id)) observer?.backendGone(pool.name, b.id);
 }

@@ -59,6 +59,11 @@ export class FastCounter {
     return c;
   }
 
+  /** Drop the series of a backend that left its pool for good (discovery, a reload): no series grows without end. */
+  forget(pool: string, backend: string): void {
+    for (const [k, c] of this.#children) if (c.labels.pool === pool && c.labels.backend === backend) this.#children.delete(k);
+  }
+
   /** Sum over all series (tests, and counters read back). */
   total(): number {
     let n = 0;
@@ -119,6 +124,11 @@ export class FastHistogram {
     let c = this.#children.get(key);
     if (!c) this.#children.set(key, c = new HistogramChild(labelsOf(this.labelNames, values), this.bounds));
     return c;
+  }
+
+  /** As {@link FastCounter.forget}. */
+  forget(pool: string, backend: string): void {
+    for (const [k, c] of this.#children) if (c.labels.pool === pool && c.labels.backend === backend) this.#children.delete(k);
   }
 
   #values() {

@@ -98,6 +98,8 @@ export interface Observer {
   ): void;
   /** The tracer handed to a plugin through `PluginApi.tracer`. */
   pluginTracer(name: string, version?: string): PluginTracer;
+  /** Backend `id` left `pool` for good (discovery removed it, a reload dropped it): its series go. */
+  backendGone(pool: string, id: string): void;
 }
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER"];
@@ -299,6 +301,14 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
         tel.addEvent(span, "fulcrum.backend_ejected", { "fulcrum.backend": backend.id, "fulcrum.ejections": backend.ejections });
       }
       tel.endClient(span, status, error);
+    },
+
+    backendGone(pool, id) {
+      if (!metrics) return;
+      pools.get(pool)?.backends.delete(id);
+      metrics.requests.forget(pool, id);
+      metrics.attempts.forget(pool, id);
+      metrics.upstreamDuration.forget(pool, id);
     },
 
     pluginTracer(name, version) {

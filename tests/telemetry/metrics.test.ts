@@ -115,6 +115,42 @@ routes:
     expect(sum(parsed, "fulcrum_plugin_errors_total", { plugin: "boom" })).toBe(2);
   });
 
+  test("a backend that leaves for good loses its per-backend series; one that stays keeps them", async () => {
+    const bs = [backend("b1"), backend("b2"), backend("b3")];
+    const cfg = (ids: string[], idle = "4s") =>
+      `pools:\n  web:\n    keepalive: { idle_timeout: ${idle} }\n    backends: [${
+        ids.map((id) => `{ url: "${bs[Number(id.slice(1)) - 1]!.url}", id: ${id} }`).join(", ")
+      }]\n`;
+    let next = cfg(["b1", "b2", "b3"]);
+    const f = await fulcrum(next, { reload: () => next });
+    for (let i = 0; i < 6; i++) await (await fetch(f.url)).text();
+    const series = async (id: string) => {
+      const m = await scrape(f);
+      return ["fulcrum_requests_total", "fulcrum_upstream_attempts_total", "fulcrum_upstream_duration_seconds_count"].map((n) =>
+        sum(m, n, { backend: id })
+      );
+    };
+    expect(await series("b2")).toEqual([2, 2, 2]);
+
+    // Dropped by a reload: gone. Kept, as a new object (keepalive settings changed): counts carry on.
+    next = cfg(["b1", "b3"], "5s");
+    expect((await f.server.reload()).ok).toBe(true);
+    const m = await scrape(f);
+    expect([...m.get("fulcrum_requests_total")!.samples.map((x) => x.labels.backend)].sort()).toEqual(["b1", "b3"]);
+    expect(await series("b1")).toEqual([2, 2, 2]);
+
+    // Removed at run time (as discovery does): gone once its last request is done.
+    const web = f.server.gateway.pools.get("web")!;
+    web.removeBackend(web.backends.find((b) => b.id === "b3")!);
+    expect(await series("b3")).toEqual([0, 0, 0]);
+    expect(await series("b1")).toEqual([2, 2, 2]);
+    // Requests after that are counted from zero for a returning id, not lost in a forgotten series.
+    next = cfg(["b1", "b2"], "5s");
+    expect((await f.server.reload()).ok).toBe(true);
+    for (let i = 0; i < 4; i++) await (await fetch(f.url)).text();
+    expect((await series("b2"))[0]).toBe(2);
+  });
+
   test("admin.metrics: false serves no /metrics", async () => {
     const f = await fulcrum(`pools: { web: { backends: ["${backend("b1").url}"] } }\nadmin: { metrics: false }\n`);
     expect((await fetch(`${f.adminUrl}/metrics`)).status).toBe(404);
