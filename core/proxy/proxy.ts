@@ -274,7 +274,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;
-    if (res.body instanceof ReadableStream && !attempt.endedEarly) {
+    // (A body still in its read is whole: `body` would make a view of it for nothing.)
+    if (res.inRead === undefined && res.body instanceof ReadableStream && !attempt.endedEarly) {
       ex.streaming = true;
       ex.upstreamBody = res.body;
     } else attempt.finish();
@@ -326,7 +327,7 @@ function retryAfterMs(res: UpstreamResponse): number | undefined {
 
 /** Throw away a response we are retrying past (closes its connection if the body is unread). */
 function discard(res: UpstreamResponse, attempt: Attempt): void {
-  if (res.body instanceof ReadableStream && !attempt.endedEarly) res.body.cancel().catch(() => {});
+  if (res.inRead === undefined && res.body instanceof ReadableStream && !attempt.endedEarly) res.body.cancel().catch(() => {});
   else attempt.finish();
 }
 

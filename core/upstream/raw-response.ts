@@ -8,7 +8,7 @@ import { UpstreamError, type UpstreamResponse } from "./types.ts";
 import { Conn, Exchange, Framing, Phase } from "./raw-conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
-import { headroom } from "../http1/bytes.ts";
+import type { BodyInRead } from "../http1/bytes.ts";
 import type { TcpHandlers } from "../runtime/types.ts";
 import { ConnTunnel } from "./raw-tunnel.ts";
 
@@ -35,13 +35,32 @@ function fitsCork(head: ResponseHead, length: number): boolean {
   return length + (head.end - head.from) + 64 <= wholeLimit;
 }
 
-/** The response as the proxy sees it; header strings are made only if something reads them. */
-class RawResponse implements UpstreamResponse {
+const EMPTY = Buffer.alloc(0); // `buf` of a response whose body is not in its read
+
+/**
+ * The response as the proxy sees it; header strings are made only if something reads them. A
+ * whole body still in its read (`inRead`, BodyInRead) becomes a view of that read, `body`, only if
+ * something other than the listener reads it (middleware, a transform).
+ */
+class RawResponse implements UpstreamResponse, BodyInRead {
+  #body: UpstreamResponse["body"];
   constructor(
     readonly head: ResponseHead,
-    readonly body: UpstreamResponse["body"],
+    body: UpstreamResponse["body"],
     readonly tunnel?: ConnTunnel,
-  ) {}
+    readonly buf: Buffer = EMPTY,
+    readonly at = 0,
+    readonly end = 0,
+  ) {
+    this.#body = body;
+  }
+  get inRead(): BodyInRead | undefined {
+    return this.buf === EMPTY ? undefined : this;
+  }
+  get body(): UpstreamResponse["body"] {
+    if (this.#body === null && this.buf !== EMPTY) this.#body = this.buf.subarray(this.at, this.end) as Uint8Array<ArrayBuffer>;
+    return this.#body;
+  }
   get status() {
     return this.head.status;
   }
@@ -249,15 +268,16 @@ function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): voi
   const avail = buf.length - off;
   if (length >= 0) {
     if (avail >= length) {
-      const body = part(buf, off, off + length);
       if (length > PART_COPY && fitsCork(head, length)) {
-        // A view of this read: the bytes before it (the backend's head, once the head holds a copy
-        // of its own) may take the client's head (headroom, core/http1/bytes.ts).
+        // Left in this read, no view made: the bytes before it (the backend's head, once the head
+        // holds a copy of its own) may take the client's head (BodyInRead, core/http1/bytes.ts).
         if (head.buf === buf) head.detach();
-        headroom.body = body;
-        headroom.buf = buf;
+        ex.complete(avail > length);
+        ex.bytes = length;
+        ex.endBody();
+        return settle(ex, new RawResponse(head, null, undefined, buf, off, off + length));
       }
-      return finishSmall(ex, body, avail > length);
+      return finishSmall(ex, part(buf, off, off + length), avail > length);
     }
     ex.remaining = length - avail;
     if (fitsCork(head, length)) {
@@ -333,11 +353,14 @@ function switched(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): v
 }
 
 function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {
+  settle(ex, new RawResponse(ex.head!, body));
+}
+
+function settle(ex: Exchange, res: RawResponse): void {
   ex.settled = true;
   ex.cleanup();
   if (ex.phase !== Phase.Body) ex.req.signal.removeEventListener("abort", ex);
-  const head = ex.head!;
-  ex.resolve(new RawResponse(head, body));
+  ex.resolve(res);
 }
 
 function startStream(ex: Exchange): void {

@@ -1,5 +1,5 @@
 // The upstream client's contract, apart from any client, so that every file here can import it without a cycle.
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 
 export type UpstreamErrorKind = "connect" | "reset" | "timeout" | "aborted";
 
@@ -121,6 +121,11 @@ export interface UpstreamResponse {
    * `onBodyEnd` has been called); or null for HEAD, 204 and 304 (then `onBodyEnd` is not called).
    */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /**
+   * The whole body as it lies in the read it came in (the raw client, for a body it read whole in
+   * one read): forwarded from there with no view of it made; `body` makes the view when read.
+   */
+  readonly inRead?: BodyInRead;
   /** A 101 to a request with `upgrade`: the backend's connection as a tunnel end (`body` is null). */
   readonly tunnel?: TunnelEnd;
 }
