@@ -278,6 +278,14 @@ describe("request head parsing (the client-facing listener)", () => {
     }
   };
 
+  test("each request's Host as sent, byte for byte, when the one before had one of the same length", () => {
+    // The parser reuses the last Host string when the bytes are the same: any other must not get it.
+    const hosts = ["a.test", "a.test", "b.test", "a.tesT", "A.test", "a.test:1", "a.test", "[::1]:80", "[::2]:80"];
+    expect(hosts.map((host) => req(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`)!.host)).toEqual(hosts);
+    // Nor is a refused Host let through the second time.
+    expect([status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n")]).toEqual([400, 400]);
+  });
+
   test("request line, lower-cased headers in order, framing and keep-alive", () => {
     const h = req("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc")!;
     expect([h.method, h.target, h.minor, h.host, h.contentLength, h.chunked, h.keepAlive]).toEqual([
