@@ -47,6 +47,8 @@ export interface RawExchange {
    * is null from now on); undefined otherwise.
    */
   wholeBody?(): Uint8Array | undefined;
+  /** {@link wholeBody} for a body that came whole in the read its head came in, left there (no view of it made); else undefined. */
+  wholeBodyInRead?(): BodyInRead | undefined;
   /** Aborted when the client goes away before its response is complete. */
   readonly signal: AbortLike;
   /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */

@@ -59,6 +59,8 @@ export interface UpstreamRequest {
   block?: HeaderBlock;
   /** A stream is sent once the connection is up, so a connect failure leaves it unread (retryable). */
   body: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** The body as it lies in the client's read, when it came whole with its head: a client that can send it from there reads this, not `body`. */
+  readonly bodyInRead?: BodyInRead | undefined;
   /** Aborted when the client goes away. */
   signal: AbortLike;
   connectTimeoutMs: number;
