@@ -116,4 +116,6 @@ export interface BodyInRead {
   readonly buf: Buffer;
   readonly at: number;
   readonly end: number;
+  /** The bytes before `at` (the backend's head) were written over: reading the head from them now throws. */
+  spend?(): void;
 }

@@ -186,6 +186,7 @@ export class Exchange extends IncomingRequest implements RawExchange {
     }
     const end = this.#writeHead(buf, status, statusText, headers, length, false);
     if (end <= at) {
+      body.spend?.();
       buf.copy(read, at - end, 0, end);
       this.conn.writeScratch(read, body.end, at - end);
     } else {
