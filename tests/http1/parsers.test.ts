@@ -26,6 +26,17 @@ function decode(text: string | Buffer, pieces = 1): { body: string; used: number
 }
 
 describe("response head parsing", () => {
+  test("a head whose bytes were written over (spend) is not read from them: headers read before are kept, others throw", () => {
+    const read = head("HTTP/1.1 200 OK\r\nX-A: one");
+    expect(read.rawHeaders).toEqual(["x-a", "one"]);
+    read.spend();
+    expect(read.rawHeaders).toEqual(["x-a", "one"]);
+    expect(() => read.block).toThrow(/written over/);
+    const unread = head("HTTP/1.1 200 OK\r\nX-A: one");
+    unread.spend();
+    expect(() => unread.rawHeaders).toThrow(/written over/);
+  });
+
   test("status line, headers lower-cased in order, OWS trimmed, value bytes kept (obs-text)", () => {
     const h = head("HTTP/1.1 404 Not Found\r\nX-A:  one \r\nContent-Length: 3\r\nX-Latin: caf\xe9");
     expect(h).toMatchObject({ status: 404, statusText: "Not Found", contentLength: 3, chunked: false, close: false });
