@@ -1,12 +1,14 @@
-// `bun bench/wire-micro.ts [--path /16k|/100b|/upload] [--requests 200000] [--conns 16] [--root DIR]`:
+// `bun bench/wire-micro.ts [--path /16k|/100b|/upload] [--requests 200000] [--rounds 10] [--conns 16] [--roots A,B,...]`:
 // the JS cost of the whole proxy path on the wire, without the kernel: Fulcrum's own listener
 // (core/listener), the gateway's direct route and the raw upstream client (core/upstream) over
 // sockets that are objects here. A request's bytes go to the listener as a fresh Buffer (as Bun
 // hands over a read), the upstream request is answered with nginx's bytes in a later microtask.
-// Prints ns and user-CPU ns a request. On a shared machine its rounds swing a few %, where
-// wrk-driven ones swing ±20–30%: an A/B of two checkouts runs each in turn,
-//   for i in 1 2 3; do bun bench/wire-micro.ts --root /work/main; bun bench/wire-micro.ts; done
-// (--root: the checkout whose core/ is measured; this script and its canned bytes stay the same).
+// `--roots`: checkouts whose core/ is measured (default this one), each loaded as its own modules
+// in this one process, rounds alternating between them; prints ns and user-CPU ns a request and
+// the median over rounds of each one's ratio to the first in the same round. An A/B that a shared
+// machine does not swamp as it does wrk's (±20-30% a round there):
+//   bun bench/wire-micro.ts --roots /work/main,. --path /16k --requests 10000 --rounds 40
+// (WIRE_DEBUG=1 with --requests 16 --conns 1 prints the bytes written on both sides.)
 import { Buffer } from "node:buffer";
 import { resolve } from "node:path";
 
