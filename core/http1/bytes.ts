@@ -106,11 +106,16 @@ export function ownCopy(buf: Buffer, from: number, end: number, runs: number[] |
 }
 
 /**
- * One response body whose buffer's bytes just before it are free to overwrite: the upstream
- * client (core/upstream/raw-response.ts) reads a response whole in one read, head and body, and
- * hands the body over as a view of that read; the listener (core/listener/exchange.ts) then writes
- * the client's head into the bytes where the backend's head was and sends head and body from there,
- * rather than copy the body behind the head in a buffer of its own (16 KiB a response).
- * One slot, matched by identity: a body it does not name is copied as before.
+ * A response body still in the read it came in, `buf[at, end)`, with the backend's head before it:
+ * the upstream client (core/upstream/raw-response.ts) reads a response whole in one read and hands
+ * it over so, with no view of it made (a view makes JSC give the read an ArrayBuffer of its own:
+ * ~0.25 µs, whatever its size); the listener (core/listener/exchange.ts, `respondInRead`) writes the
+ * client's head into the bytes where the backend's head was and sends head and body from there.
  */
-export const headroom: { body: Uint8Array | undefined; buf: Buffer | undefined } = { body: undefined, buf: undefined };
+export interface BodyInRead {
+  readonly buf: Buffer;
+  readonly at: number;
+  readonly end: number;
+  /** The bytes before `at` (the backend's head) were written over: reading the head from them now throws. */
+  spend?(): void;
+}

@@ -36,6 +36,8 @@ const CONTENT_LENGTH = 0, TRANSFER_ENCODING = 1, CONNECTION = 2, DATE = 3;
  */
 export class ResponseHead {
   #raw: string[] | undefined;
+  /** Its bytes were written over (BodyInRead.spend, core/http1/bytes.ts). */
+  #spent = false;
   constructor(
     readonly status: number,
     readonly statusText: string,
@@ -71,12 +73,19 @@ export class ResponseHead {
 
   /** The lines to forward as bytes, or undefined (see `runs`). */
   get block(): HeaderBlock | undefined {
+    if (this.#spent) throw new Error("response head read after its bytes were written over");
     return this.runs === undefined ? undefined : (this as HeaderBlock);
   }
 
   /** name, value, name, value… with names lower-cased, values without surrounding whitespace. */
   get rawHeaders(): string[] {
+    if (this.#raw === undefined && this.#spent) throw new Error("response head read after its bytes were written over");
     return (this.#raw ??= headerPairs(this.buf, this.from, this.end));
+  }
+
+  /** Its bytes in the read are being written over (the client's head, sent from that read): any later reading throws rather than read them. */
+  spend(): void {
+    this.#spent = true;
   }
 }
 

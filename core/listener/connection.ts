@@ -237,10 +237,14 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
         return;
       }
       this.headSince = 0;
-      this.pending = head.end < buf.length ? buf.subarray(head.end) : undefined;
+      // A body behind the head is given to the exchange with the read (no view of it made: see
+      // IncomingRequest.feedRead); pipelined requests behind a bodyless one wait as a view.
+      const at = head.end;
+      const body = at < buf.length && (head.contentLength > 0 || head.chunked);
+      this.pending = at < buf.length && !body ? buf.subarray(at) : undefined;
       // A body or pipelined requests behind the head: the head keeps only its own bytes.
-      if (buf.length - head.end > DETACH_ABOVE) head.detach();
-      this.dispatch(head);
+      if (buf.length - at > DETACH_ABOVE) head.detach();
+      this.dispatch(head, body ? buf : undefined, at);
     }
     // Too much waiting behind the current request (or an answer not yet read): stop reading until it is answered.
     if (this.pending !== undefined && this.pending.length > MAX_PENDING && (this.current !== undefined || this.out !== undefined))
@@ -259,7 +263,8 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
     this.end();
   }
 
-  dispatch(head: RequestHead): void {
+  /** Serve `head`; `read`: the read it came in, with its body's first bytes at `at`. */
+  dispatch(head: RequestHead, read?: Buffer, at = 0): void {
     const server = this.server;
     if (server.limits.maxBody > 0 && head.contentLength > server.limits.maxBody) {
       return this.reject(413, "request body too large");
@@ -270,7 +275,8 @@ export class ClientConn implements ExchangeConn, UpgradableConn {
     // A request in flight is bounded by the pool's timeouts, not the idle timer: the timer is left
     // running (disarming it cost a native call a request) and the `timeout` handler ignores it
     // while a request is in flight, unless an earlier answer is still waiting to be read.
-    if (ex.bodyState !== Body.None && this.pending !== undefined) {
+    if (read !== undefined && ex.bodyState !== Body.None) ex.feedRead(read, at);
+    else if (ex.bodyState !== Body.None && this.pending !== undefined) {
       const rest = this.pending;
       this.pending = undefined;
       ex.feed(rest);

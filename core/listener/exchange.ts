@@ -3,7 +3,17 @@ import { Buffer } from "node:buffer";
 import { LAST_CHUNK, writeChunk } from "../http1/chunked.ts";
 import type { RawExchange, TunnelEnd } from "../runtime/types.ts";
 import { switchProtocols } from "./upgrade.ts";
-import { CONNECTION_CLOSE, CONTENT_LENGTH, headroom, latin1, put, putBlock, putInt, TE_CHUNKED, type HeaderBlock } from "../http1/bytes.ts";
+import {
+  type BodyInRead,
+  CONNECTION_CLOSE,
+  CONTENT_LENGTH,
+  type HeaderBlock,
+  latin1,
+  put,
+  putBlock,
+  putInt,
+  TE_CHUNKED,
+} from "../http1/bytes.ts";
 import { Body, IncomingRequest } from "./request.ts";
 
 export const REASONS: Record<number, string> = {
@@ -146,21 +156,6 @@ export class Exchange extends IncomingRequest implements RawExchange {
     chunked: boolean,
     body: Uint8Array | undefined,
   ): void {
-    if (body !== undefined && body === headroom.body) {
-      // The head goes where the backend's was, just before the body in the read it came in.
-      const read = headroom.buf!;
-      headroom.body = headroom.buf = undefined;
-      const head = (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE));
-      if (headBound(statusText, headers) <= SCRATCH_SIZE) {
-        const end = this.#writeHead(head, status, statusText, headers, length, chunked);
-        const at = body.byteOffset - read.byteOffset;
-        if (end <= at) {
-          head.copy(read, at - end, 0, end);
-          this.conn.writeScratch(read, at + body.length, at - end);
-          return;
-        }
-      }
-    }
     const total = headBound(statusText, headers) + (body === undefined ? 0 : body.length);
     const buf = total <= SCRATCH_SIZE ? (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(total);
     let end = this.#writeHead(buf, status, statusText, headers, length, chunked);
@@ -170,6 +165,35 @@ export class Exchange extends IncomingRequest implements RawExchange {
     }
     if (buf === shared) this.conn.writeScratch(buf, end);
     else this.conn.write(buf.subarray(0, end));
+  }
+
+  /**
+   * {@link respond} with a whole body still in its read (BodyInRead): the head goes where the
+   * backend's was, just before the body, and both go out from there in one send() (or, when the
+   * head is longer, head and body from the reused buffer). No view of the read is made.
+   */
+  respondInRead(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: BodyInRead): void {
+    const read = body.buf, at = body.at, length = body.end - at;
+    if (this.method === "HEAD" || status === 204 || status === 304 || status < 200 || this.answered || this.done || this.conn.closed) {
+      return this.respond(status, statusText, headers, read.subarray(at, body.end), length);
+    }
+    this.answered = true;
+    const buf = (shared ??= Buffer.allocUnsafe(SCRATCH_SIZE));
+    const bound = headBound(statusText, headers);
+    if (bound + length > SCRATCH_SIZE) {
+      this.#send(status, statusText, headers, length, false, read.subarray(at, body.end));
+      return this.finish();
+    }
+    const end = this.#writeHead(buf, status, statusText, headers, length, false);
+    if (end <= at) {
+      body.spend?.();
+      buf.copy(read, at - end, 0, end);
+      this.conn.writeScratch(read, body.end, at - end);
+    } else {
+      read.copy(buf, end, at, body.end);
+      this.conn.writeScratch(buf, end + length);
+    }
+    this.finish();
   }
 
   respond(

@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import { RequestError, type RequestHead } from "../http1/request.ts";
 import type { ForwardLines, TlsInfo } from "../runtime/types.ts";
+import type { BodyInRead } from "../http1/bytes.ts";
 import { upgradeOf, type UpgradableConn } from "./upgrade.ts";
 
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
@@ -69,6 +70,8 @@ export abstract class IncomingRequest {
    */
   #stream: ReadableStream<Uint8Array> | null | undefined;
   #chunks: Uint8Array[] | undefined;
+  /** A whole body that came in the read its head came in, left there (BodyInRead) until taken or viewed. */
+  #inRead: BodyInRead | undefined;
   #buffered = 0;
   /** Why the body failed (for a stream made afterwards). */
   #bodyError: Error | undefined;
@@ -158,6 +161,7 @@ export abstract class IncomingRequest {
   get body(): ReadableStream<Uint8Array> | null {
     if (this.#stream !== undefined) return this.#stream;
     if (this.bodyLength === 0) return (this.#stream = null);
+    this.#viewRead();
     const conn = this.conn;
     return (this.#stream = new ReadableStream<Uint8Array>(
       {
@@ -191,12 +195,48 @@ export abstract class IncomingRequest {
   /** The whole body as bytes when it has all arrived and nothing asked for the stream yet; else undefined. */
   wholeBody(): Uint8Array | undefined {
     if (this.#stream !== undefined || this.bodyState !== Body.Done) return undefined;
+    this.#viewRead();
     const chunks = this.#chunks ?? [];
     this.#chunks = undefined;
     this.#stream = null;
     // Reading stopped at MAX_BODY_AHEAD unread bytes: they are read now.
     this.conn.resume();
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  }
+
+  /** {@link wholeBody} when the body is still in the read it came in, as it lies there (no view made); else undefined. */
+  wholeBodyInRead(): BodyInRead | undefined {
+    const r = this.#inRead;
+    if (r === undefined || this.#stream !== undefined) return undefined;
+    this.#inRead = undefined;
+    this.#stream = null;
+    return r;
+  }
+
+  #viewRead(): void {
+    const r = this.#inRead;
+    if (r === undefined) return;
+    this.#inRead = undefined;
+    (this.#chunks ??= []).push(r.buf.subarray(r.at, r.end));
+  }
+
+  /**
+   * The body's first bytes, at `off` in the read its head came in: a whole body (a Content-Length
+   * the read holds) is left there, with no view made; else as {@link feed}.
+   */
+  feedRead(buf: Buffer, off: number): void {
+    const end = off + this.remaining;
+    if (this.bodyState !== Body.Length || this.#stream !== undefined || this.#chunks !== undefined || end > buf.length) {
+      return this.feed(buf.subarray(off));
+    }
+    this.received += this.remaining;
+    this.remaining = 0;
+    this.#inRead = { buf, at: off, end };
+    this.endBody();
+    if (end < buf.length) {
+      const rest = buf.subarray(end);
+      this.conn.pending = this.conn.pending === undefined ? rest : Buffer.concat([this.conn.pending, rest]);
+    }
   }
 
   /** The exchange is its own abort signal (AbortLike): no AbortController per request. */

@@ -4,7 +4,7 @@
  * from the runtime's own listener.
  */
 import type { AbortLike } from "../upstream/client.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 import { upstreamHeaders, upstreamHeadersBlock, upstreamHeadersRaw } from "../http1/headers.ts";
 import type { RawExchange, TlsInfo } from "../runtime/types.ts";
 import type { ObservedRequest, Observer } from "../telemetry/observer.ts";
@@ -96,6 +96,8 @@ export interface Incoming {
   bodyFault(): number;
   /** The whole body as bytes when it has already arrived and `body` was not read (see RawExchange.wholeBody). */
   wholeBody?(): Uint8Array | undefined;
+  /** The same, left in the read it came in (RawExchange.wholeBodyInRead). */
+  wholeBodyInRead?(): BodyInRead | undefined;
   /** The Upgrade to ask the backend for (the route allows it: tunnel.ts); undefined for a plain request. */
   upgrade?: string | undefined;
   /** Path and query as the client sent them, when a transform changed {@link target}: what strategies read. */
@@ -280,5 +282,8 @@ export class RawIncoming implements Incoming, ObservedRequest {
   }
   wholeBody(): Uint8Array | undefined {
     return this.raw.wholeBody?.();
+  }
+  wholeBodyInRead(): BodyInRead | undefined {
+    return this.raw.wholeBodyInRead?.();
   }
 }

@@ -22,7 +22,7 @@ import type { GatewayMetrics } from "../telemetry/metrics.ts";
 import { HTTPException } from "hono/http-exception";
 import { proxyToPool } from "./proxy.ts";
 import { RawIncoming, RequestRecord } from "./exchange.ts";
-import { countedBody, errorResponse, type ProxyResult } from "./response.ts";
+import { countedBody, errorResponse, type ProxyResult, respondRaw } from "./response.ts";
 import { makeRoute, routeLabel } from "./routes.ts";
 import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
 import { EditedIncoming, editedHead, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
@@ -327,7 +327,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           else {
             let headers = result.block ?? result.headers;
             if (route.editsResponses) headers = editedHead(tf, ran, edit, result.status, result.block, () => result.headers);
-            raw.respond(result.status, result.statusText, headers, result.body, result.length);
+            respondRaw(raw, result, headers);
             if (!ex.streaming) ex.done();
             return;
           }
@@ -336,7 +336,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
           if (result instanceof Response) response = result;
           else if (result.upgraded !== undefined) return openTunnel(raw, result.upgraded, ex, route.options.tunnelIdleMs);
           else {
-            raw.respond(result.status, result.statusText, result.block ?? result.headers, result.body, result.length);
+            respondRaw(raw, result, result.block ?? result.headers);
             if (!ex.streaming) ex.done();
             return;
           }

@@ -8,7 +8,7 @@ import type { RequestInfo } from "../plugins/api.ts";
 import { downstreamRaw } from "../http1/headers.ts";
 import { sendUpstream, UpstreamError, type AbortLike, type UpstreamRequest, type UpstreamResponse } from "../upstream/client.ts";
 import { backoffDelay, IDEMPOTENT, parseRetryAfter, type FailureKind } from "../resilience/retry.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 import type { Exchange, Incoming, RouteOptions } from "./exchange.ts";
 import { bufferBody, withBodyTimeout, BodyTimeout } from "./body.ts";
 import { errorResponse, ProxiedResponse, type Proxied, type ProxyResult } from "./response.ts";
@@ -65,11 +65,18 @@ class Attempt implements UpstreamRequest {
     readonly path: string,
     readonly headers: Record<string, string>,
     readonly block: HeaderBlock | undefined,
-    readonly body: ReadableStream<Uint8Array> | Uint8Array | null,
+    private readonly bodyGiven: ReadableStream<Uint8Array> | Uint8Array | null,
+    readonly bodyInRead: BodyInRead | undefined,
     readonly signal: AbortLike,
     readonly connectTimeoutMs: number,
     readonly responseTimeoutMs: number,
   ) {}
+
+  /** The body; one still in the client's read as a view of it, made only for a client that does not read `bodyInRead`. */
+  get body(): ReadableStream<Uint8Array> | Uint8Array | null {
+    const r = this.bodyInRead;
+    return r !== undefined ? r.buf.subarray(r.at, r.end) : this.bodyGiven;
+  }
 
   onBodyEnd(bytes: number, error?: string): void {
     this.bytes = bytes;
@@ -124,9 +131,12 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
 
   // A small body is buffered so that it can be sent again; a large one is streamed, once. One that
   // came whole with its head (the usual small POST) is taken as bytes: no stream, reader or timer.
+  // One still in the read it came in is left there (BodyInRead): the upstream client copies it from there.
   const length = request.bodyLength;
-  const whole = length > 0 && length <= retry.buffer_body_limit ? request.wholeBody?.() : undefined;
-  let body: ReadableStream<Uint8Array> | Uint8Array | null = whole ?? request.body;
+  const small = length > 0 && length <= retry.buffer_body_limit;
+  const inRead = small ? request.wholeBodyInRead?.() : undefined;
+  const whole = small && inRead === undefined ? request.wholeBody?.() : undefined;
+  let body: ReadableStream<Uint8Array> | Uint8Array | null = inRead !== undefined ? null : whole ?? request.body;
   let replayable = body === null || whole !== undefined;
   let bodyStalled = false;
   // Whether the first attempt starts in the request's turn (Exchange.start): not after middleware,
@@ -194,6 +204,7 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
       headers,
       lines,
       body,
+      inRead,
       request.signal,
       cfg.timeouts.connect,
       Math.min(perTry, remaining),
@@ -274,7 +285,8 @@ export async function proxyToPool(pool: Pool, request: Incoming, ex: Exchange, r
     // This is the response the client gets.
     attempt.final = true;
     ex.status = status;
-    if (res.body instanceof ReadableStream && !attempt.endedEarly) {
+    // (A body still in its read is whole: `body` would make a view of it for nothing.)
+    if (res.inRead === undefined && res.body instanceof ReadableStream && !attempt.endedEarly) {
       ex.streaming = true;
       ex.upstreamBody = res.body;
     } else attempt.finish();
@@ -326,7 +338,7 @@ function retryAfterMs(res: UpstreamResponse): number | undefined {
 
 /** Throw away a response we are retrying past (closes its connection if the body is unread). */
 function discard(res: UpstreamResponse, attempt: Attempt): void {
-  if (res.body instanceof ReadableStream && !attempt.endedEarly) res.body.cancel().catch(() => {});
+  if (res.inRead === undefined && res.body instanceof ReadableStream && !attempt.endedEarly) res.body.cancel().catch(() => {});
   else attempt.finish();
 }
 

@@ -3,9 +3,10 @@
  * made into strings or a web Response only when middleware reads it), or a short error of ours.
  */
 import { downstreamRaw } from "../http1/headers.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 import type { UpstreamResponse } from "../upstream/client.ts";
 import type { Exchange } from "./exchange.ts";
+import type { RawExchange } from "../runtime/types.ts";
 import type { Upgraded } from "./tunnel.ts";
 
 /** A short plain-text error response; never a stack trace. */
@@ -30,6 +31,8 @@ export interface Proxied {
   readonly block: HeaderBlock | undefined;
   readonly length: number;
   readonly body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /** The whole body as it lies in the backend's read (UpstreamResponse.inRead): `body` makes a view of it. */
+  readonly inRead?: BodyInRead | undefined;
   /** A 101 to an upgrade: the tunnel to open (tunnel.ts). */
   readonly upgraded?: Upgraded;
 }
@@ -56,9 +59,19 @@ export class ProxiedResponse implements Proxied {
   get body() {
     return this.res.body;
   }
+  get inRead() {
+    return this.res.inRead;
+  }
   get headers(): string[] {
     return (this.#headers ??= downstreamRaw(this.res.rawHeaders).headers);
   }
+}
+
+/** Answer `raw` with a backend's response: a whole body still in its read goes out from there (RawExchange.respondInRead). */
+export function respondRaw(raw: RawExchange, result: Proxied, headers: readonly string[] | HeaderBlock): void {
+  const inRead = result.inRead;
+  if (inRead !== undefined && raw.respondInRead !== undefined) raw.respondInRead(result.status, result.statusText, headers, inRead);
+  else raw.respond(result.status, result.statusText, headers, result.body, result.length);
 }
 
 /** What {@link proxyToPool} answers: the backend's response, or an answer of ours (errors). */

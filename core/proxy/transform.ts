@@ -5,7 +5,7 @@
  */
 import type { Transform, TransformRequest, TransformResponse } from "../plugins/api.ts";
 import { HOP_BY_HOP } from "../http1/headers.ts";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 import type { Exchange, Incoming } from "./exchange.ts";
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -126,6 +126,9 @@ export class EditedIncoming implements Incoming {
   }
   wholeBody(): Uint8Array | undefined {
     return this.inner.wholeBody?.();
+  }
+  wholeBodyInRead(): BodyInRead | undefined {
+    return this.inner.wholeBodyInRead?.();
   }
   #apply(headers: Record<string, string>): Record<string, string> {
     const changes = this.edit.changes;

@@ -9,7 +9,7 @@ export type { TunnelEnd, TunnelEvents } from "../upstream/client.ts";
 
 /** The `close` reason of a tunnel end the proxy itself closed (shutdown_timeout reached). */
 export const CLOSED_BY_PROXY = "closed by the proxy";
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 
 /** Handler for one request; `clientIp` is the peer address of the TCP connection. */
 export type FetchHandler = (request: Request, clientIp: string) => Response | Promise<Response>;
@@ -47,6 +47,8 @@ export interface RawExchange {
    * is null from now on); undefined otherwise.
    */
   wholeBody?(): Uint8Array | undefined;
+  /** {@link wholeBody} for a body that came whole in the read its head came in, left there (no view of it made); else undefined. */
+  wholeBodyInRead?(): BodyInRead | undefined;
   /** Aborted when the client goes away before its response is complete. */
   readonly signal: AbortLike;
   /** Why the body failed on the client's side, as the status to answer (413 too large, 400 bad framing); 0 if it did not. */
@@ -63,6 +65,11 @@ export interface RawExchange {
     body: Uint8Array | ReadableStream<Uint8Array> | null,
     length: number,
   ): void;
+  /**
+   * {@link respond} with a whole body that is still in the read it came in (BodyInRead): no view
+   * of it is made. Where absent, `respond` with the body as bytes.
+   */
+  respondInRead?(status: number, statusText: string, headers: readonly string[] | HeaderBlock, body: BodyInRead): void;
   /** Answer with a web `Response` (routes with middleware, error answers). */
   respondWith(response: Response): void;
   /** The same request as a web `Request` (built once; its body is {@link body}). */

@@ -125,7 +125,9 @@ export class RawPool implements UpstreamAgent, ConnPool {
   start(conn: Conn, ex: Exchange): void {
     const req = ex.req;
     const h = req.headers;
-    const body = req.body;
+    // A body still in the client's read (BodyInRead) is copied from there: `body` would make a view of it.
+    const inRead = req.bodyInRead;
+    const body = inRead === undefined ? req.body : null;
     const basePath = this.target.basePath;
     let size = req.method.length + basePath.length + req.path.length + 96 + (req.upgrade?.length ?? 0);
     for (const name in h) size += name.length + h[name]!.length + 4;
@@ -134,8 +136,9 @@ export class RawPool implements UpstreamAgent, ConnPool {
     // A buffered body goes out with the head from the reused buffer; a larger one is written
     // after it as it is (an OTLP export's ~200 KB body was copied into a fresh buffer each time).
     const bytes = body instanceof Uint8Array ? body : undefined;
-    const inline = bytes !== undefined && size + bytes.length <= SCRATCH_SIZE;
-    if (inline) size += bytes.length;
+    const length = inRead !== undefined ? inRead.end - inRead.at : bytes !== undefined ? bytes.length : -1;
+    const inline = length >= 0 && size + length <= SCRATCH_SIZE;
+    if (inline) size += length;
     const buf = size <= SCRATCH_SIZE ? (scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE)) : Buffer.allocUnsafe(size);
     let p = latin1(buf, 0, req.method);
     buf[p++] = 32;
@@ -152,10 +155,10 @@ export class RawPool implements UpstreamAgent, ConnPool {
     }
     if (block !== undefined) p = putBlock(buf, p, block);
     let chunked = false;
-    if (bytes !== undefined) {
+    if (length >= 0) {
       if (h["content-length"] === undefined) {
         p = put(buf, p, CONTENT_LENGTH);
-        p = putInt(buf, p, bytes.length);
+        p = putInt(buf, p, length);
         buf[p++] = 13;
         buf[p++] = 10;
       }
@@ -172,13 +175,14 @@ export class RawPool implements UpstreamAgent, ConnPool {
     buf[p++] = 13;
     buf[p++] = 10;
     if (inline) {
-      buf.set(bytes, p);
-      p += bytes.length;
+      if (inRead !== undefined) inRead.buf.copy(buf, p, inRead.at, inRead.end);
+      else buf.set(bytes!, p);
+      p += length;
     }
     if (buf === scratch) conn.writeScratch(buf, p);
     else conn.write(buf.subarray(0, p));
-    if (bytes !== undefined && !inline) conn.write(bytes);
-    if (body === null || bytes !== undefined) ex.bodySent = true;
+    if (length >= 0 && !inline) conn.write(inRead !== undefined ? inRead.buf.subarray(inRead.at, inRead.end) : bytes!);
+    if (body === null || length >= 0) ex.bodySent = true;
     else void pump(conn, ex, body as ReadableStream<Uint8Array>, chunked);
   }
 

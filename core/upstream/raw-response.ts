@@ -8,7 +8,7 @@ import { UpstreamError, type UpstreamResponse } from "./types.ts";
 import { Conn, Exchange, Framing, Phase } from "./raw-conn.ts";
 import { parseHead, ParseError, type ResponseHead } from "../http1/response.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
-import { headroom } from "../http1/bytes.ts";
+import type { BodyInRead } from "../http1/bytes.ts";
 import type { TcpHandlers } from "../runtime/types.ts";
 import { ConnTunnel } from "./raw-tunnel.ts";
 
@@ -17,11 +17,10 @@ import { ConnTunnel } from "./raw-tunnel.ts";
  * the listener writes it with its head in one send(), with no ReadableStream, no promise per
  * piece and no second write. Larger ones are streamed with backpressure.
  *
- * 64 KiB for Fulcrum's own listener (16 KiB GET: ~7% less CPU a request than streaming, median
- * of 10 interleaved rounds). Bun.serve (FULCRUM_BUN_SERVE=1) needs 16 KiB: it writes a response
- * that completes outside the handler in one send() only when it fits its 16 KiB cork buffer;
- * past that, every status-line and header fragment is its own send() (~36 syscalls a response,
- * oven-sh/bun#41341), so there a larger one goes as a stream (head corked, then the body).
+ * 64 KiB for Fulcrum's own listener (16 KiB GET: ~7% less CPU a request than streaming, median of
+ * 10 interleaved rounds). Bun.serve (FULCRUM_BUN_SERVE=1) needs 16 KiB: it writes a response that
+ * completes outside the handler in one send() only when it fits its 16 KiB cork buffer; past that,
+ * every fragment is its own send() (oven-sh/bun#41341): there a larger one goes as a stream.
  */
 let wholeLimit = 64 * 1024;
 
@@ -35,13 +34,33 @@ function fitsCork(head: ResponseHead, length: number): boolean {
   return length + (head.end - head.from) + 64 <= wholeLimit;
 }
 
-/** The response as the proxy sees it; header strings are made only if something reads them. */
-class RawResponse implements UpstreamResponse {
+const EMPTY = Buffer.alloc(0); // `buf` of a response whose body is not in its read
+/**
+ * The response as the proxy sees it; header strings are made only if something reads them. A whole
+ * body still in its read (`inRead`, BodyInRead) becomes a view, `body`, only if middleware reads it.
+ */
+class RawResponse implements UpstreamResponse, BodyInRead {
+  #body: UpstreamResponse["body"];
   constructor(
     readonly head: ResponseHead,
-    readonly body: UpstreamResponse["body"],
+    body: UpstreamResponse["body"],
     readonly tunnel?: ConnTunnel,
-  ) {}
+    readonly buf: Buffer = EMPTY,
+    readonly at = 0,
+    readonly end = 0,
+  ) {
+    this.#body = body;
+  }
+  get inRead(): BodyInRead | undefined {
+    return this.buf === EMPTY ? undefined : this;
+  }
+  spend(): void {
+    this.head.spend();
+  }
+  get body(): UpstreamResponse["body"] {
+    if (this.#body === null && this.buf !== EMPTY) this.#body = this.buf.subarray(this.at, this.end) as Uint8Array<ArrayBuffer>;
+    return this.#body;
+  }
   get status() {
     return this.head.status;
   }
@@ -220,14 +239,17 @@ function part(buf: Buffer, start: number, end: number): Uint8Array<ArrayBuffer> 
 }
 
 const BODYLESS = (status: number) => status === 204 || status === 304;
-
 /** A read this large is not held by the head for the length of the response (ResponseHead.detach). */
 const DETACH_ABOVE = 16 * 1024;
 
 function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): void {
-  if (buf.length > DETACH_ABOVE) head.detach();
-  ex.head = head;
   const req = ex.req;
+  const length = head.contentLength;
+  // A body left in this read (BodyInRead) holds the read anyway: the head stays in it too, no copy.
+  const inRead = length > PART_COPY && buf.length - off >= length && req.method !== "HEAD" && !BODYLESS(head.status) &&
+    fitsCork(head, length);
+  if (buf.length > DETACH_ABOVE && !inRead) head.detach();
+  ex.head = head;
   if (req.method === "HEAD" || BODYLESS(head.status)) {
     ex.complete(off < buf.length);
     return handOver(ex, null);
@@ -245,19 +267,17 @@ function onHead(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): voi
     for (const p of parts) ex.push(p);
     return;
   }
-  const length = head.contentLength;
   const avail = buf.length - off;
   if (length >= 0) {
     if (avail >= length) {
-      const body = part(buf, off, off + length);
-      if (length > PART_COPY && fitsCork(head, length)) {
-        // A view of this read: the bytes before it (the backend's head, once the head holds a copy
-        // of its own) may take the client's head (headroom, core/http1/bytes.ts).
-        if (head.buf === buf) head.detach();
-        headroom.body = body;
-        headroom.buf = buf;
+      if (inRead) {
+        // Left in this read, no view made: the client's head may go over the backend's (spend).
+        ex.complete(avail > length);
+        ex.bytes = length;
+        ex.endBody();
+        return settle(ex, new RawResponse(head, null, undefined, buf, off, off + length));
       }
-      return finishSmall(ex, body, avail > length);
+      return finishSmall(ex, part(buf, off, off + length), avail > length);
     }
     ex.remaining = length - avail;
     if (fitsCork(head, length)) {
@@ -333,11 +353,14 @@ function switched(ex: Exchange, head: ResponseHead, buf: Buffer, off: number): v
 }
 
 function handOver(ex: Exchange, body: UpstreamResponse["body"]): void {
+  settle(ex, new RawResponse(ex.head!, body));
+}
+
+function settle(ex: Exchange, res: RawResponse): void {
   ex.settled = true;
   ex.cleanup();
   if (ex.phase !== Phase.Body) ex.req.signal.removeEventListener("abort", ex);
-  const head = ex.head!;
-  ex.resolve(new RawResponse(head, body));
+  ex.resolve(res);
 }
 
 function startStream(ex: Exchange): void {

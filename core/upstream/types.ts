@@ -1,5 +1,5 @@
 // The upstream client's contract, apart from any client, so that every file here can import it without a cycle.
-import type { HeaderBlock } from "../http1/bytes.ts";
+import type { BodyInRead, HeaderBlock } from "../http1/bytes.ts";
 
 export type UpstreamErrorKind = "connect" | "reset" | "timeout" | "aborted";
 
@@ -59,6 +59,8 @@ export interface UpstreamRequest {
   block?: HeaderBlock;
   /** A stream is sent once the connection is up, so a connect failure leaves it unread (retryable). */
   body: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** The body as it lies in the client's read, when it came whole with its head: a client that can send it from there reads this, not `body`. */
+  readonly bodyInRead?: BodyInRead | undefined;
   /** Aborted when the client goes away. */
   signal: AbortLike;
   connectTimeoutMs: number;
@@ -121,6 +123,11 @@ export interface UpstreamResponse {
    * `onBodyEnd` has been called); or null for HEAD, 204 and 304 (then `onBodyEnd` is not called).
    */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /**
+   * The whole body as it lies in the read it came in (the raw client, for a body it read whole in
+   * one read): forwarded from there with no view of it made; `body` makes the view when read.
+   */
+  readonly inRead?: BodyInRead;
   /** A 101 to a request with `upgrade`: the backend's connection as a tunnel end (`body` is null). */
   readonly tunnel?: TunnelEnd;
 }

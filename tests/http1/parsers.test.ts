@@ -26,6 +26,17 @@ function decode(text: string | Buffer, pieces = 1): { body: string; used: number
 }
 
 describe("response head parsing", () => {
+  test("a head whose bytes were written over (spend) is not read from them: headers read before are kept, others throw", () => {
+    const read = head("HTTP/1.1 200 OK\r\nX-A: one");
+    expect(read.rawHeaders).toEqual(["x-a", "one"]);
+    read.spend();
+    expect(read.rawHeaders).toEqual(["x-a", "one"]);
+    expect(() => read.block).toThrow(/written over/);
+    const unread = head("HTTP/1.1 200 OK\r\nX-A: one");
+    unread.spend();
+    expect(() => unread.rawHeaders).toThrow(/written over/);
+  });
+
   test("status line, headers lower-cased in order, OWS trimmed, value bytes kept (obs-text)", () => {
     const h = head("HTTP/1.1 404 Not Found\r\nX-A:  one \r\nContent-Length: 3\r\nX-Latin: caf\xe9");
     expect(h).toMatchObject({ status: 404, statusText: "Not Found", contentLength: 3, chunked: false, close: false });
@@ -277,6 +288,14 @@ describe("request head parsing (the client-facing listener)", () => {
       return (e as RequestError).status;
     }
   };
+
+  test("each request's Host as sent, byte for byte, when the one before had one of the same length", () => {
+    // The parser reuses the last Host string when the bytes are the same: any other must not get it.
+    const hosts = ["a.test", "a.test", "b.test", "a.tesT", "A.test", "a.test:1", "a.test", "[::1]:80", "[::2]:80"];
+    expect(hosts.map((host) => req(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`)!.host)).toEqual(hosts);
+    // Nor is a refused Host let through the second time.
+    expect([status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n")]).toEqual([400, 400]);
+  });
 
   test("request line, lower-cased headers in order, framing and keep-alive", () => {
     const h = req("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc")!;

@@ -5,6 +5,7 @@
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import { listenerHarness, ownListener } from "./harness.ts";
+import { echoTarget } from "../helpers/raw-client.ts";
 
 setDefaultTimeout(20_000);
 const { backend, proxy } = listenerHarness();
@@ -38,6 +39,36 @@ ownListener("a request body nobody reads", () => {
     await p.idle();
     await p.stopPromptly();
   });
+
+  for (const middleware of [false, true]) {
+    test(
+      `a body that came whole in its head's read goes upstream as sent, again on a retry, and the request pipelined behind it next ${
+        middleware ? "(middleware route: the body read as a stream)" : "(direct route: sent from the read)"
+      }`,
+      async () => {
+        // The first PUT is answered 503 and retried (PUT is idempotent): its body is sent twice.
+        let puts = 0;
+        const be = await backend((req) =>
+          req.method === "PUT" && puts++ === 0 ? "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n" : echoTarget(req)
+        );
+        const p = await proxy(be, { middleware, retry: "    retry: { attempts: 2, backoff: { base: 1ms, max: 1ms } }\n" });
+        const c = await p.client();
+        const body = Array.from({ length: 4096 }, (_, i) => String.fromCharCode(33 + (i % 90))).join("");
+        c.write(`PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}GET /next HTTP/1.1\r\nHost: x\r\n\r\n`);
+        const a = await c.readResponse();
+        expect(a !== "closed" && [a.status, a.body.toString()]).toEqual([200, "PUT /put"]);
+        const b = await c.readResponse();
+        expect(b !== "closed" && b.body.toString()).toBe("GET /next");
+        const puts2 = be.requests.filter((r) => r.method === "PUT");
+        expect(puts2.map((r) => [r.get("content-length"), r.body.toString("latin1")])).toEqual([
+          [String(body.length), body],
+          [String(body.length), body],
+        ]);
+        await p.idle();
+        await p.stopPromptly();
+      },
+    );
+  }
 
   for (const middleware of [false, true]) {
     test(`a chunked body over max_request_body mid-stream: 413, connection closed, the backend never gets it whole ${middleware ? "(middleware route)" : "(direct route)"}`, async () => {

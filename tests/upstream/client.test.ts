@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
+import { gunzipSync } from "node:zlib";
 import { startBackend, startRawBackend, type RawBackend } from "../helpers/backends.ts";
 import { startFulcrum, type InProcess } from "../helpers/fulcrum.ts";
 
@@ -91,7 +92,7 @@ describe("malformed responses are refused with 502", () => {
 
 describe("message framing", () => {
   // A body read whole with its head is sent from that read, the client's head written over the
-  // backend's (core/http1/bytes.ts headroom) when it fits there, else copied behind ours.
+  // backend's (BodyInRead, core/http1/bytes.ts) when it fits there, else copied behind ours.
   for (
     const [what, extra] of [
       // As nginx answers: its Date is kept, its Connection dropped, so the client's head is shorter.
@@ -122,6 +123,30 @@ describe("message framing", () => {
       expect(f.access().map((l) => l.bytes)).toEqual([...bodies, ...bodies].map((x) => x.length));
     });
   }
+
+  test("a body read whole with its head reaches middleware as its bytes (the view of the read made when read)", async () => {
+    const body = Array.from({ length: 16 * 1024 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("");
+    const b = startRawBackend((_h, s) => writeAll(s, ok(body, "Content-Type: text/plain\r\nX-Pad: p\r\n")));
+    cleanups.push(() => b.stop());
+    const f = await startFulcrum(`pools:
+  web: { backends: ["${b.url}"], retry: { attempts: 1 } }
+routes:
+  - match: { path: /mw }
+    pool: web
+    middleware: [ { compress: { encodings: [gzip], min_size: 1 } } ]
+  - match: { path: / }
+    pool: web
+`);
+    cleanups.push(() => f.stop());
+    for (let i = 0; i < 2; i++) {
+      const zipped = await fetch(`${f.url}/mw`, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+      expect(zipped.headers.get("content-encoding")).toBe("gzip");
+      expect(gunzipSync(new Uint8Array(await zipped.arrayBuffer())).toString()).toBe(body);
+      const plain = await fetch(`${f.url}/plain`);
+      expect(plain.headers.get("x-pad")).toBe("p");
+      expect(await plain.text()).toBe(body);
+    }
+  });
 
   test("chunked: body decoded across reads, trailers dropped", async () => {
     const { f } = await via((_h, s) => {
