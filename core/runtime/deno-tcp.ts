@@ -41,10 +41,18 @@ function slabFor(n: number): Uint8Array {
   return slab;
 }
 
-/** A copy of `bytes` (a view of the slab when small). */
+/**
+ * A copy of `bytes` (a view of the slab when small). Not `bytes.slice()`: on a Buffer that is a
+ * view, and a caller's reused buffer (the upstream client's and the listener's head scratch) would
+ * be sent as it is later, another request's bytes.
+ */
 function copyOf(bytes: Uint8Array): Uint8Array {
   const n = bytes.length;
-  if (n > SLAB_MAX) return bytes.slice();
+  if (n > SLAB_MAX) {
+    const own = new Uint8Array(n);
+    own.set(bytes);
+    return own;
+  }
   const s = slabFor(n);
   const at = slabAt;
   s.set(bytes, at);
