@@ -14,7 +14,10 @@
  *                     [--v8-flags=--flag,...] [--base-v8-flags=--flag,...]   (to this checkout's / the base's Deno)
  *   bun bench/deno.ts --profile OUT.cpuprofile [--duration 5] [--base DIR]
  *     (only Fulcrum under Deno, run with --inspect: a V8 CPU profile taken over one wrk run through
- *     the inspector, written to OUT.cpuprofile, its self time per function printed)
+ *     the inspector, written to OUT.cpuprofile, its self time per function printed). `deno run
+ *     --cpu-prof --cpu-prof-dir=DIR` works too (not in `deno run --help` of 2.9): it writes the
+ *     whole run's profile at exit, which Fulcrum's SIGTERM shutdown reaches; the inspector takes
+ *     only the loaded seconds.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
