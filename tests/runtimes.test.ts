@@ -285,6 +285,7 @@ describe("Deno (deno task start)", () => {
         const size = Number(new URL(req.url).searchParams.get("size") ?? -1);
         return new Response(size >= 0 ? pattern(size) : await req.arrayBuffer(), { headers: { "x-backend": "echo" } });
       });
+      mkdirSync(join(ROOT, ".tmp"), { recursive: true }); // run first in a fresh checkout, no other test made it yet
       const file = join(ROOT, ".tmp", `deno-raw-${process.pid}.yaml`);
       const ws = await startWsBackend();
       writeFileSync(

@@ -222,8 +222,14 @@ function onData(ex: Exchange, chunk: Buffer): void {
   onHead(ex, head, buf, off);
 }
 
-/** Up to this many bytes, {@link part} copies; past it, a view. */
+/** Up to this many bytes, {@link part} copies; past it, a view (and its head may go in the read: headroom). */
 const PART_COPY = 4096;
+let partCopy = PART_COPY;
+
+/** Set by a runtime whose views are cheap (V8: Deno's reads are in node:buffer's pool, a new Uint8Array costs ~0.7 µs). */
+export function setPartCopyLimit(bytes: number): void {
+  partCopy = bytes;
+}
 
 /**
  * `buf[start, end)`: a copy when short, else a view. A view of a small chunk makes JSC first move
@@ -232,7 +238,7 @@ const PART_COPY = 4096;
  * which makes a Buffer through its species constructor (6%).
  */
 function part(buf: Buffer, start: number, end: number): Uint8Array<ArrayBuffer> {
-  if (end - start > PART_COPY) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
+  if (end - start > partCopy) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
   const out = new Uint8Array(end - start);
   buf.copy(out, 0, start, end);
   return out;
