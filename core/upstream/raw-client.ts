@@ -15,7 +15,7 @@ import type { PoolOptions, UpstreamClient, UpstreamTarget } from "./types.ts";
 import type { TcpConnect } from "../runtime/types.ts";
 import { RawPool } from "./raw-pool.ts";
 
-export { setPartCopyLimit, setWholeResponseLimit } from "./raw-response.ts";
+export { setPartCopyLimit, setWholeResponseLimit } from "./raw-limits.ts";
 
 /** The raw upstream client over the runtime's `connect`: one {@link RawPool} per backend. */
 export function rawUpstreamClient(connect: TcpConnect): UpstreamClient {

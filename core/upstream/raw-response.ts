@@ -11,27 +11,11 @@ import { ChunkedDecoder } from "../http1/chunked.ts";
 import type { BodyInRead } from "../http1/bytes.ts";
 import type { TcpHandlers } from "../runtime/types.ts";
 import { ConnTunnel } from "./raw-tunnel.ts";
-
-/**
- * A response whose head and body fit `wholeLimit` bytes is read whole and handed over as bytes:
- * the listener writes it with its head in one send(), with no ReadableStream, no promise per
- * piece and no second write. Larger ones are streamed with backpressure.
- *
- * 64 KiB for Fulcrum's own listener (16 KiB GET: ~7% less CPU a request than streaming, median of
- * 10 interleaved rounds). Bun.serve (FULCRUM_BUN_SERVE=1) needs 16 KiB: it writes a response that
- * completes outside the handler in one send() only when it fits its 16 KiB cork buffer; past that,
- * every fragment is its own send() (oven-sh/bun#41341): there a larger one goes as a stream.
- */
-let wholeLimit = 64 * 1024;
-
-/** Set by the runtime when it serves with Bun.serve (see {@link wholeLimit}). */
-export function setWholeResponseLimit(bytes: number): void {
-  wholeLimit = bytes;
-}
+import { limits, PART_COPY } from "./raw-limits.ts";
 
 /** Whether head and a body of `length` bytes are small enough to hand over whole (with room for a Date). */
 function fitsCork(head: ResponseHead, length: number): boolean {
-  return length + (head.end - head.from) + 64 <= wholeLimit;
+  return length + (head.end - head.from) + 64 <= limits.whole;
 }
 
 const EMPTY = Buffer.alloc(0); // `buf` of a response whose body is not in its read
@@ -222,15 +206,6 @@ function onData(ex: Exchange, chunk: Buffer): void {
   onHead(ex, head, buf, off);
 }
 
-/** Up to this many bytes, {@link part} copies; past it, a view (and its head may go in the read: headroom). */
-const PART_COPY = 4096;
-let partCopy = PART_COPY;
-
-/** Set by a runtime whose views are cheap (V8: Deno's reads are in node:buffer's pool, a new Uint8Array costs ~0.7 µs). */
-export function setPartCopyLimit(bytes: number): void {
-  partCopy = bytes;
-}
-
 /**
  * `buf[start, end)`: a copy when short, else a view. A view of a small chunk makes JSC first move
  * the chunk to an ArrayBuffer of its own (an allocation and a copy of all of it): \`subarray\` of
@@ -238,7 +213,7 @@ export function setPartCopyLimit(bytes: number): void {
  * which makes a Buffer through its species constructor (6%).
  */
 function part(buf: Buffer, start: number, end: number): Uint8Array<ArrayBuffer> {
-  if (end - start > partCopy) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
+  if (end - start > limits.partCopy) return buf.subarray(start, end) as Uint8Array<ArrayBuffer>;
   const out = new Uint8Array(end - start);
   buf.copy(out, 0, start, end);
   return out;
