@@ -152,7 +152,6 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       timeouts: { tunnel_idle: TUNNEL_IDLE_DEFAULT },
     },
   ];
-  deps.stores?.useMetrics(deps.metrics?.storeErrors);
   const chains = routeConfigs.map((rc, i) =>
     rc.middleware.map((m, j) => {
       const name = m.name!;
@@ -375,6 +374,8 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
       for (const p of pools.values()) p.close();
     },
     activate() {
+      // The stores count failures in this gateway's metrics from now (not on a build a failed reload drops).
+      deps.stores?.useMetrics(deps.metrics?.storeErrors);
       for (const [name, p] of pools) {
         // Drains and admin weights of the gateway being replaced, as they are at the swap.
         carryOperatorState(deps.previous?.pools.get(name), p, updates.get(name), logging.logger);

@@ -83,7 +83,7 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
     );
   };
   deps = { ...deps, openStores };
-  const stores = await openStores(config, undefined);
+  const stores = deps.stores ?? (await openStores(config, undefined));
   let current: ServingState = {
     config,
     gateway: buildGateway(config, { ...deps, stores, registry: plugins.registry }),

@@ -33,11 +33,20 @@ function labelsOf(names: readonly string[], values: readonly string[]): Record<s
   return labels;
 }
 
+function forgetIn(children: Map<string, { labels: Record<string, string> }>, pool: string, backend: string): boolean {
+  let any = false;
+  for (const [k, c] of children) {
+    if (c.labels.pool === pool && c.labels.backend === backend) any = children.delete(k);
+  }
+  return any;
+}
+
 /** A counter family whose children are cached plain numbers, exported through prom-client. */
 export class FastCounter {
   readonly #children = new Map<string, Child>();
 
-  constructor(registry: Registry, name: string, help: string, readonly labelNames: readonly string[] = []) {
+  /** `beforeCollect` runs first at each scrape (Metrics' pruning of backends gone for good). */
+  constructor(registry: Registry, name: string, help: string, readonly labelNames: readonly string[] = [], beforeCollect?: () => void) {
     const children = this.#children;
     new Counter({
       name,
@@ -45,6 +54,7 @@ export class FastCounter {
       labelNames,
       registers: [registry],
       collect() {
+        beforeCollect?.();
         this.reset();
         for (const c of children.values()) this.inc(c.labels, c.value);
       },
@@ -59,9 +69,9 @@ export class FastCounter {
     return c;
   }
 
-  /** Drop the series of a backend that left its pool for good (discovery, a reload): no series grows without end. */
-  forget(pool: string, backend: string): void {
-    for (const [k, c] of this.#children) if (c.labels.pool === pool && c.labels.backend === backend) this.#children.delete(k);
+  /** Drop the series of a backend that left its pool for good; whether there were any. */
+  forget(pool: string, backend: string): boolean {
+    return forgetIn(this.#children, pool, backend);
   }
 
   /** Sum over all series (tests, and counters read back). */
@@ -108,8 +118,9 @@ export class FastHistogram {
     readonly help: string,
     readonly labelNames: readonly string[],
     readonly bounds: readonly number[],
+    beforeCollect?: () => void,
   ) {
-    const values = () => this.#values();
+    const values = () => (beforeCollect?.(), this.#values());
     registry.registerMetric({
       name,
       help,
@@ -127,8 +138,8 @@ export class FastHistogram {
   }
 
   /** As {@link FastCounter.forget}. */
-  forget(pool: string, backend: string): void {
-    for (const [k, c] of this.#children) if (c.labels.pool === pool && c.labels.backend === backend) this.#children.delete(k);
+  forget(pool: string, backend: string): boolean {
+    return forgetIn(this.#children, pool, backend);
   }
 
   #values() {
@@ -188,6 +199,14 @@ export interface Metrics extends GatewayMetrics {
   readonly retries: FastCounter;
   /** Where gauges read the live state from; set when the server is up (and again after a reload). */
   source: MetricsSource | undefined;
+  /**
+   * Backend `id` left `pool` for good: its per-backend series are dropped at the scrapes of the
+   * next {@link GONE_MS} unless the live pools have that id again (a late request may have
+   * counted after the first drop; a returning backend keeps counting).
+   */
+  backendGone(pool: string, id: string): void;
+  /** Bumped when series were dropped: cached children (core/telemetry/observer.ts) are looked up again. */
+  readonly generation: number;
   /** With workers: each worker's `registry.getMetricsAsJSON()`; render() aggregates them with this registry's. */
   remote: (() => Promise<MetricsJson[]>) | undefined;
   /** The registry to read: this process's, or with workers one aggregated over all of them. */
@@ -198,6 +217,9 @@ export interface Metrics extends GatewayMetrics {
 
 /** One process's metrics as `Registry.getMetricsAsJSON()` returns them (sent over IPC). */
 export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
+
+/** How long the series of a backend gone for good are dropped at each scrape (a last request may end late). */
+const GONE_MS = 10 * 60_000;
 
 const PER_WORKER_ONLY = new Set(["fulcrum_backend_circuit_state"]);
 const GAUGES_NAMED_LIKE_COUNTERS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
@@ -214,15 +236,33 @@ export function createMetrics(): Metrics {
   // (`promtool check metrics` rejects them); the per-type gauges without the suffix hold the same
   // counts (their sum).
   for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+  const gone = new Map<string, { pool: string; id: string; since: number }>();
+  let generation = 0;
+  const prune = () => {
+    if (gone.size === 0) return;
+    const live = new Set<string>();
+    for (const p of m.source?.pools() ?? []) for (const b of p.backends) live.add(`${p.name}\u0001${b.id}`);
+    const now = Date.now();
+    for (const [k, g] of gone) {
+      if (live.has(k) || now - g.since > GONE_MS) gone.delete(k);
+      else if ([m.requests, m.attempts, m.upstreamDuration].map((f) => f.forget(g.pool, g.id)).includes(true)) generation++;
+    }
+  };
   const m: Metrics = {
     registry,
     source: undefined,
+    backendGone(pool, id) {
+      gone.set(`${pool}\u0001${id}`, { pool, id, since: Date.now() });
+    },
+    get generation() {
+      return generation;
+    },
     requests: new FastCounter(registry, "fulcrum_requests_total", "Requests served, by pool, final backend, method and status class.", [
       "pool",
       "backend",
       "method",
       "status_class",
-    ]),
+    ], prune),
     requestDuration: new FastHistogram(
       registry,
       "fulcrum_request_duration_seconds",
@@ -236,12 +276,14 @@ export function createMetrics(): Metrics {
       "Time from sending an upstream attempt to its response headers or failure.",
       ["pool", "backend"],
       LATENCY_BUCKETS,
+      prune,
     ),
     attempts: new FastCounter(
       registry,
       "fulcrum_upstream_attempts_total",
       "Upstream attempts by outcome: a status class, or connect, reset, timeout.",
       ["pool", "backend", "outcome"],
+      prune,
     ),
     retries: new FastCounter(registry, "fulcrum_retries_total", "Retries, by pool and the failure that caused them.", ["pool", "reason"]),
     rateLimited: new FastCounter(registry, "fulcrum_rate_limited_total", "Requests answered 429 by rate limiting.", ["route"]),

@@ -114,7 +114,11 @@ class BackendSlot {
   readonly requests: (CounterChild | undefined)[] = [];
   readonly outcomes: (CounterChild | undefined)[] = [];
   #upstream: HistogramChild | undefined;
-  constructor(readonly m: Metrics, readonly pool: string, readonly id: string) {}
+  /** The metrics' generation its children are from: a slot from before series were dropped is made again. */
+  readonly gen: number;
+  constructor(readonly m: Metrics, readonly pool: string, readonly id: string) {
+    this.gen = m.generation;
+  }
   /** Created on the first attempt, so "no backend" 503s add no empty series. */
   get upstream(): HistogramChild {
     return (this.#upstream ??= this.m.upstreamDuration.child(this.pool, this.id));
@@ -137,7 +141,7 @@ class PoolSlot {
   }
   backend(id: string): BackendSlot {
     let s = this.backends.get(id);
-    if (!s) this.backends.set(id, s = new BackendSlot(this.m, this.name, id));
+    if (s === undefined || s.gen !== this.m.generation) this.backends.set(id, s = new BackendSlot(this.m, this.name, id));
     return s;
   }
 }
@@ -177,7 +181,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
   const backendSlots = new WeakMap<Backend, BackendSlot>();
   const backendSlot = (pool: Pool, b: Backend) => {
     let s = backendSlots.get(b);
-    if (!s) backendSlots.set(b, s = poolSlot(pool.name).backend(b.id));
+    if (s === undefined || s.gen !== metrics!.generation) backendSlots.set(b, s = poolSlot(pool.name).backend(b.id));
     return s;
   };
   // Client-span attributes, one object per backend, mutated per attempt (read synchronously).
@@ -304,11 +308,7 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
     },
 
     backendGone(pool, id) {
-      if (!metrics) return;
-      pools.get(pool)?.backends.delete(id);
-      metrics.requests.forget(pool, id);
-      metrics.attempts.forget(pool, id);
-      metrics.upstreamDuration.forget(pool, id);
+      metrics?.backendGone(pool, id);
     },
 
     pluginTracer(name, version) {

@@ -151,6 +151,48 @@ routes:
     expect((await series("b2"))[0]).toBe(2);
   });
 
+  test("a backend removed with a request in flight: no series of it once that request is done; its id back in a reload keeps counting", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const handler = async (req: Request) => {
+      if (new URL(req.url).pathname === "/slow") await gate;
+      return new Response("ok");
+    };
+    const bs = [backend("b1", handler), backend("b2", handler)];
+    const cfg = (ids: string[], idle: string) =>
+      `pools:\n  web:\n    keepalive: { idle_timeout: ${idle} }\n    backends: [${
+        ids.map((id) => `{ url: "${bs[Number(id.slice(1)) - 1]!.url}", id: ${id} }`).join(", ")
+      }]\n`;
+    let next = cfg(["b1", "b2"], "4s");
+    const f = await fulcrum(next, { reload: () => next });
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(check()).toBe(true);
+    };
+    const web0 = f.server.gateway.pools.get("web")!;
+    const [b1, b2] = web0.backends;
+    // One request held at each backend, then both removed at run time (as discovery does).
+    const held = [fetch(`${f.url}/slow`), fetch(`${f.url}/slow`)];
+    await until(() => b1!.inflight === 1 && b2!.inflight === 1);
+    web0.removeBackend(b1!);
+    web0.removeBackend(b2!);
+    // A reload lists b2 again (a new object: other keepalive settings) and it serves; b1 stays gone.
+    next = cfg(["b2"], "5s");
+    expect((await f.server.reload()).ok).toBe(true);
+    for (let i = 0; i < 3; i++) await (await fetch(`${f.url}/fast`)).text();
+    release();
+    for (const r of held) expect((await r).status).toBe(200);
+    await until(() => f.server.gateway.inflight() === 0 && web0.inflight === 0);
+    for (let i = 0; i < 2; i++) await (await fetch(`${f.url}/fast`)).text();
+    const m = await scrape(f);
+    expect((m.get("fulcrum_requests_total")?.samples ?? []).filter((x) => x.labels.backend === "b1")).toEqual([]);
+    expect(sum(m, "fulcrum_upstream_attempts_total", { backend: "b1" })).toBe(0);
+    // b2's requests on both objects are in its series: 1 held + 5 after the reload.
+    expect(sum(m, "fulcrum_requests_total", { backend: "b2" })).toBe(6);
+    expect(sum(m, "fulcrum_upstream_attempts_total", { backend: "b2" })).toBe(6);
+    expect(sum(m, "fulcrum_upstream_duration_seconds_count", { backend: "b2" })).toBe(6);
+  });
+
   test("admin.metrics: false serves no /metrics", async () => {
     const f = await fulcrum(`pools: { web: { backends: ["${backend("b1").url}"] } }\nadmin: { metrics: false }\n`);
     expect((await fetch(`${f.adminUrl}/metrics`)).status).toBe(404);
