@@ -7,8 +7,8 @@
  */
 import type { Aggregator, Metric, MetricObjectWithValues, MetricValue } from "prom-client";
 // File by file: the package's index also loads what is never used here (types/prom-client.d.ts).
-import AggregatorRegistry from "prom-client/lib/cluster.js";
-import collectDefaultMetrics from "prom-client/lib/defaultMetrics.js";
+// The process metrics (prom-client/lib/defaultMetrics.js) and the workers' aggregation
+// (prom-client/lib/cluster.js) are loaded when first read: see createMetrics.
 import Counter from "prom-client/lib/counter.js";
 import Gauge from "prom-client/lib/gauge.js";
 import Registry from "prom-client/lib/registry.js";
@@ -182,6 +182,8 @@ export interface Metrics extends GatewayMetrics {
   remote: (() => Promise<MetricsJson[]>) | undefined;
   /** The registry to read: this process's, or with workers one aggregated over all of them. */
   collect(): Promise<Registry>;
+  /** This process's metrics, process metrics included (read them here, not from `registry` directly). */
+  json(): Promise<MetricsJson>;
   /** The exposition text and its content type. */
   render(): Promise<{ text: string; contentType: string }>;
 }
@@ -192,18 +194,27 @@ export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
 const PER_WORKER_ONLY = new Set(["fulcrum_backend_circuit_state"]);
 const GAUGES_NAMED_LIKE_COUNTERS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
-/** Build the metrics registry (with process metrics: CPU, memory, event-loop lag). */
+/**
+ * Build the metrics registry. The process metrics (CPU, memory, event-loop lag, GC) are added at
+ * the first read (a scrape, an export, the primary asking a worker): loading and registering them
+ * is ~40 ms of CPU from source (~15% of start-up) and a few MiB, which a process that is never
+ * scraped does not pay. Their event-loop and GC series count from that first read on.
+ */
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  try {
-    collectDefaultMetrics({ register: registry });
-  } catch {
-    // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
-  }
-  // prom-client also names three gauges `*_total`, which the exposition format keeps for counters
-  // (`promtool check metrics` rejects them); the per-type gauges without the suffix hold the same
-  // counts (their sum).
-  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+  let processMetrics: Promise<void> | undefined;
+  const withProcessMetrics = () =>
+    processMetrics ??= import("prom-client/lib/defaultMetrics.js").then(({ default: collectDefaultMetrics }) => {
+      try {
+        collectDefaultMetrics({ register: registry });
+      } catch {
+        // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
+      }
+      // prom-client also names three gauges `*_total`, which the exposition format keeps for
+      // counters (`promtool check metrics` rejects them); the per-type gauges without the suffix
+      // hold the same counts (their sum).
+      for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+    });
   const m: Metrics = {
     registry,
     source: undefined,
@@ -250,11 +261,16 @@ export function createMetrics(): Metrics {
     logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.")
       .child(),
     remote: undefined,
+    async json() {
+      await withProcessMetrics();
+      return await registry.getMetricsAsJSON();
+    },
     async collect() {
+      await withProcessMetrics();
       if (!m.remote) return registry;
       // The primary serves no traffic: its circuit states (all closed) would only add noise.
       const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
-      const remote = await m.remote();
+      const [remote, { default: AggregatorRegistry }] = await Promise.all([m.remote(), import("prom-client/lib/cluster.js")]);
       // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
       for (const metrics of remote)
         for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;
