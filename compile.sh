@@ -33,10 +33,25 @@ case "$runtime" in
     bun=./node_modules/.bin/bun
     [ -x "$bun" ] || bun=$(command -v bun) || { echo "compile.sh: bun not found; run npm install first" >&2; exit 1; }
     # Bytecode halves start-up; it needs ESM output because main.ts uses top-level await.
-    "$bun" build main.ts --compile --bytecode --format=esm --minify \
-      --define "FULCRUM_COMMIT=\"$commit\"" \
-      ${target:+--target="$target"} \
-      --outfile "$outfile"
+    build() {
+      "$bun" build main.ts --compile --bytecode --format=esm --minify \
+        --define "FULCRUM_COMMIT=\"$commit\"" \
+        ${target:+--target="$target"} \
+        "$@" --outfile "$outfile"
+    }
+    build
+    # Second pass (for this machine only: the first binary has to run here): lay out the bytecode
+    # in the order a start and a few proxied requests run it (bench/bytecode-order.ts), so fewer
+    # pages of the executable are read in: ~3 MiB less RSS. FULCRUM_BYTECODE_ORDER=0 skips it.
+    if [ -z "$target" ] && [ "${FULCRUM_BYTECODE_ORDER:-1}" != 0 ]; then
+      order=$(mktemp "${TMPDIR:-/tmp}/fulcrum-order.XXXXXX")
+      if "$bun" bench/bytecode-order.ts "$outfile" "$order"; then
+        build --bytecode-order="$order"
+      else
+        echo "compile.sh: recording the bytecode order failed; keeping the build without it" >&2
+      fi
+      rm -f "$order"
+    fi
     ;;
   deno)
     deno=./node_modules/.bin/deno

@@ -4,13 +4,18 @@
  * nginx, HAProxy and a bare Bun proxy (`Bun.serve` + `fetch`, the floor for a proxy on Bun):
  *   npm run bench:startup [-- --runs 10] [-- --only bun,nginx]
  * Fulcrum runs its defaults (admin listener and metrics on, access log to a file); start-up is
- * timed from spawn to the first 200 through the proxy, idle RSS is the process tree's VmRSS one
- * second after that response. Everything runs on 127.0.0.1 and every process started is stopped
- * by its PID.
+ * timed from spawn to the first 200 through the proxy. Idle memory is read 1 s and 3 s after that
+ * response (anonymous memory still shrinks for a few seconds after start-up as the allocator
+ * returns pages), for the whole process tree: summed RSS (counts the pages processes share, such
+ * as the Bun executable's, once per process), PSS (shared pages divided among their sharers: what
+ * the tree costs, but outsiders sharing the executable, such as this bench's own Bun, lower it),
+ * `own` (private pages plus the shared ones once: the tree's cost independent of outsiders; see
+ * treeMem) and anonymous memory (heaps). Everything runs on 127.0.0.1 and every process
+ * started is stopped by its PID.
  */
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertFree, removeWhenDone, sleep, spawn, stop, treeRss, which, workDir } from "./lib/proc.ts";
+import { assertFree, removeWhenDone, sleep, spawn, stop, treeMem, which, workDir } from "./lib/proc.ts";
 import { PROXIES } from "./lib/proxies.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -86,7 +91,8 @@ if (variants.some((v) => v.name === "compiled binary")) {
   if (build.exitCode !== 0) throw new Error(build.stderr.toString());
 }
 
-async function once(name: string, cmd: string[], port: number): Promise<{ ms: number; rss: number }> {
+type Mem = ReturnType<typeof treeMem>;
+async function once(name: string, cmd: string[], port: number): Promise<{ ms: number; at1: Mem; at3: Mem }> {
   await assertFree([port]);
   const t0 = performance.now();
   const proc = spawn(name, cmd, { cwd: ROOT, stderr: join(dir, "stderr.txt") });
@@ -100,7 +106,9 @@ async function once(name: string, cmd: string[], port: number): Promise<{ ms: nu
         if (r.status === 200 && r.headers.get("x-backend") === "b1") {
           const ms = performance.now() - t0;
           await sleep(1_000);
-          return { ms, rss: treeRss(proc.pid) };
+          const at1 = treeMem(proc.pid);
+          await sleep(2_000);
+          return { ms, at1, at3: treeMem(proc.pid) };
         }
       } catch {
         await sleep(2); // polling a port that is not open yet
@@ -120,23 +128,29 @@ for (const v of variants) {
     continue;
   }
   const times: number[] = [];
-  const rss: number[] = [];
+  const mems: { at1: Mem; at3: Mem }[] = [];
   for (let i = 0; i < runs; i++) {
     const r = await once(v.name, v.cmd()!, v.port ?? PORT);
     times.push(r.ms);
-    rss.push(r.rss);
+    mems.push(r);
   }
+  const mib = (at: "at1" | "at3", k: keyof Mem) => (median(mems.map((m) => m[at][k])) / 2 ** 20).toFixed(1).padStart(6);
   rows.push(
-    `${v.name.padEnd(16)} start-up median ${median(times).toFixed(0).padStart(5)} ms, min ${
-      Math.min(...times).toFixed(0).padStart(5)
-    } ms   idle RSS median ${(median(rss) / 2 ** 20).toFixed(1).padStart(6)} MiB`,
+    `${v.name.padEnd(16)} ${median(times).toFixed(0).padStart(5)} ${Math.min(...times).toFixed(0).padStart(5)}   ${mib("at1", "rss")}   ` +
+      `${mib("at3", "rss")} ${mib("at3", "pss")} ${mib("at3", "own")} ${mib("at3", "anon")}`,
   );
 }
 backend.stop(true);
 console.log(
-  `start-up to first proxied response and idle RSS (${runs} runs each, ${
+  `start-up to first proxied response and idle memory of the process tree (${runs} runs each, medians, ${
     new Date().toISOString().slice(0, 16)
   }Z, ${process.platform}/${process.arch}, ${navigator.hardwareConcurrency} cores):`,
+);
+console.log(`  ${"".padEnd(16)} start-up ms    1 s:     3 s after the first response (MiB):`);
+console.log(
+  `  ${"".padEnd(16)} ${"median".padStart(5)} ${"min".padStart(5)}   ${"RSS".padStart(6)}   ${
+    ["RSS", "PSS", "own", "anon"].map((h) => h.padStart(6)).join(" ")
+  }`,
 );
 for (const r of rows) console.log(`  ${r}`);
 if (variants.some((v) => v.name === "compiled binary")) console.log(`binary size: ${(statSync(bin).size / 2 ** 20).toFixed(1)} MiB`);

@@ -225,6 +225,33 @@ export function treeRss(pid: number): number {
   return total;
 }
 
+/**
+ * Memory of pid plus all its descendants, from /proc/PID/smaps_rollup, in bytes. Summed RSS
+ * counts the pages processes share (the Bun executable's text, pages still shared after a fork)
+ * once per process. PSS divides each shared page among all its sharers, also processes outside
+ * the tree (the bench's own Bun, other Bun processes on the machine). `own` counts every shared
+ * page once: the private pages of each process plus the largest process's shared pages, which
+ * is what the tree costs when its processes share the same executable (Fulcrum's workers, nginx's
+ * forked workers). `anon`: anonymous memory (heaps, stacks).
+ */
+export function treeMem(pid: number): { rss: number; pss: number; own: number; anon: number } {
+  const out = { rss: 0, pss: 0, own: 0, anon: 0 };
+  let shared = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const text = readFileSync(`/proc/${p}/smaps_rollup`, "utf8");
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024;
+      out.rss += kb("Rss");
+      out.pss += kb("Pss");
+      out.anon += kb("Anonymous");
+      out.own += kb("Private_Clean") + kb("Private_Dirty");
+      shared = Math.max(shared, kb("Shared_Clean") + kb("Shared_Dirty"));
+    } catch { /* the process ended meanwhile */ }
+  }
+  out.own += shared;
+  return out;
+}
+
 /** BENCH_HIDE=nginx,haproxy,wrk pretends those are not installed (to test the fresh-machine path). */
 export function which(bin: string): string | undefined {
   if ((process.env.BENCH_HIDE ?? "").split(",").includes(bin)) return undefined;

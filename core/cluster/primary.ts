@@ -22,7 +22,6 @@ import type { Runtime, WorkerProcess } from "../runtime/types.ts";
 import { buildGateway } from "../proxy/gateway.ts";
 import type { ServerDeps } from "../proxy/server.ts";
 import { configDir, TlsManager } from "../tls/manager.ts";
-import { startAcmeFor } from "../tls/acme.ts";
 import {
   clusterView,
   members,
@@ -259,8 +258,9 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     return 1;
   }
 
-  // ACME here, once for all: the workers answer the challenges and load the certificates.
-  const acme = startAcmeFor(
+  // ACME here, once for all: the workers answer the challenges and load the certificates. Loaded
+  // only for ACME names (acme.ts brings node:https along).
+  const acme = tls.acmeNames().length === 0 ? undefined : (await import("../tls/acme.ts")).startAcmeFor(
     config,
     tls,
     log.getChild("acme"),

@@ -107,7 +107,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
         return send({ t: "reply", rid: m.rid, ...(g ? { view: workerView(g, id, process.pid) } : {}) });
       }
       case "metrics":
-        return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.registry.getMetricsAsJSON() : [] });
+        return send({ t: "reply", rid: m.rid, metrics: obs.metrics ? await obs.metrics.json() : [] });
       case "final-ack":
         return finalAck?.();
       case "acme-challenge":
@@ -171,7 +171,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   // this worker served: hand over the final counts and wait, bounded, until the primary has them.
   if (obs.metrics && !primaryGone) {
     const acked = new Promise<void>((r) => (finalAck = r));
-    send({ t: "final", metrics: await obs.metrics.registry.getMetricsAsJSON() });
+    send({ t: "final", metrics: await obs.metrics.json() });
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([acked, new Promise<void>((r) => (timer = setTimeout(r, FINAL_ACK_MS)))]);
     clearTimeout(timer);

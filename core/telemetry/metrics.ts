@@ -5,158 +5,17 @@
  * `collect()` hooks. State that already lives elsewhere (backend health, circuit, in-flight) is
  * read at scrape time only, so it costs nothing per request.
  */
-import type { Aggregator, Metric, MetricObjectWithValues, MetricValue } from "prom-client";
+import type { Aggregator, MetricObjectWithValues, MetricValue } from "prom-client";
 // File by file: the package's index also loads what is never used here (types/prom-client.d.ts).
-import AggregatorRegistry from "prom-client/lib/cluster.js";
-import collectDefaultMetrics from "prom-client/lib/defaultMetrics.js";
+// The process metrics (prom-client/lib/defaultMetrics.js) and the workers' aggregation
+// (prom-client/lib/cluster.js) are loaded when first read: see createMetrics.
 import Counter from "prom-client/lib/counter.js";
 import Gauge from "prom-client/lib/gauge.js";
 import Registry from "prom-client/lib/registry.js";
 import type { Pool } from "../pool/pool.ts";
+import { type CounterChild, FastCounter, FastHistogram } from "./fast-metrics.ts";
 
-/** One counter series: `inc()` is a single addition. Cache it; do not look it up per request. */
-export interface CounterChild {
-  inc(n?: number): void;
-}
-
-class Child implements CounterChild {
-  value = 0;
-  constructor(readonly labels: Record<string, string>) {}
-  inc(n = 1): void {
-    this.value += n;
-  }
-}
-
-function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i] ?? "";
-  return labels;
-}
-
-function forgetIn(children: Map<string, { labels: Record<string, string> }>, pool: string, backend: string): boolean {
-  let any = false;
-  for (const [k, c] of children) {
-    if (c.labels.pool === pool && c.labels.backend === backend) any = children.delete(k);
-  }
-  return any;
-}
-
-/** A counter family whose children are cached plain numbers, exported through prom-client. */
-export class FastCounter {
-  readonly #children = new Map<string, Child>();
-
-  /** `beforeCollect` runs first at each scrape (Metrics' pruning of backends gone for good). */
-  constructor(registry: Registry, name: string, help: string, readonly labelNames: readonly string[] = [], beforeCollect?: () => void) {
-    const children = this.#children;
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        beforeCollect?.();
-        this.reset();
-        for (const c of children.values()) this.inc(c.labels, c.value);
-      },
-    });
-  }
-
-  /** The series for these label values (in `labelNames` order), created on first use. */
-  child(...values: string[]): CounterChild {
-    const key = values.join("\u0001");
-    let c = this.#children.get(key);
-    if (!c) this.#children.set(key, c = new Child(labelsOf(this.labelNames, values)));
-    return c;
-  }
-
-  /** Drop the series of a backend that left its pool for good; whether there were any. */
-  forget(pool: string, backend: string): boolean {
-    return forgetIn(this.#children, pool, backend);
-  }
-
-  /** Sum over all series (tests, and counters read back). */
-  total(): number {
-    let n = 0;
-    for (const c of this.#children.values()) n += c.value;
-    return n;
-  }
-}
-
-/** One histogram series: counts per bucket in a typed array. */
-export class HistogramChild {
-  readonly counts: Float64Array;
-  sum = 0;
-  count = 0;
-  constructor(
-    readonly labels: Record<string, string>,
-    private readonly bounds: readonly number[],
-  ) {
-    this.counts = new Float64Array(bounds.length);
-  }
-
-  observe(value: number): void {
-    const b = this.bounds;
-    let i = 0;
-    while (i < b.length && value > b[i]!) i++;
-    if (i < b.length) this.counts[i]!++;
-    this.sum += value;
-    this.count++;
-  }
-}
-
-/**
- * A histogram family with cached children. prom-client's own Histogram hashes its labels and
- * allocates on every observe (~1 µs); this one is a loop over the bounds. It is registered with
- * prom-client as a metric whose `get()` returns the standard bucket/sum/count values.
- */
-export class FastHistogram {
-  readonly #children = new Map<string, HistogramChild>();
-
-  constructor(
-    registry: Registry,
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-    readonly bounds: readonly number[],
-    beforeCollect?: () => void,
-  ) {
-    const values = () => (beforeCollect?.(), this.#values());
-    registry.registerMetric({
-      name,
-      help,
-      type: "histogram",
-      aggregator: "sum",
-      get: async () => ({ name, help, type: "histogram", aggregator: "sum", values: values() }),
-    } as unknown as Metric);
-  }
-
-  child(...values: string[]): HistogramChild {
-    const key = values.join("\u0001");
-    let c = this.#children.get(key);
-    if (!c) this.#children.set(key, c = new HistogramChild(labelsOf(this.labelNames, values), this.bounds));
-    return c;
-  }
-
-  /** As {@link FastCounter.forget}. */
-  forget(pool: string, backend: string): boolean {
-    return forgetIn(this.#children, pool, backend);
-  }
-
-  #values() {
-    const out: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
-    for (const c of this.#children.values()) {
-      let acc = 0;
-      for (let i = 0; i < this.bounds.length; i++) {
-        acc += c.counts[i]!;
-        out.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: this.bounds[i]! }, value: acc });
-      }
-      out.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: "+Inf" }, value: c.count });
-      out.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
-      out.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
-    }
-    return out;
-  }
-}
+export { type CounterChild, FastCounter, FastHistogram, HistogramChild } from "./fast-metrics.ts";
 
 /** Seconds; from 1 ms to 30 s, for request and upstream latency. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -211,6 +70,8 @@ export interface Metrics extends GatewayMetrics {
   remote: (() => Promise<MetricsJson[]>) | undefined;
   /** The registry to read: this process's, or with workers one aggregated over all of them. */
   collect(): Promise<Registry>;
+  /** This process's metrics, process metrics included (read them here, not from `registry` directly). */
+  json(): Promise<MetricsJson>;
   /** The exposition text and its content type. */
   render(): Promise<{ text: string; contentType: string }>;
 }
@@ -224,18 +85,27 @@ const GONE_MS = 10 * 60_000;
 const PER_WORKER_ONLY = new Set(["fulcrum_backend_circuit_state"]);
 const GAUGES_NAMED_LIKE_COUNTERS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
-/** Build the metrics registry (with process metrics: CPU, memory, event-loop lag). */
+/**
+ * Build the metrics registry. The process metrics (CPU, memory, event-loop lag, GC) are added at
+ * the first read (a scrape, an export, the primary asking a worker): loading and registering them
+ * is ~40 ms of CPU from source (~15% of start-up) and a few MiB, which a process that is never
+ * scraped does not pay. Their event-loop and GC series count from that first read on.
+ */
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  try {
-    collectDefaultMetrics({ register: registry });
-  } catch {
-    // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
-  }
-  // prom-client also names three gauges `*_total`, which the exposition format keeps for counters
-  // (`promtool check metrics` rejects them); the per-type gauges without the suffix hold the same
-  // counts (their sum).
-  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+  let processMetrics: Promise<void> | undefined;
+  const withProcessMetrics = () =>
+    processMetrics ??= import("prom-client/lib/defaultMetrics.js").then(({ default: collectDefaultMetrics }) => {
+      try {
+        collectDefaultMetrics({ register: registry });
+      } catch {
+        // A runtime without some node:process/perf_hooks API: the Fulcrum metrics still work.
+      }
+      // prom-client also names three gauges `*_total`, which the exposition format keeps for
+      // counters (`promtool check metrics` rejects them); the per-type gauges without the suffix
+      // hold the same counts (their sum).
+      for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+    });
   const gone = new Map<string, { pool: string; id: string; since: number }>();
   let generation = 0;
   const prune = () => {
@@ -302,11 +172,16 @@ export function createMetrics(): Metrics {
     logRecordsDropped: new FastCounter(registry, "fulcrum_log_records_dropped_total", "Log records lost by a non-blocking log sink.")
       .child(),
     remote: undefined,
+    async json() {
+      await withProcessMetrics();
+      return await registry.getMetricsAsJSON();
+    },
     async collect() {
+      await withProcessMetrics();
       if (!m.remote) return registry;
       // The primary serves no traffic: its circuit states (all closed) would only add noise.
       const own = (await registry.getMetricsAsJSON()).filter((x) => !PER_WORKER_ONLY.has(x.name));
-      const remote = await m.remote();
+      const [remote, { default: AggregatorRegistry }] = await Promise.all([m.remote(), import("prom-client/lib/cluster.js")]);
       // JSON (the IPC encoding) turns NaN into null; put it back so the text stays valid.
       for (const metrics of remote)
         for (const x of metrics) for (const v of (x as { values?: { value: unknown }[] }).values ?? []) if (v.value === null) v.value = NaN;

@@ -10,7 +10,6 @@
  * Both send exactly the headers given, never retry on their own except the one deliberate
  * stale-connection retry (see `sendUpstream`), and keep a pool per backend whose size we set.
  */
-import { nodeUpstreamClient } from "./node.ts";
 import {
   type PoolOptions,
   type UpstreamAgent,
@@ -35,7 +34,23 @@ export type {
   UpstreamTls,
 } from "./types.ts";
 
-let client: UpstreamClient = nodeUpstreamClient;
+/**
+ * node.ts's client, loaded at a backend's first request: node:http is ~4 MiB and ~15 ms to load,
+ * and a process whose runtime brings its own client (Bun) or that never proxies (the primary of
+ * workers, whose pools only health-check) does not need it.
+ */
+const lazyNodeClient: UpstreamClient = (target, options) => {
+  let agent: UpstreamAgent | undefined;
+  let loading: Promise<UpstreamAgent> | undefined;
+  const load = () => (loading ??= import("./node.ts").then((m) => (agent = m.nodeUpstreamClient(target, options))));
+  return {
+    send: (req) => (agent ? agent.send(req) : load().then((a) => a.send(req))),
+    // Not loaded yet: no connection to close.
+    destroy: () => agent?.destroy(),
+  };
+};
+
+let client: UpstreamClient = lazyNodeClient;
 
 /** Select the client for pools created from now on (called once, when the runtime is chosen). */
 export function useUpstreamClient(c: UpstreamClient): void {

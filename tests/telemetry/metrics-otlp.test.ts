@@ -149,7 +149,7 @@ test("toOtlp's body is an ExportMetricsServiceRequest by the official schema's O
   const m = createMetrics();
   m.requests.child("web", "b1", "PURGE", "2xx").inc(2);
   m.upstreamDuration.child("web", "b1").observe(0.003);
-  const body = JSON.parse(JSON.stringify(toOtlp(await m.registry.getMetricsAsJSON(), { "service.name": "fulcrum" }, 1n, 2n)));
+  const body = JSON.parse(JSON.stringify(toOtlp(await m.json(), { "service.name": "fulcrum" }, 1n, 2n)));
   const { resource, metrics } = flattenMetrics(decodeMetricsJson(body));
   expect(resource["service.name"]).toBe("fulcrum");
   expect(metrics.get("fulcrum_requests_total")).toMatchObject({ kind: "sum", monotonic: true, points: [{ value: 2 }] });

@@ -94,6 +94,25 @@ routes:
     expect(sum(parsed, "fulcrum_log_records_dropped_total")).toBe(3);
   });
 
+  test("process metrics are added at the first read, without the gauges prom-client names *_total", async () => {
+    const m = createMetrics();
+    const names = (json: { name: string }[]) => new Set(json.map((x) => x.name));
+    // Not loaded at creation (start-up does not pay for them)...
+    expect(names(await m.registry.getMetricsAsJSON()).has("process_cpu_seconds_total")).toBe(false);
+    // ...but every way of reading the metrics has them.
+    const first = names(await m.json());
+    expect(first.has("process_cpu_seconds_total")).toBe(true);
+    expect(first.has("nodejs_eventloop_lag_seconds")).toBe(true);
+    expect(first.has("nodejs_active_handles")).toBe(true);
+    for (const n of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      expect(first.has(n)).toBe(false);
+    }
+    const text = (await createMetrics().render()).text;
+    expect(parsePrometheus(text).has("process_resident_memory_bytes")).toBe(true);
+    // Registered once: a second read adds nothing (prom-client throws on a duplicate name).
+    expect(names(await m.json())).toEqual(first);
+  });
+
   test("end to end: 429s from rate limiting and a failing user plugin are counted", async () => {
     const t = tempDir();
     const plugin = t.write(
