@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { join } from "node:path";
 import { startBackends, type BackendKind } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { isInterrupted, log, sleep, spawn, stop, stopAll, treeRss, which, workDir } from "./lib/proc.ts";
+import { isInterrupted, log, sleep, spawn, stop, stopAll, treeMem, treeRss, which, workDir } from "./lib/proc.ts";
 import { fulcrumAt, PROXIES, portOffset, startOtlpSink, startProxy, type Running } from "./lib/proxies.ts";
 import { aggregate, formatCells, formatSummaries, svgChart, type ProxySummary, type RunRecord } from "./lib/report.ts";
 import { SCENARIOS } from "./lib/scenarios.ts";
@@ -133,7 +133,8 @@ async function main(): Promise<void> {
         await res.arrayBuffer();
         seen.add(res.headers.get("x-backend") ?? "?");
       }
-      summaries.set(def.name, { proxy: def.name, startupMs: r.startupMs, rssIdleMB: treeRss(r.proc.pid) / MB });
+      const idle = treeMem(r.proc.pid);
+      summaries.set(def.name, { proxy: def.name, startupMs: r.startupMs, rssIdleMB: idle.rss / MB, ownIdleMB: idle.own / MB });
       log(
         `started ${def.name} on 127.0.0.1:${def.port} (pid ${r.proc.pid}) in ${
           r.startupMs.toFixed(0)

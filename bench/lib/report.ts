@@ -28,6 +28,8 @@ export interface ProxySummary {
   proxy: string;
   startupMs: number;
   rssIdleMB: number;
+  /** Idle: private pages of every process plus the shared ones once (the executable is not counted per process). */
+  ownIdleMB?: number;
   rssAfterLoadMB?: number;
   rssIdleConnsMB?: number;
   idleConns?: { requested: number; open: number; held: number };
@@ -111,7 +113,7 @@ export function formatCells(cells: Cell[]): string {
 export function formatSummaries(s: ProxySummary[]): string {
   const mb = (n?: number) => (n === undefined ? "-" : n.toFixed(1));
   return table(
-    ["proxy", "", "start-up ms", "idle RSS MB", "RSS after load MB", "RSS w/ idle conns MB", "added MB", "conns held"],
+    ["proxy", "", "start-up ms", "idle RSS MB", "idle own MB", "RSS after load MB", "RSS w/ idle conns MB", "added MB", "conns held"],
     s.map((
       p,
     ) => [
@@ -119,6 +121,7 @@ export function formatSummaries(s: ProxySummary[]): string {
       "",
       p.startupMs.toFixed(0),
       mb(p.rssIdleMB),
+      mb(p.ownIdleMB),
       mb(p.rssAfterLoadMB),
       mb(p.rssIdleConnsMB),
       p.rssIdleConnsMB === undefined ? "-" : mb(p.rssIdleConnsMB - (p.rssAfterLoadMB ?? p.rssIdleMB)),
