@@ -24,7 +24,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { startBackends } from "./lib/backends.ts";
 import { runLoad, type LoadResult } from "./lib/loadgen.ts";
-import { assertFree, cpuSplit, log, sleep, spawn, stopAll, waitFor, which, workDir } from "./lib/proc.ts";
+import { assertFree, cpuSplit, DENO_RUN_FLAGS, log, sleep, spawn, stopAll, waitFor, which, workDir } from "./lib/proc.ts";
 import { repoRoot } from "./lib/proxies.ts";
 import { loadAverage, median } from "./lib/rounds.ts";
 import { nginxProxyServer, type SideServer } from "./lib/side-by-side.ts";
@@ -62,12 +62,7 @@ const fulcrumDeno = (name: string, root: string, port: number, config: string, e
     ...(flags ? [flags] : []),
     "--config",
     join(root, "deno.json"),
-    "--allow-read",
-    "--allow-write",
-    "--allow-net",
-    "--allow-env",
-    "--allow-sys=hostname",
-    "--unstable-no-legacy-abort",
+    ...DENO_RUN_FLAGS,
     join(root, "main.ts"),
     "run",
     "--config",

@@ -15,7 +15,7 @@
  */
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertFree, removeWhenDone, sleep, spawn, stop, treeMem, which, workDir } from "./lib/proc.ts";
+import { assertFree, DENO_RUN_FLAGS, removeWhenDone, sleep, spawn, stop, treeMem, which, workDir } from "./lib/proc.ts";
 import { PROXIES } from "./lib/proxies.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -69,12 +69,7 @@ const variants: Variant[] = [
     cmd: () => [
       denoBin,
       "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-sys=hostname",
-      "--unstable-no-legacy-abort",
+      ...DENO_RUN_FLAGS,
       "main.ts",
       "run",
       "--config",

@@ -264,3 +264,13 @@ export function hardNofile(): number {
   const m = /Max open files\s+\S+\s+(\S+)/.exec(readFileSync("/proc/self/limits", "utf8"));
   return !m || m[1] === "unlimited" ? 1_048_576 : Number(m[1]);
 }
+
+/** `deno run`'s permissions and flags for Fulcrum, as `deno task start` gives them (with write, for the bench's files). */
+export const DENO_RUN_FLAGS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys=hostname",
+  "--unstable-no-legacy-abort",
+];

@@ -63,8 +63,8 @@ export var lastTraceIdXor = 0;
 // The words of the last ids made, kept on recorded spans so the encoder writes bytes, not hex.
 // deno-lint-ignore no-var
 export var tw0 = 0, tw1 = 0, tw2 = 0, tw3 = 0, sw0 = 0, sw1 = 0;
-/** 16 random bytes as 32 hex digits, never all zero (invalid per W3C). */
-export function newTraceId(): string {
+/** A new trace id's four words (never all zero: invalid per W3C) into tw0..tw3 and lastTraceIdXor, as hex into `hex` at `at`. */
+function traceWords(hex: Uint8Array, at: number): void {
   let a: number, b: number, c: number, d: number;
   do {
     a = word();
@@ -77,14 +77,14 @@ export function newTraceId(): string {
   tw1 = b;
   tw2 = c;
   tw3 = d;
-  putHex(traceHex, 0, a);
-  putHex(traceHex, 8, b);
-  putHex(traceHex, 16, c);
-  putHex(traceHex, 24, d);
-  return ascii.decode(traceHex);
+  putHex(hex, at, a);
+  putHex(hex, at + 8, b);
+  putHex(hex, at + 16, c);
+  putHex(hex, at + 24, d);
 }
-/** 8 random bytes as 16 hex digits, never all zero. */
-export function newSpanId(): string {
+
+/** A new span id's two words (never both zero) into sw0, sw1, as hex into `hex` at `at`. */
+function spanWords(hex: Uint8Array, at: number): void {
   let a: number, b: number;
   do {
     a = word();
@@ -92,8 +92,18 @@ export function newSpanId(): string {
   } while ((a | b) === 0);
   sw0 = a;
   sw1 = b;
-  putHex(spanHex, 0, a);
-  putHex(spanHex, 8, b);
+  putHex(hex, at, a);
+  putHex(hex, at + 8, b);
+}
+
+/** 16 random bytes as 32 hex digits, never all zero (invalid per W3C). */
+export function newTraceId(): string {
+  traceWords(traceHex, 0);
+  return ascii.decode(traceHex);
+}
+/** 8 random bytes as 16 hex digits, never all zero. */
+export function newSpanId(): string {
+  spanWords(spanHex, 0);
   return ascii.decode(spanHex);
 }
 
@@ -105,30 +115,8 @@ export function newSpanId(): string {
  * tracing is on, sampled or not). Sets the words and lastTraceIdXor as newTraceId and newSpanId do.
  */
 export function newRoot(bound: number): string {
-  let a: number, b: number, c: number, d: number;
-  do {
-    a = word();
-    b = word();
-    c = word();
-    d = word();
-  } while ((a | b | c | d) === 0);
-  lastTraceIdXor = (a ^ b ^ c ^ d) >>> 0;
-  tw0 = a;
-  tw1 = b;
-  tw2 = c;
-  tw3 = d;
-  putHex(rootHex, 3, a);
-  putHex(rootHex, 11, b);
-  putHex(rootHex, 19, c);
-  putHex(rootHex, 27, d);
-  do {
-    a = word();
-    b = word();
-  } while ((a | b) === 0);
-  sw0 = a;
-  sw1 = b;
-  putHex(rootHex, 36, a);
-  putHex(rootHex, 44, b);
+  traceWords(rootHex, 3);
+  spanWords(rootHex, 36);
   rootHex[54] = lastTraceIdXor < bound ? 49 : 48;
   return ascii.decode(rootHex);
 }
