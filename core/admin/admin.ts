@@ -6,6 +6,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Hono, type Context } from "hono";
 import type { Logger } from "@logtape/logtape";
+import { poolStatus } from "./pool-status.ts";
 import type { Config } from "../config/schema.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
@@ -230,17 +231,6 @@ export function createAdminApp(o: AdminOptions): Hono {
     return c.json({ error: "internal error" }, 500);
   });
   return app;
-}
-
-export function poolStatus(p: Pool) {
-  return {
-    strategy: p.strategyName,
-    inflight: p.inflight,
-    available: p.available.length,
-    panic: p.panicking,
-    health_check: p.health ? { path: p.health.config.path, interval_ms: p.health.config.interval } : null,
-    backends: p.backends.map((b) => b.status()),
-  };
 }
 
 function digest(s: string): Buffer {

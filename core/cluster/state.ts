@@ -3,7 +3,7 @@
  * share. Shared (one view, set by the primary): active health, drain, weight. Per worker (each
  * sees its own share of the traffic): circuit breaker, passive ejection, in-flight, latency.
  */
-import { poolStatus } from "../admin/admin.ts";
+import { poolStatus } from "../admin/pool-status.ts";
 import type { MetricsJson } from "../telemetry/metrics.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { Gateway } from "../proxy/gateway.ts";

@@ -19,11 +19,10 @@ import type { RawExchange } from "../runtime/types.ts";
 import type { UpstreamTls } from "../upstream/client.ts";
 import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
-import { HTTPException } from "hono/http-exception";
 import { proxyToPool } from "./proxy.ts";
 import { RawIncoming, RequestRecord } from "./exchange.ts";
 import { countedBody, errorResponse, type ProxyResult, respondRaw } from "./response.ts";
-import { makeRoute, routeLabel } from "./routes.ts";
+import { isHttpException, makeRoute, routeLabel } from "./routes.ts";
 import { byPrecedence, matchRoute, type RouteRequest, unreachableRoutes } from "./route-match.ts";
 import { EditedIncoming, editedHead, RequestEdit, ResponseEdit, runRequestHooks, runResponseHooks } from "./transform.ts";
 import { pluginApi } from "./plugin-context.ts";
@@ -159,7 +158,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         const mw = registry.createMiddleware(name, m.options, pluginApi(registry, logging, name, deps.observer, deps.stores));
         if (registry.isBuiltin("middleware", name)) return mw;
         if (isTransform(mw)) return isolateTransform(mw, failures(name));
-        return isolateMiddleware(mw, failures(name), (e) => e instanceof HTTPException);
+        return isolateMiddleware(mw, failures(name), isHttpException);
       } catch (e) {
         const label = `routes[${i}].middleware[${j}]: ${m.plugin !== undefined ? `plugin ${m.plugin}` : name}`;
         problems.push(`${source.at(["routes", i, "middleware", j])}: ${label}: ${(e as Error).message}`);
@@ -234,7 +233,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         ex.route = route.name;
         ex.pool = route.pool.name;
         ex.hold();
-        response = await route.app.fetch(request, { ex });
+        response = await (route.chain.app ?? await route.chain.load()).fetch(request, { ex });
         // What the client gets: a middleware may have answered or replaced the backend's response.
         if (ex.status !== 499) ex.status = response.status;
       }
@@ -342,7 +341,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         } else {
           const env: Env["Bindings"] = { ex, raw, upgrade: incoming.upgrade };
           ex.hold();
-          response = await route.app.fetch(incoming.toRequest(), env);
+          response = await (route.chain.app ?? await route.chain.load()).fetch(incoming.toRequest(), env);
           const up = env.upgraded;
           if (up !== undefined) {
             if (response === env.tunnelAnswer) {

@@ -1,44 +1,46 @@
 /**
  * Routes: what a request matches is in route-match.ts (conditions and precedence); here each
- * route is built: its middleware as a Hono app in front of the proxy, or, when every middleware
- * is a {@link Transform} (or there is none), the direct path that makes no Request/Response.
+ * route is built: its middleware as a Hono app in front of the proxy (chain.ts), or, when every
+ * middleware is a {@link Transform} (or there is none), the direct path that makes no Request/Response.
+ * Hono is imported only when a route needs the chain: a config without function middleware never loads it.
  */
-import { Hono, type MiddlewareHandler } from "hono";
-import { HTTPException } from "hono/http-exception";
+import type { Hono } from "hono";
 import type { RouteConfig } from "../config/schema.ts";
 import type { Middleware, Transform } from "../plugins/api.ts";
-import { isRateLimitDenial } from "../middleware/rate-limit.ts";
-import { PluginFailure } from "../plugins/isolate.ts";
 import { isTransform } from "../plugins/registry.ts";
 import type { Pool } from "../pool/pool.ts";
-import type { RawExchange } from "../runtime/types.ts";
 import type { Logging } from "../telemetry/log.ts";
-import { requestIncoming, type Exchange, type Incoming, type RouteOptions } from "./exchange.ts";
-import { proxyToPool } from "./proxy.ts";
-import { errorResponse, toResponse } from "./response.ts";
+import type { Env } from "./chain.ts";
+import type { RouteOptions } from "./exchange.ts";
 import { compileMatch, type RouteMatch } from "./route-match.ts";
-import { EditedIncoming, RequestEdit, ResponseEdit } from "./transform.ts";
-import type { Upgraded } from "./tunnel.ts";
 
-export type Env = {
-  Bindings: {
-    ex: Exchange;
-    raw?: RawExchange;
-    /** The Upgrade to ask the backend for (tunnel.ts allowedUpgrade). */
-    upgrade?: string;
-    /** Set when the backend answered 101: the gateway opens the tunnel if the chain returns {@link tunnelAnswer}. */
-    upgraded?: Upgraded;
-    tunnelAnswer?: Response;
-    /** The request's edits by transforms in the chain, shared by all of them. */
-    edit?: RequestEdit;
-  };
-};
+export type { Env } from "./chain.ts";
+
+type ChainModule = typeof import("./chain.ts");
+let chainModule: ChainModule | undefined;
+let loading: Promise<ChainModule> | undefined;
+
+function loadChainModule(): Promise<ChainModule> {
+  return loading ??= import("./chain.ts").then((m) => (chainModule = m));
+}
+
+/** Hono's HTTPException (a deliberate answer), once a chain is loaded: before, none can have been thrown by the host's class. */
+export function isHttpException(e: unknown): boolean {
+  return chainModule?.isHttpException(e) ?? false;
+}
+
+/** A route's Hono app, built on first use (the import is async); started at build time when the route has function middleware. */
+export interface Chain {
+  /** Undefined until loaded: then `await load()`. */
+  readonly app: Hono<Env> | undefined;
+  load(): Promise<Hono<Env>>;
+}
 
 export interface Route extends RouteMatch {
   /** Low-cardinality name for logs and spans: `host/path → pool` (with the route's other conditions). */
   readonly name: string;
   readonly pool: Pool;
-  readonly app: Hono<Env>;
+  readonly chain: Chain;
   /** No middleware but transforms: the raw listener's requests go straight to the proxy, no Request/Response made. */
   readonly direct: boolean;
   /** The route's middleware when all are transforms (run by the gateway on the direct path); undefined otherwise. */
@@ -56,19 +58,6 @@ export function makeRoute(
   middleware: readonly (Middleware | Transform)[],
   bodyTimeoutMs: number,
 ): Route {
-  const app = new Hono<Env>();
-  app.onError((err, c) => {
-    // A middleware's deliberate answer (401, 403, 429, …).
-    if (err instanceof HTTPException) return err.getResponse();
-    // A user plugin's failure was already counted and logged (rate-limited) by its wrapper.
-    if (!(err instanceof PluginFailure)) logging.logger.error("route failed", { route: c.env.ex.route, error: String(err) });
-    c.env.ex.error = String(err);
-    return errorResponse(500, "internal error");
-  });
-  // No middleware, no extra work: the route is one handler, as before.
-  for (const mw of middleware) {
-    app.use("*", isTransform(mw) ? honoTransform(mw) : (mw as unknown as MiddlewareHandler<Env>));
-  }
   const allTransforms = middleware.every(isTransform);
   const upgrades = new Set(rc.upgrade);
   if (rc.websocket) upgrades.add("websocket");
@@ -79,23 +68,21 @@ export function makeRoute(
     upgrades,
     tunnelIdleMs: rc.timeouts.tunnel_idle,
   };
-  app.all("*", async (c) => {
-    let incoming: Incoming = requestIncoming(c.req.raw, c.env.raw);
-    const edit = c.env.edit;
-    if (edit !== undefined) incoming = new EditedIncoming(incoming, edit);
-    incoming.upgrade = c.env.upgrade;
-    const result = await proxyToPool(pool, incoming, c.env.ex, options);
-    if (result instanceof Response || result.upgraded === undefined) return toResponse(result, c.env.ex);
-    // A 101 cannot be a web Response: the chain gets a stand-in, and the gateway switches if it comes back.
-    c.env.upgraded = result.upgraded;
-    return (c.env.tunnelAnswer = new Response(null, { status: 200 }));
-  });
+  const chain = {
+    app: undefined as Hono<Env> | undefined,
+    load: async (): Promise<Hono<Env>> => {
+      const m = chainModule ?? await loadChainModule();
+      return (chain.app ??= m.buildChain(pool, logging, middleware, options));
+    },
+  };
+  // Function middleware runs in the chain: load it now, so the first request does not wait for the import.
+  if (!allTransforms) chain.load().catch((e) => logging.logger.error("route chain failed to load", { error: String(e) }));
   const match = compileMatch(rc.match, index);
   return {
     ...match,
     name: `${routeLabel(rc.match)} → ${pool.name}`,
     pool,
-    app,
+    chain,
     direct: allTransforms,
     transforms: allTransforms && middleware.length > 0 ? (middleware as Transform[]) : undefined,
     editsResponses: middleware.some((m) => isTransform(m) && m.response !== undefined),
@@ -111,46 +98,4 @@ export function routeLabel(m: RouteConfig["match"]): string {
   for (const [n, v] of Object.entries(m.headers ?? {})) label += ` ${n}=${v}`;
   for (const [n, v] of Object.entries(m.query ?? {})) label += ` ?${n}=${v}`;
   return label;
-}
-
-/** A transform in a Hono chain: its request hook before `next()`, its response hook on `c.res` after. */
-function honoTransform(t: Transform): MiddlewareHandler<Env> {
-  return async (c, next) => {
-    const ex = c.env.ex;
-    let edit = c.env.edit;
-    if (edit === undefined) {
-      const url = c.req.raw.url;
-      const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-      const target = pathStart < 0 ? "/" : url.slice(pathStart);
-      const headers = c.req.raw.headers;
-      // A Request made in-process may have no Host header: its URL's authority stands in.
-      const host = headers.get("host") ?? url.slice(url.indexOf("//") + 2, pathStart < 0 ? undefined : pathStart);
-      edit = c.env.edit = RequestEdit.of(ex, target, host, (n) => headers.get(n));
-    }
-    const answer = t.request?.(edit);
-    edit.record(ex);
-    if (answer instanceof Response) {
-      // A transform's own answer is not rate limiting, unless it is the rate limit's 429.
-      ex.transformAnswered = !isRateLimitDenial(answer);
-      return respond(t, answer, edit);
-    }
-    await next();
-    // A backend's 101 is a stand-in here (the gateway opens the tunnel): response edits skip it, as on the direct path.
-    if (t.response !== undefined && c.res !== c.env.tunnelAnswer) {
-      const res = new ResponseEdit(c.res);
-      t.response(res, edit);
-      if (res.response !== c.res) {
-        // A copy (the headers were immutable): Hono's setter would merge the old headers back in.
-        c.res = undefined as unknown as Response;
-        c.res = res.response;
-      }
-    }
-  };
-}
-
-function respond(t: Transform, answer: Response, edit: RequestEdit): Response {
-  if (t.response === undefined) return answer;
-  const res = new ResponseEdit(answer);
-  t.response(res, edit);
-  return res.response;
 }

@@ -1,7 +1,6 @@
 import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
-import * as host from "../plugins/host-module.ts";
 import { bunProcesses } from "./bun-processes.ts"; // workers (core/cluster/)
 import {
   PluginImportError,
@@ -104,7 +103,7 @@ function openWriter(target: "stdout" | "stderr" | { path: string }, options?: Wr
   return writer;
 }
 
-let hostRegistered = false;
+let hostRegistered: Promise<void> | undefined;
 let bundles = 0;
 const imported = new Map<string, ImportedPlugin & { hash: bigint | number }>();
 
@@ -114,10 +113,10 @@ const imported = new Map<string, ImportedPlugin & { hash: bigint | number }>();
  * and bundling also reports syntax errors with their line and column.
  */
 async function importPlugin(absPath: string, { fresh }: { fresh: boolean }): Promise<ImportedPlugin> {
-  if (!hostRegistered) {
+  // Imported with the first user plugin: the "fulcrum" module re-exports Hono, which a config without plugins never loads.
+  await (hostRegistered ??= import("../plugins/host-module.ts").then((host) => {
     Bun.plugin({ name: "fulcrum", setup: (b) => void b.module("fulcrum", () => ({ exports: { ...host }, loader: "object" })) });
-    hostRegistered = true;
-  }
+  }));
   const previous = imported.get(absPath);
   if (previous && !fresh) return previous;
   if (!(await Bun.file(absPath).exists())) throw new PluginImportError("not-found", `cannot find the file ${absPath}`);

@@ -4,12 +4,13 @@
  * and metrics (core/telemetry/metrics.ts). With both off there is no observer at all, and the hooks cost
  * one property read. With metrics only, an update is a few additions on cached children.
  */
-import { ROOT_CONTEXT, SpanKind, type Attributes } from "@opentelemetry/api";
+import type { Attributes, SpanKind } from "@opentelemetry/api";
 import type { Backend, Pool } from "../pool/pool.ts";
 import type { PluginSpan, PluginTracer } from "../plugins/api.ts";
 import { NO_IDS } from "./access-formats.ts";
 import type { CounterChild, HistogramChild, Metrics } from "./metrics.ts";
 import type { ClientSpanAttrs, RequestHead, SpanHandle, Telemetry } from "./tracing.ts";
+import { SPAN_KIND_INTERNAL } from "./types.ts";
 
 /**
  * What the observer reads of a request (and the one field it writes, `span`): the proxy's
@@ -317,8 +318,11 @@ export function createObserver(tel: Telemetry, metrics: Metrics | undefined): Ob
       return {
         startSpan(spanName, options) {
           const parent = options?.parent ? parents.get(options.parent.headers) : undefined;
-          const opts = { kind: SpanKind.INTERNAL, ...(options?.attributes ? { attributes: options.attributes as Attributes } : {}) };
-          return tracer.startSpan(spanName, opts, parent?.ctx ?? ROOT_CONTEXT) as unknown as PluginSpan;
+          const opts = {
+            kind: SPAN_KIND_INTERNAL as SpanKind,
+            ...(options?.attributes ? { attributes: options.attributes as Attributes } : {}),
+          };
+          return tracer.startSpan(spanName, opts, parent?.ctx ?? tel.rootContext) as unknown as PluginSpan;
         },
       };
     },
