@@ -33,6 +33,12 @@ export interface WorkerOptions {
 export function configFromPrimary(runtime: Runtime): { first: Promise<Config>; latest: () => Promise<Config> } {
   const channel = runtime.processes?.parent();
   if (!channel) throw new Error("a worker needs the IPC channel to its primary");
+  // The primary gone while this worker starts (killed, or stopped before its SIGTERM handler was
+  // set): nothing is served yet, so leave at once instead of waiting for it forever. Once
+  // runWorker runs, its own handler drains instead.
+  channel.onDisconnect(() => {
+    if (!workerRunning) runtime.exit(0);
+  });
   let text: string | undefined;
   let got!: (c: Config) => void;
   const first = new Promise<Config>((r) => (got = r));
@@ -48,6 +54,9 @@ export function configFromPrimary(runtime: Runtime): { first: Promise<Config>; l
 
 /** How long a drained worker waits for the primary to take its final metrics before exiting anyway. */
 const FINAL_ACK_MS = 2_000;
+
+/** runWorker has started: the primary's disconnect is its to handle (a drain, once listening). */
+let workerRunning = false;
 
 export async function runWorker(o: WorkerOptions): Promise<number> {
   const { runtime, config, id } = o;
@@ -126,6 +135,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
         return send({ t: "reply", rid: m.rid, ok: true });
     }
   });
+  workerRunning = true;
   channel.onDisconnect(() => {
     primaryGone = true;
     finalAck?.();

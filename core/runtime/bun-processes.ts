@@ -48,7 +48,8 @@ function parent(): ParentChannel | undefined {
       }
     },
     onMessage: (handler) => void process.on("message", handler),
-    onDisconnect: (handler) => void process.once("disconnect", handler),
+    // A primary gone before this was asked (a worker still starting) is told at once, not never.
+    onDisconnect: (handler) => void (process.connected === false ? setTimeout(handler, 0) : process.once("disconnect", handler)),
   };
 }
 

@@ -268,7 +268,7 @@ export interface WorkerProcess {
 export interface ParentChannel {
   send(message: unknown): void;
   onMessage(handler: (message: unknown) => void): void;
-  /** The primary is gone (exited or killed): the channel closed. */
+  /** The primary is gone (exited or killed): the channel closed. Called soon after registering if it already was. */
   onDisconnect(handler: () => void): void;
 }
 

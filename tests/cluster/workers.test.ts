@@ -268,6 +268,36 @@ describe("workers: 2 supervision", () => {
     for (const pid of c.workers.values()) expect(alive(pid)).toBe(false);
   });
 
+  for (const when of ["before it asked for its config", "after it asked for its config"] as const) {
+    test(`a worker whose primary is gone while it starts (${when}) exits instead of waiting for it`, async () => {
+      const dir = tempDir("fulcrum-orphan-");
+      const file = dir.write("fulcrum.yaml", BASE + 'pools:\n  web: { backends: ["http://127.0.0.1:9"] }\n');
+      // A stand-in primary: spawns a worker as the real one does, then leaves at once or after the
+      // worker's first message (its request for the config), never answering.
+      const parent = dir.write(
+        "parent.ts",
+        `const early = ${when === "before it asked for its config"};
+let leave = () => {};
+const w = Bun.spawn([process.execPath, ${JSON.stringify(`${process.cwd()}/main.ts`)}, "run", "--config", ${JSON.stringify(file)}], {
+  env: { ...process.env, FULCRUM_WORKER: "1", FULCRUM_WORKERS: "2" },
+  stdout: "ignore", stderr: "ignore", serialization: "json",
+  ipc: () => leave(),
+});
+console.log(w.pid);
+if (early) process.exit(0);
+leave = () => process.exit(0);
+`,
+      );
+      const p = Bun.spawn([process.execPath, parent], { stdout: "pipe" });
+      const pid = Number((await new Response(p.stdout).text()).trim());
+      await p.exited;
+      expect(pid).toBeGreaterThan(0);
+      cleanups.push(() => void (alive(pid) && process.kill(pid, "SIGKILL")));
+      for (let i = 0; i < 500 && alive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(alive(pid)).toBe(false);
+    });
+  }
+
   test("a bad config or plugin exits 2 with its problems, before anything listens", async () => {
     const port = closedPort();
     const admin = closedPort();
