@@ -28,5 +28,7 @@ test("fulcrum demo starts three backends and rotates requests across them", asyn
     seen.push(r.headers.get("x-backend")!);
   }
   expect(seen).toEqual(["demo-1", "demo-2", "demo-3", "demo-1", "demo-2", "demo-3"]);
+  // Printed after the listening line, so it may come a moment after the requests above.
+  for (let i = 0; i < 500 && !child.lines.some((l) => l.includes("Try: curl -i")); i++) await new Promise((r) => setTimeout(r, 10));
   expect(child.lines.join("\n")).toContain("Try: curl -i");
 });
