@@ -9,16 +9,17 @@ import { rssOf, spawnFulcrum, type Child } from "../helpers/fulcrum.ts";
 import { generated } from "../helpers/streams.ts";
 import { h2connect, run } from "../helpers/h2.ts";
 
-const SIZE = 50 * 1024 * 1024;
 /**
- * The upload is larger: a fast client leaves Bun's per-read buffers to the collector, ~40 MB of them
- * at the peak whatever the size, so only a large body tells that garbage from buffering.
+ * Large bodies: at tens of MB/s Bun's per-read buffers wait for the collector, ~30–50 MB of them at
+ * the peak whatever the size, so only a body well above that tells such garbage from buffering
+ * (which would grow by the body's size).
  */
-const UPLOAD = 200 * 1024 * 1024;
+const SIZE = 200 * 1024 * 1024;
+const UPLOAD = SIZE;
 const CHUNK = new Uint8Array(64 * 1024).fill(97);
-/** RSS growth allowed while the bodies pass: well under their size. */
-const LIMIT = 32 * 1024 * 1024;
-const UPLOAD_LIMIT = 64 * 1024 * 1024;
+/** RSS growth allowed while a body passes: under half its size. */
+const LIMIT = 96 * 1024 * 1024;
+const UPLOAD_LIMIT = LIMIT;
 
 let backend: TestBackend;
 let fulcrum: Child;
@@ -86,7 +87,7 @@ async function peakRss<T>(work: Promise<T>): Promise<{ result: T; peak: number; 
 }
 
 describe("HTTP/2 flow control end to end", () => {
-  test("a 50 MB download to a slow reader: Fulcrum's RSS stays bounded, every byte arrives", async () => {
+  test("a 200 MB download to a slow reader: Fulcrum's RSS stays bounded, every byte arrives", async () => {
     const s = await h2connect(fulcrum.url);
     try {
       const download = new Promise<number>((resolve, reject) => {
@@ -96,8 +97,8 @@ describe("HTTP/2 flow control end to end", () => {
         req.on("data", (d: Buffer) => {
           got += d.length;
           burst += d.length;
-          // Read ~256 KiB, then stop reading (no WINDOW_UPDATE goes out) for 20 ms: ~12 MB/s.
-          if (burst >= 256 * 1024) {
+          // Read ~1 MiB, then stop reading (no WINDOW_UPDATE goes out) for 20 ms: under ~50 MB/s.
+          if (burst >= 1024 * 1024) {
             burst = 0;
             req.pause();
             setTimeout(() => req.resume(), 20);
@@ -144,7 +145,7 @@ describe("HTTP/2 flow control end to end", () => {
     }
   }, 60_000);
 
-  test("curl --http2-prior-knowledge downloads the 50 MB whole", async () => {
+  test("curl --http2-prior-knowledge downloads the 200 MB whole", async () => {
     const r = await run([
       "curl",
       "-s",
