@@ -77,6 +77,12 @@ const MAX_BACKOFF_MS = 30_000;
 export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const { runtime, config } = o;
   const processes = runtime.processes!;
+  // Set before any worker starts: a SIGTERM during start-up drains once the workers listen,
+  // instead of killing this process at once.
+  const stopSignal = new Promise<void>((r) => {
+    runtime.onSignal("SIGTERM", r);
+    runtime.onSignal("SIGINT", r);
+  });
   const logging = await setupLogging(runtime, config.log, { sharedStdout: true });
   const log = logging.logger;
   const obs = await startObservability(runtime, config, { logging, serviceVersion: o.serviceVersion, env: runtime.env });
@@ -340,10 +346,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   o.onReady?.(url);
 
   // ---- shutdown --------------------------------------------------------------------------
-  await new Promise<void>((r) => {
-    runtime.onSignal("SIGTERM", r);
-    runtime.onSignal("SIGINT", r);
-  });
+  await stopSignal;
   stopping = true;
   acme?.stop();
   obs.draining();

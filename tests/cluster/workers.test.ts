@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { startBackend, startBackends, closedPort, type TestBackend } from "../helpers/backends.ts";
-import { runCli } from "../helpers/fulcrum.ts";
+import { runCli, watchLines } from "../helpers/fulcrum.ts";
 import { spawnRun, tempDir, type ChildFulcrum } from "../helpers/plugins.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
 import { parseConfig } from "../../core/config/load.ts";
@@ -257,6 +257,24 @@ describe("workers: 2 supervision", () => {
     expect(await c.exited).toBe(0);
     await c.closed; // every process holding the stdout pipe has exited
     for (const pid of c.workers.values()) expect(alive(pid)).toBe(false);
+  });
+
+  test("SIGTERM while the workers are still starting: the primary lets them start, drains, exits 0, no worker left", async () => {
+    const [a] = startBackends(1);
+    cleanups.push(() => a!.stop());
+    const dir = tempDir("fulcrum-early-term-");
+    const file = dir.write("fulcrum.yaml", BASE + `pools:\n  web: { backends: ["${a!.url}"] }\n`);
+    const proc = Bun.spawn([process.execPath, "main.ts", "run", "--config", file], { stdout: "pipe", stderr: "pipe" });
+    cleanups.push(() => proc.kill("SIGKILL"));
+    const w = watchLines(proc.stdout as ReadableStream<Uint8Array>);
+    // The first worker is up; the primary has not said "listening" (it waits for both).
+    await w.waitFor('"message":"worker listening"');
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await w.closed;
+    expect(w.lines.some((l) => l.includes('"message":"stopped"'))).toBe(true);
+    const pids = w.lines.filter((l) => l.includes('"message":"worker listening"')).map((l) => (JSON.parse(l) as { pid: number }).pid);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
   });
 
   test("workers exit when the primary dies (SIGKILL)", async () => {
