@@ -15,7 +15,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { log, spawn, stop, stopAll, waitFor, workDir } from "./lib/proc.ts";
+import { log, spawn, stop, stopAll, waitFor200, workDir } from "./lib/proc.ts";
 import { OTLP_PORT, startOtlpSink } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -60,15 +60,7 @@ try {
       env: { BUN_JSC_printEachOSRExit: "1", BUN_JSC_verboseOSR: "1", ...extraEnv },
     });
     const url = `http://127.0.0.1:${port}/100b`;
-    await waitFor(
-      async () => {
-        const r = await fetch(url).catch(() => undefined);
-        await r?.arrayBuffer();
-        return r?.status === 200 ? true : undefined;
-      },
-      15_000,
-      50,
-    );
+    await waitFor200(url);
     const res = await runLoad(tool, { url, connections, durationSec: duration }, dir);
     await stop(proc);
     const counts = new Map<string, number>();

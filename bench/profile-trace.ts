@@ -9,7 +9,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { startBackends } from "./lib/backends.ts";
 import { pickTool, runLoad } from "./lib/loadgen.ts";
-import { log, spawn, stop, stopAll, waitFor, workDir } from "./lib/proc.ts";
+import { log, spawn, stop, stopAll, waitFor, waitFor200, workDir } from "./lib/proc.ts";
 import { OTLP_PORT, startOtlpSink } from "./lib/proxies.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -47,15 +47,7 @@ try {
     env: { PROFILE_SECS: String(secs), PROFILE_OUT: out },
   });
   const url = `http://127.0.0.1:${port}/100b`;
-  await waitFor(
-    async () => {
-      const r = await fetch(url).catch(() => undefined);
-      await r?.arrayBuffer();
-      return r?.status === 200 ? true : undefined;
-    },
-    15_000,
-    50,
-  );
+  await waitFor200(url);
   await runLoad(tool, { url, connections: 64, durationSec: warmup }, dir);
   const load = runLoad(tool, { url, connections: 64, durationSec: secs + 2 }, dir);
   await new Promise((r) => setTimeout(r, 500));

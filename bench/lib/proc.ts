@@ -138,6 +138,20 @@ export async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs: nu
   return undefined;
 }
 
+/** Poll `url` until it answers 200 (a proxy just started), at most `timeoutMs`; whether it did. */
+export async function waitFor200(url: string, timeoutMs = 15_000): Promise<boolean> {
+  const ok = await waitFor(
+    async () => {
+      const r = await fetch(url).catch(() => undefined);
+      await r?.arrayBuffer();
+      return r?.status === 200 ? true : undefined;
+    },
+    timeoutMs,
+    50,
+  );
+  return ok === true;
+}
+
 /** Throws if something already listens on a port we are about to use (another bench, a dev server). */
 export async function assertFree(ports: number[]): Promise<void> {
   const busy = [];
