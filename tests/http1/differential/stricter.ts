@@ -112,9 +112,9 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 bad chunked request body: invalid chunk extension value$/,
-    when: (_, rest) => /\r\n[0-9a-fA-F]+;[^\r\n]*=(;|\r\n)/.test(rest),
+    when: (_, rest) => /\r\n[0-9a-fA-F]+;[^\r\n]*=(;|\r\n|[^\r\n";=]+")/.test(rest),
     why: "RFC 9112 §7.1.1: an extension's value is a token or a quoted string, neither of which is empty; " +
-      "llhttp takes `;a=` with nothing after the `=`.",
+      'llhttp takes `;a=` with nothing after the `=`, and a token followed by a quoted string (`;a=b""`).',
   },
   {
     message: /^400 bad chunked request body: invalid chunk extension name$/,
@@ -132,6 +132,12 @@ export const STRICTER: readonly StricterRule[] = [
     why: "RFC 9110 §6.5.1: routing fields do not belong in a trailer (a proxy that merges trailers into the " +
       "header section would route by them), and llhttp applies a trailer `Connection: close` where others ignore " +
       "it. llhttp refuses Content-Length and Transfer-Encoding there, not these two.",
+  },
+  {
+    message: /^400 bad chunked request body: transfer-encoding in a trailer$/,
+    when: (_, rest) => /\r\ntransfer-encoding:[ \t]*\r\n/i.test(rest),
+    why: "RFC 9110 §6.5.1: framing fields do not belong in a trailer. llhttp refuses a trailer Transfer-Encoding " +
+      "with a value but takes an empty one; Fulcrum refuses it by name, whatever its value.",
   },
 ];
 
