@@ -88,8 +88,10 @@ const discovery = z
       dns: dns.optional(),
       plugin: z.string({ error: "must be a path to a .ts or .js file" }).optional(),
       options: z.record(z.string(), z.unknown(), { error: "must be a map of options" }).default({}),
+      /** How long the source must answer only empty lists before the pool empties; default: never. */
+      empty_after: duration.optional(),
     },
-    { error: "must be { dns: {...} } or { plugin, options }" },
+    { error: "must be { dns: {...} } or { plugin, options }, with an optional empty_after" },
   )
   .refine((d) => (d.dns === undefined) !== (d.plugin === undefined), { error: "must set exactly one of dns or plugin" })
   // The registered name: "dns", or the plugin's own name once core/plugins/load.ts has loaded it.

@@ -2,8 +2,10 @@
  * One pool's discovery: consumes a source's backend lists (async iterable or subscription) and
  * applies each as the pool's membership: new entries join (health-checked first when checks are
  * on), vanished ones drain, a changed weight is applied. What cannot be trusted keeps the last
- * good list: an empty list, a list with no valid entry, a throw. After a throw or an end the
- * source is created again with backoff. Each outcome is counted (`fulcrum_discovery_updates_total`).
+ * good list: a list with no valid entry, a throw, and an empty list, unless the source keeps
+ * answering empty for `empty_after` (then the pool empties: a service scaled to zero, a name
+ * gone for good). After a throw or an end the source is created again with backoff. Each outcome
+ * is counted (`fulcrum_discovery_updates_total`).
  */
 import type { Logger } from "@logtape/logtape";
 import type { DiscoveredBackend, DiscoverySource } from "../plugins/api.ts";
@@ -36,6 +38,11 @@ export interface RunnerOptions {
   previous?: DiscoveryRunner | undefined;
   /** After membership or weights changed (the primary of workers tells them). */
   onChange?: ((pool: Pool) => void) | undefined;
+  /**
+   * An empty list empties the pool once the source has answered nothing but empty lists for this
+   * long (0: at once); undefined: never (the last good list stays).
+   */
+  emptyAfterMs?: number | undefined;
 }
 
 /** Backoff after a failure: 1s, 2s, 4s … up to 30s; reset by a good list. */
@@ -51,6 +58,8 @@ export class DiscoveryRunner implements PoolDiscovery {
   #iterator: AsyncIterator<readonly DiscoveredBackend[]> | undefined;
   #unsubscribe: (() => void) | undefined;
   #timer: Timer | undefined;
+  /** Set while empty answers count down to emptying the pool. */
+  #emptyTimer: Timer | undefined;
   /** The weight each member had in the last list, to tell a discovered change from an operator's. */
   readonly weights: Map<Backend, number>;
   /** Keeping the last good list since this problem: logged once, and again when it clears. */
@@ -85,6 +94,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     this.#stopped = true;
     this.o.controller.abort();
     if (this.#timer !== undefined) this.o.clock.clearTimeout(this.#timer);
+    this.#cancelEmpty();
     this.#unsubscribeSafely();
     // Ends a generator suspended at a yield; one awaiting I/O ends when its signal aborts it.
     void this.#iterator?.return?.()?.catch(() => {});
@@ -133,6 +143,7 @@ export class DiscoveryRunner implements PoolDiscovery {
         if (this.#stopped) return;
         why = e instanceof Error ? e.message : String(e);
         this.counts.error++;
+        this.#cancelEmpty();
         this.o.failures?.report("discovery failed", e);
       }
       this.#degrade(`${why}; trying again in ${backoff(failures) / 1000}s`);
@@ -178,6 +189,7 @@ export class DiscoveryRunner implements PoolDiscovery {
   #receive(list: unknown): boolean {
     const name = this.pool.name;
     if (!Array.isArray(list)) {
+      this.#cancelEmpty();
       this.counts.invalid++;
       this.o.failures?.report("discovery gave something that is not a list", typeof list);
       this.#degrade(`the source gave ${list === null ? "null" : typeof list}, not a list of backends`);
@@ -200,12 +212,18 @@ export class DiscoveryRunner implements PoolDiscovery {
       this.o.log.warning("discovery for pool {pool}: entries skipped: {problems}", { pool: name, problems: problems.join("; ") });
     }
     if (configs.size === 0) {
-      if (list.length) this.counts.invalid++;
-      else this.counts.empty++;
-      this.#degrade(list.length ? "no valid entry in the list" : "an empty list");
+      if (list.length) {
+        this.counts.invalid++;
+        this.#cancelEmpty();
+        this.#degrade("no valid entry in the list");
+      } else {
+        this.counts.empty++;
+        this.#empty();
+      }
       this.#settle();
       return false;
     }
+    this.#cancelEmpty();
     const changed = this.#apply(configs);
     if (changed) this.counts.applied++;
     else this.counts.unchanged++;
@@ -259,6 +277,34 @@ export class DiscoveryRunner implements PoolDiscovery {
     const changed = joined.length > 0 || left.length > 0 || reweighted;
     if (changed) this.o.onChange?.(pool);
     return changed;
+  }
+
+  /** An empty answer: keep the last good list, or start (or go on) counting down to emptying the pool. */
+  #empty(): void {
+    const after = this.o.emptyAfterMs;
+    if (this.pool.backends.length === 0) return;
+    if (after === undefined) return this.#degrade("an empty list");
+    if (this.#emptyTimer !== undefined) return;
+    const empty = () => {
+      this.#emptyTimer = undefined;
+      if (this.#stopped || this.pool.backends.length === 0) return;
+      this.o.log.warning("discovery for pool {pool}: the source has answered with an empty list for {ms}ms; the pool is emptied", {
+        pool: this.pool.name,
+        ms: after,
+        backends: this.pool.backends.length,
+      });
+      this.#degraded = undefined;
+      this.#apply(new Map());
+    };
+    if (after === 0) return empty();
+    this.#degrade(`an empty list; the pool empties if the source still has no backends in ${after}ms`);
+    this.#emptyTimer = this.o.clock.setTimeout(empty, after);
+  }
+
+  #cancelEmpty(): void {
+    if (this.#emptyTimer === undefined) return;
+    this.o.clock.clearTimeout(this.#emptyTimer);
+    this.#emptyTimer = undefined;
   }
 
   /** Keep the last good list; log when this starts (not on every repeat). */

@@ -84,9 +84,11 @@ export interface DiscoveredBackend {
 /**
  * What a discovery plugin's `create()` returns: each value is the pool's complete backend list at
  * that moment. An async iterable (`async function*` yielding a list on each change), or a
- * subscription calling `update` per list and returning its stop function. An empty list, a throw
- * or `fail()` keeps the pool's last good list (logged, counted); after a failure `create()` is
- * called again with backoff.
+ * subscription calling `update` per list and returning its stop function. A throw or `fail()`
+ * keeps the pool's last good list (logged, counted); after a failure `create()` is called again
+ * with backoff. An empty list keeps it too, unless the pool sets `discovery.empty_after`: then
+ * empty lists for that long empty the pool. So give an empty list only when there are truly no
+ * backends, and fail when you cannot tell.
  */
 export type DiscoverySource =
   | AsyncIterable<readonly DiscoveredBackend[]>

@@ -63,6 +63,7 @@ export function attachDiscovery(pool: Pool, deps: DiscoveryDeps): void {
     failures: deps.failures,
     previous: previous instanceof DiscoveryRunner ? previous : undefined,
     onChange: deps.onMembersChange,
+    emptyAfterMs: d.empty_after,
   });
 }
 

@@ -154,6 +154,28 @@ log: { level: info, access_log: false }
     expect(f.records.some((r) => r.message.join("").includes("works again"))).toBe(true);
   });
 
+  test("with empty_after, a name that keeps answering with no records empties the pool (503), and its records coming back refill it", async () => {
+    const dns = await dnsServer();
+    const a = backendAt("a", "127.0.0.2");
+    dns.set("gone.test", "A", [{ address: "127.0.0.2", ttl: 1 }]);
+    const f = await scope.fulcrum(`
+pools:
+  web:
+    discovery: { dns: { name: gone.test, port: ${a.port}, interval: 100ms, resolver: "${dns.address}" }, empty_after: 500ms }
+log: { level: info, access_log: false }
+`);
+    expect(ids(pool(f))).toEqual([`127.0.0.2:${a.port}`]);
+    const counts = pool(f).discovery!.counts;
+    dns.set("gone.test", "A", []);
+    await until(() => ids(pool(f)).length === 0, "the pool emptied", 10_000);
+    // Several empty answers came before it emptied: one alone does not.
+    expect(counts.empty).toBeGreaterThanOrEqual(2);
+    expect((await fetch(f.url)).status).toBe(503);
+    dns.set("gone.test", "A", [{ address: "127.0.0.2", ttl: 1 }]);
+    await until(() => ids(pool(f)).length === 1, "the pool refilled", 10_000);
+    expect((await fetch(f.url)).status).toBe(200);
+  });
+
   test("without interval, the records' TTL sets how often the name is asked (at least 1s)", async () => {
     const dns = await dnsServer();
     const a = backendAt("a", "127.0.0.2");

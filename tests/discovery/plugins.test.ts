@@ -10,11 +10,12 @@ import { runCli } from "../helpers/fulcrum.ts";
 import { ROOT, startFromFile, tempDir } from "../helpers/plugins.ts";
 import { testScope } from "../helpers/scope.ts";
 import { until } from "../helpers/dns.ts";
+import { ManualClock } from "../helpers/clock.ts";
 
 const { cleanups, backends } = testScope();
 
-async function serveFile(file: string) {
-  const f = await startFromFile(file);
+async function serveFile(file: string, clock?: ManualClock) {
+  const f = await startFromFile(file, clock ? { clock } : {});
   cleanups.push(() => f.stop());
   return f;
 }
@@ -125,6 +126,77 @@ export default { kind: "discovery", name: "once", create(o: { url: string }) {
     expect(p.discovery!.counts).toMatchObject({ invalid: 2, empty: 1 });
     // It never calls again (hangs): the list stays.
     for (let i = 0; i < 5; i++) expect((await fetch(f.url)).status).toBe(200);
+  });
+});
+
+describe("discovery plugins: empty_after", () => {
+  test("empty answers empty the pool only after empty_after of nothing else; a list in between resets the count; the pool then answers 503", async () => {
+    const [a, b] = backends(2);
+    const ch = channel("disco-empty", [{ url: a!.url }]);
+    const t = tempDir();
+    t.write("channel.ts", SUBSCRIBE);
+    const clock = new ManualClock();
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty }, empty_after: 30s }\n`),
+      clock,
+    );
+    const p = pool(f);
+    expect(urls(p)).toEqual([a!.url]);
+    ch.update!([]);
+    clock.advance(29_000);
+    expect(urls(p)).toEqual([a!.url]);
+    expect((await fetch(f.url)).status).toBe(200);
+    // A list in between: the count starts again from the next empty answer.
+    ch.update!([{ url: b!.url }]);
+    expect(urls(p)).toEqual([b!.url]);
+    ch.update!([]);
+    clock.advance(20_000);
+    ch.update!([]);
+    clock.advance(9_999);
+    expect(urls(p)).toEqual([b!.url]);
+    clock.advance(1);
+    expect(urls(p)).toEqual([]);
+    expect(f.logged("discovery for pool {pool}: the source has answered with an empty list for {ms}ms; the pool is emptied")).toHaveLength(
+      1,
+    );
+    expect((await fetch(f.url)).status).toBe(503);
+    // Backends come back with the next list.
+    ch.update!([{ url: a!.url }]);
+    expect(urls(p)).toEqual([a!.url]);
+    expect((await fetch(f.url)).status).toBe(200);
+  });
+
+  test("a failure during the count keeps the last list: only empty answers count", async () => {
+    const [a] = backends(1);
+    const ch = channel("disco-empty2", [{ url: a!.url }]);
+    const t = tempDir();
+    t.write("channel.ts", SUBSCRIBE);
+    const clock = new ManualClock();
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty2 }, empty_after: 10s }\n`),
+      clock,
+    );
+    const p = pool(f);
+    ch.update!([]);
+    ch.update!("not a list");
+    clock.advance(60_000);
+    expect(urls(p)).toEqual([a!.url]);
+    // Without empty_after an empty answer never empties (the test above of a hanging source).
+  });
+
+  test("empty_after: 0 empties at the first empty answer", async () => {
+    const [a] = backends(1);
+    const ch = channel("disco-empty3", [{ url: a!.url }]);
+    const t = tempDir();
+    t.write("channel.ts", SUBSCRIBE);
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty3 }, empty_after: 0s }\n`),
+    );
+    const p = pool(f);
+    expect(urls(p)).toEqual([a!.url]);
+    ch.update!([]);
+    expect(urls(p)).toEqual([]);
+    expect((await fetch(f.url)).status).toBe(503);
   });
 });
 

@@ -1,4 +1,5 @@
 /** Helpers for plugin tests: temp folders with config and plugin files, Fulcrum from a config file. */
+import type { Clock } from "../../core/lib/clock.ts";
 import { afterAll, onTestFinished } from "bun:test";
 import type { LogRecord } from "@logtape/logtape";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -46,7 +47,7 @@ export interface FromFile {
 }
 
 /** Load `file` like `fulcrum run` does (plugins and all), in-process on 127.0.0.1:0. */
-export async function startFromFile(file: string): Promise<FromFile> {
+export async function startFromFile(file: string, extra: { clock?: Clock } = {}): Promise<FromFile> {
   const registry = builtinRegistry();
   const load = async () => {
     const c = await loadConfigFile(file, {
@@ -60,7 +61,7 @@ export async function startFromFile(file: string): Promise<FromFile> {
   };
   const config = await load();
   const { records, logging } = await captureLogs(config.log.access_log);
-  const server = await startServer(bunRuntime, config, { registry, logging, loadConfig: load });
+  const server = await startServer(bunRuntime, config, { registry, logging, loadConfig: load, ...extra });
   return {
     url: `http://127.0.0.1:${server.listener.port}`,
     server,

@@ -126,6 +126,7 @@ const TABLE: Record<string, Entry> = {
   "pools.*.discovery.dns.resolver": applied("127.0.0.1:5353", ["pools", "found", "discovery", "dns", "resolver"]),
   "pools.*.discovery.dns.scheme": applied("https", ["pools", "found", "discovery", "dns", "scheme"]),
   "pools.*.discovery.plugin": applied(ETCD, ["pools", "found", "discovery"]),
+  "pools.*.discovery.empty_after": applied("1m", ["pools", "found", "discovery", "empty_after"]),
   "pools.*.discovery.options": applied({ ...ETCD, options: { ...ETCD.options, prefix: "/other/" } }, ["pools", "found", "discovery"]),
   "pools.*.host_header": applied("backend"),
   "pools.*.timeouts": applied({ connect: "1s" }),
