@@ -19,7 +19,7 @@ import { parseCommandLine, USAGE } from "./cli-args.ts";
 // Embedded so that `fulcrum demo` works from the compiled binary too.
 import demoYaml from "./config/demo.yaml" with { type: "text" };
 import type { Config } from "./core/config/schema.ts";
-import { setupLogging } from "./core/telemetry/log.ts";
+import { setupLogging } from "./core/telemetry/log-setup.ts";
 import { Registry } from "./core/plugins/registry.ts";
 import { listenerUrls, startServer, type RunningServer } from "./core/proxy/server.ts";
 import { startObservability } from "./core/admin/observability.ts";
@@ -268,7 +268,7 @@ async function serve(
   // logrotate's postrotate (as for nginx): the access log file was moved; write to a new one.
   const offUsr1 = runtime.onSignal("SIGUSR1", () => {
     logging.reopen?.();
-    logging.logger.info("reopened the access log", { file: config.log.access_log_file ?? null });
+    logging.logger.info("reopened the access log", { file: server.config.log.access_log_file ?? null });
   });
   if (source.pidFile) writeFileSync(source.pidFile, `${process.pid}\n`);
   const url = listenerUrls(server)[0]!;

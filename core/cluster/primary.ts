@@ -12,7 +12,7 @@ import CounterMetric from "prom-client/lib/counter.js";
 import Gauge from "prom-client/lib/gauge.js";
 import type { Config } from "../config/schema.ts";
 import { encodeConfig } from "../config/source.ts";
-import { setupLogging } from "../telemetry/log.ts";
+import { setupLogging } from "../telemetry/log-setup.ts";
 import { startObservability } from "../admin/observability.ts";
 import { loadPlugins } from "../plugins/load.ts";
 import { createReloader, type ServingState } from "../proxy/reload.ts";

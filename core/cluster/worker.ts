@@ -6,7 +6,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { decodeConfig } from "../config/source.ts";
-import { setupLogging } from "../telemetry/log.ts";
+import { setupLogging } from "../telemetry/log-setup.ts";
 import { startObservability } from "../admin/observability.ts";
 import type { Registry } from "../plugins/registry.ts";
 import type { Runtime } from "../runtime/types.ts";

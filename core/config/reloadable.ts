@@ -11,11 +11,6 @@ export const RESTART_KEYS: readonly string[] = [
   "workers", // the processes serving it
   "limits.max_request_body", // given to the listener when it opens
   "limits.client_idle_timeout",
-  "log.level", // the log sinks are configured once per process
-  "log.access_log",
-  "log.access_log_file",
-  "log.access_format",
-  "log.fields",
   "admin.enabled", // the admin listener's socket
   "admin.listen",
   "acme", // the ACME account, CA and storage the orders of this process use

@@ -11,6 +11,7 @@ import { adminExposure } from "../config/exposure.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Observer } from "../telemetry/observer.ts";
 import type { GatewayMetrics } from "../telemetry/metrics.ts";
+import type { StagedLog } from "../telemetry/log.ts";
 import type { Gateway, GatewayDeps } from "./gateway.ts";
 import { loadPlugins } from "../plugins/load.ts";
 import type { StoreSet } from "../stores/set.ts";
@@ -83,6 +84,7 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
     const started = performance.now();
     const running = o.current();
     let staged: StagedObservability | undefined;
+    let stagedLog: StagedLog | undefined;
     let stores: StoreSet | undefined = running.stores;
     /** Stores opened for this reload: closed again if it does not go live. */
     let opened: StoreSet | undefined;
@@ -109,11 +111,16 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
         if (stores !== running.stores) opened = stores;
       }
       staged = await o.deps.stage?.(config);
-      const deps = staged ? { ...o.deps, observer: staged.observer, metrics: staged.metrics } : o.deps;
+      stagedLog = o.deps.logging.stage?.(config.log);
+      const logging = stagedLog && stagedLog.access !== o.deps.logging.access
+        ? { ...o.deps.logging, access: stagedLog.access }
+        : o.deps.logging;
+      const deps = staged ? { ...o.deps, logging, observer: staged.observer, metrics: staged.metrics } : { ...o.deps, logging };
       const gateway = o.build(config, { ...deps, stores, registry: plugins.registry, previous: running.gateway });
       if (o.stopping()) {
         gateway.retire(running.gateway);
         staged?.abort();
+        stagedLog?.abort();
         void opened?.close(running.stores);
         return { ok: false, problems: ["shutting down"], restartRequired: restart };
       }
@@ -121,6 +128,8 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       // Swapped (with workers, in the primary at least): the new settings are the running ones.
       staged?.commit(running.gateway.drained());
       staged = undefined;
+      stagedLog?.commit(running.gateway.drained());
+      stagedLog = undefined;
       // Stores the new config dropped or changed close once the old gateway's requests are done.
       const old = running.stores;
       const live = stores;
@@ -139,6 +148,7 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
       return { ok: true, problems: [], restartRequired: restart };
     } catch (e) {
       staged?.abort();
+      stagedLog?.abort();
       void opened?.close(running.stores);
       const problems = e instanceof ConfigError ? e.problems : [String((e as Error)?.message ?? e)];
       log[o.deps.worker ? "debug" : "error"]("reload rejected; the running configuration keeps serving: {problems}", {

@@ -2,8 +2,8 @@
  * Structured JSON-lines logging through LogTape. Operational records go to stdout; access-log
  * records (one a request) go to stdout too, or to `log.access_log_file`.
  */
-import { configure, getJsonLinesFormatter, getLogger, type Logger, type LogRecord, type Sink } from "@logtape/logtape";
-import type { ByteSource, Runtime, Writer } from "../runtime/types.ts";
+import type { Logger } from "@logtape/logtape";
+import type { ByteSource, Writer } from "../runtime/types.ts";
 import { put as putBytes, putInt } from "../http1/bytes.ts";
 import type { AccessField } from "../config/schema.ts";
 import { type AccessEntry, clfLine, fieldsLine, formatNeeds, NO_IDS } from "./access-formats.ts";
@@ -51,10 +51,21 @@ export interface Logging {
   access: AccessLog | undefined;
   /** Reopen `log.access_log_file` (after logrotate moved it): lines from now on go to a file at that path. */
   reopen?(): void;
+  /**
+   * A reload's `log` settings, prepared without touching the running ones: the access log the new
+   * gateway writes to (the running one when its settings did not change; a new file opened when
+   * its path did). `commit` makes them the running ones (the level at once; the old file closes
+   * once the old gateway's requests are done); `abort` closes what was opened.
+   */
+  stage?(next: LogConfig): StagedLog;
   close(): Promise<void>;
 }
 
-const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
+export interface StagedLog {
+  readonly access: AccessLog | undefined;
+  commit(drained: Promise<void>): void;
+  abort(): void;
+}
 
 let lastMs = Number.NaN;
 let lastIso = "";
@@ -339,51 +350,6 @@ export function accessLog(
       writer.writeBytes(source.maxBytes(), source);
       source.e = undefined;
       source.ids = undefined;
-    },
-  };
-}
-
-function writerSink(writer: Writer, formatter: (r: LogRecord) => string = format): Sink {
-  return (record: LogRecord) => writer.write(formatter(record));
-}
-
-/**
- * Configure LogTape for the process; call again on reload to apply a new config. `worker`: this
- * is worker N (core/cluster/): every record carries `"worker": N`. `sharedStdout`: other
- * processes write to the same stdout (a primary and its workers).
- */
-export async function setupLogging(
-  runtime: Runtime,
-  config: LogConfig,
-  opts: { worker?: number; sharedStdout?: boolean } = {},
-): Promise<Logging> {
-  // Several processes share stdout (workers): whole lines in writes of at most PIPE_BUF (4 KiB),
-  // which the kernel never interleaves with another process's writes.
-  const shared = opts.worker !== undefined || opts.sharedStdout === true;
-  const stdout = runtime.openWriter("stdout", shared ? { chunk: 4096 } : undefined);
-  const accessWriter = config.access_log_file ? runtime.openWriter({ path: config.access_log_file }) : stdout;
-  await configure({
-    reset: true,
-    sinks: { main: writerSink(stdout) },
-    loggers: [
-      { category: ["fulcrum"], sinks: ["main"], lowestLevel: config.level },
-      // LogTape reports its own problems under this category.
-      { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },
-    ],
-  });
-  const context = opts.worker === undefined ? undefined : { worker: opts.worker };
-  const logger = getLogger(["fulcrum"]);
-  const worker = opts.worker;
-  const access: AccessLog | undefined = config.access_log ? accessLog(accessWriter, worker, Date.now, config) : undefined;
-  return {
-    logger: context ? logger.with(context) : logger,
-    access,
-    reopen() {
-      if (accessWriter !== stdout) accessWriter.reopen?.();
-    },
-    async close() {
-      stdout.flush();
-      if (accessWriter !== stdout) await accessWriter.close();
     },
   };
 }

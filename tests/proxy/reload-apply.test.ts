@@ -92,11 +92,13 @@ for (const workers of [1, 2]) {
 }
 
 describe("what a reload cannot apply is named in its answer and its log line", () => {
-  test("listen, limits.client_idle_timeout and log.level: restart_required, a warning, the running values kept", async () => {
+  test("listen and limits: restart_required, a warning, the running values kept; log.level applied", async () => {
     const [a, b] = backends(2);
     const body = (extra: string) => `workers: 1\nadmin: { listen: 127.0.0.1:0 }\n${extra}`;
     const c = await run(body(`listen: 127.0.0.1:0\n${pools([a!])}`));
-    c.write(body(`listen: 127.0.0.1:1\nlimits: { client_idle_timeout: 30s }\nlog: { level: debug }\n${pools([b!])}`));
+    c.write(
+      body(`listen: 127.0.0.1:1\nlimits: { client_idle_timeout: 30s, max_request_body: 1mb }\nlog: { level: debug }\n${pools([b!])}`),
+    );
     const from = c.lines.length;
     const r = await reload(c);
     expect(r.status).toBe(200);
@@ -104,11 +106,11 @@ describe("what a reload cannot apply is named in its answer and its log line", (
       status: "reloaded",
       ok: true,
       problems: [],
-      restart_required: ["listen", "limits.client_idle_timeout", "log.level"],
+      restart_required: ["listen", "limits.max_request_body", "limits.client_idle_timeout"],
     });
     const warning = JSON.parse(await c.waitFor("reload cannot change", from));
     expect(warning.level).toBe("WARN");
-    expect(warning.restart_required).toEqual(["listen", "limits.client_idle_timeout", "log.level"]);
+    expect(warning.restart_required).toEqual(["listen", "limits.max_request_body", "limits.client_idle_timeout"]);
     const reloaded = await c.waitFor('"message":"reloaded"', from);
     expect(JSON.parse(reloaded).restart_required).toEqual(warning.restart_required);
     // The rest applied (the new backend serves), on the port it had.
