@@ -21,12 +21,17 @@ afterAll(async () => {
   await sides?.stop();
 });
 
-ownListener(`${CASES} mutated cases: Fulcrum never forwards what llhttp refuses, nor differs on what both accept`, async () => {
-  const seed = fuzzSeed();
-  const only = process.env.FUZZ_CASE ? Number(process.env.FUZZ_CASE) : undefined;
-  console.log(`fuzz: FUZZ_SEED=${seed}${only !== undefined ? ` FUZZ_CASE=${only}` : ""}`);
-  const run = await fuzz(sides, { seed, cases: CASES, only });
-  console.log(`fuzz (seed ${seed}): ${run.summary} in ${Math.round(run.ms)} ms`);
-  if (run.failures.length > 0) console.log(run.failures.join("\n\n"));
-  expect(run.failed).toBe(0);
-}, 180_000);
+// In the test's name, so that the summary line of a failed run (all a CI log may keep) replays it.
+const seed = fuzzSeed();
+ownListener(
+  `${CASES} mutated cases (FUZZ_SEED=${seed}): Fulcrum never forwards what llhttp refuses, nor differs on what both accept`,
+  async () => {
+    const only = process.env.FUZZ_CASE ? Number(process.env.FUZZ_CASE) : undefined;
+    console.log(`fuzz: FUZZ_SEED=${seed}${only !== undefined ? ` FUZZ_CASE=${only}` : ""}`);
+    const run = await fuzz(sides, { seed, cases: CASES, only });
+    console.log(`fuzz (seed ${seed}): ${run.summary} in ${Math.round(run.ms)} ms`);
+    if (run.failures.length > 0) console.log(run.failures.join("\n\n"));
+    expect(run.failed).toBe(0);
+  },
+  180_000,
+);
