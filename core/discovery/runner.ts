@@ -60,6 +60,11 @@ export class DiscoveryRunner implements PoolDiscovery {
   #timer: Timer | undefined;
   /** Set while empty answers count down to emptying the pool. */
   #emptyTimer: Timer | undefined;
+  /**
+   * When the source first answered with an empty list since its last list with backends (clock
+   * time); carried across a reload, so that reloads do not put off emptying the pool.
+   */
+  emptySince: number | undefined;
   /** The weight each member had in the last list, to tell a discovered change from an operator's. */
   readonly weights: Map<Backend, number>;
   /** Keeping the last good list since this problem: logged once, and again when it clears. */
@@ -70,6 +75,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     this.weights = o.previous?.weights ?? new Map();
     // Carried across a reload: counters must not go back.
     this.counts = o.previous?.counts ?? { applied: 0, unchanged: 0, empty: 0, invalid: 0, error: 0 };
+    this.emptySince = o.previous?.emptySince;
   }
 
   start(): Promise<void> {
@@ -139,11 +145,14 @@ export class DiscoveryRunner implements PoolDiscovery {
         await this.#consume(source, () => (failures = 0));
         if (this.#stopped) return;
         why = "the source ended";
+        this.counts.error++;
+        this.#cancelEmpty(why);
+        this.o.failures?.report("discovery ended", why);
       } catch (e) {
         if (this.#stopped) return;
         why = e instanceof Error ? e.message : String(e);
         this.counts.error++;
-        this.#cancelEmpty();
+        this.#cancelEmpty(why);
         this.o.failures?.report("discovery failed", e);
       }
       this.#degrade(`${why}; trying again in ${backoff(failures) / 1000}s`);
@@ -189,7 +198,7 @@ export class DiscoveryRunner implements PoolDiscovery {
   #receive(list: unknown): boolean {
     const name = this.pool.name;
     if (!Array.isArray(list)) {
-      this.#cancelEmpty();
+      this.#cancelEmpty("the source gave something that is not a list");
       this.counts.invalid++;
       this.o.failures?.report("discovery gave something that is not a list", typeof list);
       this.#degrade(`the source gave ${list === null ? "null" : typeof list}, not a list of backends`);
@@ -214,7 +223,7 @@ export class DiscoveryRunner implements PoolDiscovery {
     if (configs.size === 0) {
       if (list.length) {
         this.counts.invalid++;
-        this.#cancelEmpty();
+        this.#cancelEmpty("no valid entry in the list");
         this.#degrade("no valid entry in the list");
       } else {
         this.counts.empty++;
@@ -224,6 +233,7 @@ export class DiscoveryRunner implements PoolDiscovery {
       return false;
     }
     this.#cancelEmpty();
+    this.emptySince = undefined;
     const changed = this.#apply(configs);
     if (changed) this.counts.applied++;
     else this.counts.unchanged++;
@@ -279,32 +289,53 @@ export class DiscoveryRunner implements PoolDiscovery {
     return changed;
   }
 
-  /** An empty answer: keep the last good list, or start (or go on) counting down to emptying the pool. */
+  /**
+   * An empty answer: keep the last good list, or count down to emptying the pool from the first
+   * empty answer since the last list with backends (failures in between stop the timer but do not
+   * reset the count: the pool empties at an empty answer once `empty_after` has passed, as
+   * HAProxy's `hold nx` counts from the last valid resolution).
+   */
   #empty(): void {
     const after = this.o.emptyAfterMs;
     if (this.pool.backends.length === 0) return;
     if (after === undefined) return this.#degrade("an empty list");
+    const now = this.o.clock.now();
+    this.emptySince ??= now;
+    const left = after - (now - this.emptySince);
+    if (left <= 0) return this.#emptyPool(now);
     if (this.#emptyTimer !== undefined) return;
-    const empty = () => {
+    this.o.log.warning("discovery for pool {pool}: an empty list; the pool empties in {seconds}s unless the source lists backends", {
+      pool: this.pool.name,
+      seconds: left / 1000,
+      backends: this.pool.backends.length,
+    });
+    this.#degraded = "an empty list";
+    this.#emptyTimer = this.o.clock.setTimeout(() => {
       this.#emptyTimer = undefined;
-      if (this.#stopped || this.pool.backends.length === 0) return;
-      this.o.log.warning("discovery for pool {pool}: the source has answered with an empty list for {ms}ms; the pool is emptied", {
-        pool: this.pool.name,
-        ms: after,
-        backends: this.pool.backends.length,
-      });
-      this.#degraded = undefined;
-      this.#apply(new Map());
-    };
-    if (after === 0) return empty();
-    this.#degrade(`an empty list; the pool empties if the source still has no backends in ${after}ms`);
-    this.#emptyTimer = this.o.clock.setTimeout(empty, after);
+      this.#emptyPool(this.o.clock.now());
+    }, left);
   }
 
-  #cancelEmpty(): void {
+  #emptyPool(now: number): void {
+    if (this.#stopped || this.pool.backends.length === 0) return;
+    this.o.log.warning("discovery for pool {pool}: no backends listed for {seconds}s; the pool is emptied", {
+      pool: this.pool.name,
+      seconds: (now - (this.emptySince ?? now)) / 1000,
+      backends: this.pool.backends.length,
+    });
+    this.#degraded = undefined;
+    this.counts.applied++;
+    this.#apply(new Map());
+  }
+
+  /** A list with backends (no `why`) or a failure (`why`): no emptying until the next empty answer. */
+  #cancelEmpty(why?: string): void {
     if (this.#emptyTimer === undefined) return;
     this.o.clock.clearTimeout(this.#emptyTimer);
     this.#emptyTimer = undefined;
+    if (why !== undefined && !this.#stopped) {
+      this.o.log.info("discovery for pool {pool}: {why}; the pool is not emptied while the source fails", { pool: this.pool.name, why });
+    }
   }
 
   /** Keep the last good list; log when this starts (not on every repeat). */

@@ -125,15 +125,17 @@ export function createReloader(o: ReloaderOptions): () => Promise<ReloadResult> 
         return { ok: false, problems: ["shutting down"], restartRequired: restart };
       }
       const failed = await o.swap({ config, gateway, files: plugins.files, stores });
-      // Swapped (with workers, in the primary at least): the new settings are the running ones.
-      staged?.commit(running.gateway.drained());
+      // Swapped (with workers, in the primary at least): the new settings are the running ones,
+      // never aborted from here on (the live gateway uses them).
+      const committed = { staged, stagedLog };
       staged = undefined;
-      stagedLog?.commit(running.gateway.drained());
       stagedLog = undefined;
+      opened = undefined;
+      committed.staged?.commit(running.gateway.drained());
+      committed.stagedLog?.commit(running.gateway.drained());
       // Stores the new config dropped or changed close once the old gateway's requests are done.
       const old = running.stores;
       const live = stores;
-      opened = undefined;
       if (old !== undefined && old !== live) void running.gateway.drained().then(() => old.close(live));
       if (failed?.length) {
         log.error("reload incomplete: {problems}", { problems: failed.join("\n") });

@@ -41,9 +41,20 @@ export function setupLogging(
   const shared = opts.worker !== undefined || opts.sharedStdout === true;
   const stdout = runtime.openWriter("stdout", shared ? { chunk: 4096 } : undefined);
   const worker = opts.worker;
-  const open = (c: LogConfig) => (c.access_log_file ? runtime.openWriter({ path: c.access_log_file }) : stdout);
+  // A file only when the access log is on: a path for a log that is off is not opened (or created).
+  const open = (c: LogConfig) => (c.access_log && c.access_log_file ? runtime.openWriter({ path: c.access_log_file }) : stdout);
   const accessOver = (w: Writer, c: LogConfig) => (c.access_log ? accessLog(w, worker, Date.now, c) : undefined);
-  const closeFile = (w: Writer) => (w === stdout ? Promise.resolve() : w.close());
+  /** Files replaced by a reload whose old requests are still writing to them. */
+  const retiring = new Set<Writer>();
+  const closed = new WeakSet<Writer>();
+  const closeFile = (w: Writer): Promise<void> => {
+    retiring.delete(w);
+    if (w === stdout || closed.has(w)) return Promise.resolve();
+    closed.add(w);
+    // A failed last flush (a full disk) must not become an unhandled rejection.
+    return w.close().catch(() => {});
+  };
+  let shutDown = false;
 
   configureLevel(stdout, config.level);
   let running = config;
@@ -53,33 +64,29 @@ export function setupLogging(
     logger: worker === undefined ? logger : logger.with({ worker }),
     access: accessOver(writer, config),
     reopen() {
-      if (writer !== stdout) writer.reopen?.();
+      for (const w of [writer, ...retiring]) if (w !== stdout) w.reopen?.();
     },
     stage(next: LogConfig): StagedLog {
-      if (sameAccess(running, next)) {
-        const access = logging.access;
-        return {
-          access,
-          commit() {
-            if (next.level !== running.level) configureLevel(stdout, next.level);
-            running = next;
-          },
-          abort() {},
-        };
-      }
+      const sameFile = (next.access_log && next.access_log_file) === (running.access_log && running.access_log_file);
+      const same = sameAccess(running, next);
       // A new file is opened now, so that a path that cannot be written fails the reload.
-      const w = next.access_log_file === running.access_log_file ? writer : open(next);
-      const access: AccessLog | undefined = accessOver(w, next);
+      const w = same || sameFile || shutDown ? writer : open(next);
+      const access = same ? logging.access : accessOver(w, next);
       return {
         access,
         commit(drained) {
-          if (next.level !== running.level) configureLevel(stdout, next.level);
+          if (shutDown) return void (w !== writer && closeFile(w));
           const old = writer;
-          running = next;
           writer = w;
           logging.access = access;
-          // The old gateway's requests write their lines to the old file until they are done.
-          if (old !== w) void drained.then(() => closeFile(old));
+          const level = running.level;
+          running = next;
+          if (old !== w) {
+            // The old gateway's requests write their lines to the old file until they are done.
+            retiring.add(old);
+            void drained.then(() => closeFile(old));
+          }
+          if (next.level !== level) configureLevel(stdout, next.level);
         },
         abort() {
           if (w !== writer) void closeFile(w);
@@ -87,8 +94,9 @@ export function setupLogging(
       };
     },
     async close() {
+      shutDown = true;
       stdout.flush();
-      await closeFile(writer);
+      await Promise.all([writer, ...retiring].map(closeFile));
     },
   };
   return Promise.resolve(logging);

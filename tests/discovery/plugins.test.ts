@@ -156,9 +156,8 @@ describe("discovery plugins: empty_after", () => {
     expect(urls(p)).toEqual([b!.url]);
     clock.advance(1);
     expect(urls(p)).toEqual([]);
-    expect(f.logged("discovery for pool {pool}: the source has answered with an empty list for {ms}ms; the pool is emptied")).toHaveLength(
-      1,
-    );
+    expect(f.logged("discovery for pool {pool}: no backends listed for {seconds}s; the pool is emptied")).toHaveLength(1);
+    expect(p.discovery!.counts.applied).toBe(3); // the first list, b's, and the emptying
     expect((await fetch(f.url)).status).toBe(503);
     // Backends come back with the next list.
     ch.update!([{ url: a!.url }]);
@@ -166,7 +165,7 @@ describe("discovery plugins: empty_after", () => {
     expect((await fetch(f.url)).status).toBe(200);
   });
 
-  test("a failure during the count keeps the last list: only empty answers count", async () => {
+  test("a failure stops the count without resetting it: the pool empties at the next empty answer once empty_after has passed", async () => {
     const [a] = backends(1);
     const ch = channel("disco-empty2", [{ url: a!.url }]);
     const t = tempDir();
@@ -181,7 +180,54 @@ describe("discovery plugins: empty_after", () => {
     ch.update!("not a list");
     clock.advance(60_000);
     expect(urls(p)).toEqual([a!.url]);
+    expect(f.logged("discovery for pool {pool}: {why}; the pool is not emptied while the source fails")).toHaveLength(1);
+    // Empty since 60 s: the next empty answer empties at once.
+    ch.update!([]);
+    expect(urls(p)).toEqual([]);
     // Without empty_after an empty answer never empties (the test above of a hanging source).
+  });
+
+  test("a reload carries the count on: reloads do not put off emptying the pool", async () => {
+    const [a] = backends(1);
+    const ch = channel("disco-empty4", [{ url: a!.url }]);
+    const t = tempDir();
+    t.write("channel.ts", SUBSCRIBE);
+    const clock = new ManualClock();
+    const yaml = (extra: string) =>
+      `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty4 }, empty_after: 30s }\n${extra}`;
+    const file = t.write("f.yaml", yaml(""));
+    const f = await serveFile(file, clock);
+    ch.update!([]);
+    clock.advance(25_000);
+    // The reloaded source subscribes and gets the channel's list: still empty.
+    ch.list = [];
+    t.write("f.yaml", yaml("log: { level: info }\n"));
+    expect((await f.server.reload()).ok).toBe(true);
+    expect(urls(pool(f))).toEqual([a!.url]);
+    clock.advance(5_000);
+    expect(urls(pool(f))).toEqual([]);
+  });
+
+  test("a source that ends stops the count and is counted as an error", async () => {
+    const [a] = backends(1);
+    const t = tempDir();
+    t.write(
+      "ends.ts",
+      `export default { kind: "discovery", name: "ends", create(o: { url: string }) {
+  return (async function* () { yield [{ url: o.url }]; yield []; })();
+} };`,
+    );
+    const clock = new ManualClock();
+    const f = await serveFile(
+      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./ends.ts, options: { url: "${a!.url}" }, empty_after: 10s }\n`),
+      clock,
+    );
+    const p = pool(f);
+    await until(() => p.discovery!.counts.error === 1, "the end counted");
+    clock.advance(20_000);
+    expect(urls(p)).toEqual([a!.url]);
+    expect(pluginFailureCounts.get("ends") ?? 0).toBe(1);
+    expect(f.logged("discovery for pool {pool}: {why}; the pool is not emptied while the source fails")).toHaveLength(1);
   });
 
   test("empty_after: 0 empties at the first empty answer", async () => {

@@ -137,7 +137,7 @@ describe("reload (in-process)", () => {
     expect(removed.id).toBe(new URL(other!.url).host);
   });
 
-  test("an invalid config is rejected with file:line:col and the old one keeps serving; log settings need a restart", async () => {
+  test("an invalid config is rejected with file:line:col and the old one keeps serving; listener limits need a restart", async () => {
     const [a] = backends(1);
     const t = tempDir();
     const cfg = t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\n`);
@@ -151,12 +151,14 @@ describe("reload (in-process)", () => {
     expect(f.logged("reload rejected; the running configuration keeps serving: {problems}").length).toBe(1);
     expect((await fetch(f.url)).status).toBe(200);
 
-    // Settings bound to the process (listen, limits, log) are kept, with a warning.
-    t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nlog: { level: debug }\n`);
+    // Settings bound to the listening socket (listen, limits) are kept, with a warning; log applies
+    // (tests/telemetry/log-reload.test.ts).
+    t.write("f.yaml", `pools:\n  web: { backends: ["${a!.url}"] }\nlimits: { client_idle_timeout: 5s }\nlog: { level: debug }\n`);
     expect((await f.server.reload()).ok).toBe(true);
     const warning = f.records.find((x) => x.level === "warning" && String(x.rawMessage).startsWith("reload cannot change"));
-    expect(warning?.properties.keys).toBe("log.level");
-    expect(f.server.config.log.level).toBe("info");
+    expect(warning?.properties.keys).toBe("limits.client_idle_timeout");
+    expect(f.server.config.limits.client_idle_timeout).not.toBe(5_000);
+    expect(f.server.config.log.level).toBe("debug");
     expect((await fetch(f.url)).status).toBe(200);
   });
 });

@@ -43,7 +43,13 @@ async function lines(file: string, n: number): Promise<string[]> {
 for (const workers of [1, 2]) {
   describe(`workers: ${workers}`, () => {
     test("a reload switches the access log's file and format and the level; the old file keeps the earlier lines only", async () => {
-      const backend = startBackend("b");
+      // /slow/… answers once the test opens the gate: a request in flight across the reload.
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const backend = startBackend("b", async (req, name) => {
+        if (new URL(req.url).pathname.startsWith("/slow/")) await gate;
+        return new Response(`hello from ${name}\n`);
+      });
       cleanups.push(() => backend.stop());
       const dir = tempDir("fulcrum-logreload-");
       dir.write("debug-each.ts", DEBUG_PLUGIN);
@@ -72,19 +78,24 @@ for (const workers of [1, 2]) {
       child.proc.kill("SIGHUP");
       await child.waitFor('"message":"reload rejected', from);
 
+      const slow = fetch(`${child.url}/slow/1`, { headers: { connection: "close" } });
+      while (!backend.requests.some((r) => r.path === "/slow/1")) await Bun.sleep(5);
       writeFileSync(file, config(`{ level: debug, access_log_file: ${b}, access_format: combined }`));
       from = child.lines.length;
       child.proc.kill("SIGHUP");
       await child.waitFor('"message":"reloaded"', from);
+      open();
+      expect((await slow).status).toBe(200);
       for (let i = 0; i < 4; i++) expect((await fetch(`${child.url}/after/${i}`, { headers: { connection: "close" } })).status).toBe(200);
       const after = await lines(b, 4);
       expect(after).toHaveLength(4);
       for (const l of after) expect(l).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/after\/\d HTTP\/1\.1" 200 \d+ "-" "[^"]*"$/);
       // Debug records from the plugin now, on stdout.
       await child.waitFor('"message":"saw \\"/after/', from);
-      // The old file: the four lines from before the reload, and nothing since.
-      const old = await lines(a, 4);
-      expect(old.map((l) => JSON.parse(l).path).sort()).toEqual(["/before/0", "/before/1", "/before/2", "/before/3"]);
+      // The old file: the lines of the requests of the old config, the one in flight included,
+      // and nothing since.
+      const old = await lines(a, 5);
+      expect(old.map((l) => JSON.parse(l).path).sort()).toEqual(["/before/0", "/before/1", "/before/2", "/before/3", "/slow/1"]);
     });
   });
 }

@@ -15,6 +15,14 @@ export interface StricterRule {
   when?: (line: string, rest: string) => boolean;
 }
 
+// RFC 9110 §5.6.2: a token's bytes; a chunk extension as Fulcrum accepts it (RFC 9112 §7.1.1).
+const T = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+const EXT = `;${T}+(?:=(?:${T}+|"(?:[^"\\\\\r\n]|\\\\[^\r\n])*"))?`;
+/** A chunk-size line whose extensions are valid up to `;name=` followed by nothing, `;`, or a token and a quote. */
+const EXT_VALUE = new RegExp(`\r\n[0-9a-fA-F]+(?:${EXT})*;${T}+=(?:;|\r\n|${T}+")`);
+/** The last chunk, then trailer fields up to a first Transfer-Encoding, which is empty. */
+const EMPTY_TRAILER_TE = new RegExp(`\r\n0+(?:${EXT})*\r\n(?:(?!transfer-encoding:)${T}+:[^\r\n]*\r\n)*transfer-encoding:[ \t]*\r\n`, "i");
+
 export const STRICTER: readonly StricterRule[] = [
   // The request line.
   {
@@ -112,7 +120,7 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 bad chunked request body: invalid chunk extension value$/,
-    when: (_, rest) => /\r\n[0-9a-fA-F]+;[^\r\n]*=(;|\r\n|[^\r\n";=]+")/.test(rest),
+    when: (_, rest) => EXT_VALUE.test(rest),
     why: "RFC 9112 §7.1.1: an extension's value is a token or a quoted string, neither of which is empty; " +
       'llhttp takes `;a=` with nothing after the `=`, and a token followed by a quoted string (`;a=b""`).',
   },
@@ -135,7 +143,7 @@ export const STRICTER: readonly StricterRule[] = [
   },
   {
     message: /^400 bad chunked request body: transfer-encoding in a trailer$/,
-    when: (_, rest) => /\r\ntransfer-encoding:[ \t]*\r\n/i.test(rest),
+    when: (_, rest) => EMPTY_TRAILER_TE.test(rest),
     why: "RFC 9110 §6.5.1: framing fields do not belong in a trailer. llhttp refuses a trailer Transfer-Encoding " +
       "with a value but takes an empty one; Fulcrum refuses it by name, whatever its value.",
   },
