@@ -5,7 +5,7 @@
  */
 import { configureSync, getJsonLinesFormatter, getLogger, type LogRecord } from "@logtape/logtape";
 import type { Runtime, Writer } from "../runtime/types.ts";
-import { type AccessLog, accessLog, type LogConfig, type Logging, type StagedLog } from "./log.ts";
+import { accessLog, type LogConfig, type Logging, type StagedLog } from "./log.ts";
 
 const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
 
