@@ -129,18 +129,21 @@ export default { kind: "discovery", name: "once", create(o: { url: string }) {
   });
 });
 
+/** A pool fed by the channel plugin, with `empty_after` and fake time; `rewrite` changes its file for a reload. */
+async function channelPool(name: string, list: unknown, emptyAfter: string, clock = new ManualClock()) {
+  const ch = channel(name, list);
+  const t = tempDir();
+  t.write("channel.ts", SUBSCRIBE);
+  const yaml = (extra: string) =>
+    `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: ${name} }, empty_after: ${emptyAfter} }\n${extra}`;
+  const f = await serveFile(t.write("f.yaml", yaml("")), clock);
+  return { ch, f, p: pool(f), clock, rewrite: (extra: string) => t.write("f.yaml", yaml(extra)) };
+}
+
 describe("discovery plugins: empty_after", () => {
   test("empty answers empty the pool only after empty_after of nothing else; a list in between resets the count; the pool then answers 503", async () => {
     const [a, b] = backends(2);
-    const ch = channel("disco-empty", [{ url: a!.url }]);
-    const t = tempDir();
-    t.write("channel.ts", SUBSCRIBE);
-    const clock = new ManualClock();
-    const f = await serveFile(
-      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty }, empty_after: 30s }\n`),
-      clock,
-    );
-    const p = pool(f);
+    const { ch, f, p, clock } = await channelPool("disco-empty", [{ url: a!.url }], "30s");
     expect(urls(p)).toEqual([a!.url]);
     ch.update!([]);
     clock.advance(29_000);
@@ -167,15 +170,7 @@ describe("discovery plugins: empty_after", () => {
 
   test("a failure stops the count without resetting it: the pool empties at the next empty answer once empty_after has passed", async () => {
     const [a] = backends(1);
-    const ch = channel("disco-empty2", [{ url: a!.url }]);
-    const t = tempDir();
-    t.write("channel.ts", SUBSCRIBE);
-    const clock = new ManualClock();
-    const f = await serveFile(
-      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty2 }, empty_after: 10s }\n`),
-      clock,
-    );
-    const p = pool(f);
+    const { ch, f, p, clock } = await channelPool("disco-empty2", [{ url: a!.url }], "10s");
     ch.update!([]);
     ch.update!("not a list");
     clock.advance(60_000);
@@ -189,19 +184,12 @@ describe("discovery plugins: empty_after", () => {
 
   test("a reload carries the count on: reloads do not put off emptying the pool", async () => {
     const [a] = backends(1);
-    const ch = channel("disco-empty4", [{ url: a!.url }]);
-    const t = tempDir();
-    t.write("channel.ts", SUBSCRIBE);
-    const clock = new ManualClock();
-    const yaml = (extra: string) =>
-      `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty4 }, empty_after: 30s }\n${extra}`;
-    const file = t.write("f.yaml", yaml(""));
-    const f = await serveFile(file, clock);
+    const { ch, f, clock, rewrite } = await channelPool("disco-empty4", [{ url: a!.url }], "30s");
     ch.update!([]);
     clock.advance(25_000);
     // The reloaded source subscribes and gets the channel's list: still empty.
     ch.list = [];
-    t.write("f.yaml", yaml("log: { level: info }\n"));
+    rewrite("log: { level: info }\n");
     expect((await f.server.reload()).ok).toBe(true);
     expect(urls(pool(f))).toEqual([a!.url]);
     clock.advance(5_000);
@@ -232,13 +220,7 @@ describe("discovery plugins: empty_after", () => {
 
   test("empty_after: 0 empties at the first empty answer", async () => {
     const [a] = backends(1);
-    const ch = channel("disco-empty3", [{ url: a!.url }]);
-    const t = tempDir();
-    t.write("channel.ts", SUBSCRIBE);
-    const f = await serveFile(
-      t.write("f.yaml", `pools:\n  web:\n    discovery: { plugin: ./channel.ts, options: { channel: disco-empty3 }, empty_after: 0s }\n`),
-    );
-    const p = pool(f);
+    const { ch, f, p } = await channelPool("disco-empty3", [{ url: a!.url }], "0s");
     expect(urls(p)).toEqual([a!.url]);
     ch.update!([]);
     expect(urls(p)).toEqual([]);
