@@ -101,7 +101,10 @@ export class RawServer implements ConnServer {
         if (owner !== undefined) return owner.onClose(error?.message);
         s.data?.destroy();
       },
+      // What a handler above threw (socket errors come to `close`): a bug, reported, and the
+      // connection closed.
       error(s, error) {
+        server.onError(error);
         const owner = s.data?.owner;
         if (owner !== undefined) return owner.onClose(error.message);
         s.data?.destroy();

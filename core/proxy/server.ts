@@ -14,6 +14,7 @@ import { configDir, TlsManager } from "../tls/manager.ts";
 import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirectResponse } from "../tls/edge.ts";
 import { watchFiles } from "../plugins/watch.ts";
 import type { StoreSet } from "../stores/set.ts";
+import type { Logging } from "../telemetry/log.ts";
 
 export interface RunningServer {
   /** The first listener of `listen`. */
@@ -189,6 +190,33 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
  * ones the same gateway over TLS (the same request path), `redirect_https` ones a 308. A port
  * that cannot be bound closes the ones already bound.
  */
+/**
+ * An error thrown inside the listener or a request's handling (a bug: that request got a 500 or
+ * its connection was closed): logged with its stack, at most once per 10 s with the count of
+ * those not logged, so that one failing on every request cannot flood the log.
+ */
+function reportInternalErrors(logger: Logging["logger"]): (e: unknown) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  let total = 0;
+  return (e) => {
+    total++;
+    const now = performance.now();
+    if (now - last < 10_000) {
+      suppressed++;
+      return;
+    }
+    last = now;
+    logger.error("internal error while serving: {error}", {
+      error: e instanceof Error ? e.message : String(e),
+      stack: e instanceof Error ? e.stack : undefined,
+      suppressed,
+      total,
+    });
+    suppressed = 0;
+  };
+}
+
 async function listenAll(
   runtime: Runtime,
   config: Config,
@@ -198,6 +226,7 @@ async function listenAll(
 ): Promise<Listener[]> {
   const out: Listener[] = [];
   const challenges = deps.challenges;
+  const onError = reportInternalErrors(deps.logging.logger);
   try {
     for (const [i, l] of listenersOf(config.listen).entries()) {
       const stats = tls.stats[i]!;
@@ -247,6 +276,7 @@ async function listenAll(
           h2c: l.h2c === true,
           http2: http2Settings(l),
           onWarning: (message, properties) => deps.logging.logger.warning(message, properties),
+          onError,
         }),
       );
     }

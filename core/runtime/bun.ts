@@ -24,7 +24,7 @@ function serve(options: ServeOptions): Promise<Listener> {
     // Set on both branches: the limit is per process and a test run serves both ways (a TLS port
     // under FULCRUM_BUN_SERVE=1 keeps the Bun.serve limit its plain ports need).
     if (Bun.env.FULCRUM_BUN_SERVE !== "1") setWholeResponseLimit(64 * 1024);
-    return serveRaw({ ...options, raw: options.raw }, () => {});
+    return serveRaw({ ...options, raw: options.raw }, options.onError ?? (() => {}));
   }
   // The proxy port on Bun.serve, which sends a response in one piece only within its 16 KiB cork
   // buffer (core/upstream/raw-response.ts). Not for the admin listener (no `raw`): it proxies nothing.

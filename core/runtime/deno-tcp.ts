@@ -123,10 +123,8 @@ export class DenoSocket<T> implements TcpSocket<T> {
       try {
         n = await this.conn.read(buf);
       } catch (e) {
-        if (!this.#closed) {
-          this.handlers.error?.(this, e as Error);
-          this.#close(e as Error);
-        }
+        // A socket error goes to `close` with the error, as on Bun; `error` is for what a handler threw.
+        if (!this.#closed) this.#close(e as Error);
         return;
       }
       if (this.#closed) return;
@@ -144,7 +142,17 @@ export class DenoSocket<T> implements TcpSocket<T> {
         this.#held = undefined;
         if (this.#closed) return;
       }
-      this.handlers.data?.(this, chunk);
+      try {
+        this.handlers.data?.(this, chunk);
+      } catch (e) {
+        // As Bun does: what the data handler throws goes to `error`, not to an unhandled rejection
+        // that would end the process.
+        if (!this.#closed) {
+          this.handlers.error?.(this, e as Error);
+          this.#close(e as Error);
+        }
+        return;
+      }
     }
   }
 
@@ -182,10 +190,7 @@ export class DenoSocket<T> implements TcpSocket<T> {
         }
       }
     } catch (e) {
-      if (!this.#closed) {
-        this.handlers.error?.(this, e as Error);
-        this.#close(e as Error);
-      }
+      if (!this.#closed) this.#close(e as Error);
       return;
     } finally {
       this.#writing = false;

@@ -22,7 +22,7 @@ async function serve(options: ServeOptions): Promise<Listener> {
   // Plain HTTP/1.1 proxy ports on our own listener (deno-listener.ts) unless FULCRUM_DENO_SERVE=1
   // asks for Deno.serve; TLS and h2c ports, and the admin listener (no `raw`), on Deno.serve.
   if (options.raw !== undefined && options.tls === undefined && !options.h2c && Deno.env.get("FULCRUM_DENO_SERVE") !== "1") {
-    return serveRawDeno({ ...options, raw: options.raw }, () => {});
+    return serveRawDeno({ ...options, raw: options.raw }, options.onError ?? (() => {}));
   }
   // TLS under Deno: Deno.serve takes one certificate, so the listener's first one is served to
   // every client (no SNI choice, no rotation until restart, no client certificates). Bun does all of it.

@@ -154,6 +154,11 @@ export interface ServeOptions {
   http2?: Http2Settings;
   /** Told of what an operator should see: an HTTP/2 connection closed for abuse. */
   onWarning?: (message: string, properties: Record<string, unknown>) => void;
+  /**
+   * Told of an error thrown inside the listener or the request handler (a bug: the request got a
+   * 500, or its connection was closed). Runtimes without their own listener ignore it.
+   */
+  onError?: (e: unknown) => void;
 }
 
 /** A listener's HTTP/2 settings, sent to clients in SETTINGS (config `listen.http2`). */
