@@ -34,5 +34,6 @@ ownListener("the corpus (llhttp's request tests, the smuggling literature) throu
   console.log(`differential (${sides.oracle.versions}): ${summary(tally(judgements))} in ${Math.round(performance.now() - t0)} ms`);
   if (failures.length > 0) console.log(failures.join("\n\n"));
   expect(failures).toEqual([]);
+  expect(sides.fulcrum.internalErrors()).toEqual([]);
   expect(cases.length).toBeGreaterThanOrEqual(250);
 }, 120_000);

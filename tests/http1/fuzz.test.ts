@@ -32,6 +32,7 @@ ownListener(
     console.log(`fuzz (seed ${seed}): ${run.summary} in ${Math.round(run.ms)} ms`);
     if (run.failures.length > 0) console.log(run.failures.join("\n\n"));
     expect(run.failed).toBe(0);
+    expect(sides.fulcrum.internalErrors()).toEqual([]);
   },
   180_000,
 );

@@ -221,6 +221,13 @@ admin: false
     return t;
   }
 
+  /** The stacks of errors thrown inside the Fulcrums (logged as "internal error while serving"): a bug each. */
+  internalErrors(): string[] {
+    return this.#all.flatMap((s) =>
+      s.fulcrum.records.filter((r) => String(r.rawMessage).startsWith("internal error")).map((r) => String(r.properties.stack))
+    );
+  }
+
   async #take(): Promise<Slot> {
     return this.#free.pop() ?? new Promise<Slot>((r) => this.#waiting.push(r));
   }
