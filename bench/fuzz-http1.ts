@@ -34,7 +34,9 @@ const run = await fuzz(sides, {
     }
   },
 });
+const internal = sides.fulcrum.internalErrors();
 await sides.stop();
 console.log(run.failures.join("\n\n"));
+if (internal.length) console.log(`errors thrown inside Fulcrum (logged at most once per 10 s each):\n${internal.join("\n\n")}`);
 console.log(`fuzz-http1 (seed ${seed}): ${run.summary} in ${(run.ms / 1000).toFixed(1)} s`);
-process.exit(run.failed > 0 ? 1 : 0);
+process.exit(run.failed > 0 || internal.length > 0 ? 1 : 0);
