@@ -11,9 +11,27 @@ export function selfCommand(): string[] {
   return compiled ? [process.execPath] : [process.execPath, ...process.execArgv, Bun.main];
 }
 
+/**
+ * JavaScriptCore's collector settings a worker starts with, unless the operator's environment sets
+ * them. Why: a worker under load allocates ~3–4 KB a request, and with Bun's 8 MiB minimum heap and
+ * JSC's eden timer it ran a young collection ~9 times a second, each stopping every connection the
+ * worker holds for ~1 ms, so more than 1% of requests waited for one: the p99 at 64 connections.
+ * A 32 MiB minimum heap (JSC's own default) with the timer 25× slower makes it ~3 a second; the
+ * workers' resident memory after load stays where it was (bench/p99-probe.ts, docs/multi-core.md).
+ */
+export const WORKER_GC_ENV: Readonly<Record<string, string>> = {
+  BUN_JSC_largeHeapSize: String(32 * 1024 * 1024),
+  BUN_JSC_collectionTimerMaxPercentCPU: "0.002",
+};
+
+/** A worker's environment: the collector's defaults, then this process's environment, then `own`. */
+export function workerEnv(parent: Record<string, string | undefined>, own: Record<string, string>): Record<string, string | undefined> {
+  return { ...WORKER_GC_ENV, ...parent, ...own };
+}
+
 function spawnSelf(args: readonly string[], env: Record<string, string>, onMessage: (message: unknown) => void): WorkerProcess {
   const proc = Bun.spawn([...selfCommand(), ...args], {
-    env: { ...process.env, ...env },
+    env: workerEnv(process.env, env),
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",
