@@ -13,11 +13,12 @@ export function selfCommand(): string[] {
 
 /**
  * JavaScriptCore's collector settings a worker starts with, unless the operator's environment sets
- * them. Why: a worker under load allocates ~3–4 KB a request, and with Bun's 8 MiB minimum heap and
- * JSC's eden timer it ran a young collection ~9 times a second, each stopping every connection the
- * worker holds for ~1 ms, so more than 1% of requests waited for one: the p99 at 64 connections.
- * A 32 MiB minimum heap (JSC's own default) with the timer 25× slower makes it ~3 a second; the
- * workers' resident memory after load stays where it was (bench/p99-probe.ts, docs/multi-core.md).
+ * them. Why: a worker under load allocates ~3 KB a request; with Bun's 8 MiB minimum heap and its
+ * eden timer (collectionTimerMaxPercentCPU 0.1) it ran ~9 young collections a second, each stopping
+ * every connection the worker holds for ~1 ms, longer when the machine is busy and the collector is
+ * preempted. A 32 MiB minimum heap (JSC's own default) and a 50× slower timer make it ~3 a second:
+ * a third of the pause time; p99 level on a quiet machine, lower on a busy one; idle memory
+ * unchanged (bench/results/p99-2026-12-06-c64.md, docs/multi-core.md).
  */
 export const WORKER_GC_ENV: Readonly<Record<string, string>> = {
   BUN_JSC_largeHeapSize: String(32 * 1024 * 1024),
