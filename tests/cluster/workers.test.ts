@@ -105,16 +105,6 @@ describe("workers: 2 (one cluster for the read-only checks)", () => {
     expect(workersIn(await accessRecords(c, 40, from))).toEqual([1, 2]);
   });
 
-  test("each worker starts with the collector's defaults in its environment (fewer young collections under load)", () => {
-    for (const pid of c.workers.values()) {
-      const env = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
-      expect(env).toContain("BUN_JSC_largeHeapSize=33554432");
-      expect(env).toContain("BUN_JSC_collectionTimerMaxPercentCPU=0.002");
-    }
-    // The primary itself starts as the operator started it.
-    expect(readFileSync(`/proc/${c.pid}/environ`, "latin1")).not.toContain("BUN_JSC_largeHeapSize=");
-  });
-
   test("/metrics on the primary counts the requests every worker served", async () => {
     const before = parsePrometheus(await (await fetch(`${c.adminUrl}/metrics`)).text());
     const total = (m: typeof before) => (m.get("fulcrum_requests_total")?.samples ?? []).reduce((n, s) => n + s.value, 0);
