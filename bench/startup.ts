@@ -8,10 +8,11 @@
  * run 2 of each...), so an A/B comparison sees the same machine load. --no-mem skips the memory
  * reads (and the 3 s wait after each start).
  * Fulcrum runs its defaults (admin listener and metrics on, access log to a file); start-up is
- * timed from spawn to the first 200 through the proxy. Idle memory is read 1 s and 3 s after that
- * response (anonymous memory still shrinks for a few seconds after start-up as the allocator
- * returns pages), for the whole process tree: summed RSS (counts the pages processes share, such
- * as the Bun executable's, once per process), PSS (shared pages divided among their sharers: what
+ * timed from spawn to the first 200 through the proxy, beside the CPU time the process tree had
+ * used by then (every thread, from /proc schedstat: steadier than wall time on a shared machine).
+ * Idle memory is read 1 s and 3 s after that response (anonymous memory still shrinks for a few
+ * seconds after start-up as the allocator returns pages), for the whole process tree: summed RSS
+ * (counts the pages processes share, such as the Bun executable's, once per process), PSS (shared pages divided among their sharers: what
  * the tree costs, but outsiders sharing the executable, such as this bench's own Bun, lower it),
  * `own` (private pages plus the shared ones once: the tree's cost independent of outsiders; see
  * treeMem) and anonymous memory (heaps). Everything runs on 127.0.0.1 and every process
@@ -19,7 +20,7 @@
  */
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertFree, DENO_RUN_FLAGS, removeWhenDone, sleep, spawn, stop, treeMem, which, workDir } from "./lib/proc.ts";
+import { assertFree, DENO_RUN_FLAGS, removeWhenDone, sleep, spawn, stop, treeCpuMs, treeMem, which, workDir } from "./lib/proc.ts";
 import { PROXIES } from "./lib/proxies.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -108,7 +109,7 @@ for (const [root, out] of [[ROOT, bin], [other, otherBin]] as const) {
 
 type Mem = ReturnType<typeof treeMem>;
 const NO_MEM: Mem = { rss: NaN, pss: NaN, own: NaN, anon: NaN };
-async function once(name: string, cmd: string[], port: number, cwd = ROOT): Promise<{ ms: number; at1: Mem; at3: Mem }> {
+async function once(name: string, cmd: string[], port: number, cwd = ROOT): Promise<{ ms: number; cpu: number; at1: Mem; at3: Mem }> {
   await assertFree([port]);
   const t0 = performance.now();
   const proc = spawn(name, cmd, { cwd, stderr: join(dir, "stderr.txt") });
@@ -121,11 +122,12 @@ async function once(name: string, cmd: string[], port: number, cwd = ROOT): Prom
         await r.text();
         if (r.status === 200 && r.headers.get("x-backend") === "b1") {
           const ms = performance.now() - t0;
-          if (!withMem) return { ms, at1: NO_MEM, at3: NO_MEM };
+          const cpu = treeCpuMs(proc.pid);
+          if (!withMem) return { ms, cpu, at1: NO_MEM, at3: NO_MEM };
           await sleep(1_000);
           const at1 = treeMem(proc.pid);
           await sleep(2_000);
-          return { ms, at1, at3: treeMem(proc.pid) };
+          return { ms, cpu, at1, at3: treeMem(proc.pid) };
         }
       } catch {
         await sleep(2); // polling a port that is not open yet
@@ -140,14 +142,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rows: string[] = [];
 const W = Math.max(16, ...variants.map((v) => v.name.length));
 // Run i of every variant, then run i+1 of every variant: an A/B pair sees the same machine load.
-const results = new Map<Variant, { ms: number[]; mems: { at1: Mem; at3: Mem }[] }>();
+const results = new Map<Variant, { ms: number[]; cpu: number[]; mems: { at1: Mem; at3: Mem }[] }>();
 for (let i = 0; i < runs; i++) {
   for (const v of variants) {
     const cmd = v.cmd();
     if (!cmd) continue;
     const r = await once(v.name, cmd, v.port ?? PORT, v.cwd);
-    const acc = results.get(v) ?? { ms: [], mems: [] };
+    const acc = results.get(v) ?? { ms: [], cpu: [], mems: [] };
     acc.ms.push(r.ms);
+    acc.cpu.push(r.cpu);
     acc.mems.push(r);
     results.set(v, acc);
   }
@@ -158,11 +161,12 @@ for (const v of variants) {
     rows.push(`${v.name.padEnd(W)} skipped (not installed)`);
     continue;
   }
-  const { ms: times, mems } = r;
+  const { ms: times, cpu, mems } = r;
+  const ms = (xs: number[]) => `${median(xs).toFixed(0).padStart(5)} ${Math.min(...xs).toFixed(0).padStart(5)}`;
   const mib = (at: "at1" | "at3", k: keyof Mem) => (median(mems.map((m) => m[at][k])) / 2 ** 20).toFixed(1).padStart(6);
   rows.push(
-    `${v.name.padEnd(W)} ${median(times).toFixed(0).padStart(5)} ${Math.min(...times).toFixed(0).padStart(5)}   ${mib("at1", "rss")}   ` +
-      `${mib("at3", "rss")} ${mib("at3", "pss")} ${mib("at3", "own")} ${mib("at3", "anon")}`,
+    `${v.name.padEnd(W)} ${ms(times)}  ${ms(cpu)}` +
+      (withMem ? `   ${mib("at1", "rss")}   ${mib("at3", "rss")} ${mib("at3", "pss")} ${mib("at3", "own")} ${mib("at3", "anon")}` : ""),
   );
 }
 backend.stop(true);
@@ -171,11 +175,10 @@ console.log(
     new Date().toISOString().slice(0, 16)
   }Z, ${process.platform}/${process.arch}, ${navigator.hardwareConcurrency} cores):`,
 );
-console.log(`  ${"".padEnd(W)} start-up ms    1 s:     3 s after the first response (MiB):`);
+console.log(`  ${"".padEnd(W)} start-up ms  CPU ms to it${withMem ? "   1 s:     3 s after the first response (MiB):" : ""}`);
 console.log(
-  `  ${"".padEnd(W)} ${"median".padStart(5)} ${"min".padStart(5)}   ${"RSS".padStart(6)}   ${
-    ["RSS", "PSS", "own", "anon"].map((h) => h.padStart(6)).join(" ")
-  }`,
+  `  ${"".padEnd(W)} ${"median".padStart(5)} ${"min".padStart(5)}  ${"median".padStart(5)} ${"min".padStart(5)}` +
+    (withMem ? `   ${"RSS".padStart(6)}   ${["RSS", "PSS", "own", "anon"].map((h) => h.padStart(6)).join(" ")}` : ""),
 );
 for (const r of rows) console.log(`  ${r}`);
 if (other) console.log(`@other: ${other}`);
