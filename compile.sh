@@ -33,8 +33,11 @@ case "$runtime" in
     bun=./node_modules/.bin/bun
     [ -x "$bun" ] || bun=$(command -v bun) || { echo "compile.sh: bun not found; run npm install first" >&2; exit 1; }
     # Bytecode halves start-up; it needs ESM output because main.ts uses top-level await.
+    # --splitting keeps each dynamic import() a chunk of its own: without it the bundle hoists the
+    # node: built-ins those modules import (http, https, tls, dns, zlib...) to the top, and every
+    # start evaluated them (~8 ms of CPU).
     build() {
-      "$bun" build main.ts --compile --bytecode --format=esm --minify \
+      "$bun" build main.ts --compile --bytecode --format=esm --minify --splitting \
         --define "FULCRUM_COMMIT=\"$commit\"" \
         ${target:+--target="$target"} \
         "$@" --outfile "$outfile"

@@ -266,6 +266,27 @@ export function treeMem(pid: number): { rss: number; pss: number; own: number; a
   return out;
 }
 
+/**
+ * CPU time (ms) that pid and its descendants have run so far, every thread, from
+ * /proc/PID/task/TID/schedstat (nanoseconds; /proc's utime and stime tick by 10 ms). Threads that
+ * have ended are not counted.
+ */
+export function treeCpuMs(pid: number): number {
+  let ns = 0;
+  for (const p of processTree(pid)) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch { /* the process ended meanwhile */ }
+    for (const t of tasks) {
+      try {
+        ns += Number(readFileSync(`/proc/${p}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+      } catch { /* the thread ended meanwhile */ }
+    }
+  }
+  return ns / 1e6;
+}
+
 /** BENCH_HIDE=nginx,haproxy,wrk pretends those are not installed (to test the fresh-machine path). */
 export function which(bin: string): string | undefined {
   if ((process.env.BENCH_HIDE ?? "").split(",").includes(bin)) return undefined;

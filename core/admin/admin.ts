@@ -10,11 +10,7 @@ import { poolStatus } from "./pool-status.ts";
 import type { Config } from "../config/schema.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Backend, Pool } from "../pool/pool.ts";
-import type { Listener, Runtime } from "../runtime/types.ts";
 import type { TlsManager } from "../tls/manager.ts";
-
-/** Where the admin listener goes when `admin.listen` is not set. */
-export const DEFAULT_ADMIN_LISTEN = { hostname: "127.0.0.1", port: 9090 };
 
 /** What the admin API needs of the running server. */
 export interface AdminTarget {
@@ -79,7 +75,7 @@ const ENDPOINTS = [
 ];
 const MAX_WEIGHT = 1_000_000;
 
-/** The admin app; serve it with {@link startAdmin}, or call `app.request()` in tests. */
+/** The admin app; listen.ts serves it, or call `app.request()` in tests. */
 export function createAdminApp(o: AdminOptions): Hono {
   const app = new Hono();
   let token: string | undefined;
@@ -258,39 +254,4 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof RegExp) return `/${value.source}/`;
   if (value === Infinity) return "unlimited";
   return value;
-}
-
-export interface AdminListener {
-  readonly url: string;
-  readonly listener: Listener;
-  close(): Promise<void>;
-}
-
-/**
- * Start the admin listener. An explicit `admin.listen` that cannot be bound is an error; the
- * default one (127.0.0.1:9090) being busy only logs a warning, so a second Fulcrum on the same
- * machine still starts. Returns undefined when there is no listener.
- */
-export async function startAdmin(runtime: Runtime, o: AdminOptions): Promise<AdminListener | undefined> {
-  const cfg = o.config.admin;
-  if (!cfg.enabled) return undefined;
-  const where = cfg.listen ?? DEFAULT_ADMIN_LISTEN;
-  const app = createAdminApp(o);
-  let listener: Listener;
-  try {
-    listener = await runtime.serve({
-      hostname: where.hostname,
-      port: where.port,
-      fetch: (request) => app.fetch(request),
-      maxRequestBodySize: 1024 * 1024,
-      idleTimeoutSeconds: 10,
-    });
-  } catch (e) {
-    const msg = `admin listener on ${where.hostname}:${where.port}: ${(e as Error).message}`;
-    if (cfg.listen) throw new Error(`${msg} (set admin.listen to another address, or admin: false)`, { cause: e });
-    o.logger.warning("{message}; the admin API is off (set admin.listen to choose another port)", { message: msg });
-    return undefined;
-  }
-  const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
-  return { url: `http://${host}:${listener.port}`, listener, close: () => listener.forceClose() };
 }

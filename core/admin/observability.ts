@@ -11,7 +11,8 @@ import { ADMIN_TOKEN_ENV, adminToken, isLoopback } from "../config/exposure.ts";
 import type { Logging } from "../telemetry/log.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { createObserver, type Observer } from "../telemetry/observer.ts";
-import type { AdminListener, AdminOptions, AdminState, AdminTarget } from "./admin.ts";
+import type { AdminOptions, AdminState, AdminTarget } from "./admin.ts";
+import type { AdminListener } from "./listen.ts";
 import { createTelemetry, type Telemetry } from "../telemetry/tracing.ts";
 import type { MetricsExporter } from "../telemetry/metrics-otlp.ts";
 import type { StagedObservability } from "../proxy/reload.ts";
@@ -166,7 +167,7 @@ export async function startObservability(runtime: Runtime, config: Config, o: Ob
     state,
     async listen() {
       try {
-        admin = config.admin.enabled ? await (await import("./admin.ts")).startAdmin(runtime, adminOptions) : undefined;
+        admin = config.admin.enabled ? await (await import("./listen.ts")).startAdmin(runtime, adminOptions) : undefined;
       } catch (e) {
         await telemetry.shutdown(100);
         throw e;

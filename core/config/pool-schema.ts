@@ -1,5 +1,5 @@
 /** The schema of one pool: its backends, strategy, timeouts, health and resilience settings. */
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import { z } from "zod";
 import { parseStatusRanges } from "./units.ts";
 import { backendTlsSchema } from "./tls.ts";

@@ -6,8 +6,8 @@
  * target resolved through the same server. An answer with no records yields an empty list and a
  * failed lookup throws: the pool keeps its last good list either way (core/discovery/runner.ts).
  */
-import { promises as dnsPromises } from "node:dns";
-import { isIP } from "node:net";
+import type { promises as dnsPromises } from "node:dns";
+import { isIP } from "../lib/ip.ts";
 import type { DiscoveredBackend, DiscoveryPlugin } from "../plugins/api.ts";
 
 export interface DnsOptions {
@@ -28,6 +28,8 @@ const SRV_DEFAULT_MS = 30_000;
 /** Re-asked this soon after an answer with no records, when no interval is set. */
 const EMPTY_RETRY_MS = 5_000;
 const LOOKUP_TIMEOUT_MS = 2_000;
+// Loaded for the first pool that uses it: this source is registered at every start.
+const dnsModule = () => (process.getBuiltinModule("node:dns") as typeof import("node:dns")).promises;
 
 /** One lookup's backends and how long they may be kept. */
 interface Answer {
@@ -37,7 +39,7 @@ interface Answer {
 
 /** Lookups through a fresh resolver each time: one kept across lookups answers from its cache until the TTL runs out. */
 function resolver(server: string | undefined): dnsPromises.Resolver {
-  const r = new dnsPromises.Resolver({ timeout: LOOKUP_TIMEOUT_MS, tries: 2 });
+  const r = new (dnsModule().Resolver)({ timeout: LOOKUP_TIMEOUT_MS, tries: 2 });
   if (server !== undefined) r.setServers([server]);
   return r;
 }

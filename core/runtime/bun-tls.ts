@@ -11,10 +11,14 @@
  *   `setSecureContext` applied to our listener handle, as `node:tls` does to its own.
  * Neither is in Bun's types; tests/tls/ pin both down, so a Bun upgrade that drops them fails there.
  */
-import tls from "node:tls";
+import type tls from "node:tls";
 import type { ServeTls, TlsCertificate } from "./types.ts";
 
 type NativeContext = unknown;
+
+// node:tls (~10 ms of CPU to load) only for a TLS listener: a static import would load it at
+// every start, since bun-listener.ts serves plain ports too.
+const nodeTls = () => process.getBuiltinModule("node:tls") as typeof tls;
 
 const VERSION = { "1.2": "TLSv1.2", "1.3": "TLSv1.3" } as const;
 /** Bun.listen's own option takes OpenSSL's numbers, as its node:tls passes them. */
@@ -52,7 +56,7 @@ export function bunTls(t: ServeTls): {
   const context = (c: TlsCertificate): NativeContext => {
     let ctx = contexts.get(c);
     if (ctx === undefined) {
-      ctx = (tls.createSecureContext(contextOptions(t, c)) as unknown as { context: NativeContext }).context;
+      ctx = (nodeTls().createSecureContext(contextOptions(t, c)) as unknown as { context: NativeContext }).context;
       contexts.set(c, ctx);
     }
     return ctx;
@@ -73,7 +77,7 @@ export function bunTls(t: ServeTls): {
     const c = t.defaultCertificate();
     if (handle === undefined || c === undefined) return;
     // node:tls's Server replaces its listener's context through its `_handle`; give it ours.
-    const server = new tls.Server() as tls.Server & { _handle: unknown; _requestCert?: boolean; _rejectUnauthorized?: boolean };
+    const server = new (nodeTls().Server)() as tls.Server & { _handle: unknown; _requestCert?: boolean; _rejectUnauthorized?: boolean };
     server._handle = handle;
     if (t.clientCa !== undefined) {
       server._requestCert = true;

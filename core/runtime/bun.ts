@@ -15,7 +15,7 @@ import { BatchingWriter } from "./batching-writer.ts";
 import { rawUpstreamClient, setWholeResponseLimit } from "../upstream/raw-client.ts";
 import type { TcpConnect, TcpSocket } from "./types.ts";
 import type { UpstreamTls } from "../upstream/client.ts";
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import { serveRaw } from "./bun-listener.ts";
 
 function serve(options: ServeOptions): Promise<Listener> {

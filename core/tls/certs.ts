@@ -4,8 +4,11 @@
  * the file is read: unreadable file, not PEM, key not matching the certificate, expired, no SAN
  * names.
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+
+/** node:crypto (~8 ms of CPU to load) once a certificate is read: not at a start without TLS. */
+export const nodeCrypto = () => process.getBuiltinModule("node:crypto") as typeof import("node:crypto");
 
 /** Where a certificate came from. */
 export type CertificateSource = "file" | "acme" | "placeholder";
@@ -49,13 +52,13 @@ export function parseCertificate(certPem: string, keyPem: string, o: ParseOption
   const keyName = o.keyFile ?? "the key";
   let x509: X509Certificate;
   try {
-    x509 = new X509Certificate(certPem);
+    x509 = new (nodeCrypto().X509Certificate)(certPem);
   } catch (e) {
     throw new CertificateError(`${certName} is not a PEM certificate (${short(e)})`, { cause: e });
   }
   let key: ReturnType<typeof createPrivateKey>;
   try {
-    key = createPrivateKey(keyPem);
+    key = nodeCrypto().createPrivateKey(keyPem);
   } catch (e) {
     throw new CertificateError(`${keyName} is not an unencrypted PEM private key (${short(e)})`, { cause: e });
   }

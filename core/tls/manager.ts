@@ -4,7 +4,6 @@
  * (a bad new file is refused and the old certificate keeps serving), and what the runtime needs
  * to serve each TLS listener ({@link TlsManager.serveTls}).
  */
-import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, configSource } from "../config/source.ts";
@@ -12,7 +11,7 @@ import type { Config } from "../config/schema.ts";
 import type { ListenerConfig, TlsListenerConfig } from "../config/tls.ts";
 import { listenersOf } from "../config/defaults.ts";
 import type { ServeTls } from "../runtime/types.ts";
-import { CertificateError, daysLeft, readCertificate, type Certificate } from "./certs.ts";
+import { CertificateError, daysLeft, nodeCrypto, readCertificate, type Certificate } from "./certs.ts";
 import { handshakeFailure, ListenerStats } from "./handshake.ts";
 import { CertSet, type Slot } from "./store.ts";
 
@@ -102,7 +101,7 @@ export class TlsManager {
       const file = this.path(config.acme.trusted_ca);
       try {
         this.acmeTrustedCa = readFileSync(file, "utf8");
-        new X509Certificate(this.acmeTrustedCa);
+        new (nodeCrypto().X509Certificate)(this.acmeTrustedCa);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         problems.push(
@@ -148,7 +147,7 @@ export class TlsManager {
           problems.push(`${at("client_ca")}: listen[${i}].tls.client_ca: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
         }
         try {
-          if (clientCa !== undefined) new X509Certificate(clientCa);
+          if (clientCa !== undefined) new (nodeCrypto().X509Certificate)(clientCa);
         } catch {
           problems.push(`${at("client_ca")}: listen[${i}].tls.client_ca: ${file} is not a PEM certificate`);
         }

@@ -17,14 +17,25 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-/** Run `yaml` in a child process, send one request to `path`, and return the modules it has loaded. */
-async function loadedModules(yaml: string, path: string, headers: Record<string, string> = {}): Promise<string[]> {
+/**
+ * Run `yaml` in a child process, send one request to `path`, and return the modules it has loaded.
+ * With `admin`, the admin listener is on (127.0.0.1, a free port) and `admin(url)` runs after that
+ * request; the modules are read after it too, and returned beside the ones before it.
+ */
+async function loadedModules(
+  yaml: string,
+  path: string,
+  headers: Record<string, string> = {},
+  admin?: (url: string) => Promise<void>,
+): Promise<string[] & { afterAdmin?: string[] }> {
   const backend = startBackend("b1");
   cleanups.push(() => backend.stop());
   const file = join(dir, `c${cleanups.length}.yaml`);
   writeFileSync(
     file,
-    `listen: 127.0.0.1:0\nworkers: 1\nadmin: { enabled: false }\npools:\n  web: { backends: ["${backend.url}"] }\n${yaml}`,
+    `listen: 127.0.0.1:0\nworkers: 1\nadmin: ${
+      admin ? "{ listen: 127.0.0.1:0 }" : "{ enabled: false }"
+    }\npools:\n  web: { backends: ["${backend.url}"] }\n${yaml}`,
   );
   // No OTEL_* variables: tracing stays off.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
@@ -39,13 +50,22 @@ async function loadedModules(yaml: string, path: string, headers: Record<string,
     await proc.exited;
   });
   const watch = watchLines(proc.stdout as ReadableStream<Uint8Array>);
+  const adminUrl = admin && (JSON.parse(await watch.waitFor('"message":"admin API listening"')).url as string);
   const url = JSON.parse(await watch.waitFor('"message":"listening"')).url as string;
   const res = await fetch(url + path, { headers });
   await res.arrayBuffer();
   expect(res.status).toBe(200);
-  const from = watch.lines.length;
-  proc.kill("SIGUSR2");
-  return JSON.parse(await watch.waitFor('"message":"loaded modules"', from)).modules as string[];
+  const report = async () => {
+    const from = watch.lines.length;
+    proc.kill("SIGUSR2");
+    return JSON.parse(await watch.waitFor('"message":"loaded modules"', from)).modules as string[];
+  };
+  const modules: string[] & { afterAdmin?: string[] } = await report();
+  if (admin) {
+    await admin(adminUrl as string);
+    modules.afterAdmin = await report();
+  }
+  return modules;
 }
 
 const hono = (m: string) => m.includes("/node_modules/hono/");
@@ -67,4 +87,19 @@ test("a route with function middleware loads Hono (the check above sees loaded m
   );
   expect(modules.filter(hono).length).toBeGreaterThan(0);
   expect(modules.filter(otelApi)).toEqual([]);
+});
+
+test("the admin API (Hono) is loaded by the first admin request, not to serve the first proxied one", async () => {
+  const modules = await loadedModules("", "/", {}, async (url) => {
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: "ok" });
+    const ready = await fetch(`${url}/ready`);
+    expect(await ready.json()).toEqual({ status: "ready" });
+  });
+  expect(modules.filter(hono)).toEqual([]);
+  expect(modules.some((m) => m.endsWith("/core/admin/listen.ts"))).toBe(true);
+  expect(modules.some((m) => m.endsWith("/core/admin/admin.ts"))).toBe(false);
+  expect(modules.afterAdmin!.filter(hono).length).toBeGreaterThan(0);
+  expect(modules.afterAdmin!.some((m) => m.endsWith("/core/admin/admin.ts"))).toBe(true);
 });
