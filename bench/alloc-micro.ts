@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { resolve } from "node:path";
 import { heapStats } from "bun:jsc";
+import { BENCH_YAML, objectProxy } from "./lib/object-proxy.ts";
 
 const arg = (name: string, dflt: string) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1]! : dflt);
 const root = resolve(arg("--root", `${import.meta.dir}/..`));
@@ -20,88 +21,33 @@ const resBytes = Buffer.from(
     'ETag: "6b14fe93-64"\r\nx-backend: b1\r\nAccept-Ranges: bytes\r\n\r\n' + "a".repeat(100),
   "latin1",
 );
-type Handlers = Record<string, (...a: unknown[]) => void>;
-function socket(onWrite: (n: number) => void) {
-  return {
-    data: undefined as unknown,
-    remoteAddress: "127.0.0.1",
-    write(b: Uint8Array | string, off?: number, len?: number) {
-      const n = len ?? (typeof b === "string" ? b.length : b.length - (off ?? 0));
-      onWrite(n);
-      return n;
-    },
-    timeout() {},
-    setNoDelay() {},
-    pause() {},
-    resume() {},
-    end() {},
-    terminate() {},
-    shutdown() {},
-  };
-}
-
-const { RawServer } = await import(`${root}/core/listener/server.ts`);
-const { rawUpstreamClient } = await import(`${root}/core/upstream/raw-client.ts`);
-const { useUpstreamClient } = await import(`${root}/core/upstream/client.ts`);
-const { parseConfig } = await import(`${root}/core/config/load.ts`);
-const { buildGateway } = await import(`${root}/core/proxy/gateway.ts`);
-const { builtinRegistry } = await import(`${root}/main.ts`);
-const { BatchingWriter } = await import(`${root}/core/runtime/batching-writer.ts`);
-const { accessLog } = await import(`${root}/core/telemetry/log.ts`);
-const { createMetrics } = await import(`${root}/core/telemetry/metrics.ts`);
-const { createObserver } = await import(`${root}/core/telemetry/observer.ts`);
-const { NOOP_TELEMETRY } = await import(`${root}/core/telemetry/tracing.ts`);
-const { getLogger } = await import("@logtape/logtape");
-useUpstreamClient(rawUpstreamClient(
-  ((o: { handlers: Handlers; data: unknown }) => {
-    const s = socket(() => queueMicrotask(() => o.handlers.data!(s, Buffer.from(resBytes))));
-    s.data = o.data;
-    queueMicrotask(() => o.handlers.open!(s));
-    return Promise.resolve(s);
-  }) as never,
-));
-const registry = builtinRegistry();
-const yaml =
-  `pools:\n  bench:\n    strategy: round-robin\n    backends: ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]\n` +
-  `routes:\n  - match: { path: / }\n    pool: bench\n`;
-const config = parseConfig(yaml, { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
 let sink = 0;
-const writer = new BatchingWriter({ write: (b: Uint8Array) => void (sink += b.length), flush() {}, close: async () => {} });
-const metrics = createMetrics();
-const gw = buildGateway(config, {
-  registry,
-  observer: process.argv.includes("--no-metrics") ? undefined : createObserver(NOOP_TELEMETRY, metrics),
-  logging: {
-    logger: getLogger(["fulcrum"]),
-    access: process.argv.includes("--no-log") ? undefined : accessLog(writer, undefined, Date.now),
-    close: async () => {},
+const run = await objectProxy(root, {
+  request: reqBytes,
+  response: resBytes,
+  size: 100,
+  conns,
+  async gateway({ parseConfig, buildGateway, builtinRegistry }) {
+    const { BatchingWriter } = await import(`${root}/core/runtime/batching-writer.ts`);
+    const { accessLog } = await import(`${root}/core/telemetry/log.ts`);
+    const { createMetrics } = await import(`${root}/core/telemetry/metrics.ts`);
+    const { createObserver } = await import(`${root}/core/telemetry/observer.ts`);
+    const { NOOP_TELEMETRY } = await import(`${root}/core/telemetry/tracing.ts`);
+    const { getLogger } = await import("@logtape/logtape");
+    const registry = builtinRegistry();
+    const config = parseConfig(BENCH_YAML(), { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
+    const writer = new BatchingWriter({ write: (b: Uint8Array) => void (sink += b.length), flush() {}, close: async () => {} });
+    return buildGateway(config, {
+      registry,
+      observer: process.argv.includes("--no-metrics") ? undefined : createObserver(NOOP_TELEMETRY, createMetrics()),
+      logging: {
+        logger: getLogger(["fulcrum"]),
+        access: process.argv.includes("--no-log") ? undefined : accessLog(writer, undefined, Date.now),
+        close: async () => {},
+      },
+    });
   },
 });
-gw.activate?.();
-const server = new RawServer((ex: unknown) => void gw.handle(ex), { maxBody: 0, idleSeconds: 60, headerTimeoutMs: 0 }, (e: unknown) => {
-  throw e;
-});
-let handlers!: Handlers;
-server.listen((h: Handlers) => ((handlers = h), { hostname: "127.0.0.1", port: 1, stop() {} }));
-
-function run(n: number): Promise<void> {
-  return new Promise((done) => {
-    let open = conns;
-    for (let c = 0; c < conns; c++) {
-      let left = n;
-      let got = 0;
-      const s = socket((bytes) => {
-        got += bytes;
-        if (got < 100) return;
-        got = 0;
-        if (--left > 0) setImmediate(() => handlers.data!(s, Buffer.from(reqBytes)));
-        else if (--open === 0) done();
-      });
-      handlers.open!(s);
-      handlers.data!(s, Buffer.from(reqBytes));
-    }
-  });
-}
 
 for (let i = 0; i < 20; i++) await run(2000);
 Bun.gc(true);

@@ -11,6 +11,7 @@
 // (WIRE_DEBUG=1 with --requests 16 --conns 1 prints the bytes written on both sides.)
 import { Buffer } from "node:buffer";
 import { resolve } from "node:path";
+import { BENCH_YAML, objectProxy } from "./lib/object-proxy.ts";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(name);
@@ -43,82 +44,24 @@ const resBytes = Buffer.from(
   "latin1",
 );
 
-type Handlers = Record<string, (...a: unknown[]) => void>;
-function socket(onWrite: (n: number) => void) {
-  return {
-    data: undefined as unknown,
-    remoteAddress: "127.0.0.1",
-    write(b: Uint8Array | string, off?: number, len?: number) {
-      if (process.env.WIRE_DEBUG && typeof b !== "string")
-        console.log(Buffer.from(b).toString("latin1", off ?? 0, Math.min((off ?? 0) + 300, b.length)));
-      const n = len ?? (typeof b === "string" ? b.length : b.length - (off ?? 0));
-      onWrite(n);
-      return n;
-    },
-    timeout() {},
-    setNoDelay() {},
-    pause() {},
-    resume() {},
-    end() {},
-    terminate() {},
-    shutdown() {},
-  };
-}
-
 /** The proxy of the checkout at `root`, over object sockets: returns its load driver. */
-async function setup(root: string): Promise<(n: number) => Promise<void>> {
-  const { RawServer } = await import(`${root}/core/listener/server.ts`);
-  const { rawUpstreamClient } = await import(`${root}/core/upstream/raw-client.ts`);
-  const { useUpstreamClient } = await import(`${root}/core/upstream/client.ts`);
-  const { parseConfig } = await import(`${root}/core/config/load.ts`);
-  const { buildGateway } = await import(`${root}/core/proxy/gateway.ts`);
-  const { builtinRegistry } = await import(`${root}/main.ts`);
-  const { getLogger } = await import("@logtape/logtape");
-  // The backend: every request written is answered in a later microtask, as a fresh read.
-  useUpstreamClient(rawUpstreamClient(
-    ((o: { handlers: Handlers; data: unknown }) => {
-      const s = socket(() => queueMicrotask(() => o.handlers.data!(s, Buffer.from(resBytes))));
-      s.data = o.data;
-      queueMicrotask(() => o.handlers.open!(s));
-      return Promise.resolve(s);
-    }) as never,
-  ));
-
-  const registry = builtinRegistry();
-  const yaml =
-    `pools:\n  bench:\n    strategy: round-robin\n    backends: ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]\n` +
-    `routes:\n  - match: { path: / }\n    pool: bench\nlog: { access_log: false }\n`;
-  const config = parseConfig(yaml, { file: "micro.yaml", env: () => undefined, strategyNames: registry.strategyNames() });
-  const gw = buildGateway(config, { registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } });
-  gw.activate?.();
-  const server = new RawServer((ex: unknown) => void gw.handle(ex), { maxBody: 0, idleSeconds: 60, headerTimeoutMs: 0 }, (e: unknown) => {
-    throw e;
+function setup(root: string): Promise<(n: number) => Promise<void>> {
+  return objectProxy(root, {
+    request: reqBytes,
+    response: resBytes,
+    size,
+    conns,
+    async gateway({ parseConfig, buildGateway, builtinRegistry }) {
+      const { getLogger } = await import("@logtape/logtape");
+      const registry = builtinRegistry();
+      const config = parseConfig(BENCH_YAML("log: { access_log: false }\n"), {
+        file: "micro.yaml",
+        env: () => undefined,
+        strategyNames: registry.strategyNames(),
+      });
+      return buildGateway(config, { registry, logging: { logger: getLogger(["fulcrum"]), access: undefined, close: async () => {} } });
+    },
   });
-  let handlers!: Handlers;
-  server.listen((h: Handlers) => ((handlers = h), { hostname: "127.0.0.1", port: 1, stop() {} }));
-
-  /** `n` requests on each of `conns` connections, one at a time on each; resolves when all are answered. */
-  function run(n: number): Promise<void> {
-    return new Promise((done) => {
-      let open = conns;
-      for (let c = 0; c < conns; c++) {
-        let left = n;
-        let got = 0;
-        const s = socket((bytes) => {
-          got += bytes;
-          if (got < size) return;
-          got = 0;
-          // The next request in a later turn, as the next read would come.
-          if (--left > 0) setImmediate(() => handlers.data!(s, Buffer.from(reqBytes)));
-          else if (--open === 0) done();
-        });
-        handlers.open!(s);
-        handlers.data!(s, Buffer.from(reqBytes));
-      }
-    });
-  }
-
-  return run;
 }
 
 // Each checkout is its own set of modules in this one process; rounds alternate between them,
