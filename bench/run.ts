@@ -309,13 +309,17 @@ async function measureIdleConns(r: Running, s: ProxySummary): Promise<void> {
 
 function peerVersions(): Record<string, string> {
   const v: Record<string, string> = {};
-  const run = (cmd: string[]) => {
-    const r = Bun.spawnSync(cmd);
+  // By the path `which` found (nginx and HAProxy are in /usr/sbin, off a user's PATH on Debian).
+  const run = (bin: string, arg: string) => {
+    const path = which(bin);
+    if (path === undefined) return undefined;
+    const r = Bun.spawnSync([path, arg]);
     return (r.stdout.toString() + r.stderr.toString()).split("\n")[0]!.trim();
   };
-  if (which("nginx")) v.nginx = run(["nginx", "-v"]);
-  if (which("haproxy")) v.haproxy = run(["haproxy", "-v"]);
-  if (which("wrk")) v.wrk = run(["wrk", "--version"]).slice(0, 40);
+  const nginx = run("nginx", "-v"), haproxy = run("haproxy", "-v"), wrk = run("wrk", "--version");
+  if (nginx !== undefined) v.nginx = nginx;
+  if (haproxy !== undefined) v.haproxy = haproxy;
+  if (wrk !== undefined) v.wrk = wrk.slice(0, 40);
   return v;
 }
 
