@@ -27,12 +27,20 @@ export async function startAdmin(runtime: Runtime, o: AdminOptions): Promise<Adm
   const where = cfg.listen ?? DEFAULT_ADMIN_LISTEN;
   // The app reads everything from `o` per request, so making it at the first request is the same.
   let app: Promise<{ fetch(request: Request): Response | Promise<Response> }> | undefined;
+  // A failed load (a file changed or removed under a running process) is logged and tried again
+  // by the next request, which gets a 500 meanwhile, instead of failing every admin request silently.
+  const loadApp = () =>
+    import("./admin.ts").then((m) => m.createAdminApp(o), (e: unknown) => {
+      app = undefined;
+      o.logger.error("the admin API could not be loaded: {error}", { error: e instanceof Error ? e.message : String(e) });
+      throw e;
+    });
   let listener: Listener;
   try {
     listener = await runtime.serve({
       hostname: where.hostname,
       port: where.port,
-      fetch: async (request) => (await (app ??= import("./admin.ts").then((m) => m.createAdminApp(o)))).fetch(request),
+      fetch: async (request) => (await (app ??= loadApp())).fetch(request),
       maxRequestBodySize: 1024 * 1024,
       idleTimeoutSeconds: 10,
     });

@@ -186,11 +186,6 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
 }
 
 /**
- * Bind every listener of `listen`: plain ones serve the gateway (and answer ACME challenges), TLS
- * ones the same gateway over TLS (the same request path), `redirect_https` ones a 308. A port
- * that cannot be bound closes the ones already bound.
- */
-/**
  * An error thrown inside the listener or a request's handling (a bug: that request got a 500 or
  * its connection was closed): logged with its stack, at most once per 10 s with the count of
  * those not logged, so that one failing on every request cannot flood the log.
@@ -217,6 +212,11 @@ function reportInternalErrors(logger: Logging["logger"]): (e: unknown) => void {
   };
 }
 
+/**
+ * Bind every listener of `listen`: plain ones serve the gateway (and answer ACME challenges), TLS
+ * ones the same gateway over TLS (the same request path), `redirect_https` ones a 308. A port
+ * that cannot be bound closes the ones already bound.
+ */
 async function listenAll(
   runtime: Runtime,
   config: Config,

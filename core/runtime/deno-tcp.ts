@@ -112,8 +112,30 @@ export class DenoSocket<T> implements TcpSocket<T> {
 
   /** Deliver `open`, then read until the peer closes. */
   start(): void {
-    this.handlers.open?.(this);
-    void this.#readLoop();
+    if (this.#call("open")) void this.#readLoop();
+  }
+
+  /**
+   * Run a handler as Bun does: what it throws goes to `error` and closes the connection, never to
+   * an unhandled rejection (or an uncaught timer error) that would end the process. False if it threw.
+   */
+  #call(name: "open" | "end" | "drain" | "timeout"): boolean {
+    try {
+      this.handlers[name]?.(this);
+      return true;
+    } catch (e) {
+      this.#threw(e);
+      return false;
+    }
+  }
+
+  #threw(e: unknown): void {
+    try {
+      this.handlers.error?.(this, e as Error);
+    } catch {
+      // An error handler that throws: closing is all that is left.
+    }
+    this.#close(e as Error);
   }
 
   async #readLoop(): Promise<void> {
@@ -129,7 +151,7 @@ export class DenoSocket<T> implements TcpSocket<T> {
       }
       if (this.#closed) return;
       if (n === null) {
-        this.handlers.end?.(this);
+        if (!this.#call("end")) return;
         return this.halfOpen ? undefined : this.#close();
       }
       this.#active = true;
@@ -142,16 +164,11 @@ export class DenoSocket<T> implements TcpSocket<T> {
         this.#held = undefined;
         if (this.#closed) return;
       }
+      // Not through #call: no closure made per read on this path.
       try {
         this.handlers.data?.(this, chunk);
       } catch (e) {
-        // As Bun does: what the data handler throws goes to `error`, not to an unhandled rejection
-        // that would end the process.
-        if (!this.#closed) {
-          this.handlers.error?.(this, e as Error);
-          this.#close(e as Error);
-        }
-        return;
+        return this.#threw(e);
       }
     }
   }
@@ -186,7 +203,7 @@ export class DenoSocket<T> implements TcpSocket<T> {
         this.#queued -= out.length;
         if (this.#queue.length === 0 && this.#wantDrain) {
           this.#wantDrain = false;
-          this.handlers.drain?.(this);
+          if (!this.#call("drain")) return;
         }
       }
     } catch (e) {
@@ -225,7 +242,7 @@ export class DenoSocket<T> implements TcpSocket<T> {
     this.#timer = setInterval(() => {
       if (this.#idleMs === 0) return;
       if (this.#active) return void (this.#active = false);
-      this.handlers.timeout?.(this);
+      this.#call("timeout");
     }, ms);
   }
 
@@ -256,7 +273,15 @@ export class DenoSocket<T> implements TcpSocket<T> {
       // Already closed by the runtime.
     }
     this.#wake?.();
-    this.handlers.close?.(this, error);
+    try {
+      this.handlers.close?.(this, error);
+    } catch (e) {
+      try {
+        this.handlers.error?.(this, e as Error);
+      } catch {
+        // Nothing more to tell.
+      }
+    }
     this.onClosed?.();
   }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-test("deno-tcp: a throwing data handler is reported to error, the connection closes, the process lives on", async () => {
+test("deno-tcp: a data or end handler that throws is reported to error, the connection closes, the process lives on", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fulcrum-deno-throw-"));
   try {
     const script = join(dir, "throw.ts");
@@ -17,22 +17,29 @@ test("deno-tcp: a throwing data handler is reported to error, the connection clo
       `import { DenoSocket } from "${join(ROOT, "core/runtime/deno-tcp.ts")}";
 const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 const events: string[] = [];
-let closed!: () => void;
-const done = new Promise<void>((r) => (closed = r));
-listener.accept().then((conn) => {
-  new DenoSocket(conn, {
-    data(_s, d) { if (String(d).includes("boom")) throw new TypeError("thrown in data"); },
-    error(_s, e) { events.push("error: " + e.message); },
-    close(_s, e) { events.push("close" + (e ? " with an error" : "")); closed(); },
-  }, undefined, true).start();
-});
-const a = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-await a.write(new TextEncoder().encode("boom"));
-await done;
-// The server side closed: the client's read ends.
-const n = await a.read(new Uint8Array(16)).catch(() => null);
-a.close();
-console.log(JSON.stringify({ read: n, events }));
+// Each connection: its handlers throw in \`data\` (on "boom") or in \`end\` (the client's FIN).
+async function one(send: (c: Deno.TcpConn) => Promise<void>) {
+  let closed!: () => void;
+  const done = new Promise<void>((r) => (closed = r));
+  listener.accept().then((conn) => {
+    new DenoSocket(conn, {
+      data(_s, d) { if (String(d).includes("boom")) throw new TypeError("thrown in data"); },
+      end() { throw new TypeError("thrown in end"); },
+      error(_s, e) { events.push("error: " + e.message); },
+      close(_s, e) { events.push("close" + (e ? " with an error" : "")); closed(); },
+    }, undefined, true).start();
+  });
+  const a = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  await send(a);
+  await done;
+  // The server side closed: the client's read ends.
+  const n = await a.read(new Uint8Array(16)).catch(() => null);
+  a.close();
+  return n;
+}
+const read1 = await one((a) => a.write(new TextEncoder().encode("boom")).then(() => {}));
+const read2 = await one((a) => a.closeWrite());
+console.log(JSON.stringify({ reads: [read1, read2], events }));
 listener.close();
 `,
     );
@@ -41,8 +48,8 @@ listener.close();
     expect(err).not.toContain("Uncaught");
     expect(code).toBe(0);
     const r = JSON.parse(out.trim().split("\n").at(-1)!);
-    expect(r.read).toBeNull();
-    expect(r.events).toEqual(["error: thrown in data", "close with an error"]);
+    expect(r.reads).toEqual([null, null]);
+    expect(r.events).toEqual(["error: thrown in data", "close with an error", "error: thrown in end", "close with an error"]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
