@@ -8,6 +8,7 @@
  * whole event loop (JavaScript has no pre-emption), and a plugin can still mutate globals.
  */
 import type { BackendView, Middleware, RequestInfo, Strategy, Transform } from "./api.ts";
+import { throttle } from "../lib/throttle.ts";
 
 /** Failures of user plugins since start, by plugin name (survives reloads; for metrics). */
 export const pluginFailureCounts = new Map<string, number>();
@@ -26,36 +27,32 @@ export class PluginFailure extends Error {
 
 /** Counts every failure of one plugin and logs the first of each interval. */
 export class FailureReporter {
-  #lastLogged = -Infinity;
-  #suppressed = 0;
+  readonly #throttled: (emit: (suppressed: number) => void) => void;
 
   constructor(
     readonly plugin: string,
     private readonly log: FailureLogger,
-    private readonly intervalMs = 10_000,
-    private readonly now: () => number = performance.now.bind(performance),
+    intervalMs = 10_000,
+    now: () => number = performance.now.bind(performance),
     /** The plugin's `fulcrum_plugin_errors_total` counter, when metrics are on. */
     private readonly counter?: { inc(): void },
-  ) {}
+  ) {
+    this.#throttled = throttle(intervalMs, now);
+  }
 
   report(what: string, error: unknown): void {
     pluginFailureCounts.set(this.plugin, (pluginFailureCounts.get(this.plugin) ?? 0) + 1);
     this.counter?.inc();
-    const t = this.now();
-    if (t - this.#lastLogged < this.intervalMs) {
-      this.#suppressed++;
-      return;
-    }
-    this.log.error("plugin failed", {
-      plugin: this.plugin,
-      what,
-      error: error instanceof Error ? error.message : String(error),
-      // How many failures were counted but not logged since the previous record.
-      suppressed: this.#suppressed,
-      total: pluginFailureCounts.get(this.plugin),
-    });
-    this.#lastLogged = t;
-    this.#suppressed = 0;
+    this.#throttled((suppressed) =>
+      this.log.error("plugin failed", {
+        plugin: this.plugin,
+        what,
+        error: error instanceof Error ? error.message : String(error),
+        // How many failures were counted but not logged since the previous record.
+        suppressed,
+        total: pluginFailureCounts.get(this.plugin),
+      })
+    );
   }
 }
 

@@ -15,6 +15,7 @@ import { answerChallenge, answerRedirect, Challenges, challengeResponse, redirec
 import { watchFiles } from "../plugins/watch.ts";
 import type { StoreSet } from "../stores/set.ts";
 import type { Logging } from "../telemetry/log.ts";
+import { throttle } from "../lib/throttle.ts";
 
 export interface RunningServer {
   /** The first listener of `listen`. */
@@ -191,24 +192,18 @@ export async function startServer(runtime: Runtime, config: Config, deps: Server
  * those not logged, so that one failing on every request cannot flood the log.
  */
 function reportInternalErrors(logger: Logging["logger"]): (e: unknown) => void {
-  let last = -Infinity;
-  let suppressed = 0;
+  const throttled = throttle(10_000);
   let total = 0;
   return (e) => {
     total++;
-    const now = performance.now();
-    if (now - last < 10_000) {
-      suppressed++;
-      return;
-    }
-    last = now;
-    logger.error("internal error while serving: {error}", {
-      error: e instanceof Error ? e.message : String(e),
-      stack: e instanceof Error ? e.stack : undefined,
-      suppressed,
-      total,
-    });
-    suppressed = 0;
+    throttled((suppressed) =>
+      logger.error("internal error while serving: {error}", {
+        error: e instanceof Error ? e.message : String(e),
+        stack: e instanceof Error ? e.stack : undefined,
+        suppressed,
+        total,
+      })
+    );
   };
 }
 

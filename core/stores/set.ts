@@ -6,6 +6,7 @@
 import type { StoreConfig } from "../config/stores.ts";
 import { type LimiterStore, SharedLimiter } from "./limiter.ts";
 import type { RedisConnection } from "./redis.ts";
+import { throttle } from "../lib/throttle.ts";
 
 /** The logger a store writes to (the host's, with its category). */
 export interface StoreLogger {
@@ -54,16 +55,10 @@ export class StoreSet {
         this.#stores.set(name, same);
         continue;
       }
-      let lastLog = -Infinity;
-      let suppressed = 0;
       let down = false;
-      const report = (message: string, props: Record<string, unknown>) => {
-        const t = this.now();
-        if (t - lastLog < LOG_EVERY_MS) return void suppressed++;
-        lastLog = t;
-        log.warning(message, { store: name, on_error: c.on_error, suppressed_since_last: suppressed, ...props });
-        suppressed = 0;
-      };
+      const throttled = throttle(LOG_EVERY_MS, this.now);
+      const report = (message: string, props: Record<string, unknown>) =>
+        throttled((suppressed) => log.warning(message, { store: name, on_error: c.on_error, suppressed_since_last: suppressed, ...props }));
       const connection = connect(c, (e) => {
         down = true;
         report("store {store} unreachable; requests are decided by on_error ({on_error}) until it is back", { error: e.message });

@@ -36,6 +36,7 @@ import type { UpstreamClient } from "../upstream/client.ts";
 import { SpanFactory } from "./otlp/factory.ts";
 import { parseHeaders, type Env, type PropagatorName, type ResolvedTraces } from "./config.ts";
 import type { TelemetryLogger, TelemetryOptions, TracingBackend } from "./types.ts";
+import { throttle } from "../lib/throttle.ts";
 
 // Name of the SDK's self-observability counter (semconv `otel.sdk.processor.span.processed`); the
 // batch processor adds to it with error.type=queue_full for each span it drops.
@@ -191,16 +192,12 @@ function routeDiagnostics(logger: TelemetryLogger): void {
   const first = diagLogger === undefined;
   diagLogger = logger;
   if (!first) return;
-  let last = -Infinity;
-  let suppressed = 0;
-  const emit = (level: "warn" | "error") => (message: string, ...args: unknown[]) => {
-    const now = Date.now();
-    if (now - last < 60_000) return void suppressed++;
-    last = now;
-    const detail = args.length ? args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ") : undefined;
-    diagLogger?.[level](`opentelemetry: ${errorMessage(message)}`, { detail, suppressed_since_last: suppressed });
-    suppressed = 0;
-  };
+  const throttled = throttle(60_000, Date.now);
+  const emit = (level: "warn" | "error") => (message: string, ...args: unknown[]) =>
+    throttled((suppressed) => {
+      const detail = args.length ? args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ") : undefined;
+      diagLogger?.[level](`opentelemetry: ${errorMessage(message)}`, { detail, suppressed_since_last: suppressed });
+    });
   const noop = () => {};
   diag.setLogger(
     { error: emit("error"), warn: emit("warn"), info: noop, debug: noop, verbose: noop },
